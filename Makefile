@@ -1,0 +1,58 @@
+# wagtail-client-billing: `make demo` runs the example site, `make test` runs the suite.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+MANAGE := cd example_project && ../$(PY) manage.py
+DEMO_PORT ?= 8000
+EMULATOR_PORT ?= 12111
+SMTP_PORT ?= 1025
+export STRIPE_API_BASE ?= http://127.0.0.1:$(EMULATOR_PORT)
+
+.PHONY: help venv demo test test-fast e2e lint typecheck bench build docs clean migrations
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv and install the package with its test and dev tools
+
+demo: venv ## Migrate, seed, and run the dev server, the Stripe emulator, an SMTP sink and qcluster
+	$(MANAGE) migrate --noinput
+	$(MANAGE) seed_demo --port $(DEMO_PORT)
+	$(MANAGE) client_billing_schedules
+	$(PY) -m wagtail_client_billing.testing.demo --port $(DEMO_PORT) --emulator-port $(EMULATOR_PORT) --smtp-port $(SMTP_PORT)
+
+test: venv ## Run the whole suite (browser tests too when Chromium is installed)
+	$(PY) -m pytest
+
+test-fast: venv ## The suite without the browser tests
+	$(PY) -m pytest -m "not e2e"
+
+e2e: venv ## Only the browser tests (needs /usr/bin/chromium)
+	$(PY) -m pytest tests/e2e -m e2e
+
+lint: venv ## ruff check and format check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: venv ## mypy on the package (Stripe parameters checked against stripe's TypedDicts)
+	$(VENV)/bin/mypy wagtail_client_billing
+
+bench: venv ## Run the benchmarks, print the table, write benchmarks/results.json
+	$(PY) -m benchmarks
+
+build: venv ## Build the sdist and the wheel into dist/
+	rm -rf dist build
+	$(PY) -m build --sdist --wheel --outdir dist .
+
+migrations: venv ## Regenerate the app's migrations after a model change (before the first release)
+	DJANGO_SETTINGS_MODULE=tests.settings $(PY) -m django makemigrations wagtail_client_billing
+
+clean: ## Remove the venv, builds and the demo database
+	rm -rf $(VENV) dist build *.egg-info example_project/db.sqlite3 .demo

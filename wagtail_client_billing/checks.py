@@ -1,0 +1,131 @@
+"""Django system checks for a misconfigured install (``manage.py check``).
+
+Ids are stable: ``wagtail_client_billing.E001`` ... errors stop ``runserver`` and
+``migrate``; ``W...`` warnings do not. ``docs/troubleshooting.md`` lists each one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cryptography.fernet import Fernet
+from django.apps import apps
+from django.conf import settings
+from django.core.checks import Error, Tags, Warning, register
+
+from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
+
+
+@register(Tags.compatibility)
+def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    errors = []
+    for app, check_id in (("django_q", "E001"), ("wagtail.contrib.settings", "E002")):
+        if not apps.is_installed(app):
+            errors.append(
+                Error(
+                    f"'{app}' is not in INSTALLED_APPS.",
+                    hint=f"wagtail_client_billing needs it: add '{app}' to INSTALLED_APPS.",
+                    id=f"wagtail_client_billing.{check_id}",
+                )
+            )
+    return errors
+
+
+@register()
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    messages: list[Error | Warning] = []
+    user = getattr(settings, SETTINGS_NAME, None)
+    if user is not None and not isinstance(user, dict):
+        return [
+            Error(
+                f"{SETTINGS_NAME} must be a dict.",
+                hint="See docs/settings.md for the keys it takes.",
+                id="wagtail_client_billing.E003",
+            )
+        ]
+    for key in sorted(set(user or {}) - set(DEFAULTS)):
+        messages.append(
+            Warning(
+                f"{SETTINGS_NAME} has an unknown key {key!r}.",
+                hint="Check its spelling against docs/settings.md.",
+                id="wagtail_client_billing.W001",
+            )
+        )
+
+    test_key = billing_settings.STRIPE_TEST_SECRET_KEY
+    live_key = billing_settings.STRIPE_LIVE_SECRET_KEY
+    if not test_key and not live_key:
+        messages.append(
+            Error(
+                "No Stripe secret key is configured for test or live mode.",
+                hint=(
+                    f"Set {SETTINGS_NAME}['STRIPE_TEST_SECRET_KEY'] (and/or STRIPE_LIVE_SECRET_KEY), "
+                    "or the environment variable of the same name."
+                ),
+                id="wagtail_client_billing.E004",
+            )
+        )
+    for mode, key, prefix in (("test", test_key, "sk_test_"), ("live", live_key, "sk_live_")):
+        if key and not key.startswith((prefix, prefix.replace("sk_", "rk_"))):
+            messages.append(
+                Error(
+                    f"STRIPE_{mode.upper()}_SECRET_KEY does not look like a {mode} key.",
+                    hint=f"A {mode} secret key starts with '{prefix}' (or a restricted 'rk_' key).",
+                    id="wagtail_client_billing.E005",
+                )
+            )
+        secrets = getattr(billing_settings, f"STRIPE_{mode.upper()}_WEBHOOK_SECRETS")
+        if isinstance(secrets, str):
+            messages.append(
+                Error(
+                    f"STRIPE_{mode.upper()}_WEBHOOK_SECRETS must be a list.",
+                    hint='Use ["whsec_..."]; several secrets allow rotation.',
+                    id="wagtail_client_billing.E006",
+                )
+            )
+        elif key and not secrets:
+            messages.append(
+                Warning(
+                    f"A {mode} Stripe key is set but no {mode} webhook secret.",
+                    hint=(
+                        f"Without STRIPE_{mode.upper()}_WEBHOOK_SECRETS every webhook is refused and "
+                        "statuses change only when a client returns or reconciliation runs."
+                    ),
+                    id="wagtail_client_billing.W002",
+                )
+            )
+
+    currencies = billing_settings.CURRENCIES
+    if not currencies or any(len(code) != 3 or not code.isalpha() for code in currencies):
+        messages.append(
+            Error(
+                "CURRENCIES must be a non-empty list of three-letter ISO 4217 codes.",
+                hint='For example ["USD", "EUR"]; the first is the default.',
+                id="wagtail_client_billing.E007",
+            )
+        )
+
+    try:
+        Fernet(billing_settings.SMTP_ENCRYPTION_KEY)
+        for key in billing_settings.SMTP_PREVIOUS_ENCRYPTION_KEYS:
+            Fernet(key)
+    except (ValueError, TypeError):
+        messages.append(
+            Error(
+                "SMTP_ENCRYPTION_KEY is not a valid Fernet key.",
+                hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
+                "print(Fernet.generate_key().decode())'",
+                id="wagtail_client_billing.E008",
+            )
+        )
+
+    fee = billing_settings.APPLICATION_FEE_PERCENT
+    if not isinstance(fee, int | float) or not 0 <= fee < 100:
+        messages.append(
+            Error(
+                "APPLICATION_FEE_PERCENT must be a number from 0 to under 100.",
+                hint="0 means the platform takes no fee.",
+                id="wagtail_client_billing.E009",
+            )
+        )
+    return messages

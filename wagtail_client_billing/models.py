@@ -1,0 +1,598 @@
+"""The app's data: connected Stripe accounts, per-site settings, invoices, webhook events.
+
+Money is stored as integer minor units with an ISO 4217 code (see :mod:`.money`).
+An invoice's ``status`` is changed only by :mod:`.lifecycle`; nothing else writes it.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from cryptography.fernet import Fernet, MultiFernet
+from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from wagtail.contrib.settings.models import BaseSiteSetting
+from wagtail.models import Site
+
+from .conf import billing_settings
+from .money import Money, format_money, to_major
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+
+def new_token() -> str:
+    """An unguessable public token for an invoice's payment link (256 bits)."""
+    return secrets.token_urlsafe(32)
+
+
+class Mode(models.TextChoices):
+    TEST = "test", _("Test")
+    LIVE = "live", _("Live")
+
+
+class StripeAccount(models.Model):
+    """A Stripe Connect account that one or more sites bill through.
+
+    The record outlives its link to a site: unlinking keeps it, so invoices made
+    with it keep their account and their Stripe dashboard links.
+
+    Attributes:
+        stripe_id: ``acct_...``, unique per mode on Stripe, unique here.
+        test_mode: whether it was created with the platform's test key.
+        requirements_due: Stripe's ``requirements.currently_due`` at the last sync.
+        unlinked_at: set when Stripe reports the platform was deauthorized.
+    """
+
+    stripe_id = models.CharField(_("Stripe account id"), max_length=64, unique=True)
+    test_mode = models.BooleanField(_("test mode"), default=True)
+    country = models.CharField(_("country"), max_length=2)
+    privacy_policy_url = models.URLField(_("Privacy Policy URL"), max_length=2000)
+    terms_of_service_url = models.URLField(_("Terms of Service URL"), max_length=2000)
+    charges_enabled = models.BooleanField(_("charges enabled"), default=False)
+    payouts_enabled = models.BooleanField(_("payouts enabled"), default=False)
+    details_submitted = models.BooleanField(_("details submitted"), default=False)
+    requirements_due = models.JSONField(_("requirements due"), default=list, blank=True)
+    disabled_reason = models.CharField(_("disabled reason"), max_length=255, blank=True)
+    connected_at = models.DateTimeField(_("connected at"), default=timezone.now)
+    connected_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("connected by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    deauthorized_at = models.DateTimeField(_("deauthorized at"), null=True, blank=True)
+    synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("Stripe account")
+        verbose_name_plural = _("Stripe accounts")
+        ordering = ["-connected_at"]
+
+    def __str__(self) -> str:
+        mode = _("test") if self.test_mode else _("live")
+        return f"{self.stripe_id} ({mode}, {self.country})"
+
+    @property
+    def mode(self) -> str:
+        return Mode.TEST if self.test_mode else Mode.LIVE
+
+    @property
+    def onboarding_complete(self) -> bool:
+        return self.details_submitted and not self.requirements_due
+
+    @property
+    def can_charge(self) -> bool:
+        """Whether invoices can be sent with it now."""
+        return self.charges_enabled and self.deauthorized_at is None
+
+    @property
+    def state(self) -> str:
+        """``enabled``, ``incomplete`` (onboarding not finished) or ``restricted``."""
+        if self.deauthorized_at:
+            return "deauthorized"
+        if self.charges_enabled:
+            return "enabled"
+        if not self.details_submitted:
+            return "incomplete"
+        return "restricted"
+
+    def dashboard_url(self) -> str:
+        prefix = "test/" if self.test_mode else ""
+        return f"https://dashboard.stripe.com/{self.stripe_id}/{prefix}dashboard"
+
+
+class SMTPSecurity(models.TextChoices):
+    NONE = "none", _("None")
+    STARTTLS = "starttls", _("STARTTLS")
+    SSL = "ssl", _("SSL/TLS")
+
+
+def _fernet() -> MultiFernet:
+    keys = [billing_settings.SMTP_ENCRYPTION_KEY, *billing_settings.SMTP_PREVIOUS_ENCRYPTION_KEYS]
+    return MultiFernet([Fernet(key) for key in keys])
+
+
+def encrypt_secret(value: str) -> str:
+    """Encrypt with the current ``SMTP_ENCRYPTION_KEY`` (Fernet, authenticated)."""
+    return _fernet().encrypt(value.encode()).decode()
+
+
+def decrypt_secret(token: str) -> str:
+    """Decrypt with the current or a previous key; ``""`` for an empty token.
+
+    Raises ``cryptography.fernet.InvalidToken`` when no configured key fits.
+    """
+    if not token:
+        return ""
+    return _fernet().decrypt(token.encode()).decode()
+
+
+class ClientBillingSettings(BaseSiteSetting):
+    """A site's Client Billing configuration (Settings -> Client Billing).
+
+    Attributes:
+        live_account / test_account: the connected accounts this site bills through.
+        smtp_password_encrypted: Fernet token; use :meth:`set_smtp_password`.
+        last_invoice_sequence: the last number handed out by :meth:`Invoice.assign_number`.
+    """
+
+    live_account = models.ForeignKey(
+        StripeAccount,
+        verbose_name=_("live account"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="live_settings",
+    )
+    test_account = models.ForeignKey(
+        StripeAccount,
+        verbose_name=_("test account"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="test_settings",
+    )
+
+    use_custom_smtp = models.BooleanField(
+        _("use a custom SMTP server"),
+        default=False,
+        help_text=_("Off: invoices go out through the site's default email settings."),
+    )
+    smtp_host = models.CharField(_("SMTP host"), max_length=255, blank=True)
+    smtp_port = models.PositiveIntegerField(
+        _("SMTP port"), default=587, validators=[MinValueValidator(1), MaxValueValidator(65535)]
+    )
+    smtp_username = models.CharField(_("SMTP username"), max_length=255, blank=True)
+    smtp_password_encrypted = models.TextField(blank=True, editable=False)
+    smtp_security = models.CharField(
+        _("security"), max_length=10, choices=SMTPSecurity.choices, default=SMTPSecurity.STARTTLS
+    )
+    smtp_timeout = models.PositiveIntegerField(
+        _("timeout (seconds)"),
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(120)],
+    )
+    from_email = models.CharField(
+        _("From"),
+        max_length=255,
+        blank=True,
+        help_text=_('For example "Acme Studio <billing@acme.example>". Blank: DEFAULT_FROM_EMAIL.'),
+    )
+    reply_to = models.EmailField(_("Reply-To"), blank=True)
+
+    default_currency = models.CharField(_("default currency"), max_length=3, blank=True)
+    payment_link_lifetime_hours = models.PositiveIntegerField(
+        _("payment link lifetime (hours)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(24 * 90)],
+        help_text=_("How long a client can pay an emailed link. Blank: the project's default."),
+    )
+    last_invoice_sequence = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        verbose_name = _("Client Billing")
+        verbose_name_plural = _("Client Billing")
+
+    def __str__(self) -> str:
+        return str(_("Client Billing settings for %(site)s") % {"site": self.site})
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def account_for(self, test_mode: bool) -> StripeAccount | None:
+        return self.test_account if test_mode else self.live_account
+
+    # --- SMTP password, encrypted at rest --------------------------------------------------
+
+    def set_smtp_password(self, raw: str) -> None:
+        self.smtp_password_encrypted = encrypt_secret(raw) if raw else ""
+
+    def get_smtp_password(self) -> str:
+        return decrypt_secret(self.smtp_password_encrypted)
+
+    @property
+    def has_smtp_password(self) -> bool:
+        return bool(self.smtp_password_encrypted)
+
+    # --- defaults ---------------------------------------------------------------------------
+
+    @property
+    def payment_link_lifetime(self) -> timedelta:
+        if self.payment_link_lifetime_hours:
+            return timedelta(hours=self.payment_link_lifetime_hours)
+        lifetime: timedelta = billing_settings.PAYMENT_LINK_LIFETIME
+        return lifetime
+
+    @property
+    def currency(self) -> str:
+        allowed = billing_settings.CURRENCIES
+        if self.default_currency and self.default_currency.upper() in allowed:
+            return self.default_currency.upper()
+        return allowed[0]
+
+
+class InvoiceStatus(models.TextChoices):
+    PENDING = "pending", _("Pending")
+    PROCESSING = "processing", _("Processing")
+    PAID = "paid", _("Paid")
+    EXPIRED = "expired", _("Expired")
+    DELETED = "deleted", _("Deleted")
+
+
+class BillingType(models.TextChoices):
+    ONE_TIME = "one_time", _("One-time")
+    WEEKLY = "weekly", _("Recurring weekly")
+    MONTHLY = "monthly", _("Recurring monthly")
+    YEARLY = "yearly", _("Recurring yearly")
+
+
+#: Stripe's ``recurring.interval`` for each recurring billing type.
+RECURRING_INTERVALS = {
+    BillingType.WEEKLY: "week",
+    BillingType.MONTHLY: "month",
+    BillingType.YEARLY: "year",
+}
+
+
+class EmailStatus(models.TextChoices):
+    NOT_SENT = "not_sent", _("Not sent")
+    QUEUED = "queued", _("Queued")
+    SENT = "sent", _("Sent")
+    RETRYING = "retrying", _("Retrying")
+    FAILED = "failed", _("Failed")
+
+
+class InvoiceQuerySet(models.QuerySet["Invoice"]):
+    def visible(self) -> InvoiceQuerySet:
+        """Everything but deleted invoices: what listings show by default."""
+        return self.exclude(status=InvoiceStatus.DELETED)
+
+    def due_for_expiry(self, now=None) -> InvoiceQuerySet:
+        return self.filter(status=InvoiceStatus.PENDING, expires_at__lte=now or timezone.now())
+
+    def for_listing(self) -> InvoiceQuerySet:
+        return self.select_related("site", "account", "created_by")
+
+
+class Invoice(models.Model):
+    """A billing request sent to a client, payable through a link until it expires.
+
+    Attributes:
+        token: the unguessable part of the payment link; the only id a client sees.
+        number: per-site ``INV-000042``, assigned once at creation.
+        amount: in minor units of ``currency`` (``12500`` USD is $125.00).
+        status: written only by :mod:`wagtail_client_billing.lifecycle`.
+        late_payment: money arrived after it had expired or was deleted.
+        checkout_attempt: bumped for each new Checkout Session, part of its idempotency key.
+    """
+
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    site = models.ForeignKey(
+        Site,
+        verbose_name=_("site"),
+        on_delete=models.PROTECT,
+        related_name="client_billing_invoices",
+    )
+    account = models.ForeignKey(
+        StripeAccount,
+        verbose_name=_("Stripe account"),
+        on_delete=models.PROTECT,
+        related_name="invoices",
+    )
+    test_mode = models.BooleanField(_("test mode"), default=False)
+    sequence = models.PositiveIntegerField(editable=False)
+    number = models.CharField(_("number"), max_length=32, editable=False)
+
+    email = models.EmailField(_("client email"), max_length=254)
+    currency = models.CharField(_("currency"), max_length=3)
+    amount = models.PositiveBigIntegerField(_("amount (minor units)"))
+    description = models.CharField(_("description"), max_length=500, blank=True)
+    note = models.TextField(_("internal note"), blank=True, help_text=_("Only editors see this."))
+    billing_type = models.CharField(
+        _("billing type"), max_length=10, choices=BillingType.choices, default=BillingType.ONE_TIME
+    )
+    success_url = models.URLField(_("success URL"), max_length=2000)
+    cancel_url = models.URLField(_("cancel URL"), max_length=2000)
+
+    status = models.CharField(
+        _("status"),
+        max_length=10,
+        choices=InvoiceStatus.choices,
+        default=InvoiceStatus.PENDING,
+        editable=False,
+    )
+    status_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    status_source = models.CharField(max_length=20, blank=True, editable=False)
+    late_payment = models.BooleanField(_("paid late"), default=False, editable=False)
+    payment_failure = models.CharField(
+        _("last payment failure"), max_length=500, blank=True, editable=False
+    )
+
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("created by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    expires_at = models.DateTimeField(_("expires"))
+    paid_at = models.DateTimeField(_("paid"), null=True, blank=True, editable=False)
+    expired_at = models.DateTimeField(_("expired at"), null=True, blank=True, editable=False)
+    deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True, editable=False)
+    deleted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("deleted by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    copied_from = models.ForeignKey(
+        "self",
+        verbose_name=_("copied from"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="copies",
+        editable=False,
+    )
+
+    email_status = models.CharField(
+        _("email"),
+        max_length=10,
+        choices=EmailStatus.choices,
+        default=EmailStatus.NOT_SENT,
+        editable=False,
+    )
+    email_attempts = models.PositiveIntegerField(default=0, editable=False)
+    email_last_error = models.TextField(_("last email error"), blank=True, editable=False)
+    email_sent_at = models.DateTimeField(_("email sent"), null=True, blank=True, editable=False)
+    reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    checkout_session_id = models.CharField(max_length=255, blank=True, editable=False)
+    checkout_session_url = models.URLField(max_length=2000, blank=True, editable=False)
+    checkout_session_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    checkout_attempt = models.PositiveIntegerField(default=0, editable=False)
+    payment_intent_id = models.CharField(max_length=255, blank=True, editable=False)
+    subscription_id = models.CharField(max_length=255, blank=True, editable=False)
+    subscription_status = models.CharField(max_length=32, blank=True, editable=False)
+    customer_id = models.CharField(max_length=255, blank=True, editable=False)
+    renewals_paid = models.PositiveIntegerField(default=0, editable=False)
+    last_renewal_paid_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    publish_page_when_paid = models.ForeignKey(
+        "wagtailcore.Page",
+        verbose_name=_("publish this page when paid"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    unpublish_page_when_expired = models.ForeignKey(
+        "wagtailcore.Page",
+        verbose_name=_("unpublish this page when expired"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    metadata = models.JSONField(default=dict, blank=True)
+
+    objects = InvoiceQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("invoice")
+        verbose_name_plural = _("invoices")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["site", "sequence"], name="wcb_invoice_site_sequence"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="wcb_invoice_amount_positive"),
+        ]
+        indexes = [
+            # The expiry sweep: pending invoices by due time, nothing else in the index.
+            models.Index(
+                fields=["expires_at"],
+                name="wcb_invoice_pending_expiry",
+                condition=Q(status="pending"),
+            ),
+            # Listings: newest first, per site, per status.
+            models.Index(fields=["-created_at", "-id"], name="wcb_invoice_created"),
+            models.Index(fields=["site", "-created_at"], name="wcb_invoice_site_created"),
+            models.Index(fields=["status", "-created_at"], name="wcb_invoice_status_created"),
+            models.Index(fields=["email"], name="wcb_invoice_email"),
+            models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
+        ]
+        permissions = [
+            ("connect_stripe_account", _("Can connect and unlink Stripe accounts")),
+        ]
+
+    def __str__(self) -> str:
+        return self.number or str(_("New invoice"))
+
+    def save(self, *args, **kwargs) -> None:
+        if self._state.adding and not self.sequence:
+            with transaction.atomic():
+                self.assign_number()
+                super().save(*args, **kwargs)
+            return
+        super().save(*args, **kwargs)
+
+    # --- money ------------------------------------------------------------------------------
+
+    @property
+    def money(self) -> Money:
+        return Money(self.amount, self.currency)
+
+    @property
+    def amount_major(self):
+        return to_major(self.amount, self.currency)
+
+    @property
+    def formatted_amount(self) -> str:
+        return format_money(self.amount, self.currency)
+
+    # --- state ------------------------------------------------------------------------------
+
+    @property
+    def is_recurring(self) -> bool:
+        return self.billing_type != BillingType.ONE_TIME
+
+    @property
+    def recurring_interval(self) -> str | None:
+        return RECURRING_INTERVALS.get(BillingType(self.billing_type))
+
+    @property
+    def is_past_expiry(self) -> bool:
+        return self.expires_at <= timezone.now()
+
+    @property
+    def effective_status(self) -> str:
+        """The status a client should see: pending past its expiry is expired already."""
+        if self.status == InvoiceStatus.PENDING and self.is_past_expiry:
+            return InvoiceStatus.EXPIRED
+        return self.status
+
+    @property
+    def is_payable(self) -> bool:
+        return self.effective_status == InvoiceStatus.PENDING
+
+    @property
+    def can_be_deleted(self) -> bool:
+        return self.status in (InvoiceStatus.PENDING, InvoiceStatus.EXPIRED)
+
+    # --- numbering --------------------------------------------------------------------------
+
+    @staticmethod
+    def format_number(sequence: int) -> str:
+        return f"INV-{sequence:06d}"
+
+    def assign_number(self) -> None:
+        """Take the site's next number, safely under concurrency.
+
+        One conditional ``UPDATE ... SET last = last + 1`` on the site's settings row
+        holds that row's lock until the surrounding transaction ends, so concurrent
+        creators queue on it and never read the same value (PostgreSQL and SQLite).
+        The unique constraint on ``(site, sequence)`` is the backstop.
+        """
+        with transaction.atomic():
+            try:
+                with transaction.atomic():
+                    ClientBillingSettings.objects.get_or_create(site_id=self.site_id)
+            except IntegrityError:
+                pass  # created concurrently: the row exists now
+            ClientBillingSettings.objects.filter(site_id=self.site_id).update(
+                last_invoice_sequence=F("last_invoice_sequence") + 1
+            )
+            self.sequence = ClientBillingSettings.objects.values_list(
+                "last_invoice_sequence", flat=True
+            ).get(site_id=self.site_id)
+            self.number = self.format_number(self.sequence)
+
+    # --- links ------------------------------------------------------------------------------
+
+    def get_pay_url(self) -> str:
+        """Absolute payment link built from the Site's root URL, never a request's Host."""
+        from django.urls import reverse
+
+        return self.site.root_url.rstrip("/") + reverse(
+            "wagtail_client_billing:pay", kwargs={"token": self.token}
+        )
+
+    def stripe_dashboard_url(self) -> str:
+        if not self.checkout_session_id:
+            return ""
+        prefix = "test/" if self.test_mode else ""
+        target = self.payment_intent_id and f"payments/{self.payment_intent_id}"
+        if self.subscription_id:
+            target = f"subscriptions/{self.subscription_id}"
+        return (
+            f"https://dashboard.stripe.com/{self.account.stripe_id}/{prefix}{target or 'payments'}"
+        )
+
+
+class WebhookOutcome(models.TextChoices):
+    RECEIVED = "received", _("Received")
+    PROCESSED = "processed", _("Processed")
+    IGNORED = "ignored", _("Ignored")
+    FAILED = "failed", _("Failed")
+
+
+class WebhookEvent(models.Model):
+    """A Stripe event as received, stored once per event id.
+
+    Attributes:
+        event_id: Stripe's ``evt_...``; unique, so a redelivery is recognised.
+        account: the connected account (``acct_...``) the event is about, if any.
+        outcome: what applying it did; ``failed`` events can be reprocessed.
+    """
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=100)
+    account = models.CharField(_("account"), max_length=64, blank=True)
+    livemode = models.BooleanField(_("live mode"), default=False)
+    payload = models.JSONField(_("payload"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    outcome = models.CharField(
+        _("outcome"), max_length=10, choices=WebhookOutcome.choices, default=WebhookOutcome.RECEIVED
+    )
+    error = models.TextField(_("error"), blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    invoice = models.ForeignKey(
+        Invoice,
+        verbose_name=_("invoice"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="webhook_events",
+    )
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        ordering = ["-received_at"]
+        indexes = [
+            models.Index(fields=["outcome", "-received_at"], name="wcb_event_outcome"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id}"
+
+
+def user_display(user: AbstractBaseUser | None) -> str:
+    if user is None:
+        return ""
+    full = getattr(user, "get_full_name", lambda: "")()
+    return full or user.get_username()

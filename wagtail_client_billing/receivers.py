@@ -1,0 +1,1 @@
+"""Signal receivers this app connects for itself (imported by ``AppConfig.ready``)."""

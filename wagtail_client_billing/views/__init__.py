@@ -1,0 +1,1 @@
+"""Views: ``public`` (client pages, JSON status), ``webhooks`` (Stripe), ``admin_*`` (Wagtail admin)."""

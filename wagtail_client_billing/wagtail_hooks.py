@@ -1,0 +1,60 @@
+"""Everything this app registers with the Wagtail admin, in one place."""
+
+from django.utils.translation import gettext_lazy as _
+from wagtail import hooks
+
+# --- log actions (the invoice's History) ----------------------------------------------------
+
+
+@hooks.register("register_log_actions")
+def register_log_actions(actions):
+    for action, label, message in (
+        (
+            "wagtail_client_billing.created",
+            _("Billing request created"),
+            _("Billing request created"),
+        ),
+        (
+            "wagtail_client_billing.processing",
+            _("Payment processing"),
+            _("Payment submitted, not settled yet"),
+        ),
+        ("wagtail_client_billing.paid", _("Paid"), _("Marked paid")),
+        ("wagtail_client_billing.expired", _("Expired"), _("Payment link expired")),
+        ("wagtail_client_billing.deleted", _("Deleted"), _("Billing request deleted")),
+        (
+            "wagtail_client_billing.payment_failed",
+            _("Payment failed"),
+            _("Payment failed; pending again"),
+        ),
+        ("wagtail_client_billing.email_sent", _("Email sent"), _("Invoice email sent")),
+        ("wagtail_client_billing.email_failed", _("Email failed"), _("Invoice email failed")),
+        ("wagtail_client_billing.reminder_sent", _("Reminder sent"), _("Expiry reminder sent")),
+        (
+            "wagtail_client_billing.checkout_opened",
+            _("Checkout opened"),
+            _("Client opened Stripe Checkout"),
+        ),
+        ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
+        (
+            "wagtail_client_billing.account_connected",
+            _("Stripe account connected"),
+            _("Stripe account connected"),
+        ),
+        (
+            "wagtail_client_billing.account_unlinked",
+            _("Stripe account unlinked"),
+            _("Stripe account unlinked"),
+        ),
+        (
+            "wagtail_client_billing.page_published",
+            _("Page published on payment"),
+            _("Page published on payment"),
+        ),
+        (
+            "wagtail_client_billing.page_unpublished",
+            _("Page unpublished on expiry"),
+            _("Page unpublished on expiry"),
+        ),
+    ):
+        actions.register_action(action, label, message)
