@@ -1,5 +1,7 @@
 import pytest
 
+pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin"]
+
 from tests.utils import connect, make_account, make_site
 
 

@@ -17,7 +17,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
-from wagtail.contrib.settings.models import BaseSiteSetting
+from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
 from .conf import billing_settings
@@ -136,6 +136,7 @@ def decrypt_secret(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
 
 
+@register_setting(icon="doc-full")
 class ClientBillingSettings(BaseSiteSetting):
     """A site's Client Billing configuration (Settings -> Client Billing).
 

@@ -3,6 +3,9 @@
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 
+from .models import ClientBillingSettings
+from .panels import build_edit_handler
+
 # --- log actions (the invoice's History) ----------------------------------------------------
 
 
@@ -58,3 +61,8 @@ def register_log_actions(actions):
         ),
     ):
         actions.register_action(action, label, message)
+
+
+# --- the Client Billing settings screen (tabs in panels/) ------------------------------------
+
+ClientBillingSettings.edit_handler = build_edit_handler()

@@ -1,0 +1,7 @@
+"""The Client Billing settings form. (The SMTP password field: issue 7.)"""
+
+from wagtail.admin.forms import WagtailAdminModelForm
+
+
+class ClientBillingSettingsForm(WagtailAdminModelForm):
+    pass

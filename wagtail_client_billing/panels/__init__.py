@@ -1,0 +1,28 @@
+"""The Client Billing settings screen: one tab per concern.
+
+Settings -> Client Billing shows, per site (Wagtail's site switcher), the tabs Stripe
+(:mod:`.stripe`), Email (:mod:`.email`), Defaults and Invoices (:mod:`.invoices`).
+The tab layout lives here so each tab's module owns only its own panels.
+"""
+
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.panels import FieldPanel, ObjectList, TabbedInterface
+
+from .email import email_panels
+from .invoices import SiteInvoicesPanel
+from .stripe import StripeAccountsPanel
+
+
+def build_edit_handler() -> TabbedInterface:
+    return TabbedInterface(
+        [
+            ObjectList([StripeAccountsPanel()], heading=_("Stripe")),
+            ObjectList(email_panels(), heading=_("Email")),
+            ObjectList(
+                [FieldPanel("default_currency"), FieldPanel("payment_link_lifetime_hours")],
+                heading=_("Defaults"),
+            ),
+            ObjectList([SiteInvoicesPanel()], heading=_("Invoices")),
+        ],
+        base_form_class="wagtail_client_billing.forms.settings.ClientBillingSettingsForm",
+    )
