@@ -1,8 +1,8 @@
 import pytest
 
-pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin"]
-
 from tests.utils import connect, make_account, make_site
+
+pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin"]
 
 
 @pytest.fixture
