@@ -1,0 +1,1323 @@
+"""The emulator's state and behaviour: Stripe objects, API operations and test controls.
+
+Everything here runs under one re-entrant lock, so the HTTP handler threads, the webhook
+thread and a test calling controls see one consistent Stripe.  Objects are stored in
+their public JSON shape; bookkeeping that Stripe would not return lives under keys
+starting with ``_`` and is stripped by :func:`public`.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+import string
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..webhooks import DEFAULT_API_VERSION, build_event
+from . import money
+from .delivery import Delivery, Target, WebhookDispatcher
+from .errors import EmulatorError, StripeError, resource_missing
+from .params import validate
+
+_ALPHABET = string.ascii_letters + string.digits
+
+#: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
+FAULT_KINDS = ("500", "429", "timeout", "reset")
+
+#: What a new connected account still has to provide before it can take payments.
+INITIAL_REQUIREMENTS = [
+    "business_profile.mcc",
+    "business_type",
+    "external_account",
+    "representative.first_name",
+    "representative.last_name",
+    "tos_acceptance.date",
+    "tos_acceptance.ip",
+]
+
+#: Default currency of an account, by country (Stripe derives it the same way).
+COUNTRY_CURRENCY = {
+    "US": "usd", "GB": "gbp", "JP": "jpy", "CA": "cad", "AU": "aud", "NZ": "nzd",
+    "CH": "chf", "SE": "sek", "NO": "nok", "DK": "dkk", "PL": "pln", "CZ": "czk",
+    "HU": "huf", "RO": "ron", "BG": "bgn", "SG": "sgd", "HK": "hkd", "MX": "mxn",
+    "BR": "brl", "IN": "inr", "MY": "myr", "TH": "thb", "AE": "aed",
+}  # fmt: skip
+
+_INTERVAL_SECONDS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}
+
+
+def new_id(prefix: str, length: int = 24) -> str:
+    """A random Stripe-style id such as ``acct_1Q...``."""
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
+
+
+def public(obj: Any) -> Any:
+    """A deep copy of ``obj`` without the emulator's private ``_keys``."""
+    if isinstance(obj, dict):
+        return {k: public(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, list):
+        return [public(v) for v in obj]
+    return obj
+
+
+def mask_key(key: str) -> str:
+    """Stripe shows keys in errors as ``sk_test_****...abcd``."""
+    return key[:8] + "*" * max(0, len(key) - 12) + key[-4:]
+
+
+@dataclass
+class RequestContext:
+    """Who is calling, as the headers of one API request say.
+
+    Attributes:
+        api_key: the secret key from the ``Authorization`` header.
+        livemode: ``True`` for ``sk_live_`` keys.
+        account: the ``Stripe-Account`` header (a connected account), if any.
+        idempotency_key: the ``Idempotency-Key`` header, if any.
+        request_id: the ``req_...`` id the emulator gave this request.
+    """
+
+    api_key: str
+    livemode: bool
+    account: str | None = None
+    idempotency_key: str | None = None
+    request_id: str = field(default_factory=lambda: new_id("req_", 14))
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One API request as the emulator received it (see ``StripeEmulator.requests``).
+
+    Attributes:
+        method / path: e.g. ``"POST"``, ``"/v1/checkout/sessions"``.
+        params: the decoded form or query parameters (nested dicts, strings).
+        stripe_account: the ``Stripe-Account`` header, if any.
+        idempotency_key: the ``Idempotency-Key`` header, if any.
+        status: the status answered (``None`` when a ``reset`` fault dropped it).
+        fault: the injected fault applied to this request, if any.
+        replayed: whether the answer was an idempotent replay.
+    """
+
+    method: str
+    path: str
+    params: dict[str, Any]
+    stripe_account: str | None
+    idempotency_key: str | None
+    status: int | None
+    fault: str | None = None
+    replayed: bool = False
+    at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "params": self.params,
+            "stripe_account": self.stripe_account,
+            "idempotency_key": self.idempotency_key,
+            "status": self.status,
+            "fault": self.fault,
+            "replayed": self.replayed,
+            "at": self.at,
+        }
+
+
+@dataclass
+class Fault:
+    """A pending injected failure; see :meth:`StripeEmulator.inject_fault`."""
+
+    kind: str
+    count: int
+    path_prefix: str | None = None
+
+    def matches(self, path: str) -> bool:
+        return self.count > 0 and (self.path_prefix is None or path.startswith(self.path_prefix))
+
+
+@dataclass
+class ApiResponse:
+    """What the HTTP layer writes back for one API request."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _params_types() -> dict[str, type]:
+    """The SDK TypedDicts each endpoint's parameters are validated against."""
+    from stripe.params import (
+        AccountCreateParams,
+        AccountDeleteParams,
+        AccountLinkCreateParams,
+        AccountRetrieveParams,
+        AccountUpdateParams,
+    )
+    from stripe.params.checkout import (
+        SessionCreateParams,
+        SessionExpireParams,
+        SessionListParams,
+        SessionRetrieveParams,
+    )
+
+    return {
+        "account.create": AccountCreateParams,
+        "account.retrieve": AccountRetrieveParams,
+        "account.update": AccountUpdateParams,
+        "account.delete": AccountDeleteParams,
+        "account_link.create": AccountLinkCreateParams,
+        "session.create": SessionCreateParams,
+        "session.retrieve": SessionRetrieveParams,
+        "session.list": SessionListParams,
+        "session.expire": SessionExpireParams,
+    }
+
+
+class EmulatorState:
+    """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
+
+    Attributes:
+        clock: returns "now" as Unix seconds; replace it to move time (expiry tests).
+        require_charges_enabled: refuse Checkout Sessions on connected accounts that
+            have not finished onboarding, as Stripe does.
+        api_version: stamped on events.
+    """
+
+    def __init__(self, dispatcher: WebhookDispatcher, public_url: Callable[[], str]) -> None:
+        self.lock = threading.RLock()
+        self.dispatcher = dispatcher
+        self._public_url = public_url
+        self.clock: Callable[[], float] = time.time
+        self.clock_offset = 0.0
+        self.require_charges_enabled = True
+        self.api_version = DEFAULT_API_VERSION
+        self.platform_name = "Emulated Platform"
+        self._types = _params_types()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every object, event, request, fault and idempotency record."""
+        with self.lock:
+            self.accounts: dict[str, dict[str, Any]] = {}
+            self.account_links: dict[str, dict[str, Any]] = {}
+            self.checkout_sessions: dict[str, dict[str, Any]] = {}
+            self.customers: dict[str, dict[str, Any]] = {}
+            self.subscriptions: dict[str, dict[str, Any]] = {}
+            self.invoices: dict[str, dict[str, Any]] = {}
+            self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.events: list[dict[str, Any]] = []
+            self.requests: list[RequestRecord] = []
+            self.faults: list[Fault] = []
+            self.idempotency: dict[tuple[Any, ...], tuple[str, str, str, ApiResponse]] = {}
+            self.clock_offset = 0.0
+            self._created_seq = 0
+
+    def now(self) -> int:
+        """The emulator's current time in whole seconds."""
+        return int(self.clock() + self.clock_offset)
+
+    def _created(self) -> int:
+        return self.now()
+
+    @property
+    def public_url(self) -> str:
+        return self._public_url().rstrip("/")
+
+    # -- events --------------------------------------------------------------------
+
+    def emit(
+        self,
+        type: str,
+        obj: dict[str, Any],
+        *,
+        account: str | None,
+        livemode: bool,
+        ctx: RequestContext | None = None,
+        previous_attributes: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Record an event and hand it to the dispatcher (which may drop or queue it)."""
+        event = build_event(
+            type,
+            public(obj),
+            account=account,
+            livemode=livemode,
+            created=self.now(),
+            previous_attributes=previous_attributes,
+            request_id=ctx.request_id if ctx else None,
+            idempotency_key=ctx.idempotency_key if ctx else None,
+            api_version=self.api_version,
+            pending_webhooks=len(self.dispatcher.targets) if self.dispatcher.enabled else 0,
+        )
+        self.events.append(event)
+        self.dispatcher.enqueue(event)
+        return event
+
+    # -- faults and idempotency ----------------------------------------------------
+
+    def take_fault(self, path: str) -> str | None:
+        """Consume and return the first injected fault that applies to ``path``."""
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(path):
+                    fault.count -= 1
+                    kind = fault.kind
+                    self.faults = [f for f in self.faults if f.count > 0]
+                    return kind
+        return None
+
+    # -- the API -------------------------------------------------------------------
+
+    def handle(
+        self, method: str, path: str, params: dict[str, Any], ctx: RequestContext
+    ) -> tuple[ApiResponse, bool]:
+        """Run one authenticated API request; return the response and whether replayed.
+
+        POSTs with an ``Idempotency-Key`` are answered from the stored response when the
+        key was used before with the same endpoint and parameters, as Stripe does;
+        reusing a key with different parameters is an ``idempotency_error``.
+        """
+        with self.lock:
+            fingerprint = json.dumps(params, sort_keys=True)
+            scope = (ctx.livemode, ctx.account, ctx.idempotency_key)
+            if method == "POST" and ctx.idempotency_key:
+                stored = self.idempotency.get(scope)
+                if stored is not None:
+                    s_method, s_path, s_fingerprint, response = stored
+                    if (s_method, s_path) != (method, path):
+                        raise StripeError(
+                            "Keys for idempotent requests can only be used for the same "
+                            f"endpoint they were first used for ('{s_path}' vs '{path}'). "
+                            f"Try using a key other than '{ctx.idempotency_key}' if you meant "
+                            "to execute a different request.",
+                            type="idempotency_error",
+                        )
+                    if s_fingerprint != fingerprint:
+                        raise StripeError(
+                            "Keys for idempotent requests can only be used with the same "
+                            "parameters they were first used with. Try using a key other "
+                            f"than '{ctx.idempotency_key}' if you meant to execute a "
+                            "different request.",
+                            type="idempotency_error",
+                        )
+                    return response, True
+            self.expire_due_sessions()
+            status, body = self._route(method, path, params, ctx)
+            response = ApiResponse(status, body)
+            if method == "POST" and ctx.idempotency_key and 200 <= status < 300:
+                self.idempotency[scope] = (method, path, fingerprint, response)
+            return response, False
+
+    def _route(
+        self, method: str, path: str, params: dict[str, Any], ctx: RequestContext
+    ) -> tuple[int, dict[str, Any]]:
+        routes: list[tuple[str, str, Callable[..., dict[str, Any]]]] = [
+            ("POST", r"/v1/accounts", self.api_create_account),
+            ("GET", r"/v1/accounts/([^/]+)", self.api_retrieve_account),
+            ("POST", r"/v1/accounts/([^/]+)", self.api_update_account),
+            ("DELETE", r"/v1/accounts/([^/]+)", self.api_delete_account),
+            ("POST", r"/v1/account_links", self.api_create_account_link),
+            ("POST", r"/v1/checkout/sessions", self.api_create_session),
+            ("GET", r"/v1/checkout/sessions", self.api_list_sessions),
+            ("GET", r"/v1/checkout/sessions/([^/]+)", self.api_retrieve_session),
+            ("POST", r"/v1/checkout/sessions/([^/]+)/expire", self.api_expire_session),
+        ]
+        for route_method, pattern, handler in routes:
+            match = re.fullmatch(pattern, path.rstrip("/"))
+            if match and route_method == method:
+                ids = [urllib.parse.unquote(g) for g in match.groups()]
+                return 200, handler(*ids, params=params, ctx=ctx)
+        raise StripeError(
+            f"Unrecognized request URL ({method}: {path}). Please see "
+            "https://stripe.com/docs or we can help at https://support.stripe.com/.",
+            status=404,
+        )
+
+    def _validated(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        return validate(params, self._types[name])
+
+    # accounts
+
+    def _account_for(self, account_id: str, ctx: RequestContext) -> dict[str, Any]:
+        """The connected account ``account_id`` if this key may act on it.
+
+        Stripe answers 403 for an account that does not exist, belongs to the other
+        mode, or has disconnected the platform, with one message for all three (so a
+        caller cannot probe which).
+        """
+        account = self.accounts.get(account_id)
+        if account is None or account["livemode"] != ctx.livemode or account["_deauthorized"]:
+            raise StripeError(
+                f"The provided key '{mask_key(ctx.api_key)}' does not have access to account "
+                f"'{account_id}' (or that account does not exist). Application access may "
+                "have been revoked.",
+                status=403,
+                code="account_invalid",
+            )
+        return account
+
+    def api_create_account(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        p = self._validated("account.create", params)
+        country = p.get("country", "US").upper()
+        controller = p.get("controller", {})
+        account_type = p.get("type") or ("none" if controller else "standard")
+        account_id = new_id("acct_", 16)
+        business_profile = {
+            "annual_revenue": None,
+            "estimated_worker_count": None,
+            "mcc": None,
+            "name": None,
+            "product_description": None,
+            "support_address": None,
+            "support_email": None,
+            "support_phone": None,
+            "support_url": None,
+            "url": None,
+            **p.get("business_profile", {}),
+        }
+        due = [r for r in INITIAL_REQUIREMENTS if not self._provided(p, r)]
+        if not business_profile.get("url"):
+            due.insert(1, "business_profile.url")
+        account = {
+            "id": account_id,
+            "object": "account",
+            "business_profile": business_profile,
+            "business_type": p.get("business_type"),
+            "capabilities": {name: "inactive" for name in p.get("capabilities", {}) if name},
+            "charges_enabled": False,
+            "controller": {
+                "fees": {"payer": controller.get("fees", {}).get("payer", "account")},
+                "is_controller": True,
+                "losses": {"payments": controller.get("losses", {}).get("payments", "stripe")},
+                "requirement_collection": controller.get("requirement_collection", "stripe"),
+                "stripe_dashboard": {
+                    "type": controller.get("stripe_dashboard", {}).get("type", "full")
+                },
+                "type": "application",
+            },
+            "country": country,
+            "created": self._created(),
+            "default_currency": p.get("default_currency") or COUNTRY_CURRENCY.get(country, "usd"),
+            "details_submitted": False,
+            "email": p.get("email"),
+            "external_accounts": {
+                "object": "list",
+                "data": [],
+                "has_more": False,
+                "total_count": 0,
+                "url": f"/v1/accounts/{account_id}/external_accounts",
+            },
+            "future_requirements": _requirements([]),
+            "livemode": ctx.livemode,
+            "metadata": _metadata({}, p.get("metadata")),
+            "payouts_enabled": False,
+            "requirements": _requirements(due, disabled_reason="requirements.past_due"),
+            "settings": {
+                "dashboard": {"display_name": business_profile.get("name"), "timezone": "Etc/UTC"},
+                "payments": {"statement_descriptor": None},
+            },
+            "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
+            "type": account_type,
+            "_deauthorized": False,
+        }
+        self.accounts[account_id] = account
+        return public(account)
+
+    @staticmethod
+    def _provided(p: dict[str, Any], requirement: str) -> bool:
+        node: Any = p
+        for part in requirement.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return False
+            node = node[part]
+        return True
+
+    def api_retrieve_account(
+        self, account_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        self._validated("account.retrieve", params)
+        return public(self._account_for(account_id, ctx))
+
+    def api_update_account(
+        self, account_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        p = self._validated("account.update", params)
+        account = self._account_for(account_id, ctx)
+        previous: dict[str, Any] = {}
+        for key, value in p.items():
+            if key == "metadata":
+                previous["metadata"] = dict(account["metadata"])
+                account["metadata"] = _metadata(account["metadata"], value)
+            elif key == "business_profile" and isinstance(value, dict):
+                previous["business_profile"] = dict(account["business_profile"])
+                account["business_profile"].update(value)
+                if value.get("url"):
+                    _clear_requirement(account, "business_profile.url")
+            elif key in ("email", "business_type", "default_currency"):
+                previous[key] = account.get(key)
+                account[key] = value
+        if previous:
+            self.emit(
+                "account.updated",
+                account,
+                account=account_id,
+                livemode=account["livemode"],
+                ctx=ctx,
+                previous_attributes=previous,
+            )
+        return public(account)
+
+    def api_delete_account(
+        self, account_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        self._validated("account.delete", params)
+        account = self._account_for(account_id, ctx)
+        if account["livemode"]:
+            raise StripeError(
+                "Live-mode accounts cannot be deleted through the emulator; Stripe only "
+                "deletes live accounts whose balances are all zero.",
+                param="account",
+            )
+        del self.accounts[account_id]
+        return {"id": account_id, "object": "account", "deleted": True}
+
+    def api_create_account_link(
+        self, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        p = self._validated("account_link.create", params)
+        account = self._account_for(p["account"], ctx)
+        if p["type"] == "account_onboarding" and "return_url" not in p:
+            raise StripeError(
+                "Missing required param: return_url.", code="parameter_missing", param="return_url"
+            )
+        for name in ("refresh_url", "return_url"):
+            if name in p and not _is_url(p[name]):
+                raise StripeError("Not a valid URL", code="url_invalid", param=name)
+        token = new_id("", 32)
+        created = self.now()
+        link = {
+            "object": "account_link",
+            "created": created,
+            "expires_at": created + 300,
+            "url": f"{self.public_url}/_hosted/onboarding/{token}",
+            "_account": account["id"],
+            "_type": p["type"],
+            "_refresh_url": p.get("refresh_url"),
+            "_return_url": p.get("return_url"),
+            "_used": False,
+        }
+        self.account_links[token] = link
+        return public(link)
+
+    # checkout sessions
+
+    def _session_for(self, session_id: str, ctx: RequestContext) -> dict[str, Any]:
+        """The session if it is visible to this key and ``Stripe-Account``, else 404."""
+        session = self.checkout_sessions.get(session_id)
+        if session is None or session["_account"] != ctx.account:
+            raise resource_missing("checkout.session", session_id, param="session")
+        if session["livemode"] != ctx.livemode:
+            have, used = ("live", "test") if session["livemode"] else ("test", "live")
+            raise StripeError(
+                f"No such checkout.session: '{session_id}'; a similar object exists in "
+                f"{have} mode, but a {used} mode key was used to make this request.",
+                status=404,
+                code="resource_missing",
+                param="session",
+            )
+        return session
+
+    def api_create_session(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        p = self._validated("session.create", params)
+        if ctx.account is not None:
+            account = self._account_for(ctx.account, ctx)
+            if self.require_charges_enabled and not account["charges_enabled"]:
+                raise StripeError(
+                    "Your account cannot currently make charges. To find out why charge "
+                    "creation is currently disabled, look at the `requirements.disabled_reason`"
+                    f" property on this account (/v1/accounts/{account['id']}).",
+                )
+        mode = p.get("mode")
+        if mode is None:
+            raise StripeError(
+                "Missing required param: mode.", code="parameter_missing", param="mode"
+            )
+        if mode == "setup":
+            raise StripeError("The Stripe emulator does not implement `setup` mode.", param="mode")
+        if p.get("ui_mode", "hosted") != "hosted":
+            raise StripeError(
+                "The Stripe emulator only implements `ui_mode=hosted`.", param="ui_mode"
+            )
+        for name in ("success_url", "cancel_url"):
+            if name in p and not _is_url(p[name].replace("{CHECKOUT_SESSION_ID}", "x")):
+                raise StripeError("Not a valid URL", code="url_invalid", param=name)
+        if "customer" in p and "customer_email" in p:
+            raise StripeError(
+                "You may only specify one of these parameters: customer, customer_email.",
+                param="customer_email",
+            )
+        if "customer" in p and p["customer"] not in self.customers:
+            raise resource_missing("customer", p["customer"], param="customer")
+        if mode != "subscription" and "subscription_data" in p:
+            raise StripeError(
+                "You can only specify `subscription_data` in `subscription` mode.",
+                param="subscription_data",
+            )
+        if mode != "payment" and "payment_intent_data" in p:
+            raise StripeError(
+                "You can only specify `payment_intent_data` in `payment` mode.",
+                param="payment_intent_data",
+            )
+        now = self.now()
+        expires_at = p.get("expires_at", now + 24 * 3600)
+        if expires_at < now + 30 * 60:
+            raise StripeError(
+                "The `expires_at` timestamp must be at least 30 minutes from Checkout Session "
+                "creation.",
+                param="expires_at",
+            )
+        if expires_at > now + 24 * 3600:
+            raise StripeError(
+                "The `expires_at` timestamp must be less than 24 hours from Checkout Session "
+                "creation.",
+                param="expires_at",
+            )
+        line_items, currency, amount = self._line_items(p, mode)
+        prefix = "cs_live_" if ctx.livemode else "cs_test_"
+        session_id = prefix + "a1" + new_id("", 56)
+        session = {
+            "id": session_id,
+            "object": "checkout.session",
+            "after_expiration": None,
+            "allow_promotion_codes": p.get("allow_promotion_codes"),
+            "amount_subtotal": amount,
+            "amount_total": amount,
+            "automatic_tax": {"enabled": False, "liability": None, "status": None},
+            "billing_address_collection": p.get("billing_address_collection"),
+            "cancel_url": p.get("cancel_url"),
+            "client_reference_id": p.get("client_reference_id"),
+            "client_secret": None,
+            "consent": None,
+            "consent_collection": None,
+            "created": now,
+            "currency": currency,
+            "custom_fields": [],
+            "custom_text": {
+                "after_submit": None,
+                "shipping_address": None,
+                "submit": None,
+                "terms_of_service_acceptance": None,
+            },
+            "customer": p.get("customer"),
+            "customer_creation": (
+                p.get("customer_creation", "if_required") if mode == "payment" else None
+            ),
+            "customer_details": None,
+            "customer_email": p.get("customer_email"),
+            "discounts": [],
+            "expires_at": expires_at,
+            "invoice": None,
+            "invoice_creation": (
+                {"enabled": False, "invoice_data": None} if mode == "payment" else None
+            ),
+            "livemode": ctx.livemode,
+            "locale": p.get("locale"),
+            "metadata": dict(p.get("metadata", {})),
+            "mode": mode,
+            "payment_intent": None,
+            "payment_link": None,
+            "payment_method_collection": "always",
+            "payment_method_options": {},
+            "payment_method_types": list(p.get("payment_method_types", ["card"])),
+            "payment_status": "unpaid",
+            "phone_number_collection": {"enabled": False},
+            "recovered_from": None,
+            "setup_intent": None,
+            "shipping_address_collection": None,
+            "shipping_cost": None,
+            "shipping_options": [],
+            "status": "open",
+            "submit_type": p.get("submit_type"),
+            "subscription": None,
+            "success_url": p.get("success_url"),
+            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "ui_mode": "hosted",
+            "url": f"{self.public_url}/_hosted/checkout/{session_id}",
+            "_account": ctx.account,
+            "_line_items": line_items,
+            "_subscription_data": p.get("subscription_data", {}),
+            "_payment_intent_data": p.get("payment_intent_data", {}),
+            "_async": None,
+            "_declined": False,
+        }
+        self._created_seq += 1
+        session["_seq"] = self._created_seq
+        self.checkout_sessions[session_id] = session
+        return self._render_session(session, p.get("expand", []))
+
+    def _line_items(self, p: dict[str, Any], mode: str) -> tuple[list[dict[str, Any]], str, int]:
+        """Check ``line_items`` the way Checkout does; return them, the currency, total."""
+        items = p.get("line_items")
+        if not items:
+            raise StripeError(
+                "Missing required param: line_items.",
+                code="parameter_missing",
+                param="line_items",
+            )
+        built: list[dict[str, Any]] = []
+        currencies: set[str] = set()
+        total = 0
+        recurring_seen = False
+        for index, item in enumerate(items):
+            name = f"line_items[{index}]"
+            if "price" in item:
+                raise resource_missing("price", item["price"], param=f"{name}[price]")
+            data = item.get("price_data")
+            if data is None:
+                raise StripeError(
+                    f"You must specify either `price` or `price_data` in `{name}`.",
+                    param=name,
+                )
+            if "quantity" not in item:
+                raise StripeError(
+                    f"Missing required param: {name}[quantity].",
+                    code="parameter_missing",
+                    param=f"{name}[quantity]",
+                )
+            quantity = item["quantity"]
+            if quantity < 1:
+                raise StripeError(
+                    f"This value must be greater than or equal to 1 (it currently is "
+                    f"'{quantity}').",
+                    param=f"{name}[quantity]",
+                )
+            currency = data["currency"].lower()
+            if currency not in money.SUPPORTED:
+                raise StripeError(
+                    f"Invalid currency: {currency}. Stripe currently supports these "
+                    "currencies: " + ", ".join(sorted(money.SUPPORTED)),
+                    param=f"{name}[price_data][currency]",
+                )
+            if "product" in data:
+                raise resource_missing(
+                    "product", data["product"], param=f"{name}[price_data][product]"
+                )
+            if "product_data" not in data:
+                raise StripeError(
+                    f"Missing required param: {name}[price_data][product_data].",
+                    code="parameter_missing",
+                    param=f"{name}[price_data][product_data]",
+                )
+            if "unit_amount" in data:
+                unit_amount = data["unit_amount"]
+            elif "unit_amount_decimal" in data:
+                unit_amount = int(data["unit_amount_decimal"])
+            else:
+                raise StripeError(
+                    f"Missing required param: {name}[price_data][unit_amount].",
+                    code="parameter_missing",
+                    param=f"{name}[price_data][unit_amount]",
+                )
+            if not 0 <= unit_amount <= money.MAXIMUM_AMOUNT:
+                raise StripeError(
+                    f"This value must be less than or equal to {money.MAXIMUM_AMOUNT} and "
+                    f"greater than or equal to 0 (it currently is '{unit_amount}').",
+                    param=f"{name}[price_data][unit_amount]",
+                )
+            recurring = data.get("recurring")
+            if recurring is not None:
+                recurring_seen = True
+                if mode == "payment":
+                    raise StripeError(
+                        "You specified `payment` mode but passed a recurring price. Either "
+                        "switch to `subscription` mode or use only one-time prices.",
+                        param="mode",
+                    )
+            currencies.add(currency)
+            total += unit_amount * quantity
+            product = data["product_data"]
+            built.append(
+                {
+                    "id": new_id("li_", 24),
+                    "object": "item",
+                    "amount_discount": 0,
+                    "amount_subtotal": unit_amount * quantity,
+                    "amount_tax": 0,
+                    "amount_total": unit_amount * quantity,
+                    "currency": currency,
+                    "description": product.get("name"),
+                    "price": {
+                        "id": new_id("price_", 24),
+                        "object": "price",
+                        "active": False,
+                        "currency": currency,
+                        "product": new_id("prod_", 14),
+                        "recurring": (
+                            {
+                                "interval": recurring["interval"],
+                                "interval_count": recurring.get("interval_count", 1),
+                                "usage_type": "licensed",
+                            }
+                            if recurring
+                            else None
+                        ),
+                        "type": "recurring" if recurring else "one_time",
+                        "unit_amount": unit_amount,
+                    },
+                    "quantity": quantity,
+                    "_product_description": product.get("description"),
+                }
+            )
+        if mode == "subscription" and not recurring_seen:
+            raise StripeError(
+                "You must provide at least one recurring price in `subscription` mode when "
+                "using prices.",
+                param="line_items",
+            )
+        if len(currencies) > 1:
+            raise StripeError("All line items must use the same currency.", param="line_items")
+        currency = currencies.pop()
+        if "currency" in p and p["currency"].lower() != currency:
+            raise StripeError(
+                f"The currency `{p['currency']}` does not match the line items' currency "
+                f"`{currency}`.",
+                param="currency",
+            )
+        minimum = money.MINIMUM_CHARGE.get(currency)
+        if minimum is not None and total < minimum:
+            raise StripeError(
+                "The Checkout Session's total amount due must add up to at least "
+                f"{money.format_amount(minimum, currency)}",
+                param="line_items",
+            )
+        if total > money.MAXIMUM_AMOUNT:
+            raise StripeError(
+                "The Checkout Session's total amount due must be no more than "
+                f"{money.format_amount(money.MAXIMUM_AMOUNT, currency)}",
+                param="line_items",
+            )
+        return built, currency, total
+
+    def _render_session(self, session: dict[str, Any], expand: list[str]) -> dict[str, Any]:
+        body = public(session)
+        if "line_items" in expand:
+            body["line_items"] = {
+                "object": "list",
+                "data": public(session["_line_items"]),
+                "has_more": False,
+                "url": f"/v1/checkout/sessions/{session['id']}/line_items",
+            }
+        return body
+
+    def api_retrieve_session(
+        self, session_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        p = self._validated("session.retrieve", params)
+        return self._render_session(self._session_for(session_id, ctx), p.get("expand", []))
+
+    def api_list_sessions(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        p = self._validated("session.list", params)
+        limit = p.get("limit", 10)
+        if not 1 <= limit <= 100:
+            raise StripeError(
+                f"This value must be less than or equal to 100 and greater than or equal to 1 "
+                f"(it currently is '{limit}').",
+                param="limit",
+            )
+        sessions = sorted(
+            (
+                s
+                for s in self.checkout_sessions.values()
+                if s["_account"] == ctx.account and s["livemode"] == ctx.livemode
+            ),
+            key=lambda s: s["_seq"],
+            reverse=True,
+        )
+        for name in ("status", "customer", "payment_intent", "subscription"):
+            if name in p:
+                sessions = [s for s in sessions if s[name] == p[name]]
+        ids = [s["id"] for s in sessions]
+        for cursor, after in (("starting_after", True), ("ending_before", False)):
+            if cursor in p:
+                if p[cursor] not in ids:
+                    raise resource_missing("checkout.session", p[cursor], param=cursor)
+                at = ids.index(p[cursor])
+                sessions = sessions[at + 1 :] if after else sessions[:at]
+                if not after:
+                    sessions = sessions[-limit:]
+        return {
+            "object": "list",
+            "data": [self._render_session(s, []) for s in sessions[:limit]],
+            "has_more": len(sessions) > limit,
+            "url": "/v1/checkout/sessions",
+        }
+
+    def api_expire_session(
+        self, session_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        self._validated("session.expire", params)
+        session = self._session_for(session_id, ctx)
+        if session["status"] != "open":
+            raise StripeError(
+                'Only Checkout Sessions with a status in ["open"] can be expired. This '
+                f'Checkout Session has a status of "{session["status"]}".',
+                param="session",
+            )
+        self._expire(session, ctx)
+        return public(session)
+
+    # -- lifecycle shared by the API, the hosted pages and the controls -------------
+
+    def expire_due_sessions(self) -> list[str]:
+        """Expire open sessions whose ``expires_at`` has passed; return their ids.
+
+        Stripe expires sessions on its own schedule; the emulator does it whenever it is
+        touched (an API call, a hosted page, a control, ``deliver_pending``), which is
+        indistinguishable to a client and keeps the emulator free of timers.
+        """
+        with self.lock:
+            now = self.now()
+            due = [
+                s
+                for s in self.checkout_sessions.values()
+                if s["status"] == "open" and s["expires_at"] <= now
+            ]
+            for session in due:
+                self._expire(session, None)
+            return [s["id"] for s in due]
+
+    def _expire(self, session: dict[str, Any], ctx: RequestContext | None) -> None:
+        session["status"] = "expired"
+        session["url"] = None
+        self.emit(
+            "checkout.session.expired",
+            session,
+            account=session["_account"],
+            livemode=session["livemode"],
+            ctx=ctx,
+        )
+
+    def session(self, session_id: str) -> dict[str, Any]:
+        """The stored session (with private keys), or :class:`EmulatorError` 404."""
+        self.expire_due_sessions()
+        session = self.checkout_sessions.get(session_id)
+        if session is None:
+            raise EmulatorError(f"No such checkout.session: '{session_id}'", status=404)
+        return session
+
+    def complete_session(self, session_id: str, *, delayed: bool) -> dict[str, Any]:
+        """The customer paid (card) or submitted a bank debit that settles later."""
+        with self.lock:
+            session = self.session(session_id)
+            if session["status"] == "expired":
+                raise EmulatorError("This Checkout Session has expired.", status=409)
+            if session["status"] == "complete":
+                raise EmulatorError("This Checkout Session is already paid.", status=409)
+            livemode = session["livemode"]
+            account = session["_account"]
+            session["status"] = "complete"
+            session["url"] = None
+            if session["amount_total"] == 0:
+                session["payment_status"] = "no_payment_required"
+            else:
+                session["payment_status"] = "unpaid" if delayed else "paid"
+            email = session["customer_email"] or "customer@example.com"
+            session["customer_details"] = {
+                "address": None,
+                "business_name": None,
+                "email": email,
+                "individual_name": None,
+                "name": None,
+                "phone": None,
+                "tax_exempt": "none",
+                "tax_ids": [],
+            }
+            session["_async"] = "pending" if delayed else None
+            needs_customer = session["mode"] == "subscription" or (
+                session["customer_creation"] == "always"
+            )
+            if needs_customer and session["customer"] is None:
+                customer = {
+                    "id": new_id("cus_", 14),
+                    "object": "customer",
+                    "created": self.now(),
+                    "email": email,
+                    "livemode": livemode,
+                    "metadata": {},
+                    "_account": account,
+                }
+                self.customers[customer["id"]] = customer
+                session["customer"] = customer["id"]
+            if session["mode"] == "payment":
+                intent = {
+                    "id": new_id("pi_", 24),
+                    "object": "payment_intent",
+                    "amount": session["amount_total"],
+                    "currency": session["currency"],
+                    "status": "processing" if delayed else "succeeded",
+                    "metadata": dict(session["_payment_intent_data"].get("metadata", {})),
+                    "livemode": livemode,
+                }
+                self.payment_intents[intent["id"]] = intent
+                session["payment_intent"] = intent["id"]
+            self.emit("checkout.session.completed", session, account=account, livemode=livemode)
+            if session["mode"] == "subscription":
+                subscription = self._create_subscription(session, delayed)
+                invoice = self._create_invoice(
+                    subscription, "subscription_create", paid=not delayed
+                )
+                session["invoice"] = invoice["id"]
+                self.emit(
+                    "customer.subscription.created",
+                    subscription,
+                    account=account,
+                    livemode=livemode,
+                )
+                if not delayed:
+                    self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+            return public(session)
+
+    def resolve_delayed(self, session_id: str, *, succeeded: bool) -> dict[str, Any]:
+        """The bank debit of a ``pay_delayed`` session settled or failed."""
+        with self.lock:
+            session = self.session(session_id)
+            if session["status"] != "complete" or session["_async"] != "pending":
+                raise EmulatorError(
+                    f"Checkout Session {session_id} has no delayed payment awaiting settlement.",
+                    status=409,
+                )
+            account, livemode = session["_account"], session["livemode"]
+            session["_async"] = "succeeded" if succeeded else "failed"
+            if succeeded:
+                session["payment_status"] = "paid"
+            intent = self.payment_intents.get(session["payment_intent"] or "")
+            if intent is not None:
+                intent["status"] = "succeeded" if succeeded else "requires_payment_method"
+            event = (
+                "checkout.session.async_payment_succeeded"
+                if succeeded
+                else "checkout.session.async_payment_failed"
+            )
+            self.emit(event, session, account=account, livemode=livemode)
+            subscription = self.subscriptions.get(session["subscription"] or "")
+            if subscription is not None:
+                invoice = self.invoices[subscription["latest_invoice"]]
+                if succeeded:
+                    subscription["status"] = "active"
+                    invoice.update(
+                        status="paid", amount_paid=invoice["amount_due"], amount_remaining=0
+                    )
+                    self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+                else:
+                    subscription["status"] = "incomplete_expired"
+            return public(session)
+
+    def expire_session(self, session_id: str) -> dict[str, Any]:
+        """Expire an open session now (as if its time ran out)."""
+        with self.lock:
+            session = self.session(session_id)
+            if session["status"] != "open":
+                raise EmulatorError(
+                    f"Checkout Session {session_id} is {session['status']}, not open.", status=409
+                )
+            self._expire(session, None)
+            return public(session)
+
+    def _create_subscription(self, session: dict[str, Any], delayed: bool) -> dict[str, Any]:
+        item = next(i for i in session["_line_items"] if i["price"]["recurring"])
+        recurring = item["price"]["recurring"]
+        start = self.now()
+        end = start + _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
+        sub_id = new_id("sub_", 24)
+        subscription = {
+            "id": sub_id,
+            "object": "subscription",
+            "application": None,
+            "billing_cycle_anchor": start,
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "collection_method": "charge_automatically",
+            "created": start,
+            "currency": session["currency"],
+            "customer": session["customer"],
+            "description": session["_subscription_data"].get("description"),
+            "ended_at": None,
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": new_id("si_", 14),
+                        "object": "subscription_item",
+                        "created": start,
+                        "current_period_end": end,
+                        "current_period_start": start,
+                        "metadata": {},
+                        "price": copy.deepcopy(item["price"]),
+                        "quantity": item["quantity"],
+                        "subscription": sub_id,
+                    }
+                ],
+                "has_more": False,
+                "url": f"/v1/subscription_items?subscription={sub_id}",
+            },
+            "latest_invoice": None,
+            "livemode": session["livemode"],
+            "metadata": dict(session["_subscription_data"].get("metadata", {})),
+            "start_date": start,
+            "status": "incomplete" if delayed else "active",
+            "_account": session["_account"],
+            "_amount": session["amount_total"],
+        }
+        self.subscriptions[sub_id] = subscription
+        session["subscription"] = sub_id
+        return subscription
+
+    def _create_invoice(
+        self, subscription: dict[str, Any], billing_reason: str, *, paid: bool
+    ) -> dict[str, Any]:
+        item = subscription["items"]["data"][0]
+        amount = subscription["_amount"]
+        now = self.now()
+        invoice = {
+            "id": new_id("in_", 24),
+            "object": "invoice",
+            "amount_due": amount,
+            "amount_paid": amount if paid else 0,
+            "amount_remaining": 0 if paid else amount,
+            "attempt_count": 1,
+            "attempted": True,
+            "billing_reason": billing_reason,
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": subscription["currency"],
+            "customer": subscription["customer"],
+            "customer_email": self.customers.get(subscription["customer"], {}).get("email"),
+            "lines": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": new_id("il_", 24),
+                        "object": "line_item",
+                        "amount": amount,
+                        "currency": subscription["currency"],
+                        "period": {
+                            "start": item["current_period_start"],
+                            "end": item["current_period_end"],
+                        },
+                        "quantity": item["quantity"],
+                    }
+                ],
+                "has_more": False,
+                "url": "/v1/invoices/lines",
+            },
+            "livemode": subscription["livemode"],
+            "metadata": {},
+            "parent": {
+                "quote_details": None,
+                "subscription_details": {
+                    "metadata": dict(subscription["metadata"]),
+                    "subscription": subscription["id"],
+                },
+                "type": "subscription_details",
+            },
+            "period_end": item["current_period_end"],
+            "period_start": item["current_period_start"],
+            "status": "paid" if paid else "open",
+            "status_transitions": {"paid_at": now if paid else None},
+            "total": amount,
+        }
+        self.invoices[invoice["id"]] = invoice
+        subscription["latest_invoice"] = invoice["id"]
+        return invoice
+
+    def subscription(self, subscription_id: str) -> dict[str, Any]:
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise EmulatorError(f"No such subscription: '{subscription_id}'", status=404)
+        return subscription
+
+    def renew_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """Charge the next period: ``invoice.paid`` then ``customer.subscription.updated``."""
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            if subscription["status"] not in ("active", "past_due", "trialing"):
+                raise EmulatorError(
+                    f"Subscription {subscription_id} is {subscription['status']}; only active "
+                    "subscriptions renew.",
+                    status=409,
+                )
+            item = subscription["items"]["data"][0]
+            previous = {
+                "items": copy.deepcopy(subscription["items"]),
+                "latest_invoice": subscription["latest_invoice"],
+            }
+            recurring = item["price"]["recurring"]
+            length = _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
+            item["current_period_start"] = item["current_period_end"]
+            item["current_period_end"] = item["current_period_start"] + length
+            invoice = self._create_invoice(subscription, "subscription_cycle", paid=True)
+            account, livemode = subscription["_account"], subscription["livemode"]
+            self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+            self.emit(
+                "customer.subscription.updated",
+                subscription,
+                account=account,
+                livemode=livemode,
+                previous_attributes=previous,
+            )
+            return public(invoice)
+
+    def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription ended (customer or merchant cancelled): ``...deleted``."""
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            if subscription["status"] == "canceled":
+                raise EmulatorError(f"Subscription {subscription_id} is already canceled.", 409)
+            now = self.now()
+            subscription.update(status="canceled", canceled_at=now, ended_at=now)
+            subscription["cancellation_details"] = {
+                "comment": None,
+                "feedback": None,
+                "reason": "cancellation_requested",
+            }
+            self.emit(
+                "customer.subscription.deleted",
+                subscription,
+                account=subscription["_account"],
+                livemode=subscription["livemode"],
+            )
+            return public(subscription)
+
+    # accounts (controls)
+
+    def account(self, account_id: str) -> dict[str, Any]:
+        account = self.accounts.get(account_id)
+        if account is None:
+            raise EmulatorError(f"No such account: '{account_id}'", status=404)
+        return account
+
+    def complete_onboarding(self, account_id: str) -> dict[str, Any]:
+        """The account holder finished onboarding: charges and payouts are enabled."""
+        with self.lock:
+            account = self.account(account_id)
+            previous = {
+                "charges_enabled": account["charges_enabled"],
+                "payouts_enabled": account["payouts_enabled"],
+                "details_submitted": account["details_submitted"],
+                "requirements": copy.deepcopy(account["requirements"]),
+            }
+            now = self.now()
+            account.update(charges_enabled=True, payouts_enabled=True, details_submitted=True)
+            account["requirements"] = _requirements([])
+            account["capabilities"] = {"card_payments": "active", "transfers": "active"}
+            account["tos_acceptance"] = {"date": now, "ip": "127.0.0.1", "user_agent": None}
+            if account["business_type"] is None:
+                account["business_type"] = "individual"
+            self.emit(
+                "account.updated",
+                account,
+                account=account_id,
+                livemode=account["livemode"],
+                previous_attributes=previous,
+            )
+            return public(account)
+
+    def deauthorize(self, account_id: str) -> dict[str, Any]:
+        """The account disconnected the platform: ``account.application.deauthorized``.
+
+        Afterwards every call made on the account's behalf fails with 403, as on Stripe.
+        """
+        with self.lock:
+            account = self.account(account_id)
+            account["_deauthorized"] = True
+            application = {
+                "id": "ca_" + "emulator" + "0" * 24,
+                "object": "application",
+                "name": self.platform_name,
+            }
+            return self.emit(
+                "account.application.deauthorized",
+                application,
+                account=account_id,
+                livemode=account["livemode"],
+            )
+
+    def use_link(self, token: str, *, complete: bool) -> str:
+        """Follow an onboarding link; return where the browser goes next.
+
+        Account Links are single use and short-lived: an expired or already used link
+        sends the browser to ``refresh_url`` so the platform can mint a fresh one.
+        """
+        with self.lock:
+            link = self.account_links.get(token)
+            if link is None:
+                raise EmulatorError("This onboarding link does not exist.", status=404)
+            if link["_used"] or self.now() >= link["expires_at"]:
+                return link["_refresh_url"] or self.public_url + "/_hosted/expired"
+            link["_used"] = True
+            if complete:
+                self.complete_onboarding(link["_account"])
+            return link["_return_url"] or self.public_url + "/_hosted/done"
+
+    def link_is_live(self, token: str) -> bool:
+        with self.lock:
+            link = self.account_links.get(token)
+            if link is None:
+                raise EmulatorError("This onboarding link does not exist.", status=404)
+            return not link["_used"] and self.now() < link["expires_at"]
+
+
+def _requirements(due: list[str], disabled_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "alternatives": [],
+        "current_deadline": None,
+        "currently_due": list(due),
+        "disabled_reason": disabled_reason if due else None,
+        "errors": [],
+        "eventually_due": list(due),
+        "past_due": list(due),
+        "pending_verification": [],
+    }
+
+
+def _clear_requirement(account: dict[str, Any], requirement: str) -> None:
+    for key in ("currently_due", "eventually_due", "past_due"):
+        due = account["requirements"][key]
+        if requirement in due:
+            due.remove(requirement)
+
+
+def _metadata(current: dict[str, str], update: Any) -> dict[str, str]:
+    """Stripe's metadata merge: keys are set, ``""`` deletes a key, ``""`` clears all."""
+    if update == "":
+        return {}
+    merged = dict(current)
+    for key, value in (update or {}).items():
+        if value == "":
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _is_url(value: str) -> bool:
+    parsed = urllib.parse.urlsplit(value)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
+
+
+__all__ = [
+    "FAULT_KINDS",
+    "ApiResponse",
+    "Delivery",
+    "EmulatorState",
+    "Fault",
+    "RequestContext",
+    "RequestRecord",
+    "Target",
+]
