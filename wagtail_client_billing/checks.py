@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.fernet import Fernet
-from django.apps import apps
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
@@ -20,7 +19,9 @@ from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
 def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors = []
     for app, check_id in (("django_q", "E001"), ("wagtail.contrib.settings", "E002")):
-        if not apps.is_installed(app):
+        if not any(
+            entry == app or entry.startswith(f"{app}.apps.") for entry in settings.INSTALLED_APPS
+        ):
             errors.append(
                 Error(
                     f"'{app}' is not in INSTALLED_APPS.",

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The wheel must carry templates, static files, locale files and migrations, and
+# work in the example project from a venv that has no file of this repo on its path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+wheel=$(ls dist/*.whl)
+sdist=$(ls dist/*.tar.gz)
+for pattern in 'templates/wagtail_client_billing/public/base.html' \
+               'templates/wagtail_client_billing/emails/invoice_request.html' \
+               'static/wagtail_client_billing/' 'locale/' 'migrations/0001_initial.py'; do
+    python3 -m zipfile -l "$wheel" | grep -q "wagtail_client_billing/$pattern" \
+        || { echo "wheel lacks $pattern"; exit 1; }
+    tar tzf "$sdist" | grep -q "wagtail_client_billing/$pattern" \
+        || { echo "sdist lacks $pattern"; exit 1; }
+done
+venv=$(mktemp -d)/venv
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q "$wheel" dj-database-url
+work=$(mktemp -d)
+cp -r example_project "$work/"
+rm -f "$work/example_project/db.sqlite3"
+cd "$work/example_project"
+# Prove the installed package is used, not a checkout.
+"$venv/bin/python" -c "import wagtail_client_billing, sys; assert 'site-packages' in wagtail_client_billing.__file__, wagtail_client_billing.__file__"
+DATABASE_URL="sqlite:///$work/db.sqlite3" "$venv/bin/python" manage.py check --fail-level ERROR
+DATABASE_URL="sqlite:///$work/db.sqlite3" "$venv/bin/python" manage.py migrate -v0
+DATABASE_URL="sqlite:///$work/db.sqlite3" "$venv/bin/python" - <<'PY'
+import os
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+import django
+django.setup()
+from django.contrib.auth import get_user_model
+from django.test import Client
+User = get_user_model()
+User.objects.create_superuser("ci", "ci@example.com", "ci")
+client = Client()
+client.force_login(User.objects.get(username="ci"))
+for url in ("/admin/", "/admin/snippets/wagtail_client_billing/invoice/"):
+    response = client.get(url, HTTP_HOST="localhost")
+    assert response.status_code == 200, (url, response.status_code)
+print("installed wheel serves the admin")
+PY

@@ -1,0 +1,81 @@
+"""`manage.py check` explains a broken install, each message with a hint."""
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from wagtail_client_billing.checks import check_installed_apps, check_settings
+
+
+def ids(messages):
+    return sorted(m.id for m in messages)
+
+
+def test_the_test_settings_pass():
+    assert check_settings() == []
+    assert check_installed_apps() == []
+
+
+def test_no_stripe_key_at_all_is_an_error_with_a_hint(settings, monkeypatch):
+    monkeypatch.delenv("STRIPE_TEST_SECRET_KEY", raising=False)
+    monkeypatch.delenv("STRIPE_LIVE_SECRET_KEY", raising=False)
+    settings.WAGTAIL_CLIENT_BILLING = {}
+    messages = check_settings()
+    assert "wagtail_client_billing.E004" in ids(messages)
+    assert all(m.hint for m in messages)
+
+
+def test_manage_py_check_fails_for_a_settings_dict_that_lacks_keys(settings, monkeypatch):
+    monkeypatch.delenv("STRIPE_TEST_SECRET_KEY", raising=False)
+    monkeypatch.delenv("STRIPE_LIVE_SECRET_KEY", raising=False)
+    settings.WAGTAIL_CLIENT_BILLING = {"CURRENCIES": ["USD"]}
+    with pytest.raises(SystemCheckError, match="No Stripe secret key"):
+        call_command("check")
+
+
+def test_keys_fall_back_to_the_environment(settings, monkeypatch):
+    settings.WAGTAIL_CLIENT_BILLING = {}
+    monkeypatch.setenv("STRIPE_TEST_SECRET_KEY", "sk_test_from_env")
+    monkeypatch.setenv("STRIPE_TEST_WEBHOOK_SECRETS", "whsec_a, whsec_b")
+    from wagtail_client_billing.conf import billing_settings
+
+    billing_settings.reload()
+    try:
+        assert billing_settings.STRIPE_TEST_SECRET_KEY == "sk_test_from_env"
+        assert billing_settings.STRIPE_TEST_WEBHOOK_SECRETS == ["whsec_a", "whsec_b"]
+        assert check_settings() == []
+    finally:
+        billing_settings.reload()
+
+
+def test_a_key_of_the_wrong_mode_and_missing_webhook_secret(settings):
+    settings.WAGTAIL_CLIENT_BILLING = {"STRIPE_LIVE_SECRET_KEY": "sk_test_oops"}
+    assert ids(check_settings()) == ["wagtail_client_billing.E005", "wagtail_client_billing.W002"]
+
+
+def test_unknown_keys_bad_currencies_fee_and_encryption_key(settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        "STRIPE_TEST_SECRET_KEY": "sk_test_x",
+        "STRIPE_TEST_WEBHOOK_SECRETS": "whsec_not_a_list",
+        "CURENCIES": ["USD"],
+        "CURRENCIES": ["DOLLARS"],
+        "APPLICATION_FEE_PERCENT": 120,
+        "SMTP_ENCRYPTION_KEY": "not-a-fernet-key",
+    }
+    assert ids(check_settings()) == [
+        "wagtail_client_billing.E006",
+        "wagtail_client_billing.E007",
+        "wagtail_client_billing.E008",
+        "wagtail_client_billing.E009",
+        "wagtail_client_billing.W001",
+    ]
+
+
+def test_missing_apps_are_named(monkeypatch):
+    from django.conf import settings
+
+    # Set without the setting_changed signal, which would re-populate the app registry.
+    monkeypatch.setattr(
+        settings, "INSTALLED_APPS", [a for a in settings.INSTALLED_APPS if a != "django_q"]
+    )
+    assert ids(check_installed_apps()) == ["wagtail_client_billing.E001"]
