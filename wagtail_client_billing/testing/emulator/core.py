@@ -307,6 +307,9 @@ class EmulatorState:
                         )
                     return response, True
             self.expire_due_sessions()
+            if ctx.account is not None:
+                # Stripe checks the Stripe-Account header before anything else.
+                self._account_for(ctx.account, ctx)
             status, body = self._route(method, path, params, ctx)
             response = ApiResponse(status, body)
             if method == "POST" and ctx.idempotency_key and 200 <= status < 300:

@@ -53,6 +53,12 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     server_version = "StripeEmulator/1.0"
     server: EmulatorHTTPServer
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes; without NODELAY, Nagle's algorithm and
+        # the client's delayed ACK add ~40 ms to every keep-alive request.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.emulator.verbose:
             super().log_message(format, *args)
