@@ -22,11 +22,9 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv and install the package with its test and dev tools
 
-demo: venv ## Migrate, seed, and run the dev server, the Stripe emulator, an SMTP sink and qcluster
+demo: venv ## Migrate, then run_demo.py: seed, schedules, the dev server, the Stripe emulator, an SMTP sink and qcluster
 	$(MANAGE) migrate --noinput
-	$(MANAGE) seed_demo --port $(DEMO_PORT)
-	$(MANAGE) client_billing_schedules
-	$(PY) -m wagtail_client_billing.testing.demo --port $(DEMO_PORT) --emulator-port $(EMULATOR_PORT) --smtp-port $(SMTP_PORT)
+	cd example_project && ../$(PY) run_demo.py --port $(DEMO_PORT) --emulator-port $(EMULATOR_PORT) --smtp-port $(SMTP_PORT)
 
 test: venv ## Run the whole suite (browser tests too when Chromium is installed)
 	$(PY) -m pytest
