@@ -50,7 +50,7 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 #: Log action for each kind of change (registered in ``wagtail_hooks.py``).
-LOG_ACTIONS = {
+LOG_ACTIONS: dict[str, str] = {
     S.PROCESSING: "wagtail_client_billing.processing",
     S.PAID: "wagtail_client_billing.paid",
     S.EXPIRED: "wagtail_client_billing.expired",
@@ -298,7 +298,9 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
     table = qn(meta.db_table)
 
     def col(name: str) -> str:
-        return qn(meta.get_field(name).column)
+        field = meta.get_field(name)
+        assert isinstance(field, models.Field) and field.column
+        return qn(field.column)
 
     lock = (
         " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
