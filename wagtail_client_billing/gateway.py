@@ -1,18 +1,94 @@
-"""The only code that calls Stripe. (Interface fixed; bodies being built: issue 3.)
+"""The only code that calls Stripe.
 
 Views, tasks and webhooks call these functions; they return small dataclasses, never
 Stripe objects, and raise only :class:`GatewayError` subclasses whose ``str()`` an
 editor can read. Nothing here touches an invoice's status.
+
+Why it is built this way:
+
+* One :class:`stripe.StripeClient` per mode (test, live), built from
+  :data:`~wagtail_client_billing.conf.billing_settings` and cached; the cache is
+  dropped when ``WAGTAIL_CLIENT_BILLING`` changes (``override_settings`` in tests), so a
+  test pointing ``STRIPE_API_BASE`` at the emulator gets a client that talks to it.
+  A request on a test invoice can only ever use the test key, and a live one the live
+  key, because the mode picks the client.
+* Checkout Sessions are *direct charges* on the connected account (the
+  ``Stripe-Account`` header): the client site owner's own Stripe account takes the
+  payment, pays Stripe's fees and sees it in their dashboard; the platform only takes
+  its optional application fee.
+* Every create call carries an idempotency key, so a timeout followed by a retry can
+  never make two accounts or two payable sessions for one attempt.
+* Parameters a ``client_billing_checkout_params`` hook returns are checked against the
+  ``stripe`` package's own ``TypedDict`` of the call before anything is sent, so a
+  misspelt key fails loudly in the developer's tests instead of as a 400 in production.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import decimal
+import functools
+import hashlib
+import json
+import logging
+import math
+import sys
+import threading
+import types
+import typing
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import stripe
+from django.core.signals import setting_changed
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import __version__, hooks
+from .conf import SETTINGS_NAME, billing_settings
 
 if TYPE_CHECKING:
+    from stripe._base_address import BaseAddresses
+    from stripe.params import (
+        AccountCreateParams,
+        AccountCreateParamsController,
+        AccountLinkCreateParams,
+    )
+    from stripe.params.checkout import (
+        SessionCreateParams,
+        SessionCreateParamsLineItem,
+        SessionCreateParamsLineItemPriceData,
+        SessionCreateParamsLineItemPriceDataProductData,
+    )
+
     from .models import Invoice
+
+logger = logging.getLogger("wagtail_client_billing.gateway")
+
+#: How this app introduces itself to Stripe (``User-Agent``), so Stripe support can tell
+#: its requests apart from the rest of the platform's.
+APP_INFO = {
+    "name": "wagtail-client-billing",
+    "version": __version__,
+    "url": "https://github.com/wagtail-client-billing/wagtail-client-billing",
+}
+
+#: Stripe accepts a Checkout Session ``expires_at`` between 30 minutes and 24 hours after
+#: creation. The margin covers the time between computing it here and Stripe's clock.
+CHECKOUT_MIN_LIFETIME = timedelta(minutes=30)
+CHECKOUT_MAX_LIFETIME = timedelta(hours=24)
+CHECKOUT_LIFETIME_MARGIN = timedelta(minutes=2)
+#: A session lifetime capped at 24 h is rounded down to this step, so the same request
+#: retried a little later computes the same ``expires_at`` (and idempotency key).
+CHECKOUT_EXPIRY_STEP = 300
+
+#: ``metadata.platform`` on every object this app creates, so webhooks and people
+#: looking at a connected account's dashboard can tell them apart.
+PLATFORM = "wagtail_client_billing"
 
 
 class GatewayError(Exception):
@@ -20,6 +96,10 @@ class GatewayError(Exception):
     whether trying again later may work (network, rate limit, Stripe 5xx)."""
 
     retryable = False
+    #: Stripe's ``error.code`` (``account_invalid``, ``resource_missing``...), if any.
+    code: str | None = None
+    #: Stripe's ``Request-Id`` of the failed request, for support tickets.
+    request_id: str | None = None
 
 
 class StripeUnavailable(GatewayError):
@@ -77,6 +157,229 @@ class CheckoutSession:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+# --- clients ---------------------------------------------------------------------------
+
+
+def _mode(test_mode: bool) -> str:
+    return "test" if test_mode else "live"
+
+
+_clients: dict[str, tuple[tuple[Any, ...], stripe.StripeClient]] = {}
+_clients_lock = threading.Lock()
+
+
+def get_client(test_mode: bool) -> stripe.StripeClient:
+    """The cached :class:`stripe.StripeClient` for a mode.
+
+    Raises :class:`NotConfigured` when the platform has no secret key for that mode.
+    """
+    key = billing_settings.secret_key(test_mode)
+    if not key:
+        setting = "STRIPE_TEST_SECRET_KEY" if test_mode else "STRIPE_LIVE_SECRET_KEY"
+        if test_mode:
+            message = _(
+                "Test payments are not set up on this platform yet: ask the site developer "
+                "to set %(setting)s."
+            )
+        else:
+            message = _(
+                "Live payments are not set up on this platform yet: ask the site developer "
+                "to set %(setting)s."
+            )
+        raise NotConfigured(message % {"setting": setting})
+    base = billing_settings.STRIPE_API_BASE
+    config = (
+        key,
+        base,
+        billing_settings.STRIPE_TIMEOUT,
+        billing_settings.STRIPE_MAX_NETWORK_RETRIES,
+    )
+    mode = _mode(test_mode)
+    with _clients_lock:
+        cached = _clients.get(mode)
+        if cached is not None and cached[0] == config:
+            return cached[1]
+        client = _build_client(*config)
+        _clients[mode] = (config, client)
+        return client
+
+
+def _build_client(key: str, base: str | None, timeout: float, retries: int) -> stripe.StripeClient:
+    if stripe.app_info is None:
+        # ``app_info`` is global in the stripe package; leave a project's own alone.
+        stripe.set_app_info(APP_INFO["name"], version=APP_INFO["version"], url=APP_INFO["url"])
+    base_addresses: BaseAddresses = {}
+    if base:
+        base = base.rstrip("/")
+        base_addresses = {"api": base, "connect": base, "files": base}
+    return stripe.StripeClient(
+        key,
+        base_addresses=base_addresses,
+        max_network_retries=int(retries),
+        http_client=stripe.RequestsClient(timeout=float(timeout)),
+    )
+
+
+def reset_clients() -> None:
+    """Forget the cached clients; the next call builds them from the current settings."""
+    with _clients_lock:
+        _clients.clear()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting == SETTINGS_NAME:
+        reset_clients()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="wagtail_client_billing.gateway")
+
+
+# --- errors ----------------------------------------------------------------------------
+
+
+def _raise_mapped(
+    exc: stripe.StripeError, *, operation: str, test_mode: bool, account_id: str | None
+) -> NoReturn:
+    """Turn a Stripe exception into this app's, with a message an editor can act on."""
+    error: GatewayError
+    level = logging.WARNING
+    if isinstance(exc, stripe.CardError):
+        error = CardError(
+            _("The card was declined: %(reason)s") % {"reason": exc.user_message or exc.code}
+        )
+    elif isinstance(exc, stripe.PermissionError):
+        error = PermissionDenied(
+            _(
+                "The platform no longer has access to the Stripe account %(account)s: it may "
+                "have been disconnected or deleted. Connect a Stripe account again in the "
+                "site's Client Billing settings."
+            )
+            % {"account": account_id or "?"}
+        )
+    elif isinstance(exc, stripe.IdempotencyError):
+        error = InvalidRequest(
+            _(
+                "Stripe refused a repeated request that differs from the first one. "
+                "Try again in a minute."
+            )
+        )
+    elif isinstance(exc, stripe.InvalidRequestError):
+        param = getattr(exc, "param", None)
+        if exc.code == "account_invalid":
+            error = PermissionDenied(
+                _(
+                    "The platform no longer has access to the Stripe account %(account)s: it "
+                    "may have been disconnected or deleted. Connect a Stripe account again in "
+                    "the site's Client Billing settings."
+                )
+                % {"account": account_id or "?"}
+            )
+        else:
+            error = InvalidRequest(
+                _("Stripe refused the request: %(reason)s")
+                % {"reason": exc.user_message or str(exc)},
+                param=param,
+            )
+    elif isinstance(exc, stripe.RateLimitError):
+        error = RateLimited(
+            _("Stripe is receiving too many requests from this platform. Try again in a minute.")
+        )
+    elif isinstance(exc, stripe.AuthenticationError):
+        level = logging.ERROR
+        setting = "STRIPE_TEST_SECRET_KEY" if test_mode else "STRIPE_LIVE_SECRET_KEY"
+        error = NotConfigured(
+            _(
+                "Stripe refused the platform's Stripe key: ask the site developer to check "
+                "%(setting)s."
+            )
+            % {"setting": setting}
+        )
+    elif isinstance(exc, stripe.APIConnectionError):
+        error = StripeUnavailable(
+            _(
+                "Stripe could not be reached or did not answer in time. Nothing was "
+                "charged twice; try again in a few minutes."
+            )
+        )
+    else:  # APIError (5xx) and anything Stripe adds later
+        level = logging.ERROR if exc.http_status is None or exc.http_status < 500 else level
+        error = StripeUnavailable(
+            _("Stripe had a problem answering the request. Try again in a few minutes.")
+        )
+    error.code = exc.code
+    error.request_id = exc.request_id
+    logger.log(
+        level,
+        "Stripe %s failed: mode=%s account=%s status=%s code=%s request_id=%s error=%s",
+        operation,
+        _mode(test_mode),
+        account_id or "-",
+        exc.http_status,
+        exc.code,
+        exc.request_id,
+        type(exc).__name__,
+    )
+    raise error from exc
+
+
+@contextmanager
+def _calling(operation: str, *, test_mode: bool, account_id: str | None) -> Iterator[None]:
+    try:
+        yield
+    except stripe.StripeError as exc:
+        _raise_mapped(exc, operation=operation, test_mode=test_mode, account_id=account_id)
+
+
+def _log_ok(operation: str, obj: Any, *, test_mode: bool, account_id: str | None) -> None:
+    response = getattr(obj, "last_response", None)
+    logger.info(
+        "Stripe %s: mode=%s account=%s id=%s request_id=%s",
+        operation,
+        _mode(test_mode),
+        account_id or "-",
+        getattr(obj, "id", None) or "-",
+        getattr(response, "request_id", None) or "-",
+    )
+
+
+def _get(obj: Any, name: str, default: Any = None) -> Any:
+    """A field of a Stripe object or plain dict, ``default`` when missing or null."""
+    try:
+        value = obj[name]
+    except (KeyError, TypeError):
+        return default
+    return default if value is None else value
+
+
+def _id(value: Any) -> str:
+    """An expandable field as its id (``"pi_123"`` or ``{"id": "pi_123", ...}``)."""
+    if not value:
+        return ""
+    if isinstance(value, str):
+        return value
+    return str(_get(value, "id", ""))
+
+
+# --- accounts --------------------------------------------------------------------------
+
+
+def _account_state(account: Any) -> AccountState:
+    requirements = _get(account, "requirements", {})
+    due: list[str] = []
+    for name in [*_get(requirements, "past_due", []), *_get(requirements, "currently_due", [])]:
+        if name not in due:
+            due.append(name)
+    return AccountState(
+        id=account["id"],
+        country=_get(account, "country", ""),
+        charges_enabled=bool(_get(account, "charges_enabled", False)),
+        payouts_enabled=bool(_get(account, "payouts_enabled", False)),
+        details_submitted=bool(_get(account, "details_submitted", False)),
+        requirements_due=due,
+        disabled_reason=_get(requirements, "disabled_reason", ""),
+    )
+
+
 def create_account(
     *,
     test_mode: bool,
@@ -87,23 +390,211 @@ def create_account(
     idempotency_key: str,
     email: str | None = None,
 ) -> AccountState:
-    raise NotImplementedError
+    """Create a connected account that the client site's owner owns outright.
+
+    The account is made with controller properties (not the legacy ``type``), set so
+    that it behaves like a Standard account, which is what an agency billing its
+    clients' sites wants: the site owner signs in to the full Stripe Dashboard, is the
+    merchant of record, pays Stripe's processing fees on their own direct charges
+    (``fees.payer = "account"``) and Stripe, not the platform, carries the risk of
+    negative balances (``losses.payments = "stripe"``), with Stripe collecting the
+    verification details (``requirement_collection = "stripe"``). Stripe only accepts
+    ``stripe_dashboard.type = "full"`` together with exactly those three values; the
+    alternative (``losses.payments = "application"``) would make the platform liable
+    for every client's refunds and disputes, and needs ``fees.payer = "application"``
+    and a dashboard other than the full one.
+
+    Stripe's Accounts API has no field for a Privacy Policy or Terms of Service URL,
+    so they travel in ``metadata`` (Stripe limits values to 500 characters; longer
+    URLs stay only in this app's database).
+    """
+    metadata: dict[str, str] = {"platform": PLATFORM, "site": site_url[:500]}
+    for name, url in (
+        ("privacy_policy_url", privacy_policy_url),
+        ("terms_of_service_url", terms_of_service_url),
+    ):
+        if url and len(url) <= 500:
+            metadata[name] = url
+    controller: AccountCreateParamsController = {
+        "fees": {"payer": "account"},
+        "losses": {"payments": "stripe"},
+        "requirement_collection": "stripe",
+        "stripe_dashboard": {"type": "full"},
+    }
+    params: AccountCreateParams = {
+        "country": country.upper(),
+        "controller": controller,
+        "business_profile": {"url": site_url},
+        "metadata": metadata,
+    }
+    if email:
+        params["email"] = email
+    client = get_client(test_mode)
+    with _calling("create_account", test_mode=test_mode, account_id=None):
+        account = client.v1.accounts.create(params, {"idempotency_key": idempotency_key})
+    _log_ok("create_account", account, test_mode=test_mode, account_id=account.id)
+    return _account_state(account)
 
 
 def create_account_link(
-    *, test_mode: bool, account_id: str, refresh_url: str, return_url: str
+    *,
+    test_mode: bool,
+    account_id: str,
+    refresh_url: str,
+    return_url: str,
+    idempotency_key: str | None = None,
 ) -> str:
-    """An Account Link URL for onboarding (valid a few minutes, single use)."""
-    raise NotImplementedError
+    """An Account Link URL for onboarding (valid a few minutes, single use).
+
+    Links are single use, so every call asks for a new one: the idempotency key is
+    random per call (the stripe client's own network retries reuse it), unless the
+    caller passes one to tie retries of the same editor action together.
+    """
+    params: AccountLinkCreateParams = {
+        "account": account_id,
+        "type": "account_onboarding",
+        "refresh_url": refresh_url,
+        "return_url": return_url,
+    }
+    key = idempotency_key or f"wcb-account-link-{account_id}-{uuid.uuid4().hex}"
+    client = get_client(test_mode)
+    with _calling("create_account_link", test_mode=test_mode, account_id=account_id):
+        link = client.v1.account_links.create(params, {"idempotency_key": key})
+    _log_ok("create_account_link", link, test_mode=test_mode, account_id=account_id)
+    return str(link.url)
 
 
 def retrieve_account(*, test_mode: bool, account_id: str) -> AccountState:
-    raise NotImplementedError
+    client = get_client(test_mode)
+    with _calling("retrieve_account", test_mode=test_mode, account_id=account_id):
+        account = client.v1.accounts.retrieve(account_id)
+    return _account_state(account)
 
 
 def delete_account(*, test_mode: bool, account_id: str) -> None:
-    """Delete a TEST connected account on Stripe; refuses live accounts."""
-    raise NotImplementedError
+    """Delete a TEST connected account on Stripe; refuses live accounts.
+
+    A live account belongs to the client site's owner (it holds their balance and
+    history), so this app never deletes one; "Unlink account" only detaches it.
+    """
+    if not test_mode:
+        raise InvalidRequest(
+            _(
+                "Live Stripe accounts are never deleted from here: unlink the account "
+                "instead; its owner can close it in their Stripe Dashboard."
+            ),
+            param="account",
+        )
+    client = get_client(test_mode)
+    with _calling("delete_account", test_mode=test_mode, account_id=account_id):
+        client.v1.accounts.delete(account_id)
+    logger.info("Stripe delete_account: mode=test account=%s", account_id)
+
+
+# --- checkout sessions -----------------------------------------------------------------
+
+
+def _session(session: Any) -> CheckoutSession:
+    return CheckoutSession(
+        id=session["id"],
+        url=_get(session, "url", ""),
+        status=_get(session, "status", ""),
+        payment_status=_get(session, "payment_status", ""),
+        expires_at=datetime.fromtimestamp(int(_get(session, "expires_at", 0)), tz=UTC),
+        payment_intent=_id(_get(session, "payment_intent")),
+        subscription=_id(_get(session, "subscription")),
+        customer=_id(_get(session, "customer")),
+        client_reference_id=_get(session, "client_reference_id", ""),
+        metadata={str(k): str(v) for k, v in dict(_get(session, "metadata", {})).items()},
+    )
+
+
+def clamp_checkout_expiry(expires_at: datetime, now: datetime | None = None) -> int:
+    """``expires_at`` as a Unix time inside the window Stripe accepts.
+
+    Stripe wants a session to live at least 30 minutes and at most 24 hours. An
+    invoice payable for days gets a 24-hour session (the pay link makes a new one when
+    that runs out); one about to expire gets the 30-minute minimum (a payment that
+    lands after the invoice expired is still recorded: money received wins). The cap
+    is rounded down to :data:`CHECKOUT_EXPIRY_STEP` so a retry a little later sends the
+    same value and gets the same session back.
+    """
+    now = now or timezone.now()
+    earliest = now + CHECKOUT_MIN_LIFETIME + CHECKOUT_LIFETIME_MARGIN
+    latest = now + CHECKOUT_MAX_LIFETIME - CHECKOUT_LIFETIME_MARGIN
+    if expires_at < earliest:
+        return math.ceil(earliest.timestamp() / 60) * 60
+    if expires_at > latest:
+        return int(latest.timestamp()) // CHECKOUT_EXPIRY_STEP * CHECKOUT_EXPIRY_STEP
+    return int(expires_at.timestamp())
+
+
+def application_fee_amount(amount: int, percent: Any = None) -> int:
+    """The platform's fee on ``amount`` minor units, rounded down (never over-charge)."""
+    if percent is None:
+        percent = billing_settings.APPLICATION_FEE_PERCENT
+    fee = decimal.Decimal(amount) * decimal.Decimal(str(percent or 0)) / 100
+    return int(fee.to_integral_value(rounding=decimal.ROUND_FLOOR))
+
+
+def checkout_params(
+    invoice: Invoice, *, success_url: str, cancel_url: str, expires_at: datetime
+) -> SessionCreateParams:
+    """The Checkout Session parameters for an invoice, before hooks run."""
+    metadata = {
+        "invoice_id": str(invoice.pk),
+        "invoice_number": invoice.number,
+        "site_id": str(invoice.site_id),
+        "platform": PLATFORM,
+    }
+    product: SessionCreateParamsLineItemPriceDataProductData = {
+        "name": (invoice.description or invoice.number)[:250],
+        "description": _("Invoice %(number)s from %(site)s")
+        % {"number": invoice.number, "site": invoice.site.site_name or invoice.site.hostname},
+    }
+    price_data: SessionCreateParamsLineItemPriceData = {
+        "currency": invoice.currency.lower(),
+        "unit_amount": int(invoice.amount),
+        "product_data": product,
+    }
+    interval = invoice.recurring_interval
+    if interval:
+        price_data["recurring"] = {"interval": typing.cast(Any, interval)}
+    line_item: SessionCreateParamsLineItem = {"price_data": price_data, "quantity": 1}
+    params: SessionCreateParams = {
+        "mode": "subscription" if interval else "payment",
+        "line_items": [line_item],
+        "customer_email": invoice.email,
+        "client_reference_id": str(invoice.pk),
+        "metadata": dict(metadata),
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+        "expires_at": clamp_checkout_expiry(expires_at),
+    }
+    percent = billing_settings.APPLICATION_FEE_PERCENT or 0
+    if interval:
+        params["subscription_data"] = {"metadata": dict(metadata)}
+        if percent:
+            params["subscription_data"]["application_fee_percent"] = float(percent)
+    else:
+        params["payment_intent_data"] = {"metadata": dict(metadata)}
+        fee = application_fee_amount(invoice.amount, percent)
+        if fee > 0:
+            params["payment_intent_data"]["application_fee_amount"] = fee
+    return params
+
+
+def checkout_idempotency_key(invoice: Invoice, params: Any) -> str:
+    """``wcb-invoice-<pk>-checkout-<attempt>-<hash of params>``.
+
+    The attempt number changes when the app wants a new session; the hash changes
+    when the request does (another success URL, a hook's new parameter), which Stripe
+    would otherwise refuse as a replay with different parameters. The same request
+    retried gets the same key, and Stripe answers with the same session.
+    """
+    canonical = json.dumps(params, sort_keys=True, default=str, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    return f"wcb-invoice-{invoice.pk}-checkout-{invoice.checkout_attempt}-{digest}"
 
 
 def create_checkout_session(
@@ -111,19 +602,218 @@ def create_checkout_session(
 ) -> CheckoutSession:
     """A Checkout Session on the invoice's connected account (a direct charge).
 
-    Idempotency key ``invoice-<pk>-checkout-<invoice.checkout_attempt>``: the caller
-    bumps ``checkout_attempt`` before asking for a new session.
+    Idempotency key ``wcb-invoice-<pk>-checkout-<invoice.checkout_attempt>-<hash>``:
+    the caller bumps ``checkout_attempt`` before asking for a new session.
+
+    The ``client_billing_checkout_params`` hook may change the parameters; what it
+    returns is validated against ``stripe.params.checkout.SessionCreateParams`` and an
+    unknown key or a wrong type raises :class:`InvalidRequest` before any request.
     """
-    raise NotImplementedError
+    params = checkout_params(
+        invoice, success_url=success_url, cancel_url=cancel_url, expires_at=expires_at
+    )
+    params = hooks.fold(hooks.CHECKOUT_PARAMS, params, invoice)
+    validate_params(params, _session_create_params_type())
+    account_id = invoice.account.stripe_id
+    test_mode = invoice.test_mode
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": checkout_idempotency_key(invoice, params),
+    }
+    with _calling("create_checkout_session", test_mode=test_mode, account_id=account_id):
+        session = client.v1.checkout.sessions.create(params, options)
+    _log_ok("create_checkout_session", session, test_mode=test_mode, account_id=account_id)
+    return _session(session)
 
 
 def retrieve_checkout_session(
     *, test_mode: bool, account_id: str, session_id: str
 ) -> CheckoutSession:
-    raise NotImplementedError
+    client = get_client(test_mode)
+    with _calling("retrieve_checkout_session", test_mode=test_mode, account_id=account_id):
+        session = client.v1.checkout.sessions.retrieve(
+            session_id, options={"stripe_account": account_id}
+        )
+    return _session(session)
 
 
 def expire_checkout_session(
     *, test_mode: bool, account_id: str, session_id: str
 ) -> CheckoutSession:
-    raise NotImplementedError
+    """Expire an open session so its page can no longer be paid; return its state.
+
+    A session that is already expired or complete is not an error (two editors, or an
+    editor and Stripe's own expiry, got there first): its current state is returned,
+    and the caller learns from ``status`` whether it was paid meanwhile.
+    """
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": f"wcb-expire-{session_id}",
+    }
+    try:
+        with _calling("expire_checkout_session", test_mode=test_mode, account_id=account_id):
+            session = client.v1.checkout.sessions.expire(session_id, options=options)
+    except InvalidRequest as error:
+        if error.code == "resource_missing":
+            raise
+        current = retrieve_checkout_session(
+            test_mode=test_mode, account_id=account_id, session_id=session_id
+        )
+        if current.status == "open":
+            raise
+        return current
+    _log_ok("expire_checkout_session", session, test_mode=test_mode, account_id=account_id)
+    return _session(session)
+
+
+# --- validating parameters against the stripe package's TypedDicts ---------------------
+
+
+def _session_create_params_type() -> type:
+    from stripe.params.checkout import SessionCreateParams
+
+    return SessionCreateParams
+
+
+def validate_params(params: Any, td: type) -> None:
+    """Check ``params`` (Python values, before encoding) against a stripe ``TypedDict``.
+
+    Unknown keys, missing required keys and wrong basic types (string, integer,
+    number, boolean, list, object) raise :class:`InvalidRequest` naming the key in
+    Stripe's bracket notation (``line_items[0][price_data][currency]``). Enumerations
+    are checked as strings only, because the SDK deliberately allows values newer than
+    itself. Client options (``api_key``, ``stripe_account``...) are not parameters and
+    are refused: a hook must not redirect a request to another account or key.
+    """
+    _check_typeddict(params, td, "")
+
+
+def _refuse(name: str, problem: str) -> NoReturn:
+    raise InvalidRequest(
+        _("The Checkout parameter %(name)s is not valid: %(problem)s")
+        % {"name": name, "problem": problem},
+        param=name,
+    )
+
+
+@functools.cache
+def _hints(td: type) -> dict[str, Any]:
+    """Resolved field types of a params TypedDict, without the client-side options."""
+    from stripe._request_options import RequestOptions
+    from stripe._stripe_context import StripeContext
+
+    namespace = {
+        **vars(sys.modules[td.__module__]),
+        "Mapping": collections.abc.Mapping,
+        "StripeContext": StripeContext,
+    }
+    hints = typing.get_type_hints(td, globalns=namespace)
+    return {k: v for k, v in hints.items() if k not in RequestOptions.__annotations__}
+
+
+def _is_typeddict(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, dict) and hasattr(tp, "__required_keys__")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}[{key}]" if prefix else key
+
+
+def _check_typeddict(value: Any, td: type, name: str) -> None:
+    if not isinstance(value, dict):
+        _refuse(name, _("expected an object"))
+    hints = _hints(td)
+    for key in value:
+        if not isinstance(key, str) or key not in hints:
+            _refuse(_join(name, str(key)), _("Stripe has no such parameter"))
+    for key in sorted(getattr(td, "__required_keys__", ())):
+        if key in hints and key not in value:
+            _refuse(_join(name, key), _("it is required"))
+    for key, item in value.items():
+        _check_value(item, hints[key], _join(name, key))
+
+
+_TYPE_NAMES: dict[Any, Callable[[], str]] = {
+    str: lambda: _("expected a string"),
+    int: lambda: _("expected an integer"),
+    float: lambda: _("expected a number"),
+    bool: lambda: _("expected true or false"),
+}
+
+
+def _accepts(value: Any, tp: Any, name: str) -> bool:
+    """Whether ``value`` fits ``tp``; raises for a mismatch deeper inside an object."""
+    origin = typing.get_origin(tp)
+    if tp is Any or tp is object:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        # Objects first, so an unknown key inside one is reported by its full name.
+        structured = [o for o in options if _is_structured(o)]
+        if isinstance(value, (dict, list)) and len(structured) == 1:
+            return _accepts(value, structured[0], name)
+        return any(_accepts_quietly(value, option, name) for option in options)
+    if origin is typing.Literal:
+        return value in typing.get_args(tp)
+    if _is_typeddict(tp):
+        _check_typeddict(value, tp, name)
+        return True
+    if origin in (list, collections.abc.Sequence) or tp is list:
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = typing.get_args(tp)
+        for index, item in enumerate(value):
+            _check_value(item, args[0] if args else Any, f"{name}[{index}]")
+        return True
+    if origin in (dict, collections.abc.Mapping) or tp is dict or _is_untyped_object(tp):
+        if not isinstance(value, dict):
+            return False
+        args = typing.get_args(tp)
+        for key, item in value.items():
+            _check_value(item, args[-1] if args else Any, _join(name, str(key)))
+        return True
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp in (float, decimal.Decimal):
+        return isinstance(value, (int, float, decimal.Decimal)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is type(None):
+        return value is None
+    return True  # a type this walker does not model: let Stripe judge it
+
+
+def _accepts_quietly(value: Any, tp: Any, name: str) -> bool:
+    try:
+        return _accepts(value, tp, name)
+    except InvalidRequest:
+        return False
+
+
+def _is_structured(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return _is_typeddict(tp) or origin in (list, dict, collections.abc.Mapping)
+
+
+def _is_untyped_object(tp: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    return isinstance(origin, type) and origin.__name__ == "UntypedStripeObject"
+
+
+def _check_value(value: Any, tp: Any, name: str) -> None:
+    if _accepts(value, tp, name):
+        return
+    base = tp
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        plain = [o for o in typing.get_args(tp) if typing.get_origin(o) is not typing.Literal]
+        base = plain[0] if len(plain) == 1 else None
+    if _is_structured(base) if base is not None else False:
+        origin = typing.get_origin(base) or base
+        problem = _("expected a list") if origin is list else _("expected an object")
+    else:
+        problem = _TYPE_NAMES.get(base, lambda: _("wrong type"))()
+    _refuse(name, problem)
