@@ -59,6 +59,11 @@ def register_log_actions(actions):
             _("Page unpublished on expiry"),
             _("Page unpublished on expiry"),
         ),
+        (
+            "wagtail_client_billing.page_action_refused",
+            _("Page action refused"),
+            _("Page not changed: the invoice's author may not publish it"),
+        ),
     ):
         actions.register_action(action, label, message)
 
