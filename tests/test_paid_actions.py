@@ -105,9 +105,11 @@ def test_a_failing_receiver_does_not_undo_the_status_change(django_capture_on_co
         raise RuntimeError("receiver bug")
 
     invoice = make_invoice()
-    with wagtail_hooks.register_temporarily(hooks.INVOICE_STATUS_CHANGED, explode):
-        with django_capture_on_commit_callbacks(execute=True):
-            assert lifecycle.mark_paid(invoice, source=Source.WEBHOOK)
+    with (
+        wagtail_hooks.register_temporarily(hooks.INVOICE_STATUS_CHANGED, explode),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert lifecycle.mark_paid(invoice, source=Source.WEBHOOK)
     invoice.refresh_from_db()
     assert invoice.status == "paid"
 
