@@ -69,7 +69,9 @@ def public(obj: Any) -> Any:
 
 def mask_key(key: str) -> str:
     """Stripe shows keys in errors as ``sk_test_****...abcd``."""
-    return key[:8] + "*" * max(0, len(key) - 12) + key[-4:]
+    if len(key) <= 12:
+        return key[:8] + "****"
+    return key[:8] + "*" * (len(key) - 12) + key[-4:]
 
 
 @dataclass

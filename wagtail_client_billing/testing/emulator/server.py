@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from . import pages
-from .core import RequestContext, RequestRecord, new_id
+from .core import RequestContext, RequestRecord, mask_key, new_id
 from .errors import EmulatorError, StripeError
 from .params import decode_form
 
@@ -229,7 +229,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             raise StripeError(_NO_KEY, status=401)
         if not re.fullmatch(r"sk_(test|live)_[A-Za-z0-9_]+", key):
             raise StripeError(
-                f"Invalid API Key provided: {key[:8]}{'*' * max(0, len(key) - 12)}{key[-4:]}",
+                f"Invalid API Key provided: {mask_key(key)}",
                 status=401,
             )
         return key
