@@ -1112,3 +1112,15 @@ def test_decode_form_rebuilds_nesting_and_validate_types_values() -> None:
         validate(decode_form("expires_at=soon"), SessionCreateParams)
     with pytest.raises(StripeError, match="Invalid boolean: yes"):
         validate(decode_form("phone_number_collection[enabled]=yes"), SessionCreateParams)
+
+
+def test_a_restarted_emulator_knows_the_objects_of_its_state_snapshot(
+    emu: StripeEmulator, client: stripe.StripeClient
+) -> None:
+    account = create_account(client)
+    snapshot = json.loads(json.dumps(emu.state.snapshot()))
+    with StripeEmulator() as restarted:
+        restarted.state.restore(snapshot)
+        assert make_client(restarted).v1.accounts.retrieve(account.id).id == account.id
+    with StripeEmulator() as fresh, pytest.raises(stripe.PermissionError):
+        make_client(fresh).v1.accounts.retrieve(account.id)

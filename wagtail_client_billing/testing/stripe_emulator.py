@@ -74,12 +74,14 @@ Connect/account endpoints, no event-type filters).
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import signal
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .emulator.core import (
@@ -457,6 +459,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--retry-delay", type=float, default=1.0, help="First webhook retry delay.")
     parser.add_argument("--max-attempts", type=int, default=5, help="Webhook tries per event.")
     parser.add_argument("--verbose", action="store_true", help="Log every HTTP request.")
+    parser.add_argument(
+        "--state-file",
+        help="Keep accounts, sessions and subscriptions in this JSON file across restarts.",
+    )
     args = parser.parse_args(argv)
     if len(args.webhook_url) != len(args.webhook_secret):
         parser.error("give one --webhook-secret for each --webhook-url, in the same order")
@@ -477,20 +483,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
+    state_file = Path(args.state_file) if args.state_file else None
+    if state_file and state_file.exists():
+        emulator.state.restore(json.loads(state_file.read_text()))
     emulator.start()
     print(
         f"Stripe emulator listening on {emulator.base_url} "
         f"(hosted pages at {emulator.public_url}); Ctrl-C to stop.",
         flush=True,
     )
+    saved_at = -1
     try:
         while not done.is_set():
             time.sleep(0.2)
+            if state_file and len(emulator.state.requests) != saved_at:
+                saved_at = len(emulator.state.requests)
+                _save_state(emulator, state_file)
     except KeyboardInterrupt:
         pass
     finally:
+        if state_file:
+            _save_state(emulator, state_file)
         emulator.stop()
     return 0
+
+
+def _save_state(emulator: StripeEmulator, path: Path) -> None:
+    """Write atomically, so a stop mid-write never leaves a broken file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(emulator.state.snapshot()))
+    tmp.replace(path)
 
 
 if __name__ == "__main__":

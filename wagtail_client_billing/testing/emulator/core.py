@@ -220,6 +220,31 @@ class EmulatorState:
             self.clock_offset = 0.0
             self._created_seq = 0
 
+    #: The object stores a state file keeps across restarts (the demo's emulator).
+    PERSISTED = (
+        "accounts",
+        "account_links",
+        "checkout_sessions",
+        "customers",
+        "subscriptions",
+        "invoices",
+        "payment_intents",
+    )
+
+    def snapshot(self) -> dict[str, Any]:
+        """Stripe's objects as plain JSON data (not requests, faults or idempotency records)."""
+        with self.lock:
+            data: dict[str, Any] = {name: getattr(self, name) for name in self.PERSISTED}
+            data["_created_seq"] = self._created_seq
+            return json.loads(json.dumps(data))
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load objects saved by :meth:`snapshot`, so a restarted emulator knows them."""
+        with self.lock:
+            for name in self.PERSISTED:
+                getattr(self, name).update(data.get(name, {}))
+            self._created_seq = max(self._created_seq, int(data.get("_created_seq", 0)))
+
     def now(self) -> int:
         """The emulator's current time in whole seconds."""
         return int(self.clock() + self.clock_offset)
