@@ -8,6 +8,7 @@ The tab layout lives here so each tab's module owns only its own panels.
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import FieldPanel, ObjectList, TabbedInterface
 
+from ..forms.settings import ClientBillingSettingsForm
 from .email import email_panels
 from .invoices import SiteInvoicesPanel
 from .stripe import StripeAccountsPanel
@@ -24,5 +25,6 @@ def build_edit_handler() -> TabbedInterface:
             ),
             ObjectList([SiteInvoicesPanel()], heading=_("Invoices")),
         ],
-        base_form_class="wagtail_client_billing.forms.settings.ClientBillingSettingsForm",
+        # A class, not a dotted path: Panel.get_form_class() does not import strings.
+        base_form_class=ClientBillingSettingsForm,
     )
