@@ -1,7 +1,54 @@
-"""Stripe webhook endpoint. (Being built: see issue 6.)"""
+"""The Stripe webhook endpoint: one URL for account and Connect events, test and live.
 
-from django.http import HttpResponse
+The work is in :mod:`wagtail_client_billing.webhooks`; this view only guards the door:
+POST only, no CSRF (Stripe cannot send a token; the signature is the authentication),
+and a body over ``WEBHOOK_MAX_BODY_BYTES`` refused before it is read, so a large request
+costs neither memory nor a parse.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .. import webhooks
+from ..conf import billing_settings
+
+logger = logging.getLogger(__name__)
 
 
-def stripe_webhook(request):
-    return HttpResponse(status=400)
+def _too_large(limit: int) -> HttpResponse:
+    return JsonResponse({"error": f"Request body larger than {limit} bytes."}, status=413)
+
+
+@csrf_exempt
+@require_POST
+def stripe_webhook(request: HttpRequest) -> HttpResponse:
+    """Answer 200 for an event stored (applied, ignored or a duplicate), 400 for anything
+    that is not a correctly signed Stripe event, 413 for an oversized body, and 500 when
+    applying failed, so that Stripe delivers the event again."""
+    limit = int(billing_settings.WEBHOOK_MAX_BODY_BYTES)
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return JsonResponse({"error": "Invalid Content-Length."}, status=400)
+    if declared > limit:
+        return _too_large(limit)
+    payload = request.read(limit + 1)
+    if len(payload) > limit:
+        return _too_large(limit)
+
+    try:
+        receipt = webhooks.receive(payload, request.headers.get("Stripe-Signature"))
+    except webhooks.InvalidWebhook as exc:
+        logger.warning("Refused a webhook request: %s", exc)
+        return JsonResponse({"error": str(exc)}, status=400)
+
+    record = receipt.record
+    body = {"id": record.event_id, "outcome": record.outcome, "duplicate": receipt.duplicate}
+    if receipt.failed:
+        return JsonResponse({**body, "error": "Processing failed; retry."}, status=500)
+    return JsonResponse(body, status=200)

@@ -1,0 +1,631 @@
+"""Stripe webhooks: signed events posted to the real view, applied through the lifecycle."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from wagtail.models import ModelLogEntry
+
+from tests.utils import connect, make_account, make_invoice
+from tests.webhook_helpers import (
+    LIVE_SECRET,
+    ROTATED_TEST_SECRET,
+    account_event,
+    async_result,
+    completed,
+    expired,
+    post_event,
+    session_event,
+    session_obj,
+    stripe_invoice_obj,
+    subscription_obj,
+)
+from wagtail_client_billing import webhooks
+from wagtail_client_billing.models import (
+    ClientBillingSettings,
+    Invoice,
+    StripeAccount,
+    WebhookEvent,
+)
+from wagtail_client_billing.testing.webhooks import build_event, random_id
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def invoice(connected_site, account):
+    return make_invoice(connected_site, account, checkout_session_id="cs_test_a1current")
+
+
+def log_actions(invoice) -> list[str]:
+    return list(
+        ModelLogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(Invoice), object_id=str(invoice.pk)
+        )
+        .order_by("timestamp", "pk")
+        .values_list("action", flat=True)
+    )
+
+
+def refreshed(invoice) -> Invoice:
+    invoice.refresh_from_db()
+    return invoice
+
+
+# --- payments ------------------------------------------------------------------------------
+
+
+def test_completed_paid_session_marks_the_invoice_paid(client, invoice):
+    event = completed(invoice, "cs_test_a1current", payment_intent="pi_card")
+
+    response = post_event(client, event)
+
+    assert response.status_code == 200
+    invoice = refreshed(invoice)
+    assert invoice.status == "paid"
+    assert invoice.payment_intent_id == "pi_card"
+    assert invoice.status_source == "webhook"
+    assert log_actions(invoice) == ["wagtail_client_billing.paid"]
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert (record.outcome, record.invoice, record.account) == (
+        "processed",
+        invoice,
+        "acct_test_a",
+    )
+
+
+def test_bank_debit_is_processing_then_paid(client, invoice):
+    post_event(client, completed(invoice, "cs_test_a1current", paid=False))
+    assert refreshed(invoice).status == "processing"
+
+    post_event(client, async_result(invoice, "cs_test_a1current", succeeded=True))
+
+    assert refreshed(invoice).status == "paid"
+    assert log_actions(invoice) == [
+        "wagtail_client_billing.processing",
+        "wagtail_client_billing.paid",
+    ]
+
+
+def test_failed_bank_debit_goes_back_to_pending_with_the_failure_shown(client, invoice):
+    post_event(client, completed(invoice, "cs_test_a1current", paid=False))
+    post_event(client, async_result(invoice, "cs_test_a1current", succeeded=False))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "pending"
+    assert "failed" in invoice.payment_failure
+    assert log_actions(invoice)[-1] == "wagtail_client_billing.payment_failed"
+
+
+def test_failed_bank_debit_after_the_invoice_expiry_expires_it(client, invoice):
+    post_event(client, completed(invoice, "cs_test_a1current", paid=False))
+    with time_machine.travel(invoice.expires_at + timedelta(minutes=1), tick=False):
+        event = async_result(invoice, "cs_test_a1current", succeeded=False)
+        post_event(client, event)
+    assert refreshed(invoice).status == "expired"
+
+
+def test_failure_overtaking_its_completed_event_does_not_leave_it_processing(client, invoice):
+    post_event(client, async_result(invoice, "cs_test_a1current", succeeded=False))
+    post_event(client, completed(invoice, "cs_test_a1current", paid=False))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "pending"
+    assert invoice.payment_failure
+
+
+def test_a_late_failure_cannot_unpay(client, invoice):
+    post_event(client, completed(invoice, "cs_test_a1current", paid=False))
+    post_event(client, async_result(invoice, "cs_test_a1current", succeeded=True))
+    post_event(client, async_result(invoice, "cs_test_a1current", succeeded=False))
+
+    assert refreshed(invoice).status == "paid"
+
+
+def test_payment_on_an_expired_invoice_marks_it_paid_late(client, invoice):
+    from wagtail_client_billing import lifecycle
+
+    lifecycle.expire(invoice, source=lifecycle.Source.SWEEP)
+
+    post_event(client, completed(invoice, "cs_test_a1current"))
+
+    invoice = refreshed(invoice)
+    assert (invoice.status, invoice.late_payment) == ("paid", True)
+
+
+def test_expired_session_is_forgotten_so_the_next_click_makes_a_new_one(client, invoice):
+    Invoice.objects.filter(pk=invoice.pk).update(
+        checkout_session_url="https://checkout.stripe.com/c/pay/x",
+        checkout_session_expires_at=timezone.now() + timedelta(hours=1),
+    )
+    post_event(client, expired(invoice, "cs_test_a1current"))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "pending"  # its own expiry decides
+    assert (invoice.checkout_session_id, invoice.checkout_session_url) == ("", "")
+    assert invoice.checkout_session_expires_at is None
+
+
+def test_expiry_of_an_older_session_keeps_the_current_one(client, invoice):
+    post_event(client, expired(invoice, "cs_test_a1older"))
+    assert refreshed(invoice).checkout_session_id == "cs_test_a1current"
+
+
+# --- duplicates, unknown and foreign events ------------------------------------------------
+
+
+def test_duplicate_delivery_is_acknowledged_and_changes_nothing(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    post_event(client, event)
+
+    response = post_event(client, event)
+
+    assert response.status_code == 200
+    assert response.json()["duplicate"] is True
+    assert log_actions(invoice) == ["wagtail_client_billing.paid"]
+    assert WebhookEvent.objects.get(event_id=event["id"]).attempts == 1
+
+
+def test_unknown_event_type_is_stored_as_ignored(client, invoice):
+    event = build_event(
+        "charge.refunded", {"id": "ch_1", "object": "charge"}, account="acct_test_a"
+    )
+
+    response = post_event(client, event)
+
+    assert response.status_code == 200
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert record.outcome == "ignored"
+    assert record.error
+
+
+def test_event_for_an_unknown_invoice_is_ignored(client, invoice):
+    session = session_obj(invoice, metadata={}, client_reference_id=None, status="complete")
+    session["payment_status"] = "paid"
+    event = session_event("checkout.session.completed", invoice, session)
+
+    assert post_event(client, event).status_code == 200
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "ignored"
+    assert refreshed(invoice).status == "pending"
+
+
+def test_event_from_another_account_is_ignored(client, invoice):
+    make_account("acct_test_other")
+    event = completed(invoice, "cs_test_a1current")
+    event["account"] = "acct_test_other"
+
+    assert post_event(client, event).status_code == 200
+
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert record.outcome == "ignored"
+    assert "acct_test_other" in record.error
+    assert refreshed(invoice).status == "pending"
+
+
+def test_event_of_the_other_mode_is_ignored(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    event["livemode"] = True
+    event["data"]["object"]["livemode"] = True
+
+    assert post_event(client, event, LIVE_SECRET).status_code == 200
+
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert (record.outcome, record.livemode) == ("ignored", True)
+    assert refreshed(invoice).status == "pending"
+
+
+# --- signatures and bodies -----------------------------------------------------------------
+
+
+def test_missing_signature_is_refused_and_nothing_stored(client, invoice):
+    assert post_event(client, completed(invoice, "cs_test_a1current"), None).status_code == 400
+    assert not WebhookEvent.objects.exists()
+    assert refreshed(invoice).status == "pending"
+
+
+def test_wrong_secret_is_refused_and_nothing_stored(client, invoice):
+    response = post_event(client, completed(invoice, "cs_test_a1current"), "whsec_wrong")
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_tampered_body_is_refused(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    body = json.dumps(event).encode()
+    from wagtail_client_billing.testing.webhooks import sign_payload
+
+    signature = sign_payload(body, "whsec_test_suite")
+    tampered = body.replace(b'"paid"', b'"paid" ', 1)
+    response = client.post(
+        "/billing/stripe/webhook/",
+        data=tampered,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=signature,
+    )
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_stale_signature_is_refused(client, invoice):
+    old = int(timezone.now().timestamp()) - 301
+    response = post_event(client, completed(invoice, "cs_test_a1current"), timestamp=old)
+    assert response.status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_signature_within_tolerance_is_accepted(client, invoice):
+    recent = int(timezone.now().timestamp()) - 200
+    response = post_event(client, completed(invoice, "cs_test_a1current"), timestamp=recent)
+    assert response.status_code == 200
+
+
+def test_rotated_secret_is_accepted(client, invoice):
+    response = post_event(client, completed(invoice, "cs_test_a1current"), ROTATED_TEST_SECRET)
+    assert response.status_code == 200
+    assert refreshed(invoice).status == "paid"
+
+
+def test_live_event_signed_with_a_test_secret_is_refused(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    event["livemode"] = True
+    assert post_event(client, event).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_signed_body_that_is_not_a_stripe_event_is_refused(client):
+    body = json.dumps({"hello": "world"}).encode()
+    assert post_event(client, {}, body=body).status_code == 400
+    assert post_event(client, {}, body=b"not json").status_code == 400
+    assert post_event(client, {}, body=b"\xff\xfe").status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_oversized_body_is_refused_before_it_is_read(client, settings, invoice):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_MAX_BODY_BYTES": 1024,
+    }
+    event = completed(invoice, "cs_test_a1current")
+    event["padding"] = "x" * 2000
+
+    response = post_event(client, event)
+
+    assert response.status_code == 413
+    assert not WebhookEvent.objects.exists()
+    assert refreshed(invoice).status == "pending"
+
+
+def test_only_post_is_allowed(client):
+    assert client.get("/billing/stripe/webhook/").status_code == 405
+
+
+# --- failures and retries --------------------------------------------------------------------
+
+
+def test_failing_handler_answers_500_and_a_redelivery_applies_it(client, invoice):
+    def explode(**kwargs):
+        raise RuntimeError("downstream system unavailable")
+
+    event = completed(invoice, "cs_test_a1current")
+    webhooks.stripe_event_applied.connect(explode)
+    try:
+        response = post_event(client, event)
+    finally:
+        webhooks.stripe_event_applied.disconnect(explode)
+
+    assert response.status_code == 500
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert record.outcome == "failed"
+    assert "downstream system unavailable" in record.error
+    assert refreshed(invoice).status == "pending"  # rolled back with the failure
+
+    response = post_event(client, event)  # Stripe retries
+
+    assert response.status_code == 200
+    record.refresh_from_db()
+    assert (record.outcome, record.error, record.attempts) == ("processed", "", 2)
+    assert refreshed(invoice).status == "paid"
+    assert log_actions(invoice) == ["wagtail_client_billing.paid"]
+
+
+# --- accounts ----------------------------------------------------------------------------------
+
+
+def _account_obj(stripe_id, **fields):
+    obj = {
+        "id": stripe_id,
+        "object": "account",
+        "charges_enabled": True,
+        "payouts_enabled": True,
+        "details_submitted": True,
+        "requirements": {"currently_due": [], "disabled_reason": None},
+    }
+    obj.update(fields)
+    return obj
+
+
+def test_account_updated_stores_flags_and_requirements(client, db):
+    account = make_account("acct_test_new", charges_enabled=False)
+    obj = _account_obj(
+        "acct_test_new",
+        charges_enabled=False,
+        payouts_enabled=False,
+        requirements={
+            "currently_due": ["external_account"],
+            "disabled_reason": "requirements.past_due",
+        },
+    )
+
+    post_event(client, account_event("account.updated", obj, "acct_test_new"))
+
+    account.refresh_from_db()
+    assert account.state == "restricted"
+    assert account.requirements_due == ["external_account"]
+    assert account.disabled_reason == "requirements.past_due"
+
+    post_event(
+        client, account_event("account.updated", _account_obj("acct_test_new"), "acct_test_new")
+    )
+    account.refresh_from_db()
+    assert account.state == "enabled"
+    assert account.requirements_due == []
+
+
+def test_older_account_snapshot_does_not_overwrite_a_newer_one(client, db):
+    account = make_account("acct_test_new", charges_enabled=False)
+    now = int(timezone.now().timestamp())
+    newer = account_event(
+        "account.updated", _account_obj("acct_test_new"), "acct_test_new", created=now
+    )
+    older = account_event(
+        "account.updated",
+        _account_obj("acct_test_new", charges_enabled=False, details_submitted=False),
+        "acct_test_new",
+        created=now - 60,
+    )
+    post_event(client, newer)
+    post_event(client, older)
+
+    account.refresh_from_db()
+    assert account.charges_enabled is True
+    assert WebhookEvent.objects.get(event_id=older["id"]).outcome == "ignored"
+
+
+def test_deauthorized_account_is_unlinked_from_every_site(client, connected_site, account):
+    from tests.utils import make_site
+
+    other_site = make_site("client-b.example")
+    connect(other_site, account)
+    application = {"id": "ca_platform", "object": "application", "name": "Agency"}
+
+    response = post_event(
+        client, account_event("account.application.deauthorized", application, "acct_test_a")
+    )
+
+    assert response.status_code == 200
+    account.refresh_from_db()
+    assert account.deauthorized_at is not None
+    assert account.state == "deauthorized"
+    assert not ClientBillingSettings.objects.filter(test_account=account).exists()
+    assert ModelLogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(StripeAccount),
+        object_id=str(account.pk),
+        action="wagtail_client_billing.account_unlinked",
+    ).exists()
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def monthly(connected_site, account):
+    return make_invoice(
+        connected_site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
+    )
+
+
+def test_subscription_first_payment_is_not_a_renewal(client, monthly):
+    sub_id = "sub_test_1"
+    post_event(client, completed(monthly, "cs_test_a1sub", payment_intent=None))
+    post_event(
+        client,
+        session_event(
+            "invoice.paid", monthly, stripe_invoice_obj(monthly, sub_id, "subscription_create")
+        ),
+    )
+    post_event(
+        client,
+        session_event("customer.subscription.created", monthly, subscription_obj(monthly, sub_id)),
+    )
+
+    monthly = refreshed(monthly)
+    assert (monthly.status, monthly.renewals_paid) == ("paid", 0)
+    assert (monthly.subscription_id, monthly.subscription_status) == (sub_id, "active")
+
+
+def test_renewals_are_counted_once_each(client, monthly):
+    sub_id = "sub_test_1"
+    Invoice.objects.filter(pk=monthly.pk).update(subscription_id=sub_id)
+    renewal = stripe_invoice_obj(monthly, sub_id, "subscription_cycle", "in_test_renewal1")
+    post_event(client, session_event("invoice.paid", monthly, renewal))
+    post_event(client, session_event("invoice.paid", monthly, renewal))  # another event id
+    post_event(
+        client,
+        session_event(
+            "invoice.paid",
+            monthly,
+            stripe_invoice_obj(monthly, sub_id, "subscription_cycle", "in_test_renewal2"),
+        ),
+    )
+
+    monthly = refreshed(monthly)
+    assert monthly.renewals_paid == 2
+    assert monthly.last_renewal_paid_at is not None
+    assert log_actions(monthly).count("wagtail_client_billing.renewal_paid") == 2
+
+
+def test_ended_subscription_stays_ended(client, monthly):
+    sub_id = "sub_test_1"
+    Invoice.objects.filter(pk=monthly.pk).update(subscription_id=sub_id)
+    now = int(timezone.now().timestamp())
+    deleted = session_event(
+        "customer.subscription.deleted",
+        monthly,
+        subscription_obj(monthly, sub_id, "canceled"),
+        created=now,
+    )
+    late_update = session_event(
+        "customer.subscription.updated",
+        monthly,
+        subscription_obj(monthly, sub_id, "active"),
+        created=now - 30,
+    )
+    post_event(client, deleted)
+    post_event(client, late_update)
+
+    assert refreshed(monthly).subscription_status == "canceled"
+
+
+def test_older_subscription_update_does_not_overwrite_a_newer_one(client, monthly):
+    sub_id = "sub_test_1"
+    Invoice.objects.filter(pk=monthly.pk).update(subscription_id=sub_id)
+    now = int(timezone.now().timestamp())
+    post_event(
+        client,
+        session_event(
+            "customer.subscription.updated",
+            monthly,
+            subscription_obj(monthly, sub_id, "past_due"),
+            created=now,
+        ),
+    )
+    post_event(
+        client,
+        session_event(
+            "customer.subscription.updated",
+            monthly,
+            subscription_obj(monthly, sub_id, "active"),
+            created=now - 100,
+        ),
+    )
+    assert refreshed(monthly).subscription_status == "past_due"
+
+
+# --- any order, any duplicates -------------------------------------------------------------------
+
+
+def _with_duplicates(events, order, duplicates):
+    ordered = [events[i] for i in order]
+    return ordered + [events[i] for i in duplicates]
+
+
+def _deliver_all(client, sequence):
+    for event in sequence:
+        assert post_event(client, event).status_code == 200
+
+
+SHUFFLE_SETTINGS = hypothesis_settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@SHUFFLE_SETTINGS
+@given(data=st.data())
+def test_bank_payment_events_in_any_order_end_paid(client, connected_site, account, data):
+    invoice = make_invoice(connected_site, account, checkout_session_id="cs_test_a1second")
+    events = [
+        expired(invoice, "cs_test_a1first"),
+        completed(invoice, "cs_test_a1second", paid=False, payment_intent="pi_2"),
+        async_result(invoice, "cs_test_a1second", succeeded=True, payment_intent="pi_2"),
+    ]
+    order = data.draw(st.permutations(range(len(events))))
+    duplicates = data.draw(st.lists(st.sampled_from(range(len(events))), max_size=4))
+
+    _deliver_all(client, _with_duplicates(events, order, duplicates))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "paid"
+    assert invoice.checkout_session_id == "cs_test_a1second"
+    assert log_actions(invoice).count("wagtail_client_billing.paid") == 1
+
+
+@SHUFFLE_SETTINGS
+@given(data=st.data())
+def test_failed_bank_payment_events_in_any_order_end_pending(client, connected_site, account, data):
+    invoice = make_invoice(connected_site, account, checkout_session_id="cs_test_a1only")
+    events = [
+        completed(invoice, "cs_test_a1only", paid=False, payment_intent="pi_3"),
+        async_result(invoice, "cs_test_a1only", succeeded=False, payment_intent="pi_3"),
+    ]
+    order = data.draw(st.permutations(range(len(events))))
+    duplicates = data.draw(st.lists(st.sampled_from(range(len(events))), max_size=3))
+
+    _deliver_all(client, _with_duplicates(events, order, duplicates))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "pending"
+    assert invoice.payment_failure
+    assert log_actions(invoice) == [
+        "wagtail_client_billing.processing",
+        "wagtail_client_billing.payment_failed",
+    ]
+
+
+@SHUFFLE_SETTINGS
+@given(data=st.data())
+def test_subscription_events_in_any_order_end_in_one_state(client, connected_site, account, data):
+    invoice = make_invoice(
+        connected_site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
+    )
+    sub_id = random_id("sub_")
+    now = int(timezone.now().timestamp())
+    events = [
+        completed(invoice, "cs_test_a1sub", payment_intent=None, subscription=sub_id),
+        session_event(
+            "invoice.paid", invoice, stripe_invoice_obj(invoice, sub_id, "subscription_create")
+        ),
+        session_event(
+            "customer.subscription.created",
+            invoice,
+            subscription_obj(invoice, sub_id),
+            created=now,
+        ),
+        session_event(
+            "invoice.paid", invoice, stripe_invoice_obj(invoice, sub_id, "subscription_cycle")
+        ),
+        session_event(
+            "customer.subscription.updated",
+            invoice,
+            subscription_obj(invoice, sub_id),
+            created=now + 1,
+        ),
+        session_event(
+            "invoice.paid", invoice, stripe_invoice_obj(invoice, sub_id, "subscription_cycle")
+        ),
+        session_event(
+            "customer.subscription.deleted",
+            invoice,
+            subscription_obj(invoice, sub_id, "canceled"),
+            created=now + 2,
+        ),
+    ]
+    order = data.draw(st.permutations(range(len(events))))
+    duplicates = data.draw(st.lists(st.sampled_from(range(len(events))), max_size=5))
+
+    _deliver_all(client, _with_duplicates(events, order, duplicates))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "paid"
+    assert invoice.renewals_paid == 2
+    assert (invoice.subscription_id, invoice.subscription_status) == (sub_id, "canceled")
+    assert log_actions(invoice).count("wagtail_client_billing.paid") == 1

@@ -1,0 +1,686 @@
+"""Stripe webhooks: verify the signature, store the event once, apply it through the lifecycle.
+
+One endpoint receives everything (the platform's account events and the Connect events
+of every connected account, test and live). For each delivery:
+
+1. :func:`verify` checks ``Stripe-Signature`` against every configured secret (test and
+   live, several per mode while one is rotated). The secret that matched decides the
+   mode, and the event's ``livemode`` must agree with it. Nothing is stored before this
+   passes, so an unsigned request cannot fill the table.
+2. :func:`store` inserts a :class:`~.models.WebhookEvent` keyed by Stripe's event id.
+   The unique constraint, not a read-then-write, decides whether it is new, so two
+   concurrent deliveries of one event cannot both insert it.
+3. :func:`process` applies it in one transaction, holding the event's row lock so a
+   concurrent duplicate waits and then sees it done. Applying never calls Stripe: every
+   event the app handles carries what it needs. An event the app does not handle, or one
+   for an invoice or account that is not this app's (another account, the other mode),
+   is stored as *ignored* with the reason. An exception marks it *failed* with the error
+   and the view answers 500, so Stripe delivers it again; an operator can also
+   *Reprocess* it from the admin's webhook event listing.
+
+Events arrive in any order and more than once. Each handler is written so that any
+order of a realistic sequence ends in the same state: paid is final in the lifecycle,
+a late ``async_payment_failed`` cannot un-pay, a ``completed (unpaid)`` arriving after
+its ``async_payment_failed`` does not put the invoice back into processing, renewals
+are counted once per Stripe invoice, a subscription that ended stays ended, and an
+account snapshot older than the one recorded is not applied.
+
+The invoice an event is about is found by the Checkout Session's ``metadata.invoice_id``
+or ``client_reference_id`` (the invoice's primary key, as the gateway sets them), then
+by the session or subscription id recorded on the invoice.
+
+:func:`apply_checkout_session` is the one place that turns a Checkout Session's state
+into invoice status; the client's return from Checkout and reconciliation use it too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import stripe
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.dispatch import Signal
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from wagtail.log_actions import log
+from wagtail.models import ModelLogEntry
+
+from . import gateway, lifecycle
+from .conf import billing_settings
+from .models import (
+    ClientBillingSettings,
+    Invoice,
+    InvoiceStatus,
+    StripeAccount,
+    WebhookEvent,
+    WebhookOutcome,
+)
+
+logger = logging.getLogger(__name__)
+
+#: Sent inside the transaction that applies an event, after the app's own handling, with
+#: ``event`` (the event dict), ``record`` (the :class:`~.models.WebhookEvent`), ``outcome``
+#: and ``invoice`` (or ``None``). A receiver that raises rolls the whole event back and
+#: marks it failed, so Stripe retries it: handle your own event types here, idempotently.
+stripe_event_applied = Signal()
+
+#: Subscription statuses after which Stripe never bills the subscription again.
+TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+#: ``payment_status`` values of a completed session that mean the money is there.
+PAID_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
+
+
+class InvalidWebhook(Exception):
+    """The request is not a genuine, fresh Stripe event for this platform (answer 400)."""
+
+
+class Ignored(Exception):
+    """The event is genuine but not for anything this app should change; ``str()`` says why."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What happened to one delivery.
+
+    Attributes:
+        record: the stored event.
+        duplicate: it had been processed or ignored before; nothing was done now.
+    """
+
+    record: WebhookEvent
+    duplicate: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.record.outcome == WebhookOutcome.FAILED
+
+
+# --- 1. verify ------------------------------------------------------------------------------
+
+
+def verify(payload: bytes, signature: str | None) -> tuple[dict[str, Any], bool]:
+    """Return ``(event, test_mode)`` for a correctly signed, fresh Stripe event.
+
+    Every configured secret is tried (``STRIPE_TEST_WEBHOOK_SECRETS`` then
+    ``STRIPE_LIVE_WEBHOOK_SECRETS``), with ``WEBHOOK_TOLERANCE`` seconds of allowed age.
+    The matching secret's mode must agree with the event's ``livemode``: a live event
+    signed with a test secret is refused rather than trusted.
+
+    Raises:
+        InvalidWebhook: no or a malformed signature, none that matches, too old a
+            timestamp, a body that is not JSON or not a Stripe event, or a mode mismatch.
+    """
+    if not signature:
+        raise InvalidWebhook("No Stripe-Signature header.")
+    secrets = billing_settings.webhook_secrets()
+    if not secrets:
+        raise InvalidWebhook("No webhook secret is configured.")
+    tolerance = billing_settings.WEBHOOK_TOLERANCE
+    modes: set[bool] = set()
+    last_error = "No signature matched."
+    for test_mode, secret in secrets:
+        try:
+            stripe.WebhookSignature.verify_header(payload, signature, secret, tolerance)
+        except stripe.SignatureVerificationError as exc:
+            last_error = str(exc)
+            continue
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidWebhook("The body is not UTF-8 text.") from exc
+        modes.add(test_mode)
+    if not modes:
+        raise InvalidWebhook(last_error)
+    event = parse_event(payload)
+    test_mode = not event["livemode"]
+    if test_mode not in modes:
+        raise InvalidWebhook(
+            "The event's livemode does not match the mode of the secret that signed it."
+        )
+    return event, test_mode
+
+
+def parse_event(payload: bytes) -> dict[str, Any]:
+    """The event dict, or :class:`InvalidWebhook` if ``payload`` is not a Stripe event."""
+    try:
+        event = json.loads(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidWebhook("The body is not JSON.") from exc
+    if not (
+        isinstance(event, dict)
+        and event.get("object") == "event"
+        and isinstance(event.get("id"), str)
+        and event["id"]
+        and isinstance(event.get("type"), str)
+        and event["type"]
+        and isinstance(event.get("livemode"), bool)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+        and isinstance(event.get("account", ""), str | type(None))
+    ):
+        raise InvalidWebhook("The body is not a Stripe event.")
+    return event
+
+
+# --- 2. store -------------------------------------------------------------------------------
+
+
+def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+    """Insert the event, or find the one stored before; ``(record, created)``.
+
+    The insert is tried first and a unique-constraint violation means a duplicate, which
+    is safe under concurrent deliveries where "look, then insert" is not.
+    """
+    try:
+        with transaction.atomic():
+            record = WebhookEvent.objects.create(
+                event_id=event["id"][:255],
+                type=event["type"][:100],
+                account=(event.get("account") or "")[:64],
+                livemode=bool(event["livemode"]),
+                payload=event,
+            )
+            return record, True
+    except IntegrityError:
+        return WebhookEvent.objects.get(event_id=event["id"][:255]), False
+
+
+# --- 3. process -----------------------------------------------------------------------------
+
+
+def receive(payload: bytes, signature: str | None) -> Receipt:
+    """Verify, store and process one delivery (what the webhook view does)."""
+    event, _test_mode = verify(payload, signature)
+    record, _created = store(event)
+    return process(record)
+
+
+def process(record: WebhookEvent, *, force: bool = False) -> Receipt:
+    """Apply a stored event once; ``force`` re-applies an ignored or processed one too.
+
+    A processed or ignored event is a duplicate and left alone; a received (never
+    finished) or failed one is applied. The row lock makes concurrent duplicates wait
+    for the first to finish (PostgreSQL; SQLite serialises writers anyway).
+    """
+    with transaction.atomic():
+        locked = WebhookEvent.objects.select_for_update().get(pk=record.pk)
+        done = (WebhookOutcome.PROCESSED, WebhookOutcome.IGNORED)
+        if locked.outcome in done and not force:
+            return Receipt(locked, duplicate=True)
+        locked.attempts += 1
+        locked.processed_at = timezone.now()
+        try:
+            with transaction.atomic():
+                outcome, reason, invoice = _apply(locked)
+                stripe_event_applied.send(
+                    sender=WebhookEvent,
+                    event=locked.payload,
+                    record=locked,
+                    outcome=outcome,
+                    invoice=invoice,
+                )
+        except Exception as exc:
+            logger.exception("Stripe event %s (%s) failed", locked.event_id, locked.type)
+            locked.outcome = WebhookOutcome.FAILED
+            locked.error = f"{type(exc).__name__}: {exc}"[:5000]
+        else:
+            locked.outcome = outcome
+            locked.error = reason
+            if invoice is not None:
+                locked.invoice = invoice
+        locked.save(update_fields=["outcome", "error", "invoice", "attempts", "processed_at"])
+    return Receipt(locked)
+
+
+def _apply(record: WebhookEvent) -> tuple[str, str, Invoice | None]:
+    """Run the handler for the event's type; ``(outcome, reason, invoice)``."""
+    event = record.payload
+    handler = HANDLERS.get(event["type"])
+    if handler is None:
+        return WebhookOutcome.IGNORED, _("Not an event this app handles."), None
+    holder: dict[str, Invoice | None] = {"invoice": None}
+    try:
+        handler(event, event["data"]["object"], holder)
+    except Ignored as exc:
+        return WebhookOutcome.IGNORED, str(exc), holder["invoice"]
+    return WebhookOutcome.PROCESSED, "", holder["invoice"]
+
+
+# --- finding and checking what an event is about ---------------------------------------------
+
+
+def _as_pk(value: Any) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _reference(obj: dict[str, Any]) -> int | None:
+    """The invoice pk named by a session's or subscription's metadata or reference."""
+    metadata = obj.get("metadata") or {}
+    return _as_pk(metadata.get("invoice_id")) or _as_pk(obj.get("client_reference_id"))
+
+
+def _invoice(
+    *, pk: int | None = None, session_id: str = "", subscription_id: str = ""
+) -> Invoice | None:
+    invoices = Invoice.objects.select_related("account")
+    if pk is not None:
+        found = invoices.filter(pk=pk).first()
+        if found is not None:
+            return found
+    if session_id:
+        found = invoices.filter(checkout_session_id=session_id).first()
+        if found is not None:
+            return found
+    if subscription_id:
+        return invoices.filter(subscription_id=subscription_id).first()
+    return None
+
+
+def _check_owner(invoice: Invoice, event: dict[str, Any]) -> None:
+    """Refuse an event from another connected account or the other mode."""
+    account = event.get("account") or ""
+    if account != invoice.account.stripe_id:
+        raise Ignored(
+            _("The event is from account %(event)s, the invoice is on %(invoice)s.")
+            % {"event": account or _("the platform"), "invoice": invoice.account.stripe_id}
+        )
+    if bool(event["livemode"]) == invoice.test_mode:
+        raise Ignored(
+            _("A live mode event for a test mode invoice.")
+            if event["livemode"]
+            else _("A test mode event for a live mode invoice.")
+        )
+
+
+def _found(
+    event: dict[str, Any], holder: dict[str, Invoice | None], invoice: Invoice | None
+) -> Invoice:
+    if invoice is None:
+        raise Ignored(_("No invoice of this app matches the event."))
+    holder["invoice"] = invoice
+    _check_owner(invoice, event)
+    return invoice
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value, tz=UTC)
+    return None
+
+
+def _id(value: Any) -> str:
+    """An id from a field that may hold an id or an expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+# --- Checkout Sessions: the one place session state becomes invoice status -------------------
+
+
+def session_from_stripe(obj: dict[str, Any]) -> gateway.CheckoutSession:
+    """A :class:`~.gateway.CheckoutSession` from a session as Stripe sends it in an event."""
+    return gateway.CheckoutSession(
+        id=str(obj.get("id") or ""),
+        url=obj.get("url") or "",
+        status=str(obj.get("status") or ""),
+        payment_status=str(obj.get("payment_status") or ""),
+        expires_at=_timestamp(obj.get("expires_at")) or timezone.now(),
+        payment_intent=_id(obj.get("payment_intent")),
+        subscription=_id(obj.get("subscription")),
+        customer=_id(obj.get("customer")),
+        client_reference_id=obj.get("client_reference_id") or "",
+        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+    )
+
+
+def session_belongs_to(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
+    """Whether ``session`` was made for ``invoice`` (its metadata, reference or recorded id)."""
+    named = _as_pk(session.metadata.get("invoice_id")) or _as_pk(session.client_reference_id)
+    if named is not None:
+        return named == invoice.pk
+    return bool(session.id) and session.id == invoice.checkout_session_id
+
+
+def apply_checkout_session(
+    invoice: Invoice,
+    session: gateway.CheckoutSession,
+    source: str,
+    *,
+    at: datetime | None = None,
+) -> str:
+    """Bring ``invoice`` in line with the state of one of its Checkout Sessions.
+
+    Used by the ``checkout.session.*`` webhooks, by the client's return from Checkout and
+    by reconciliation, so the rules exist once:
+
+    - complete and ``paid``/``no_payment_required``: paid (from any unpaid status: money
+      received wins over expiry and deletion);
+    - complete and ``unpaid`` (a bank debit submitted): processing, unless this session's
+      payment already failed or succeeded (an earlier event said so);
+    - expired: the invoice forgets the session if it is the one it holds, so the next
+      click on the link makes a new one; the invoice's own ``expires_at`` decides Expired;
+    - open: nothing.
+
+    Returns ``"paid"``, ``"processing"``, ``"session_expired"``, ``"open"``, or
+    ``"not_this_invoice"`` (nothing done) when the session names another invoice.
+    """
+    if not session_belongs_to(invoice, session):
+        return "not_this_invoice"
+    _remember_ids(invoice, session)
+    if session.status == "complete":
+        if session.payment_status in PAID_PAYMENT_STATUSES:
+            lifecycle.mark_paid(
+                invoice,
+                source=source,
+                paid_at=at,
+                payment_intent_id=session.payment_intent,
+                subscription_id=session.subscription,
+                customer_id=session.customer,
+            )
+            return "paid"
+        if not _delayed_payment_resolved(invoice, session.id):
+            lifecycle.mark_processing(
+                invoice, source=source, payment_intent_id=session.payment_intent
+            )
+        return "processing"
+    if session.status == "expired":
+        forget_session(invoice, session.id)
+        return "session_expired"
+    return "open"
+
+
+def forget_session(invoice: Invoice, session_id: str) -> bool:
+    """Clear the invoice's Checkout Session if it is ``session_id``; True if it was."""
+    cleared = Invoice.objects.filter(pk=invoice.pk, checkout_session_id=session_id).update(
+        checkout_session_id="", checkout_session_url="", checkout_session_expires_at=None
+    )
+    if cleared:
+        invoice.checkout_session_id = invoice.checkout_session_url = ""
+        invoice.checkout_session_expires_at = None
+    return bool(cleared)
+
+
+def _remember_ids(invoice: Invoice, session: gateway.CheckoutSession) -> None:
+    """Record the subscription and customer a session created, without touching status."""
+    values = {
+        name: value
+        for name, value in (
+            ("subscription_id", session.subscription),
+            ("customer_id", session.customer),
+        )
+        if value and not getattr(invoice, name)
+    }
+    if values:
+        Invoice.objects.filter(pk=invoice.pk).update(**values)
+        for name, value in values.items():
+            setattr(invoice, name, value)
+
+
+def _delayed_payment_resolved(invoice: Invoice, session_id: str) -> bool:
+    """Whether an ``async_payment_*`` event for this session was applied already.
+
+    Stripe does not order deliveries: ``completed (unpaid)`` can arrive after the debit
+    failed. Without this the invoice would sit in processing for a payment that is over.
+    """
+    return WebhookEvent.objects.filter(
+        invoice=invoice,
+        outcome=WebhookOutcome.PROCESSED,
+        type__in=[
+            "checkout.session.async_payment_failed",
+            "checkout.session.async_payment_succeeded",
+        ],
+        payload__data__object__id=session_id,
+    ).exists()
+
+
+def _session_invoice(event, obj, holder) -> tuple[Invoice, gateway.CheckoutSession]:
+    session = session_from_stripe(obj)
+    invoice = _found(event, holder, _invoice(pk=_reference(obj), session_id=session.id))
+    if not session_belongs_to(invoice, session):
+        raise Ignored(_("The Checkout Session names another invoice."))
+    return invoice, session
+
+
+def on_session_completed(event, obj, holder) -> None:
+    invoice, session = _session_invoice(event, obj, holder)
+    apply_checkout_session(
+        invoice, session, lifecycle.Source.WEBHOOK, at=_timestamp(event.get("created"))
+    )
+
+
+def on_async_payment_succeeded(event, obj, holder) -> None:
+    invoice, session = _session_invoice(event, obj, holder)
+    _remember_ids(invoice, session)
+    lifecycle.mark_paid(
+        invoice,
+        source=lifecycle.Source.WEBHOOK,
+        paid_at=_timestamp(event.get("created")),
+        payment_intent_id=session.payment_intent,
+        subscription_id=session.subscription,
+        customer_id=session.customer,
+    )
+
+
+def on_async_payment_failed(event, obj, holder) -> None:
+    """The bank debit failed: back to pending (or expired), with the failure recorded.
+
+    Paid stays paid (the lifecycle has no way back from paid). When the failure
+    overtakes its own ``completed (unpaid)`` the invoice is still pending: it goes through
+    processing first, so the history and the end state are the same as in order.
+    """
+    invoice, session = _session_invoice(event, obj, holder)
+    if (
+        invoice.status == InvoiceStatus.PROCESSING
+        and invoice.payment_intent_id
+        and session.payment_intent
+        and invoice.payment_intent_id != session.payment_intent
+    ):
+        raise Ignored(_("Another payment of this invoice is processing."))
+    if invoice.status == InvoiceStatus.PENDING:
+        lifecycle.mark_processing(
+            invoice, source=lifecycle.Source.WEBHOOK, payment_intent_id=session.payment_intent
+        )
+    lifecycle.payment_failed(
+        invoice,
+        source=lifecycle.Source.WEBHOOK,
+        reason=_("The client's bank payment failed."),
+    )
+
+
+def on_session_expired(event, obj, holder) -> None:
+    invoice, session = _session_invoice(event, obj, holder)
+    forget_session(invoice, session.id)
+
+
+# --- subscriptions (recurring invoices) --------------------------------------------------------
+
+
+def _subscription_of_invoice(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A Stripe invoice's subscription id and metadata, in old and new API shapes."""
+    details = (obj.get("parent") or {}).get("subscription_details") or {}
+    old = obj.get("subscription_details") or {}
+    subscription = _id(details.get("subscription")) or _id(obj.get("subscription"))
+    metadata = details.get("metadata") or old.get("metadata") or obj.get("metadata") or {}
+    return subscription, metadata
+
+
+def on_invoice_paid(event, obj, holder) -> None:
+    """A subscription's invoice was paid: the first payment, or a renewal.
+
+    The first one (``billing_reason=subscription_create``) is the payment Checkout
+    already reports; it marks the invoice paid and is not counted as a renewal. Every
+    later one bumps ``renewals_paid`` once per Stripe invoice, whatever the order and
+    however often it is delivered.
+    """
+    subscription_id, metadata = _subscription_of_invoice(obj)
+    if not subscription_id:
+        raise Ignored(_("Not a subscription payment."))
+    invoice = _found(
+        event,
+        holder,
+        _invoice(pk=_as_pk(metadata.get("invoice_id")), subscription_id=subscription_id),
+    )
+    paid_at = (
+        _timestamp((obj.get("status_transitions") or {}).get("paid_at"))
+        or _timestamp(event.get("created"))
+        or timezone.now()
+    )
+    customer = _id(obj.get("customer"))
+    lifecycle.mark_paid(
+        invoice,
+        source=lifecycle.Source.WEBHOOK,
+        paid_at=paid_at,
+        subscription_id=subscription_id,
+        customer_id=customer,
+    )
+    if obj.get("billing_reason") == "subscription_create":
+        return
+    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    stripe_invoice = _id(obj.get("id"))
+    if ModelLogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Invoice),
+        object_id=str(invoice.pk),
+        action="wagtail_client_billing.renewal_paid",
+        data__stripe_invoice=stripe_invoice,
+    ).exists():
+        return
+    last = locked.last_renewal_paid_at
+    Invoice.objects.filter(pk=invoice.pk).update(
+        renewals_paid=F("renewals_paid") + 1,
+        last_renewal_paid_at=max(last, paid_at) if last else paid_at,
+    )
+    locked.refresh_from_db(fields=["renewals_paid", "last_renewal_paid_at"])
+    log(
+        instance=locked,
+        action="wagtail_client_billing.renewal_paid",
+        data={
+            "stripe_invoice": stripe_invoice,
+            "amount": obj.get("amount_paid"),
+            "currency": (obj.get("currency") or "").upper(),
+            "billing_reason": obj.get("billing_reason") or "",
+            "paid_at": paid_at.isoformat(),
+        },
+    )
+
+
+def on_subscription_changed(event, obj, holder) -> None:
+    """Record the subscription's status on its invoice.
+
+    An ended subscription stays ended whatever arrives after, and otherwise the newest
+    event (by Stripe's ``created``) wins, so a late ``updated`` cannot overwrite a newer
+    state.
+    """
+    subscription_id = _id(obj.get("id"))
+    invoice = _found(
+        event,
+        holder,
+        _invoice(pk=_reference(obj), subscription_id=subscription_id),
+    )
+    if invoice.subscription_id and invoice.subscription_id != subscription_id:
+        raise Ignored(_("The invoice belongs to another subscription."))
+    status = str(obj.get("status") or "")
+    if event["type"] == "customer.subscription.deleted":
+        status = status if status in TERMINAL_SUBSCRIPTION_STATUSES else "canceled"
+    elif invoice.subscription_status in TERMINAL_SUBSCRIPTION_STATUSES:
+        raise Ignored(_("The subscription has ended; a later change cannot revive it."))
+    elif WebhookEvent.objects.filter(
+        invoice=invoice,
+        outcome=WebhookOutcome.PROCESSED,
+        type__startswith="customer.subscription.",
+        payload__data__object__id=subscription_id,
+        payload__created__gt=int(event.get("created") or 0),
+    ).exists():
+        raise Ignored(_("A newer state of the subscription was recorded already."))
+    Invoice.objects.filter(pk=invoice.pk).update(
+        subscription_status=status[:32],
+        subscription_id=invoice.subscription_id or subscription_id,
+        customer_id=invoice.customer_id or _id(obj.get("customer")),
+    )
+
+
+# --- connected accounts ------------------------------------------------------------------------
+
+
+def _account(event: dict[str, Any], stripe_id: str) -> StripeAccount:
+    account = StripeAccount.objects.filter(stripe_id=stripe_id).first()
+    if account is None:
+        raise Ignored(_("No Stripe account %(id)s is connected here.") % {"id": stripe_id})
+    if bool(event["livemode"]) == account.test_mode:
+        raise Ignored(_("The event's mode is not the account's mode."))
+    return account
+
+
+def on_account_updated(event, obj, holder) -> None:
+    """Store the account's flags and what Stripe still needs, unless a newer state is known."""
+    account = _account(event, _id(obj.get("id")) or event.get("account") or "")
+    created = _timestamp(event.get("created")) or timezone.now()
+    if account.synced_at and account.synced_at > created:
+        raise Ignored(_("An older state of the account than the one recorded."))
+    requirements = obj.get("requirements") or {}
+    StripeAccount.objects.filter(pk=account.pk).update(
+        charges_enabled=bool(obj.get("charges_enabled")),
+        payouts_enabled=bool(obj.get("payouts_enabled")),
+        details_submitted=bool(obj.get("details_submitted")),
+        requirements_due=list(requirements.get("currently_due") or []),
+        disabled_reason=(requirements.get("disabled_reason") or "")[:255],
+        synced_at=created,
+    )
+
+
+def on_account_deauthorized(event, obj, holder) -> None:
+    """The account disconnected the platform: unlink it from every site, keep the record."""
+    account = _account(event, event.get("account") or "")
+    now = timezone.now()
+    StripeAccount.objects.filter(pk=account.pk, deauthorized_at__isnull=True).update(
+        deauthorized_at=_timestamp(event.get("created")) or now
+    )
+    sites = [
+        str(s.site)
+        for s in ClientBillingSettings.objects.select_related("site").filter(live_account=account)
+    ] + [
+        str(s.site)
+        for s in ClientBillingSettings.objects.select_related("site").filter(test_account=account)
+    ]
+    ClientBillingSettings.objects.filter(live_account=account).update(live_account=None)
+    ClientBillingSettings.objects.filter(test_account=account).update(test_account=None)
+    already = ModelLogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(StripeAccount),
+        object_id=str(account.pk),
+        action="wagtail_client_billing.account_unlinked",
+        data__event=event["id"],
+    ).exists()
+    if not already:
+        log(
+            instance=account,
+            action="wagtail_client_billing.account_unlinked",
+            data={"reason": "deauthorized", "event": event["id"], "sites": sites},
+        )
+
+
+#: Event type -> handler ``(event, data.object, holder)``; ``holder["invoice"]`` is set
+#: to the invoice the event is about so the stored event links to it.
+HANDLERS = {
+    "checkout.session.completed": on_session_completed,
+    "checkout.session.async_payment_succeeded": on_async_payment_succeeded,
+    "checkout.session.async_payment_failed": on_async_payment_failed,
+    "checkout.session.expired": on_session_expired,
+    "invoice.paid": on_invoice_paid,
+    "customer.subscription.created": on_subscription_changed,
+    "customer.subscription.updated": on_subscription_changed,
+    "customer.subscription.deleted": on_subscription_changed,
+    "account.updated": on_account_updated,
+    "account.application.deauthorized": on_account_deauthorized,
+}
+
+#: The event types to select for the webhook endpoint in the Stripe dashboard.
+HANDLED_EVENT_TYPES = tuple(HANDLERS)
