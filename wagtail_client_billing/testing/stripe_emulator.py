@@ -22,7 +22,7 @@ In your own tests
         def webhook(body: bytes, headers: dict) -> int:
             # post into Django's test client so the app's real webhook view runs
             response = client.post(
-                "/billing/webhook/", data=body, content_type="application/json",
+                "/billing/stripe/webhook/", data=body, content_type="application/json",
                 HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
             )
             return response.status_code
@@ -47,7 +47,7 @@ transaction is invisible to other threads.
 As a process (for the example project, browser tests, or manual poking)::
 
     python -m wagtail_client_billing.testing.stripe_emulator --port 12111 \\
-        --webhook-url http://127.0.0.1:8000/billing/webhook/ --webhook-secret whsec_dev
+        --webhook-url http://127.0.0.1:8000/billing/stripe/webhook/ --webhook-secret whsec_dev
 
 Controls are then JSON routes under ``/_emulator/`` (``POST
 /_emulator/checkout/sessions/<id>/pay`` ...); see :meth:`StripeEmulator.control`.
