@@ -265,7 +265,7 @@ def _raise_mapped(
         )
     elif isinstance(exc, stripe.InvalidRequestError):
         param = getattr(exc, "param", None)
-        if exc.code == "account_invalid":
+        if (exc.code or getattr(exc.error, "code", None)) == "account_invalid":
             error = PermissionDenied(
                 _(
                     "The platform no longer has access to the Stripe account %(account)s: it "
@@ -306,7 +306,7 @@ def _raise_mapped(
         error = StripeUnavailable(
             _("Stripe had a problem answering the request. Try again in a few minutes.")
         )
-    error.code = exc.code
+    error.code = exc.code or getattr(exc.error, "code", None)
     error.request_id = exc.request_id
     logger.log(
         level,
@@ -315,7 +315,7 @@ def _raise_mapped(
         _mode(test_mode),
         account_id or "-",
         exc.http_status,
-        exc.code,
+        error.code,
         exc.request_id,
         type(exc).__name__,
     )
@@ -363,7 +363,14 @@ def _id(value: Any) -> str:
 # --- accounts --------------------------------------------------------------------------
 
 
+def _plain(obj: Any) -> dict[str, Any]:
+    """A Stripe object as plain dicts (``StripeObject`` is not a mapping any more)."""
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict() if callable(to_dict) else dict(obj)
+
+
 def _account_state(account: Any) -> AccountState:
+    account = _plain(account)
     requirements = _get(account, "requirements", {})
     due: list[str] = []
     for name in [*_get(requirements, "past_due", []), *_get(requirements, "currently_due", [])]:
@@ -495,6 +502,7 @@ def delete_account(*, test_mode: bool, account_id: str) -> None:
 
 
 def _session(session: Any) -> CheckoutSession:
+    session = _plain(session)
     return CheckoutSession(
         id=session["id"],
         url=_get(session, "url", ""),
