@@ -14,7 +14,7 @@ import wagtail_client_billing
 from tests.utils import make_account, make_invoice, make_site
 from wagtail_client_billing import gateway
 from wagtail_client_billing.hooks import CHECKOUT_PARAMS
-from wagtail_client_billing.models import BillingType
+from wagtail_client_billing.models import BillingType, WebhookEvent
 
 pytestmark = pytest.mark.django_db
 
@@ -568,3 +568,26 @@ def test_client_follows_changed_settings(stripe_emulator, settings):
 
     with pytest.raises(gateway.StripeUnavailable):
         new_account(key="elsewhere")
+
+
+# --- the pytest fixture ------------------------------------------------------------------
+
+
+def test_fixture_delivers_signed_webhooks_into_the_app_inside_the_test(
+    stripe_emulator, emulated_invoice
+):
+    invoice = emulated_invoice()
+    session = checkout(invoice)
+    stripe_emulator.pay(session.id)
+
+    deliveries = stripe_emulator.deliver_pending()
+
+    assert deliveries and all(d.ok for d in deliveries)
+    stored = set(WebhookEvent.objects.values_list("type", flat=True))
+    assert {"account.updated", "checkout.session.completed"} <= stored
+
+
+def test_fixture_starts_every_test_with_an_empty_emulator(stripe_emulator, settings):
+    assert stripe_emulator.requests == []
+    assert stripe_emulator.state.accounts == {}
+    assert settings.WAGTAIL_CLIENT_BILLING["STRIPE_API_BASE"] == stripe_emulator.base_url
