@@ -19,3 +19,33 @@ def account(db):
 def connected_site(site, account):
     connect(site, account)
     return site
+
+
+# --- Email (issue 7) ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def smtp_server():
+    """A plain aiosmtpd server on loopback (no TLS, no AUTH) for the test's duration."""
+    from tests.utils import SMTPServer
+
+    with SMTPServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1; see :class:`tests.utils.TLSCert`."""
+    from tests.utils import TLSCert
+
+    return TLSCert(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def trust_tls_cert(tls_cert, monkeypatch):
+    """Make this process's TLS clients trust ``tls_cert`` (as a real CA-signed one)."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_cert.cert_path))
+    return tls_cert
+
+
+# --- end Email ----------------------------------------------------------------------------------

@@ -88,3 +88,194 @@ def make_user(username: str = "editor", *, superuser: bool = False, perms: tuple
         )
     user.groups.add(group)
     return user
+
+
+# --- Email (issue 7): a real SMTP server on loopback, and a certificate for its TLS ----------
+
+
+class SMTPServer:
+    """An aiosmtpd server on 127.0.0.1 that records what it receives.
+
+    ``tls_cert`` (a :class:`TLSCert`) with ``security="starttls"`` offers and requires
+    STARTTLS; with ``security="ssl"`` it speaks implicit TLS. ``login=(user, password)``
+    requires AUTH. ``data_replies`` / ``rcpt_replies`` queue SMTP answers (``"451 4.3.0
+    Try again later"``) for the next DATA / RCPT commands, so a test can make the
+    server fail and then recover; ``refuse`` maps an address to the answer to its RCPT.
+    ``peers`` holds one entry per connection that sent
+    mail, so tests can count connections.
+    """
+
+    def __init__(
+        self,
+        *,
+        tls_cert: TLSCert | None = None,
+        security: str = "none",
+        login: tuple[str, str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult
+
+        self.messages: list[Any] = []
+        self.envelopes: list[Any] = []
+        self.peers: list[Any] = []
+        self.authenticated: list[str] = []
+        self.tls_sessions = 0
+        self.data_replies: list[str] = []
+        self.rcpt_replies: list[str] = []
+        self.refuse: dict[str, str] = {}
+        self.port = port or free_port()
+        self.login = login
+        server = self
+
+        class Handler:
+            async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
+                if address in server.refuse:
+                    return server.refuse[address]
+                if server.rcpt_replies:
+                    return server.rcpt_replies.pop(0)
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
+            async def handle_DATA(self, smtp, session, envelope):
+                if server.data_replies:
+                    return server.data_replies.pop(0)
+                import email
+                import email.policy
+
+                if session.peer not in server.peers:
+                    server.peers.append(session.peer)
+                if smtp.transport.get_extra_info("ssl_object") is not None:
+                    server.tls_sessions += 1
+                server.envelopes.append(envelope)
+                server.messages.append(
+                    email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+                )
+                return "250 Message accepted"
+
+        def authenticator(smtp, session, envelope, mechanism, auth_data):
+            ok = (
+                server.login is not None
+                and auth_data.login.decode() == server.login[0]
+                and auth_data.password.decode() == server.login[1]
+            )
+            if ok:
+                server.authenticated.append(auth_data.login.decode())
+            return AuthResult(success=ok, handled=False)
+
+        kwargs: dict[str, Any] = {}
+        if login:
+            kwargs.update(authenticator=authenticator, auth_required=True, auth_require_tls=False)
+        if security == "starttls":
+            assert tls_cert is not None
+            kwargs.update(tls_context=tls_cert.server_context(), require_starttls=True)
+        elif security == "ssl":
+            assert tls_cert is not None
+            kwargs.update(ssl_context=tls_cert.server_context())
+        if login and security == "starttls":
+            kwargs["auth_require_tls"] = True
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **kwargs)
+
+    def __enter__(self) -> SMTPServer:
+        self.controller.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.controller.stop()
+
+    @property
+    def connections(self) -> int:
+        """Connections over which mail was delivered."""
+        return len(self.peers)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class TLSCert:
+    """A self-signed certificate for 127.0.0.1 and localhost, written to ``directory``.
+
+    Clients trust it when ``SSL_CERT_FILE`` points at :attr:`cert_path` (OpenSSL reads
+    it whenever a default context is made); without that, TLS fails as it would with a
+    real server's untrusted certificate.
+    """
+
+    def __init__(self, directory: Any) -> None:
+        import datetime as dt
+        import ipaddress
+        from pathlib import Path
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        directory = Path(directory)
+        self.cert_path = directory / "smtp-cert.pem"
+        self.key_path = directory / "smtp-key.pem"
+        self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.key_path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    def server_context(self):
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.cert_path), str(self.key_path))
+        return context
+
+
+def use_custom_smtp(
+    site: Site,
+    server: SMTPServer | None = None,
+    *,
+    password: str = "",
+    **fields: Any,
+) -> ClientBillingSettings:
+    """Switch ``site`` to a custom SMTP server (``server``'s port on 127.0.0.1)."""
+    config, _ = ClientBillingSettings.objects.get_or_create(site=site)
+    config.use_custom_smtp = True
+    config.smtp_host = "127.0.0.1"
+    config.smtp_port = server.port if server else free_port()
+    config.smtp_security = "none"
+    config.smtp_timeout = 5
+    config.from_email = "Acme Studio <billing@acme.example>"
+    config.reply_to = "hello@acme.example"
+    for name, value in fields.items():
+        setattr(config, name, value)
+    config.set_smtp_password(password)
+    config.save()
+    return config
+
+
+# --- end Email ----------------------------------------------------------------------------------

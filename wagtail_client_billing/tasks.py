@@ -1,27 +1,212 @@
-"""django-q2 task functions and the schedules they run on. (Being built: issue 7.)
+"""django-q2 task functions and the schedules they run on.
 
 Views queue work through the ``queue_*`` helpers here, never with ``async_task``
 directly, so that every task is queued only after the transaction commits.
+
+The tasks, and what makes each safe to run twice:
+
+- :func:`send_invoice_email` claims its attempt with a conditional ``UPDATE`` before
+  sending, so a task delivered twice sends once; transient SMTP failures are retried
+  with exponential backoff through one-off django-q2 schedules.
+- :func:`expire_due_invoices` (every minute) expires due invoices set-based
+  (:func:`lifecycle.expire_due`) and queues one Stripe call per open Checkout Session,
+  spread out to stay under ``STRIPE_TASK_RATE_LIMIT``.
+- :func:`send_expiry_reminders` (every 15 minutes, when ``REMINDER_BEFORE`` is set)
+  claims ``reminder_sent_at`` before sending, so a reminder goes once.
+- :func:`reconcile_open_sessions` (every 15 minutes) asks Stripe about open Checkout
+  Sessions, for the payments a lost webhook would otherwise leave unnoticed.
+
+``manage.py client_billing_schedules`` installs the schedules (:func:`install_schedules`).
 """
 
 from __future__ import annotations
 
-from django.db import transaction
-from django_q.tasks import async_task
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 
-from .models import EmailStatus, Invoice
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.tasks import async_task
+from wagtail.log_actions import log
+from wagtail.models import ModelLogEntry
+
+from . import emails, gateway, lifecycle
+from .conf import billing_settings
+from .models import EmailStatus, Invoice, InvoiceStatus
+
+logger = logging.getLogger(__name__)
+
+TASKS = "wagtail_client_billing.tasks"
+
+#: States in which an invoice's email is waiting for a worker.
+_WAITING = (EmailStatus.QUEUED, EmailStatus.RETRYING)
+
+
+# --- the invoice email ---------------------------------------------------------------------
 
 
 def queue_invoice_email(invoice: Invoice) -> None:
-    """Mark the invoice's email queued and send it from a worker after commit."""
-    Invoice.objects.filter(pk=invoice.pk).update(email_status=EmailStatus.QUEUED)
+    """Mark the invoice's email queued and send it from a worker after commit.
+
+    Used on creation and by Resend: the attempt count starts again, so a resent email
+    gets the full ``EMAIL_MAX_ATTEMPTS``.
+    """
+    Invoice.objects.filter(pk=invoice.pk).update(
+        email_status=EmailStatus.QUEUED, email_attempts=0, email_last_error=""
+    )
     invoice.email_status = EmailStatus.QUEUED
+    invoice.email_attempts = 0
+    invoice.email_last_error = ""
     pk = invoice.pk
-    transaction.on_commit(lambda: async_task(send_invoice_email, pk))
+    transaction.on_commit(
+        lambda: async_task(f"{TASKS}.send_invoice_email", pk, 0, group="client_billing_email")
+    )
 
 
-def send_invoice_email(invoice_id: int) -> None:
-    raise NotImplementedError
+def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
+    """Send an invoice's email once for ``attempt``, and record what happened.
+
+    ``attempt`` is the number of attempts made before this one (``0`` for the first).
+    The task first claims it: ``UPDATE ... SET email_attempts = attempt + 1 WHERE
+    email_attempts = attempt AND email_status IN (queued, retrying) AND status =
+    pending``. A duplicate delivery of the same task finds the count moved on and does
+    nothing. Returns what it did, for django-q2's task result.
+    """
+    now = timezone.now()
+    if attempt is None:
+        attempt = (
+            Invoice.objects.filter(pk=invoice_id).values_list("email_attempts", flat=True).first()
+        )
+        if attempt is None:
+            return "gone"
+    waiting = Invoice.objects.filter(
+        pk=invoice_id, email_attempts=attempt, email_status__in=_WAITING
+    )
+    claimed = waiting.filter(status=InvoiceStatus.PENDING, expires_at__gt=now).update(
+        email_attempts=attempt + 1
+    )
+    if not claimed:
+        # Paid, expired or deleted before its email went: nothing to send any more.
+        if waiting.update(email_status=EmailStatus.NOT_SENT):
+            return "not payable"
+        return "already handled"
+
+    invoice = Invoice.objects.select_related("site").get(pk=invoice_id)
+    (result,) = emails.send_invoice_emails([invoice])
+    return _record_email_result(invoice, attempt + 1, result)
+
+
+def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendResult) -> str:
+    """Write the outcome, unless a Resend started over meanwhile (attempts moved)."""
+    mine = Invoice.objects.filter(pk=invoice.pk, email_attempts=attempts)
+    now = timezone.now()
+    if result.sent:
+        mine.update(email_status=EmailStatus.SENT, email_sent_at=now, email_last_error="")
+        log(
+            instance=invoice,
+            action="wagtail_client_billing.email_sent",
+            data={"to": invoice.email, "attempt": attempts},
+        )
+        return "sent"
+
+    error = result.error
+    assert error is not None
+    max_attempts = billing_settings.EMAIL_MAX_ATTEMPTS
+    if error.transient and attempts < max_attempts:
+        delay = billing_settings.EMAIL_RETRY_BACKOFF * 2 ** (attempts - 1)
+        if mine.update(email_status=EmailStatus.RETRYING, email_last_error=error.message):
+            _schedule_once(
+                f"client_billing_email_{invoice.pk}_{attempts}",
+                f"{TASKS}.send_invoice_email",
+                (invoice.pk, attempts),
+                now + delay,
+            )
+            logger.info(
+                "Invoice %s email attempt %d failed (%s); retrying in %s",
+                invoice.number,
+                attempts,
+                error.kind,
+                delay,
+            )
+        return "retrying"
+
+    if mine.update(email_status=EmailStatus.FAILED, email_last_error=error.message):
+        log(
+            instance=invoice,
+            action="wagtail_client_billing.email_failed",
+            data={"to": invoice.email, "attempt": attempts, "error": error.message},
+        )
+    return "failed"
+
+
+def _schedule_once(name: str, func: str, args: tuple, when: datetime) -> None:
+    """A one-off django-q2 schedule (deleted after it runs); idempotent by ``name``."""
+    Schedule.objects.update_or_create(
+        name=name,
+        defaults={
+            "func": func,
+            "args": repr(args),
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": when,
+        },
+    )
+
+
+# --- expiry ---------------------------------------------------------------------------------
+
+
+def expire_due_invoices() -> int:
+    """Expire every pending invoice past its ``expires_at``; returns how many.
+
+    The status change is set-based (a few queries whatever the number); then one
+    ``expire_checkout_session`` task per expired invoice that had an open Checkout
+    Session, so nobody can pay an expired invoice on a page already open.
+    """
+    expired = lifecycle.expire_due()
+    _queue_session_expiry([(e.pk, e.test_mode) for e in expired if e.checkout_session_id])
+    return len(expired)
+
+
+def _queue_session_expiry(invoices: list[tuple[int, bool]]) -> None:
+    """One task per invoice, at most ``STRIPE_TASK_RATE_LIMIT[mode]`` per second.
+
+    The first second's worth is queued now; the rest become one-off schedules a second
+    apart, inserted in bulk, so a sweep that expired 10,000 sessions neither floods
+    Stripe nor makes 10,000 inserts one at a time.
+    """
+    if not invoices:
+        return
+    rates = billing_settings.STRIPE_TASK_RATE_LIMIT
+    now = timezone.now()
+    by_mode: dict[str, list[int]] = defaultdict(list)
+    for pk, test_mode in invoices:
+        by_mode["test" if test_mode else "live"].append(pk)
+    later: list[Schedule] = []
+    for mode, pks in by_mode.items():
+        rate = max(1, int(rates.get(mode, 20)))
+        for index, pk in enumerate(pks):
+            second = index // rate
+            if second == 0:
+                async_task(f"{TASKS}.expire_checkout_session", pk, group="client_billing_stripe")
+            else:
+                later.append(
+                    Schedule(
+                        name=f"client_billing_expire_session_{pk}_0",
+                        func=f"{TASKS}.expire_checkout_session",
+                        args=repr((pk,)),
+                        schedule_type=Schedule.ONCE,
+                        repeats=-1,
+                        next_run=now + timedelta(seconds=second),
+                    )
+                )
+    if later:
+        Schedule.objects.bulk_create(later, batch_size=1000)
 
 
 def queue_expire_checkout_session(invoice: Invoice) -> None:
@@ -29,8 +214,206 @@ def queue_expire_checkout_session(invoice: Invoice) -> None:
     if not invoice.checkout_session_id:
         return
     pk = invoice.pk
-    transaction.on_commit(lambda: async_task(expire_checkout_session, pk))
+    transaction.on_commit(
+        lambda: async_task(f"{TASKS}.expire_checkout_session", pk, group="client_billing_stripe")
+    )
 
 
-def expire_checkout_session(invoice_id: int) -> None:
-    raise NotImplementedError
+#: Tries of :func:`expire_checkout_session` while Stripe is unavailable.
+EXPIRE_SESSION_MAX_ATTEMPTS = 5
+
+
+def expire_checkout_session(invoice_id: int, attempt: int = 0) -> str:
+    """Expire an invoice's Checkout Session on Stripe, so its page can no longer pay.
+
+    Skipped when the invoice was paid or its payment is processing (the session is
+    complete). A retryable gateway error (network, rate limit, Stripe 5xx) schedules
+    another try with backoff and is raised, so django-q2 records the failure; a
+    permanent one (say, Stripe already expired it) is logged and dropped. If Stripe
+    reports the session paid after all, the payment is applied: money received wins.
+    """
+    invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
+    if invoice is None or not invoice.checkout_session_id:
+        return "no session"
+    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.PROCESSING):
+        return "payment made"
+    try:
+        session = gateway.expire_checkout_session(
+            test_mode=invoice.test_mode,
+            account_id=invoice.account.stripe_id,
+            session_id=invoice.checkout_session_id,
+        )
+    except gateway.GatewayError as exc:
+        if not exc.retryable:
+            logger.warning(
+                "Could not expire Checkout Session %s of invoice %s: %s",
+                invoice.checkout_session_id,
+                invoice.number,
+                exc,
+            )
+            return "refused"
+        if attempt + 1 < EXPIRE_SESSION_MAX_ATTEMPTS:
+            _schedule_once(
+                f"client_billing_expire_session_{invoice.pk}_{attempt + 1}",
+                f"{TASKS}.expire_checkout_session",
+                (invoice.pk, attempt + 1),
+                timezone.now() + timedelta(minutes=2**attempt),
+            )
+        raise
+    return apply_session_state(invoice, session, source=lifecycle.Source.SWEEP)
+
+
+# --- reminders --------------------------------------------------------------------------------
+
+
+def send_expiry_reminders() -> int:
+    """One reminder per pending invoice ``REMINDER_BEFORE`` its expiry; returns how many.
+
+    Candidates are pending invoices whose first email went out, whose link expires
+    within ``REMINDER_BEFORE`` and that had no reminder yet. They are claimed by
+    stamping ``reminder_sent_at`` with a value unique to this run (a conditional
+    ``UPDATE``), so two runs at once never remind the same client twice. A transient
+    failure releases the claim for the next run; a permanent one keeps it.
+    """
+    before = billing_settings.REMINDER_BEFORE
+    if not before:
+        return 0
+    now = timezone.now()
+    candidates = Invoice.objects.filter(
+        status=InvoiceStatus.PENDING,
+        email_status=EmailStatus.SENT,
+        reminder_sent_at__isnull=True,
+        expires_at__gt=now,
+        expires_at__lte=now + before,
+    )
+    stamp = _unique_stamp(now)
+    if not candidates.update(reminder_sent_at=stamp):
+        return 0
+    claimed = list(Invoice.objects.filter(reminder_sent_at=stamp).select_related("site"))
+    results = {r.invoice_id: r for r in emails.send_invoice_emails(claimed, emails.REMINDER)}
+    sent = [i for i in claimed if results[i.pk].sent]
+    retry_later = [pk for pk, result in results.items() if result.error and result.error.transient]
+    if retry_later:
+        Invoice.objects.filter(pk__in=retry_later, reminder_sent_at=stamp).update(
+            reminder_sent_at=None
+        )
+    _log_many(sent, "wagtail_client_billing.reminder_sent", now)
+    return len(sent)
+
+
+def _unique_stamp(now: datetime) -> datetime:
+    """``now`` made unique to this run (microseconds taken from a monotonic clock)."""
+    return now.replace(microsecond=time.monotonic_ns() // 1000 % 1_000_000)
+
+
+def _log_many(invoices: list[Invoice], action: str, now: datetime) -> None:
+    if not invoices:
+        return
+    from django.contrib.contenttypes.models import ContentType
+
+    content_type = ContentType.objects.get_for_model(Invoice)
+    ModelLogEntry.objects.bulk_create(
+        [
+            ModelLogEntry(
+                content_type=content_type,
+                object_id=str(invoice.pk),
+                label=invoice.number,
+                action=action,
+                data={"to": invoice.email},
+                timestamp=now,
+            )
+            for invoice in invoices
+        ],
+        batch_size=1000,
+    )
+
+
+# --- reconciliation ---------------------------------------------------------------------------
+
+
+def reconcile_open_sessions() -> str:
+    """Ask Stripe about open Checkout Sessions and apply what it says (every 15 minutes).
+
+    The work is :func:`wagtail_client_billing.payments.reconcile_open_sessions`, shared
+    with ``manage.py client_billing_reconcile``; this is its scheduled entry point.
+    Returns the run's summary for django-q2's task result.
+    """
+    from . import payments
+
+    return str(payments.reconcile_open_sessions())
+
+
+def apply_session_state(invoice: Invoice, session: gateway.CheckoutSession, *, source: str) -> str:
+    """Bring the invoice in line with its Checkout Session, by the webhooks' rules.
+
+    A session means the same thing whichever way the app learns about it (webhook,
+    the client's return, reconciliation, or the answer to expiring it).
+    """
+    from .webhooks import apply_checkout_session
+
+    with transaction.atomic():
+        return apply_checkout_session(invoice, session, source)
+
+
+# --- schedules --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A recurring task: its schedule name, function, and interval in minutes."""
+
+    name: str
+    func: str
+    minutes: int
+    enabled: bool = True
+
+
+def schedule_specs() -> list[ScheduleSpec]:
+    """The schedules this app runs on, given the current settings."""
+    return [
+        ScheduleSpec("client_billing_expire", f"{TASKS}.expire_due_invoices", 1),
+        ScheduleSpec(
+            "client_billing_reminders",
+            f"{TASKS}.send_expiry_reminders",
+            15,
+            enabled=bool(billing_settings.REMINDER_BEFORE),
+        ),
+        ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
+    ]
+
+
+def install_schedules() -> dict[str, str]:
+    """Create, update or remove the schedules so they match :func:`schedule_specs`.
+
+    Idempotent: running it again changes nothing. A new schedule runs first right
+    away; an existing one keeps its next run. Returns ``{name: what happened}``.
+    """
+    outcome: dict[str, str] = {}
+    now = timezone.now()
+    for spec in schedule_specs():
+        same_name = list(Schedule.objects.filter(name=spec.name).order_by("pk"))
+        existing = same_name[0] if same_name else None
+        for duplicate in same_name[1:]:  # made by hand in the Django admin, say
+            duplicate.delete()
+        if not spec.enabled:
+            if existing:
+                existing.delete()
+                outcome[spec.name] = "removed"
+            else:
+                outcome[spec.name] = "off"
+            continue
+        wanted: dict[str, Any] = {
+            "func": spec.func,
+            "schedule_type": Schedule.MINUTES,
+            "minutes": spec.minutes,
+            "repeats": -1,
+        }
+        if existing is None:
+            Schedule.objects.create(name=spec.name, next_run=now, **wanted)
+            outcome[spec.name] = "created"
+        elif any(getattr(existing, key) != value for key, value in wanted.items()):
+            Schedule.objects.filter(pk=existing.pk).update(**wanted)
+            outcome[spec.name] = "updated"
+        else:
+            outcome[spec.name] = "unchanged"
+    return outcome

@@ -1,7 +1,101 @@
-"""The Client Billing settings form. (The SMTP password field: issue 7.)"""
+"""The Client Billing settings form: the SMTP password, and the Email tab's rules.
 
+The password is write-only. The field is never filled in (not in the page, not in
+the form's initial data): leaving it blank keeps the stored password, typing one
+replaces it, and "Clear the stored password" removes it. What is stored is a Fernet
+token (:meth:`~wagtail_client_billing.models.ClientBillingSettings.set_smtp_password`).
+"""
+
+from __future__ import annotations
+
+from email.utils import parseaddr
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
 
+def validate_from_address(value: str) -> None:
+    """Accept ``billing@acme.example`` or ``Acme Studio <billing@acme.example>``."""
+    try:
+        _name, address = parseaddr(value, strict=True)
+    except TypeError:  # Python releases before the strict parser (3.11.9, 3.12.5)
+        _name, address = parseaddr(value)
+    message = _('Enter an email address, or a name and address like "Acme <billing@acme.example>".')
+    if not address or "\n" in value or "\r" in value:
+        raise ValidationError(message, code="invalid")
+    try:
+        validate_email(address)
+    except ValidationError:
+        raise ValidationError(message, code="invalid") from None
+
+
 class ClientBillingSettingsForm(WagtailAdminModelForm):
-    pass
+    """Settings -> Client Billing, all tabs; the Email tab's fields are checked here."""
+
+    smtp_password = forms.CharField(
+        label=_("SMTP password"),
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+    )
+    clear_smtp_password = forms.BooleanField(
+        label=_("Clear the stored password"),
+        required=False,
+        help_text=_("Tick to remove the stored password, for a server that needs none."),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Never echo a secret: not as initial data, not as the widget's value.
+        self.initial.pop("smtp_password", None)
+        stored = bool(self.instance and self.instance.pk and self.instance.has_smtp_password)
+        self.fields["smtp_password"].help_text = (
+            _("A password is stored. Leave this blank to keep it, or type a new one.")
+            if stored
+            else _("No password is stored. Leave blank if the server needs no login.")
+        )
+        if "from_email" in self.fields:
+            self.fields["from_email"].help_text = _(
+                'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '
+                "Blank, or with the default email settings: the project's sender address."
+            )
+        if "reply_to" in self.fields:
+            self.fields["reply_to"].help_text = _(
+                "Where your clients' replies go, with either kind of connection."
+            )
+
+    def clean_from_email(self) -> str:
+        value = (self.cleaned_data.get("from_email") or "").strip()
+        if value:
+            validate_from_address(value)
+        return value
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        if cleaned.get("use_custom_smtp"):
+            if not (cleaned.get("smtp_host") or "").strip():
+                self.add_error("smtp_host", _("Enter the SMTP server's host name."))
+            if not cleaned.get("smtp_port") and "smtp_port" not in self.errors:
+                self.add_error("smtp_port", _("Enter the SMTP server's port, usually 587 or 465."))
+        if cleaned.get("clear_smtp_password") and cleaned.get("smtp_password"):
+            self.add_error(
+                "smtp_password",
+                _("Either type a new password or clear the stored one, not both."),
+            )
+        if "smtp_host" in cleaned:
+            cleaned["smtp_host"] = (cleaned.get("smtp_host") or "").strip()
+        return cleaned
+
+    def save(self, commit: bool = True):
+        instance = super().save(commit=False)
+        if self.cleaned_data.get("clear_smtp_password"):
+            instance.set_smtp_password("")
+        elif self.cleaned_data.get("smtp_password"):
+            instance.set_smtp_password(self.cleaned_data["smtp_password"])
+        if commit:
+            instance.save()
+            self.save_m2m()
+        return instance

@@ -1,0 +1,32 @@
+"""``manage.py client_billing_schedules``: install the app's django-q2 schedules.
+
+Run it once after ``migrate`` (and again after changing ``REMINDER_BEFORE``); it is
+idempotent, so deploy scripts can run it every time.
+"""
+
+from django.core.management.base import BaseCommand
+
+from ...tasks import install_schedules, schedule_specs
+
+
+class Command(BaseCommand):
+    help = (
+        "Create or update the django-q2 schedules: expire due invoices every minute, "
+        "send expiry reminders every 15 minutes (when REMINDER_BEFORE is set), reconcile "
+        "open Checkout Sessions every 15 minutes. Safe to run repeatedly."
+    )
+
+    def handle(self, *args, **options):
+        outcome = install_schedules()
+        specs = {spec.name: spec for spec in schedule_specs()}
+        for name, what in outcome.items():
+            spec = specs[name]
+            if what == "off":
+                line = f"{name}: off (REMINDER_BEFORE is not set)"
+            elif what == "removed":
+                line = f"{name}: removed (REMINDER_BEFORE is not set)"
+            else:
+                line = f"{name}: {what}, {spec.func} every {spec.minutes} min"
+            style = self.style.SUCCESS if what in ("created", "updated") else self.style.NOTICE
+            self.stdout.write(style(line) if what != "unchanged" else line)
+        self.stdout.write("Run `manage.py qcluster` to execute them.")
