@@ -378,6 +378,7 @@ def apply_checkout_session(
         return "not_this_invoice"
     _remember_ids(invoice, session)
     if session.status == "complete":
+        close_session(invoice, session.id)
         if session.payment_status in PAID_PAYMENT_STATUSES:
             lifecycle.mark_paid(
                 invoice,
@@ -408,6 +409,20 @@ def forget_session(invoice: Invoice, session_id: str) -> bool:
         invoice.checkout_session_id = invoice.checkout_session_url = ""
         invoice.checkout_session_expires_at = None
     return bool(cleared)
+
+
+def close_session(invoice: Invoice, session_id: str) -> None:
+    """A completed session cannot be paid again: stop sending the client to its page.
+
+    Its id stays (the dashboard link, reconciliation of a processing payment); the pay
+    link makes a new session if the invoice becomes payable again (a failed bank debit).
+    """
+    closed = Invoice.objects.filter(pk=invoice.pk, checkout_session_id=session_id).update(
+        checkout_session_url="", checkout_session_expires_at=None
+    )
+    if closed:
+        invoice.checkout_session_url = ""
+        invoice.checkout_session_expires_at = None
 
 
 def _remember_ids(invoice: Invoice, session: gateway.CheckoutSession) -> None:
@@ -461,6 +476,7 @@ def on_session_completed(event, obj, holder) -> None:
 def on_async_payment_succeeded(event, obj, holder) -> None:
     invoice, session = _session_invoice(event, obj, holder)
     _remember_ids(invoice, session)
+    close_session(invoice, session.id)
     lifecycle.mark_paid(
         invoice,
         source=lifecycle.Source.WEBHOOK,
@@ -486,6 +502,7 @@ def on_async_payment_failed(event, obj, holder) -> None:
         and invoice.payment_intent_id != session.payment_intent
     ):
         raise Ignored(_("Another payment of this invoice is processing."))
+    close_session(invoice, session.id)
     if invoice.status == InvoiceStatus.PENDING:
         lifecycle.mark_processing(
             invoice, source=lifecycle.Source.WEBHOOK, payment_intent_id=session.payment_intent

@@ -1,12 +1,192 @@
-"""The client's pages: payment link, Checkout return and cancel, JSON status.
+"""The client's pages: the payment link, Checkout's return and cancel, the JSON status.
 
-(Being built: see issue 6.)"""
+A client reaches these through the link in their email, so every answer is a page for
+a person in the site's language (never a Stripe error, never the client's email or any
+internal id), and none of them may be cached or indexed: the token in the URL is the
+only key to the invoice. The templates live under
+``templates/wagtail_client_billing/public/`` and extend ``base.html`` there, which a
+site overrides to wrap them in its own layout.
+"""
 
-from django.http import Http404
+from __future__ import annotations
+
+import logging
+from email.utils import parseaddr
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.utils import translation
+from django.utils.cache import add_never_cache_headers
+from django.utils.html import conditional_escape, format_html
+from django.views.decorators.http import require_GET
+
+from .. import gateway, payments
+from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+
+logger = logging.getLogger(__name__)
+
+TEMPLATE_DIR = "wagtail_client_billing/public/"
+
+#: Seconds a client is asked to wait before trying again when Stripe is unavailable.
+RETRY_AFTER_SECONDS = 30
 
 
-def pay(request, token):
-    raise Http404
+class HttpResponseSeeOther(HttpResponseRedirect):
+    """303: the browser follows with a GET, whatever brought it here."""
+
+    status_code = 303
 
 
-checkout_return = checkout_cancel = invoice_status = pay
+def private(view):
+    """No caching, no indexing, and no Referer carrying the token to another site."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = view(request, *args, **kwargs)
+        add_never_cache_headers(response)
+        response["Referrer-Policy"] = "no-referrer"
+        response["X-Robots-Tag"] = "noindex, nofollow"
+        return response
+
+    return wrapped
+
+
+def get_invoice(token: str) -> Invoice:
+    """The invoice whose token this is, or 404 (the same 404 for any wrong token)."""
+    if not token or len(token) > 64:
+        raise Http404
+    try:
+        return Invoice.objects.select_related("site", "account").get(token=token)
+    except Invoice.DoesNotExist:
+        raise Http404 from None
+
+
+def site_language(invoice: Invoice) -> str | None:
+    """The language of the invoice's site (its root page's locale), if the project has it."""
+    try:
+        code = invoice.site.root_page.locale.language_code
+    except Exception:  # a site without a root page or locale: keep the active language
+        return None
+    available = {code.lower() for code, _name in settings.LANGUAGES}
+    if code and (code.lower() in available or code.split("-")[0].lower() in available):
+        return code
+    return None
+
+
+def contact_for(invoice: Invoice) -> dict[str, str]:
+    """Who the client should ask about the invoice: the site's Reply-To, else its From."""
+    billing = ClientBillingSettings.for_site(invoice.site)
+    raw = billing.reply_to or billing.from_email or settings.DEFAULT_FROM_EMAIL or ""
+    name, address = parseaddr(raw)
+    return {"name": name, "email": address}
+
+
+def contact_html(contact: dict[str, str], site_name: str) -> str:
+    """``Acme Studio (<a href="mailto:...">billing@acme.example</a>)``, escaped."""
+    if not contact["email"]:
+        return conditional_escape(site_name)
+    link = format_html('<a href="mailto:{0}">{0}</a>', contact["email"])
+    if contact["name"]:
+        return format_html("{} ({})", contact["name"], link)
+    return link
+
+
+def render_page(
+    request: HttpRequest, invoice: Invoice, name: str, status: int = 200, **context: Any
+) -> HttpResponse:
+    """Render one of the public pages in the site's language."""
+    language = site_language(invoice)
+    site_name = invoice.site.site_name or invoice.site.hostname
+    contact = contact_for(invoice)
+    context = {
+        "invoice": invoice,
+        "site_name": site_name,
+        "contact": contact,
+        "contact_html": contact_html(contact, site_name),
+        **context,
+    }
+    with translation.override(language or translation.get_language()):
+        response = render(request, TEMPLATE_DIR + name, context, status=status)
+        response["Content-Language"] = translation.get_language() or ""
+    return response
+
+
+@private
+@require_GET
+def pay(request: HttpRequest, token: str) -> HttpResponse:
+    """The link in the client's email: go to Stripe Checkout, or say why not."""
+    invoice = get_invoice(token)
+    status = invoice.effective_status
+    if status == InvoiceStatus.PAID:
+        return render_page(request, invoice, "paid.html")
+    if status == InvoiceStatus.PROCESSING:
+        return render_page(request, invoice, "processing.html")
+    if status == InvoiceStatus.EXPIRED:
+        return render_page(request, invoice, "expired.html", status=410)
+    if status == InvoiceStatus.DELETED:
+        return render_page(request, invoice, "withdrawn.html", status=410)
+    if invoice.account.deauthorized_at is not None:
+        return _unavailable(request, invoice, retryable=False)
+    try:
+        url = payments.checkout_url(invoice)
+    except gateway.GatewayError as exc:
+        logger.warning("Could not open Checkout for invoice %s: %s", invoice, exc)
+        return _unavailable(request, invoice, retryable=exc.retryable)
+    return HttpResponseSeeOther(url)
+
+
+def _unavailable(request: HttpRequest, invoice: Invoice, *, retryable: bool) -> HttpResponse:
+    response = render_page(request, invoice, "unavailable.html", status=503, retryable=retryable)
+    if retryable:
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+@private
+@require_GET
+def checkout_return(request: HttpRequest, token: str) -> HttpResponse:
+    """Checkout's ``success_url``: record what Stripe says, then go to the invoice's page.
+
+    The session is read once, so the invoice shows Paid before any webhook arrives. If
+    Stripe cannot answer the client still goes on to the success URL; the webhook (or
+    reconciliation) records the payment.
+    """
+    invoice = get_invoice(token)
+    payments.apply_return(invoice, request.GET.get("session_id", "")[:255])
+    return HttpResponseSeeOther(invoice.success_url)
+
+
+@private
+@require_GET
+def checkout_cancel(request: HttpRequest, token: str) -> HttpResponse:
+    """Checkout's ``cancel_url``: straight on to the invoice's cancel URL."""
+    return HttpResponseSeeOther(get_invoice(token).cancel_url)
+
+
+@private
+@require_GET
+def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
+    """The invoice's public status as JSON, for headless front ends.
+
+    What the client may see and nothing more: no email, no ids, no internal note.
+    ``status`` is the effective one (pending past its expiry reads ``expired``).
+    """
+    invoice = get_invoice(token)
+    return JsonResponse(
+        {
+            "number": invoice.number,
+            "status": str(invoice.effective_status),
+            "amount": str(invoice.amount_major),
+            "amount_minor": invoice.amount,
+            "currency": invoice.currency,
+            "description": invoice.description,
+            "billing_type": invoice.billing_type,
+            "expires_at": invoice.expires_at.isoformat(),
+            "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
+            "payable": invoice.is_payable,
+            "pay_url": invoice.get_pay_url(),
+        }
+    )

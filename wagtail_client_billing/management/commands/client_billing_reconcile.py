@@ -1,0 +1,29 @@
+"""``manage.py client_billing_reconcile``: ask Stripe about open Checkout Sessions, now.
+
+For webhooks that never arrived (endpoint down, a secret misconfigured): each pending,
+processing or recently expired invoice that holds a Checkout Session has that session
+read from Stripe and applied through the same function the webhooks use. The schedule
+(``tasks.reconcile_open_sessions``) does the same every 15 minutes.
+"""
+
+from django.core.management.base import BaseCommand
+
+from ...payments import reconcile_open_sessions
+
+
+class Command(BaseCommand):
+    help = (
+        "Read the Checkout Session of every unpaid invoice from Stripe and apply its state "
+        "(paid, processing, expired session), for webhooks that never arrived."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--limit", type=int, default=None, help="Check at most this many invoices."
+        )
+
+    def handle(self, *args, limit=None, **options):
+        report = reconcile_open_sessions(limit=limit)
+        self.stdout.write(f"Reconciled Checkout Sessions: {report}.")
+        for error in report.errors:
+            self.stderr.write(error)

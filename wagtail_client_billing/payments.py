@@ -1,0 +1,226 @@
+"""The payment link's logic: which Checkout Session a click goes to, and reconciliation.
+
+The link in the client's email points at this app, never at Stripe, so a click can
+always be answered with the truth: an open session is reused, a new one is made when
+there is none (or it is about to run out), and a paid, expired or withdrawn invoice gets
+a page instead (:mod:`.views.public`). Only :mod:`.gateway` talks to Stripe; state read
+back from Stripe is applied through :func:`.webhooks.apply_checkout_session`, the same
+function the webhooks use.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+from wagtail.log_actions import log
+
+from . import gateway, lifecycle
+from .conf import billing_settings
+from .models import Invoice, InvoiceStatus
+from .webhooks import apply_checkout_session
+
+logger = logging.getLogger(__name__)
+
+#: Stripe refuses a Checkout Session that lives less than this or more than 24 hours.
+STRIPE_MIN_SESSION = timedelta(minutes=30)
+STRIPE_MAX_SESSION = timedelta(hours=24)
+
+#: How far back reconciliation looks at invoices that expired with a session attached:
+#: a client who paid a minute before expiry, whose webhook never came, is still found.
+RECONCILE_EXPIRED_WITHIN = timedelta(days=2)
+
+
+def site_url(invoice: Invoice, name: str) -> str:
+    """An absolute URL of this app for the invoice, built from its Site's root URL.
+
+    Never from a request's Host header: the URL goes to Stripe, and a forged Host would
+    send the client somewhere else after paying.
+    """
+    path = reverse(f"wagtail_client_billing:{name}", kwargs={"token": invoice.token})
+    return invoice.site.root_url.rstrip("/") + path
+
+
+def success_url(invoice: Invoice) -> str:
+    """Checkout's ``success_url``: this app's return view, with Stripe's session id."""
+    return site_url(invoice, "return") + "?session_id={CHECKOUT_SESSION_ID}"
+
+
+def cancel_url(invoice: Invoice) -> str:
+    return site_url(invoice, "cancel")
+
+
+def session_expiry(invoice: Invoice, now: datetime | None = None) -> datetime:
+    """When a new session for ``invoice`` should expire.
+
+    No later than the invoice itself and at most 24 hours away. With less than 30
+    minutes left on the invoice, Stripe would refuse the invoice's own expiry, so the
+    session gets Stripe's 30-minute minimum instead: the invoice still expires on time
+    (the sweep expires it and asks Stripe to expire its session), and a payment that
+    lands in between is recorded, flagged as late, because money received wins.
+    """
+    now = now or timezone.now()
+    wanted = min(invoice.expires_at, now + STRIPE_MAX_SESSION)
+    return max(wanted, now + STRIPE_MIN_SESSION)
+
+
+def reusable_session_url(invoice: Invoice, now: datetime | None = None) -> str:
+    """The URL of the invoice's open session if it has more than the reuse margin left."""
+    now = now or timezone.now()
+    margin: timedelta = billing_settings.CHECKOUT_REUSE_MARGIN
+    if (
+        invoice.checkout_session_id
+        and invoice.checkout_session_url
+        and invoice.checkout_session_expires_at
+        and invoice.checkout_session_expires_at > now + margin
+    ):
+        return invoice.checkout_session_url
+    return ""
+
+
+def checkout_url(invoice: Invoice) -> str:
+    """Where to send a client who clicked the link of a payable invoice.
+
+    Reuses the open session (no Stripe request) while it has more than
+    ``CHECKOUT_REUSE_MARGIN`` left; otherwise bumps ``checkout_attempt`` (committed before
+    the request, so every new session gets a fresh idempotency key and a retried one the
+    same) and creates one on the connected account. The new session is recorded only if
+    no later click recorded a newer one, and ``checkout_opened`` is logged.
+
+    Raises:
+        gateway.GatewayError: Stripe could not make the session; nothing was recorded.
+    """
+    url = reusable_session_url(invoice)
+    if url:
+        return url
+    with transaction.atomic():
+        Invoice.objects.filter(pk=invoice.pk).update(checkout_attempt=F("checkout_attempt") + 1)
+        invoice.checkout_attempt = Invoice.objects.values_list("checkout_attempt", flat=True).get(
+            pk=invoice.pk
+        )
+    attempt = invoice.checkout_attempt
+    session = gateway.create_checkout_session(
+        invoice,
+        success_url=success_url(invoice),
+        cancel_url=cancel_url(invoice),
+        expires_at=session_expiry(invoice),
+    )
+    with transaction.atomic():
+        recorded = Invoice.objects.filter(pk=invoice.pk, checkout_attempt=attempt).update(
+            checkout_session_id=session.id,
+            checkout_session_url=session.url,
+            checkout_session_expires_at=session.expires_at,
+        )
+        if recorded:
+            invoice.checkout_session_id = session.id
+            invoice.checkout_session_url = session.url
+            invoice.checkout_session_expires_at = session.expires_at
+        log(
+            instance=invoice,
+            action="wagtail_client_billing.checkout_opened",
+            data={
+                "session": session.id,
+                "attempt": attempt,
+                "expires_at": session.expires_at.isoformat(),
+            },
+        )
+    return session.url
+
+
+def apply_return(invoice: Invoice, session_id: str) -> str:
+    """The client came back from Checkout: read that session once and apply it.
+
+    So the invoice is Paid when the client lands on the success page, before any webhook.
+    A session of another invoice or account changes nothing. Returns what
+    :func:`.webhooks.apply_checkout_session` returned, or ``""`` when nothing was asked
+    of Stripe or Stripe could not answer (the webhook will catch up).
+    """
+    if not session_id.startswith("cs_") or invoice.status == InvoiceStatus.PAID:
+        return ""
+    try:
+        session = gateway.retrieve_checkout_session(
+            test_mode=invoice.test_mode,
+            account_id=invoice.account.stripe_id,
+            session_id=session_id,
+        )
+    except gateway.GatewayError as exc:
+        logger.warning("Could not read Checkout Session on return for %s: %s", invoice, exc)
+        return ""
+    with transaction.atomic():
+        return apply_checkout_session(invoice, session, lifecycle.Source.RETURN)
+
+
+# --- reconciliation ---------------------------------------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconciliation run did, per outcome of :func:`apply_checkout_session`."""
+
+    checked: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+    def __str__(self) -> str:
+        parts = [f"{self.checked} checked"]
+        parts += [f"{n} {name}" for name, n in sorted(self.outcomes.items())]
+        if self.errors:
+            parts.append(f"{len(self.errors)} errors")
+        return ", ".join(parts)
+
+
+def invoices_to_reconcile(now: datetime | None = None):
+    """Unpaid invoices holding a Checkout Session whose outcome Stripe may know better.
+
+    Pending and processing ones, and ones that expired recently (paid just before
+    expiry, webhook lost).
+    """
+    now = now or timezone.now()
+    return (
+        Invoice.objects.select_related("account", "site")
+        .exclude(checkout_session_id="")
+        .filter(
+            Q(status__in=[InvoiceStatus.PENDING, InvoiceStatus.PROCESSING])
+            | Q(status=InvoiceStatus.EXPIRED, expired_at__gte=now - RECONCILE_EXPIRED_WITHIN)
+        )
+        .order_by("pk")
+    )
+
+
+def reconcile_open_sessions(limit: int | None = None) -> ReconcileReport:
+    """Read each candidate invoice's session from Stripe and apply its state.
+
+    For webhooks that never arrived (endpoint down, misconfigured secret). One Stripe
+    request per invoice; a failure is reported and the run goes on. The scheduled task
+    (``tasks.reconcile_open_sessions``) and ``manage.py client_billing_reconcile`` call
+    this.
+    """
+    report = ReconcileReport()
+    candidates = invoices_to_reconcile()
+    if limit:
+        candidates = candidates[:limit]
+    for invoice in candidates.iterator(chunk_size=500):
+        report.checked += 1
+        try:
+            session = gateway.retrieve_checkout_session(
+                test_mode=invoice.test_mode,
+                account_id=invoice.account.stripe_id,
+                session_id=invoice.checkout_session_id,
+            )
+        except gateway.GatewayError as exc:
+            report.errors.append(f"{invoice.number}: {exc}")
+            report.count("error")
+            continue
+        with transaction.atomic():
+            report.count(apply_checkout_session(invoice, session, lifecycle.Source.RECONCILE))
+    if report.checked:
+        logger.info("Reconciled Checkout Sessions: %s", report)
+    return report
