@@ -1,7 +1,88 @@
-"""The Stripe tab: connected live and test accounts, connect / continue / unlink. (Issue 4.)"""
+"""The Stripe tab: connected live and test accounts, connect / continue / unlink. (Issue 4.)
 
+The tab has no form fields of its own: connecting and unlinking change where a site's
+money goes, so they happen on their own screens (:mod:`..views.admin_connect`), each
+with its own permission check, and never through the settings form's Save button.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import Panel
+
+from ..models import Mode, StripeAccount, user_display
+from ..permissions import can_use_client_billing, user_can_connect
+
+if TYPE_CHECKING:
+    from django.utils.functional import Promise
+
+
+@dataclass
+class AccountSlot:
+    """What the tab shows for one mode of one site."""
+
+    mode: str
+    heading: Promise
+    account: StripeAccount | None
+    connected_by: str = ""
+    connect_url: str = ""
+    onboarding_url: str = ""
+    refresh_status_url: str = ""
+    unlink_url: str = ""
+
+
+def connect_url(name: str, site_pk: int, mode: str | None = None) -> str:
+    kwargs: dict[str, object] = {"site_pk": site_pk}
+    if mode is not None:
+        kwargs["mode"] = mode
+    return reverse(f"wagtail_client_billing_connect:{name}", kwargs=kwargs)
 
 
 class StripeAccountsPanel(Panel):
-    pass
+    """Shows the site's live and test accounts and, to users allowed to, their actions."""
+
+    class BoundPanel(Panel.BoundPanel):
+        template_name = "wagtail_client_billing/admin/connect/stripe_panel.html"
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.site = getattr(self.instance, "site", None)
+
+        def is_shown(self) -> bool:
+            # The site developer's hook hides the whole feature for this site and user.
+            if self.site is None or self.request is None:
+                return False
+            return can_use_client_billing(self.request, self.site)
+
+        def slots(self) -> list[AccountSlot]:
+            can_connect = user_can_connect(self.request.user, self.site)
+            slots = []
+            for mode, heading, account in (
+                (Mode.LIVE, _("Live account"), self.instance.live_account),
+                (Mode.TEST, _("Test account"), self.instance.test_account),
+            ):
+                slot = AccountSlot(mode=mode, heading=heading, account=account)
+                if account is not None:
+                    slot.connected_by = user_display(account.connected_by)
+                if can_connect:
+                    site_pk = self.site.pk
+                    if account is None:
+                        slot.connect_url = connect_url("connect", site_pk) + f"?mode={mode}"
+                    else:
+                        if not account.onboarding_complete:
+                            slot.onboarding_url = connect_url("onboarding", site_pk, mode)
+                        slot.refresh_status_url = connect_url("refresh_status", site_pk, mode)
+                        slot.unlink_url = connect_url("unlink", site_pk, mode)
+                slots.append(slot)
+            return slots
+
+        def get_context_data(self, parent_context=None):
+            context = super().get_context_data(parent_context)
+            context["site"] = self.site
+            context["slots"] = self.slots()
+            context["can_connect"] = user_can_connect(self.request.user, self.site)
+            return context

@@ -1,0 +1,216 @@
+"""Forms for connecting a Stripe account to a site: create a new one, reuse one, unlink.
+
+The forms only validate; the view (:mod:`wagtail_client_billing.views.admin_connect`)
+talks to Stripe through the gateway and writes the models.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from babel import Locale, UnknownLocaleError
+from django import forms
+from django.core.validators import URLValidator
+from django.db.models import Q
+from django.utils import translation
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.widgets.switch import SwitchInput
+
+from ..conf import billing_settings
+from ..models import ClientBillingSettings, StripeAccount
+from ..permissions import sites_user_can_connect_for
+
+if TYPE_CHECKING:
+    from wagtail.models import Site
+
+#: Countries in which Stripe lets a platform create a connected account (ISO 3166-1
+#: alpha-2), from https://stripe.com/global. Countries in preview or invite-only are
+#: left out: an editor cannot finish onboarding there without Stripe's say-so.
+STRIPE_CONNECT_COUNTRIES = (
+    "AE", "AT", "AU", "BE", "BG", "BR", "CA", "CH", "CY", "CZ", "DE", "DK", "EE", "ES",
+    "FI", "FR", "GB", "GI", "GR", "HK", "HR", "HU", "IE", "IN", "IT", "JP", "LI", "LT",
+    "LU", "LV", "MT", "MX", "MY", "NL", "NO", "NZ", "PL", "PT", "RO", "SE", "SG", "SI",
+    "SK", "TH", "US",
+)  # fmt: skip
+
+
+def country_choices() -> list[tuple[str, str]]:
+    """Stripe's countries named in the active language (Babel's CLDR data), sorted by name."""
+    try:
+        locale = Locale.parse(translation.to_locale(translation.get_language() or "en"))
+    except (UnknownLocaleError, ValueError):
+        locale = Locale("en")
+    names = locale.territories
+    choices = [(code, names.get(code, code)) for code in STRIPE_CONNECT_COUNTRIES]
+    return sorted(choices, key=lambda choice: choice[1].casefold())
+
+
+class HttpURLField(forms.URLField):
+    """A URL field that accepts only ``http://`` and ``https://`` addresses.
+
+    Django's ``URLField`` also takes ``ftp://``; Stripe shows these links to the account
+    holder's customers, so anything but a web page (or a ``javascript:`` trap) is refused.
+    """
+
+    default_error_messages = {
+        "invalid": _("Enter a web address starting with http:// or https://."),
+    }
+    default_validators = [
+        URLValidator(
+            schemes=["http", "https"],
+            message=_("Enter a web address starting with http:// or https://."),
+        )
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("assume_scheme", "https")
+        kwargs.setdefault("max_length", 2000)
+        super().__init__(**kwargs)
+
+
+def _slot_taken_message(test_mode: bool) -> str:
+    if test_mode:
+        return gettext("This site already has a test account. Unlink it first.")
+    return gettext("This site already has a live account. Unlink it first.")
+
+
+class ConnectAccountForm(forms.Form):
+    """Create a new Stripe connected account for a site.
+
+    Args:
+        site: the site whose Client Billing settings get the account.
+        settings: that site's :class:`ClientBillingSettings` (to see which slots are free).
+    """
+
+    test_mode = forms.BooleanField(
+        label=_("Test mode"),
+        required=False,
+        widget=SwitchInput,
+        help_text=_(
+            "A test account takes no real money: use it to try billing requests. "
+            "A site can have one test and one live account."
+        ),
+    )
+    country = forms.ChoiceField(
+        label=_("Country"),
+        help_text=_("Where the business that gets paid is based. Stripe cannot change it later."),
+    )
+    privacy_policy_url = HttpURLField(
+        label=_("Privacy Policy URL"),
+        help_text=_(
+            "Stripe shows it to the people who pay. For example https://example.com/privacy"
+        ),
+    )
+    terms_of_service_url = HttpURLField(
+        label=_("Terms of Service URL"),
+        help_text=_("Stripe shows it to the people who pay. For example https://example.com/terms"),
+    )
+
+    def __init__(self, *args, site: Site, settings: ClientBillingSettings, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.site = site
+        self.billing_settings = settings
+        self.fields["country"].choices = [("", gettext("Choose a country")), *country_choices()]
+
+    def clean_test_mode(self) -> bool:
+        test_mode = bool(self.cleaned_data.get("test_mode"))
+        if self.billing_settings.account_for(test_mode) is not None:
+            raise forms.ValidationError(_slot_taken_message(test_mode))
+        if not billing_settings.secret_key(test_mode):
+            if test_mode:
+                message = gettext("The platform has no Stripe test key configured.")
+            else:
+                message = gettext("The platform has no Stripe live key configured.")
+            raise forms.ValidationError(
+                message + " " + gettext("Ask the site's developer to set it.")
+            )
+        return test_mode
+
+
+class AccountChoiceField(forms.ModelChoiceField):
+    """Labels an account with its mode, country and the sites that already use it."""
+
+    def label_from_instance(self, obj: StripeAccount) -> str:
+        sites = sorted(
+            {str(s.site) for s in obj.test_settings.all()}
+            | {str(s.site) for s in obj.live_settings.all()}
+        )
+        mode = gettext("test") if obj.test_mode else gettext("live")
+        if sites:
+            used = gettext("used by %(sites)s") % {"sites": ", ".join(sites)}
+        else:
+            used = gettext("not used by any site")
+        return f"{obj.stripe_id} ({mode}, {obj.country}) \N{EN DASH} {used}"
+
+
+def reusable_accounts(site: Site, settings: ClientBillingSettings, user):
+    """Accounts this user may attach to ``site``: of a mode whose slot is still free,
+    still authorized, and already used by a site the user manages (or connected by them).
+
+    Limiting it to the user's own sites keeps an editor of one client's site from billing
+    through another client's Stripe account.
+    """
+    free_modes = [mode for mode in (True, False) if settings.account_for(mode) is None]
+    if not free_modes:
+        return StripeAccount.objects.none()
+    queryset = StripeAccount.objects.filter(test_mode__in=free_modes, deauthorized_at__isnull=True)
+    if not user.is_superuser:
+        sites = sites_user_can_connect_for(user)
+        queryset = queryset.filter(
+            Q(test_settings__site__in=sites)
+            | Q(live_settings__site__in=sites)
+            | Q(connected_by=user)
+        )
+    return (
+        queryset.distinct()
+        .prefetch_related("test_settings__site", "live_settings__site")
+        .order_by("-test_mode", "stripe_id")
+    )
+
+
+class ReuseAccountForm(forms.Form):
+    """Attach an account that is already connected (to another site) to this one."""
+
+    account = AccountChoiceField(
+        label=_("Connected account"),
+        queryset=StripeAccount.objects.none(),
+        empty_label=_("Choose an account"),
+        help_text=_(
+            "One Stripe account can bill for several sites, for example an agency's. "
+            "It takes this site's test or live place, by its own mode."
+        ),
+    )
+
+    def __init__(self, *args, site: Site, settings: ClientBillingSettings, user, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.site = site
+        self.billing_settings = settings
+        self.fields["account"].queryset = reusable_accounts(site, settings, user)
+
+    @property
+    def has_choices(self) -> bool:
+        return self.fields["account"].queryset.exists()
+
+    def clean_account(self) -> StripeAccount:
+        account: StripeAccount = self.cleaned_data["account"]
+        if self.billing_settings.account_for(account.test_mode) is not None:
+            raise forms.ValidationError(_slot_taken_message(account.test_mode))
+        return account
+
+
+class UnlinkAccountForm(forms.Form):
+    """Confirm unlinking; a test account may also be deleted on Stripe.
+
+    ``delete_on_stripe`` exists only when deleting is safe: a test account that no other
+    site uses and that has no pending invoices. A live account is never deleted here.
+    """
+
+    def __init__(self, *args, can_delete: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if can_delete:
+            self.fields["delete_on_stripe"] = forms.BooleanField(
+                label=_("Also delete this test account on Stripe"),
+                required=False,
+                help_text=_("Its test data on Stripe goes with it. This cannot be undone."),
+            )

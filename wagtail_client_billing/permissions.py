@@ -1,0 +1,82 @@
+"""Who may use Client Billing, and who may connect Stripe accounts.
+
+Two questions, kept apart because they have different owners:
+
+* :func:`can_use_client_billing` asks the *site developer*: the
+  ``client_billing_can_use`` hook (see :mod:`.hooks`) may switch the whole feature off
+  for a site or a user -- for example to keep it to a paid plan.
+* :func:`user_can_connect` asks the *permissions* an administrator gave the user: the
+  app's ``connect_stripe_account`` permission plus the right to change the site's
+  Client Billing settings. Connecting an account changes where a site's money goes, so
+  neither permission alone is enough.
+
+Every admin view that touches connected accounts checks both (:func:`can_connect_for_site`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import hooks
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
+    from django.http import HttpRequest
+    from wagtail.models import Site
+
+#: The app's own permission, ``app_label.codename``.
+CONNECT_PERMISSION = "wagtail_client_billing.connect_stripe_account"
+#: Django's change permission on the site setting (global, or per site in Wagtail).
+CHANGE_SETTINGS_PERMISSION = "wagtail_client_billing.change_clientbillingsettings"
+
+
+def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
+    """Whether the site developer lets this request's user use Client Billing on ``site``.
+
+    False as soon as one ``client_billing_can_use`` hook returns a falsy value; true
+    when none is registered. It says nothing about the user's permissions.
+    """
+    return hooks.all_allow(hooks.CAN_USE, request, site)
+
+
+def _settings_policy():
+    from .models import ClientBillingSettings
+
+    # Wagtail's site-setting policy knows global and per-site (GroupSitePermission) grants.
+    return ClientBillingSettings.get_permission_policy()
+
+
+def user_can_change_settings(user, site: Site | None = None) -> bool:
+    """Whether ``user`` may change Client Billing settings (of ``site``, or of any site)."""
+    if not (user.is_authenticated and user.is_active):
+        return False
+    policy = _settings_policy()
+    if site is None:
+        return policy.user_has_permission(user, "change")
+    return policy.user_has_permission_for_instance(user, "change", site)
+
+
+def user_can_connect(user, site: Site | None = None) -> bool:
+    """Whether ``user`` may connect, reuse, refresh and unlink Stripe accounts.
+
+    Needs the app's ``connect_stripe_account`` permission and the change permission on
+    the Client Billing settings -- of ``site`` when one is given, since Wagtail can grant
+    that one site by site.
+    """
+    if not (user.is_authenticated and user.is_active):
+        return False
+    return user.has_perm(CONNECT_PERMISSION) and user_can_change_settings(user, site)
+
+
+def can_connect_for_site(request: HttpRequest, site: Site) -> bool:
+    """Both checks together: permission for ``site``, and the feature allowed there."""
+    return user_can_connect(request.user, site) and can_use_client_billing(request, site)
+
+
+def sites_user_can_connect_for(user) -> QuerySet[Site]:
+    """The sites whose Client Billing settings ``user`` may change (for the reuse select)."""
+    from wagtail.models import Site
+
+    if not user_can_connect(user):
+        return Site.objects.none()
+    return _settings_policy().sites_user_has_permission_for(user, "change")
