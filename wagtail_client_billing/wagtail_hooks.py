@@ -71,3 +71,35 @@ def register_log_actions(actions):
 # --- the Client Billing settings screen (tabs in panels/) ------------------------------------
 
 ClientBillingSettings.edit_handler = build_edit_handler()
+
+
+# --- Stripe Connect: connect / onboarding / unlink screens (issue 4) -------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_connect_urls():
+    from django.urls import include, path
+
+    from .views import admin_connect
+
+    return [
+        path(
+            "client-billing/connect/",
+            include(
+                (admin_connect.urlpatterns, "wagtail_client_billing_connect"),
+                namespace="wagtail_client_billing_connect",
+            ),
+        )
+    ]
+
+
+@hooks.register("register_permissions")
+def register_connect_permission():
+    from django.contrib.auth.models import Permission
+
+    return Permission.objects.filter(
+        content_type__app_label="wagtail_client_billing", codename="connect_stripe_account"
+    )
+
+
+# --- end Stripe Connect -----------------------------------------------------------------------
