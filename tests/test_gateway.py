@@ -591,3 +591,15 @@ def test_fixture_starts_every_test_with_an_empty_emulator(stripe_emulator, setti
     assert stripe_emulator.requests == []
     assert stripe_emulator.state.accounts == {}
     assert settings.WAGTAIL_CLIENT_BILLING["STRIPE_API_BASE"] == stripe_emulator.base_url
+
+
+@pytest.mark.django_db(transaction=True)
+def test_live_fixture_delivers_webhooks_over_http_to_the_live_server(live_stripe_emulator):
+    state = new_account()
+
+    live_stripe_emulator.complete_onboarding(state.id)
+
+    assert live_stripe_emulator.wait_for_deliveries(timeout=10)
+    assert [d.ok for d in live_stripe_emulator.deliveries] == [True]
+    assert live_stripe_emulator.deliveries[0].target.startswith("http://")
+    assert WebhookEvent.objects.filter(type="account.updated", account=state.id).exists()
