@@ -103,3 +103,36 @@ def register_connect_permission():
 
 
 # --- end Stripe Connect -----------------------------------------------------------------------
+
+
+# --- Invoices: the Client billing menu, the invoice snippet, bulk delete (issue 5) -----------
+
+
+def _register_invoices():
+    from wagtail.snippets.models import register_snippet
+
+    from .viewsets import ClientBillingViewSetGroup
+
+    register_snippet(ClientBillingViewSetGroup)
+
+
+_register_invoices()
+
+
+@hooks.register("register_icons")
+def register_invoice_icons(icons):
+    return [*icons, "wagtail_client_billing/icons/client-billing.svg"]
+
+
+def _invoice_bulk_delete():
+    from .views.admin_invoices import InvoiceDeleteBulkAction
+
+    return InvoiceDeleteBulkAction
+
+
+# order=1: registered after wagtail.snippets' own bulk delete, which this replaces for
+# invoices (Wagtail's would remove the rows; ours soft-deletes pending/expired ones).
+hooks.register("register_bulk_action", _invoice_bulk_delete(), order=1)
+
+
+# --- end Invoices -----------------------------------------------------------------------------

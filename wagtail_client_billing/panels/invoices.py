@@ -1,7 +1,84 @@
-"""The Invoices tab: this site's billing requests and "+ Add billing request". (Issue 5.)"""
+"""The Invoices tab: this site's billing requests and "+ Add billing request".
 
+It lists the same invoices as the global listing (Client billing -> Invoices), for one
+site, newest first and paginated, without the filters. It has no form fields: creating
+a request is its own screen, reached with the site already chosen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.paginator import Paginator
+from django.urls import reverse
+from django.utils.http import urlencode
 from wagtail.admin.panels import Panel
+
+from .. import hooks
+from ..filters import sites_for_user
+from ..models import Invoice
+
+#: The query-string parameter of the tab's page number (the settings form owns ``p``).
+PAGE_PARAM = "invoices_page"
 
 
 class SiteInvoicesPanel(Panel):
-    pass
+    """Lists the site's invoices to users with any invoice permission for that site."""
+
+    #: Invoices per page of the tab.
+    per_page = 20
+
+    class BoundPanel(Panel.BoundPanel):
+        template_name = "wagtail_client_billing/admin/invoices/site_panel.html"
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.site = getattr(self.instance, "site", None)
+
+        def _policy(self) -> Any:
+            from ..views.admin_invoices import invoice_permission_policy
+
+            return invoice_permission_policy()
+
+        def is_shown(self) -> bool:
+            if self.site is None or self.request is None:
+                return False
+            user = self.request.user
+            if not self._policy().user_has_any_permission(
+                user, {"add", "change", "delete", "view"}
+            ):
+                return False
+            if not sites_for_user(user).filter(pk=self.site.pk).exists():
+                return False
+            # The site developer's hook may switch Client Billing off for this site and user.
+            return hooks.all_allow(hooks.CAN_USE, self.request, self.site)
+
+        def get_context_data(self, parent_context: Any = None) -> dict[str, Any]:
+            context: dict[str, Any] = super().get_context_data(parent_context)
+            viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+            queryset = (
+                Invoice.objects.visible()
+                .filter(site=self.site)
+                .select_related("site")
+                .order_by("-created_at", "-pk")
+            )
+            paginator = Paginator(queryset, self.panel.per_page)
+            page = paginator.get_page(self.request.GET.get(PAGE_PARAM))
+            here = self.request.path
+            can_add = self._policy().user_has_permission(self.request.user, "add")
+            add_url = ""
+            if can_add:
+                add_url = (
+                    reverse(viewset.get_url_name("add"))
+                    + "?"
+                    + urlencode({"site": self.site.pk, "next": here + "#tab-invoices"})
+                )
+            context.update(
+                site=self.site,
+                page=page,
+                page_param=PAGE_PARAM,
+                add_url=add_url,
+                listing_url=reverse(viewset.get_url_name("list")) + f"?site={self.site.pk}",
+                inspect_url_name=viewset.get_url_name("inspect"),
+            )
+            return context

@@ -1,0 +1,245 @@
+"""The billing request forms: create (every field) and edit (description and note only).
+
+Amounts are typed in the currency's major unit ("125.50") and stored in minor units.
+The form parses them itself instead of using ``DecimalField``, which would accept
+``1e3``, ``NaN`` and locale-dependent separators: an invoice amount is money a client
+pays, so anything that is not plainly digits with an optional decimal point is an error
+rather than a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext_lazy as _
+from wagtail.admin.forms import WagtailAdminModelForm
+from wagtail.models import Site
+
+from ..conf import billing_settings
+from ..filters import sites_for_user
+from ..models import ClientBillingSettings, Invoice, StripeAccount
+from ..money import (
+    MAXIMUM_AMOUNT,
+    THREE_DECIMAL,
+    MoneyError,
+    currency_choices,
+    exponent,
+    format_money,
+    minimum_amount,
+    to_major,
+    to_minor,
+)
+
+#: Digits, optionally a decimal point and more digits. Nothing else: no sign, no exponent.
+AMOUNT_RE = re.compile(r"^\d+(?:\.\d+)?$")
+#: A web address the client's browser may be sent to.
+HTTP_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
+
+
+class HttpURLField(forms.URLField):
+    """A URL that must start with ``http://`` or ``https://``.
+
+    Django's ``URLField`` adds a scheme to ``//host/path`` and accepts ``ftp:``; the
+    client is redirected to these addresses after paying, so only absolute web
+    addresses are accepted, as typed.
+    """
+
+    default_validators = [URLValidator(schemes=["http", "https"])]
+    default_error_messages = {
+        "scheme": _("Enter a full web address starting with https:// (or http://)."),
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("assume_scheme", "https")
+        kwargs.setdefault("max_length", 2000)
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        value = (value or "").strip()
+        if value and not HTTP_URL_RE.match(value):
+            raise ValidationError(self.error_messages["scheme"], code="scheme")
+        result: str = super().to_python(value)
+        return result
+
+
+class SiteChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Site) -> str:
+        return obj.site_name or obj.hostname
+
+
+def parse_amount(raw: str, currency: str) -> int:
+    """``"125.50", "USD"`` -> ``12550``, or a ``ValidationError`` an editor can act on.
+
+    Checks, in order: a plain positive number, the currency's decimal places, Stripe's
+    minimum and maximum for the currency, and the trailing zero Stripe needs in
+    three-decimal currencies. The limits are named in the editor's locale.
+    """
+    raw = (raw or "").strip()
+    if raw.startswith("-"):
+        raise ValidationError(gettext("Enter an amount greater than zero."), code="negative")
+    if not AMOUNT_RE.match(raw):
+        raise ValidationError(
+            gettext("Enter the amount as a number such as 125 or 125.50 (no currency sign)."),
+            code="invalid",
+        )
+    value = Decimal(raw)
+    if value == 0:
+        raise ValidationError(gettext("Enter an amount greater than zero."), code="zero")
+    digits = exponent(currency)
+    try:
+        minor = to_minor(value, currency)
+    except MoneyError as exc:
+        if digits == 0:
+            message = gettext("%(currency)s amounts have no decimal places.") % {
+                "currency": currency
+            }
+        else:
+            message = ngettext(
+                "%(currency)s amounts have at most %(digits)d decimal place.",
+                "%(currency)s amounts have at most %(digits)d decimal places.",
+                digits,
+            ) % {"currency": currency, "digits": digits}
+        raise ValidationError(message, code="decimal_places") from exc
+    if minor < minimum_amount(currency):
+        raise ValidationError(
+            gettext("The minimum for %(currency)s is %(limit)s.")
+            % {"currency": currency, "limit": format_money(minimum_amount(currency), currency)},
+            code="min_amount",
+        )
+    if minor > MAXIMUM_AMOUNT:
+        raise ValidationError(
+            gettext("The maximum for %(currency)s is %(limit)s.")
+            % {"currency": currency, "limit": format_money(MAXIMUM_AMOUNT, currency)},
+            code="max_amount",
+        )
+    if currency in THREE_DECIMAL and minor % 10:
+        raise ValidationError(
+            gettext("%(currency)s amounts must end in 0: Stripe charges them to 0.01.")
+            % {"currency": currency},
+            code="three_decimal",
+        )
+    return minor
+
+
+def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) -> str | None:
+    """Why an invoice cannot be sent with ``account``, or ``None`` when it can."""
+    name = site.site_name or site.hostname
+    if account is None:
+        if test_mode:
+            return gettext(
+                "%(site)s has no connected test Stripe account. Connect one in "
+                "Settings → Client Billing → Stripe, or turn test mode off."
+            ) % {"site": name}
+        return gettext(
+            "%(site)s has no connected live Stripe account. Connect one in "
+            "Settings → Client Billing → Stripe, or use test mode."
+        ) % {"site": name}
+    if not account.can_charge:
+        if account.deauthorized_at:
+            reason = gettext("it was disconnected from the platform")
+        elif not account.details_submitted:
+            reason = gettext("its onboarding is not finished")
+        else:
+            reason = gettext("Stripe has restricted it until more information is provided")
+        return gettext(
+            "The Stripe account %(account)s of %(site)s cannot take payments yet: "
+            "%(reason)s. See Settings → Client Billing → Stripe."
+        ) % {"account": account.stripe_id, "site": name, "reason": reason}
+    return None
+
+
+class InvoiceCreateForm(WagtailAdminModelForm):
+    """A new billing request. Finds the site's Stripe account for the chosen mode.
+
+    On a valid form, ``instance.account`` is the account the invoice will be charged
+    through and ``instance.amount`` is in minor units; the view sets the rest
+    (expiry, creator) when it saves.
+    """
+
+    site = SiteChoiceField(label=_("Site"), queryset=Site.objects.none())
+    currency = forms.ChoiceField(label=_("Currency"), choices=())
+    amount = forms.CharField(
+        label=_("Amount"),
+        max_length=20,
+        help_text=_("In the currency's main unit, such as 125 or 125.50."),
+        widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
+    )
+    success_url = HttpURLField(
+        label=_("Success URL"), help_text=_("Where the client lands after paying.")
+    )
+    cancel_url = HttpURLField(
+        label=_("Cancel URL"), help_text=_("Where the client lands if they cancel on Stripe.")
+    )
+
+    class Meta:
+        model = Invoice
+        fields = [
+            "site",
+            "email",
+            "currency",
+            "amount",
+            "billing_type",
+            "description",
+            "success_url",
+            "cancel_url",
+            "test_mode",
+            "publish_page_when_paid",
+            "unpublish_page_when_expired",
+            "note",
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["site"].queryset = sites_for_user(self.for_user).order_by(
+            "site_name", "hostname"
+        )
+        self.fields["currency"].choices = currency_choices(billing_settings.CURRENCIES)
+        self.fields["test_mode"].help_text = _(
+            "Uses the site's test Stripe account: no real money moves."
+        )
+        if "description" in self.fields:
+            self.fields["description"].help_text = _(
+                "Shown to the client in the email and on Stripe's payment page."
+            )
+        instance = self.instance
+        if instance.amount and instance.currency and not self.is_bound:
+            self.initial["amount"] = str(to_major(instance.amount, instance.currency))
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean()
+        currency = cleaned.get("currency")
+        raw_amount = cleaned.get("amount")
+        if currency and raw_amount is not None and "amount" not in self.errors:
+            try:
+                cleaned["amount"] = parse_amount(raw_amount, currency)
+            except ValidationError as exc:
+                self.add_error("amount", exc)
+        site = cleaned.get("site")
+        if site is not None:
+            test_mode = bool(cleaned.get("test_mode"))
+            settings = (
+                ClientBillingSettings.objects.select_related("live_account", "test_account")
+                .filter(site=site)
+                .first()
+            )
+            account = settings.account_for(test_mode) if settings else None
+            problem = account_problem(account, site, test_mode)
+            if problem:
+                self.add_error(None, ValidationError(problem, code="no_account"))
+            else:
+                self.instance.account = account
+        return cleaned
+
+
+class InvoiceEditForm(WagtailAdminModelForm):
+    """After sending, only the description and the internal note may change."""
+
+    class Meta:
+        model = Invoice
+        fields = ["description", "note"]

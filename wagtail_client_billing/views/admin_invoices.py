@@ -1,0 +1,432 @@
+"""Admin screens that do something to billing requests: create, send new, resend, delete.
+
+Every view here checks the model permission it needs (``add``, ``change``, ``delete``)
+and loads invoices only from the sites the user may bill for (:func:`..filters.invoices_for_user`),
+so another site's invoice in a URL is a 404. Status changes go through
+:mod:`..lifecycle`, emails and Stripe clean-up through :mod:`..tasks`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import cached_property, classproperty
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
+from django.views.generic import TemplateView
+from wagtail.admin import messages
+from wagtail.admin.ui.components import MediaContainer
+from wagtail.admin.utils import get_valid_next_url_from_request
+from wagtail.admin.views.bulk_action import BulkAction
+from wagtail.admin.views.generic import WagtailAdminTemplateMixin
+from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
+from wagtail.log_actions import log
+from wagtail.snippets.views.snippets import CreateView, DeleteView
+
+from .. import hooks, lifecycle, tasks
+from ..filters import invoices_for_user
+from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+
+#: Log action written when an editor creates a billing request.
+CREATED_ACTION = "wagtail_client_billing.created"
+
+
+def invoice_permission_policy() -> Any:
+    """The permission policy for invoices (Wagtail >= 7.1 has a registry; 7.0 does not)."""
+    try:
+        from wagtail.permissions import policy_registry
+    except ImportError:  # pragma: no cover - Wagtail 7.0
+        from wagtail.permission_policies import ModelPermissionPolicy
+
+        return ModelPermissionPolicy(Invoice)
+    return policy_registry.get_by_type(Invoice)
+
+
+class InvoiceScopeMixin:
+    """Load the invoice of the URL from the sites the user may bill for, or 404."""
+
+    pk_url_kwarg = "pk"
+    request: Any
+    kwargs: dict[str, Any]
+
+    def get_invoice_queryset(self) -> QuerySet[Invoice]:
+        return invoices_for_user(
+            self.request.user,
+            Invoice.objects.select_related("site", "account", "created_by", "deleted_by"),
+        )
+
+    def get_object(self, queryset: Any = None) -> Invoice:
+        pk = unquote(str(self.kwargs[self.pk_url_kwarg]))
+        invoice: Invoice = get_object_or_404(self.get_invoice_queryset(), pk=pk)
+        return invoice
+
+
+def _url(name: str, invoice: Invoice) -> str:
+    return reverse(Invoice.snippet_viewset.get_url_name(name), args=[quote(invoice.pk)])  # type: ignore[attr-defined]
+
+
+# --- create and send new --------------------------------------------------------------------
+
+
+class InvoiceCreateView(CreateView):
+    """Add billing request: validate, save as pending, log, queue the email.
+
+    The ``client_billing_can_use`` and ``client_billing_before_create_invoice`` hooks run
+    once the form is otherwise valid; a ``ValidationError`` from the latter is shown on
+    the form.
+    """
+
+    page_subtitle = gettext_lazy("Billing request")
+    submit_button_label = gettext_lazy("Send billing request")
+    submit_button_active_label = gettext_lazy("Sending…")
+    error_message = gettext_lazy("The billing request could not be sent due to errors.")
+    inspect_url_name: str | None = None
+
+    def get_initial(self) -> dict[str, Any]:
+        initial: dict[str, Any] = super().get_initial()
+        site_id = self.request.GET.get("site")
+        if site_id and site_id.isdigit():
+            initial["site"] = int(site_id)
+            settings = ClientBillingSettings.objects.filter(site_id=int(site_id)).first()
+            initial["currency"] = settings.currency if settings else None
+        return initial
+
+    def get_form(self, form_class: Any = None) -> Any:
+        form = super().get_form(form_class)
+        if not form.is_bound and not form.initial.get("currency"):
+            from ..conf import billing_settings
+
+            form.initial["currency"] = form.instance.currency or billing_settings.CURRENCIES[0]
+        return form
+
+    def is_valid(self, form: Any) -> bool:
+        if form.is_valid():
+            invoice = form.instance
+            if not hooks.all_allow(hooks.CAN_USE, self.request, invoice.site):
+                form.add_error(
+                    None, _("Client Billing is not available for this site to your account.")
+                )
+            else:
+                try:
+                    hooks.run(hooks.BEFORE_CREATE_INVOICE, self.request, invoice)
+                except ValidationError as exc:
+                    self._add_hook_error(form, exc)
+        if form.errors:
+            self.produced_error_code = "validation_error"
+            self.produced_error_message = self.get_error_message()
+            return False
+        return True
+
+    @staticmethod
+    def _add_hook_error(form: Any, exc: ValidationError) -> None:
+        if hasattr(exc, "error_dict"):
+            for field, errors in exc.error_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            form.add_error(None, exc)
+
+    def save_instance(self) -> Invoice:
+        invoice: Invoice = self.form.save(commit=False)
+        settings = ClientBillingSettings.for_site(invoice.site)
+        invoice.expires_at = timezone.now() + settings.payment_link_lifetime
+        invoice.created_by = self.request.user
+        invoice.save()
+        self.form.save_m2m()
+        log(
+            instance=invoice,
+            action=CREATED_ACTION,
+            user=self.request.user,
+            data={
+                "amount": invoice.amount,
+                "currency": invoice.currency,
+                "email": invoice.email,
+                "test_mode": invoice.test_mode,
+                "copied_from": invoice.copied_from_id,
+            },
+        )
+        tasks.queue_invoice_email(invoice)
+        return invoice
+
+    def get_success_message(self, instance: Invoice) -> str:
+        return _("Billing request %(number)s sent to %(email)s") % {
+            "number": instance.number,
+            "email": instance.email,
+        }
+
+    def get_success_buttons(self) -> list[Any]:
+        return [messages.button(_url("inspect", self.object), _("View"))]
+
+    def get_success_url(self) -> str:
+        return get_valid_next_url_from_request(self.request) or reverse(self.index_url_name)
+
+    def get_side_panels(self) -> MediaContainer:
+        return MediaContainer([])
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)
+        context["next"] = get_valid_next_url_from_request(self.request)
+        context["copied_from"] = getattr(self, "source", None)
+        return context
+
+    def get_add_url(self) -> str:
+        url: str = super().get_add_url()
+        if self.request.GET:
+            url += "?" + self.request.GET.urlencode()
+        return url
+
+
+class InvoiceSendNewView(InvoiceScopeMixin, InvoiceCreateView):
+    """Send new invoice: the create form, filled from an expired or deleted invoice.
+
+    An expired link is never revived; the client gets a new invoice with its own number
+    and link, and ``copied_from`` keeps the trail.
+    """
+
+    def setup(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+        self.source = self.get_object()
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+        resendable = self.source.effective_status in (InvoiceStatus.EXPIRED, InvoiceStatus.DELETED)
+        # Only users who may add are told why; the others get the permission error below.
+        if not resendable and self.user_has_permission("add"):
+            messages.error(
+                request,
+                _("Only expired or deleted billing requests can be sent again as new ones."),
+            )
+            return redirect(_url("inspect", self.source))
+        response: HttpResponse = super().dispatch(request, *args, **kwargs)
+        return response
+
+    def get_initial_form_instance(self) -> Invoice:
+        source = self.source
+        return Invoice(
+            site=source.site,
+            email=source.email,
+            currency=source.currency,
+            amount=source.amount,
+            description=source.description,
+            note=source.note,
+            billing_type=source.billing_type,
+            success_url=source.success_url,
+            cancel_url=source.cancel_url,
+            test_mode=source.test_mode,
+            publish_page_when_paid_id=source.publish_page_when_paid_id,
+            unpublish_page_when_expired_id=source.unpublish_page_when_expired_id,
+            metadata=dict(source.metadata or {}),
+            copied_from=source,
+        )
+
+    def get_add_url(self) -> str:
+        return _url("copy", self.source)
+
+
+# --- resend ----------------------------------------------------------------------------------
+
+
+class InvoiceResendView(
+    InvoiceScopeMixin, PermissionCheckedMixin, WagtailAdminTemplateMixin, TemplateView
+):
+    """Resend email: queue the same invoice email again (GET asks, POST does it)."""
+
+    model = Invoice
+    permission_required = "change"
+    page_title = gettext_lazy("Resend email")
+    header_icon = "mail"
+    template_name = "wagtail_client_billing/admin/invoices/resend.html"
+    index_url_name: str | None = None
+    inspect_url_name: str | None = None
+
+    def setup(self, request: Any, *args: Any, **kwargs: Any) -> None:
+        super().setup(request, *args, **kwargs)
+        self.object = self.get_object()
+
+    def get_page_subtitle(self) -> str:
+        return str(self.object)
+
+    def get_success_url(self) -> str:
+        return get_valid_next_url_from_request(self.request) or _url("inspect", self.object)
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)
+        context.update(
+            object=self.object,
+            can_resend=self.object.is_payable,
+            next=self.get_success_url(),
+            action_url=self.request.get_full_path(),
+        )
+        return context
+
+    def post(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+        invoice = self.object
+        if not invoice.is_payable:
+            messages.error(
+                request,
+                _("%(number)s is %(status)s: only pending billing requests can be resent.")
+                % {"number": invoice.number, "status": invoice.get_status_display().lower()},
+            )
+        else:
+            tasks.queue_invoice_email(invoice)
+            messages.success(
+                request,
+                _("Billing request %(number)s will be sent again to %(email)s")
+                % {"number": invoice.number, "email": invoice.email},
+            )
+        return HttpResponseRedirect(self.get_success_url())
+
+
+# --- delete ----------------------------------------------------------------------------------
+
+
+def deletable(invoice: Invoice) -> bool:
+    """Whether an editor may delete ``invoice`` now: the model and the lifecycle agree."""
+    return invoice.can_be_deleted and lifecycle.can_transition(
+        invoice.status, InvoiceStatus.DELETED
+    )
+
+
+def refusal_message(invoice: Invoice) -> str:
+    """Why ``invoice`` cannot be deleted, in words for the editor."""
+    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.PROCESSING):
+        return lifecycle._message_for_refused_delete(invoice.status)
+    if invoice.status == InvoiceStatus.DELETED:
+        return _("This billing request is already deleted.")
+    return _("A billing request that is %(status)s cannot be deleted.") % {
+        "status": invoice.get_status_display().lower()
+    }
+
+
+def soft_delete(invoice: Invoice, user: Any) -> bool:
+    """Withdraw ``invoice`` and expire its open Checkout Session; True if it changed.
+
+    Raises :class:`~..lifecycle.TransitionNotAllowed` for paid or processing invoices.
+    """
+    changed = lifecycle.delete(invoice, user=user)
+    if changed:
+        tasks.queue_expire_checkout_session(invoice)
+    return changed
+
+
+class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
+    """Delete: a soft delete to status Deleted; refused once money has moved."""
+
+    page_title = gettext_lazy("Delete billing request")
+    inspect_url_name: str | None = None
+    usage_url_name = None
+
+    def get_usage_url(self) -> None:
+        return None
+
+    def get_usage(self) -> None:
+        return None
+
+    @property
+    def confirmation_message(self) -> str:
+        return _(
+            "Delete billing request %(number)s? The client can no longer pay its link. "
+            "The record stays, marked Deleted, and you can send a new one from it."
+        ) % {"number": self.object.number}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)
+        context["can_be_deleted"] = deletable(self.object)
+        context["refusal"] = None if context["can_be_deleted"] else refusal_message(self.object)
+        return context
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        invoice = self.object
+        try:
+            changed = soft_delete(invoice, self.request.user)
+        except lifecycle.TransitionNotAllowed as exc:
+            messages.error(self.request, str(exc))
+            return redirect(_url("inspect", invoice))
+        if changed:
+            messages.success(
+                self.request,
+                _("Billing request %(number)s deleted. Its payment link no longer works.")
+                % {"number": invoice.number},
+                buttons=[messages.button(_url("copy", invoice), _("Send new invoice"))],
+            )
+        else:
+            messages.error(self.request, refusal_message(invoice))
+            return redirect(_url("inspect", invoice))
+        return redirect(self.get_success_url())
+
+
+class InvoiceDeleteBulkAction(BulkAction):
+    """Bulk delete from the listing: soft-deletes the pending and expired invoices chosen.
+
+    Replaces Wagtail's snippet bulk delete for invoices (registered with a later hook
+    order in ``wagtail_hooks.py``), which would remove the rows from the database.
+    """
+
+    display_name = gettext_lazy("Delete")
+    action_type = "delete"
+    aria_label = gettext_lazy("Delete selected billing requests")
+    template_name = "wagtail_client_billing/admin/invoices/bulk_delete.html"
+    action_priority = 30
+    classes = {"serious"}
+
+    @classproperty
+    def models(cls) -> list[type[Invoice]]:
+        return [Invoice]
+
+    @cached_property
+    def permission_policy(self) -> Any:
+        return invoice_permission_policy()
+
+    def get_all_objects_in_listing_query(self, parent_id: Any) -> Any:
+        return (
+            invoices_for_user(self.request.user)
+            .filter(status__in=[InvoiceStatus.PENDING, InvoiceStatus.EXPIRED])
+            .values_list("pk", flat=True)
+        )
+
+    def get_queryset(self, model: Any, object_ids: Any) -> Any:  # type: ignore[override]
+        return list(
+            invoices_for_user(
+                self.request.user, Invoice.objects.select_related("site").filter(pk__in=object_ids)
+            )
+        )
+
+    def check_perm(self, invoice: Invoice) -> bool:
+        return bool(
+            self.permission_policy.user_has_permission(self.request.user, "delete")
+            and deletable(invoice)
+        )
+
+    def get_execution_context(self) -> dict[str, Any]:
+        return {"user": self.request.user}
+
+    @classmethod
+    def execute_action(cls, objects: list[Invoice], user: Any = None, **kwargs: Any) -> Any:
+        deleted = 0
+        for invoice in objects:
+            try:
+                if soft_delete(invoice, user):
+                    deleted += 1
+            except lifecycle.TransitionNotAllowed:
+                continue  # paid meanwhile: money received wins
+        return deleted, 0
+
+    def get_success_message(self, num_parent_objects: int, num_child_objects: int) -> str:
+        return ngettext(
+            "%(count)d billing request deleted.",
+            "%(count)d billing requests deleted.",
+            num_parent_objects,
+        ) % {"count": num_parent_objects}
+
+    def object_context(self, invoice: Invoice) -> dict[str, Any]:
+        return {"item": invoice, "inspect_url": _url("inspect", invoice)}
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context: dict[str, Any] = super().get_context_data(**kwargs)
+        context["header_icon"] = Invoice.snippet_viewset.icon  # type: ignore[attr-defined]
+        return context
