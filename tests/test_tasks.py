@@ -1,0 +1,469 @@
+"""The django-q2 tasks, run synchronously (``Q_CLUSTER["sync"]``): sending with retries,
+the expiry sweep, reminders, and the schedules that drive them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+from django_q.models import Schedule
+from django_q.scheduler import scheduler
+from wagtail.models import ModelLogEntry
+
+from tests.utils import SMTPServer, make_account, make_invoice, use_custom_smtp
+from wagtail_client_billing import gateway, lifecycle, tasks
+from wagtail_client_billing.models import EmailStatus, Invoice, InvoiceStatus
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
+]
+
+
+def log_actions(invoice) -> list[str]:
+    return list(
+        ModelLogEntry.objects.filter(object_id=str(invoice.pk))
+        .order_by("pk")
+        .values_list("action", flat=True)
+    )
+
+
+def email_retries(invoice):
+    return Schedule.objects.filter(name__startswith=f"client_billing_email_{invoice.pk}_")
+
+
+# --- sending the invoice email -------------------------------------------------------------
+
+
+def test_email_is_queued_on_commit_and_sent(site, account, django_capture_on_commit_callbacks):
+    invoice = make_invoice(site, account)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        tasks.queue_invoice_email(invoice)
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.QUEUED
+    assert mail.outbox == []  # nothing leaves before the transaction commits
+
+    for callback in callbacks:
+        callback()
+
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.SENT
+    assert invoice.email_sent_at is not None
+    assert invoice.email_attempts == 1
+    assert invoice.email_last_error == ""
+    assert [m.to for m in mail.outbox] == [["client@example.com"]]
+    assert "wagtail_client_billing.email_sent" in log_actions(invoice)
+
+
+def test_a_task_delivered_twice_sends_once(site, account):
+    invoice = make_invoice(site, account)
+    tasks.queue_invoice_email(invoice)
+
+    assert tasks.send_invoice_email(invoice.pk, 0) == "sent"
+    assert tasks.send_invoice_email(invoice.pk, 0) == "already handled"
+
+    assert len(mail.outbox) == 1
+
+
+def test_failing_server_then_recovery_retries_and_sends_once(
+    site, account, time_machine, django_capture_on_commit_callbacks
+):
+    time_machine.move_to(timezone.now(), tick=False)
+    with SMTPServer() as server:
+        use_custom_smtp(site, server)
+        server.data_replies = ["451 4.3.0 Mailbox busy, try again later"]
+        invoice = make_invoice(site, account)
+
+        with django_capture_on_commit_callbacks(execute=True):
+            tasks.queue_invoice_email(invoice)
+
+        invoice.refresh_from_db()
+        assert invoice.email_status == EmailStatus.RETRYING
+        assert invoice.email_attempts == 1
+        assert "try again later" in invoice.email_last_error
+        (retry,) = email_retries(invoice)
+        assert retry.schedule_type == Schedule.ONCE
+        assert retry.next_run == timezone.now() + timedelta(seconds=1)  # EMAIL_RETRY_BACKOFF
+        assert server.messages == []
+
+        scheduler()  # not due yet
+        assert server.messages == []
+
+        time_machine.shift(timedelta(seconds=2))
+        scheduler()  # due: django-q2 runs the retry (synchronously in tests)
+
+        invoice.refresh_from_db()
+        assert invoice.email_status == EmailStatus.SENT
+        assert invoice.email_attempts == 2
+        assert invoice.email_last_error == ""
+        assert len(server.messages) == 1
+        assert not email_retries(invoice).exists()
+
+        # The retry delivered again (a broker redelivery) does not send again.
+        assert tasks.send_invoice_email(invoice.pk, 1) == "already handled"
+        assert len(server.messages) == 1
+
+
+def test_backoff_doubles_and_gives_up_after_the_last_attempt(site, account, settings, time_machine):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "EMAIL_MAX_ATTEMPTS": 3,
+        "EMAIL_RETRY_BACKOFF": timedelta(minutes=1),
+    }
+    time_machine.move_to(timezone.now(), tick=False)
+    use_custom_smtp(site)  # nothing listens there: connection refused
+    invoice = make_invoice(site, account)
+    tasks.queue_invoice_email(invoice)
+
+    tasks.send_invoice_email(invoice.pk, 0)
+    assert email_retries(invoice).get().next_run == timezone.now() + timedelta(minutes=1)
+
+    time_machine.shift(timedelta(minutes=1, seconds=1))
+    scheduler()
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.RETRYING
+    assert email_retries(invoice).get().next_run == timezone.now() + timedelta(minutes=2)
+
+    time_machine.shift(timedelta(minutes=2, seconds=1))
+    scheduler()
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.FAILED
+    assert invoice.email_attempts == 3
+    assert "Cannot connect" in invoice.email_last_error
+    assert not email_retries(invoice).exists()
+    assert log_actions(invoice).count("wagtail_client_billing.email_failed") == 1
+
+
+def test_recipient_rejected_is_a_permanent_failure_shown_on_the_invoice(site, account):
+    with SMTPServer() as server:
+        use_custom_smtp(site, server)
+        server.refuse["client@example.com"] = "550 5.1.1 User unknown"
+        invoice = make_invoice(site, account)
+        tasks.queue_invoice_email(invoice)
+
+        assert tasks.send_invoice_email(invoice.pk, 0) == "failed"
+
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.FAILED
+    assert invoice.get_email_status_display() == "Failed"
+    assert "refused the recipient client@example.com" in invoice.email_last_error
+    assert "550 5.1.1 User unknown" in invoice.email_last_error
+    assert not email_retries(invoice).exists()
+    assert "wagtail_client_billing.email_failed" in log_actions(invoice)
+
+
+def test_authentication_failure_is_permanent(site, account):
+    with SMTPServer(login=("acme", "right")) as server:
+        use_custom_smtp(site, server, smtp_username="acme", password="wrong-password")
+        invoice = make_invoice(site, account)
+        tasks.queue_invoice_email(invoice)
+
+        tasks.send_invoice_email(invoice.pk, 0)
+
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.FAILED
+    assert invoice.email_last_error.startswith("Authentication failed")
+    assert "wrong-password" not in invoice.email_last_error
+    assert not email_retries(invoice).exists()
+
+
+def test_resend_after_a_failure_starts_the_attempts_again(site, account):
+    use_custom_smtp(site)
+    invoice = make_invoice(site, account)
+    Invoice.objects.filter(pk=invoice.pk).update(
+        email_status=EmailStatus.FAILED, email_attempts=5, email_last_error="Cannot connect"
+    )
+    site_settings = site.clientbillingsettings
+    site_settings.use_custom_smtp = False
+    site_settings.save()
+
+    tasks.queue_invoice_email(invoice)
+    tasks.send_invoice_email(invoice.pk, 0)
+
+    invoice.refresh_from_db()
+    assert invoice.email_status == EmailStatus.SENT
+    assert invoice.email_attempts == 1
+    assert len(mail.outbox) == 1
+
+
+def test_no_email_for_an_invoice_that_is_no_longer_pending(site, account):
+    invoice = make_invoice(site, account)
+    tasks.queue_invoice_email(invoice)
+    lifecycle.delete(invoice, user=None)
+
+    assert tasks.send_invoice_email(invoice.pk, 0) == "not payable"
+
+    invoice.refresh_from_db()
+    assert mail.outbox == []
+    assert invoice.email_status == EmailStatus.NOT_SENT
+
+
+def test_send_task_without_an_attempt_number_uses_the_current_one(site, account):
+    invoice = make_invoice(site, account)
+    tasks.queue_invoice_email(invoice)
+
+    assert tasks.send_invoice_email(invoice.pk) == "sent"
+    assert tasks.send_invoice_email(invoice.pk) == "already handled"
+    assert tasks.send_invoice_email(999_999) == "gone"
+    assert len(mail.outbox) == 1
+
+
+# --- the expiry sweep ------------------------------------------------------------------------
+
+
+def make_due(site, account, count: int, start: int) -> None:
+    """``count`` pending invoices whose link ran out an hour ago, in one insert."""
+    past = timezone.now() - timedelta(hours=1)
+    Invoice.objects.bulk_create(
+        [
+            Invoice(
+                site=site,
+                account=account,
+                test_mode=True,
+                sequence=n,
+                number=Invoice.format_number(n),
+                email=f"c{n}@example.com",
+                currency="USD",
+                amount=1000,
+                success_url="https://client.example/thanks",
+                cancel_url="https://client.example/cancelled",
+                expires_at=past,
+            )
+            for n in range(start, start + count)
+        ]
+    )
+
+
+def log_insert_batches(count: int) -> int:
+    """INSERTs the backend needs for ``count`` log entries: 1 on PostgreSQL; SQLite
+    splits a bulk insert at its limit of bound parameters (about 90 entries)."""
+    fields = [f for f in ModelLogEntry._meta.concrete_fields if not f.primary_key]
+    batch = connection.ops.bulk_batch_size(fields, [None] * count) or count
+    return -(-count // batch)
+
+
+def test_expiry_sweep_query_count_does_not_grow_with_due_invoices(
+    site, account, django_assert_num_queries
+):
+    make_due(site, account, 10, start=1)
+    with CaptureQueriesContext(connection) as ten:
+        assert tasks.expire_due_invoices() == 10
+
+    make_due(site, account, 100, start=11)
+    extra_batches = log_insert_batches(100) - log_insert_batches(10)
+    with django_assert_num_queries(len(ten) + extra_batches):
+        assert tasks.expire_due_invoices() == 100
+
+    assert Invoice.objects.filter(status=InvoiceStatus.EXPIRED).count() == 110
+
+
+def test_expiry_sweep_leaves_invoices_that_are_not_due(site, account):
+    future = make_invoice(site, account)
+    make_due(site, account, 2, start=100)
+
+    call_command("client_billing_expire", stdout=(out := StringIO()))
+
+    assert "Expired 2 invoices" in out.getvalue()
+    future.refresh_from_db()
+    assert future.status == InvoiceStatus.PENDING
+
+
+def test_expiry_expires_the_open_checkout_session_on_stripe(stripe_emulator, site):
+    state = gateway.create_account(
+        test_mode=True,
+        country="us",
+        privacy_policy_url="https://agency.example/privacy",
+        terms_of_service_url="https://agency.example/terms",
+        site_url="https://client-a.example/",
+        idempotency_key="wcb-test-expiry",
+    )
+    stripe_emulator.complete_onboarding(state.id)
+    account = make_account(state.id)
+    invoice = make_invoice(site, account)
+    session = gateway.create_checkout_session(
+        invoice,
+        success_url="https://client.example/thanks",
+        cancel_url="https://client.example/cancelled",
+        expires_at=invoice.expires_at,
+    )
+    Invoice.objects.filter(pk=invoice.pk).update(
+        checkout_session_id=session.id,
+        checkout_session_url=session.url,
+        expires_at=timezone.now() - timedelta(minutes=1),
+    )
+
+    assert tasks.expire_due_invoices() == 1
+
+    assert stripe_emulator.get_session(session.id)["status"] == "expired"
+    invoice.refresh_from_db()
+    assert invoice.status == InvoiceStatus.EXPIRED
+    assert invoice.checkout_session_url == ""  # the page can no longer be paid
+
+
+def test_session_expiry_is_spread_to_stay_under_the_rate_limit(
+    stripe_emulator, site, account, settings
+):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_TASK_RATE_LIMIT": {"test": 2, "live": 80},
+    }
+    make_due(site, account, 5, start=1)
+    Invoice.objects.update(checkout_session_id="cs_test_unknown")
+    now = timezone.now()
+
+    tasks.expire_due_invoices()
+
+    # Two went at once (the emulator refused the made-up sessions); three wait their turn.
+    assert len([r for r in stripe_emulator.requests if r.path.endswith("/expire")]) == 2
+    later = Schedule.objects.filter(name__startswith="client_billing_expire_session_")
+    offsets = sorted(round((s.next_run - now).total_seconds()) for s in later)
+    assert offsets == [1, 1, 2]
+
+
+def test_expire_session_task_retries_when_stripe_is_unavailable(site, account):
+    invoice = make_invoice(site, account)
+    Invoice.objects.filter(pk=invoice.pk).update(checkout_session_id="cs_test_1")
+
+    # STRIPE_API_BASE points at a closed port in the test settings.
+    with pytest.raises(gateway.StripeUnavailable):
+        tasks.expire_checkout_session(invoice.pk)
+
+    retry = Schedule.objects.get(name=f"client_billing_expire_session_{invoice.pk}_1")
+    assert retry.args == repr((invoice.pk, 1))
+
+
+def test_expire_session_task_skips_a_paid_invoice(site, account):
+    invoice = make_invoice(site, account)
+    Invoice.objects.filter(pk=invoice.pk).update(checkout_session_id="cs_test_1")
+    lifecycle.mark_paid(invoice, source="webhook")
+
+    assert tasks.expire_checkout_session(invoice.pk) == "payment made"
+
+
+# --- reminders ---------------------------------------------------------------------------------
+
+
+def test_reminders_are_sent_once_before_expiry(site, account, settings, time_machine):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    time_machine.move_to(timezone.now(), tick=False)
+    now = timezone.now()
+    soon = make_invoice(
+        site, account, email="soon@example.com", expires_at=now + timedelta(hours=1)
+    )
+    later = make_invoice(
+        site, account, email="later@example.com", expires_at=now + timedelta(hours=5)
+    )
+    unsent = make_invoice(
+        site, account, email="bounced@example.com", expires_at=now + timedelta(hours=1)
+    )
+    Invoice.objects.filter(pk__in=[soon.pk, later.pk]).update(email_status=EmailStatus.SENT)
+    Invoice.objects.filter(pk=unsent.pk).update(email_status=EmailStatus.FAILED)
+
+    assert tasks.send_expiry_reminders() == 1
+    assert tasks.send_expiry_reminders() == 0  # the next run: nothing again
+
+    assert [m.to for m in mail.outbox] == [["soon@example.com"]]
+    assert mail.outbox[0].subject.startswith("Reminder: invoice")
+    assert "still open" in mail.outbox[0].body
+    assert soon.get_pay_url() in mail.outbox[0].body
+    assert "wagtail_client_billing.reminder_sent" in log_actions(soon)
+
+    time_machine.shift(timedelta(hours=3, minutes=30))
+    assert tasks.send_expiry_reminders() == 1
+    assert tasks.send_expiry_reminders() == 0
+    assert [m.to for m in mail.outbox] == [["soon@example.com"], ["later@example.com"]]
+
+
+def test_reminders_are_off_by_default(site, account):
+    invoice = make_invoice(site, account, expires_at=timezone.now() + timedelta(minutes=5))
+    Invoice.objects.filter(pk=invoice.pk).update(email_status=EmailStatus.SENT)
+
+    assert tasks.send_expiry_reminders() == 0
+    assert mail.outbox == []
+
+
+def test_a_reminder_that_could_not_be_sent_for_now_is_tried_again(site, account, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    use_custom_smtp(site)  # refused: transient
+    invoice = make_invoice(site, account, expires_at=timezone.now() + timedelta(hours=1))
+    Invoice.objects.filter(pk=invoice.pk).update(email_status=EmailStatus.SENT)
+
+    assert tasks.send_expiry_reminders() == 0
+    invoice.refresh_from_db()
+    assert invoice.reminder_sent_at is None  # the next run tries again
+
+    with SMTPServer() as server:
+        use_custom_smtp(site, server)
+        assert tasks.send_expiry_reminders() == 1
+    assert len(server.messages) == 1
+
+
+# --- schedules -----------------------------------------------------------------------------------
+
+
+def installed() -> dict[str, tuple[str, int]]:
+    return {s.name: (s.func, s.minutes) for s in Schedule.objects.all()}
+
+
+def test_schedules_command_is_idempotent(settings):
+    call_command("client_billing_schedules", stdout=StringIO())
+    first = {s.name: s.pk for s in Schedule.objects.all()}
+    call_command("client_billing_schedules", stdout=(out := StringIO()))
+
+    assert {s.name: s.pk for s in Schedule.objects.all()} == first
+    assert installed() == {
+        "client_billing_expire": ("wagtail_client_billing.tasks.expire_due_invoices", 1),
+        "client_billing_reconcile": ("wagtail_client_billing.tasks.reconcile_open_sessions", 15),
+    }
+    assert "client_billing_expire: unchanged" in out.getvalue()
+    assert "client_billing_reminders: off" in out.getvalue()
+
+
+def test_schedules_follow_the_reminder_setting(settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=6),
+    }
+    call_command("client_billing_schedules", stdout=StringIO())
+    assert installed()["client_billing_reminders"] == (
+        "wagtail_client_billing.tasks.send_expiry_reminders",
+        15,
+    )
+
+    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "REMINDER_BEFORE": None}
+    call_command("client_billing_schedules", stdout=(out := StringIO()))
+    assert "client_billing_reminders" not in installed()
+    assert "client_billing_reminders: removed" in out.getvalue()
+
+
+def test_schedules_command_repairs_a_changed_schedule():
+    call_command("client_billing_schedules", stdout=StringIO())
+    Schedule.objects.filter(name="client_billing_expire").update(minutes=60)
+
+    call_command("client_billing_schedules", stdout=(out := StringIO()))
+
+    assert installed()["client_billing_expire"][1] == 1
+    assert "client_billing_expire: updated" in out.getvalue()
+
+
+def test_reconcile_task_runs_the_reconciliation(site):
+    assert "0 checked" in tasks.reconcile_open_sessions()
+
+
+def test_new_schedules_run_first_right_away():
+    call_command("client_billing_schedules", stdout=StringIO())
+
+    assert all(s.next_run <= timezone.now() for s in Schedule.objects.all())
