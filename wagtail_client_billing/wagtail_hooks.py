@@ -105,6 +105,29 @@ def register_connect_permission():
 # --- end Stripe Connect -----------------------------------------------------------------------
 
 
+# --- Email: the "Send test email" button's view (issue 7) ------------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_email_urls():
+    from django.urls import include, path
+
+    from .views import admin_email
+
+    return [
+        path(
+            "client-billing/email/",
+            include(
+                (admin_email.urlpatterns, "wagtail_client_billing_email"),
+                namespace="wagtail_client_billing_email",
+            ),
+        )
+    ]
+
+
+# --- end Email --------------------------------------------------------------------------------
+
+
 # --- Invoices: the Client billing menu, the invoice snippet, bulk delete (issue 5) -----------
 
 
