@@ -1,0 +1,220 @@
+"""The results table: one row per figure, one column per database, and the target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def _get(result: dict, path: str) -> Any:
+    value: Any = result
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.1f} ms"
+
+
+def _s(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.2f} s"
+
+
+def _x(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def _n(value: float | None, unit: str = "") -> str:
+    return "" if value is None else f"{value:,.0f}{unit}"
+
+
+Row = tuple[str, str, Callable[[dict], str]]
+
+
+def _problem(result: dict, section: str) -> str | None:
+    part = result.get(section)
+    if part is None:
+        return "not run"
+    if isinstance(part, dict) and "error" in part:
+        return "ERROR: " + part["error"][:60]
+    if isinstance(part, dict) and "skipped" in part:
+        return "skipped: " + part["skipped"][:60]
+    return None
+
+
+def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
+    """(section, figure, target, formatter)."""
+    rows: list[tuple[str, str, str, Callable[[dict], str]]] = []
+
+    def add(section: str, figure: str, target: str, fmt: Callable[[dict], str]) -> None:
+        rows.append((section, figure, target, fmt))
+
+    sw = "sweep"
+    add(sw, "due invoices among all", "", lambda r: f"{_n(_get(r, 'sweep.due'))} / {_n(_get(r, 'size.total'))}")
+    add(sw, "set-based sweep: time", "", lambda r: _s(_get(r, "sweep.seconds")))
+    add(sw, "set-based sweep: invoices/s", "", lambda r: _n(_get(r, "sweep.invoices_per_second"), "/s"))
+    add(
+        sw,
+        "queries at N/10 | at N",
+        "independent of N (+1 batch const.)",
+        lambda r: f"{_n(_get(r, 'sweep.small_queries'))} | {_n(_get(r, 'sweep.queries'))}",
+    )
+    add(
+        sw,
+        "naive loop (sample, extrapolated)",
+        "",
+        lambda r: f"{_s(_get(r, 'sweep.loop_seconds_extrapolated'))} "
+        f"({_n(_get(r, 'sweep.loop_sample'))} measured, "
+        f"{_get(r, 'sweep.loop_queries_per_invoice') or 0:.1f} q/inv)",
+    )
+    add(sw, "speedup vs loop", ">= 20x", lambda r: _x(_get(r, "sweep.speedup")))
+
+    for page in ("global", "filtered", "search"):
+        base = f"listing.{page}"
+        add(
+            "listing",
+            f"{page}: time 100 -> N invoices",
+            "",
+            lambda r, b=base: f"{_ms(_get(r, b + '.small_seconds'))} -> {_ms(_get(r, b + '.large_seconds'))}",
+        )
+        add("listing", f"{page}: time ratio", "<= 3x", lambda r, b=base: _x(_get(r, b + ".time_ratio")))
+        add(
+            "listing",
+            f"{page}: queries 100 | N",
+            "equal",
+            lambda r, b=base: f"{_n(_get(r, b + '.small_queries'))} | {_n(_get(r, b + '.large_queries'))}",
+        )
+        add(
+            "listing",
+            f"{page}: slowest query at N",
+            "",
+            lambda r, b=base: f"{_ms(_get(r, b + '.large_slowest_query_seconds'))} "
+            f"{(_get(r, b + '.large_slowest_query') or '')[:22]}",
+        )
+
+    wh = "webhook"
+    add(
+        wh,
+        "webhook events/s (p50 / p99)",
+        "",
+        lambda r: f"{_n(_get(r, 'webhook.webhook.per_second'), '/s')} "
+        f"({_get(r, 'webhook.webhook.p50_ms') or 0:.0f} / {_get(r, 'webhook.webhook.p99_ms') or 0:.0f} ms)",
+    )
+    add(
+        wh,
+        "bare insert view/s (p50 / p99)",
+        "",
+        lambda r: f"{_n(_get(r, 'webhook.baseline.per_second'), '/s')} "
+        f"({_get(r, 'webhook.baseline.p50_ms') or 0:.0f} / {_get(r, 'webhook.baseline.p99_ms') or 0:.0f} ms)",
+    )
+    add(wh, "webhook / baseline", ">= 50%", lambda r: f"{(_get(r, 'webhook.ratio') or 0) * 100:.0f}%")
+    add(wh, "Stripe API calls", "0", lambda r: _n(_get(r, "webhook.stripe_calls")))
+    add(
+        wh,
+        "all 200, all applied",
+        "yes",
+        lambda r: f"{_get(r, 'webhook.all_ok')}, {_get(r, 'webhook.all_applied')}",
+    )
+    add(
+        wh,
+        "duplicates x10: events/s",
+        "same rate",
+        lambda r: _n(_get(r, "webhook.duplicates.per_second"), "/s"),
+    )
+    add(
+        wh,
+        "duplicates: status changes / invoices",
+        "exactly 1 each",
+        lambda r: f"{_n(_get(r, 'webhook.duplicates.status_changes_logged'))} / "
+        f"{_n(_get(r, 'webhook.duplicates.distinct'))}",
+    )
+
+    add("paylink", "pay link (open session): time", "", lambda r: _ms(_get(r, "paylink.seconds")))
+    add("paylink", "bare redirect view: time", "", lambda r: _ms(_get(r, "paylink.baseline_seconds")))
+    add("paylink", "pay link / bare redirect", "", lambda r: _x(_get(r, "paylink.time_ratio")))
+    add(
+        "paylink",
+        "queries (pay link | bare)",
+        "",
+        lambda r: f"{_n(_get(r, 'paylink.queries'))} | {_n(_get(r, 'paylink.baseline_queries'))}",
+    )
+    add("paylink", "Stripe API calls", "0", lambda r: _n(_get(r, "paylink.stripe_calls")))
+
+    add("email", "one connection per batch", "", lambda r: _n(_get(r, "email.reuse_per_second"), " msg/s"))
+    add(
+        "email",
+        "one connection per message",
+        "",
+        lambda r: _n(_get(r, "email.per_connection_per_second"), " msg/s"),
+    )
+    add("email", "reuse speedup", "", lambda r: _x(_get(r, "email.ratio")))
+
+    add(
+        "webhook_scale_out",
+        "webhook: 1 -> 2 gunicorn workers",
+        "> 1x",
+        lambda r: f"{_n(_get(r, 'webhook_scale_out.one_worker_per_second'), '/s')} -> "
+        f"{_n(_get(r, 'webhook_scale_out.two_workers_per_second'), '/s')} "
+        f"({_x(_get(r, 'webhook_scale_out.ratio'))})",
+    )
+    add(
+        "email_scale_out",
+        "email tasks: 1 -> 2 qclusters",
+        "> 1x",
+        lambda r: f"{_n(_get(r, 'email_scale_out.one_cluster_per_second'), '/s')} -> "
+        f"{_n(_get(r, 'email_scale_out.two_clusters_per_second'), '/s')} "
+        f"({_x(_get(r, 'email_scale_out.ratio'))})",
+    )
+    return rows
+
+
+def render_table(report: dict) -> str:
+    results: dict = report.get("results", {})
+    dbs = list(results)
+    header = ["benchmark", "figure", "target", *dbs]
+    lines: list[list[str]] = []
+    for section, figure, target, fmt in _rows():
+        cells = []
+        for db in dbs:
+            result = results[db]
+            problem = _problem(result, section)
+            if problem:
+                cells.append(problem)
+                continue
+            try:
+                cells.append(fmt(result))
+            except Exception as exc:  # a figure missing from an older results file
+                cells.append(f"? ({type(exc).__name__})")
+        lines.append([section, figure, target, *cells])
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+
+    def fmt_row(row: list[str]) -> str:
+        return " | ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True))
+
+    out = [fmt_row(header), "-+-".join("-" * w for w in widths)]
+    previous = None
+    for row in lines:
+        if previous is not None and row[0] != previous:
+            out.append("-+-".join("-" * w for w in widths))
+        previous = row[0]
+        out.append(fmt_row(row))
+    machine = report.get("machine", {})
+    out.append("")
+    out.append(
+        f"{machine.get('cpus')} CPUs ({machine.get('cpu_model')}), Python {machine.get('python')}; "
+        f"load average at start {machine.get('load_average_at_start')}; "
+        f"{'quick run' if report.get('quick') else 'full run'} in {report.get('total_seconds')} s"
+    )
+    for db, result in results.items():
+        data = result.get("data", {})
+        out.append(f"{db}: {result.get('database_version', '')}; data build {data}")
+        if result.get("sweep", {}).get("entry"):
+            out.append(
+                f"  sweep timed via {result['sweep']['entry']}; the loop was measured on "
+                f"{result['sweep'].get('loop_sample')} invoices and extrapolated to "
+                f"{result['sweep'].get('due'):,}"
+            )
+    return "\n".join(out)

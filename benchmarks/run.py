@@ -1,0 +1,265 @@
+"""Run every benchmark on one database and write the figures as JSON.
+
+``python -m benchmarks.run --db sqlite|postgres [--quick] --out FILE`` (the
+``python -m benchmarks`` entry point runs it once per database, in a fresh process,
+because Django's settings are per process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from .util import REPO
+
+SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", "/tmp/wcb_bench.sqlite3"))
+PG_NAME = "wcb_bench"
+
+FULL = {
+    "total": 1_000_000,
+    "small": 100,
+    "sweep_repeats": 3,
+    "loop_sample": 1000,
+    "listing_repeats": 5,
+    "paylink_requests": 300,
+    "webhook_events": 1500,
+    "webhook_repeats": 3,
+    "scale_events": 1000,
+    "scale_repeats": 1,
+    "email_messages": 1000,
+    "email_repeats": 3,
+    "qcluster_messages": 300,
+}
+QUICK = {
+    "total": 100_000,
+    "small": 100,
+    "sweep_repeats": 3,
+    "loop_sample": 300,
+    "listing_repeats": 3,
+    "paylink_requests": 100,
+    "webhook_events": 300,
+    "webhook_repeats": 1,
+    "scale_events": 300,
+    "scale_repeats": 1,
+    "email_messages": 200,
+    "email_repeats": 1,
+    "qcluster_messages": 100,
+}
+CONCURRENCY, WORKERS, THREADS = 8, 2, 4
+
+_started = time.perf_counter()
+
+
+def say(message: str) -> None:
+    print(f"[{time.perf_counter() - _started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+# --- the database --------------------------------------------------------------------------
+
+
+def schema_key() -> str:
+    """Changes whenever a migration the benchmark database needs could have changed."""
+    import django
+    import django_q
+    import taggit
+    import wagtail
+
+    digest = hashlib.sha256()
+    for module in (django, wagtail, django_q, taggit):
+        digest.update(f"{module.__name__}={getattr(module, '__version__', '?')};".encode())
+    for folder in ("wagtail_client_billing/migrations", "tests/testapp/migrations"):
+        for path in sorted((REPO / folder).glob("*.py")):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _pg_admin(url: str):
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True)
+
+
+def _with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def prepare_database(db: str) -> tuple[str, str | None]:
+    """A fresh, empty benchmark database; ``(url, template)`` where template is
+    the migrated copy to clone, or None when migrations must run."""
+    key = schema_key()
+    if db == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        template = SQLITE_PATH.with_name(f"{SQLITE_PATH.stem}_template_{key}.sqlite3")
+        if template.exists():
+            shutil.copyfile(template, SQLITE_PATH)
+            return f"sqlite:///{SQLITE_PATH}", str(template)
+        return f"sqlite:///{SQLITE_PATH}", None
+    admin_url = os.environ["DATABASE_URL"]
+    template = f"{PG_NAME}_template_{key}"
+    with _pg_admin(admin_url) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template]).fetchone()
+        if exists:
+            conn.execute(f'CREATE DATABASE "{PG_NAME}" TEMPLATE "{template}"')
+        else:
+            conn.execute(f'CREATE DATABASE "{PG_NAME}"')
+    return _with_db(admin_url, PG_NAME), template if exists else None
+
+
+def save_template(db: str) -> None:
+    """Keep the freshly migrated schema, so the next run skips ``migrate``."""
+    from django.db import connection
+
+    key = schema_key()
+    connection.close()
+    if db == "sqlite":
+        with __import__("sqlite3").connect(SQLITE_PATH) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for old in SQLITE_PATH.parent.glob(f"{SQLITE_PATH.stem}_template_*.sqlite3"):
+            old.unlink()
+        shutil.copyfile(SQLITE_PATH, SQLITE_PATH.with_name(f"{SQLITE_PATH.stem}_template_{key}.sqlite3"))
+        return
+    admin_url = os.environ["DATABASE_URL"]
+    with _pg_admin(admin_url) as conn:
+        for (name,) in conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PG_NAME}_template_%"]
+        ).fetchall():
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{PG_NAME}_template_{key}" TEMPLATE "{PG_NAME}"')
+
+
+def drop_database(db: str) -> None:
+    from django.db import connections
+
+    connections.close_all()
+    if db == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
+        return
+    with _pg_admin(os.environ["DATABASE_URL"]) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
+
+
+def drop_templates() -> None:
+    """``python -m benchmarks --clean``: remove the cached migrated schemas."""
+    for old in SQLITE_PATH.parent.glob(f"{SQLITE_PATH.stem}_template_*.sqlite3"):
+        old.unlink()
+    if os.environ.get("DATABASE_URL"):
+        with _pg_admin(os.environ["DATABASE_URL"]) as conn:
+            for (name,) in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PG_NAME}_template_%"]
+            ).fetchall():
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def guarded(results: dict, name: str, fn, *args, **kwargs):
+    say(f"{name} ...")
+    started = time.perf_counter()
+    try:
+        value = fn(*args, **kwargs)
+    except Exception as exc:
+        traceback.print_exc()
+        value = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    if isinstance(value, dict):
+        value.setdefault("wall_seconds", round(time.perf_counter() - started, 1))
+    results[name] = value
+    say(f"{name} done in {time.perf_counter() - started:.1f}s")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--db", choices=["sqlite", "postgres"], required=True)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    args = parser.parse_args(argv)
+    size = QUICK if args.quick else FULL
+
+    from wagtail_client_billing.testing.stripe_emulator import StripeEmulator
+
+    emulator = StripeEmulator(port=0).start()
+    os.environ["BENCH_STRIPE_API_BASE"] = emulator.base_url
+    url, template = prepare_database(args.db)
+    os.environ["BENCH_DATABASE_URL"] = url
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from . import data, listing, mail, paylink, sweep, webhook
+
+    results: dict = {"database": args.db, "quick": args.quick, "size": size}
+    timings: dict = {}
+    started = time.perf_counter()
+    if template:
+        timings["schema"] = "copied from the migrated template"
+    else:
+        say("migrate (first run only: the migrated schema is kept as a template) ...")
+        data.migrate()
+        save_template(args.db)
+        timings["migrate_seconds"] = round(time.perf_counter() - started, 1)
+    data.create_baseline_table()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT version()" if args.db == "postgres" else "SELECT sqlite_version()")
+        results["database_version"] = cursor.fetchone()[0]
+
+    fx = data.fixtures()
+    t0 = data.t0_now()
+    small_listing: dict = {}
+
+    def between() -> None:
+        guarded(small_listing, "listing_small", listing.measure_pages, fx.site_ids[0], size["listing_repeats"])
+
+    say(f"building {size['total']:,} invoices ...")
+    built = data.build(size["total"], size["small"], fx, t0, between)
+    timings.update({k: round(v, 1) for k, v in built["timings"].items()})
+    results["data"] = timings
+    say(f"data: {timings}")
+
+    total = size["total"]
+    guarded(results, "sweep", sweep.run, total // 10, total // 100, size["loop_sample"], size["sweep_repeats"])
+    large: dict = {}
+    guarded(large, "listing_large", listing.measure_pages, fx.site_ids[0], size["listing_repeats"])
+    results["listing"] = listing.compare(small_listing["listing_small"], large["listing_large"])
+    results["listing"].setdefault("wall_seconds", large["listing_large"].get("wall_seconds"))
+    guarded(results, "paylink", paylink.run, emulator, size["paylink_requests"])
+    guarded(
+        results, "webhook", webhook.run, emulator,
+        events=size["webhook_events"], repeats=size["webhook_repeats"],
+        concurrency=CONCURRENCY, workers=WORKERS, threads=THREADS,
+    )  # fmt: skip
+    guarded(
+        results, "webhook_scale_out", webhook.scale_out, emulator,
+        events=size["scale_events"], repeats=size["scale_repeats"],
+        concurrency=CONCURRENCY, threads=THREADS,
+    )  # fmt: skip
+    guarded(results, "email", mail.run, fx.site_ids[0], size["email_messages"], size["email_repeats"])
+    guarded(results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"])
+    results["stripe_calls_total"] = len(emulator.requests)
+    results["total_seconds"] = round(time.perf_counter() - _started, 1)
+
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    emulator.stop()
+    if not args.keep:
+        drop_database(args.db)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""Benchmark 1: the expiry sweep, set-based, against a naive per-invoice loop."""
+
+from __future__ import annotations
+
+import time
+
+from django.contrib.contenttypes.models import ContentType
+from django.utils import timezone
+from wagtail.models import ModelLogEntry
+
+from wagtail_client_billing import lifecycle
+from wagtail_client_billing.lifecycle import Source
+from wagtail_client_billing.models import Invoice, InvoiceStatus
+
+from . import data
+from .util import measure, median
+
+EXPIRED_ACTION = "wagtail_client_billing.expired"
+
+
+def reset() -> None:
+    """Put the invoices a sweep (or the loop) expired back to pending, drop their log entries."""
+    Invoice.objects.filter(status_source=Source.SWEEP).update(
+        status=InvoiceStatus.PENDING, expired_at=None, status_changed_at=None, status_source=""
+    )
+    ModelLogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Invoice), action=EXPIRED_ACTION
+    ).delete()
+    data.analyze()
+
+
+def cutoff(n: int):
+    """A ``now`` at which exactly ``n`` pending invoices are due (their expiries differ)."""
+    due = Invoice.objects.filter(status=InvoiceStatus.PENDING, expires_at__lte=timezone.now())
+    return due.order_by("expires_at").values_list("expires_at", flat=True)[n - 1]
+
+
+def run(due_total: int, due_small: int, sample: int, repeats: int) -> dict:
+    try:
+        from wagtail_client_billing.tasks import expire_due_invoices
+    except ImportError:  # the task module is optional for this benchmark
+        expire_due_invoices = None
+
+    result: dict = {"due": due_total, "due_small": due_small, "repeats": repeats}
+    reset()
+    assert Invoice.objects.due_for_expiry().count() == due_total
+
+    # The same function at two sizes: the query count must not grow with N.
+    small_times, small_queries = [], []
+    for _ in range(repeats):
+        now = cutoff(due_small)
+        seconds, queries, expired = measure(lambda now=now: lifecycle.expire_due(now=now))
+        assert len(expired) == due_small, len(expired)
+        small_times.append(seconds)
+        small_queries.append(queries)
+        reset()
+
+    # The scheduled task at full size (tasks.expire_due_invoices, if it exists).
+    full_times, full_queries = [], []
+    entry = "tasks.expire_due_invoices" if expire_due_invoices else "lifecycle.expire_due"
+    for _ in range(repeats):
+        seconds, queries, count = measure(expire_due_invoices or lifecycle.expire_due)
+        count = count if isinstance(count, int) else len(count)
+        assert count == due_total, count
+        assert not Invoice.objects.due_for_expiry().exists()
+        assert (
+            ModelLogEntry.objects.filter(action=EXPIRED_ACTION).count() == due_total
+        ), "one log entry per expired invoice"
+        full_times.append(seconds)
+        full_queries.append(queries)
+        reset()
+
+    # The naive loop, on a sample, extrapolated to due_total.
+    loop_times, loop_queries = [], []
+    for _ in range(repeats):
+        now = cutoff(sample)
+
+        def loop(now=now):
+            due = list(Invoice.objects.due_for_expiry(now))
+            for invoice in due:
+                lifecycle.expire(invoice, source=Source.SWEEP)
+            return len(due)
+
+        seconds, queries, count = measure(loop)
+        assert count == sample, count
+        loop_times.append(seconds)
+        loop_queries.append(queries)
+        reset()
+
+    per_invoice = median(loop_times) / sample
+    loop_estimate = per_invoice * due_total
+    set_based = median(full_times)
+    result.update(
+        entry=entry,
+        seconds=set_based,
+        queries=median(full_queries),
+        invoices_per_second=due_total / set_based,
+        small_seconds=median(small_times),
+        small_queries=median(small_queries),
+        batch_size=_batch_size(),
+        loop_sample=sample,
+        loop_sample_seconds=median(loop_times),
+        loop_queries_per_invoice=median(loop_queries) / sample,
+        loop_seconds_extrapolated=loop_estimate,
+        speedup=loop_estimate / set_based,
+        measured_at=time.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+    return result
+
+
+def _batch_size() -> int:
+    from wagtail_client_billing.conf import billing_settings
+
+    return int(billing_settings.EXPIRE_BATCH_SIZE)
