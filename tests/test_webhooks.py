@@ -629,3 +629,97 @@ def test_subscription_events_in_any_order_end_in_one_state(client, connected_sit
     assert invoice.renewals_paid == 2
     assert (invoice.subscription_id, invoice.subscription_status) == (sub_id, "canceled")
     assert log_actions(invoice).count("wagtail_client_billing.paid") == 1
+
+
+# --- the admin's webhook event log and Reprocess -------------------------------------------------
+
+
+def _failed_event(client, invoice):
+    def explode(**kwargs):
+        raise RuntimeError("downstream system unavailable")
+
+    event = completed(invoice, "cs_test_a1current")
+    webhooks.stripe_event_applied.connect(explode)
+    try:
+        assert post_event(client, event).status_code == 500
+    finally:
+        webhooks.stripe_event_applied.disconnect(explode)
+    return WebhookEvent.objects.get(event_id=event["id"])
+
+
+def test_operator_sees_the_failed_event_and_reprocesses_it(client, invoice):
+    from django.test import Client
+
+    from tests.utils import make_user
+
+    record = _failed_event(client, invoice)
+    admin = Client()
+    admin.force_login(make_user("operator", superuser=True))
+
+    listing = admin.get("/admin/client-billing/webhook-events/?outcome=failed")
+    assert listing.status_code == 200
+    assert "checkout.session.completed" in listing.content.decode()
+    assert "Reprocess" in listing.content.decode()
+    assert "/edit/" not in listing.content.decode()  # a log: nothing to edit
+
+    inspect = admin.get(f"/admin/client-billing/webhook-events/inspect/{record.pk}/")
+    assert inspect.status_code == 200
+    assert "downstream system unavailable" in inspect.content.decode()
+
+    confirm = admin.get(f"/admin/client-billing/webhook-events/reprocess/{record.pk}/")
+    assert confirm.status_code == 200
+    response = admin.post(f"/admin/client-billing/webhook-events/reprocess/{record.pk}/")
+
+    assert response.status_code == 302
+    record.refresh_from_db()
+    assert (record.outcome, record.attempts) == ("processed", 2)
+    assert refreshed(invoice).status == "paid"
+
+
+def test_event_log_is_under_the_client_billing_menu(client, db):
+    from django.test import Client
+
+    from tests.utils import make_user
+
+    admin = Client()
+    admin.force_login(make_user("operator", superuser=True))
+    response = admin.get("/admin/")
+    assert "/admin/client-billing/webhook-events/" in response.content.decode()
+
+
+def test_viewer_without_change_permission_cannot_reprocess(client, invoice):
+    from django.test import Client
+
+    from tests.utils import make_user
+
+    record = _failed_event(client, invoice)
+    viewer = Client()
+    viewer.force_login(make_user("viewer", perms=("wagtail_client_billing.view_webhookevent",)))
+
+    listing = viewer.get("/admin/client-billing/webhook-events/")
+    assert listing.status_code == 200
+    assert "Reprocess" not in listing.content.decode()
+    response = viewer.post(f"/admin/client-billing/webhook-events/reprocess/{record.pk}/")
+    assert response.status_code in (302, 403)
+    record.refresh_from_db()
+    assert record.outcome == "failed"
+
+
+def test_user_without_permissions_sees_nothing_of_the_log(client, invoice):
+    from django.test import Client
+
+    from tests.utils import make_user
+
+    record = _failed_event(client, invoice)
+    editor = Client()
+    editor.force_login(make_user("nobody"))
+
+    for url in (
+        "/admin/client-billing/webhook-events/",
+        f"/admin/client-billing/webhook-events/inspect/{record.pk}/",
+        f"/admin/client-billing/webhook-events/reprocess/{record.pk}/",
+    ):
+        response = editor.get(url)
+        assert response.status_code in (302, 403)
+        assert "downstream system unavailable" not in response.content.decode()
+    assert "/admin/client-billing/webhook-events/" not in editor.get("/admin/").content.decode()

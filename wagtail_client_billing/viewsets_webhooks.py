@@ -1,0 +1,205 @@
+"""The webhook event log in the Wagtail admin: read-only, with a Reprocess action.
+
+An operator whose invoice did not turn Paid looks here: every Stripe event received,
+its type, account, mode, outcome (processed, ignored with the reason, failed with the
+error), when it arrived and was processed, filterable by outcome. A failed or ignored
+event can be applied again with **Reprocess** (after fixing what made it fail).
+
+Nobody adds, edits or deletes events: they are the record of what Stripe said. The
+permission policy refuses those actions to everyone, superusers included; viewing needs
+``view_webhookevent`` and reprocessing ``change_webhookevent`` (labelled "Can change
+webhook event" in the group editor).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib.admin.utils import quote
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
+from wagtail.admin.views import generic
+from wagtail.admin.viewsets.model import ModelViewSet
+from wagtail.admin.widgets.button import Button
+from wagtail.permission_policies import ModelPermissionPolicy
+
+from .models import WebhookEvent, WebhookOutcome
+from .views.admin_webhooks import ReprocessView
+
+#: Actions nobody may take on a stored event.
+READ_ONLY = frozenset({"add", "change", "delete"})
+
+
+class WebhookEventPermissionPolicy(ModelPermissionPolicy):
+    """Read-only for everyone; ``reprocess`` is granted by the model's change permission."""
+
+    def user_has_permission(self, user: Any, action: str) -> bool:
+        if action in READ_ONLY:
+            return False
+        if action == "reprocess":
+            action = "change"
+        return super().user_has_permission(user, action)
+
+    def users_with_any_permission(self, actions):
+        actions = ["change" if a == "reprocess" else a for a in actions if a not in READ_ONLY]
+        return super().users_with_any_permission(actions)
+
+
+permission_policy = WebhookEventPermissionPolicy(WebhookEvent)
+
+try:  # Wagtail 8 looks permission policies up in a registry
+    from wagtail.permissions import register_permission_policy
+except ImportError:  # pragma: no cover - Wagtail 7 reads the viewset's attribute
+    pass
+else:
+    register_permission_policy(WebhookEvent, permission_policy, exact_class=True)
+
+
+def can_reprocess(event: WebhookEvent) -> bool:
+    return event.outcome in (WebhookOutcome.FAILED, WebhookOutcome.IGNORED)
+
+
+class OutcomeColumn(StatusTagColumn):
+    """The outcome as a status tag: failed stands out, processed is primary."""
+
+    def __init__(self, name: str, **kwargs: Any) -> None:
+        super().__init__(
+            name,
+            accessor="get_outcome_display",
+            primary=lambda event: event.outcome == WebhookOutcome.PROCESSED,
+            **kwargs,
+        )
+
+
+class ModeColumn(Column):
+    def get_value(self, instance: WebhookEvent) -> str:
+        return _("Live") if instance.livemode else _("Test")
+
+
+class WebhookEventIndexView(generic.IndexView):
+    reprocess_url_name: str | None = None
+
+    def get_list_more_buttons(self, instance: WebhookEvent) -> list[Any]:
+        buttons = super().get_list_more_buttons(instance)
+        if can_reprocess(instance) and self.permission_policy.user_has_permission(
+            self.request.user, "reprocess"
+        ):
+            buttons.append(
+                Button(
+                    _("Reprocess"),
+                    url=reverse(self.reprocess_url_name, args=[quote(instance.pk)]),
+                    icon_name="resubmit",
+                    priority=40,
+                )
+            )
+        return buttons
+
+
+class WebhookEventInspectView(generic.InspectView):
+    reprocess_url_name: str | None = None
+
+    def get_payload_display_value(self) -> str:
+        return format_html(
+            "<pre style='white-space: pre-wrap; overflow-wrap: anywhere'>{}</pre>",
+            json.dumps(self.object.payload, indent=2, sort_keys=True),
+        )
+
+    @property
+    def header_more_buttons(self) -> list[Any]:
+        buttons = list(super().header_more_buttons)
+        if can_reprocess(self.object) and self.permission_policy.user_has_permission(
+            self.request.user, "reprocess"
+        ):
+            buttons.append(
+                Button(
+                    _("Reprocess"),
+                    url=reverse(self.reprocess_url_name, args=[quote(self.object.pk)]),
+                    icon_name="resubmit",
+                    priority=30,
+                )
+            )
+        return buttons
+
+
+class WebhookEventViewSet(ModelViewSet):
+    """Stripe webhook events as received: a read-only log with Reprocess."""
+
+    model = WebhookEvent
+    permission_policy = permission_policy
+    icon = "resubmit"
+    menu_label = gettext_lazy("Stripe webhook events")
+    menu_name = "client-billing-webhook-events"
+    url_prefix = "client-billing/webhook-events"
+    name = "client_billing_webhook_events"
+    add_to_admin_menu = False
+    inspect_view_enabled = True
+    copy_view_enabled = False
+    index_view_class = WebhookEventIndexView
+    inspect_view_class = WebhookEventInspectView
+    list_filter = ["outcome", "type", "livemode"]
+    search_fields = ["event_id", "type", "account"]
+    list_display = [
+        "type",
+        "account",
+        ModeColumn("livemode", label=gettext_lazy("Mode")),
+        OutcomeColumn("outcome", label=gettext_lazy("Outcome")),
+        "error",
+        DateColumn("received_at", label=gettext_lazy("Received")),
+        DateColumn("processed_at", label=gettext_lazy("Processed")),
+    ]
+    inspect_view_fields = [
+        "event_id",
+        "type",
+        "account",
+        "livemode",
+        "outcome",
+        "error",
+        "attempts",
+        "received_at",
+        "processed_at",
+        "invoice",
+        "payload",
+    ]
+
+    def get_index_view_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_index_view_kwargs(
+            reprocess_url_name=self.get_url_name("reprocess"), **kwargs
+        )
+
+    def get_inspect_view_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        return super().get_inspect_view_kwargs(
+            reprocess_url_name=self.get_url_name("reprocess"), **kwargs
+        )
+
+    @property
+    def reprocess_view(self):
+        return self.construct_view(ReprocessView)
+
+    def get_permissions_to_register(self):
+        """Only view and change (reprocess): add and delete mean nothing for a log."""
+        return (
+            super()
+            .get_permissions_to_register()
+            .filter(codename__in=["view_webhookevent", "change_webhookevent"])
+        )
+
+    def get_common_view_kwargs(self, **kwargs: Any) -> dict[str, Any]:
+        """No view of this log links to add, edit, delete, copy, history or usage screens."""
+        view_kwargs = super().get_common_view_kwargs(**kwargs)
+        for name in ("add", "edit", "delete", "copy", "history", "usage"):
+            view_kwargs[f"{name}_url_name"] = None
+        return view_kwargs
+
+    def get_urlpatterns(self):
+        """Only the listing, the inspect view and Reprocess exist: nothing edits a log."""
+        conv = self.pk_path_converter
+        return [
+            path("", self.index_view, name="index"),
+            path("results/", self.index_results_view, name="index_results"),
+            path(f"inspect/<{conv}:pk>/", self.inspect_view, name="inspect"),
+            path(f"reprocess/<{conv}:pk>/", self.reprocess_view, name="reprocess"),
+        ]
