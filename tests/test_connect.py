@@ -162,6 +162,7 @@ def test_connect_in_test_mode_onboard_on_stripe_and_see_charges_enabled(
     assert "Onboarding complete" in text
     assert account.stripe_id in text
     assert "connector" in text  # connected by
+    assert "United States" in text
     assert "Continue onboarding" not in button_texts(test_slot)
     account.refresh_from_db()
     assert account.charges_enabled and account.payouts_enabled and account.onboarding_complete
@@ -213,6 +214,24 @@ def test_refresh_status_reads_the_account_again_from_stripe(
     assert "Charges enabled" in slot(soup(response.content), "test").get_text()
     account.refresh_from_db()
     assert account.charges_enabled and account.synced_at is not None
+
+
+def test_refresh_status_shows_an_account_that_disconnected_the_platform(
+    client, connector, site, stripe_emulator
+):
+    client.post(connect_page(site), GOOD_FORM)
+    account = StripeAccount.objects.get()
+    stripe_emulator.deauthorize(account.stripe_id)
+
+    url = f"/admin/client-billing/connect/{site.pk}/test/refresh-status/"
+    response = client.post(url, follow=True)
+
+    assert "no longer lets this platform act for it" in messages_text(response)
+    test_slot = slot(soup(response.content), "test")
+    assert "Disconnected on Stripe" in test_slot.get_text()
+    assert button_texts(test_slot) == ["Refresh status", "Unlink account"]
+    account.refresh_from_db()
+    assert account.deauthorized_at is not None
 
 
 def test_reuse_an_account_of_another_site(client, connector, site, stripe_emulator):

@@ -40,10 +40,30 @@ def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
 
 
 def _settings_policy():
+    """Wagtail's policy for the setting: global grants, and per-site ones where Wagtail
+    has them (``GroupSitePermission``); releases without them get a global-only policy."""
     from .models import ClientBillingSettings
 
-    # Wagtail's site-setting policy knows global and per-site (GroupSitePermission) grants.
-    return ClientBillingSettings.get_permission_policy()
+    if hasattr(ClientBillingSettings, "get_permission_policy"):
+        return ClientBillingSettings.get_permission_policy()
+    return _GlobalSettingsPolicy()
+
+
+class _GlobalSettingsPolicy:
+    """The same three questions, answered from Django's global permission alone."""
+
+    def user_has_permission(self, user, action: str) -> bool:
+        return user.has_perm(f"wagtail_client_billing.{action}_clientbillingsettings")
+
+    def user_has_permission_for_instance(self, user, action: str, instance) -> bool:
+        return self.user_has_permission(user, action)
+
+    def sites_user_has_permission_for(self, user, action: str):
+        from wagtail.models import Site
+
+        if self.user_has_permission(user, action):
+            return Site.objects.all()
+        return Site.objects.none()
 
 
 def user_can_change_settings(user, site: Site | None = None) -> bool:

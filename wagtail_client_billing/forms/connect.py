@@ -35,13 +35,23 @@ STRIPE_CONNECT_COUNTRIES = (
 )  # fmt: skip
 
 
-def country_choices() -> list[tuple[str, str]]:
-    """Stripe's countries named in the active language (Babel's CLDR data), sorted by name."""
+def _territory_names() -> dict[str, str]:
+    """Country names in the active language (Babel's CLDR data); English if unknown."""
     try:
         locale = Locale.parse(translation.to_locale(translation.get_language() or "en"))
     except (UnknownLocaleError, ValueError):
         locale = Locale("en")
-    names = locale.territories
+    return locale.territories
+
+
+def country_name(code: str) -> str:
+    """``"DE"`` -> ``"Germany"`` (in the active language); the code itself if unknown."""
+    return _territory_names().get(code.upper(), code)
+
+
+def country_choices() -> list[tuple[str, str]]:
+    """Stripe's countries named in the active language, sorted by name."""
+    names = _territory_names()
     choices = [(code, names.get(code, code)) for code in STRIPE_CONNECT_COUNTRIES]
     return sorted(choices, key=lambda choice: choice[1].casefold())
 

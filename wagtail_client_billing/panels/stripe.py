@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import Panel
 
+from ..forms.connect import country_name
 from ..models import Mode, StripeAccount, user_display
 from ..permissions import can_use_client_billing, user_can_connect
 
@@ -29,6 +30,7 @@ class AccountSlot:
     heading: Promise
     account: StripeAccount | None
     connected_by: str = ""
+    country: str = ""
     connect_url: str = ""
     onboarding_url: str = ""
     refresh_status_url: str = ""
@@ -68,12 +70,13 @@ class StripeAccountsPanel(Panel):
                 slot = AccountSlot(mode=mode, heading=heading, account=account)
                 if account is not None:
                     slot.connected_by = user_display(account.connected_by)
+                    slot.country = country_name(account.country)
                 if can_connect:
                     site_pk = self.site.pk
                     if account is None:
                         slot.connect_url = connect_url("connect", site_pk) + f"?mode={mode}"
                     else:
-                        if not account.onboarding_complete:
+                        if not account.onboarding_complete and account.deauthorized_at is None:
                             slot.onboarding_url = connect_url("onboarding", site_pk, mode)
                         slot.refresh_status_url = connect_url("refresh_status", site_pk, mode)
                         slot.unlink_url = connect_url("unlink", site_pk, mode)

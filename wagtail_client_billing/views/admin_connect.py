@@ -409,6 +409,21 @@ def refresh_and_report(view: SiteAccountMixin) -> HttpResponse:
         return view.back_to_settings()
     try:
         state = gateway.retrieve_account(test_mode=account.test_mode, account_id=account.stripe_id)
+    except gateway.PermissionDenied as error:
+        # The mode picked the right key, so Stripe refusing it means the account holder
+        # disconnected the platform (or the account is gone): show it as such.
+        if account.deauthorized_at is None:
+            account.deauthorized_at = timezone.now()
+            account.save(update_fields=["deauthorized_at"])
+        messages.error(
+            request,
+            gettext(
+                "Stripe account %(id)s no longer lets this platform act for it: %(error)s "
+                "Unlink it and connect another one."
+            )
+            % {"id": account.stripe_id, "error": error},
+        )
+        return view.back_to_settings()
     except gateway.GatewayError as error:
         messages.error(
             request,
