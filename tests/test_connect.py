@@ -313,6 +313,19 @@ def test_unlink_needs_a_post(client, connector, site, account):
     assert ClientBillingSettings.for_site(site).test_account == account
 
 
+def test_unlink_and_connect_refuse_a_post_without_the_csrf_token(site, account, stripe_emulator):
+    from django.test import Client
+
+    connect(site, account)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("connector", perms=CONNECT_PERMS))
+    base = f"/admin/client-billing/connect/{site.pk}"
+    for url in (f"{base}/test/unlink/", f"{base}/test/refresh-status/", f"{base}/"):
+        assert client.post(url, GOOD_FORM).status_code == 403, url
+    assert ClientBillingSettings.for_site(site).test_account == account
+    assert stripe_emulator.requests == []
+
+
 def test_a_test_account_can_also_be_deleted_on_stripe_when_unlinking(
     client, connector, site, stripe_emulator
 ):
