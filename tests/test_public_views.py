@@ -207,3 +207,32 @@ def test_json_status_of_a_paid_invoice_has_its_paid_time(client, invoice):
     data = client.get(path(invoice, "json")).json()
 
     assert (data["status"], data["paid_at"]) == ("paid", "2025-03-14T10:00:00+00:00")
+
+
+def test_site_can_wrap_the_pages_in_its_own_layout(client, invoice, settings):
+    settings.TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "OPTIONS": {
+                "loaders": [
+                    (
+                        "django.template.loaders.locmem.Loader",
+                        {
+                            "base.html": (
+                                "<title>{% block title %}{% endblock %}</title>"
+                                "<nav>Acme site nav</nav>{% block content %}{% endblock %}"
+                            ),
+                            "wagtail_client_billing/public/base.html": '{% extends "base.html" %}',
+                        },
+                    ),
+                    "django.template.loaders.app_directories.Loader",
+                ],
+            },
+        }
+    ]
+    lifecycle.delete(invoice, user=None)
+
+    content = client.get(path(invoice)).content.decode()
+
+    assert "Acme site nav" in content
+    assert "This billing request was withdrawn" in content
