@@ -42,7 +42,7 @@ class ReprocessView(
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         items = [{"url": reverse(self.index_url_name), "label": _("Stripe webhook events")}]
         items.append({"url": self.inspect_url, "label": str(self.object)})
-        items.append({"url": "", "label": self.page_title})
+        items.append({"url": "", "label": str(self.page_title)})
         return self.breadcrumbs_items + items
 
     @property
