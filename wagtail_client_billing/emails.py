@@ -458,10 +458,10 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
     if isinstance(exc, smtplib.SMTPResponseException):
         transient = 400 <= exc.smtp_code < 500
         if transient:
-            text = _("The SMTP server asked to try again later (%(reply)s).")
+            sentence = _("The SMTP server asked to try again later (%(reply)s).")
         else:
-            text = _("The SMTP server refused the message (%(reply)s).")
-        return "rejected", transient, text % {"reply": _reply(exc.smtp_code, exc.smtp_error)}
+            sentence = _("The SMTP server refused the message (%(reply)s).")
+        return "rejected", transient, sentence % {"reply": _reply(exc.smtp_code, exc.smtp_error)}
     timed_out = isinstance(exc, smtplib.SMTPServerDisconnected) and (
         isinstance(exc.__context__, TimeoutError) or "timed out" in str(exc)
     )  # smtplib reports a reply that never came as a disconnection

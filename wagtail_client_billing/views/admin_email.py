@@ -62,7 +62,10 @@ def send_test_email(request, site_id: int):
     if result.error is not None:
         # The error's words never include the password; that is all the log gets.
         logger.info(
-            "Test email for site %s failed (%s): %s", site.pk, result.error.kind, result.error.message
+            "Test email for site %s failed (%s): %s",
+            site.pk,
+            result.error.kind,
+            result.error.message,
         )
         messages.error(
             request,
