@@ -1,0 +1,115 @@
+"""The three hot queries use an index on PostgreSQL: the expiry sweep's selection, the
+invoice listing (newest first, per site) and the webhook's invoice look-up.
+
+The queries are the ones the app really runs, captured while it runs them, then given
+to ``EXPLAIN`` after the table holds enough rows (and ``ANALYZE`` has run) for the
+planner to prefer an index wherever one fits. SQLite's planner and ``EXPLAIN`` output
+are different things, so these run on PostgreSQL only.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from tests.utils import make_account, make_site
+from wagtail_client_billing import lifecycle, webhooks
+from wagtail_client_billing.models import Invoice
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="query plans are checked on PostgreSQL only (set DATABASE_URL); "
+        "SQLite's planner and EXPLAIN output are not comparable",
+    ),
+]
+
+ROWS = 50_000
+TABLE = Invoice._meta.db_table
+
+
+@pytest.fixture
+def many_invoices():
+    """``ROWS`` invoices over two sites, a tenth of them pending, then ANALYZE."""
+    sites = [make_site("a.example"), make_site("b.example")]
+    account = make_account()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {TABLE} (token, site_id, account_id, test_mode, sequence, number, email,
+                currency, amount, description, note, billing_type, success_url, cancel_url,
+                status, status_source, late_payment, payment_failure, created_at, expires_at,
+                email_status, email_attempts, email_last_error, checkout_session_id,
+                checkout_session_url, checkout_attempt, payment_intent_id, subscription_id,
+                subscription_status, customer_id, renewals_paid, metadata)
+            SELECT 'tok' || i, CASE WHEN i %% 2 = 0 THEN %s ELSE %s END, %s, true, i,
+                'INV-' || i, 'client' || i || '@example.com', 'USD', 1000, '', '', 'one_time',
+                'https://c.example/ok', 'https://c.example/no',
+                CASE WHEN i %% 10 = 0 THEN 'pending' ELSE 'paid' END, '', false, '',
+                now() - i * interval '1 minute',
+                now() + (CASE WHEN i %% 10 = 0 THEN 1 ELSE -1 END) * i * interval '1 minute',
+                'sent', 1, '', CASE WHEN i %% 3 = 0 THEN 'cs_test_' || i ELSE '' END, '', 0,
+                '', '', '', '', 0, '{{}}'
+            FROM generate_series(1, %s) AS i
+            """,  # noqa: S608
+            [sites[0].pk, sites[1].pk, account.pk, ROWS],
+        )
+        cursor.execute(f"ANALYZE {TABLE}")
+    return sites
+
+
+def captured(fn) -> list[str]:
+    with CaptureQueriesContext(connection) as ctx:
+        fn()
+    return [q["sql"] for q in ctx.captured_queries]
+
+
+def plan(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def assert_uses_index(sql: str) -> None:
+    text = plan(sql)
+    assert "Index" in text, text
+    assert f"Seq Scan on {TABLE}" not in text, text
+
+
+def the_query(queries: list[str], *, starts: str, mentions: str = TABLE) -> str:
+    matches = [q for q in queries if q.lstrip().upper().startswith(starts) and mentions in q]
+    assert matches, queries
+    return matches[0]
+
+
+def test_expiry_sweep_selects_due_invoices_through_an_index(many_invoices):
+    queries = captured(lambda: lifecycle.expire_due(now=timezone.now()))
+    update = the_query(queries, starts="UPDATE")
+    # EXPLAIN without ANALYZE plans the UPDATE without running it.
+    assert_uses_index(update)
+
+
+def test_invoice_listing_newest_first_per_site_uses_an_index(many_invoices):
+    site = many_invoices[0]
+    listing = Invoice.objects.for_listing().visible().filter(site=site)
+    queries = captured(lambda: list(listing[:50]))
+    assert_uses_index(the_query(queries, starts="SELECT"))
+
+
+def test_invoice_listing_newest_first_across_sites_uses_an_index(many_invoices):
+    queries = captured(lambda: list(Invoice.objects.for_listing().visible()[:50]))
+    assert_uses_index(the_query(queries, starts="SELECT"))
+
+
+def test_webhook_finds_its_invoice_through_an_index(many_invoices):
+    pk = Invoice.objects.filter(status="pending").values_list("pk", flat=True).first()
+    session = Invoice.objects.exclude(checkout_session_id="").values_list(
+        "checkout_session_id", flat=True
+    )[0]
+    by_pk = captured(lambda: webhooks._invoice(pk=pk))
+    assert_uses_index(the_query(by_pk, starts="SELECT"))
+    by_session = captured(lambda: webhooks._invoice(pk=None, session_id=session))
+    assert_uses_index(the_query(by_session, starts="SELECT"))
