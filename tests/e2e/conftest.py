@@ -112,6 +112,16 @@ def wait_for_http(url: str, process: subprocess.Popen | None = None, timeout: fl
     wait_until(answers, f"{url} to answer", timeout)
 
 
+def die_with_parent() -> None:
+    """In a child: get SIGTERM when the test run dies without tearing down (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def stop(process: subprocess.Popen) -> None:
     """End a process this suite started, and its children (its own session)."""
     if process.poll() is None:
@@ -231,6 +241,7 @@ class Stack:
             stdout=self.log(name),
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.processes.append(process)
         return process
@@ -381,6 +392,8 @@ def e2e_session(tmp_path_factory: pytest.TempPathFactory, _smtp_sink) -> Iterato
             templates = {"bare": root / "bare.sqlite3", "connected": root / "connected.sqlite3"}
         else:
             templates = build_templates(stack, root, emulator_state)
+            for stale in cache.parent.glob("*"):
+                shutil.rmtree(stale, ignore_errors=True)
             cache.mkdir(parents=True, exist_ok=True)
             for name in TEMPLATE_FILES:
                 shutil.copyfile(root / name, cache / name)
