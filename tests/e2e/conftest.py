@@ -154,12 +154,17 @@ class Mailbox:
         with self.lock:
             self.messages.clear()
 
-    def wait_for(self, to: str, subject_contains: str = "") -> email.message.EmailMessage:
+    def wait_for(self, to: str, containing: str = "") -> email.message.EmailMessage:
+        """The first message to ``to`` whose subject or text has ``containing``."""
+
         def find() -> email.message.EmailMessage | None:
             with self.lock:
-                for message in self.messages:
-                    if to in str(message["To"]) and subject_contains in str(message["Subject"]):
-                        return message
+                messages = list(self.messages)
+            for message in messages:
+                if to in str(message["To"]) and (
+                    containing in str(message["Subject"]) or containing in text_body(message)
+                ):
+                    return message
             return None
 
         return wait_until(find, f"an email to {to} in the SMTP sink")
