@@ -117,6 +117,14 @@ def test_create_form_preselects_the_site_and_its_default_currency(client, admin,
     assert "Send billing request" in response.content.decode()
 
 
+def test_create_form_knows_each_sites_default_currency(client, admin, connected_site):
+    other = make_site("client-b.example")
+    ClientBillingSettings.objects.create(site=other, default_currency="GBP")
+    html = client.get(url("add")).content.decode()
+    assert f'"{other.pk}": "GBP"' in html
+    assert f'"{connected_site.pk}": "USD"' in html
+
+
 def test_create_form_offers_the_page_choosers(client, admin, connected_site):
     form = client.get(url("add")).context["form"]
     assert "publish_page_when_paid" in form.fields
@@ -471,6 +479,24 @@ def test_inspect_shows_link_ids_email_state_and_history(client, admin, connected
     assert url("history", invoice.pk) in html
     assert url("resend", invoice.pk) in html
     assert url("delete", invoice.pk) in html
+
+
+def test_inspect_puts_the_next_action_in_the_header(client, admin, connected_site, account):
+    pending = make_invoice(connected_site, account)
+    expired = make_invoice(connected_site, account, status="expired")
+    # The header also holds the "more" dropdown, which has no URL of its own.
+    header = client.get(url("inspect", pending.pk)).context["header_buttons"]
+    assert [(b.label, b.url) for b in header if b.url] == [
+        ("Resend email", url("resend", pending.pk))
+    ]
+    header = client.get(url("inspect", expired.pk)).context["header_buttons"]
+    assert [(b.label, b.url) for b in header if b.url] == [
+        ("Send new invoice", url("copy", expired.pk))
+    ]
+
+
+def test_listing_offers_add_billing_request(client, admin, connected_site):
+    assert "Add billing request" in client.get(url("list")).content.decode()
 
 
 def test_inspect_flags_a_late_payment(client, admin, connected_site, account):

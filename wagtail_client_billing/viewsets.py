@@ -76,6 +76,9 @@ class SiteColumn(Column):
 
 # --- views -------------------------------------------------------------------------------------
 
+RESEND_PRIORITY = 30
+SEND_NEW_PRIORITY = 40
+
 
 def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) -> list[Button]:
     """The actions an editor may take on ``invoice``, each checked against permissions.
@@ -89,9 +92,8 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
         return reverse(viewset.get_url_name(name), args=[quote(invoice.pk)])
 
     buttons: list[Button] = []
-    priority = 10
     if for_listing:
-        buttons.append(Button(_("View"), url=url("inspect"), icon_name="view", priority=priority))
+        buttons.append(Button(_("View"), url=url("inspect"), icon_name="view", priority=10))
     if invoice.is_payable:
         buttons.append(
             Button(
@@ -107,12 +109,19 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
             )
         )
     if invoice.is_payable and view.user_has_permission("change"):
-        buttons.append(Button(_("Resend email"), url=url("resend"), icon_name="mail", priority=30))
+        buttons.append(
+            Button(_("Resend email"), url=url("resend"), icon_name="mail", priority=RESEND_PRIORITY)
+        )
     if invoice.effective_status in (InvoiceStatus.EXPIRED, InvoiceStatus.DELETED) and (
         view.user_has_permission("add")
     ):
         buttons.append(
-            Button(_("Send new invoice"), url=url("copy"), icon_name="resubmit", priority=40)
+            Button(
+                _("Send new invoice"),
+                url=url("copy"),
+                icon_name="resubmit",
+                priority=SEND_NEW_PRIORITY,
+            )
         )
     if view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
@@ -140,6 +149,8 @@ class InvoiceIndexView(IndexView):
     with their site, account and creator in one query, so the page makes the same
     number of queries for 5 invoices as for 50.
     """
+
+    add_item_label = gettext_lazy("Add billing request")
 
     def get_base_queryset(self) -> QuerySet[Invoice]:
         return invoices_for_user(self.request.user, Invoice.objects.for_listing())
@@ -204,19 +215,21 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
         return str(self.object)
 
     @cached_property
+    def _action_buttons(self) -> list[Button]:
+        return invoice_action_buttons(self, self.object, for_listing=False)
+
+    @cached_property
     def header_buttons(self) -> list[Any]:
-        buttons = invoice_action_buttons(self, self.object, for_listing=False)
-        primary = [b for b in buttons if b.url and b.url.endswith(("/resend/", "/copy/"))]
-        if not primary:
-            return []
-        first = primary[0]
-        return [HeaderButton(first.label, url=first.url, icon_name=first.icon_name)]
+        """The next thing an editor is likely to do: resend a pending one, or send a new one."""
+        for button in self._action_buttons:
+            if button.priority in (RESEND_PRIORITY, SEND_NEW_PRIORITY):
+                return [HeaderButton(button.label, url=button.url, icon_name=button.icon_name)]
+        return []
 
     @cached_property
     def header_more_buttons(self) -> list[Any]:
-        buttons = invoice_action_buttons(self, self.object, for_listing=False)
-        primary = {b.url for b in self.header_buttons}
-        return [b for b in buttons if b.url not in primary]
+        shown = {b.url for b in self.header_buttons}
+        return [b for b in self._action_buttons if b.url not in shown]
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)

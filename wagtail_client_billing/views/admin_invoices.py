@@ -173,6 +173,12 @@ class InvoiceCreateView(CreateView):
         context: dict[str, Any] = super().get_context_data(**kwargs)
         context["next"] = get_valid_next_url_from_request(self.request)
         context["copied_from"] = getattr(self, "source", None)
+        # Each offered site's default currency, so picking a site can preselect it.
+        sites = self.form.fields["site"].queryset if "site" in self.form.fields else []
+        context["site_currencies"] = {
+            str(settings.site_id): settings.currency
+            for settings in ClientBillingSettings.objects.filter(site__in=sites)
+        }
         return context
 
     def get_add_url(self) -> str:
