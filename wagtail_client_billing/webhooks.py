@@ -233,7 +233,13 @@ def process(record: WebhookEvent, *, force: bool = False) -> Receipt:
             locked.error = reason
             if invoice is not None:
                 locked.invoice = invoice
-        locked.save(update_fields=["outcome", "error", "invoice", "attempts", "processed_at"])
+        WebhookEvent.objects.filter(pk=locked.pk).update(
+            outcome=locked.outcome,
+            error=locked.error,
+            invoice=locked.invoice,
+            attempts=locked.attempts,
+            processed_at=locked.processed_at,
+        )
     return Receipt(locked)
 
 
