@@ -22,7 +22,7 @@ from wagtail.models import ModelLogEntry, Site
 from wagtail.users.models import UserProfile
 
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
-from wagtail_client_billing import hooks, lifecycle
+from wagtail_client_billing import hooks
 from wagtail_client_billing.models import ClientBillingSettings, Invoice
 
 NS = "wagtail_client_billing_invoices"
@@ -562,11 +562,6 @@ def test_bulk_delete_soft_deletes_the_deletable_ones_only(client, admin, listing
     assert Invoice.objects.count() == 5  # nothing removed from the database
 
 
-@pytest.mark.xfail(
-    not lifecycle.can_transition("expired", "deleted"),
-    reason="lifecycle.TRANSITIONS does not allow expired -> deleted yet (issue 5 asks for it)",
-    strict=True,
-)
 def test_expired_invoice_can_be_deleted(client, admin, connected_site, account):
     invoice = make_invoice(connected_site, account, status="expired")
     client.post(url("delete", invoice.pk))

@@ -6,7 +6,7 @@ never lose an update or apply one twice. The rules::
 
     pending    -> processing, paid, expired, deleted
     processing -> paid, pending (payment failed), expired (failed after its expiry)
-    expired    -> paid   (money received wins; flagged as a late payment)
+    expired    -> paid   (money received wins; flagged as a late payment), deleted
     deleted    -> paid   (money received wins; flagged as a late payment)
     paid       -> (nothing)
 
@@ -44,7 +44,7 @@ S = InvoiceStatus
 TRANSITIONS: dict[str, frozenset[str]] = {
     S.PENDING: frozenset({S.PROCESSING, S.PAID, S.EXPIRED, S.DELETED}),
     S.PROCESSING: frozenset({S.PAID, S.PENDING, S.EXPIRED}),
-    S.EXPIRED: frozenset({S.PAID}),
+    S.EXPIRED: frozenset({S.PAID, S.DELETED}),
     S.DELETED: frozenset({S.PAID}),
     S.PAID: frozenset(),
 }
