@@ -41,7 +41,7 @@ def _territory_names() -> dict[str, str]:
         locale = Locale.parse(translation.to_locale(translation.get_language() or "en"))
     except (UnknownLocaleError, ValueError):
         locale = Locale("en")
-    return locale.territories
+    return dict(locale.territories)
 
 
 def country_name(code: str) -> str:
@@ -121,7 +121,9 @@ class ConnectAccountForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.site = site
         self.billing_settings = settings
-        self.fields["country"].choices = [("", gettext("Choose a country")), *country_choices()]
+        country = self.fields["country"]
+        assert isinstance(country, forms.ChoiceField)
+        country.choices = [("", gettext("Choose a country")), *country_choices()]
 
     def clean_test_mode(self) -> bool:
         test_mode = bool(self.cleaned_data.get("test_mode"))
@@ -196,11 +198,18 @@ class ReuseAccountForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.site = site
         self.billing_settings = settings
-        self.fields["account"].queryset = reusable_accounts(site, settings, user)
+        self.reusable = reusable_accounts(site, settings, user)
+        self.account_field.queryset = self.reusable
+
+    @property
+    def account_field(self) -> AccountChoiceField:
+        field = self.fields["account"]
+        assert isinstance(field, AccountChoiceField)
+        return field
 
     @property
     def has_choices(self) -> bool:
-        return self.fields["account"].queryset.exists()
+        return self.reusable.exists()
 
     def clean_account(self) -> StripeAccount:
         account: StripeAccount = self.cleaned_data["account"]

@@ -61,7 +61,9 @@ class StripeAccountsPanel(Panel):
             return can_use_client_billing(self.request, self.site)
 
         def slots(self) -> list[AccountSlot]:
-            can_connect = user_can_connect(self.request.user, self.site)
+            site = self.site
+            assert site is not None  # is_shown() is false without one
+            can_connect = user_can_connect(self.request.user, site)
             slots = []
             for mode, heading, account in (
                 (Mode.LIVE, _("Live account"), self.instance.live_account),
@@ -72,7 +74,7 @@ class StripeAccountsPanel(Panel):
                     slot.connected_by = user_display(account.connected_by)
                     slot.country = country_name(account.country)
                 if can_connect:
-                    site_pk = self.site.pk
+                    site_pk = site.pk
                     if account is None:
                         slot.connect_url = connect_url("connect", site_pk) + f"?mode={mode}"
                     else:

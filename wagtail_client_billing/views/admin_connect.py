@@ -289,7 +289,7 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
                     "country": state.country or data["country"],
                     "privacy_policy_url": data["privacy_policy_url"],
                     "terms_of_service_url": data["terms_of_service_url"],
-                    "connected_by": self.request.user,
+                    "connected_by": self.request.user,  # type: ignore[misc]  # logged in
                 },
             )
             store_account_state(account, state)
