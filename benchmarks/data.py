@@ -133,18 +133,18 @@ def insert_invoices(start: int, stop: int, t0: datetime, fx: Fixtures) -> int:
         return f"datetime(%s, printf('%%+d seconds', {seconds}))"
 
     created = at("-20 * i")
-    m = "(i % 10)"
+    m = "(i %% 10)"
     exprs: dict[str, tuple[str, list]] = {
         "token": ("'tok' || i", []),
-        "site_id": (f"{site_ids[0]} + ((i / 10) % {SITES})", []),
+        "site_id": (f"{site_ids[0]} + ((i / 10) %% {SITES})", []),
         "account_id": ("%s", [fx.account_id]),
         "test_mode": ("%s", [True]),
         "sequence": ("i", []),
         "number": ("'INV-' || lpad(i::text, 7, '0')" if pg else "printf('INV-%%07d', i)", []),
-        "email": ("'client' || (i % 50000) || '@example.com'", []),
-        "currency": ("CASE i % 3 WHEN 0 THEN 'USD' WHEN 1 THEN 'EUR' ELSE 'GBP' END", []),
-        "amount": ("1000 + (i % 90000)", []),
-        "description": ("'Website work, month ' || (i % 12)", []),
+        "email": ("'client' || (i %% 50000) || '@example.com'", []),
+        "currency": ("CASE i %% 3 WHEN 0 THEN 'USD' WHEN 1 THEN 'EUR' ELSE 'GBP' END", []),
+        "amount": ("1000 + (i %% 90000)", []),
+        "description": ("'Website work, month ' || (i %% 12)", []),
         "success_url": ("'https://client.example/thanks'", []),
         "cancel_url": ("'https://client.example/cancelled'", []),
         "created_at": (created, [stamp]),

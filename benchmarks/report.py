@@ -64,6 +64,13 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
     )
     add(
         sw,
+        "queries per batch at N/10 | at N",
+        "equal",
+        lambda r: f"{_get(r, 'sweep.small_queries_per_batch') or 0:.1f} | "
+        f"{_get(r, 'sweep.queries_per_batch') or 0:.1f}",
+    )
+    add(
+        sw,
         "naive loop (sample, extrapolated)",
         "",
         lambda r: f"{_s(_get(r, 'sweep.loop_seconds_extrapolated'))} "

@@ -27,16 +27,16 @@ FULL = {
     "total": 1_000_000,
     "small": 100,
     "sweep_repeats": 3,
-    "loop_sample": 1000,
+    "loop_sample": 500,
     "listing_repeats": 5,
     "paylink_requests": 300,
-    "webhook_events": 1500,
+    "webhook_events": 1000,
     "webhook_repeats": 3,
     "scale_events": 1000,
     "scale_repeats": 1,
     "email_messages": 1000,
     "email_repeats": 3,
-    "qcluster_messages": 300,
+    "qcluster_messages": 200,
 }
 QUICK = {
     "total": 100_000,
@@ -56,6 +56,7 @@ QUICK = {
 CONCURRENCY, WORKERS, THREADS = 8, 2, 4
 
 _started = time.perf_counter()
+_checkpoint = None  # writes the results so far, so a crash keeps what was measured
 
 
 def say(message: str) -> None:
@@ -177,6 +178,8 @@ def guarded(results: dict, name: str, fn, *args, **kwargs):
         value.setdefault("wall_seconds", round(time.perf_counter() - started, 1))
     results[name] = value
     say(f"{name} done in {time.perf_counter() - started:.1f}s")
+    if _checkpoint:
+        _checkpoint()
     return value
 
 
@@ -205,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     from . import data, listing, mail, paylink, sweep, webhook
 
     results: dict = {"database": args.db, "quick": args.quick, "size": size}
+    global _checkpoint
+    _checkpoint = lambda: Path(args.out).write_text(json.dumps(results, indent=2, default=str))  # noqa: E731
     timings: dict = {}
     started = time.perf_counter()
     if template:
