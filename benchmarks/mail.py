@@ -162,7 +162,7 @@ def scale_out(site_id: int, messages: int) -> dict:
                         group="client_billing_email",
                     )
                 sent = Invoice.objects.filter(pk__in=pks, email_status=EmailStatus.SENT)
-                done = wait_until(lambda: sent.count() == messages, 300, 0.1)
+                done = wait_until(lambda sent=sent: sent.count() == messages, 300, 0.1)
                 elapsed = time.perf_counter() - started
                 if not done:
                     raise RuntimeError(f"only {sent.count()} of {messages} emails sent")

@@ -53,9 +53,19 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
         rows.append((section, figure, target, fmt))
 
     sw = "sweep"
-    add(sw, "due invoices among all", "", lambda r: f"{_n(_get(r, 'sweep.due'))} / {_n(_get(r, 'size.total'))}")
+    add(
+        sw,
+        "due invoices among all",
+        "",
+        lambda r: f"{_n(_get(r, 'sweep.due'))} / {_n(_get(r, 'size.total'))}",
+    )
     add(sw, "set-based sweep: time", "", lambda r: _s(_get(r, "sweep.seconds")))
-    add(sw, "set-based sweep: invoices/s", "", lambda r: _n(_get(r, "sweep.invoices_per_second"), "/s"))
+    add(
+        sw,
+        "set-based sweep: invoices/s",
+        "",
+        lambda r: _n(_get(r, "sweep.invoices_per_second"), "/s"),
+    )
     add(
         sw,
         "queries at N/10 | at N",
@@ -66,16 +76,20 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
         sw,
         "queries per batch at N/10 | at N",
         "equal",
-        lambda r: f"{_get(r, 'sweep.small_queries_per_batch') or 0:.1f} | "
-        f"{_get(r, 'sweep.queries_per_batch') or 0:.1f}",
+        lambda r: (
+            f"{_get(r, 'sweep.small_queries_per_batch') or 0:.1f} | "
+            f"{_get(r, 'sweep.queries_per_batch') or 0:.1f}"
+        ),
     )
     add(
         sw,
         "naive loop (sample, extrapolated)",
         "",
-        lambda r: f"{_s(_get(r, 'sweep.loop_seconds_extrapolated'))} "
-        f"({_n(_get(r, 'sweep.loop_sample'))} measured, "
-        f"{_get(r, 'sweep.loop_queries_per_invoice') or 0:.1f} q/inv)",
+        lambda r: (
+            f"{_s(_get(r, 'sweep.loop_seconds_extrapolated'))} "
+            f"({_n(_get(r, 'sweep.loop_sample'))} measured, "
+            f"{_get(r, 'sweep.loop_queries_per_invoice') or 0:.1f} q/inv)"
+        ),
     )
     add(sw, "speedup vs loop", ">= 20x", lambda r: _x(_get(r, "sweep.speedup")))
 
@@ -85,21 +99,32 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
             "listing",
             f"{page}: time 100 -> N invoices",
             "",
-            lambda r, b=base: f"{_ms(_get(r, b + '.small_seconds'))} -> {_ms(_get(r, b + '.large_seconds'))}",
+            lambda r, b=base: (
+                f"{_ms(_get(r, b + '.small_seconds'))} -> {_ms(_get(r, b + '.large_seconds'))}"
+            ),
         )
-        add("listing", f"{page}: time ratio", "<= 3x", lambda r, b=base: _x(_get(r, b + ".time_ratio")))
+        add(
+            "listing",
+            f"{page}: time ratio",
+            "<= 3x",
+            lambda r, b=base: _x(_get(r, b + ".time_ratio")),
+        )
         add(
             "listing",
             f"{page}: queries 100 | N",
             "equal",
-            lambda r, b=base: f"{_n(_get(r, b + '.small_queries'))} | {_n(_get(r, b + '.large_queries'))}",
+            lambda r, b=base: (
+                f"{_n(_get(r, b + '.small_queries'))} | {_n(_get(r, b + '.large_queries'))}"
+            ),
         )
         add(
             "listing",
             f"{page}: slowest query at N",
             "",
-            lambda r, b=base: f"{_ms(_get(r, b + '.large_slowest_query_seconds'))} "
-            f"{(_get(r, b + '.large_slowest_query') or '')[:22]}",
+            lambda r, b=base: (
+                f"{_ms(_get(r, b + '.large_slowest_query_seconds'))} "
+                f"{(_get(r, b + '.large_slowest_query') or '')[:22]}"
+            ),
         )
 
     wh = "webhook"
@@ -107,17 +132,26 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
         wh,
         "webhook events/s (p50 / p99)",
         "",
-        lambda r: f"{_n(_get(r, 'webhook.webhook.per_second'), '/s')} "
-        f"({_get(r, 'webhook.webhook.p50_ms') or 0:.0f} / {_get(r, 'webhook.webhook.p99_ms') or 0:.0f} ms)",
+        lambda r: (
+            f"{_n(_get(r, 'webhook.webhook.per_second'), '/s')} "
+            f"({_get(r, 'webhook.webhook.p50_ms') or 0:.0f} / {_get(r, 'webhook.webhook.p99_ms') or 0:.0f} ms)"
+        ),
     )
     add(
         wh,
         "bare insert view/s (p50 / p99)",
         "",
-        lambda r: f"{_n(_get(r, 'webhook.baseline.per_second'), '/s')} "
-        f"({_get(r, 'webhook.baseline.p50_ms') or 0:.0f} / {_get(r, 'webhook.baseline.p99_ms') or 0:.0f} ms)",
+        lambda r: (
+            f"{_n(_get(r, 'webhook.baseline.per_second'), '/s')} "
+            f"({_get(r, 'webhook.baseline.p50_ms') or 0:.0f} / {_get(r, 'webhook.baseline.p99_ms') or 0:.0f} ms)"
+        ),
     )
-    add(wh, "webhook / baseline", ">= 50%", lambda r: f"{(_get(r, 'webhook.ratio') or 0) * 100:.0f}%")
+    add(
+        wh,
+        "webhook / baseline",
+        ">= 50%",
+        lambda r: f"{(_get(r, 'webhook.ratio') or 0) * 100:.0f}%",
+    )
     add(wh, "Stripe API calls", "0", lambda r: _n(_get(r, "webhook.stripe_calls")))
     add(
         wh,
@@ -135,12 +169,19 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
         wh,
         "duplicates: status changes / invoices",
         "exactly 1 each",
-        lambda r: f"{_n(_get(r, 'webhook.duplicates.status_changes_logged'))} / "
-        f"{_n(_get(r, 'webhook.duplicates.distinct'))}",
+        lambda r: (
+            f"{_n(_get(r, 'webhook.duplicates.status_changes_logged'))} / "
+            f"{_n(_get(r, 'webhook.duplicates.distinct'))}"
+        ),
     )
 
     add("paylink", "pay link (open session): time", "", lambda r: _ms(_get(r, "paylink.seconds")))
-    add("paylink", "bare redirect view: time", "", lambda r: _ms(_get(r, "paylink.baseline_seconds")))
+    add(
+        "paylink",
+        "bare redirect view: time",
+        "",
+        lambda r: _ms(_get(r, "paylink.baseline_seconds")),
+    )
     add("paylink", "pay link / bare redirect", "", lambda r: _x(_get(r, "paylink.time_ratio")))
     add(
         "paylink",
@@ -150,7 +191,12 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
     )
     add("paylink", "Stripe API calls", "0", lambda r: _n(_get(r, "paylink.stripe_calls")))
 
-    add("email", "one connection per batch", "", lambda r: _n(_get(r, "email.reuse_per_second"), " msg/s"))
+    add(
+        "email",
+        "one connection per batch",
+        "",
+        lambda r: _n(_get(r, "email.reuse_per_second"), " msg/s"),
+    )
     add(
         "email",
         "one connection per message",
@@ -163,17 +209,21 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str]]]:
         "webhook_scale_out",
         "webhook: 1 -> 2 gunicorn workers",
         "> 1x",
-        lambda r: f"{_n(_get(r, 'webhook_scale_out.one_worker_per_second'), '/s')} -> "
-        f"{_n(_get(r, 'webhook_scale_out.two_workers_per_second'), '/s')} "
-        f"({_x(_get(r, 'webhook_scale_out.ratio'))})",
+        lambda r: (
+            f"{_n(_get(r, 'webhook_scale_out.one_worker_per_second'), '/s')} -> "
+            f"{_n(_get(r, 'webhook_scale_out.two_workers_per_second'), '/s')} "
+            f"({_x(_get(r, 'webhook_scale_out.ratio'))})"
+        ),
     )
     add(
         "email_scale_out",
         "email tasks: 1 -> 2 qclusters",
         "> 1x",
-        lambda r: f"{_n(_get(r, 'email_scale_out.one_cluster_per_second'), '/s')} -> "
-        f"{_n(_get(r, 'email_scale_out.two_clusters_per_second'), '/s')} "
-        f"({_x(_get(r, 'email_scale_out.ratio'))})",
+        lambda r: (
+            f"{_n(_get(r, 'email_scale_out.one_cluster_per_second'), '/s')} -> "
+            f"{_n(_get(r, 'email_scale_out.two_clusters_per_second'), '/s')} "
+            f"({_x(_get(r, 'email_scale_out.ratio'))})"
+        ),
     )
     return rows
 

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .util import REPO
 
-SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", "/tmp/wcb_bench.sqlite3"))
+SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", "/tmp/wcb_bench.sqlite3"))  # noqa: S108
 PG_NAME = "wcb_bench"
 
 FULL = {
@@ -128,7 +128,9 @@ def save_template(db: str) -> None:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for old in SQLITE_PATH.parent.glob(f"{SQLITE_PATH.stem}_template_*.sqlite3"):
             old.unlink()
-        shutil.copyfile(SQLITE_PATH, SQLITE_PATH.with_name(f"{SQLITE_PATH.stem}_template_{key}.sqlite3"))
+        shutil.copyfile(
+            SQLITE_PATH, SQLITE_PATH.with_name(f"{SQLITE_PATH.stem}_template_{key}.sqlite3")
+        )
         return
     admin_url = os.environ["DATABASE_URL"]
     with _pg_admin(admin_url) as conn:
@@ -229,7 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     small_listing: dict = {}
 
     def between() -> None:
-        guarded(small_listing, "listing_small", listing.measure_pages, fx.site_ids[0], size["listing_repeats"])
+        guarded(
+            small_listing,
+            "listing_small",
+            listing.measure_pages,
+            fx.site_ids[0],
+            size["listing_repeats"],
+        )
 
     say(f"building {size['total']:,} invoices ...")
     built = data.build(size["total"], size["small"], fx, t0, between)
@@ -238,7 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     say(f"data: {timings}")
 
     total = size["total"]
-    guarded(results, "sweep", sweep.run, total // 10, total // 100, size["loop_sample"], size["sweep_repeats"])
+    guarded(
+        results,
+        "sweep",
+        sweep.run,
+        total // 10,
+        total // 100,
+        size["loop_sample"],
+        size["sweep_repeats"],
+    )
     large: dict = {}
     guarded(large, "listing_large", listing.measure_pages, fx.site_ids[0], size["listing_repeats"])
     results["listing"] = listing.compare(small_listing["listing_small"], large["listing_large"])
@@ -254,7 +270,9 @@ def main(argv: list[str] | None = None) -> int:
         events=size["scale_events"], repeats=size["scale_repeats"],
         concurrency=CONCURRENCY, threads=THREADS,
     )  # fmt: skip
-    guarded(results, "email", mail.run, fx.site_ids[0], size["email_messages"], size["email_repeats"])
+    guarded(
+        results, "email", mail.run, fx.site_ids[0], size["email_messages"], size["email_repeats"]
+    )
     guarded(results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"])
     results["stripe_calls_total"] = len(emulator.requests)
     results["total_seconds"] = round(time.perf_counter() - _started, 1)

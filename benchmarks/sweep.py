@@ -63,9 +63,9 @@ def run(due_total: int, due_small: int, sample: int, repeats: int) -> dict:
         count = count if isinstance(count, int) else len(count)
         assert count == due_total, count
         assert not Invoice.objects.due_for_expiry().exists()
-        assert (
-            ModelLogEntry.objects.filter(action=EXPIRED_ACTION).count() == due_total
-        ), "one log entry per expired invoice"
+        assert ModelLogEntry.objects.filter(action=EXPIRED_ACTION).count() == due_total, (
+            "one log entry per expired invoice"
+        )
         full_times.append(seconds)
         full_queries.append(queries)
         reset()

@@ -109,9 +109,7 @@ def completed_event(pk: int, amount: int = 5000) -> bytes:
 
 
 def signed(path: str, body: bytes) -> loadgen.Request:
-    return loadgen.Request(
-        "POST", path, body, (("Stripe-Signature", sign_payload(body, SECRET)),)
-    )
+    return loadgen.Request("POST", path, body, (("Stripe-Signature", sign_payload(body, SECRET)),))
 
 
 def _event_ids(bodies: list[bytes]) -> list[str]:
