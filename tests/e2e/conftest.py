@@ -193,6 +193,41 @@ def _smtp_sink() -> Iterator[tuple[Mailbox, int]]:
     controller.stop()
 
 
+@pytest.fixture
+def smtp_with_login() -> Iterator[tuple[Mailbox, int, tuple[str, str]]]:
+    """A site's own SMTP server (plain, on loopback) that requires AUTH LOGIN/PLAIN."""
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    login = ("billing@client-a.example", "right-password")
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any):
+        ok = (
+            isinstance(data, LoginPassword)
+            and (
+                data.login.decode(),
+                data.password.decode(),
+            )
+            == login
+        )
+        # handled=False: aiosmtpd itself answers "535 ... credentials invalid".
+        return AuthResult(success=ok, handled=False)
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=port,
+        authenticator=authenticate,
+        auth_required=True,
+        auth_require_tls=False,
+    )
+    controller.start()
+    yield mailbox, port, login
+    controller.stop()
+
+
 # --- the example project's processes -------------------------------------------------------
 
 
@@ -492,6 +527,8 @@ def new_context(browser: Any, request: pytest.FixtureRequest) -> Iterator[Callab
     def make() -> Any:
         context = browser.new_context(viewport=VIEWPORT, locale="en-US")
         context.set_default_timeout(15_000)
+        # No network here: Gravatar's avatar would be a broken image in every screenshot.
+        context.route(re.compile(r"^https?://[^/]*gravatar\.com/"), serve_default_avatar)
         contexts.append(context)
         return context
 
@@ -529,9 +566,28 @@ def admin_page(stack: Stack, new_context: Callable[[], Any]) -> Any:
     return page
 
 
+def serve_default_avatar(route: Any) -> None:
+    import wagtail
+
+    avatar = (
+        Path(wagtail.__file__).parent / "admin/static/wagtailadmin/images/default-user-avatar.png"
+    )
+    route.fulfill(path=str(avatar)) if avatar.exists() else route.abort()
+
+
 def screenshot(page: Any, name: str) -> Path:
+    """The viewport from the top of the page, into ``tests/e2e/artifacts/``."""
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path))
+    page.evaluate(
+        """() => {
+            window.scrollTo(0, 0);
+            for (const element of document.querySelectorAll("*")) {
+                if (element.scrollTop) element.scrollTop = 0;
+            }
+        }"""
+    )
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(path), animations="disabled", caret="hide")
     return path
 
 

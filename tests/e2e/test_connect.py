@@ -21,6 +21,7 @@ def test_editor_connects_a_test_account_and_sees_charges_enabled(bare_stack, new
     page.get_by_role("tab", name="Stripe").click()
     test_slot = page.locator("[data-client-billing-account=test]")
     expect(test_slot).to_contain_text("No account connected")
+    screenshot(page, "settings-stripe-empty")
     test_slot.get_by_role("link", name="Create client billing account").click()
 
     expect(page.get_by_role("heading", name="Create client billing account")).to_be_visible()
