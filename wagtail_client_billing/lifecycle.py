@@ -17,6 +17,7 @@ and runs the ``client_billing_invoice_status_changed`` hook.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -325,19 +326,53 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
 
 
 def _log_bulk(batch: list[Expired], now: datetime) -> None:
+    """One ``INSERT ... SELECT`` of log entries for a batch, built from the invoice rows.
+
+    Building 100,000 ``ModelLogEntry`` objects in Python (and SQLite's 999-parameter
+    limit, which cuts ``bulk_create`` into 90-row statements) costs more than the
+    sweep's UPDATE itself; the database copies the rows in one statement instead.
+    """
+    meta, log_meta = Invoice._meta, ModelLogEntry._meta
+    qn = connection.ops.quote_name
     content_type = ContentType.objects.get_for_model(Invoice)
-    data = {"old": str(S.PENDING), "new": str(S.EXPIRED), "source": str(Source.SWEEP)}
-    ModelLogEntry.objects.bulk_create(
-        [
-            ModelLogEntry(
-                content_type=content_type,
-                object_id=str(e.pk),
-                label=e.number,
-                action=LOG_ACTIONS[S.EXPIRED],
-                data=data,
-                timestamp=now,
-            )
-            for e in batch
-        ],
-        batch_size=1000,
+    data = json.dumps({"old": str(S.PENDING), "new": str(S.EXPIRED), "source": str(Source.SWEEP)})
+    ids = [e.pk for e in batch]
+    if connection.vendor == "postgresql":
+        data_sql, ids_sql, ids_param, text = "%s::jsonb", "= ANY(%s)", ids, "text"
+    else:
+        data_sql, ids_sql, ids_param, text = (
+            "%s",
+            "IN (SELECT value FROM json_each(%s))",
+            json.dumps(ids),
+            "text",
+        )
+
+    def col(model_meta: Any, name: str) -> str:
+        field = model_meta.get_field(name)
+        assert isinstance(field, models.Field) and field.column
+        return qn(field.column)
+
+    columns = ", ".join(
+        col(log_meta, name)
+        for name in (
+            "content_type",
+            "object_id",
+            "label",
+            "action",
+            "data",
+            "timestamp",
+            "content_changed",
+            "deleted",
+        )
     )
+    sql = (
+        f"INSERT INTO {qn(log_meta.db_table)} ({columns}) "  # noqa: S608 (identifiers from _meta)
+        f"SELECT %s, CAST({col(meta, 'id')} AS {text}), {col(meta, 'number')}, %s, {data_sql}, "
+        f"%s, %s, %s FROM {qn(meta.db_table)} WHERE {col(meta, 'id')} {ids_sql}"
+    )
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [content_type.pk, LOG_ACTIONS[S.EXPIRED], data, stamp, False, False, ids_param],
+        )
