@@ -145,10 +145,16 @@ def verify(payload: bytes, signature: str | None) -> tuple[dict[str, Any], bool]
     return event, test_mode
 
 
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON, Stripe never sends them, and no database
+    would store them in a JSON column."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_event(payload: bytes) -> dict[str, Any]:
     """The event dict, or :class:`InvalidWebhook` if ``payload`` is not a Stripe event."""
     try:
-        event = json.loads(payload)
+        event = json.loads(payload, parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidWebhook("The body is not JSON.") from exc
     if not (
@@ -186,8 +192,11 @@ def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
                 payload=event,
             )
             return record, True
-    except IntegrityError:
-        return WebhookEvent.objects.get(event_id=event["id"][:255]), False
+    except IntegrityError as exc:
+        existing = WebhookEvent.objects.filter(event_id=event["id"][:255]).first()
+        if existing is None:  # not a duplicate: the database refused the payload itself
+            raise InvalidWebhook("The event could not be stored.") from exc
+        return existing, False
 
 
 # --- 3. process -----------------------------------------------------------------------------
@@ -260,17 +269,31 @@ def _apply(record: WebhookEvent) -> tuple[str, str, Invoice | None]:
 # --- finding and checking what an event is about ---------------------------------------------
 
 
+# Every field of an event's object is read through these: a genuine event of an
+# unexpected shape (a new API version) must be ignored, not crash into endless retries,
+# and nothing may be marked paid on a field that could not be read.
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _as_pk(value: Any) -> int | None:
-    if isinstance(value, int):
+    """A primary key from an ``invoice_id``/``client_reference_id``: a positive 64-bit int."""
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
     return None
 
 
 def _reference(obj: dict[str, Any]) -> int | None:
     """The invoice pk named by a session's or subscription's metadata or reference."""
-    metadata = obj.get("metadata") or {}
+    metadata = _mapping(obj.get("metadata"))
     return _as_pk(metadata.get("invoice_id")) or _as_pk(obj.get("client_reference_id"))
 
 
@@ -318,9 +341,18 @@ def _found(
 
 
 def _timestamp(value: Any) -> datetime | None:
-    if isinstance(value, int | float) and value > 0:
-        return datetime.fromtimestamp(value, tz=UTC)
+    """A Unix time as an aware datetime; ``None`` for anything that is not a sane one."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     return None
+
+
+def _event_created(event: dict[str, Any]) -> int:
+    created = event.get("created")
+    return created if isinstance(created, int) and not isinstance(created, bool) else 0
 
 
 def _id(value: Any) -> str:
@@ -335,17 +367,21 @@ def _id(value: Any) -> str:
 
 def session_from_stripe(obj: dict[str, Any]) -> gateway.CheckoutSession:
     """A :class:`~.gateway.CheckoutSession` from a session as Stripe sends it in an event."""
+    reference = obj.get("client_reference_id")
     return gateway.CheckoutSession(
-        id=str(obj.get("id") or ""),
-        url=obj.get("url") or "",
-        status=str(obj.get("status") or ""),
-        payment_status=str(obj.get("payment_status") or ""),
+        id=_text(obj.get("id")),
+        url=_text(obj.get("url")),
+        status=_text(obj.get("status")),
+        payment_status=_text(obj.get("payment_status")),
         expires_at=_timestamp(obj.get("expires_at")) or timezone.now(),
         payment_intent=_id(obj.get("payment_intent")),
         subscription=_id(obj.get("subscription")),
         customer=_id(obj.get("customer")),
-        client_reference_id=obj.get("client_reference_id") or "",
-        metadata={str(k): str(v) for k, v in (obj.get("metadata") or {}).items()},
+        client_reference_id=str(_as_pk(reference) or _text(reference)),
+        metadata={
+            str(k): v if isinstance(v, str) else json.dumps(v)
+            for k, v in _mapping(obj.get("metadata")).items()
+        },
     )
 
 
@@ -530,10 +566,14 @@ def on_session_expired(event, obj, holder) -> None:
 
 def _subscription_of_invoice(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """A Stripe invoice's subscription id and metadata, in old and new API shapes."""
-    details = (obj.get("parent") or {}).get("subscription_details") or {}
-    old = obj.get("subscription_details") or {}
+    details = _mapping(_mapping(obj.get("parent")).get("subscription_details"))
+    old = _mapping(obj.get("subscription_details"))
     subscription = _id(details.get("subscription")) or _id(obj.get("subscription"))
-    metadata = details.get("metadata") or old.get("metadata") or obj.get("metadata") or {}
+    metadata = (
+        _mapping(details.get("metadata"))
+        or _mapping(old.get("metadata"))
+        or _mapping(obj.get("metadata"))
+    )
     return subscription, metadata
 
 
@@ -554,7 +594,7 @@ def on_invoice_paid(event, obj, holder) -> None:
         _invoice(pk=_as_pk(metadata.get("invoice_id")), subscription_id=subscription_id),
     )
     paid_at = (
-        _timestamp((obj.get("status_transitions") or {}).get("paid_at"))
+        _timestamp(_mapping(obj.get("status_transitions")).get("paid_at"))
         or _timestamp(event.get("created"))
         or timezone.now()
     )
@@ -588,9 +628,9 @@ def on_invoice_paid(event, obj, holder) -> None:
         action="wagtail_client_billing.renewal_paid",
         data={
             "stripe_invoice": stripe_invoice,
-            "amount": obj.get("amount_paid"),
-            "currency": (obj.get("currency") or "").upper(),
-            "billing_reason": obj.get("billing_reason") or "",
+            "amount": _as_pk(obj.get("amount_paid")) or 0,
+            "currency": _text(obj.get("currency")).upper(),
+            "billing_reason": _text(obj.get("billing_reason")),
             "paid_at": paid_at.isoformat(),
         },
     )
@@ -611,7 +651,7 @@ def on_subscription_changed(event, obj, holder) -> None:
     )
     if invoice.subscription_id and invoice.subscription_id != subscription_id:
         raise Ignored(_("The invoice belongs to another subscription."))
-    status = str(obj.get("status") or "")
+    status = _text(obj.get("status"))
     if event["type"] == "customer.subscription.deleted":
         status = status if status in TERMINAL_SUBSCRIPTION_STATUSES else "canceled"
     elif invoice.subscription_status in TERMINAL_SUBSCRIPTION_STATUSES:
@@ -621,7 +661,7 @@ def on_subscription_changed(event, obj, holder) -> None:
         outcome=WebhookOutcome.PROCESSED,
         type__startswith="customer.subscription.",
         payload__data__object__id=subscription_id,
-        payload__created__gt=int(event.get("created") or 0),
+        payload__created__gt=_event_created(event),
     ).exists():
         raise Ignored(_("A newer state of the subscription was recorded already."))
     Invoice.objects.filter(pk=invoice.pk).update(
@@ -649,13 +689,14 @@ def on_account_updated(event, obj, holder) -> None:
     created = _timestamp(event.get("created")) or timezone.now()
     if account.synced_at and account.synced_at > created:
         raise Ignored(_("An older state of the account than the one recorded."))
-    requirements = obj.get("requirements") or {}
+    requirements = _mapping(obj.get("requirements"))
+    due = requirements.get("currently_due")
     StripeAccount.objects.filter(pk=account.pk).update(
         charges_enabled=bool(obj.get("charges_enabled")),
         payouts_enabled=bool(obj.get("payouts_enabled")),
         details_submitted=bool(obj.get("details_submitted")),
-        requirements_due=list(requirements.get("currently_due") or []),
-        disabled_reason=(requirements.get("disabled_reason") or "")[:255],
+        requirements_due=[d for d in due if isinstance(d, str)] if isinstance(due, list) else [],
+        disabled_reason=_text(requirements.get("disabled_reason"))[:255],
         synced_at=created,
     )
 
