@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--clean", action="store_true", help="drop the cached migrated schemas and exit"
     )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated subset: sweep,listing,paylink,webhook,email (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.clean:
         from .run import drop_templates
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, "-m", "benchmarks.run", "--db", db, "--out", out]
         command += ["--quick"] if args.quick else []
         command += ["--keep"] if args.keep else []
+        command += ["--only", args.only] if args.only else []
         print(f"== {db} ==", file=sys.stderr, flush=True)
         code = subprocess.call(command, cwd=HERE.parent)
         try:

@@ -191,7 +191,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", required=True)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
+    parser.add_argument("--only", default="", help="sweep,listing,paylink,webhook,email")
     args = parser.parse_args(argv)
+    wanted = {name.strip() for name in args.only.split(",") if name.strip()}
+
+    def on(name: str) -> bool:
+        return not wanted or name in wanted
+
     size = QUICK if args.quick else FULL
 
     from wagtail_client_billing.testing.stripe_emulator import StripeEmulator
@@ -231,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     small_listing: dict = {}
 
     def between() -> None:
+        if not on("listing"):
+            return
         guarded(
             small_listing,
             "listing_small",
@@ -246,34 +254,49 @@ def main(argv: list[str] | None = None) -> int:
     say(f"data: {timings}")
 
     total = size["total"]
-    guarded(
-        results,
-        "sweep",
-        sweep.run,
-        total // 10,
-        total // 100,
-        size["loop_sample"],
-        size["sweep_repeats"],
-    )
-    large: dict = {}
-    guarded(large, "listing_large", listing.measure_pages, fx.site_ids[0], size["listing_repeats"])
-    results["listing"] = listing.compare(small_listing["listing_small"], large["listing_large"])
-    results["listing"].setdefault("wall_seconds", large["listing_large"].get("wall_seconds"))
-    guarded(results, "paylink", paylink.run, emulator, size["paylink_requests"])
-    guarded(
+    if on("sweep"):
+        guarded(
+            results,
+            "sweep",
+            sweep.run,
+            total // 10,
+            total // 100,
+            size["loop_sample"],
+            size["sweep_repeats"],
+        )
+    if on("listing"):
+        large: dict = {}
+        guarded(
+            large, "listing_large", listing.measure_pages, fx.site_ids[0], size["listing_repeats"]
+        )
+        results["listing"] = listing.compare(small_listing["listing_small"], large["listing_large"])
+        results["listing"].setdefault("wall_seconds", large["listing_large"].get("wall_seconds"))
+    if on("paylink"):
+        guarded(results, "paylink", paylink.run, emulator, size["paylink_requests"])
+    if on("webhook"):
+        guarded(
         results, "webhook", webhook.run, emulator,
         events=size["webhook_events"], repeats=size["webhook_repeats"],
         concurrency=CONCURRENCY, workers=WORKERS, threads=THREADS,
     )  # fmt: skip
-    guarded(
+    if on("webhook"):
+        guarded(
         results, "webhook_scale_out", webhook.scale_out, emulator,
         events=size["scale_events"], repeats=size["scale_repeats"],
         concurrency=CONCURRENCY, threads=THREADS,
     )  # fmt: skip
-    guarded(
-        results, "email", mail.run, fx.site_ids[0], size["email_messages"], size["email_repeats"]
-    )
-    guarded(results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"])
+    if on("email"):
+        guarded(
+            results,
+            "email",
+            mail.run,
+            fx.site_ids[0],
+            size["email_messages"],
+            size["email_repeats"],
+        )
+        guarded(
+            results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"]
+        )
     results["stripe_calls_total"] = len(emulator.requests)
     results["total_seconds"] = round(time.perf_counter() - _started, 1)
 
