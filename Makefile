@@ -9,7 +9,7 @@ EMULATOR_PORT ?= 12111
 SMTP_PORT ?= 1025
 export STRIPE_API_BASE ?= http://127.0.0.1:$(EMULATOR_PORT)
 
-.PHONY: help venv demo test test-fast e2e lint typecheck bench build docs clean migrations
+.PHONY: help venv demo test test-fast e2e docs-images lint typecheck bench build docs clean migrations
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ test-fast: venv ## The suite without the browser tests
 
 e2e: venv ## Only the browser tests (needs /usr/bin/chromium)
 	$(PY) -m pytest tests/e2e -m e2e
+
+docs-images: venv ## Run the browser tests and copy their screenshots into docs/images/
+	E2E_DOCS_IMAGES=1 $(PY) -m pytest tests/e2e -m e2e
 
 lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -60,6 +60,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 SKIP_REASON = "Debian's chromium is not installed: apt-get install chromium; .ci/run installs it"
+AXE_MISSING = "axe-core is not installed: run `npm ci` at the repository root; .ci/run does"
 WEBHOOK_SECRET = "whsec_e2e_not_secret"
 VIEWPORT = {"width": 1280, "height": 800}
 #: How long a test waits for something that happens in another process (a webhook, a
@@ -575,26 +576,44 @@ def serve_default_avatar(route: Any) -> None:
     route.fulfill(path=str(avatar)) if avatar.exists() else route.abort()
 
 
+#: Screenshots the README and docs show: ``E2E_DOCS_IMAGES=1 make e2e`` refreshes them.
+DOCS_IMAGES = {
+    "settings-stripe-connected": "settings-stripe.png",
+    "settings-invoices-tab": "settings-invoices.png",
+    "settings-email-error": "settings-email-test.png",
+    "invoice-create": "invoice-create.png",
+    "invoice-listing": "invoice-listing.png",
+    "invoice-inspect": "invoice-inspect.png",
+    "client-checkout": "client-checkout.png",
+    "client-processing": "client-processing.png",
+    "client-expired": "client-expired.png",
+    "client-withdrawn": "client-withdrawn.png",
+}
+
+
 def screenshot(page: Any, name: str) -> Path:
     """The viewport from the top of the page, into ``tests/e2e/artifacts/``."""
     path = ARTIFACTS / f"{name}.png"
     page.evaluate(
         """() => {
-            window.scrollTo(0, 0);
+            // Wagtail scrolls smoothly: jump instead, or the shot is taken mid-way.
+            window.scrollTo({top: 0, behavior: "instant"});
             for (const element of document.querySelectorAll("*")) {
-                if (element.scrollTop) element.scrollTop = 0;
+                if (element.scrollTop) element.scrollTo({top: 0, behavior: "instant"});
             }
         }"""
     )
     page.mouse.move(0, 0)
     page.screenshot(path=str(path), animations="disabled", caret="hide")
+    if name in DOCS_IMAGES and os.environ.get("E2E_DOCS_IMAGES"):
+        shutil.copyfile(path, REPO / "docs" / "images" / DOCS_IMAGES[name])
     return path
 
 
 def run_axe(page: Any, exclude: list[str] | None = None) -> list[dict]:
     """axe-core's serious and critical violations on the page (``exclude``: CSS selectors)."""
     if not AXE_JS.exists():
-        pytest.fail(f"{AXE_JS} is missing: run `npm ci` at the repository root")
+        pytest.skip(AXE_MISSING)
     page.add_script_tag(path=str(AXE_JS))
     result = page.evaluate(
         """async (exclude) => {

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 from playwright.sync_api import expect
 
 from .bootstrap import WELCOME
-from .conftest import payment_link, screenshot
-from .flows import LISTING, add_billing_request, status_in_listing
+from .conftest import payment_link, run_axe, screenshot
+from .flows import LISTING, add_billing_request, open_settings_tab, status_in_listing
 
 DAY = 24 * 3600
 
@@ -50,6 +50,7 @@ def test_cancelled_then_expired_link_shows_expired_and_send_new_invoice_is_pendi
     expect(client.get_by_role("heading", name="This payment link has expired")).to_be_visible()
     expect(client.get_by_text(number)).to_be_visible()
     screenshot(client, "client-expired")
+    assert run_axe(client) == []
 
     admin_page.goto(stack.url(LISTING))
     expect(status_in_listing(admin_page, number)).to_have_text("Expired")
@@ -67,6 +68,10 @@ def test_cancelled_then_expired_link_shows_expired_and_send_new_invoice_is_pendi
     admin_page.goto(stack.url(LISTING))
     expect(status_in_listing(admin_page, new_number)).to_have_text("Pending")
     expect(status_in_listing(admin_page, number)).to_have_text("Expired")
+    screenshot(admin_page, "invoice-listing")
+    open_settings_tab(admin_page, stack, "Invoices")
+    expect(admin_page.get_by_role("link", name=new_number)).to_be_visible()
+    screenshot(admin_page, "settings-invoices-tab")
     # The client gets the new link, and it opens Checkout again.
     new_link = payment_link(
         stack.mailbox.wait_for(to="dev@client-a.example", containing=new_number)
@@ -105,3 +110,4 @@ def test_deleted_request_shows_the_client_the_withdrawn_page(stack, admin_page, 
     assert response.status == 410
     expect(client.get_by_role("heading", name="This billing request was withdrawn")).to_be_visible()
     screenshot(client, "client-withdrawn")
+    assert run_axe(client) == []

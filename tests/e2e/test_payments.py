@@ -40,7 +40,7 @@ def test_client_pays_a_usd_request_by_card_and_the_listing_shows_paid(
     expect(client.get_by_text(WELCOME)).to_be_visible()
 
     reload_until_status(admin_page, stack, number, "Paid")
-    screenshot(admin_page, "invoice-listing")
+    screenshot(admin_page, "invoice-listing-paid")
 
 
 def test_jpy_bank_debit_is_processing_then_paid_when_it_settles(stack, admin_page, new_context):
