@@ -43,7 +43,7 @@ from typing import Any
 
 import stripe
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.dispatch import Signal
 from django.utils import timezone
@@ -192,6 +192,8 @@ def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
                 payload=event,
             )
             return record, True
+    except DataError as exc:  # e.g. a NUL character PostgreSQL cannot hold in text or jsonb
+        raise InvalidWebhook("The event could not be stored.") from exc
     except IntegrityError as exc:
         existing = WebhookEvent.objects.filter(event_id=event["id"][:255]).first()
         if existing is None:  # not a duplicate: the database refused the payload itself
