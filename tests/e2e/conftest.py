@@ -271,19 +271,18 @@ class Stack:
         )
         return env
 
-    def log(self, name: str) -> Any:
-        return open(self.root / f"{name}.log", "ab")
-
     def start(self, name: str, command: list[str]) -> subprocess.Popen:
-        process = subprocess.Popen(  # noqa: S603 -- our own interpreter and manage.py
-            [sys.executable, *command],
-            cwd=EXAMPLE_PROJECT,
-            env=self.env(),
-            stdout=self.log(name),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
+        """Start a process of the demo; its output goes to ``<name>.log`` in the temp dir."""
+        with open(self.root / f"{name}.log", "ab") as log:
+            process = subprocess.Popen(  # noqa: S603 -- our own interpreter and manage.py
+                [sys.executable, *command],
+                cwd=EXAMPLE_PROJECT,
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
         self.processes.append(process)
         return process
 
