@@ -28,7 +28,7 @@ from tests.webhook_helpers import (
     stripe_invoice_obj,
     subscription_obj,
 )
-from wagtail_client_billing import webhooks
+from wagtail_client_billing import signals
 from wagtail_client_billing.models import (
     ClientBillingSettings,
     Invoice,
@@ -315,11 +315,11 @@ def test_failing_handler_answers_500_and_a_redelivery_applies_it(client, invoice
         raise RuntimeError("downstream system unavailable")
 
     event = completed(invoice, "cs_test_a1current")
-    webhooks.stripe_event_applied.connect(explode)
+    signals.stripe_event_applied.connect(explode)
     try:
         response = post_event(client, event)
     finally:
-        webhooks.stripe_event_applied.disconnect(explode)
+        signals.stripe_event_applied.disconnect(explode)
 
     assert response.status_code == 500
     record = WebhookEvent.objects.get(event_id=event["id"])
@@ -639,11 +639,11 @@ def _failed_event(client, invoice):
         raise RuntimeError("downstream system unavailable")
 
     event = completed(invoice, "cs_test_a1current")
-    webhooks.stripe_event_applied.connect(explode)
+    signals.stripe_event_applied.connect(explode)
     try:
         assert post_event(client, event).status_code == 500
     finally:
-        webhooks.stripe_event_applied.disconnect(explode)
+        signals.stripe_event_applied.disconnect(explode)
     return WebhookEvent.objects.get(event_id=event["id"])
 
 

@@ -16,8 +16,16 @@ Example::
     def notify_accounts(sender, invoice, old, new, source, **kwargs):
         if new == "paid":
             ...
+
+``stripe_event_applied`` is sent inside the transaction that applies a Stripe webhook
+event, after the app's own handling, for every event (handled or not), with ``event``
+(the event dict), ``record`` (the :class:`~wagtail_client_billing.models.WebhookEvent`),
+``outcome`` and ``invoice`` (or ``None``). A receiver that raises rolls the whole event
+back and marks it failed, so Stripe retries it: handle your own event types here,
+idempotently.
 """
 
 from django.dispatch import Signal
 
 invoice_status_changed = Signal()
+stripe_event_applied = Signal()

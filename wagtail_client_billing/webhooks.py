@@ -45,7 +45,6 @@ import stripe
 from django.contrib.contenttypes.models import ContentType
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
-from django.dispatch import Signal
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
@@ -61,14 +60,10 @@ from .models import (
     WebhookEvent,
     WebhookOutcome,
 )
+from .signals import stripe_event_applied
 
 logger = logging.getLogger(__name__)
 
-#: Sent inside the transaction that applies an event, after the app's own handling, with
-#: ``event`` (the event dict), ``record`` (the :class:`~.models.WebhookEvent`), ``outcome``
-#: and ``invoice`` (or ``None``). A receiver that raises rolls the whole event back and
-#: marks it failed, so Stripe retries it: handle your own event types here, idempotently.
-stripe_event_applied = Signal()
 
 #: Subscription statuses after which Stripe never bills the subscription again.
 TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
