@@ -113,3 +113,26 @@ def test_webhook_finds_its_invoice_through_an_index(many_invoices):
     assert_uses_index(the_query(by_pk, starts="SELECT"))
     by_session = captured(lambda: webhooks._invoice(pk=None, session_id=session))
     assert_uses_index(the_query(by_session, starts="SELECT"))
+
+
+def test_listing_filtered_by_site_and_status_and_its_count_use_an_index(many_invoices):
+    site = many_invoices[0]
+    filtered = Invoice.objects.for_listing().filter(site=site, status="pending")
+    queries = captured(lambda: (filtered.count(), list(filtered[:50])))
+    for query in queries:
+        assert_uses_index(query)
+
+
+def test_listing_search_uses_the_trigram_indexes(many_invoices):
+    from django.db.models import Q
+
+    term = "client4242@"
+    # What Wagtail's listing runs for search_fields without a search backend.
+    found = Invoice.objects.for_listing().filter(
+        Q(email__icontains=term) | Q(number__icontains=term) | Q(description__icontains=term)
+    )
+    queries = captured(lambda: (found.count(), list(found[:50])))
+    for query in queries:
+        text = plan(query)
+        assert "wcb_invoice_email_trgm" in text, text
+        assert f"Seq Scan on {TABLE}" not in text, text

@@ -8,14 +8,18 @@ from django.conf import settings
 from django.db import migrations, models
 
 
+# Wagtail 8 made the page model swappable (WAGTAIL_PAGE_MODEL); Wagtail 7 has no such setting.
+PAGE_MODEL = getattr(settings, "WAGTAIL_PAGE_MODEL", "wagtailcore.Page")
+
+
 class Migration(migrations.Migration):
 
     initial = True
 
     dependencies = [
-        ('wagtailcore', '0098_apitoken'),
+        ('wagtailcore', '0089_log_entry_data_json_null_to_object'),  # in every Wagtail >= 6.0
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-        migrations.swappable_dependency(settings.WAGTAIL_PAGE_MODEL),
+        migrations.swappable_dependency(PAGE_MODEL),
     ]
 
     operations = [
@@ -89,9 +93,9 @@ class Migration(migrations.Migration):
                 ('copied_from', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='copies', to='wagtail_client_billing.invoice', verbose_name='copied from')),
                 ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='created by')),
                 ('deleted_by', models.ForeignKey(blank=True, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='deleted by')),
-                ('publish_page_when_paid', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.WAGTAIL_PAGE_MODEL, verbose_name='publish this page when paid')),
+                ('publish_page_when_paid', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=PAGE_MODEL, verbose_name='publish this page when paid')),
                 ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='client_billing_invoices', to='wagtailcore.site', verbose_name='site')),
-                ('unpublish_page_when_expired', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.WAGTAIL_PAGE_MODEL, verbose_name='unpublish this page when expired')),
+                ('unpublish_page_when_expired', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=PAGE_MODEL, verbose_name='unpublish this page when expired')),
                 ('account', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='invoices', to='wagtail_client_billing.stripeaccount', verbose_name='Stripe account')),
             ],
             options={
