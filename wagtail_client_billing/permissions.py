@@ -33,9 +33,17 @@ CHANGE_SETTINGS_PERMISSION = "wagtail_client_billing.change_clientbillingsetting
 def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
     """Whether the site developer lets this request's user use Client Billing on ``site``.
 
-    False as soon as one ``client_billing_can_use`` hook returns a falsy value; true
-    when none is registered. It says nothing about the user's permissions.
+    False as soon as one ``client_billing_can_use`` hook returns a falsy value, or when
+    the ``client_billing_sites_for_user`` hook leaves ``site`` out of the user's sites
+    (so an editor limited to some sites cannot connect, unlink or test email on the
+    others either); true when neither hook is registered. It says nothing about the
+    user's permissions.
     """
+    if hooks.get(hooks.SITES_FOR_USER):
+        from .filters import sites_for_user
+
+        if not sites_for_user(request.user).filter(pk=site.pk).exists():
+            return False
     return hooks.all_allow(hooks.CAN_USE, request, site)
 
 
