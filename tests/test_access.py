@@ -1,0 +1,462 @@
+"""Who can reach what: every admin URL of the app, for every kind of visitor.
+
+The URL list is not written by hand: it is collected from Django's URL resolver (every
+pattern whose namespace or view module belongs to ``wagtail_client_billing``, plus the
+two Wagtail URLs that serve this app's objects: its settings page and the invoice bulk
+action). :func:`test_every_admin_url_of_the_app_is_in_the_table` fails when a view is
+added without a row in :data:`URLS`, so no new screen can skip these checks.
+
+The visitors: anonymous (sent to log in), an admin user without any of the app's
+permissions (refused, never a page with data), an editor with every permission of the
+app whom the ``client_billing_sites_for_user`` hook limits to client-a (nothing of
+client-b), and a superuser (the page, a redirect, or 405 for a method the view does not
+take). Then CSRF on every POST, and the client's public pages, which must not show the
+client's email, an internal id or a Stripe object id.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from wagtail import hooks as wagtail_hooks
+from wagtail.models import GroupSitePermission
+
+from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from wagtail_client_billing import hooks
+from wagtail_client_billing.models import ClientBillingSettings, Invoice, WebhookEvent
+from wagtail_client_billing.testing.webhooks import build_event
+
+pytestmark = pytest.mark.django_db
+
+APP = "wagtail_client_billing"
+OTHER_EMAIL = "hidden-client@client-b.example"
+OWN_EMAIL = "own-client@client-a.example"
+
+
+# --- the URL list, from the resolver ---------------------------------------------------------
+
+
+def _walk(patterns, prefix="", namespaces=()):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            ns = (*namespaces, pattern.namespace) if pattern.namespace else namespaces
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern), ns)
+        elif isinstance(pattern, URLPattern):
+            view = pattern.callback
+            module = getattr(getattr(view, "view_class", view), "__module__", "") or ""
+            name = ":".join((*namespaces, pattern.name or ""))
+            yield prefix + str(pattern.pattern), name, module
+
+
+def app_admin_url_names() -> set[str]:
+    """Every admin URL name that serves this app, as the resolver knows them today."""
+    found = set()
+    for route, name, module in _walk(get_resolver().url_patterns):
+        if not route.startswith("admin/"):
+            continue
+        if APP in name or module.startswith(APP) or "client_billing" in name:
+            found.add(name)
+    return found
+
+
+@dataclass(frozen=True)
+class Row:
+    """How to call one URL, and what it is about.
+
+    Attributes:
+        kwargs: builds the URL kwargs from the world (``own`` or ``other`` objects).
+        about_other: the URL names a client-b object (invoice, event, site), so the
+            hook-limited editor must not reach it.
+        posts: the view changes something on POST (checked for CSRF and no-change).
+    """
+
+    kwargs: str = ""
+    about_other: bool = True
+    posts: bool = False
+
+
+#: Every admin URL of the app. ``kwargs``: ``invoice``, ``pending``, ``event``, ``site``,
+#: ``site+mode``, or ``""``.
+URLS: dict[str, Row] = {
+    "wagtail_client_billing_invoices:list": Row(about_other=False),
+    "wagtail_client_billing_invoices:list_results": Row(about_other=False),
+    "wagtail_client_billing_invoices:add": Row(about_other=False, posts=True),
+    "wagtail_client_billing_invoices:edit": Row("invoice", posts=True),
+    "wagtail_client_billing_invoices:delete": Row("pending", posts=True),
+    "wagtail_client_billing_invoices:usage": Row("invoice"),
+    "wagtail_client_billing_invoices:history": Row("invoice"),
+    "wagtail_client_billing_invoices:history_results": Row("invoice"),
+    "wagtail_client_billing_invoices:copy": Row("invoice", posts=True),
+    "wagtail_client_billing_invoices:inspect": Row("invoice"),
+    "wagtail_client_billing_invoices:resend": Row("pending", posts=True),
+    "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen": Row("invoice"),
+    "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen_multiple": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_invoice:create": Row(
+        about_other=False, posts=True
+    ),
+    "client_billing_webhook_events:index": Row(about_other=False),
+    "client_billing_webhook_events:index_results": Row(about_other=False),
+    "client_billing_webhook_events:inspect": Row("event"),
+    "client_billing_webhook_events:reprocess": Row("event", posts=True),
+    "wagtail_client_billing_connect:connect": Row("site", posts=True),
+    "wagtail_client_billing_connect:onboarding": Row("site+mode"),
+    "wagtail_client_billing_connect:return": Row("site+mode"),
+    "wagtail_client_billing_connect:refresh_status": Row("site+mode", posts=True),
+    "wagtail_client_billing_connect:unlink": Row("site+mode", posts=True),
+    "wagtail_client_billing_email:send_test_email": Row("site_id", posts=True),
+    # Wagtail's own views serving this app's objects:
+    "wagtailsettings:edit": Row("settings", posts=True),
+    "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
+}
+
+
+def test_every_admin_url_of_the_app_is_in_the_table():
+    """A new admin view of the app must get a row here, so every check below covers it."""
+    names = app_admin_url_names()
+    assert names, "the resolver knows no admin URL of the app: the collection is broken"
+    missing = names - set(URLS)
+    assert not missing, f"admin URLs without an access row: {sorted(missing)}"
+    gone = {
+        n for n in set(URLS) - names if n not in ("wagtailsettings:edit", "wagtail_bulk_action")
+    }
+    assert not gone, f"rows for URLs that no longer exist: {sorted(gone)}"
+
+
+# --- the world --------------------------------------------------------------------------------
+
+
+@dataclass
+class World:
+    site_a: object
+    site_b: object
+    own: Invoice
+    own_pending: Invoice
+    other: Invoice
+    other_pending: Invoice
+    own_event: WebhookEvent
+    other_event: WebhookEvent
+
+
+@pytest.fixture
+def world(db) -> World:
+    site_a, site_b = make_site("client-a.example"), make_site("client-b.example")
+    account_a, account_b = make_account("acct_test_a"), make_account("acct_test_b")
+    connect(site_a, account_a)
+    connect(site_b, account_b)
+    own = make_invoice(site_a, account_a, email=OWN_EMAIL, status="expired")
+    own_pending = make_invoice(site_a, account_a, email=OWN_EMAIL)
+    other = make_invoice(site_b, account_b, email=OTHER_EMAIL, status="expired")
+    other_pending = make_invoice(site_b, account_b, email=OTHER_EMAIL)
+
+    def event(invoice, account):
+        payload = build_event(
+            "checkout.session.completed",
+            {"id": "cs_test_x", "object": "checkout.session", "customer_email": invoice.email},
+            account=account.stripe_id,
+        )
+        return WebhookEvent.objects.create(
+            event_id=payload["id"],
+            type=payload["type"],
+            account=account.stripe_id,
+            payload=payload,
+            outcome="ignored",
+            invoice=invoice,
+        )
+
+    return World(
+        site_a,
+        site_b,
+        own,
+        own_pending,
+        other,
+        other_pending,
+        event(own, account_a),
+        event(other, account_b),
+    )
+
+
+def url_for(name: str, world: World, *, other: bool = True) -> str:
+    kind = URLS[name].kwargs
+    invoice = world.other if other else world.own
+    pending = world.other_pending if other else world.own_pending
+    event = world.other_event if other else world.own_event
+    site = world.site_b if other else world.site_a
+    if kind == "invoice":
+        return reverse(name, args=[invoice.pk])
+    if kind == "pending":
+        return reverse(name, args=[pending.pk])
+    if kind == "event":
+        return reverse(name, args=[event.pk])
+    if kind == "site":
+        return reverse(name, kwargs={"site_pk": site.pk})
+    if kind == "site+mode":
+        return reverse(name, kwargs={"site_pk": site.pk, "mode": "test"})
+    if kind == "site_id":
+        return reverse(name, kwargs={"site_id": site.pk})
+    if kind == "settings":
+        return reverse(name, args=[APP, "clientbillingsettings", site.pk])
+    if kind == "bulk":
+        return (
+            reverse(name, args=[APP, "invoice", "delete"])
+            + f"?id={world.other_pending.pk}&id={world.own_pending.pk}"
+        )
+    if name.endswith(":chosen_multiple"):
+        return reverse(name) + f"?id={invoice.pk}"
+    return reverse(name)
+
+
+def snapshot() -> tuple:
+    """Everything an admin POST could change, to prove a refused one changed nothing."""
+    return (
+        sorted(Invoice.objects.values_list("pk", "status", "description", "note", "email_status")),
+        sorted(WebhookEvent.objects.values_list("pk", "outcome", "attempts")),
+        sorted(
+            ClientBillingSettings.objects.values_list(
+                "pk", "live_account_id", "test_account_id", "smtp_host", "use_custom_smtp"
+            )
+        ),
+        Invoice.objects.count(),
+    )
+
+
+ALL_NAMES = sorted(URLS)
+
+
+#: Found by these tests and reported to the owners of the files (changing as this was
+#: written). Strict: when fixed, the mark fails and must go.
+CHOOSER_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="reported: Wagtail's snippet chooser for Invoice (viewsets.py) checks no invoice "
+    "permission and ignores client_billing_sites_for_user: it lists every invoice number",
+)
+BULK_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="reported: the invoice bulk delete confirmation (views/admin_invoices.py) lists "
+    "the chosen invoices to a user without the delete permission",
+)
+EVENT_LOG_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="reported: the webhook event log (viewsets_webhooks.py) ignores "
+    "client_billing_sites_for_user: another site's events (with its client's email) show",
+)
+KNOWN_GAPS = {
+    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose"): CHOOSER_GAP,
+    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results"): (
+        CHOOSER_GAP
+    ),
+    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen"): CHOOSER_GAP,
+    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen_multiple"): (
+        CHOOSER_GAP
+    ),
+    ("no_perms", "wagtail_bulk_action"): BULK_GAP,
+    ("limited", "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen"): CHOOSER_GAP,
+    ("limited", "client_billing_webhook_events:inspect"): EVENT_LOG_GAP,
+    ("limited", "client_billing_webhook_events:reprocess"): EVENT_LOG_GAP,
+}
+
+
+def rows(check: str, names) -> list:
+    return [
+        pytest.param(n, marks=KNOWN_GAPS[(check, n)]) if (check, n) in KNOWN_GAPS else n
+        for n in names
+    ]
+
+
+# --- anonymous ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_anonymous_visitors_are_sent_to_log_in(world, name):
+    before = snapshot()
+    for method in ("get", "post"):
+        response = getattr(Client(), method)(url_for(name, world))
+        assert response.status_code == 302, (method, response.status_code)
+        assert response["Location"].startswith(reverse("wagtailadmin_login"))
+    assert snapshot() == before
+
+
+# --- an admin user without the app's permissions -----------------------------------------------
+
+
+@pytest.mark.parametrize("name", rows("no_perms", ALL_NAMES))
+def test_admin_users_without_app_permissions_get_nothing(world, name):
+    client = Client()
+    client.force_login(make_user("nobody"))
+    before = snapshot()
+    for method in ("get", "post"):
+        response = getattr(client, method)(url_for(name, world))
+        assert response.status_code in (302, 403, 404, 405), (method, response.status_code)
+        if response.status_code == 302:
+            assert not response["Location"].startswith("http"), response["Location"]
+        for email in (OWN_EMAIL, OTHER_EMAIL):
+            assert email not in response.content.decode(errors="replace")
+    assert snapshot() == before
+
+
+# --- an editor the hook limits to client-a -------------------------------------------------------
+
+
+def only_client_a(user, sites):
+    return sites if user.is_superuser else sites.filter(hostname="client-a.example")
+
+
+@pytest.fixture
+def limited_editor(world):
+    """Every permission of the app, but the hook allows client-a only.
+
+    The settings permission is granted for client-a only too, as Wagtail allows per site
+    (``GroupSitePermission``): the settings page is Wagtail's view and answers to that.
+    """
+    user = make_user("limited")
+    group = user.groups.get()
+    perms = Permission.objects.filter(content_type__app_label=APP)
+    group.permissions.add(*perms.exclude(codename="change_clientbillingsettings"))
+    GroupSitePermission.objects.create(
+        group=group,
+        site=world.site_a,
+        permission=perms.get(codename="change_clientbillingsettings"),
+    )
+    with wagtail_hooks.register_temporarily(hooks.SITES_FOR_USER, only_client_a):
+        client = Client()
+        client.force_login(user)
+        yield client
+
+
+OTHER_SITE_NAMES = sorted(n for n, row in URLS.items() if row.about_other)
+
+
+@pytest.mark.parametrize("name", rows("limited", OTHER_SITE_NAMES))
+def test_hook_limited_editor_reaches_nothing_of_another_site(world, limited_editor, name):
+    before = snapshot()
+    response = limited_editor.get(url_for(name, world, other=True))
+    assert response.status_code in (302, 403, 404, 405), response.status_code
+    assert OTHER_EMAIL not in response.content.decode(errors="replace")
+    if URLS[name].posts:
+        response = limited_editor.post(url_for(name, world, other=True), {"action": "x"})
+        assert response.status_code in (302, 403, 404, 405), response.status_code
+        assert snapshot() == before
+
+
+@pytest.mark.parametrize("name", OTHER_SITE_NAMES)
+def test_hook_limited_editor_still_reaches_their_own_site(world, limited_editor, name):
+    """The other half of the check above: the refusal is about the site, not the view."""
+    response = limited_editor.get(url_for(name, world, other=False))
+    assert response.status_code in (200, 302, 405), response.status_code
+    if response.status_code == 302:
+        assert not response["Location"].startswith(reverse("wagtailadmin_home") + "?")
+
+
+@pytest.mark.parametrize("name", sorted(n for n, row in URLS.items() if not row.about_other))
+def test_hook_limited_editor_listings_show_no_other_site_data(world, limited_editor, name):
+    response = limited_editor.get(url_for(name, world))
+    assert response.status_code in (200, 302, 403, 405), response.status_code
+    assert OTHER_EMAIL not in response.content.decode(errors="replace")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "wagtail_client_billing_connect:connect",
+        "wagtail_client_billing_connect:onboarding",
+        "wagtail_client_billing_connect:return",
+        "wagtail_client_billing_connect:refresh_status",
+        "wagtail_client_billing_connect:unlink",
+        "wagtail_client_billing_email:send_test_email",
+    ],
+)
+def test_the_hook_alone_keeps_an_editor_from_another_sites_stripe_and_email(world, name):
+    """A project that limits editors with the hook only (settings permission granted for
+    every site): connecting, unlinking and test emails still stay on the hook's sites,
+    since they decide where a site's money and mail go."""
+    user = make_user("hook_only")
+    user.groups.get().permissions.add(*Permission.objects.filter(content_type__app_label=APP))
+    client = Client()
+    client.force_login(user)
+    before = snapshot()
+    with wagtail_hooks.register_temporarily(hooks.SITES_FOR_USER, only_client_a):
+        for method in ("get", "post"):
+            response = getattr(client, method)(url_for(name, world, other=True), {"action": "x"})
+            assert response.status_code in (302, 403, 405), (method, response.status_code)
+            if response.status_code == 302:  # Wagtail's "permission denied" redirect
+                assert response["Location"] == reverse("wagtailadmin_home")
+        own = client.get(url_for(name, world, other=False))
+        assert own.status_code in (200, 302, 405)
+    assert snapshot() == before
+
+
+# --- a superuser ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_superusers_reach_every_view(world, name):
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    response = client.get(url_for(name, world))
+    assert response.status_code in (200, 302, 405), response.status_code
+
+
+# --- CSRF ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(n for n, row in URLS.items() if row.posts))
+def test_every_state_changing_admin_post_needs_the_csrf_token(world, name):
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("root", superuser=True))
+    before = snapshot()
+    data = {"action": "delete", "delete_on_stripe": "on", "description": "changed", "id": "1"}
+    response = client.post(url_for(name, world), data)
+    assert response.status_code == 403
+    assert snapshot() == before
+
+
+# --- the client's public pages -------------------------------------------------------------------
+
+STRIPE_ID = re.compile(rb"\b(acct|cs|pi|sub|cus|evt|in)_(test|live)?_?[A-Za-z0-9]{6,}")
+
+
+@pytest.mark.parametrize("status", ["pending", "processing", "paid", "expired", "deleted"])
+def test_public_pages_leak_no_email_internal_id_or_stripe_object(client, world, status):
+    invoice = make_invoice(
+        world.site_a,
+        world.own.account,
+        id=987654,
+        email="leak-check@client.example",
+        note="INTERNAL NOTE do not show",
+        status=status,
+        checkout_session_id="cs_test_a1b2c3d4e5f6g7",
+        payment_intent_id="pi_3Pz7k2Lk1a2b3c4d",
+        customer_id="cus_Q1w2e3r4t5y6",
+        checkout_session_url="https://checkout.stripe.com/c/pay/cs_test_a1b2c3d4e5f6g7",
+        checkout_session_expires_at=invoice_expiry(),
+    )
+    token = invoice.token
+    pages = [
+        client.get(f"/billing/invoices/{token}.json"),
+        client.get(f"/billing/cancel/{token}/"),
+        client.get(f"/billing/return/{token}/"),
+    ]
+    if status != "pending":  # a pending one redirects to Checkout, which is the point
+        pages.append(client.get(f"/billing/pay/{token}/"))
+    for response in pages:
+        body = response.content
+        assert b"leak-check@client.example" not in body
+        assert b"987654" not in body
+        assert b"INTERNAL NOTE" not in body
+        assert not STRIPE_ID.search(body), STRIPE_ID.search(body)
+        location = response.get("Location", "")
+        assert "987654" not in location and "leak-check" not in location
+
+
+def invoice_expiry():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(hours=2)
