@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 from wagtail import hooks as wagtail_hooks
 from wagtail.models import ModelLogEntry, Site
 from wagtail.users.models import UserProfile
@@ -344,6 +345,14 @@ def test_listing_shows_columns_an_editor_reads(client, admin, listing_invoices):
     assert 'class="w-status wcb-status wcb-status--paid"' in html
     assert "wcb-status--test" in html
     assert "Client B" in html
+
+
+def test_listing_says_when_a_pending_invoice_expires(
+    client, admin, connected_site, account
+):
+    make_invoice(connected_site, account, expires_at=timezone.now() + timedelta(hours=30))
+    listing = client.get(url("list")).content.decode()
+    assert "in 1\xa0day" in listing  # Wagtail's DateColumn said "Just now" for any future date
 
 
 def test_listing_formats_amounts_in_the_editors_locale(client, admin, listing_invoices):

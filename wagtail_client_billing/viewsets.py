@@ -142,6 +142,12 @@ class _ChunkedQuerySet:
         return self.queryset.iterator(chunk_size=2000)
 
 
+class RelativeDateColumn(DateColumn):
+    """A date that may lie in the future ("in 23 hours"), unlike Wagtail's DateColumn."""
+
+    cell_template_name = "wagtail_client_billing/admin/invoices/relative_date_cell.html"
+
+
 class InvoiceIndexView(IndexView):
     """The listing across all sites the editor may bill for.
 
@@ -349,7 +355,7 @@ class InvoiceViewSet(SnippetViewSet):
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        DateColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
+        RelativeDateColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
         DateColumn("paid_at", label=gettext_lazy("Paid"), sort_key="paid_at"),
     ]
     list_export = [

@@ -1,0 +1,31 @@
+"""Template helpers for the app's admin screens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django import template
+from django.utils import formats, timezone
+from django.utils.html import format_html
+from django.utils.timesince import timesince, timeuntil
+from django.utils.translation import gettext as _
+
+register = template.Library()
+
+
+@register.simple_tag
+def relative_time(value: datetime | None) -> str:
+    """``in 23 hours`` or ``2 days ago``, with the exact date as a tooltip.
+
+    Wagtail's ``human_readable_date`` reads every future date as "just now", which is
+    wrong for an invoice that expires tomorrow.
+    """
+    if not value:
+        return ""
+    now = timezone.now()
+    if value > now:
+        text = _("in %(time)s") % {"time": timeuntil(value, now, depth=1)}
+    else:
+        text = _("%(time)s ago") % {"time": timesince(value, now, depth=1)}
+    exact = formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
+    return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, text)
