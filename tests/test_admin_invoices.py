@@ -118,6 +118,20 @@ def test_create_form_preselects_the_site_and_its_default_currency(client, admin,
     assert "Send billing request" in response.content.decode()
 
 
+def test_create_form_preselects_the_only_site_an_editor_may_bill_for(
+    client, connected_site, only_site_a
+):
+    make_site("client-b.example")
+    editor = make_user(
+        "biller",
+        perms=("wagtail_client_billing.add_invoice", "wagtail_client_billing.view_invoice"),
+    )
+    client.force_login(editor)
+    form = client.get(url("add")).context["form"]
+    assert list(form.fields["site"].queryset) == [connected_site]
+    assert form.initial["site"] == connected_site.pk
+
+
 def test_create_form_knows_each_sites_default_currency(client, admin, connected_site):
     other = make_site("client-b.example")
     ClientBillingSettings.objects.create(site=other, default_currency="GBP")
@@ -347,9 +361,7 @@ def test_listing_shows_columns_an_editor_reads(client, admin, listing_invoices):
     assert "Client B" in html
 
 
-def test_listing_says_when_a_pending_invoice_expires(
-    client, admin, connected_site, account
-):
+def test_listing_says_when_a_pending_invoice_expires(client, admin, connected_site, account):
     make_invoice(connected_site, account, expires_at=timezone.now() + timedelta(hours=30))
     listing = client.get(url("list")).content.decode()
     assert "in 1\xa0day" in listing  # Wagtail's DateColumn said "Just now" for any future date

@@ -196,9 +196,12 @@ class InvoiceCreateForm(WagtailAdminModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["site"].queryset = sites_for_user(self.for_user).order_by(
-            "site_name", "hostname"
-        )
+        sites = sites_for_user(self.for_user).order_by("site_name", "hostname")
+        self.fields["site"].queryset = sites
+        if not self.is_bound and not self.initial.get("site"):
+            only = list(sites[:2])
+            if len(only) == 1:  # nothing to choose: preselect the one site
+                self.initial["site"] = only[0].pk
         self.fields["currency"].choices = currency_choices(billing_settings.CURRENCIES)
         self.fields["test_mode"].help_text = _(
             "Uses the site's test Stripe account: no real money moves."
