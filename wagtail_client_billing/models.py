@@ -136,7 +136,7 @@ def decrypt_secret(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
 
 
-@register_setting(icon="doc-full")
+@register_setting(icon="client-billing")  # the icon is registered in wagtail_hooks.py
 class ClientBillingSettings(BaseSiteSetting):
     """A site's Client Billing configuration (Settings -> Client Billing).
 
