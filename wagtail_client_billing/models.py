@@ -433,9 +433,7 @@ class Invoice(models.Model):
             models.Index(fields=["site", "-created_at"], name="wcb_invoice_site_created"),
             models.Index(fields=["status", "-created_at"], name="wcb_invoice_status_created"),
             # The listing filtered by site and status, and its page count.
-            models.Index(
-                fields=["site", "status", "-created_at"], name="wcb_invoice_site_status"
-            ),
+            models.Index(fields=["site", "status", "-created_at"], name="wcb_invoice_site_status"),
             models.Index(fields=["email"], name="wcb_invoice_email"),
             models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
         ]
