@@ -337,6 +337,7 @@ def _log_bulk(batch: list[Expired], now: datetime) -> None:
     content_type = ContentType.objects.get_for_model(Invoice)
     data = json.dumps({"old": str(S.PENDING), "new": str(S.EXPIRED), "source": str(Source.SWEEP)})
     ids = [e.pk for e in batch]
+    ids_param: list[int] | str
     if connection.vendor == "postgresql":
         data_sql, ids_sql, ids_param, text = "%s::jsonb", "= ANY(%s)", ids, "text"
     else:

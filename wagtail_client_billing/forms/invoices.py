@@ -64,8 +64,8 @@ class HttpURLField(forms.URLField):
         value = (value or "").strip()
         if value and not HTTP_URL_RE.match(value):
             raise ValidationError(self.error_messages["scheme"], code="scheme")
-        result: str = super().to_python(value)
-        return result
+        result: str | None = super().to_python(value)
+        return result or ""
 
 
 class SiteChoiceField(forms.ModelChoiceField):

@@ -55,6 +55,8 @@ class SiteInvoicesPanel(Panel):
 
         def get_context_data(self, parent_context: Any = None) -> dict[str, Any]:
             context: dict[str, Any] = super().get_context_data(parent_context)
+            site = self.site
+            assert site is not None  # is_shown() is False without a site
             viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
             queryset = (
                 Invoice.objects.visible()
@@ -71,14 +73,14 @@ class SiteInvoicesPanel(Panel):
                 add_url = (
                     reverse(viewset.get_url_name("add"))
                     + "?"
-                    + urlencode({"site": self.site.pk, "next": here + "#tab-invoices"})
+                    + urlencode({"site": site.pk, "next": here + "#tab-invoices"})
                 )
             context.update(
                 site=self.site,
                 page=page,
                 page_param=PAGE_PARAM,
                 add_url=add_url,
-                listing_url=reverse(viewset.get_url_name("list")) + f"?site={self.site.pk}",
+                listing_url=reverse(viewset.get_url_name("list")) + f"?site={site.pk}",
                 inspect_url_name=viewset.get_url_name("inspect"),
             )
             return context

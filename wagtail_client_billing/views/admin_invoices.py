@@ -395,7 +395,7 @@ class InvoiceDeleteBulkAction(BulkAction):
             .values_list("pk", flat=True)
         )
 
-    def get_queryset(self, model: Any, object_ids: Any) -> Any:  # type: ignore[override]
+    def get_queryset(self, model: Any, object_ids: Any) -> Any:
         return list(
             invoices_for_user(
                 self.request.user, Invoice.objects.select_related("site").filter(pk__in=object_ids)
