@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -229,37 +230,8 @@ def snapshot() -> tuple:
 ALL_NAMES = sorted(URLS)
 
 
-#: Found by these tests and reported to the owners of the files (changing as this was
-#: written). Strict: when fixed, the mark fails and must go.
-CHOOSER_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="reported: Wagtail's snippet chooser for Invoice (viewsets.py) checks no invoice "
-    "permission and ignores client_billing_sites_for_user: it lists every invoice number",
-)
-BULK_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="reported: the invoice bulk delete confirmation (views/admin_invoices.py) lists "
-    "the chosen invoices to a user without the delete permission",
-)
-EVENT_LOG_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="reported: the webhook event log (viewsets_webhooks.py) ignores "
-    "client_billing_sites_for_user: another site's events (with its client's email) show",
-)
-KNOWN_GAPS = {
-    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose"): CHOOSER_GAP,
-    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results"): (
-        CHOOSER_GAP
-    ),
-    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen"): CHOOSER_GAP,
-    ("no_perms", "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen_multiple"): (
-        CHOOSER_GAP
-    ),
-    ("no_perms", "wagtail_bulk_action"): BULK_GAP,
-    ("limited", "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen"): CHOOSER_GAP,
-    ("limited", "client_billing_webhook_events:inspect"): EVENT_LOG_GAP,
-    ("limited", "client_billing_webhook_events:reprocess"): EVENT_LOG_GAP,
-}
+#: Gaps these tests find go here as strict xfails until fixed (none open).
+KNOWN_GAPS: dict[tuple[str, str], Any] = {}
 
 
 def rows(check: str, names) -> list:

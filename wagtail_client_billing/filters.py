@@ -48,6 +48,21 @@ def invoices_for_user(user: Any, queryset: QuerySet[Invoice] | None = None) -> Q
     return queryset.filter(site__in=sites_for_user(user).values("pk"))
 
 
+def webhook_events_for_user(user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
+    """Webhook events ``user`` may see: those about invoices of sites they may bill for.
+
+    Without a ``client_billing_sites_for_user`` hook (and for superusers) nothing is
+    filtered. An editor narrowed to some sites sees only their invoices' events, not
+    account-level events, which may concern other clients' accounts.
+    """
+    from .models import WebhookEvent
+
+    queryset = WebhookEvent.objects.all() if queryset is None else queryset
+    if not hooks.get(hooks.SITES_FOR_USER) or getattr(user, "is_superuser", False):
+        return queryset
+    return queryset.filter(invoice__site__in=sites_for_user(user).values("pk"))
+
+
 def status_filter_asked(request: HttpRequest, prefix: str = "") -> list[str]:
     """The statuses the listing's status filter asks for, straight from the query string."""
     return [value for value in request.GET.getlist(f"{prefix}status") if value]

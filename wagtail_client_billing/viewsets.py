@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.admin.utils import quote
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.urls import path, reverse
 from django.utils.functional import cached_property
@@ -21,6 +22,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, HelpPanel, MultiFieldPanel, ObjectList
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.admin.widgets.button import Button, HeaderButton
+from wagtail.snippets.views import chooser as chooser_views
 from wagtail.snippets.views.snippets import (
     EditView,
     HistoryView,
@@ -41,6 +43,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
     deletable,
+    invoice_permission_policy,
 )
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
@@ -319,6 +322,58 @@ def edit_edit_handler() -> ObjectList:
 # --- the viewset -------------------------------------------------------------------------------
 
 
+class _ScopedToBillableInvoices:
+    """Wagtail's snippet chooser, limited like every other invoice screen.
+
+    Out of the box the chooser checks no invoice permission and lists every invoice of
+    every site; a page or snippet with a ForeignKey to Invoice would let an editor read
+    numbers and emails of sites they may not bill for.
+    """
+
+    request: Any
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        allowed = invoice_permission_policy().user_has_any_permission(
+            request.user, {"add", "change", "delete", "view"}
+        )
+        if not allowed:
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+    def get_object_list(self) -> QuerySet[Invoice]:
+        return invoices_for_user(self.request.user, Invoice.objects.for_listing())
+
+    def get_object(self, pk: Any) -> Invoice:
+        return invoices_for_user(self.request.user).get(pk=pk)
+
+    def get_objects(self, pks: Any) -> QuerySet[Invoice]:
+        return invoices_for_user(self.request.user).filter(pk__in=pks)
+
+
+class InvoiceChooseView(_ScopedToBillableInvoices, chooser_views.ChooseView):
+    pass
+
+
+class InvoiceChooseResultsView(_ScopedToBillableInvoices, chooser_views.ChooseResultsView):
+    pass
+
+
+class InvoiceChosenView(_ScopedToBillableInvoices, chooser_views.SnippetChosenView):
+    pass
+
+
+class InvoiceChosenMultipleView(_ScopedToBillableInvoices, chooser_views.SnippetChosenMultipleView):
+    pass
+
+
+class InvoiceChooserViewSet(chooser_views.SnippetChooserViewSet):
+    choose_view_class = InvoiceChooseView
+    choose_results_view_class = InvoiceChooseResultsView
+    chosen_view_class = InvoiceChosenView
+    chosen_multiple_view_class = InvoiceChosenMultipleView
+    create_action_label = None  # billing requests are made on their own form, not in a modal
+
+
 class InvoiceViewSet(SnippetViewSet):
     """Invoices (billing requests) as a Wagtail snippet, with this app's own views."""
 
@@ -339,6 +394,7 @@ class InvoiceViewSet(SnippetViewSet):
     history_view_class = InvoiceHistoryView
     usage_view_class = InvoiceUsageView
     resend_view_class = InvoiceResendView
+    chooser_viewset_class = InvoiceChooserViewSet
 
     inspect_view_enabled = True
     copy_view_enabled = True

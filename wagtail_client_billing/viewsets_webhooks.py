@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.admin.utils import quote
+from django.contrib.admin.utils import quote, unquote
+from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -27,6 +28,7 @@ from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button
 from wagtail.permission_policies import ModelPermissionPolicy
 
+from .filters import webhook_events_for_user
 from .models import WebhookEvent, WebhookOutcome
 from .views.admin_webhooks import ReprocessView
 
@@ -83,6 +85,9 @@ class ModeColumn(Column):
 class WebhookEventIndexView(generic.IndexView):
     reprocess_url_name: str | None = None
 
+    def get_base_queryset(self) -> Any:
+        return webhook_events_for_user(self.request.user, super().get_base_queryset())
+
     def get_list_more_buttons(self, instance: WebhookEvent) -> list[Any]:
         buttons = super().get_list_more_buttons(instance)
         if can_reprocess(instance) and self.permission_policy.user_has_permission(
@@ -101,6 +106,10 @@ class WebhookEventIndexView(generic.IndexView):
 
 class WebhookEventInspectView(generic.InspectView):
     reprocess_url_name: str | None = None
+
+    def get_object(self, queryset: Any = None) -> WebhookEvent:
+        events = webhook_events_for_user(self.request.user)
+        return get_object_or_404(events, pk=unquote(str(self.pk)))
 
     def get_payload_display_value(self) -> str:
         return format_html(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
@@ -387,6 +387,13 @@ class InvoiceDeleteBulkAction(BulkAction):
     @cached_property
     def permission_policy(self) -> Any:
         return invoice_permission_policy()
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        # Wagtail's bulk actions list the chosen items a user may not act on; without the
+        # delete permission that would show invoice numbers to someone who may see none.
+        if not self.permission_policy.user_has_permission(request.user, "delete"):
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)
 
     def get_all_objects_in_listing_query(self, parent_id: Any) -> Any:
         return (

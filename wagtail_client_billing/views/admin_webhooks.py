@@ -22,6 +22,7 @@ from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTempla
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 
 from .. import webhooks
+from ..filters import webhook_events_for_user
 from ..models import WebhookEvent, WebhookOutcome
 
 
@@ -35,6 +36,9 @@ class ReprocessView(
     header_icon = "resubmit"
     index_url_name: str | None = None
     inspect_url_name: str | None = None
+
+    def get_base_object_queryset(self) -> Any:
+        return webhook_events_for_user(self.request.user, super().get_base_object_queryset())
 
     def get_page_subtitle(self) -> str:
         return str(self.object)
