@@ -36,8 +36,9 @@ from ..money import (
     to_minor,
 )
 
-#: Digits, optionally a decimal point and more digits. Nothing else: no sign, no exponent.
-AMOUNT_RE = re.compile(r"^\d+(?:\.\d+)?$")
+#: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
+#: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
+AMOUNT_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 #: A web address the client's browser may be sent to.
 HTTP_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
 
