@@ -145,11 +145,6 @@ def test_a_timeout_that_reached_stripe_is_retried_with_the_same_key_and_makes_on
     assert invoice.checkout_session_id == session["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: payments.checkout_url bumps checkout_attempt for every click, so a click "
-    "after a timed-out one sends a new idempotency key and Stripe makes a second session",
-)
 def test_a_click_after_a_timed_out_one_makes_no_second_payable_session(
     client, stripe_emulator, emulated_invoice
 ):

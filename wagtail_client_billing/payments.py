@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from wagtail.log_actions import log
@@ -87,10 +87,12 @@ def checkout_url(invoice: Invoice) -> str:
     """Where to send a client who clicked the link of a payable invoice.
 
     Reuses the open session (no Stripe request) while it has more than
-    ``CHECKOUT_REUSE_MARGIN`` left; otherwise bumps ``checkout_attempt`` (committed before
-    the request, so every new session gets a fresh idempotency key and a retried one the
-    same) and creates one on the connected account. The new session is recorded only if
-    no later click recorded a newer one, and ``checkout_opened`` is logged.
+    ``CHECKOUT_REUSE_MARGIN`` left; otherwise creates one on the connected account as
+    attempt ``checkout_attempt + 1``. The attempt is part of the idempotency key and is
+    stored only together with the session it produced, so a click after a request that
+    timed out (but reached Stripe) asks again with the same key and gets the same
+    session back instead of a second payable one. Two clicks at once ask with the same
+    key too; the first to record the session wins, and ``checkout_opened`` is logged.
 
     Raises:
         gateway.GatewayError: Stripe could not make the session; nothing was recorded.
@@ -98,12 +100,9 @@ def checkout_url(invoice: Invoice) -> str:
     url = reusable_session_url(invoice)
     if url:
         return url
-    with transaction.atomic():
-        Invoice.objects.filter(pk=invoice.pk).update(checkout_attempt=F("checkout_attempt") + 1)
-        invoice.checkout_attempt = Invoice.objects.values_list("checkout_attempt", flat=True).get(
-            pk=invoice.pk
-        )
-    attempt = invoice.checkout_attempt
+    recorded_attempt = Invoice.objects.values_list("checkout_attempt", flat=True).get(pk=invoice.pk)
+    attempt = recorded_attempt + 1
+    invoice.checkout_attempt = attempt  # the gateway derives the idempotency key from it
     session = gateway.create_checkout_session(
         invoice,
         success_url=success_url(invoice),
@@ -111,7 +110,8 @@ def checkout_url(invoice: Invoice) -> str:
         expires_at=session_expiry(invoice),
     )
     with transaction.atomic():
-        recorded = Invoice.objects.filter(pk=invoice.pk, checkout_attempt=attempt).update(
+        recorded = Invoice.objects.filter(pk=invoice.pk, checkout_attempt=recorded_attempt).update(
+            checkout_attempt=attempt,
             checkout_session_id=session.id,
             checkout_session_url=session.url,
             checkout_session_expires_at=session.expires_at,
@@ -120,15 +120,15 @@ def checkout_url(invoice: Invoice) -> str:
             invoice.checkout_session_id = session.id
             invoice.checkout_session_url = session.url
             invoice.checkout_session_expires_at = session.expires_at
-        log(
-            instance=invoice,
-            action="wagtail_client_billing.checkout_opened",
-            data={
-                "session": session.id,
-                "attempt": attempt,
-                "expires_at": session.expires_at.isoformat(),
-            },
-        )
+            log(
+                instance=invoice,
+                action="wagtail_client_billing.checkout_opened",
+                data={
+                    "session": session.id,
+                    "attempt": attempt,
+                    "expires_at": session.expires_at.isoformat(),
+                },
+            )
     return session.url
 
 
