@@ -438,12 +438,6 @@ class BlockingSMTP:
         self.controller.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="reported: send_invoice_email claims its attempt (email_attempts + 1) before SMTP, "
-    "so the task django-q2 hands out again after a crash finds it claimed and sends nothing: "
-    "the email stays Queued for ever",
-)
 def test_a_qcluster_killed_mid_send_runs_the_task_again_and_the_email_goes_once(tmp_path):
     from tests.test_qcluster import SETTINGS, Database, run, stop
 

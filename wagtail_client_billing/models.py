@@ -380,6 +380,9 @@ class Invoice(models.Model):
     email_attempts = models.PositiveIntegerField(default=0, editable=False)
     email_last_error = models.TextField(_("last email error"), blank=True, editable=False)
     email_sent_at = models.DateTimeField(_("email sent"), null=True, blank=True, editable=False)
+    #: When a worker claimed the current send attempt; a claim older than the task
+    #: timeout belongs to a worker that died, and the re-delivered task takes it over.
+    email_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     checkout_session_id = models.CharField(max_length=255, blank=True, editable=False)

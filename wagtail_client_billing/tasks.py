@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.tasks import async_task
@@ -72,10 +73,17 @@ def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
     """Send an invoice's email once for ``attempt``, and record what happened.
 
     ``attempt`` is the number of attempts made before this one (``0`` for the first).
-    The task first claims it: ``UPDATE ... SET email_attempts = attempt + 1 WHERE
-    email_attempts = attempt AND email_status IN (queued, retrying) AND status =
-    pending``. A duplicate delivery of the same task finds the count moved on and does
-    nothing. Returns what it did, for django-q2's task result.
+    The task first claims it: ``UPDATE ... SET email_attempts = attempt + 1,
+    email_claimed_at = now WHERE email_attempts = attempt AND email_status IN (queued,
+    retrying) AND status = pending``. A duplicate delivery of the same task while the
+    first runs finds the count moved on and does nothing.
+
+    A worker that dies mid-send leaves its claim behind with the email still queued;
+    django-q2 hands the task out again, and a claim older than the task timeout (no
+    live worker can still hold it: django-q2 kills tasks at that age) is taken over and
+    the email sent. So an email is never lost; it is sent twice only if the worker died
+    after the SMTP server accepted the message and before the outcome was written.
+    Returns what it did, for django-q2's task result.
     """
     now = timezone.now()
     if attempt is None:
@@ -87,9 +95,17 @@ def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
     waiting = Invoice.objects.filter(
         pk=invoice_id, email_attempts=attempt, email_status__in=_WAITING
     )
-    claimed = waiting.filter(status=InvoiceStatus.PENDING, expires_at__gt=now).update(
-        email_attempts=attempt + 1
-    )
+    payable = Q(status=InvoiceStatus.PENDING, expires_at__gt=now)
+    claimed = waiting.filter(payable).update(email_attempts=attempt + 1, email_claimed_at=now)
+    if not claimed:
+        # The same attempt, claimed by a worker that has since died?
+        claimed = (
+            Invoice.objects.filter(payable, pk=invoice_id, email_attempts=attempt + 1)
+            .filter(email_status__in=_WAITING, email_claimed_at__lt=now - claim_lease())
+            .update(email_claimed_at=now)
+        )
+        if claimed:
+            logger.warning("Invoice %s: taking over an abandoned email attempt", invoice_id)
     if not claimed:
         # Paid, expired or deleted before its email went: nothing to send any more.
         if waiting.update(email_status=EmailStatus.NOT_SENT):
@@ -99,6 +115,15 @@ def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
     invoice = Invoice.objects.select_related("site").get(pk=invoice_id)
     (result,) = emails.send_invoice_emails([invoice])
     return _record_email_result(invoice, attempt + 1, result)
+
+
+def claim_lease() -> timedelta:
+    """How old a claim must be before another run may take it over: django-q2's task
+    timeout (a task is killed at that age, so no live worker holds an older claim)."""
+    from django_q.conf import Conf
+
+    timeout = Conf.TIMEOUT
+    return timedelta(seconds=int(timeout) if timeout else 300)
 
 
 def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendResult) -> str:
