@@ -174,7 +174,7 @@ def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> No
         "email": "'client' || CAST(n AS VARCHAR(20)) || '@example.com'",
         "amount": "1000 + n",
         "description": "'Invoice ' || CAST(n AS VARCHAR(20))",
-        "status": "CASE n % 4 WHEN 0 THEN 'pending' WHEN 1 THEN 'paid' "
+        "status": "CASE n - (n / 4) * 4 WHEN 0 THEN 'pending' WHEN 1 THEN 'paid' "
         "WHEN 2 THEN 'expired' ELSE 'deleted' END",
     }
     fixed = {
