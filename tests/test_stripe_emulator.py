@@ -1124,3 +1124,34 @@ def test_a_restarted_emulator_knows_the_objects_of_its_state_snapshot(
         assert make_client(restarted).v1.accounts.retrieve(account.id).id == account.id
     with StripeEmulator() as fresh, pytest.raises(stripe.PermissionError):
         make_client(fresh).v1.accounts.retrieve(account.id)
+
+
+def test_a_completed_subscription_session_event_names_its_subscription(
+    emu: StripeEmulator, client: stripe.StripeClient, recorder: Recorder
+) -> None:
+    account = create_account(client)
+    emu.complete_onboarding(account.id)
+    session = client.v1.checkout.sessions.create(
+        params={
+            "mode": "subscription",
+            "line_items": [
+                {
+                    "quantity": 1,
+                    "price_data": {
+                        "currency": "usd",
+                        "unit_amount": 4900,
+                        "recurring": {"interval": "month"},
+                        "product_data": {"name": "Care plan"},
+                    },
+                }
+            ],
+            "success_url": "https://client.example/ok",
+            "cancel_url": "https://client.example/no",
+        },
+        options={"stripe_account": account.id},
+    )
+    emu.pay(session.id)
+    (completed,) = emu.events_of_type("checkout.session.completed")
+    subscription = completed["data"]["object"]["subscription"]
+    assert subscription and subscription.startswith("sub_")
+    assert emu.get_subscription(subscription)["status"] == "active"

@@ -995,13 +995,15 @@ class EmulatorState:
                 }
                 self.payment_intents[intent["id"]] = intent
                 session["payment_intent"] = intent["id"]
-            self.emit("checkout.session.completed", session, account=account, livemode=livemode)
             if session["mode"] == "subscription":
+                # Made before the completed event, which names them as Stripe's does.
                 subscription = self._create_subscription(session, delayed)
                 invoice = self._create_invoice(
                     subscription, "subscription_create", paid=not delayed
                 )
                 session["invoice"] = invoice["id"]
+            self.emit("checkout.session.completed", session, account=account, livemode=livemode)
+            if session["mode"] == "subscription":
                 self.emit(
                     "customer.subscription.created",
                     subscription,
