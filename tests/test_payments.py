@@ -396,3 +396,25 @@ def test_session_expiry_is_bounded_by_stripes_limits():
     assert payments.session_expiry(invoice, now) == now + timedelta(minutes=30)
     invoice.expires_at = now + timedelta(hours=2)
     assert payments.session_expiry(invoice, now) == invoice.expires_at
+
+
+def test_reconciliation_pacer_keeps_under_the_rate_and_sleeps_only_when_needed():
+    from wagtail_client_billing.payments import Pacer
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        now[0] += seconds
+
+    pacer = Pacer(3, clock=lambda: now[0], sleep=sleep)
+    for _ in range(3):
+        pacer.wait()  # a burst up to the rate goes at once
+    assert slept == []
+    now[0] += 0.25
+    pacer.wait()  # the fourth call within the second waits for the first to age out
+    assert slept == [0.75]
+    now[0] += 5
+    pacer.wait()
+    assert slept == [0.75]

@@ -11,6 +11,9 @@ function the webhooks use.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -195,6 +198,38 @@ def invoices_to_reconcile(now: datetime | None = None):
     )
 
 
+class Pacer:
+    """At most ``rate`` calls in any second: sleeps only when a burst would exceed it.
+
+    Reconciliation makes one Stripe request per invoice from a worker; Stripe allows
+    about 25 requests a second in test mode and 100 in live, shared with everything else
+    the platform does, so the task keeps to ``STRIPE_TASK_RATE_LIMIT``.
+    """
+
+    def __init__(
+        self,
+        rate: float,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.rate = max(float(rate), 0.1)
+        self.clock = clock
+        self.sleep = sleep
+        self.window: deque[float] = deque()
+
+    def wait(self) -> None:
+        now = self.clock()
+        while self.window and now - self.window[0] >= 1.0:
+            self.window.popleft()
+        if len(self.window) >= self.rate:
+            pause = 1.0 - (now - self.window[0])
+            if pause > 0:
+                self.sleep(pause)
+            self.window.popleft()
+            now = self.clock()
+        self.window.append(now)
+
+
 def reconcile_open_sessions(limit: int | None = None) -> ReconcileReport:
     """Read each candidate invoice's session from Stripe and apply its state.
 
@@ -204,11 +239,14 @@ def reconcile_open_sessions(limit: int | None = None) -> ReconcileReport:
     this.
     """
     report = ReconcileReport()
+    rates = billing_settings.STRIPE_TASK_RATE_LIMIT
+    pacers = {mode: Pacer(rates.get(mode, 20)) for mode in ("test", "live")}
     candidates = invoices_to_reconcile()
     if limit:
         candidates = candidates[:limit]
     for invoice in candidates.iterator(chunk_size=500):
         report.checked += 1
+        pacers["test" if invoice.test_mode else "live"].wait()
         try:
             session = gateway.retrieve_checkout_session(
                 test_mode=invoice.test_mode,
