@@ -513,7 +513,14 @@ def on_session_completed(event, obj, holder) -> None:
 
 
 def on_async_payment_succeeded(event, obj, holder) -> None:
+    """The bank debit settled. Stripe's session then says ``payment_status: paid``; an
+    event whose session does not is malformed, and money is never assumed from it."""
     invoice, session = _session_invoice(event, obj, holder)
+    if session.payment_status not in ("paid", "no_payment_required"):
+        raise Ignored(
+            _("The settled payment's Checkout Session is not paid (payment_status %(status)s).")
+            % {"status": session.payment_status or "-"}
+        )
     _remember_ids(invoice, session)
     close_session(invoice, session.id)
     lifecycle.mark_paid(
