@@ -593,7 +593,7 @@ def test_fixture_starts_every_test_with_an_empty_emulator(stripe_emulator, setti
     assert settings.WAGTAIL_CLIENT_BILLING["STRIPE_API_BASE"] == stripe_emulator.base_url
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_live_fixture_delivers_webhooks_over_http_to_the_live_server(live_stripe_emulator):
     state = new_account()
 
