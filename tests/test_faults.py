@@ -98,7 +98,7 @@ def assert_try_again_page(response, invoice):
     ).exists()
 
 
-@pytest.mark.parametrize("kind", ["500", "429", "reset"])
+@pytest.mark.parametrize("kind", ["500", "500-stored", "429", "reset"])
 def test_a_stripe_fault_on_the_pay_link_asks_the_client_to_try_again_then_one_session(
     client, stripe_emulator, emulated_invoice, kind
 ):

@@ -100,6 +100,14 @@ class GatewayError(Exception):
     code: str | None = None
     #: Stripe's ``Request-Id`` of the failed request, for support tickets.
     request_id: str | None = None
+    #: The HTTP status Stripe answered with; ``None`` when no answer came (network, timeout).
+    http_status: int | None = None
+
+    @property
+    def answered_by_server_error(self) -> bool:
+        """Stripe answered 5xx: it stored that answer under the idempotency key and will
+        replay it to a retry with the same key, so a retry needs a new key."""
+        return self.http_status is not None and self.http_status >= 500
 
 
 class StripeUnavailable(GatewayError):
@@ -307,6 +315,7 @@ def _raise_mapped(
             _("Stripe had a problem answering the request. Try again in a few minutes.")
         )
     error.code = exc.code or getattr(exc.error, "code", None)
+    error.http_status = exc.http_status
     error.request_id = exc.request_id
     logger.log(
         level,

@@ -94,7 +94,8 @@ def checkout_url(invoice: Invoice) -> str:
     attempt ``checkout_attempt + 1``. The attempt is part of the idempotency key and is
     stored only together with the session it produced, so a click after a request that
     timed out (but reached Stripe) asks again with the same key and gets the same
-    session back instead of a second payable one. Two clicks at once ask with the same
+    session back instead of a second payable one; after a 5xx answer, which Stripe
+    replays for that key, the attempt is spent and the next click uses a new key. Two clicks at once ask with the same
     key too; the first to record the session wins, and ``checkout_opened`` is logged.
 
     Raises:
@@ -106,12 +107,22 @@ def checkout_url(invoice: Invoice) -> str:
     recorded_attempt = Invoice.objects.values_list("checkout_attempt", flat=True).get(pk=invoice.pk)
     attempt = recorded_attempt + 1
     invoice.checkout_attempt = attempt  # the gateway derives the idempotency key from it
-    session = gateway.create_checkout_session(
-        invoice,
-        success_url=success_url(invoice),
-        cancel_url=cancel_url(invoice),
-        expires_at=session_expiry(invoice),
-    )
+    try:
+        session = gateway.create_checkout_session(
+            invoice,
+            success_url=success_url(invoice),
+            cancel_url=cancel_url(invoice),
+            expires_at=session_expiry(invoice),
+        )
+    except gateway.GatewayError as exc:
+        if exc.answered_by_server_error:
+            # Stripe keeps a 5xx answer under its idempotency key for 24 hours and replays
+            # it; spend this attempt so the next click asks with a fresh key. Timeouts,
+            # connection errors and 429s are not stored, so those keep the key.
+            Invoice.objects.filter(pk=invoice.pk, checkout_attempt=recorded_attempt).update(
+                checkout_attempt=attempt
+            )
+        raise
     with transaction.atomic():
         recorded = Invoice.objects.filter(pk=invoice.pk, checkout_attempt=recorded_attempt).update(
             checkout_attempt=attempt,

@@ -57,7 +57,7 @@ Test controls (methods, and ``/_emulator/`` routes)
 ``complete_onboarding(account_id)``, ``deauthorize(account_id)``, ``pay(session_id)``,
 ``pay_delayed``, ``settle``, ``fail_payment``, ``expire_session``,
 ``renew_subscription(subscription_id)``, ``cancel_subscription``, ``reset()``,
-``inject_fault(kind, count=1, path_prefix=None)`` with kinds ``"500"``, ``"429"``,
+``inject_fault(kind, count=1, path_prefix=None)`` with kinds ``"500"`` (not stored), ``"500-stored"`` (replayed for its idempotency key, as Stripe does), ``"429"``,
 ``"timeout"`` (the request is carried out, the answer comes after
 ``timeout_fault_seconds``) and ``"reset"`` (connection dropped, request not carried
 out); ``advance_clock(seconds)`` or ``emu.clock = callable`` to move time.  Logs:
@@ -292,7 +292,9 @@ class StripeEmulator:
     def inject_fault(self, kind: str, count: int = 1, path_prefix: str | None = None) -> None:
         """Make the next ``count`` API requests (under ``path_prefix``) fail as ``kind``.
 
-        ``"500"`` answers Stripe's ``api_error``; ``"429"`` its ``rate_limit`` error;
+        ``"500"`` answers Stripe's ``api_error``; ``"500-stored"`` also keeps that answer
+        under the request's idempotency key and replays it, as Stripe does for a failure
+        inside the API; ``"429"`` its ``rate_limit`` error;
         ``"timeout"`` carries the request out, then holds the answer for
         ``timeout_fault_seconds``; ``"reset"`` drops the connection without carrying it
         out.

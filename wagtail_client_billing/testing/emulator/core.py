@@ -29,7 +29,7 @@ from .params import validate
 _ALPHABET = string.ascii_letters + string.digits
 
 #: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
-FAULT_KINDS = ("500", "429", "timeout", "reset")
+FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 
 #: What a new connected account still has to provide before it can take payments.
 INITIAL_REQUIREMENTS = [
@@ -342,6 +342,27 @@ class EmulatorState:
             if method == "POST" and ctx.idempotency_key and 200 <= status < 300:
                 self.idempotency[scope] = (method, path, fingerprint, response)
             return response, False
+
+    def remember_answer(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        livemode: bool,
+        account: str | None,
+        idempotency_key: str,
+        status: int,
+        body: dict[str, Any],
+    ) -> None:
+        """Keep an answer under its idempotency key, as Stripe keeps even a 500 for 24 h."""
+        with self.lock:
+            fingerprint = json.dumps(params, sort_keys=True)
+            self.idempotency[(livemode, account, idempotency_key)] = (
+                method,
+                path,
+                fingerprint,
+                ApiResponse(status, body),
+            )
 
     def _route(
         self, method: str, path: str, params: dict[str, Any], ctx: RequestContext
