@@ -175,16 +175,16 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             return
         if fault in ("500", "500-stored"):
             record(500)
-            error = {"error": {"type": "api_error", "message": "An unknown error occurred"}}
+            api_error = {"error": {"type": "api_error", "message": "An unknown error occurred"}}
             if fault == "500-stored" and method == "POST" and idempotency_key:
                 # A 500 from inside the API, which Stripe stores under the idempotency key
                 # and replays to every retry with that key ("500" is one from in front of
                 # the API, which is not stored and a retry can get past).
                 livemode = (self.headers.get("Authorization") or "").startswith("Bearer sk_live_")
                 state.remember_answer(
-                    method, path, params, livemode, account, idempotency_key, 500, error
+                    method, path, params, livemode, account, idempotency_key, 500, api_error
                 )
-            self._send_json(500, error, headers)
+            self._send_json(500, api_error, headers)
             return
         if fault == "429":
             record(429)
