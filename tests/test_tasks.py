@@ -402,6 +402,25 @@ def test_a_reminder_that_could_not_be_sent_for_now_is_tried_again(site, account,
     assert len(server.messages) == 1
 
 
+def test_an_email_whose_worker_died_is_resumed_and_sent_once(site, account):
+    """The Redis broker forgets a task whose worker died; the 5-minute sweep resumes it."""
+    invoice = make_invoice(site, account)
+    long_ago = timezone.now() - tasks.claim_lease() - timedelta(seconds=1)
+    Invoice.objects.filter(pk=invoice.pk).update(
+        email_status="queued", email_attempts=1, email_claimed_at=long_ago
+    )
+    fresh = make_invoice(site, account, email="busy@example.com")
+    Invoice.objects.filter(pk=fresh.pk).update(
+        email_status="queued", email_attempts=1, email_claimed_at=timezone.now()
+    )
+
+    assert tasks.resume_abandoned_emails() == 1  # a live worker's claim is left alone
+    assert [m.to for m in mail.outbox] == [["client@example.com"]]
+    invoice.refresh_from_db()
+    assert invoice.email_status == "sent"
+    assert tasks.resume_abandoned_emails() == 0
+
+
 # --- schedules -----------------------------------------------------------------------------------
 
 
@@ -418,6 +437,10 @@ def test_schedules_command_is_idempotent(settings):
     assert installed() == {
         "client_billing_expire": ("wagtail_client_billing.tasks.expire_due_invoices", 1),
         "client_billing_reconcile": ("wagtail_client_billing.tasks.reconcile_open_sessions", 15),
+        "client_billing_resume_emails": (
+            "wagtail_client_billing.tasks.resume_abandoned_emails",
+            5,
+        ),
     }
     assert "client_billing_expire: unchanged" in out.getvalue()
     assert "client_billing_reminders: off" in out.getvalue()

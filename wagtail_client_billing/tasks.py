@@ -15,6 +15,9 @@ The tasks, and what makes each safe to run twice:
   claims ``reminder_sent_at`` before sending, so a reminder goes once.
 - :func:`reconcile_open_sessions` (every 15 minutes) asks Stripe about open Checkout
   Sessions, for the payments a lost webhook would otherwise leave unnoticed.
+- :func:`resume_abandoned_emails` (every 5 minutes) queues again the emails whose
+  worker died mid-send; with django-q2's Redis broker, which has no delivery receipts,
+  nothing else would hand such a task out again.
 
 ``manage.py client_billing_schedules`` installs the schedules (:func:`install_schedules`).
 """
@@ -353,6 +356,29 @@ def _log_many(invoices: list[Invoice], action: str, now: datetime) -> None:
     )
 
 
+def resume_abandoned_emails() -> int:
+    """Queue again every invoice email whose claim outlived the task timeout.
+
+    A claim that old belongs to a worker that died (django-q2 kills tasks at that age).
+    With the ORM broker django-q2 itself hands the task out again; the Redis broker
+    forgets it, so this sweep does. :func:`send_invoice_email` takes the claim over, so
+    a task handed out twice still sends once. Returns how many were queued.
+    """
+    stale = timezone.now() - claim_lease()
+    abandoned = list(
+        Invoice.objects.filter(
+            status=InvoiceStatus.PENDING,
+            email_status__in=_WAITING,
+            email_claimed_at__lt=stale,
+        ).values_list("pk", "email_attempts")
+    )
+    for pk, attempts in abandoned:
+        async_task(send_invoice_email, pk, attempts - 1)
+    if abandoned:
+        logger.warning("Queued %d abandoned invoice emails again", len(abandoned))
+    return len(abandoned)
+
+
 # --- reconciliation ---------------------------------------------------------------------------
 
 
@@ -404,6 +430,7 @@ def schedule_specs() -> list[ScheduleSpec]:
             enabled=bool(billing_settings.REMINDER_BEFORE),
         ),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
+        ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
     ]
 
 
