@@ -121,8 +121,8 @@ WAGTAIL_CLIENT_BILLING = {
 Q_CLUSTER = {
     "name": "client_billing_demo",
     "workers": int(os.environ.get("Q_WORKERS", "2")),
-    "timeout": 60,
-    "retry": 90,
+    "timeout": 300,
+    "retry": 360,
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
