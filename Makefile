@@ -55,5 +55,9 @@ build: venv ## Build the sdist and the wheel into dist/
 migrations: venv ## Regenerate the app's migrations after a model change (before the first release)
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) -m django makemigrations wagtail_client_billing
 
+messages: venv ## Refresh the message catalogue translators start from (locale/en) and compile it
+	cd wagtail_client_billing && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(PY) -m django makemessages -l en --ignore "testing/*"
+	cd wagtail_client_billing && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(PY) -m django compilemessages
+
 clean: ## Remove the venv, builds and the demo database
 	rm -rf $(VENV) dist build *.egg-info example_project/db.sqlite3 .demo

@@ -5,12 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 wheel=$(ls dist/*.whl)
 sdist=$(ls dist/*.tar.gz)
+# Listings read once: `grep -q` closing a pipe early would fail the script under pipefail.
+wheel_files=$(python3 -m zipfile -l "$wheel")
+sdist_files=$(tar tzf "$sdist")
 for pattern in 'templates/wagtail_client_billing/public/base.html' \
                'templates/wagtail_client_billing/emails/invoice_request.html' \
                'static/wagtail_client_billing/' 'locale/' 'migrations/0001_initial.py'; do
-    python3 -m zipfile -l "$wheel" | grep -q "wagtail_client_billing/$pattern" \
+    grep -q "wagtail_client_billing/$pattern" <<<"$wheel_files" \
         || { echo "wheel lacks $pattern"; exit 1; }
-    tar tzf "$sdist" | grep -q "wagtail_client_billing/$pattern" \
+    grep -q "wagtail_client_billing/$pattern" <<<"$sdist_files" \
         || { echo "sdist lacks $pattern"; exit 1; }
 done
 venv=$(mktemp -d)/venv
