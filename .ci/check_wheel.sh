@@ -38,8 +38,8 @@ User = get_user_model()
 User.objects.create_superuser("ci", "ci@example.com", "ci")
 client = Client()
 client.force_login(User.objects.get(username="ci"))
-for url in ("/admin/", "/admin/snippets/wagtail_client_billing/invoice/"):
-    response = client.get(url, HTTP_HOST="localhost")
+for url in ("/admin/", "/admin/client-billing/invoices/", "/admin/settings/wagtail_client_billing/clientbillingsettings/"):
+    response = client.get(url, HTTP_HOST="localhost", follow=True)
     assert response.status_code == 200, (url, response.status_code)
 print("installed wheel serves the admin")
 PY
