@@ -21,7 +21,7 @@ from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import Site
 
 from .conf import billing_settings
-from .money import Money, format_money, to_major
+from .money import format_money, to_major
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -456,10 +456,6 @@ class Invoice(models.Model):
         super().save(*args, **kwargs)
 
     # --- money ------------------------------------------------------------------------------
-
-    @property
-    def money(self) -> Money:
-        return Money(self.amount, self.currency)
 
     @property
     def amount_major(self):

@@ -8,7 +8,6 @@ exponents the app uses; Babel provides names, symbols and locale formatting.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 from babel import Locale
@@ -179,21 +178,3 @@ def currency_name(currency: str, locale: str | None = None) -> str:
 def currency_choices(codes: list[str], locale: str | None = None) -> list[tuple[str, str]]:
     """Select choices ``[("USD", "USD — US Dollar"), ...]`` for the given codes."""
     return [(code, f"{code} — {currency_name(code, locale)}") for code in codes]
-
-
-@dataclass(frozen=True)
-class Money:
-    """An amount in minor units with its currency; what the models store, as a value."""
-
-    minor: int
-    currency: str
-
-    @property
-    def major(self) -> Decimal:
-        return to_major(self.minor, self.currency)
-
-    def format(self, locale: str | None = None) -> str:
-        return format_money(self.minor, self.currency, locale)
-
-    def __str__(self) -> str:
-        return self.format()
