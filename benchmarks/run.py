@@ -8,10 +8,12 @@ because Django's settings are per process).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import time
 import traceback
@@ -124,7 +126,10 @@ def save_template(db: str) -> None:
     key = schema_key()
     connection.close()
     if db == "sqlite":
-        with __import__("sqlite3").connect(SQLITE_PATH) as conn:
+        # Closed before the copy: a copy that opens and closes the file drops every POSIX
+        # lock this process holds on it, and a connection still open after that leaves
+        # the other processes free to delete the WAL under it.
+        with contextlib.closing(sqlite3.connect(SQLITE_PATH)) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         for old in SQLITE_PATH.parent.glob(f"{SQLITE_PATH.stem}_template_*.sqlite3"):
             old.unlink()
