@@ -441,6 +441,10 @@ def test_schedules_command_is_idempotent(settings):
             "wagtail_client_billing.tasks.resume_abandoned_emails",
             5,
         ),
+        "client_billing_resume_webhooks": (
+            "wagtail_client_billing.tasks.resume_received_webhook_events",
+            5,
+        ),
     }
     assert "client_billing_expire: unchanged" in out.getvalue()
     assert "client_billing_reminders: off" in out.getvalue()

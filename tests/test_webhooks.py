@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
 from django.contrib.contenttypes.models import ContentType
+from django.test import TestCase
 from django.utils import timezone
+from django_q.models import Schedule
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from tests.utils import connect, make_account, make_invoice
 from tests.webhook_helpers import (
     LIVE_SECRET,
     ROTATED_TEST_SECRET,
+    TEST_SECRET,
     account_event,
     async_result,
     completed,
@@ -27,15 +31,16 @@ from tests.webhook_helpers import (
     session_obj,
     stripe_invoice_obj,
     subscription_obj,
+    webhook_url,
 )
-from wagtail_client_billing import signals
+from wagtail_client_billing import signals, tasks, webhooks
 from wagtail_client_billing.models import (
     ClientBillingSettings,
     Invoice,
     StripeAccount,
     WebhookEvent,
 )
-from wagtail_client_billing.testing.webhooks import build_event, random_id
+from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -310,30 +315,113 @@ def test_only_post_is_allowed(client):
 # --- failures and retries --------------------------------------------------------------------
 
 
-def test_failing_handler_answers_500_and_a_redelivery_applies_it(client, invoice):
+def test_the_view_answers_once_the_event_is_stored_and_a_worker_applies_it(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    payload = json.dumps(event).encode()
+
+    with TestCase.captureOnCommitCallbacks(execute=False) as queued:
+        response = client.post(
+            webhook_url(),
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=sign_payload(payload, TEST_SECRET),
+        )
+
+    assert response.status_code == 200
+    assert response.json() == {"id": event["id"], "outcome": "received", "duplicate": False}
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "received"
+    assert refreshed(invoice).status == "pending"  # not applied in the request
+    assert len(queued) == 1
+
+    queued[0]()  # the worker runs the task
+
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "processed"
+    assert refreshed(invoice).status == "paid"
+
+
+@contextmanager
+def failing_downstream():
     def explode(**kwargs):
         raise RuntimeError("downstream system unavailable")
 
-    event = completed(invoice, "cs_test_a1current")
     signals.stripe_event_applied.connect(explode)
     try:
-        response = post_event(client, event)
+        yield
     finally:
         signals.stripe_event_applied.disconnect(explode)
 
-    assert response.status_code == 500
+
+def test_a_failure_is_recorded_and_retried_with_backoff(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    with failing_downstream(), time_machine.travel("2026-11-24 12:00Z", tick=False):
+        response = post_event(client, event)
+
+    assert response.status_code == 200  # stored: Stripe need not deliver it again
     record = WebhookEvent.objects.get(event_id=event["id"])
-    assert record.outcome == "failed"
+    assert (record.outcome, record.attempts) == ("failed", 1)
     assert "downstream system unavailable" in record.error
     assert refreshed(invoice).status == "pending"  # rolled back with the failure
+    retry = Schedule.objects.get(name=f"client_billing_webhook_{record.pk}_1")
+    assert retry.func == "wagtail_client_billing.tasks.apply_webhook_event"
+    assert retry.next_run == datetime(2026, 11, 24, 12, 1, tzinfo=UTC)  # 1 minute
 
-    response = post_event(client, event)  # Stripe retries
+    with failing_downstream():
+        assert tasks.apply_webhook_event(record.pk) == "retrying"
+    second = Schedule.objects.get(name=f"client_billing_webhook_{record.pk}_2")
+    assert second.next_run - timezone.now() > timedelta(minutes=1, seconds=50)  # doubled
 
-    assert response.status_code == 200
+    assert tasks.apply_webhook_event(record.pk) == "processed"  # the downstream is back
     record.refresh_from_db()
-    assert (record.outcome, record.error, record.attempts) == ("processed", "", 2)
+    assert (record.outcome, record.error, record.attempts) == ("processed", "", 3)
     assert refreshed(invoice).status == "paid"
     assert log_actions(invoice) == ["wagtail_client_billing.paid"]
+
+
+def test_retries_stop_after_the_last_attempt(client, invoice, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_MAX_ATTEMPTS": 2,
+    }
+    event = completed(invoice, "cs_test_a1current")
+    with failing_downstream():
+        post_event(client, event)
+        pk = WebhookEvent.objects.get(event_id=event["id"]).pk
+        assert tasks.apply_webhook_event(pk) == "failed"
+
+    assert not Schedule.objects.filter(name=f"client_billing_webhook_{pk}_2").exists()
+    assert WebhookEvent.objects.get(pk=pk).attempts == 2
+    assert refreshed(invoice).status == "pending"
+
+
+def test_a_redelivery_of_a_failed_event_applies_it(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    with failing_downstream():
+        post_event(client, event)
+
+    response = post_event(client, event)  # Stripe delivers it again
+
+    assert response.status_code == 200
+    assert response.json()["duplicate"] is True
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert (record.outcome, record.attempts) == ("processed", 2)
+    assert refreshed(invoice).status == "paid"
+
+
+def test_events_whose_task_was_lost_are_queued_again(client, invoice):
+    lost = completed(invoice, "cs_test_a1current")
+    other = make_invoice(invoice.site, invoice.account, checkout_session_id="cs_test_a1other")
+    recent = completed(other, "cs_test_a1other")
+    with time_machine.travel(timezone.now() - timedelta(minutes=10)):
+        lost_record, _ = webhooks.store(lost)  # stored, never applied (its worker died)
+    recent_record, _ = webhooks.store(recent)  # stored just now: its task may still run
+
+    assert tasks.resume_received_webhook_events() == 1
+
+    lost_record.refresh_from_db()
+    recent_record.refresh_from_db()
+    assert (lost_record.outcome, recent_record.outcome) == ("processed", "received")
+    assert refreshed(invoice).status == "paid"
+    assert refreshed(other).status == "pending"
 
 
 # --- accounts ----------------------------------------------------------------------------------
@@ -635,16 +723,12 @@ def test_subscription_events_in_any_order_end_in_one_state(client, connected_sit
 
 
 def _failed_event(client, invoice):
-    def explode(**kwargs):
-        raise RuntimeError("downstream system unavailable")
-
     event = completed(invoice, "cs_test_a1current")
-    signals.stripe_event_applied.connect(explode)
-    try:
-        assert post_event(client, event).status_code == 500
-    finally:
-        signals.stripe_event_applied.disconnect(explode)
-    return WebhookEvent.objects.get(event_id=event["id"])
+    with failing_downstream():
+        assert post_event(client, event).status_code == 200
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert record.outcome == "failed"
+    return record
 
 
 def test_operator_sees_the_failed_event_and_reprocesses_it(client, invoice):

@@ -11,6 +11,7 @@ import json
 import time
 from typing import Any
 
+from django.test import TestCase
 from django.urls import reverse
 
 from wagtail_client_billing.models import Invoice
@@ -33,12 +34,17 @@ def post_event(
     timestamp: int | None = None,
     body: bytes | None = None,
 ):
-    """POST ``event`` (or raw ``body``) to the webhook view, signed with ``secret``."""
+    """POST ``event`` (or raw ``body``) to the webhook view, signed with ``secret``.
+
+    The queued task runs too (django-q2 is synchronous in the tests, and the on-commit
+    callbacks of the test's transaction are run), as a ``qcluster`` would run it.
+    """
     payload = body if body is not None else json.dumps(event).encode()
     headers = {}
     if secret is not None:
         headers["HTTP_STRIPE_SIGNATURE"] = sign_payload(payload, secret, timestamp)
-    return client.post(webhook_url(), data=payload, content_type="application/json", **headers)
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(webhook_url(), data=payload, content_type="application/json", **headers)
 
 
 def session_obj(invoice: Invoice, session_id: str | None = None, **fields: Any) -> dict[str, Any]:

@@ -78,6 +78,10 @@ DEFAULTS: dict[str, Any] = {
     # Attempts at sending an invoice email before it is marked failed, and the first retry delay.
     "EMAIL_MAX_ATTEMPTS": 5,
     "EMAIL_RETRY_BACKOFF": timedelta(minutes=1),
+    # Attempts at applying a stored webhook event before it stays failed, and the first
+    # retry delay (doubled for each further attempt).
+    "WEBHOOK_MAX_ATTEMPTS": 8,
+    "WEBHOOK_RETRY_BACKOFF": timedelta(minutes=1),
     # Send one reminder this long before a pending invoice expires; None = no reminders.
     "REMINDER_BEFORE": None,
     # An open Checkout Session is reused by the pay link while it has more than this left.

@@ -18,6 +18,11 @@ The tasks, and what makes each safe to run twice:
 - :func:`resume_abandoned_emails` (every 5 minutes) queues again the emails whose
   worker died mid-send; with django-q2's Redis broker, which has no delivery receipts,
   nothing else would hand such a task out again.
+- :func:`apply_webhook_event` applies a stored Stripe event (the webhook view only
+  verifies, stores and queues it); the event's row lock makes a second run a no-op,
+  and a failure is retried with exponential backoff.
+- :func:`resume_received_webhook_events` (every 5 minutes) queues again the stored
+  events whose task was lost.
 
 ``manage.py client_billing_schedules`` installs the schedules (:func:`install_schedules`).
 """
@@ -34,8 +39,9 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
+from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
-from django_q.tasks import async_task
+from django_q.tasks import async_task as _async_task
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry
 
@@ -49,6 +55,23 @@ TASKS = "wagtail_client_billing.tasks"
 
 #: States in which an invoice's email is waiting for a worker.
 _WAITING = (EmailStatus.QUEUED, EmailStatus.RETRYING)
+
+_broker: Broker | None = None
+
+
+def async_task(func: Any, *args: Any, **kwargs: Any) -> str:
+    """django-q2's ``async_task`` with one broker per process.
+
+    Without a ``broker`` django-q2 makes a new one for every task: with Redis a new
+    connection, handshake and all, which cost the webhook view more than its ``INSERT``.
+    Brokers are thread-safe (a Redis connection pool; the ORM broker uses Django's
+    per-thread connections), and a pool notices a fork and reconnects.
+    """
+    global _broker
+    if _broker is None:
+        _broker = get_broker()
+    kwargs.setdefault("broker", _broker)
+    return _async_task(func, *args, **kwargs)
 
 
 # --- the invoice email ---------------------------------------------------------------------
@@ -184,6 +207,76 @@ def _schedule_once(name: str, func: str, args: tuple, when: datetime) -> None:
             "next_run": when,
         },
     )
+
+
+# --- webhook events -------------------------------------------------------------------------
+
+
+def queue_webhook_event(event_pk: int) -> None:
+    """Apply the stored webhook event in a worker, once the transaction commits."""
+    transaction.on_commit(
+        lambda: async_task(f"{TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook")
+    )
+
+
+def apply_webhook_event(event_pk: int) -> str:
+    """Apply a stored Stripe event (:func:`webhooks.process`); retry it if it failed.
+
+    Safe to run twice: the event's row lock and outcome make a second run a no-op. A
+    failure is recorded on the event and retried after ``WEBHOOK_RETRY_BACKOFF``,
+    doubling, until ``WEBHOOK_MAX_ATTEMPTS``. Returns the outcome for django-q2.
+    """
+    from . import webhooks
+
+    receipt = webhooks.process(event_pk)
+    record = receipt.record
+    if receipt.duplicate:
+        return "already handled"
+    if receipt.failed:
+        if record.attempts < billing_settings.WEBHOOK_MAX_ATTEMPTS:
+            delay = billing_settings.WEBHOOK_RETRY_BACKOFF * 2 ** (record.attempts - 1)
+            _schedule_once(
+                f"client_billing_webhook_{event_pk}_{record.attempts}",
+                f"{TASKS}.apply_webhook_event",
+                (event_pk,),
+                timezone.now() + delay,
+            )
+            logger.info(
+                "Stripe event %s attempt %d failed; retrying in %s",
+                record.event_id,
+                record.attempts,
+                delay,
+            )
+            return "retrying"
+        logger.error(
+            "Stripe event %s failed %d times; giving up (Reprocess it from the admin)",
+            record.event_id,
+            record.attempts,
+        )
+    return str(record.outcome)
+
+
+def resume_received_webhook_events() -> int:
+    """Queue again every stored event that has waited longer than the task timeout.
+
+    Its task was lost: the Redis broker forgets a task whose worker died, and a
+    ``qcluster`` that was down when the ORM broker's retry came round leaves it too.
+    :func:`apply_webhook_event` is idempotent, so an event queued twice is applied
+    once. Returns how many were queued.
+    """
+    from .models import WebhookEvent, WebhookOutcome
+
+    stale = timezone.now() - claim_lease()
+    waiting = list(
+        WebhookEvent.objects.filter(
+            outcome=WebhookOutcome.RECEIVED, received_at__lt=stale
+        ).values_list("pk", flat=True)
+    )
+    for pk in waiting:
+        async_task(f"{TASKS}.apply_webhook_event", pk, group="client_billing_webhook")
+    if waiting:
+        logger.warning("Queued %d waiting Stripe events again", len(waiting))
+    return len(waiting)
 
 
 # --- expiry ---------------------------------------------------------------------------------
@@ -431,6 +524,9 @@ def schedule_specs() -> list[ScheduleSpec]:
         ),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
         ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
+        ScheduleSpec(
+            "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
+        ),
     ]
 
 

@@ -10,13 +10,19 @@ of every connected account, test and live). For each delivery:
 2. :func:`store` inserts a :class:`~.models.WebhookEvent` keyed by Stripe's event id.
    The unique constraint, not a read-then-write, decides whether it is new, so two
    concurrent deliveries of one event cannot both insert it.
-3. :func:`process` applies it in one transaction, holding the event's row lock so a
-   concurrent duplicate waits and then sees it done. Applying never calls Stripe: every
-   event the app handles carries what it needs. An event the app does not handle, or one
-   for an invoice or account that is not this app's (another account, the other mode),
-   is stored as *ignored* with the reason. An exception marks it *failed* with the error
-   and the view answers 500, so Stripe delivers it again; an operator can also
-   *Reprocess* it from the admin's webhook event listing.
+3. A new event is handed to the task queue (:func:`tasks.queue_webhook_event`) and the
+   view answers 200 at once: Stripe wants a quick answer, and a burst of events (a
+   sweep of renewals, a backlog after an outage) waits in the queue instead of tying
+   up web workers. The request costs one verified ``INSERT`` and one enqueue.
+4. :func:`process` (run by :func:`tasks.apply_webhook_event` in a ``qcluster`` worker)
+   applies it in one transaction, holding the event's row lock so a concurrent run
+   waits and then sees it done. Applying never calls Stripe: every event the app
+   handles carries what it needs. An event the app does not handle, or one for an
+   invoice or account that is not this app's (another account, the other mode), is
+   stored as *ignored* with the reason. An exception marks it *failed* with the error,
+   and the task retries it with backoff (``WEBHOOK_MAX_ATTEMPTS``); a redelivery of a
+   failed event from Stripe queues it again, and an operator can *Reprocess* it from
+   the admin's webhook event listing.
 
 Events arrive in any order and more than once. Each handler is written so that any
 order of a realistic sequence ends in the same state: paid is final in the lifecycle,
@@ -82,11 +88,12 @@ class Ignored(Exception):
 
 @dataclass(frozen=True)
 class Receipt:
-    """What happened to one delivery.
+    """What happened to one delivery, or to one run of :func:`process`.
 
     Attributes:
         record: the stored event.
-        duplicate: it had been processed or ignored before; nothing was done now.
+        duplicate: for a delivery, the event had been stored before; for a run of
+            :func:`process`, it had been processed or ignored before. Nothing was done.
     """
 
     record: WebhookEvent
@@ -200,21 +207,31 @@ def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
 
 
 def receive(payload: bytes, signature: str | None) -> Receipt:
-    """Verify, store and process one delivery (what the webhook view does)."""
+    """Verify and store one delivery, and queue it to be applied (what the view does).
+
+    A new event is queued; so is a redelivery of one that failed (Stripe delivering
+    again is as good a moment to retry as any). A redelivery of an event that is
+    queued, processed or ignored is acknowledged and changes nothing.
+    """
+    from . import tasks
+
     event, _test_mode = verify(payload, signature)
-    record, _created = store(event)
-    return process(record)
+    record, created = store(event)
+    if created or record.outcome == WebhookOutcome.FAILED:
+        tasks.queue_webhook_event(record.pk)
+    return Receipt(record, duplicate=not created)
 
 
-def process(record: WebhookEvent, *, force: bool = False) -> Receipt:
-    """Apply a stored event once; ``force`` re-applies an ignored or processed one too.
+def process(event_pk: int, *, force: bool = False) -> Receipt:
+    """Apply the stored event ``event_pk`` once; ``force`` re-applies an ignored or
+    processed one too.
 
     A processed or ignored event is a duplicate and left alone; a received (never
-    finished) or failed one is applied. The row lock makes concurrent duplicates wait
-    for the first to finish (PostgreSQL; SQLite serialises writers anyway).
+    finished) or failed one is applied. The row lock makes concurrent runs wait for the
+    first to finish (PostgreSQL; SQLite serialises writers anyway).
     """
     with transaction.atomic():
-        locked = WebhookEvent.objects.select_for_update().get(pk=record.pk)
+        locked = WebhookEvent.objects.select_for_update().get(pk=event_pk)
         done = (WebhookOutcome.PROCESSED, WebhookOutcome.IGNORED)
         if locked.outcome in done and not force:
             return Receipt(locked, duplicate=True)

@@ -11,8 +11,9 @@ Enable them in your ``conftest.py``::
     fixture, so it is undone afterwards). Webhooks are not sent on their own: call
     ``stripe_emulator.deliver_pending()`` and each pending event is POSTed, signed with
     the first of ``STRIPE_TEST_WEBHOOK_SECRETS``, to the app's webhook view through
-    Django's test client, in the test's own thread and transaction. So it works in a
-    plain ``db`` test, and the test decides exactly when Stripe "answers"::
+    Django's test client, and then applied as a ``qcluster`` worker would apply it, in
+    the test's own thread and transaction. So it works in a plain ``db`` test with any
+    broker, and the test decides exactly when Stripe "answers"::
 
         def test_paying_marks_the_invoice_paid(stripe_emulator, client):
             response = client.get(invoice.get_pay_url())  # creates a Checkout Session
@@ -28,7 +29,9 @@ Enable them in your ``conftest.py``::
     For ``live_server`` tests (a browser, or a separate process): its own emulator that
     delivers webhooks by itself, over HTTP, to the live server's webhook URL, as Stripe
     would. Hosted checkout and onboarding pages are served at its ``base_url``. Use
-    ``wait_for_deliveries()`` to wait for them.
+    ``wait_for_deliveries()`` to wait for them. The webhook view queues each event, so
+    run django-q2 synchronously in the test settings (``Q_CLUSTER["sync"] = True``) to
+    have it applied within the request, or run a ``qcluster``.
 """
 
 from __future__ import annotations
@@ -70,8 +73,13 @@ def django_client_webhook() -> Callable[[bytes, dict[str, str]], int]:
     """
 
     def deliver(body: bytes, headers: dict[str, str]) -> int:
+        import json
+
         from django.test import Client
         from django.urls import reverse
+
+        from .. import tasks
+        from ..models import WebhookEvent
 
         response = Client().post(
             reverse(WEBHOOK_URL_NAME),
@@ -79,6 +87,10 @@ def django_client_webhook() -> Callable[[bytes, dict[str, str]], int]:
             content_type="application/json",
             HTTP_STRIPE_SIGNATURE=headers["Stripe-Signature"],
         )
+        if response.status_code == 200:  # stored and queued: the worker's part, here
+            stored = WebhookEvent.objects.filter(event_id=json.loads(body)["id"]).first()
+            if stored is not None:
+                tasks.apply_webhook_event(stored.pk)
         return int(response.status_code)
 
     return deliver

@@ -59,7 +59,7 @@ class ReprocessView(
         return context
 
     def post(self, request, *args, **kwargs):
-        receipt = webhooks.process(self.object, force=True)
+        receipt = webhooks.process(self.object.pk, force=True)
         outcome = receipt.record.outcome
         if outcome == WebhookOutcome.FAILED:
             messages.error(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -26,10 +27,14 @@ def _too_large(limit: int) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
+@transaction.non_atomic_requests  # store, then queue once stored, even with ATOMIC_REQUESTS
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """Answer 200 for an event stored (applied, ignored or a duplicate), 400 for anything
-    that is not a correctly signed Stripe event, 413 for an oversized body, and 500 when
-    applying failed, so that Stripe delivers the event again."""
+    """Answer 200 once the event is stored and queued (or was stored before), 400 for
+    anything that is not a correctly signed Stripe event, and 413 for an oversized body.
+
+    Applying the event happens in a ``qcluster`` worker, which retries a failure itself;
+    a database that cannot store the event answers 500, so Stripe delivers it again.
+    """
     limit = int(billing_settings.WEBHOOK_MAX_BODY_BYTES)
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -49,6 +54,4 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
 
     record = receipt.record
     body = {"id": record.event_id, "outcome": record.outcome, "duplicate": receipt.duplicate}
-    if receipt.failed:
-        return JsonResponse({**body, "error": "Processing failed; retry."}, status=500)
     return JsonResponse(body, status=200)
