@@ -22,7 +22,7 @@ from wagtail_client_billing.models import (
     SMTPSecurity,
 )
 
-from .util import captured, free_port, median, start, stop, wait_until
+from .util import QClusters, captured, free_port, median, redis_broker_error, wait_until
 
 
 class CountingSink:
@@ -116,25 +116,14 @@ def run(site_id: int, messages: int, repeats: int) -> dict:
     }
 
 
-def _qcluster_ready(expected: int) -> bool:
-    from django_q.status import Stat
-
-    try:
-        return len([s for s in Stat.get_all() if s.status in ("Idle", "Working")]) >= expected
-    except Exception:
-        return False
-
-
 def scale_out(site_id: int, messages: int) -> dict:
     """One, then two ``qcluster`` processes (one worker each) on a Redis broker."""
     from django_q.brokers import get_broker
     from django_q.tasks import async_task
 
+    if skipped := redis_broker_error():  # no Redis: say so rather than fail the run
+        return {"skipped": skipped}
     broker = get_broker()
-    try:
-        broker.ping()
-    except Exception as exc:  # no Redis: say so rather than fail the run
-        return {"skipped": f"Redis broker not reachable ({exc})"}
     pool = payable(site_id)
     results = {}
     with SMTPSink() as sink:
@@ -143,12 +132,7 @@ def scale_out(site_id: int, messages: int) -> dict:
             pks, pool = pool[:messages], pool[messages:]
             assert len(pks) == messages
             broker.purge_queue()
-            processes = [
-                start(["-m", "django", "qcluster"], BENCH_Q_WORKERS="1") for _ in range(clusters)
-            ]
-            try:
-                if not wait_until(lambda n=clusters: _qcluster_ready(n), 60, 0.2):
-                    raise RuntimeError("qcluster did not start")
+            with QClusters(clusters) as running:
                 Invoice.objects.filter(pk__in=pks).update(
                     email_status=EmailStatus.QUEUED, email_attempts=0, email_last_error=""
                 )
@@ -166,12 +150,11 @@ def scale_out(site_id: int, messages: int) -> dict:
                 elapsed = time.perf_counter() - started
                 if not done:
                     raise RuntimeError(f"only {sent.count()} of {messages} emails sent")
-            finally:
-                for process in processes:
-                    stop(process)
+                spread = running.spread()
             results[clusters] = {
                 "per_second": messages / elapsed,
                 "delivered": sink.count - before,
+                "tasks_per_worker": spread,
             }
     return {
         "messages": messages,
@@ -179,4 +162,5 @@ def scale_out(site_id: int, messages: int) -> dict:
         "two_clusters_per_second": results[2]["per_second"],
         "ratio": results[2]["per_second"] / results[1]["per_second"],
         "delivered": [results[1]["delivered"], results[2]["delivered"]],
+        "tasks_per_worker": results[2]["tasks_per_worker"],
     }

@@ -34,8 +34,6 @@ FULL = {
     "paylink_requests": 300,
     "webhook_events": 1000,
     "webhook_repeats": 3,
-    "scale_events": 1000,
-    "scale_repeats": 1,
     "email_messages": 1000,
     "email_repeats": 3,
     "qcluster_messages": 200,
@@ -47,10 +45,8 @@ QUICK = {
     "loop_sample": 300,
     "listing_repeats": 3,
     "paylink_requests": 100,
-    "webhook_events": 300,
-    "webhook_repeats": 1,
-    "scale_events": 300,
-    "scale_repeats": 1,
+    "webhook_events": 1000,
+    "webhook_repeats": 3,
     "email_messages": 200,
     "email_repeats": 1,
     "qcluster_messages": 100,
@@ -283,12 +279,6 @@ def main(argv: list[str] | None = None) -> int:
         results, "webhook", webhook.run, emulator,
         events=size["webhook_events"], repeats=size["webhook_repeats"],
         concurrency=CONCURRENCY, workers=WORKERS, threads=THREADS,
-    )  # fmt: skip
-    if on("webhook"):
-        guarded(
-        results, "webhook_scale_out", webhook.scale_out, emulator,
-        events=size["scale_events"], repeats=size["scale_repeats"],
-        concurrency=CONCURRENCY, threads=THREADS,
     )  # fmt: skip
     if on("email"):
         guarded(

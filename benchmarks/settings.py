@@ -13,7 +13,10 @@ import os
 import dj_database_url
 
 from tests.settings import *  # noqa: F403
+from tests.settings import INSTALLED_APPS as _TEST_APPS
 from tests.settings import WAGTAIL_CLIENT_BILLING as _TEST_BILLING
+
+INSTALLED_APPS = [*_TEST_APPS, "benchmarks.apps.BenchmarksConfig"]
 
 DEBUG = False
 ROOT_URLCONF = "benchmarks.urls"

@@ -96,3 +96,60 @@ def wait_until(check: Callable[[], bool], timeout: float, interval: float = 0.05
             return True
         time.sleep(interval)
     return False
+
+
+def _clusters_ready(expected: int) -> bool:
+    from django_q.status import Stat
+
+    try:
+        return len([s for s in Stat.get_all() if s.status in ("Idle", "Working")]) >= expected
+    except Exception:
+        return False
+
+
+class QClusters:
+    """``n`` ``qcluster`` processes of one worker each on the Redis broker, ready to work.
+
+    ``spread()`` is how many tasks each worker started since the clusters came up
+    (counted by :mod:`benchmarks.apps`), largest first.
+    """
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.processes: list[subprocess.Popen] = []
+
+    def __enter__(self) -> QClusters:
+        from django_q.brokers import get_broker
+
+        from .apps import SPREAD_KEY
+
+        self.connection = get_broker().connection
+        self.connection.delete(SPREAD_KEY)
+        self.processes = [
+            start(["-m", "django", "qcluster"], BENCH_Q_WORKERS="1") for _ in range(self.n)
+        ]
+        if not wait_until(lambda: _clusters_ready(self.n), 60, 0.2):
+            self.__exit__()
+            raise RuntimeError("qcluster did not start")
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for process in self.processes:
+            stop(process)
+
+    def spread(self) -> list[int]:
+        from .apps import SPREAD_KEY
+
+        counts = self.connection.hgetall(SPREAD_KEY).values()
+        return sorted((int(c) for c in counts), reverse=True)
+
+
+def redis_broker_error() -> str:
+    """Why the Redis broker cannot be used, or "" when it can."""
+    from django_q.brokers import get_broker
+
+    try:
+        get_broker().ping()
+    except Exception as exc:
+        return f"Redis broker not reachable ({exc})"
+    return ""

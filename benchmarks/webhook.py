@@ -1,9 +1,13 @@
-"""Benchmarks 3 and 6a: webhook ingest through gunicorn, against a bare insert view.
+"""Benchmarks 3 and 6a: webhook ingest through gunicorn, and applying the events in
+one and in two ``qcluster`` processes.
 
 The runner starts gunicorn (gthread workers) on loopback with the benchmark settings,
 and posts signed ``checkout.session.completed`` events for distinct pending invoices.
-The baseline posts the same bodies to a view that verifies nothing and inserts one row.
-The Stripe emulator's request log must stay empty: applying an event needs no API call.
+The view verifies, stores and queues each one (Redis broker). The baseline posts the
+same bodies to a view that verifies nothing and inserts one row. Then the stored
+events are applied by one ``qcluster``, the rest by two, timed from queueing until
+every event is processed; each invoice must be paid once. The Stripe emulator's
+request log must stay empty: applying an event needs no API call.
 """
 
 from __future__ import annotations
@@ -12,17 +16,28 @@ import http.client
 import json
 import random
 import time
+from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
 from wagtail.models import ModelLogEntry
 
+from wagtail_client_billing import tasks
 from wagtail_client_billing.models import Invoice, InvoiceStatus, WebhookEvent, WebhookOutcome
 from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
 
 from . import data, loadgen
-from .util import free_port, median, start, stop, wait_until
+from .util import (
+    QClusters,
+    captured,
+    free_port,
+    median,
+    redis_broker_error,
+    start,
+    stop,
+    wait_until,
+)
 
 SECRET = "whsec_test_suite"  # the first test webhook secret of tests/settings.py
 PAID_ACTION = "wagtail_client_billing.paid"
@@ -116,28 +131,36 @@ def _event_ids(bodies: list[bytes]) -> list[str]:
     return [json.loads(body)["id"] for body in bodies]
 
 
-def _check_applied(pks: list[int], bodies: list[bytes]) -> dict:
-    ids = _event_ids(bodies)
-    stored = WebhookEvent.objects.filter(event_id__in=ids)
+@dataclass
+class Batch:
+    """Invoices and the event bodies posted for them."""
+
+    pks: list[int]
+    bodies: list[bytes]
+
+
+def _check_applied(batch: Batch) -> dict:
+    stored = WebhookEvent.objects.filter(event_id__in=_event_ids(batch.bodies))
     return {
         "events_stored": stored.count(),
         "events_processed": stored.filter(outcome=WebhookOutcome.PROCESSED).count(),
-        "invoices_paid": Invoice.objects.filter(pk__in=pks, status=InvoiceStatus.PAID).count(),
+        "invoices_paid": Invoice.objects.filter(
+            pk__in=batch.pks, status=InvoiceStatus.PAID
+        ).count(),
         "status_changes_logged": ModelLogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Invoice),
-            object_id__in=[str(pk) for pk in pks],
+            object_id__in=[str(pk) for pk in batch.pks],
             action=PAID_ACTION,
         ).count(),
     }
 
 
-def ingest(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int) -> dict:
+def ingest(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int):
     pks = pool.take(events)
-    bodies = [completed_event(pk) for pk in pks]
+    batch = Batch(pks, [completed_event(pk) for pk in pks])
     path = reverse("wagtail_client_billing:stripe_webhook")
-    stats = loadgen.run(server.port, [signed(path, body) for body in bodies], concurrency)
-    stats.update(_check_applied(pks, bodies))
-    return stats
+    stats = loadgen.run(server.port, [signed(path, body) for body in batch.bodies], concurrency)
+    return stats, batch
 
 
 def baseline(server: Gunicorn, events: int, concurrency: int) -> dict:
@@ -146,19 +169,59 @@ def baseline(server: Gunicorn, events: int, concurrency: int) -> dict:
     return loadgen.run(server.port, [signed(path, body) for body in bodies], concurrency)
 
 
-def duplicates(
-    server: Gunicorn, pool: InvoicePool, distinct: int, copies: int, concurrency: int
-) -> dict:
+def duplicates(server: Gunicorn, pool: InvoicePool, distinct: int, copies: int, concurrency: int):
     """Each event ``copies`` times, shuffled, so copies of one event arrive concurrently."""
     pks = pool.take(distinct)
-    bodies = [completed_event(pk) for pk in pks]
+    batch = Batch(pks, [completed_event(pk) for pk in pks])
     path = reverse("wagtail_client_billing:stripe_webhook")
-    requests = [signed(path, body) for body in bodies for _ in range(copies)]
+    requests = [signed(path, body) for body in batch.bodies for _ in range(copies)]
     random.Random(11).shuffle(requests)
-    stats = loadgen.run(server.port, requests, concurrency)
-    stats.update(_check_applied(pks, bodies))
-    stats.update(distinct=distinct, copies=copies)
-    return stats
+    return loadgen.run(server.port, requests, concurrency), batch
+
+
+def apply(event_pks: list[int], clusters: int) -> dict:
+    """Queue the stored events as the view does and time ``clusters`` qclusters applying
+    them, from the first task queued to the last event processed."""
+    waiting = WebhookEvent.objects.filter(pk__in=event_pks, outcome=WebhookOutcome.RECEIVED)
+    with QClusters(clusters) as running:
+        started = time.perf_counter()
+        for pk in event_pks:
+            tasks.queue_webhook_event(pk)
+        done = wait_until(lambda: not waiting.exists(), 600, 0.05)
+        elapsed = time.perf_counter() - started
+        if not done:
+            raise RuntimeError(f"{waiting.count()} of {len(event_pks)} events not applied")
+        spread = running.spread()
+    return {
+        "events": len(event_pks),
+        "seconds": elapsed,
+        "per_second": len(event_pks) / elapsed,
+        "tasks_per_worker": spread,
+    }
+
+
+def queries_per_event(pool: InvoicePool) -> dict:
+    """Queries of the view (store and queue) and of the worker (apply) for one event."""
+    from django.test import Client
+    from django_q.brokers import get_broker
+
+    (pk,) = pool.take(1)
+    body = completed_event(pk)
+    request = signed(reverse("wagtail_client_billing:stripe_webhook"), body)
+    with captured() as view:
+        response = Client().post(
+            request.path,
+            data=body,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=dict(request.headers)["Stripe-Signature"],
+        )
+    assert response.status_code == 200, response.content
+    get_broker().purge_queue()
+    record = WebhookEvent.objects.get(event_id=_event_ids([body])[0])
+    with captured() as worker:
+        outcome = tasks.apply_webhook_event(record.pk)
+    assert outcome == WebhookOutcome.PROCESSED, outcome
+    return {"view": len(view.captured_queries), "worker": len(worker.captured_queries)}
 
 
 def _summary(runs: list[dict]) -> dict:
@@ -169,57 +232,72 @@ def _summary(runs: list[dict]) -> dict:
         "requests": runs[0]["requests"],
         "runs": len(runs),
         "statuses": runs[-1]["statuses"],
-        **{k: v for k, v in runs[-1].items() if k.startswith(("events_", "invoices_", "status_"))},
     }
 
 
 def run(
     emulator, *, events: int, repeats: int, concurrency: int, workers: int, threads: int
 ) -> dict:
+    from django_q.brokers import get_broker
+
+    if skipped := redis_broker_error():
+        return {"skipped": skipped}
+    broker = get_broker()
+    broker.purge_queue()
     pool = InvoicePool()
     calls_before = len(emulator.requests)
     result: dict = {"workers": workers, "threads": threads, "concurrency": concurrency}
+    result["queries"] = queries_per_event(pool)
+    app_runs, base_runs, batches = [], [], []
     with Gunicorn(workers, threads) as server:
-        app_runs, base_runs = [], []
         for _ in range(repeats):  # alternate, so drift in machine load hits both alike
             base_runs.append(baseline(server, events, concurrency))
-            app_runs.append(ingest(server, pool, events, concurrency))
-        dup = duplicates(server, pool, max(10, events // 10), 10, concurrency)
+            stats, batch = ingest(server, pool, events, concurrency)
+            app_runs.append(stats)
+            batches.append(batch)
+        dup_stats, dup_batch = duplicates(server, pool, max(10, events // 10), 10, concurrency)
+    tasks_queued = broker.queue_size()
+    broker.purge_queue()  # applied below, by one and then two clusters, timed
+
+    event_pks = list(
+        WebhookEvent.objects.filter(
+            event_id__in=[i for b in [*batches, dup_batch] for i in _event_ids(b.bodies)]
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    half = len(event_pks) // 2
+    one, two = apply(event_pks[:half], 1), apply(event_pks[half:], 2)
+
     result["webhook"] = _summary(app_runs)
     result["baseline"] = _summary(base_runs)
     result["ratio"] = result["webhook"]["per_second"] / result["baseline"]["per_second"]
-    result["all_ok"] = all(set(r["statuses"]) == {200} for r in app_runs + base_runs + [dup])
+    result["all_ok"] = all(set(r["statuses"]) == {200} for r in [*app_runs, *base_runs, dup_stats])
+    checks = [_check_applied(batch) for batch in batches]
     result["all_applied"] = all(
-        r["events_processed"] == r["requests"] == r["invoices_paid"] == r["status_changes_logged"]
-        for r in app_runs
+        c["events_processed"] == c["invoices_paid"] == c["status_changes_logged"] == events
+        for c in checks
     )
+    dup = _check_applied(dup_batch)
+    distinct = len(dup_batch.pks)
+    result["tasks_queued"] = tasks_queued
+    result["tasks_expected"] = events * repeats + distinct
     result["duplicates"] = {
-        "per_second": dup["per_second"],
-        "p50_ms": dup["p50_ms"],
-        "p99_ms": dup["p99_ms"],
-        "requests": dup["requests"],
-        "distinct": dup["distinct"],
-        "statuses": dup["statuses"],
-        "events_stored": dup["events_stored"],
-        "invoices_paid": dup["invoices_paid"],
-        "status_changes_logged": dup["status_changes_logged"],
-        "exactly_one_change_each": dup["status_changes_logged"] == dup["distinct"]
-        and dup["events_stored"] == dup["distinct"],
+        "per_second": dup_stats["per_second"],
+        "p50_ms": dup_stats["p50_ms"],
+        "p99_ms": dup_stats["p99_ms"],
+        "requests": dup_stats["requests"],
+        "distinct": distinct,
+        "statuses": dup_stats["statuses"],
+        **dup,
+        "exactly_one_change_each": dup["status_changes_logged"] == distinct
+        and dup["events_stored"] == distinct
+        and dup["invoices_paid"] == distinct,
+    }
+    result["apply"] = {
+        "one_cluster": one,
+        "two_clusters": two,
+        "ratio": two["per_second"] / one["per_second"],
     }
     result["stripe_calls"] = len(emulator.requests) - calls_before
     return result
-
-
-def scale_out(emulator, *, events: int, repeats: int, concurrency: int, threads: int) -> dict:
-    """The same load on 1 and on 2 gunicorn worker processes."""
-    pool = InvoicePool()
-    rates = {}
-    for workers in (1, 2):
-        with Gunicorn(workers, threads) as server:
-            runs = [ingest(server, pool, events, concurrency) for _ in range(repeats)]
-        rates[workers] = median([r["per_second"] for r in runs])
-    return {
-        "one_worker_per_second": rates[1],
-        "two_workers_per_second": rates[2],
-        "ratio": rates[2] / rates[1],
-    }
