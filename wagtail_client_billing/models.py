@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
@@ -438,6 +439,10 @@ class Invoice(models.Model):
             # The listing filtered by site and status, and its page count.
             models.Index(fields=["site", "status", "-created_at"], name="wcb_invoice_site_status"),
             models.Index(fields=["email"], name="wcb_invoice_email"),
+            # The listing's search for a whole email address (any letter case) or invoice
+            # number: an exact match through these, at any table size.
+            models.Index(Lower("email"), name="wcb_invoice_email_ci"),
+            models.Index(fields=["number"], name="wcb_invoice_number"),
             models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
         ]
         permissions = [

@@ -33,7 +33,7 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
-from .filters import InvoiceFilterSet, invoices_for_user
+from .filters import InvoiceFilterSet, invoices_for_user, search_invoices
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus
 from .views.admin_invoices import (
@@ -154,15 +154,24 @@ class RelativeDateColumn(DateColumn):
 class InvoiceIndexView(IndexView):
     """The listing across all sites the editor may bill for.
 
-    Deleted invoices are left out unless the status filter asks for them. Rows come
-    with their site, account and creator in one query, so the page makes the same
-    number of queries for 5 invoices as for 50.
+    Deleted invoices are left out unless the status filter asks for them. A page
+    makes the same queries for 5 invoices as for a million: the page's rows from the
+    invoice table alone, then their sites in one more query.
     """
 
     add_item_label = gettext_lazy("Add billing request")
 
     def get_base_queryset(self) -> QuerySet[Invoice]:
-        return invoices_for_user(self.request.user, Invoice.objects.for_listing())
+        # Sites are prefetched rather than joined: with the page query on the invoice
+        # table alone, the database reads the page in the order of the listing's
+        # indexes. Joined to the (single, in most installs) Stripe account, SQLite's
+        # planner started from the account and sorted every invoice for each page.
+        return invoices_for_user(self.request.user, Invoice.objects.prefetch_related("site"))
+
+    def search_queryset(self, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
+        if not self.is_searching:
+            return queryset
+        return search_invoices(queryset, self.search_query)
 
     def filter_queryset(self, queryset: QuerySet[Invoice]) -> QuerySet[Invoice]:
         queryset = super().filter_queryset(queryset)
@@ -207,6 +216,8 @@ class InvoiceIndexView(IndexView):
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
+        # The export also names each row's Stripe account; prefetched per chunk.
+        queryset = queryset.prefetch_related("account")
         return super().as_spreadsheet(_ChunkedQuerySet(queryset), spreadsheet_format)
 
 
