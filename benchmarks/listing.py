@@ -16,7 +16,10 @@ from django.urls import NoReverseMatch, reverse
 
 from .util import captured, median
 
-EMAIL = "client4242@example.com"
+#: A client with invoices at both sizes (row 42, then every 50,000th row after it): the
+#: search page at 100 invoices then shows a row, like the page at N, instead of being the
+#: empty page, which makes no page query (Django skips it when the count is 0).
+EMAIL = "client42@example.com"
 
 
 def listing_url() -> str | None:
