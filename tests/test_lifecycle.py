@@ -3,11 +3,14 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
+from wagtail import hooks as wagtail_hooks
+from wagtail.models import ModelLogEntry, Page
 
+from tests.testapp.models import SimplePage
 from tests.utils import make_account, make_invoice, make_site, make_user
-from wagtail_client_billing import lifecycle
+from wagtail_client_billing import hooks, lifecycle
 from wagtail_client_billing.lifecycle import Source, TransitionNotAllowed
 from wagtail_client_billing.models import Invoice, InvoiceStatus
 from wagtail_client_billing.signals import invoice_status_changed
@@ -177,6 +180,114 @@ def test_expire_due_query_count_does_not_grow_with_the_number_due(django_assert_
     # one UPDATE, one content type lookup (cached after), one bulk insert per batch of 1000
     with django_assert_max_num_queries(6):
         assert len(lifecycle.expire_due(batch_size=1000)) == 200
+
+
+def due_invoices(count: int, site=None, account=None, **kwargs):
+    site, account = site or make_site(), account or make_account()
+    past = timezone.now() - timedelta(minutes=5)
+    return [make_invoice(site, account, expires_at=past, **kwargs) for _ in range(count)]
+
+
+def test_sweep_runs_hooks_and_receivers_for_every_expired_invoice_after_commit(
+    django_capture_on_commit_callbacks,
+):
+    due = due_invoices(5)
+    hooked, received = [], []
+
+    def hook(invoice, old, new, source):
+        hooked.append((invoice, old, new, source))
+
+    def receiver(sender, invoice, old, new, source, **kwargs):
+        received.append((invoice, old, new, source))
+
+    invoice_status_changed.connect(receiver)
+    try:
+        with (
+            wagtail_hooks.register_temporarily(hooks.INVOICE_STATUS_CHANGED, hook),
+            django_capture_on_commit_callbacks(execute=False) as callbacks,
+        ):
+            assert len(lifecycle.expire_due(batch_size=2)) == 5
+        assert hooked == received == []  # nothing before the transactions commit
+        with wagtail_hooks.register_temporarily(hooks.INVOICE_STATUS_CHANGED, hook):
+            for callback in callbacks:
+                callback()
+    finally:
+        invoice_status_changed.disconnect(receiver)
+
+    for calls in (hooked, received):
+        assert sorted(invoice.pk for invoice, *_ in calls) == sorted(i.pk for i in due)
+        assert {tuple(rest) for _, *rest in calls} == {(S.PENDING, S.EXPIRED, Source.SWEEP)}
+        for invoice, *_ in calls:  # full instances, as the change left them
+            assert isinstance(invoice, Invoice)
+            assert not invoice.get_deferred_fields()
+            assert (invoice.status, invoice.email) == (S.EXPIRED, "client@example.com")
+            assert invoice.expired_at is not None
+
+
+def test_sweep_loads_no_invoice_when_nobody_needs_them(django_capture_on_commit_callbacks):
+    due_invoices(3)
+    with (
+        CaptureQueriesContext(connection) as ctx,
+        django_capture_on_commit_callbacks(execute=True) as callbacks,
+    ):
+        assert len(lifecycle.expire_due()) == 3
+    assert callbacks == []
+    table = Invoice._meta.db_table
+    reads = [q["sql"] for q in ctx.captured_queries if q["sql"].startswith("SELECT")]
+    assert not [sql for sql in reads if f'FROM "{table}"' in sql], reads
+
+
+def test_sweep_unpublishes_the_page_of_the_invoices_that_name_one(
+    django_capture_on_commit_callbacks,
+):
+    page = Page.get_first_root_node().add_child(
+        instance=SimplePage(title="Offer", slug="offer", live=True)
+    )
+    page.save_revision()
+    author = make_user("boss", superuser=True)
+    plain = due_invoices(2)
+    (named,) = due_invoices(
+        1, plain[0].site, plain[0].account, unpublish_page_when_expired=page, created_by=author
+    )
+
+    with (
+        CaptureQueriesContext(connection) as ctx,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert len(lifecycle.expire_due()) == 3
+
+    page.refresh_from_db()
+    assert not page.live
+    assert "wagtail_client_billing.page_unpublished" in logs(named)
+    assert all(logs(i) == ["wagtail_client_billing.expired"] for i in plain)
+    # Only the invoice with a page to unpublish was loaded for the after-commit step.
+    table = Invoice._meta.db_table
+    loads = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if q["sql"].startswith(f'SELECT "{table}"."id"') and "IN (" in q["sql"]
+    ]
+    assert len(loads) == 1 and str(named.pk) in loads[0], loads
+
+
+def test_a_failing_hook_for_one_invoice_leaves_the_others_announced(
+    django_capture_on_commit_callbacks,
+):
+    due = due_invoices(3)
+    seen = []
+
+    def hook(invoice, old, new, source):
+        seen.append(invoice.pk)
+        if len(seen) == 1:
+            raise RuntimeError("receiver bug")
+
+    with (
+        wagtail_hooks.register_temporarily(hooks.INVOICE_STATUS_CHANGED, hook),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        assert len(lifecycle.expire_due()) == 3
+    assert sorted(seen) == sorted(i.pk for i in due)
+    assert Invoice.objects.filter(status=S.EXPIRED).count() == 3
 
 
 def test_invoice_numbers_are_per_site_and_sequential():

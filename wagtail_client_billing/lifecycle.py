@@ -32,7 +32,7 @@ from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
 from wagtail.models import ModelLogEntry
 
-from . import hooks
+from . import hooks, receivers
 from .conf import billing_settings
 from .models import Invoice, InvoiceStatus
 from .signals import invoice_status_changed
@@ -137,17 +137,46 @@ def _change(
     return False  # pragma: no cover - the status graph has no cycle this long
 
 
-def _announce_on_commit(invoices: list[Invoice], old: str, new: str, source: str) -> None:
-    """Send the signal and run the hook for each invoice once the transaction commits."""
-    if not (invoice_status_changed.has_listeners() or hooks.get(hooks.INVOICE_STATUS_CHANGED)):
+def _others_listen() -> bool:
+    """Whether site code wants every change: a signal receiver or a registered hook."""
+    return invoice_status_changed.has_listeners(Invoice) or bool(
+        hooks.get(hooks.INVOICE_STATUS_CHANGED)
+    )
+
+
+def _announce_on_commit(
+    invoices: list[Invoice], old: str, new: str, source: str, *, others: bool | None = None
+) -> None:
+    """Once the transaction commits, for each invoice: run the app's page action (if it
+    names a page), send the signal and run the hook.
+
+    ``others`` is :func:`_others_listen` when the caller already asked. Each invoice is
+    announced on its own: a receiver or hook that raises for one is logged and the
+    others are still announced (the status change has committed either way).
+    """
+    if others is None:
+        others = _others_listen()
+    if not others:
+        invoices = [invoice for invoice in invoices if receivers.has_page_action(invoice, new)]
+    if not invoices:
         return
 
     def announce() -> None:
         for invoice in invoices:
-            invoice_status_changed.send(
-                sender=Invoice, invoice=invoice, old=old, new=new, source=source
-            )
-            hooks.run(hooks.INVOICE_STATUS_CHANGED, invoice, old, new, source)
+            try:
+                receivers.run_page_actions(invoice, new)
+                if others:
+                    invoice_status_changed.send(
+                        sender=Invoice, invoice=invoice, old=old, new=new, source=source
+                    )
+                    hooks.run(hooks.INVOICE_STATUS_CHANGED, invoice, old, new, source)
+            except Exception:
+                logger.exception(
+                    "After invoice %s changed from %s to %s: a receiver failed",
+                    invoice.number,
+                    old,
+                    new,
+                )
 
     transaction.on_commit(announce, robust=True)
 
@@ -262,16 +291,29 @@ class Expired:
     checkout_session_id: str
     test_mode: bool
     account_id: int
+    unpublish_page_when_expired_id: int | None = None
+
+
+#: The columns of an expired invoice that :func:`_expire_batch` returns, as :class:`Expired`.
+_RETURNED = (
+    "id",
+    "number",
+    "checkout_session_id",
+    "test_mode",
+    "account",
+    "unpublish_page_when_expired",
+)
 
 
 def expire_due(now: datetime | None = None, batch_size: int | None = None) -> list[Expired]:
     """Expire every pending invoice whose ``expires_at`` has passed, in batches.
 
-    Each batch is one ``UPDATE ... WHERE id IN (due pending ids) AND status = 'pending'
-    RETURNING ...`` (PostgreSQL skips rows another transaction holds, such as one being
-    paid right now; the next sweep takes them if they are still due), one bulk insert
-    of log entries, and, when a receiver is connected, one query loading the batch for
-    the signal. 100,000 due invoices take a few dozen queries, not 100,000.
+    Each batch is one transaction: one ``UPDATE ... WHERE id IN (due pending ids) AND
+    status = 'pending' RETURNING ...`` (PostgreSQL skips rows another transaction holds,
+    such as one being paid right now; the next sweep takes them if they are still due),
+    one ``INSERT ... SELECT`` of their log entries, and, only when someone needs the
+    invoices after commit, one query loading them (see :func:`_announce_batch`). 100,000 due invoices take a few dozen
+    queries, not 100,000.
     """
     now = now or timezone.now()
     batch_size = batch_size or billing_settings.EXPIRE_BATCH_SIZE
@@ -282,9 +324,7 @@ def expire_due(now: datetime | None = None, batch_size: int | None = None) -> li
             if not batch:
                 break
             _log_bulk(batch, now)
-            if invoice_status_changed.has_listeners() or hooks.get(hooks.INVOICE_STATUS_CHANGED):
-                invoices = list(Invoice.objects.filter(pk__in=[e.pk for e in batch]))
-                _announce_on_commit(invoices, S.PENDING, S.EXPIRED, Source.SWEEP)
+            _announce_batch(batch)
         expired.extend(batch)
         if len(batch) < batch_size:
             break
@@ -293,28 +333,56 @@ def expire_due(now: datetime | None = None, batch_size: int | None = None) -> li
     return expired
 
 
+def _announce_batch(batch: list[Expired]) -> None:
+    """Load the invoices the after-commit announcement needs, in one query, if any.
+
+    A signal receiver or hook gets every expired invoice, in full. With neither, only
+    the app's own page action is left, and it needs only the invoices that name a page
+    to unpublish: usually none, so the sweep loads nothing. Loaded inside the batch's
+    transaction, so each instance is the invoice as this change left it.
+    """
+    others = _others_listen()
+    pks = [e.pk for e in batch if others or e.unpublish_page_when_expired_id is not None]
+    if pks:
+        invoices = list(Invoice.objects.filter(pk__in=pks).order_by("pk"))
+        _announce_on_commit(invoices, S.PENDING, S.EXPIRED, Source.SWEEP, others=others)
+
+
+def _col(model_meta: Any, name: str) -> str:
+    field = model_meta.get_field(name)
+    assert isinstance(field, models.Field) and field.column
+    return connection.ops.quote_name(field.column)
+
+
 def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
+    """Expire up to ``batch_size`` due invoices in one ``UPDATE``; returns them.
+
+    On PostgreSQL the due ids are collected with ``FOR UPDATE SKIP LOCKED`` into an
+    array (``id = ANY(ARRAY(...))``), so the UPDATE finds its rows by primary key; an
+    ``id IN (subquery)`` is planned as a hash join over every pending invoice, which at
+    a million invoices is read again for every batch.
+    """
     meta = Invoice._meta
-    qn = connection.ops.quote_name
-    table = qn(meta.db_table)
+    table = connection.ops.quote_name(meta.db_table)
 
     def col(name: str) -> str:
-        field = meta.get_field(name)
-        assert isinstance(field, models.Field) and field.column
-        return qn(field.column)
+        return _col(meta, name)
 
-    lock = (
-        " FOR UPDATE SKIP LOCKED" if connection.features.has_select_for_update_skip_locked else ""
+    # Only quoted identifiers from _meta are interpolated; values are parameters.
+    due = (
+        f"SELECT {col('id')} FROM {table} "  # noqa: S608
+        f"WHERE {col('status')} = %s AND {col('expires_at')} <= %s "
+        f"ORDER BY {col('expires_at')} LIMIT %s"
     )
-    # Only quoted identifiers from the model's _meta are interpolated; values are parameters.
+    if connection.vendor == "postgresql":
+        where = f"{col('id')} = ANY(ARRAY({due} FOR UPDATE SKIP LOCKED))"
+    else:
+        where = f"{col('id')} IN ({due})"  # SQLite: one writer at a time, nothing to skip
     sql = (
         f"UPDATE {table} SET {col('status')} = %s, {col('expired_at')} = %s, "  # noqa: S608
         f"{col('status_changed_at')} = %s, {col('status_source')} = %s "
-        f"WHERE {col('id')} IN (SELECT {col('id')} FROM {table} "
-        f"WHERE {col('status')} = %s AND {col('expires_at')} <= %s "
-        f"ORDER BY {col('expires_at')} LIMIT %s{lock}) AND {col('status')} = %s "
-        f"RETURNING {col('id')}, {col('number')}, {col('checkout_session_id')}, "
-        f"{col('test_mode')}, {col('account')}"
+        f"WHERE {where} AND {col('status')} = %s "
+        f"RETURNING {', '.join(col(name) for name in _RETURNED)}"
     )
     stamp = connection.ops.adapt_datetimefield_value(now)
     pending, expired = str(S.PENDING), str(S.EXPIRED)
@@ -322,39 +390,33 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return [Expired(int(r[0]), r[1], r[2], bool(r[3]), int(r[4])) for r in rows]
+    return [Expired(int(r[0]), r[1], r[2], bool(r[3]), int(r[4]), r[5]) for r in rows]
 
 
 def _log_bulk(batch: list[Expired], now: datetime) -> None:
-    """One ``INSERT ... SELECT`` of log entries for a batch, built from the invoice rows.
+    """One ``INSERT ... SELECT`` of the batch's log entries.
 
     Building 100,000 ``ModelLogEntry`` objects in Python (and SQLite's 999-parameter
     limit, which cuts ``bulk_create`` into 90-row statements) costs more than the
-    sweep's UPDATE itself; the database copies the rows in one statement instead.
+    sweep's UPDATE itself; the database makes the rows in one statement instead, from
+    the ids and numbers the UPDATE returned: two arrays ``unnest``-ed on PostgreSQL, the
+    invoice rows of a JSON list of ids on SQLite.
     """
     meta, log_meta = Invoice._meta, ModelLogEntry._meta
     qn = connection.ops.quote_name
-    content_type = ContentType.objects.get_for_model(Invoice)
-    data = json.dumps({"old": str(S.PENDING), "new": str(S.EXPIRED), "source": str(Source.SWEEP)})
-    ids = [e.pk for e in batch]
-    ids_param: list[int] | str
+    id_, number = _col(meta, "id"), _col(meta, "number")
+    rows: str
+    rows_params: list[Any]
     if connection.vendor == "postgresql":
-        data_sql, ids_sql, ids_param, text = "%s::jsonb", "= ANY(%s)", ids, "text"
+        data_sql = "%s::jsonb"
+        rows = f"unnest(%s::bigint[], %s::text[]) AS expired ({id_}, {number})"
+        rows_params = [[e.pk for e in batch], [e.number for e in batch]]
     else:
-        data_sql, ids_sql, ids_param, text = (
-            "%s",
-            "IN (SELECT value FROM json_each(%s))",
-            json.dumps(ids),
-            "text",
-        )
-
-    def col(model_meta: Any, name: str) -> str:
-        field = model_meta.get_field(name)
-        assert isinstance(field, models.Field) and field.column
-        return qn(field.column)
-
+        data_sql = "%s"
+        rows = f"{qn(meta.db_table)} WHERE {id_} IN (SELECT value FROM json_each(%s))"  # noqa: S608
+        rows_params = [json.dumps([e.pk for e in batch])]
     columns = ", ".join(
-        col(log_meta, name)
+        _col(log_meta, name)
         for name in (
             "content_type",
             "object_id",
@@ -366,14 +428,14 @@ def _log_bulk(batch: list[Expired], now: datetime) -> None:
             "deleted",
         )
     )
+    # Only quoted identifiers from _meta are interpolated; values are parameters.
     sql = (
-        f"INSERT INTO {qn(log_meta.db_table)} ({columns}) "  # noqa: S608 (identifiers from _meta)
-        f"SELECT %s, CAST({col(meta, 'id')} AS {text}), {col(meta, 'number')}, %s, {data_sql}, "
-        f"%s, %s, %s FROM {qn(meta.db_table)} WHERE {col(meta, 'id')} {ids_sql}"
+        f"INSERT INTO {qn(log_meta.db_table)} ({columns}) "  # noqa: S608
+        f"SELECT %s, CAST({id_} AS text), {number}, %s, {data_sql}, %s, %s, %s FROM {rows}"
     )
+    data = json.dumps({"old": str(S.PENDING), "new": str(S.EXPIRED), "source": str(Source.SWEEP)})
+    content_type = ContentType.objects.get_for_model(Invoice)
     stamp = connection.ops.adapt_datetimefield_value(now)
+    params = [content_type.pk, LOG_ACTIONS[S.EXPIRED], data, stamp, False, False, *rows_params]
     with connection.cursor() as cursor:
-        cursor.execute(
-            sql,
-            [content_type.pk, LOG_ACTIONS[S.EXPIRED], data, stamp, False, False, ids_param],
-        )
+        cursor.execute(sql, params)

@@ -1,10 +1,17 @@
-"""Signal receivers this app connects for itself (imported by ``AppConfig.ready``).
+"""The app's own reactions to a status change: paid-invoice page actions.
 
-Paid-invoice actions: an invoice may name a page to publish when it is paid (hand a
-client their new site the moment they pay) and one to unpublish when it expires. They
-run after the status change commits, as the editor who created the invoice, and only
-if that editor may publish the page: Wagtail's own publish and unpublish actions check
-it, so the app never lets a billing request do what its author could not.
+An invoice may name a page to publish when it is paid (hand a client their new site
+the moment they pay) and one to unpublish when it expires. :mod:`.lifecycle` runs
+:func:`run_page_actions` after the status change commits, before it sends
+:data:`~wagtail_client_billing.signals.invoice_status_changed`. It is deliberately not a
+receiver of that signal: the signal is for the site's own code, so
+``invoice_status_changed.has_listeners()`` says whether anyone needs every changed
+invoice loaded in full, and the expiry sweep loads only the invoices that have a page
+to unpublish when nobody does.
+
+The actions run as the editor who created the invoice, and only if that editor may
+publish the page: Wagtail's own publish and unpublish actions check it, so the app
+never lets a billing request do what its author could not.
 """
 
 from __future__ import annotations
@@ -12,22 +19,31 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.dispatch import receiver
 from wagtail.actions.publish_page_revision import PublishPagePermissionError
 from wagtail.actions.unpublish_page import UnpublishPagePermissionError
 from wagtail.log_actions import log
 
 from .models import Invoice, InvoiceStatus
-from .signals import invoice_status_changed
 
 logger = logging.getLogger(__name__)
 
 
-@receiver(invoice_status_changed, dispatch_uid="wagtail_client_billing.page_actions")
-def run_page_actions(sender: Any, invoice: Invoice, old: str, new: str, **kwargs: Any) -> None:
-    if new == InvoiceStatus.PAID and invoice.publish_page_when_paid_id:
+def has_page_action(invoice: Invoice, new: str) -> bool:
+    """Whether :func:`run_page_actions` has anything to do for a change to ``new``."""
+    if new == InvoiceStatus.PAID:
+        return invoice.publish_page_when_paid_id is not None
+    if new == InvoiceStatus.EXPIRED:
+        return invoice.unpublish_page_when_expired_id is not None
+    return False
+
+
+def run_page_actions(invoice: Invoice, new: str) -> None:
+    """Publish or unpublish the invoice's page for a change to ``new``, if it names one."""
+    if not has_page_action(invoice, new):
+        return
+    if new == InvoiceStatus.PAID:
         publish_page_for(invoice)
-    elif new == InvoiceStatus.EXPIRED and invoice.unpublish_page_when_expired_id:
+    else:
         unpublish_page_for(invoice)
 
 
