@@ -2,7 +2,8 @@
 
 ``benchmarks.settings`` installs it. In every ``qcluster`` worker a receiver of
 django-q2's ``pre_execute`` signal adds one to a Redis hash keyed by the worker's
-process id, so the scale-out figures can show how the work spread over the clusters.
+parent, the cluster's sentinel (workers are recycled every 500 tasks; the sentinel
+stays), so the scale-out figures can show how the work spread over the clusters.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import Any
 
 from django.apps import AppConfig
 
-#: Redis hash: worker pid -> tasks it started.
-SPREAD_KEY = "wcb_bench:tasks_by_worker"
+#: Redis hash: cluster (sentinel pid) -> tasks its workers started (one per run).
+SPREAD_KEY = f"wcb_bench_{os.environ.get('BENCH_RUN_ID', '0')}:tasks_by_worker"
 
 _connection: Any = None
 
@@ -24,7 +25,7 @@ def count_task(sender: Any, **kwargs: Any) -> None:
         from django_q.brokers import get_broker
 
         _connection = get_broker().connection
-    _connection.hincrby(SPREAD_KEY, str(os.getpid()), 1)
+    _connection.hincrby(SPREAD_KEY, str(os.getppid()), 1)
 
 
 class BenchmarksConfig(AppConfig):

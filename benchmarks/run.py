@@ -22,8 +22,13 @@ from urllib.parse import urlsplit, urlunsplit
 
 from .util import REPO
 
-SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", "/tmp/wcb_bench.sqlite3"))  # noqa: S108
-PG_NAME = "wcb_bench"
+# Each run has its own databases and Redis queue (named after its process id), so two
+# runs at once do not drop each other's data; the migrated templates are shared.
+BASE = "wcb_bench"
+RUN_ID = os.environ.setdefault("BENCH_RUN_ID", str(os.getpid()))
+SQLITE_PATH = Path(os.environ.get("BENCH_SQLITE_PATH", f"/tmp/{BASE}_{RUN_ID}.sqlite3"))  # noqa: S108
+SQLITE_TEMPLATES = Path("/tmp")  # noqa: S108
+PG_NAME = f"{BASE}_{RUN_ID}"
 
 FULL = {
     "total": 1_000_000,
@@ -98,13 +103,13 @@ def prepare_database(db: str) -> tuple[str, str | None]:
     if db == "sqlite":
         for suffix in ("", "-wal", "-shm"):
             Path(f"{SQLITE_PATH}{suffix}").unlink(missing_ok=True)
-        template = SQLITE_PATH.with_name(f"{SQLITE_PATH.stem}_template_{key}.sqlite3")
+        template = SQLITE_TEMPLATES / f"{BASE}_template_{key}.sqlite3"
         if template.exists():
             shutil.copyfile(template, SQLITE_PATH)
             return f"sqlite:///{SQLITE_PATH}", str(template)
         return f"sqlite:///{SQLITE_PATH}", None
     admin_url = os.environ["DATABASE_URL"]
-    template = f"{PG_NAME}_template_{key}"
+    template = f"{BASE}_template_{key}"
     with _pg_admin(admin_url) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{PG_NAME}" WITH (FORCE)')
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template]).fetchone()
@@ -127,19 +132,17 @@ def save_template(db: str) -> None:
         # the other processes free to delete the WAL under it.
         with contextlib.closing(sqlite3.connect(SQLITE_PATH)) as conn:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        for old in SQLITE_PATH.parent.glob(f"{SQLITE_PATH.stem}_template_*.sqlite3"):
+        for old in SQLITE_TEMPLATES.glob(f"{BASE}_template_*.sqlite3"):
             old.unlink()
-        shutil.copyfile(
-            SQLITE_PATH, SQLITE_PATH.with_name(f"{SQLITE_PATH.stem}_template_{key}.sqlite3")
-        )
+        shutil.copyfile(SQLITE_PATH, SQLITE_TEMPLATES / f"{BASE}_template_{key}.sqlite3")
         return
     admin_url = os.environ["DATABASE_URL"]
     with _pg_admin(admin_url) as conn:
         for (name,) in conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PG_NAME}_template_%"]
+            "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{BASE}_template_%"]
         ).fetchall():
             conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{PG_NAME}_template_{key}" TEMPLATE "{PG_NAME}"')
+        conn.execute(f'CREATE DATABASE "{BASE}_template_{key}" TEMPLATE "{PG_NAME}"')
 
 
 def drop_database(db: str) -> None:
@@ -156,12 +159,12 @@ def drop_database(db: str) -> None:
 
 def drop_templates() -> None:
     """``python -m benchmarks --clean``: remove the cached migrated schemas."""
-    for old in SQLITE_PATH.parent.glob(f"{SQLITE_PATH.stem}_template_*.sqlite3"):
+    for old in SQLITE_TEMPLATES.glob(f"{BASE}_template_*.sqlite3"):
         old.unlink()
     if os.environ.get("DATABASE_URL"):
         with _pg_admin(os.environ["DATABASE_URL"]) as conn:
             for (name,) in conn.execute(
-                "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{PG_NAME}_template_%"]
+                "SELECT datname FROM pg_database WHERE datname LIKE %s", [f"{BASE}_template_%"]
             ).fetchall():
                 conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
 

@@ -1,7 +1,7 @@
 """Django settings for the benchmarks: the test suite's apps, a file database, Redis.
 
 ``BENCH_DATABASE_URL`` picks the database (the runner sets it: a SQLite file under /tmp,
-or a ``wcb_bench`` database on the server of ``DATABASE_URL``). Connections persist
+or a ``wcb_bench_<run>`` database on the server of ``DATABASE_URL``). Connections persist
 (``CONN_MAX_AGE``) as they would in production, for the app's views and the baselines
 alike. SQLite runs in WAL mode with ``IMMEDIATE`` transactions, the configuration a
 site serving concurrent requests from SQLite needs; without it concurrent writers get
@@ -44,7 +44,7 @@ WAGTAIL_CLIENT_BILLING = {
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
 
 Q_CLUSTER = {
-    "name": "wcb_bench",
+    "name": f"wcb_bench_{os.environ.get('BENCH_RUN_ID', '0')}",  # a queue per run
     "workers": int(os.environ.get("BENCH_Q_WORKERS", "1")),
     "redis": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"),
     "timeout": 60,

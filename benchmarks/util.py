@@ -110,7 +110,7 @@ def _clusters_ready(expected: int) -> bool:
 class QClusters:
     """``n`` ``qcluster`` processes of one worker each on the Redis broker, ready to work.
 
-    ``spread()`` is how many tasks each worker started since the clusters came up
+    ``spread()`` is how many tasks each cluster started since the clusters came up
     (counted by :mod:`benchmarks.apps`), largest first.
     """
 
