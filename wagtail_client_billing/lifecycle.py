@@ -26,6 +26,7 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -357,10 +358,16 @@ def _col(model_meta: Any, name: str) -> str:
 def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
     """Expire up to ``batch_size`` due invoices in one ``UPDATE``; returns them.
 
-    On PostgreSQL the due ids are collected with ``FOR UPDATE SKIP LOCKED`` into an
-    array (``id = ANY(ARRAY(...))``), so the UPDATE finds its rows by primary key; an
-    ``id IN (subquery)`` is planned as a hash join over every pending invoice, which at
-    a million invoices is read again for every batch.
+    The due ids come from the partial index on ``expires_at`` of pending invoices, in
+    expiry order. On PostgreSQL they are collected with ``FOR UPDATE SKIP LOCKED`` into
+    an array (``id = ANY(ARRAY(...))``), so the UPDATE finds its rows by primary key;
+    ``id IN (subquery)`` is planned as a hash join over every pending invoice, read
+    again for every batch. SQLite is told to use that index (``INDEXED BY``): from its
+    sampled statistics it reckons ``status = 'pending'`` matches a few thousand rows
+    and reads every pending invoice through the status index, then sorts them (0.15 s
+    a batch at a million invoices, against 1 ms). ``'pending'`` is written into the SQL,
+    not passed as a parameter: SQLite can use a partial index only when the query's own
+    text implies the index's condition.
     """
     meta = Invoice._meta
     table = connection.ops.quote_name(meta.db_table)
@@ -368,10 +375,18 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
     def col(name: str) -> str:
         return _col(meta, name)
 
-    # Only quoted identifiers from _meta are interpolated; values are parameters.
+    pending, expired = str(S.PENDING), str(S.EXPIRED)
+    assert pending.isalpha()  # a literal in the SQL below
+    if connection.vendor == "postgresql":
+        index = ""
+    else:
+        name = _pending_expiry_index()
+        index = f" INDEXED BY {connection.ops.quote_name(name)}" if name else ""
+    # Only quoted identifiers from _meta and our own status literal are interpolated;
+    # values are parameters.
     due = (
-        f"SELECT {col('id')} FROM {table} "  # noqa: S608
-        f"WHERE {col('status')} = %s AND {col('expires_at')} <= %s "
+        f"SELECT {col('id')} FROM {table}{index} "  # noqa: S608
+        f"WHERE {col('status')} = '{pending}' AND {col('expires_at')} <= %s "
         f"ORDER BY {col('expires_at')} LIMIT %s"
     )
     if connection.vendor == "postgresql":
@@ -385,12 +400,19 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
         f"RETURNING {', '.join(col(name) for name in _RETURNED)}"
     )
     stamp = connection.ops.adapt_datetimefield_value(now)
-    pending, expired = str(S.PENDING), str(S.EXPIRED)
-    params = [expired, stamp, stamp, str(Source.SWEEP), pending, stamp, batch_size, pending]
+    params = [expired, stamp, stamp, str(Source.SWEEP), stamp, batch_size, pending]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [Expired(int(r[0]), r[1], r[2], bool(r[3]), int(r[4]), r[5]) for r in rows]
+
+
+def _pending_expiry_index() -> str | None:
+    """The name of the invoice table's partial index on ``expires_at`` of pending rows."""
+    for index in Invoice._meta.indexes:
+        if list(index.fields) == ["expires_at"] and index.condition == Q(status=S.PENDING):
+            return index.name
+    return None
 
 
 def _log_bulk(batch: list[Expired], now: datetime) -> None:
