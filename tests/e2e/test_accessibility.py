@@ -7,7 +7,7 @@ import re
 from playwright.sync_api import expect
 
 from .conftest import payment_link, run_axe, screenshot
-from .flows import LISTING, SETTINGS, add_billing_request
+from .flows import LISTING, SETTINGS, add_billing_request, wait_for_status
 
 #: Wagtail's own admin chrome, to leave out of axe if it ever reported on it rather than
 #: on this app's markup. Empty: with Wagtail 8.0.1 axe finds nothing serious anywhere
@@ -106,12 +106,14 @@ def test_axe_finds_no_serious_violations_on_the_apps_screens(stack, admin_page, 
     client.goto(link)
     client.get_by_role("button", name="Pay by bank debit (delayed)").click()
     expect(client.get_by_role("heading", name="Payment processing")).to_be_visible()
+    wait_for_status(stack, number, "processing")  # the qcluster applies Stripe's event
     client.goto(link)
     expect(client.get_by_role("heading", name="Your payment is being processed")).to_be_visible()
     found["public: processing"] = run_axe(client)
     client.go_back()
     client.get_by_role("button", name="Settle payment").click()
     client.wait_for_url(re.compile(re.escape(stack.url("/?paid=1"))))
+    wait_for_status(stack, number, "paid")
     client.goto(link)
     expect(client.get_by_role("heading", level=1)).to_be_visible()
     found["public: paid"] = run_axe(client)
