@@ -120,7 +120,10 @@ def _change(
             "status_changed_at": now,
             "status_source": source,
         }
-        with transaction.atomic():
+        # The update and its log entry commit together. Inside a caller's transaction
+        # (a webhook, a view) no savepoint of its own: an error here rolls back to the
+        # caller's, which every caller that goes on after an error has.
+        with transaction.atomic(savepoint=False):
             updated = Invoice.objects.filter(pk=invoice.pk, status=guess).update(**values)
             if updated:
                 old = guess
