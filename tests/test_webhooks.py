@@ -179,6 +179,30 @@ def test_duplicate_delivery_is_acknowledged_and_changes_nothing(client, invoice)
     assert WebhookEvent.objects.get(event_id=event["id"]).attempts == 1
 
 
+@pytest.mark.parametrize("one_statement", [True, False], ids=["insert-or-skip", "orm-create"])
+def test_storing_an_event_twice_keeps_the_first(invoice, monkeypatch, one_statement):
+    """Both ways of storing (one ``INSERT ... ON CONFLICT`` on PostgreSQL and SQLite
+    3.35+, ``objects.create`` elsewhere) insert once and find the stored event again."""
+    if not one_statement:
+        monkeypatch.setattr(webhooks, "_can_insert_or_skip", lambda connection: False)
+    event = completed(invoice, "cs_test_a1current")
+
+    first, created = webhooks.store(event)
+    again, created_again = webhooks.store({**event, "type": "changed.in.transit"})
+
+    assert (created, created_again) == (True, False)
+    assert again.pk == first.pk
+    stored = WebhookEvent.objects.get(event_id=event["id"])
+    assert (stored.pk, stored.type, stored.outcome, stored.attempts) == (
+        first.pk,
+        "checkout.session.completed",
+        "received",
+        0,
+    )
+    assert stored.payload == event
+    assert stored.received_at == first.received_at
+
+
 def test_unknown_event_type_is_stored_as_ignored(client, invoice):
     event = build_event(
         "charge.refunded", {"id": "ch_1", "object": "charge"}, account="acct_test_a"

@@ -41,6 +41,7 @@ into invoice status; the client's return from Checkout and reconciliation use it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -181,26 +182,74 @@ def parse_event(payload: bytes) -> dict[str, Any]:
 def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
     """Insert the event, or find the one stored before; ``(record, created)``.
 
-    The insert is tried first and a unique-constraint violation means a duplicate, which
-    is safe under concurrent deliveries where "look, then insert" is not.
+    The insert is tried first and the unique ``event_id`` decides whether it is new,
+    which is safe under concurrent deliveries where "look, then insert" is not. In the
+    webhook view (autocommit) the single ``INSERT`` is its own transaction; inside a
+    caller's transaction it gets a savepoint, so a refused payload does not break that.
     """
+    values = {f.attname: f.get_default() for f in _columns()} | {
+        "event_id": event["id"][:255],
+        "type": event["type"][:100],
+        "account": (event.get("account") or "")[:64],
+        "livemode": bool(event["livemode"]),
+        "payload": event,
+    }
+    connection = transaction.get_connection()
+    savepoint = transaction.atomic() if connection.in_atomic_block else None
     try:
-        with transaction.atomic():
-            record = WebhookEvent.objects.create(
-                event_id=event["id"][:255],
-                type=event["type"][:100],
-                account=(event.get("account") or "")[:64],
-                livemode=bool(event["livemode"]),
-                payload=event,
-            )
-            return record, True
+        with savepoint or contextlib.nullcontext():
+            if _can_insert_or_skip(connection):
+                pk = _insert_or_skip(connection, values)
+                if pk is not None:
+                    return WebhookEvent(pk=pk, **values), True
+            else:
+                return WebhookEvent.objects.create(**values), True
     except DataError as exc:  # e.g. a NUL character PostgreSQL cannot hold in text or jsonb
         raise InvalidWebhook("The event could not be stored.") from exc
     except IntegrityError as exc:
-        existing = WebhookEvent.objects.filter(event_id=event["id"][:255]).first()
+        existing = WebhookEvent.objects.filter(event_id=values["event_id"]).first()
         if existing is None:  # not a duplicate: the database refused the payload itself
             raise InvalidWebhook("The event could not be stored.") from exc
         return existing, False
+    existing = WebhookEvent.objects.filter(event_id=values["event_id"]).first()
+    if existing is None:  # skipped as a duplicate, and the original is gone since
+        raise InvalidWebhook("The event could not be stored.")
+    return existing, False
+
+
+def _columns() -> list[Any]:
+    return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+
+
+def _can_insert_or_skip(connection: Any) -> bool:
+    return connection.vendor in ("postgresql", "sqlite") and bool(
+        connection.features.can_return_columns_from_insert  # SQLite 3.35+
+    )
+
+
+def _insert_or_skip(connection: Any, values: dict[str, Any]) -> int | None:
+    """``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING id``: the new row's id,
+    or None when the event is stored already.
+
+    The hot half of every delivery: one statement, no exception for a duplicate, and
+    half of what ``objects.create`` costs in Python. ``values`` holds every column
+    (:func:`store` fills in the model defaults), so a field added to the model later
+    needs nothing here.
+    """
+    meta = WebhookEvent._meta
+    qn = connection.ops.quote_name
+    fields = _columns()
+    params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (identifiers from _meta)
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({qn(meta.get_field('event_id').column)}) DO NOTHING "
+        f"RETURNING {qn(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
 
 
 # --- 3. process -----------------------------------------------------------------------------
