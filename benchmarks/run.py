@@ -41,7 +41,7 @@ FULL = {
     "webhook_repeats": 3,
     "email_messages": 1000,
     "email_repeats": 3,
-    "qcluster_messages": 200,
+    "qcluster_messages": 1000,
 }
 QUICK = {
     "total": 100_000,
@@ -52,9 +52,9 @@ QUICK = {
     "paylink_requests": 100,
     "webhook_events": 1000,
     "webhook_repeats": 3,
-    "email_messages": 200,
-    "email_repeats": 1,
-    "qcluster_messages": 100,
+    "email_messages": 500,
+    "email_repeats": 3,
+    "qcluster_messages": 300,
 }
 CONCURRENCY, WORKERS, THREADS = 8, 2, 4
 
