@@ -211,7 +211,10 @@ def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
         if existing is None:  # not a duplicate: the database refused the payload itself
             raise InvalidWebhook("The event could not be stored.") from exc
         return existing, False
-    existing = WebhookEvent.objects.filter(event_id=values["event_id"]).first()
+    # A duplicate: what the delivery's answer needs, without parsing the stored payload.
+    existing = (
+        WebhookEvent.objects.only("event_id", "outcome").filter(event_id=values["event_id"]).first()
+    )
     if existing is None:  # skipped as a duplicate, and the original is gone since
         raise InvalidWebhook("The event could not be stored.")
     return existing, False
