@@ -316,8 +316,8 @@ def expire_due(now: datetime | None = None, batch_size: int | None = None) -> li
     status = 'pending' RETURNING ...`` (PostgreSQL skips rows another transaction holds,
     such as one being paid right now; the next sweep takes them if they are still due),
     one ``INSERT ... SELECT`` of their log entries, and, only when someone needs the
-    invoices after commit, one query loading them (see :func:`_announce_batch`). 100,000 due invoices take a few dozen
-    queries, not 100,000.
+    invoices after commit, one query loading them (see :func:`_announce_batch`).
+    100,000 due invoices take a few dozen queries, not 100,000.
     """
     now = now or timezone.now()
     batch_size = batch_size or billing_settings.EXPIRE_BATCH_SIZE

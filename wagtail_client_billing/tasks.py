@@ -47,7 +47,7 @@ from wagtail.models import ModelLogEntry
 
 from . import emails, gateway, lifecycle
 from .conf import billing_settings
-from .models import EmailStatus, Invoice, InvoiceStatus
+from .models import EmailStatus, Invoice, InvoiceStatus, WebhookEvent, WebhookOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +264,6 @@ def resume_received_webhook_events() -> int:
     :func:`apply_webhook_event` is idempotent, so an event queued twice is applied
     once. Returns how many were queued.
     """
-    from .models import WebhookEvent, WebhookOutcome
-
     stale = timezone.now() - claim_lease()
     waiting = list(
         WebhookEvent.objects.filter(
@@ -273,7 +271,7 @@ def resume_received_webhook_events() -> int:
         ).values_list("pk", flat=True)
     )
     for pk in waiting:
-        async_task(f"{TASKS}.apply_webhook_event", pk, group="client_billing_webhook")
+        queue_webhook_event(pk)
     if waiting:
         logger.warning("Queued %d waiting Stripe events again", len(waiting))
     return len(waiting)
