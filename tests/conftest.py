@@ -2,7 +2,7 @@ import pytest
 
 from tests.utils import connect, make_account, make_site
 
-pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin"]
+pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin", "tests.emulator_helpers"]
 
 
 @pytest.fixture

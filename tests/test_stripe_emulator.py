@@ -23,122 +23,33 @@ from typing import Any
 import pytest
 import stripe
 
+from tests.emulator_helpers import (
+    SECRET,
+    Recorder,
+    create_account,
+    create_session,
+    error_code,
+    make_client,
+    session_params,
+)
 from wagtail_client_billing.testing.emulator.params import decode_form, validate
 from wagtail_client_billing.testing.stripe_emulator import StripeEmulator, StripeError
 from wagtail_client_billing.testing.webhooks import build_event, sign_payload
 
-SECRET = "whsec_emulator_tests"
 NOW = 1_760_000_000  # a fixed clock for tests that reason about expiry
 
 
 # -- helpers and fixtures ----------------------------------------------------------------
 
 
-class Recorder:
-    """A webhook target (callable) that keeps what it received and answers ``status``."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.status = status
-        self.calls: list[tuple[bytes, dict[str, str]]] = []
-
-    def __call__(self, body: bytes, headers: dict[str, str]) -> int:
-        self.calls.append((body, headers))
-        return self.status
-
-    @property
-    def events(self) -> list[dict[str, Any]]:
-        return [json.loads(body) for body, _ in self.calls]
-
-    @property
-    def types(self) -> list[str]:
-        return [event["type"] for event in self.events]
+@pytest.fixture
+def client(stripe_client: stripe.StripeClient) -> stripe.StripeClient:
+    return stripe_client
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
-
-
-@pytest.fixture
-def emu(recorder: Recorder) -> Iterator[StripeEmulator]:
-    with StripeEmulator(
-        webhooks=[(recorder, SECRET)],
-        auto_deliver=False,
-        retry_delay=0.01,
-        timeout_fault_seconds=1.0,
-    ) as emulator:
-        yield emulator
-
-
-def make_client(
-    emulator: StripeEmulator, key: str = "sk_test_emulator", retries: int = 0, **kwargs: Any
-) -> stripe.StripeClient:
-    base = emulator.base_url
-    return stripe.StripeClient(
-        key,
-        base_addresses={"api": base, "connect": base, "files": base},
-        max_network_retries=retries,
-        **kwargs,
-    )
-
-
-@pytest.fixture
-def client(emu: StripeEmulator) -> stripe.StripeClient:
-    return make_client(emu)
-
-
-def create_account(client: stripe.StripeClient, **overrides: Any) -> Any:
-    params: Any = {
-        "controller": {
-            "fees": {"payer": "account"},
-            "losses": {"payments": "stripe"},
-            "stripe_dashboard": {"type": "full"},
-        },
-        "business_profile": {"url": "https://client-a.example"},
-        "country": "US",
-        "metadata": {"site_id": "1"},
-        **overrides,
-    }
-    return client.v1.accounts.create(params=params)
-
-
-@pytest.fixture
-def account_id(emu: StripeEmulator, client: stripe.StripeClient, recorder: Recorder) -> str:
-    """A connected account that finished onboarding (its webhook already delivered)."""
-    account = create_account(client)
-    emu.complete_onboarding(account.id)
-    emu.deliver_pending()
-    recorder.calls.clear()
-    return account.id
-
-
-def session_params(
-    amount: int = 1234, currency: str = "usd", recurring: str | None = None, **extra: Any
-) -> Any:
-    """Parameters the app sends for an invoice (``Any``: tests break them on purpose)."""
-    price_data: dict[str, Any] = {
-        "currency": currency,
-        "unit_amount": amount,
-        "product_data": {"name": "Website maintenance", "description": "Invoice INV-0005"},
-    }
-    if recurring:
-        price_data["recurring"] = {"interval": recurring}
-    return {
-        "mode": "subscription" if recurring else "payment",
-        "line_items": [{"quantity": 1, "price_data": price_data}],
-        "success_url": "https://client-a.example/paid/?session={CHECKOUT_SESSION_ID}",
-        "cancel_url": "https://client-a.example/cancelled/",
-        "customer_email": "client@example.com",
-        "client_reference_id": "invoice-5",
-        "metadata": {"invoice_id": "5"},
-        **extra,
-    }
-
-
-def create_session(client: stripe.StripeClient, account_id: str, **kwargs: Any) -> Any:
-    return client.v1.checkout.sessions.create(
-        params=session_params(**kwargs), options={"stripe_account": account_id}
-    )
+def account_id(onboarded_account: str) -> str:
+    return onboarded_account
 
 
 def fetch(url: str, form: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
@@ -169,11 +80,6 @@ def post_json(url: str, payload: dict[str, Any] | None = None) -> tuple[int, Any
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-def error_code(error: stripe.StripeError) -> str | None:
-    """The ``code`` of Stripe's error JSON (the client leaves ``.code`` unset for some)."""
-    return error.error.code if error.error is not None else None
 
 
 def free_port() -> int:

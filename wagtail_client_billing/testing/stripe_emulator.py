@@ -277,8 +277,44 @@ class StripeEmulator:
         self.dispatcher.retry_delay = float(value)
 
     def add_webhook(self, target: Target, secret: str) -> None:
-        """Send future events to another endpoint too."""
+        """Send every future event, as made, to another plain target too."""
         self.dispatcher.targets.append((target, secret))
+
+    def add_webhook_endpoint(
+        self,
+        target: Target,
+        *,
+        connect: bool = False,
+        livemode: bool = False,
+        enabled_events: Sequence[str] = ("*",),
+        api_version: str | None = None,
+        secret: str | None = None,
+        description: str | None = None,
+    ) -> dict[str, Any]:
+        """Register a webhook endpoint, as ``POST /v1/webhook_endpoints`` would.
+
+        Unlike a plain target it only receives what Stripe would send it: an account
+        endpoint (``connect=False``) the platform's own events in its mode, a Connect
+        endpoint the events of connected accounts (a live one also the test events of
+        accounts connected in live mode), filtered by ``enabled_events``, each stamped
+        with ``api_version`` (default: the emulator's).  ``target`` may be a callable,
+        which the HTTP API cannot register.  Returns the endpoint with its ``secret``
+        (a new ``whsec_...`` unless given).
+        """
+        url = target if isinstance(target, str) else f"callable:{target!r}"
+        endpoint = self.state.create_webhook_endpoint(
+            url=url,
+            enabled_events=list(enabled_events),
+            livemode=livemode,
+            connect=connect,
+            api_version=api_version,
+            description=description,
+            secret=secret,
+        )
+        if not isinstance(target, str):
+            with self.state.lock:
+                self.state.endpoint_targets[endpoint["id"]] = target
+        return endpoint
 
     def deliver_pending(self) -> list[Delivery]:
         """Deliver queued events now, in the calling thread; return the attempts made."""
@@ -325,6 +361,14 @@ class StripeEmulator:
         with self.state.lock:
             return public(self.state.subscription(subscription_id))
 
+    def get_webhook_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        """The endpoint as the API shows it, plus ``connect`` (which the API hides)."""
+        with self.state.lock:
+            endpoint = self.state.webhook_endpoints.get(endpoint_id)
+            if endpoint is None:
+                raise EmulatorError(f"No such webhook endpoint: '{endpoint_id}'", status=404)
+            return {**public(endpoint), "connect": endpoint["_connect"]}
+
     def events_of_type(self, type: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["type"] == type]
 
@@ -337,6 +381,23 @@ class StripeEmulator:
     def deauthorize(self, account_id: str) -> dict[str, Any]:
         """Disconnect the account; sends ``account.application.deauthorized``."""
         return self.state.deauthorize(account_id)
+
+    def connect_in_both_modes(self, account_id: str) -> dict[str, Any]:
+        """Connect a live account in test mode too: test keys may act on it, and its
+        test events reach both the test and the live Connect endpoints."""
+        return self.state.connect_in_both_modes(account_id)
+
+    def trigger(
+        self,
+        type: str,
+        obj: dict[str, Any],
+        *,
+        account: str | None = None,
+        livemode: bool = False,
+    ) -> dict[str, Any]:
+        """Send an event no API call caused (``account`` set: on that connected account,
+        as when its holder acts in their own Dashboard); returns the event."""
+        return self.state.trigger(type, obj, account=account, livemode=livemode)
 
     def pay(self, session_id: str) -> dict[str, Any]:
         """Pay by card: complete/paid; sends ``checkout.session.completed``."""
@@ -371,7 +432,9 @@ class StripeEmulator:
     def control(self, method: str, path: str, data: dict[str, Any]) -> Any:
         """Run one ``/_emulator/...`` route (the HTTP form of the methods above).
 
-        ``POST /_emulator/accounts/<id>/{complete_onboarding,deauthorize}``,
+        ``POST /_emulator/accounts/<id>/{complete_onboarding,deauthorize,
+        connect_in_both_modes}``, ``POST /_emulator/events`` ``{"type", "object",
+        "account", "livemode"}``,
         ``POST /_emulator/checkout/sessions/<id>/{pay,pay_delayed,settle,fail_payment,expire}``,
         ``POST /_emulator/subscriptions/<id>/{renew,cancel}``, ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
@@ -384,6 +447,7 @@ class StripeEmulator:
         object_routes: dict[str, Callable[[str], Any]] = {
             "accounts/complete_onboarding": self.complete_onboarding,
             "accounts/deauthorize": self.deauthorize,
+            "accounts/connect_in_both_modes": self.connect_in_both_modes,
             "checkout/sessions/pay": self.pay,
             "checkout/sessions/pay_delayed": self.pay_delayed,
             "checkout/sessions/settle": self.settle,
@@ -398,6 +462,13 @@ class StripeEmulator:
             if handler is not None:
                 return handler(match.group(2))
         route = (method, path.rstrip("/"))
+        if route == ("POST", "/_emulator/events"):
+            return self.trigger(
+                str(data.get("type")),
+                dict(data.get("object") or {}),
+                account=data.get("account"),
+                livemode=bool(data.get("livemode", False)),
+            )
         if route == ("POST", "/_emulator/reset"):
             self.reset()
             return {"reset": True}

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..webhooks import DEFAULT_API_VERSION, build_event
-from . import money
-from .delivery import Delivery, Target, WebhookDispatcher
+from . import money, rules
+from .delivery import Delivery, Route, Target, WebhookDispatcher
 from .errors import EmulatorError, StripeError, resource_missing
 from .params import validate
 
@@ -84,6 +84,9 @@ class RequestContext:
         account: the ``Stripe-Account`` header (a connected account), if any.
         idempotency_key: the ``Idempotency-Key`` header, if any.
         request_id: the ``req_...`` id the emulator gave this request.
+        executing: set once the endpoint has validated its parameters and begun to
+            act; from then on Stripe keeps the outcome under the idempotency key, an
+            error included.
     """
 
     api_key: str
@@ -91,6 +94,7 @@ class RequestContext:
     account: str | None = None
     idempotency_key: str | None = None
     request_id: str = field(default_factory=lambda: new_id("req_", 14))
+    executing: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,11 @@ def _params_types() -> dict[str, type]:
         AccountLinkCreateParams,
         AccountRetrieveParams,
         AccountUpdateParams,
+        WebhookEndpointCreateParams,
+        WebhookEndpointDeleteParams,
+        WebhookEndpointListParams,
+        WebhookEndpointRetrieveParams,
+        WebhookEndpointUpdateParams,
     )
     from stripe.params.checkout import (
         SessionCreateParams,
@@ -178,6 +187,11 @@ def _params_types() -> dict[str, type]:
         "session.retrieve": SessionRetrieveParams,
         "session.list": SessionListParams,
         "session.expire": SessionExpireParams,
+        "webhook_endpoint.create": WebhookEndpointCreateParams,
+        "webhook_endpoint.list": WebhookEndpointListParams,
+        "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
+        "webhook_endpoint.update": WebhookEndpointUpdateParams,
+        "webhook_endpoint.delete": WebhookEndpointDeleteParams,
     }
 
 
@@ -188,7 +202,8 @@ class EmulatorState:
         clock: returns "now" as Unix seconds; replace it to move time (expiry tests).
         require_charges_enabled: refuse Checkout Sessions on connected accounts that
             have not finished onboarding, as Stripe does.
-        api_version: stamped on events.
+        api_version: the account's default API version: stamped on the events plain
+            targets receive, and on those of webhook endpoints without a version.
     """
 
     def __init__(self, dispatcher: WebhookDispatcher, public_url: Callable[[], str]) -> None:
@@ -201,6 +216,10 @@ class EmulatorState:
         self.api_version = DEFAULT_API_VERSION
         self.platform_name = "Emulated Platform"
         self._types = _params_types()
+        #: Receivers of endpoints made with ``add_webhook_endpoint`` (a callable cannot
+        #: live in the JSON-shaped endpoint object); by endpoint id.
+        self.endpoint_targets: dict[str, Target] = {}
+        dispatcher.router = self.webhook_routes
         self.reset()
 
     def reset(self) -> None:
@@ -213,6 +232,8 @@ class EmulatorState:
             self.subscriptions: dict[str, dict[str, Any]] = {}
             self.invoices: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.webhook_endpoints: dict[str, dict[str, Any]] = {}
+            self.endpoint_targets = {}
             self.events: list[dict[str, Any]] = []
             self.requests: list[RequestRecord] = []
             self.faults: list[Fault] = []
@@ -229,6 +250,7 @@ class EmulatorState:
         "subscriptions",
         "invoices",
         "payment_intents",
+        "webhook_endpoints",
     )
 
     def snapshot(self) -> dict[str, Any]:
@@ -279,8 +301,11 @@ class EmulatorState:
             request_id=ctx.request_id if ctx else None,
             idempotency_key=ctx.idempotency_key if ctx else None,
             api_version=self.api_version,
-            pending_webhooks=len(self.dispatcher.targets) if self.dispatcher.enabled else 0,
         )
+        if self.dispatcher.enabled:
+            event["pending_webhooks"] = len(self.dispatcher.routes(event))
+        else:
+            event["pending_webhooks"] = 0
         self.events.append(event)
         self.dispatcher.enqueue(event)
         return event
@@ -307,8 +332,12 @@ class EmulatorState:
 
         POSTs with an ``Idempotency-Key`` are answered from the stored response when the
         key was used before with the same endpoint and parameters, as Stripe does;
-        reusing a key with different parameters is an ``idempotency_error``.
+        reusing a key with different parameters is an ``idempotency_error``.  Stripe
+        stores a result "only after the execution of an endpoint begins": an error
+        from parameter validation is not stored (a corrected retry may reuse the key),
+        an error the endpoint raised while acting is, and is replayed like a success.
         """
+        rules.check_idempotency_key(ctx.idempotency_key)
         with self.lock:
             fingerprint = json.dumps(params, sort_keys=True)
             scope = (ctx.livemode, ctx.account, ctx.idempotency_key)
@@ -337,9 +366,15 @@ class EmulatorState:
             if ctx.account is not None:
                 # Stripe checks the Stripe-Account header before anything else.
                 self._account_for(ctx.account, ctx)
-            status, body = self._route(method, path, params, ctx)
+            try:
+                status, body = self._route(method, path, params, ctx)
+            except StripeError as error:
+                if method == "POST" and ctx.idempotency_key and ctx.executing:
+                    stored_error = ApiResponse(error.status, error.to_json(), error.headers)
+                    self.idempotency[scope] = (method, path, fingerprint, stored_error)
+                raise
             response = ApiResponse(status, body)
-            if method == "POST" and ctx.idempotency_key and 200 <= status < 300:
+            if method == "POST" and ctx.idempotency_key:
                 self.idempotency[scope] = (method, path, fingerprint, response)
             return response, False
 
@@ -377,6 +412,11 @@ class EmulatorState:
             ("GET", r"/v1/checkout/sessions", self.api_list_sessions),
             ("GET", r"/v1/checkout/sessions/([^/]+)", self.api_retrieve_session),
             ("POST", r"/v1/checkout/sessions/([^/]+)/expire", self.api_expire_session),
+            ("POST", r"/v1/webhook_endpoints", self.api_create_webhook_endpoint),
+            ("GET", r"/v1/webhook_endpoints", self.api_list_webhook_endpoints),
+            ("GET", r"/v1/webhook_endpoints/([^/]+)", self.api_retrieve_webhook_endpoint),
+            ("POST", r"/v1/webhook_endpoints/([^/]+)", self.api_update_webhook_endpoint),
+            ("DELETE", r"/v1/webhook_endpoints/([^/]+)", self.api_delete_webhook_endpoint),
         ]
         for route_method, pattern, handler in routes:
             match = re.fullmatch(pattern, path.rstrip("/"))
@@ -390,7 +430,10 @@ class EmulatorState:
         )
 
     def _validated(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        return validate(params, self._types[name])
+        """``params`` checked against the SDK's type for ``name`` and Stripe's limits."""
+        checked = validate(params, self._types[name])
+        rules.check_metadata(checked)
+        return checked
 
     # accounts
 
@@ -402,7 +445,8 @@ class EmulatorState:
         caller cannot probe which).
         """
         account = self.accounts.get(account_id)
-        if account is None or account["livemode"] != ctx.livemode or account["_deauthorized"]:
+        mode = "live" if ctx.livemode else "test"
+        if account is None or mode not in _connected_modes(account) or account["_deauthorized"]:
             raise StripeError(
                 f"The provided key '{mask_key(ctx.api_key)}' does not have access to account "
                 f"'{account_id}' (or that account does not exist). Application access may "
@@ -416,6 +460,9 @@ class EmulatorState:
         p = self._validated("account.create", params)
         country = p.get("country", "US").upper()
         controller = p.get("controller", {})
+        rules.check_country(country, p.get("tos_acceptance", {}).get("service_agreement"))
+        rules.check_controller(controller)
+        ctx.executing = True
         account_type = p.get("type") or ("none" if controller else "standard")
         account_id = new_id("acct_", 16)
         business_profile = {
@@ -474,6 +521,7 @@ class EmulatorState:
             },
             "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
             "type": account_type,
+            "_connected_modes": ["live" if ctx.livemode else "test"],
             "_deauthorized": False,
         }
         self.accounts[account_id] = account
@@ -498,12 +546,16 @@ class EmulatorState:
         self, account_id: str, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         p = self._validated("account.update", params)
+        ctx.executing = True
         account = self._account_for(account_id, ctx)
         previous: dict[str, Any] = {}
+        if "metadata" in p:
+            merged = _metadata(account["metadata"], p["metadata"])
+            rules.check_metadata_count(len(merged))
         for key, value in p.items():
             if key == "metadata":
                 previous["metadata"] = dict(account["metadata"])
-                account["metadata"] = _metadata(account["metadata"], value)
+                account["metadata"] = merged
             elif key == "business_profile" and isinstance(value, dict):
                 previous["business_profile"] = dict(account["business_profile"])
                 account["business_profile"].update(value)
@@ -527,6 +579,7 @@ class EmulatorState:
         self, account_id: str, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         self._validated("account.delete", params)
+        ctx.executing = True
         account = self._account_for(account_id, ctx)
         if account["livemode"]:
             raise StripeError(
@@ -541,7 +594,6 @@ class EmulatorState:
         self, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         p = self._validated("account_link.create", params)
-        account = self._account_for(p["account"], ctx)
         if p["type"] == "account_onboarding" and "return_url" not in p:
             raise StripeError(
                 "Missing required param: return_url.", code="parameter_missing", param="return_url"
@@ -549,6 +601,8 @@ class EmulatorState:
         for name in ("refresh_url", "return_url"):
             if name in p and not _is_url(p[name]):
                 raise StripeError("Not a valid URL", code="url_invalid", param=name)
+        ctx.executing = True
+        account = self._account_for(p["account"], ctx)
         token = new_id("", 32)
         created = self.now()
         link = {
@@ -564,6 +618,196 @@ class EmulatorState:
         }
         self.account_links[token] = link
         return public(link)
+
+    # webhook endpoints
+
+    def _endpoint_for(self, endpoint_id: str, ctx: RequestContext) -> dict[str, Any]:
+        """The endpoint if it belongs to this key's mode and ``Stripe-Account``, else 404."""
+        endpoint = self.webhook_endpoints.get(endpoint_id)
+        if (
+            endpoint is None
+            or endpoint["livemode"] != ctx.livemode
+            or endpoint["_owner"] != ctx.account
+        ):
+            raise StripeError(
+                f"No such webhook endpoint: '{endpoint_id}'",
+                status=404,
+                code="resource_missing",
+                param="id",
+            )
+        return endpoint
+
+    def create_webhook_endpoint(
+        self,
+        *,
+        url: str,
+        enabled_events: list[str],
+        livemode: bool,
+        connect: bool = False,
+        api_version: str | None = None,
+        description: str | None = None,
+        metadata: dict[str, str] | None = None,
+        owner: str | None = None,
+        secret: str | None = None,
+    ) -> dict[str, Any]:
+        """Store a webhook endpoint; return it as the create call answers (with ``secret``).
+
+        Stripe's object does not show whether an endpoint is a Connect endpoint (the
+        ``connect`` parameter is write-only, and ``application`` stays ``null`` for
+        endpoints the platform makes itself), so that lives in ``_connect``.
+        """
+        with self.lock:
+            self._created_seq += 1
+            endpoint_id = new_id("we_", 24)
+            endpoint: dict[str, Any] = {
+                "id": endpoint_id,
+                "object": "webhook_endpoint",
+                "api_version": api_version,
+                "application": None,
+                "created": self.now(),
+                "description": description,
+                "enabled_events": list(enabled_events),
+                "livemode": livemode,
+                "metadata": dict(metadata or {}),
+                "status": "enabled",
+                "url": url,
+                "_connect": connect,
+                "_owner": owner,
+                "_secret": secret or "whsec_" + new_id("", 32),
+                "_seq": self._created_seq,
+            }
+            self.webhook_endpoints[endpoint_id] = endpoint
+            return {**public(endpoint), "secret": endpoint["_secret"]}
+
+    def api_create_webhook_endpoint(
+        self, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        p = self._validated("webhook_endpoint.create", params)
+        if not _is_url(p["url"]):
+            raise StripeError("Invalid URL: must be a valid http(s) URL.", param="url")
+        if not p["enabled_events"]:
+            raise StripeError(
+                "Missing required param: enabled_events.",
+                code="parameter_missing",
+                param="enabled_events",
+            )
+        ctx.executing = True
+        return self.create_webhook_endpoint(
+            url=p["url"],
+            enabled_events=p["enabled_events"],
+            livemode=ctx.livemode,
+            connect=p.get("connect", False),
+            api_version=p.get("api_version"),
+            description=p.get("description") or None,
+            metadata=_metadata({}, p.get("metadata")),
+            owner=ctx.account,
+        )
+
+    def api_list_webhook_endpoints(
+        self, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        p = self._validated("webhook_endpoint.list", params)
+        endpoints = sorted(
+            (
+                e
+                for e in self.webhook_endpoints.values()
+                if e["livemode"] == ctx.livemode and e["_owner"] == ctx.account
+            ),
+            key=lambda e: e["_seq"],
+            reverse=True,
+        )
+        return rules.paginate(
+            endpoints, p, url="/v1/webhook_endpoints", object_name="webhook_endpoint", render=public
+        )
+
+    def api_retrieve_webhook_endpoint(
+        self, endpoint_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        self._validated("webhook_endpoint.retrieve", params)
+        return public(self._endpoint_for(endpoint_id, ctx))
+
+    def api_update_webhook_endpoint(
+        self, endpoint_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        p = self._validated("webhook_endpoint.update", params)
+        if "url" in p and not _is_url(p["url"]):
+            raise StripeError("Invalid URL: must be a valid http(s) URL.", param="url")
+        if "enabled_events" in p and not p["enabled_events"]:
+            raise StripeError(
+                "Invalid array: enabled_events must not be empty.", param="enabled_events"
+            )
+        ctx.executing = True
+        endpoint = self._endpoint_for(endpoint_id, ctx)
+        if "metadata" in p:
+            merged = _metadata(endpoint["metadata"], p["metadata"])
+            rules.check_metadata_count(len(merged))
+            endpoint["metadata"] = merged
+        for name in ("url", "enabled_events"):
+            if name in p:
+                endpoint[name] = p[name]
+        if "description" in p:
+            endpoint["description"] = p["description"] or None
+        if "disabled" in p:
+            endpoint["status"] = "disabled" if p["disabled"] else "enabled"
+        return public(endpoint)
+
+    def api_delete_webhook_endpoint(
+        self, endpoint_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        self._validated("webhook_endpoint.delete", params)
+        ctx.executing = True
+        self._endpoint_for(endpoint_id, ctx)
+        del self.webhook_endpoints[endpoint_id]
+        self.endpoint_targets.pop(endpoint_id, None)
+        return {"id": endpoint_id, "object": "webhook_endpoint", "deleted": True}
+
+    def webhook_routes(self, event: dict[str, Any]) -> list[Route]:
+        """The enabled webhook endpoints ``event`` goes to, oldest endpoint first.
+
+        Stripe's rules: an account endpoint receives the events of its own account
+        (the platform's, or the connected account it was made on with
+        ``Stripe-Account``) in its own mode.  A Connect endpoint receives the events
+        of connected accounts, by how the account is connected to the platform: live
+        events go to live endpoints; test events go to test endpoints when the account
+        is connected in test mode, and to live endpoints when it is connected in live
+        mode -- so an account connected in both modes sends its test events to both
+        (https://support.stripe.com/questions/connect-account-webhook-configurations).
+        """
+        with self.lock:
+            account_id = event.get("account")
+            livemode = bool(event.get("livemode"))
+            routes = []
+            for endpoint in sorted(self.webhook_endpoints.values(), key=lambda e: e["_seq"]):
+                if endpoint["status"] != "enabled":
+                    continue
+                if not _listens_to(endpoint["enabled_events"], event["type"]):
+                    continue
+                if endpoint["_connect"]:
+                    if account_id is None or endpoint["_owner"] is not None:
+                        continue
+                    if not self._connect_endpoint_receives(endpoint, account_id, livemode):
+                        continue
+                elif endpoint["_owner"] != account_id or endpoint["livemode"] != livemode:
+                    continue
+                routes.append(
+                    Route(
+                        target=self.endpoint_targets.get(endpoint["id"], endpoint["url"]),
+                        secret=endpoint["_secret"],
+                        api_version=endpoint["api_version"] or self.api_version,
+                        endpoint=endpoint["id"],
+                    )
+                )
+            return routes
+
+    def _connect_endpoint_receives(
+        self, endpoint: dict[str, Any], account_id: str, livemode: bool
+    ) -> bool:
+        if livemode:
+            return bool(endpoint["livemode"])
+        account = self.accounts.get(account_id)
+        # An account the emulator no longer knows: as if connected in both modes.
+        modes = set(_connected_modes(account)) if account else {"live", "test"}
+        return ("live" if endpoint["livemode"] else "test") in modes
 
     # checkout sessions
 
@@ -585,14 +829,6 @@ class EmulatorState:
 
     def api_create_session(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         p = self._validated("session.create", params)
-        if ctx.account is not None:
-            account = self._account_for(ctx.account, ctx)
-            if self.require_charges_enabled and not account["charges_enabled"]:
-                raise StripeError(
-                    "Your account cannot currently make charges. To find out why charge "
-                    "creation is currently disabled, look at the `requirements.disabled_reason`"
-                    f" property on this account (/v1/accounts/{account['id']}).",
-                )
         mode = p.get("mode")
         if mode is None:
             raise StripeError(
@@ -612,8 +848,6 @@ class EmulatorState:
                 "You may only specify one of these parameters: customer, customer_email.",
                 param="customer_email",
             )
-        if "customer" in p and p["customer"] not in self.customers:
-            raise resource_missing("customer", p["customer"], param="customer")
         if mode != "subscription" and "subscription_data" in p:
             raise StripeError(
                 "You can only specify `subscription_data` in `subscription` mode.",
@@ -639,6 +873,18 @@ class EmulatorState:
                 param="expires_at",
             )
         line_items, currency, amount = self._line_items(p, mode)
+        self._check_fees(p, ctx, amount)
+        ctx.executing = True
+        if ctx.account is not None:
+            account = self._account_for(ctx.account, ctx)
+            if self.require_charges_enabled and not account["charges_enabled"]:
+                raise StripeError(
+                    "Your account cannot currently make charges. To find out why charge "
+                    "creation is currently disabled, look at the `requirements.disabled_reason`"
+                    f" property on this account (/v1/accounts/{account['id']}).",
+                )
+        if "customer" in p and p["customer"] not in self.customers:
+            raise resource_missing("customer", p["customer"], param="customer")
         prefix = "cs_live_" if ctx.livemode else "cs_test_"
         session_id = prefix + "a1" + new_id("", 56)
         session = {
@@ -710,6 +956,28 @@ class EmulatorState:
         session["_seq"] = self._created_seq
         self.checkout_sessions[session_id] = session
         return self._render_session(session, p.get("expand", []))
+
+    @staticmethod
+    def _check_fees(p: dict[str, Any], ctx: RequestContext, amount: int) -> None:
+        """Application fees: only on a connected account (or to a destination), in range."""
+        for group, name in (
+            ("subscription_data", "application_fee_percent"),
+            ("payment_intent_data", "application_fee_amount"),
+        ):
+            data = p.get(group, {})
+            if name not in data:
+                continue
+            param = f"{group}[{name}]"
+            destination = data.get("transfer_data", {}).get("destination")
+            rules.check_fee_allowed(ctx.account is not None or bool(destination), param)
+            if name == "application_fee_percent":
+                rules.check_fee_percent(data[name], param)
+            elif not 0 <= data[name] <= amount:
+                raise StripeError(
+                    f"This value must be greater than or equal to 0 and less than or equal "
+                    f"to the amount, {amount} (it currently is '{data[name]}').",
+                    param=param,
+                )
 
     def _line_items(self, p: dict[str, Any], mode: str) -> tuple[list[dict[str, Any]], str, int]:
         """Check ``line_items`` the way Checkout does; return them, the currency, total."""
@@ -873,13 +1141,6 @@ class EmulatorState:
 
     def api_list_sessions(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         p = self._validated("session.list", params)
-        limit = p.get("limit", 10)
-        if not 1 <= limit <= 100:
-            raise StripeError(
-                f"This value must be less than or equal to 100 and greater than or equal to 1 "
-                f"(it currently is '{limit}').",
-                param="limit",
-            )
         sessions = sorted(
             (
                 s
@@ -892,26 +1153,19 @@ class EmulatorState:
         for name in ("status", "customer", "payment_intent", "subscription"):
             if name in p:
                 sessions = [s for s in sessions if s[name] == p[name]]
-        ids = [s["id"] for s in sessions]
-        for cursor, after in (("starting_after", True), ("ending_before", False)):
-            if cursor in p:
-                if p[cursor] not in ids:
-                    raise resource_missing("checkout.session", p[cursor], param=cursor)
-                at = ids.index(p[cursor])
-                sessions = sessions[at + 1 :] if after else sessions[:at]
-                if not after:
-                    sessions = sessions[-limit:]
-        return {
-            "object": "list",
-            "data": [self._render_session(s, []) for s in sessions[:limit]],
-            "has_more": len(sessions) > limit,
-            "url": "/v1/checkout/sessions",
-        }
+        return rules.paginate(
+            sessions,
+            p,
+            url="/v1/checkout/sessions",
+            object_name="checkout.session",
+            render=lambda s: self._render_session(s, []),
+        )
 
     def api_expire_session(
         self, session_id: str, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         self._validated("session.expire", params)
+        ctx.executing = True
         session = self._session_for(session_id, ctx)
         if session["status"] != "open":
             raise StripeError(
@@ -1301,6 +1555,30 @@ class EmulatorState:
                 livemode=account["livemode"],
             )
 
+    def connect_in_both_modes(self, account_id: str) -> dict[str, Any]:
+        """Connect the account to the platform in live and test mode (as OAuth can).
+
+        Test keys may then act on a live account with ``Stripe-Account``; the test
+        objects and events that makes reach the test and the live Connect endpoints.
+        """
+        with self.lock:
+            account = self.account(account_id)
+            account["_connected_modes"] = ["live", "test"]
+            return public(account)
+
+    def trigger(
+        self,
+        type: str,
+        obj: dict[str, Any],
+        *,
+        account: str | None = None,
+        livemode: bool = False,
+    ) -> dict[str, Any]:
+        """An event no API call of the platform caused (the account holder acted in
+        their own Dashboard, in either mode); it is routed like any other."""
+        with self.lock:
+            return self.emit(type, obj, account=account, livemode=livemode)
+
     def use_link(self, token: str, *, complete: bool) -> str:
         """Follow an onboarding link; return where the browser goes next.
 
@@ -1357,6 +1635,17 @@ def _metadata(current: dict[str, str], update: Any) -> dict[str, str]:
         else:
             merged[key] = value
     return merged
+
+
+def _connected_modes(account: dict[str, Any]) -> list[str]:
+    """The modes in which ``account`` is connected to the platform (state files from
+    before this was recorded hold accounts connected in their own mode only)."""
+    return account.get("_connected_modes") or ["live" if account["livemode"] else "test"]
+
+
+def _listens_to(enabled_events: list[str], event_type: str) -> bool:
+    """Whether an endpoint's ``enabled_events`` take ``event_type`` (``*`` takes all)."""
+    return "*" in enabled_events or event_type in enabled_events
 
 
 def _is_url(value: str) -> bool:

@@ -6,6 +6,13 @@ non-2xx or cannot be reached.  The app must cope with all of that, so the dispat
 can reproduce each case on purpose: ``duplicates`` (every event N times), ``shuffle``
 (a pending batch in random, seeded order) and ``enabled = False`` (events recorded,
 nothing sent).
+
+Two kinds of receiver exist.  ``targets`` are plain ``(target, secret)`` pairs that get
+every event as it was made (the quick setup tests use).  Webhook endpoints -- Stripe's
+``webhook_endpoint`` objects, made through the API or
+:meth:`StripeEmulator.add_webhook_endpoint` -- are chosen per event by the ``router``
+the emulator's state installs, which applies Stripe's rules (platform or Connect
+endpoint, mode, ``enabled_events``) and says which API version to stamp on the event.
 """
 
 from __future__ import annotations
@@ -27,6 +34,28 @@ Target = str | Callable[[bytes, dict[str, str]], int]
 
 
 @dataclass(frozen=True)
+class Route:
+    """Where one event goes: a receiver, its signing secret, and how to stamp the event.
+
+    Attributes:
+        target: the URL or callable.
+        secret: the signing secret (``whsec_...``).
+        api_version: the version written into the delivered event's ``api_version``;
+            ``None`` leaves the event as it was made.
+        endpoint: the ``we_...`` id, for endpoints; ``None`` for plain targets.
+    """
+
+    target: Target
+    secret: str
+    api_version: str | None = None
+    endpoint: str | None = None
+
+
+#: Chooses the webhook endpoints an event goes to (installed by the emulator's state).
+Router = Callable[[dict[str, Any]], list[Route]]
+
+
+@dataclass(frozen=True)
 class Delivery:
     """One attempt to deliver one event to one target.
 
@@ -38,6 +67,8 @@ class Delivery:
         status: the HTTP status the receiver answered, ``None`` if unreachable.
         attempt: 1 for the first try, 2 for the first retry...
         error: why the attempt failed to get a status, if it did.
+        endpoint: the ``we_...`` id of the webhook endpoint, ``None`` for a plain target.
+        api_version: the ``api_version`` the delivered event carried.
     """
 
     event_id: str
@@ -47,6 +78,8 @@ class Delivery:
     attempt: int
     error: str | None = None
     at: float = field(default_factory=time.time)
+    endpoint: str | None = None
+    api_version: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -62,6 +95,8 @@ class Delivery:
             "attempt": self.attempt,
             "error": self.error,
             "at": self.at,
+            "endpoint": self.endpoint,
+            "api_version": self.api_version,
         }
 
 
@@ -70,6 +105,7 @@ class WebhookDispatcher:
 
     Attributes:
         targets: ``(target, secret)`` pairs; every event goes to every target.
+        router: picks the webhook endpoints of each event (none by default).
         max_attempts: tries per event and target before giving up (Stripe keeps trying
             for days; tests want a handful).
         retry_delay: seconds before the first retry, doubled for each further retry.
@@ -91,6 +127,7 @@ class WebhookDispatcher:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.targets: list[tuple[Target, str]] = list(targets or [])
+        self.router: Router = lambda event: []
         self.auto_deliver = auto_deliver
         self.max_attempts = max_attempts
         self.retry_delay = retry_delay
@@ -135,8 +172,16 @@ class WebhookDispatcher:
 
     # -- queue ---------------------------------------------------------------------
 
+    def routes(self, event: dict[str, Any]) -> list[Route]:
+        """Every receiver of ``event``: the plain targets, then the matching endpoints.
+
+        Call it without holding the dispatcher's lock: the router takes the state's.
+        """
+        plain = [Route(target, secret) for target, secret in list(self.targets)]
+        return plain + self.router(event)
+
     def enqueue(self, event: dict[str, Any]) -> None:
-        if not self.enabled or not self.targets:
+        if not self.enabled or not self.routes(event):
             return
         with self._wake:
             self._pending.append(event)
@@ -204,12 +249,15 @@ class WebhookDispatcher:
         made: list[Delivery] = []
         for event in batch:
             for _copy in range(max(1, self.duplicates)):
-                for target, secret in list(self.targets):
-                    made.extend(self._deliver_one(event, target, secret))
+                for route in self.routes(event):
+                    made.extend(self._deliver_one(event, route))
         return made
 
-    def _deliver_one(self, event: dict[str, Any], target: Target, secret: str) -> list[Delivery]:
-        """Send one event to one target, retrying with exponential backoff."""
+    def _deliver_one(self, event: dict[str, Any], route: Route) -> list[Delivery]:
+        """Send one event to one receiver, retrying with exponential backoff."""
+        if route.api_version is not None:
+            event = {**event, "api_version": route.api_version}
+        target, secret = route.target, route.secret
         body = json.dumps(event, indent=2).encode("utf-8")
         made: list[Delivery] = []
         for attempt in range(1, self.max_attempts + 1):
@@ -227,6 +275,8 @@ class WebhookDispatcher:
                 status=status,
                 attempt=attempt,
                 error=error,
+                endpoint=route.endpoint,
+                api_version=event.get("api_version"),
             )
             with self._lock:
                 self.deliveries.append(delivery)

@@ -207,6 +207,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             )
             response, replayed = state.handle(method, path, params, ctx)
             status, payload = response.status, response.body
+            headers.update(response.headers)
             if replayed:
                 headers["Idempotent-Replayed"] = "true"
         except StripeError as error:
