@@ -112,7 +112,9 @@ def _check_typeddict(value: Any, td: type, prefix: str) -> dict[str, Any]:
     for key in value:
         if key not in hints:
             name = _join(prefix, key)
-            raise StripeError(f"Received unknown parameter: {name}", param=name)
+            raise StripeError(
+                f"Received unknown parameter: {name}", code="parameter_unknown", param=name
+            )
     for key in sorted(td.__required_keys__):  # type: ignore[attr-defined]
         if key in hints and key not in value:
             name = _join(prefix, key)
@@ -127,6 +129,7 @@ def _check_typeddict(value: Any, td: type, prefix: str) -> dict[str, Any]:
                 f"You passed an empty string for '{name}'. We assume empty values are an "
                 f"attempt to unset a parameter; however '{name}' cannot be unset. You should "
                 f"remove '{name}' from your request or supply a non-empty value.",
+                code="parameter_invalid_empty",
                 param=name,
             )
         checked[key] = _check(item, hints[key], name)
@@ -174,7 +177,9 @@ def _check(value: Any, tp: Any, name: str) -> Any:
         try:
             return int(value)
         except (TypeError, ValueError):
-            raise StripeError(f"Invalid integer: {value}", param=name) from None
+            raise StripeError(
+                f"Invalid integer: {value}", code="parameter_invalid_integer", param=name
+            ) from None
     if tp in (float, decimal.Decimal):
         try:
             return decimal.Decimal(value)
