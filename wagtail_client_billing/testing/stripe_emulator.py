@@ -4,10 +4,12 @@ The real ``stripe`` client talks to it unchanged, so tests exercise the same cod
 production -- form encoding, ``Stripe-Account`` and ``Idempotency-Key`` headers, Stripe's
 error JSON and exception classes, signed webhooks -- without network access or a Stripe
 account.  It implements what ``wagtail_client_billing`` uses: connected accounts,
-Account Links, Checkout Sessions (one-time and subscription), their webhooks, and hosted
-onboarding and Checkout pages with buttons.  Parameters are validated against the
-``TypedDict`` definitions shipped in the installed ``stripe`` package, so a parameter
-Stripe would reject is rejected here with Stripe's message.
+Account Links, Checkout Sessions (one-time and subscription), webhook endpoints, their
+webhooks, and hosted onboarding and Checkout pages with buttons.  Parameters are
+validated against the ``TypedDict`` definitions shipped in the installed ``stripe``
+package, and Stripe's documented limits (metadata, application fees, account
+controller and country, idempotency keys) are enforced, so a request Stripe would
+reject is rejected here with Stripe's error type, code and parameter.
 
 In your own tests
 -----------------
@@ -40,9 +42,13 @@ mode) or ``sk_live_...`` (live mode objects: ``cs_live_...``, ``livemode: true``
 
 Webhook targets are URLs (POSTed from a background thread, retried with exponential
 backoff on non-2xx or connection errors) or callables ``(body, headers) -> status``.
-With ``auto_deliver=False`` nothing is sent until the test calls
-:meth:`StripeEmulator.deliver_pending` -- needed inside Django's ``TestCase``, whose
-transaction is invisible to other threads.
+Plain targets (``webhooks=``, :meth:`StripeEmulator.add_webhook`) receive every event;
+webhook endpoints (``POST /v1/webhook_endpoints`` or
+:meth:`StripeEmulator.add_webhook_endpoint`) receive what Stripe would route to them --
+account or Connect, by mode, filtered by ``enabled_events``, signed with their own
+secret and stamped with their API version.  With ``auto_deliver=False`` nothing is sent
+until the test calls :meth:`StripeEmulator.deliver_pending` -- needed inside Django's
+``TestCase``, whose transaction is invisible to other threads.
 
 As a process (for the example project, browser tests, or manual poking)::
 
@@ -54,7 +60,9 @@ Controls are then JSON routes under ``/_emulator/`` (``POST
 
 Test controls (methods, and ``/_emulator/`` routes)
 --------------------------------------------------
-``complete_onboarding(account_id)``, ``deauthorize(account_id)``, ``pay(session_id)``,
+``complete_onboarding(account_id)``, ``deauthorize(account_id)``,
+``connect_in_both_modes(account_id)``, ``trigger(type, object, account=, livemode=)``,
+``pay(session_id)``,
 ``pay_delayed``, ``settle``, ``fail_payment``, ``expire_session``,
 ``renew_subscription(subscription_id)``, ``cancel_subscription``, ``reset()``,
 ``inject_fault(kind, count=1, path_prefix=None)`` with kinds ``"500"`` (not stored), ``"500-stored"`` (replayed for its idempotency key, as Stripe does), ``"429"``,
@@ -64,11 +72,7 @@ out); ``advance_clock(seconds)`` or ``emu.clock = callable`` to move time.  Logs
 ``emu.requests`` (every API call), ``emu.events``, ``emu.deliveries``.  Robustness
 switches: ``duplicate_deliveries``, ``shuffle_deliveries`` (seeded), ``webhooks_enabled``.
 
-Known differences from Stripe: only the endpoints above exist; ``price`` and
-``product`` ids are not stored (use ``price_data``/``product_data``); only
-``ui_mode=hosted`` and modes ``payment``/``subscription``; idempotent replay stores
-successful (2xx) answers only; every webhook target receives every event (no separate
-Connect/account endpoints, no event-type filters).
+Known differences from Stripe are listed, exactly, in ``docs/emulator.md``.
 """
 
 from __future__ import annotations
