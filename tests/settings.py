@@ -84,6 +84,9 @@ WAGTAIL_CLIENT_BILLING = {
     "PAYMENT_LINK_LIFETIME": timedelta(hours=24),
     "CURRENCIES": ["USD", "EUR", "GBP", "JPY", "KWD"],
     "EMAIL_RETRY_BACKOFF": timedelta(seconds=1),
+    # The suite's SMTP servers (aiosmtpd) listen on loopback, on random ports.
+    "SMTP_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
+    "SMTP_ALLOWED_PORTS": ["*"],
 }
 
 Q_CLUSTER = {

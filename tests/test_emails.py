@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
@@ -297,7 +296,8 @@ def test_a_refused_recipient_does_not_stop_the_rest_of_the_batch(site, account):
     assert [results[i.pk].sent for i in invoices] == [True, False, True]
     error = results[invoices[1].pk].error
     assert error.kind == "recipient" and not error.transient
-    assert "c1@example.com" in error.message and "550" in error.message
+    assert error.message == "The SMTP server refused the recipient c1@example.com."
+    assert "550" in error.detail and "No such user" in error.detail  # for the log only
     assert server.connections == 1
 
 
@@ -425,6 +425,15 @@ def test_settings_form_refuses_custom_smtp_without_host_and_a_bad_from(admin_cli
         ("Acme Studio", False),
         ("billing@", False),
         ("a@b.example\nBcc: x@y.example", False),
+        ("a@x.example, b@y.example", False),
+        ("Acme <billing@acme.example>, other@evil.example", False),
+        ("Acme <billing@acme.example> <other@evil.example>", False),
+        ("billing@acme.example,", False),
+        ("Group: billing@acme.example;", False),
+        ("Acme\u2028Studio <billing@acme.example>", False),
+        ("Acme\u2029Studio <billing@acme.example>", False),
+        ("Acme\x85Studio <billing@acme.example>", False),
+        ("billing@acme\u2028.example", False),
     ],
 )
 def test_from_address_validation(value, ok):
@@ -508,26 +517,17 @@ def test_test_email_reports_tls_failure(admin_client, site):
     assert "STARTTLS" in message
 
 
-def test_test_email_reports_a_timeout(admin_client, site):
-    with socket.socket() as silent:  # accepts the connection, never says hello
-        silent.bind(("127.0.0.1", 0))
-        silent.listen()
-        use_custom_smtp(site, smtp_port=silent.getsockname()[1], smtp_timeout=1)
-
-        (message,) = post_test_email(admin_client, site)
-
-    assert "Timed out" in message
-
-
 def test_test_email_reports_a_refused_recipient(admin_client, site):
     with SMTPServer() as server:
         use_custom_smtp(site, server)
-        server.rcpt_replies = ["550 5.7.1 Relaying denied"]
+        server.rcpt_replies = ["550 5.7.1 <relay.corp> Relaying denied for 10.0.0.7"]
 
         (message,) = post_test_email(admin_client, site)
 
-    assert "refused the recipient admin@example.com" in message
-    assert "550 5.7.1 Relaying denied" in message
+    # The server's own words are for the log, never for the editor.
+    assert message == (
+        "The test email could not be sent. The SMTP server refused the recipient admin@example.com."
+    )
 
 
 def test_test_email_needs_the_editors_own_address(client, site):

@@ -111,6 +111,7 @@ def invoice_form(site, **changes) -> dict:
         ({"email": "client@example.com\nCc: x@evil.example"}, "email"),
         ({"email": "client@example.com, other@evil.example"}, "email"),
         ({"email": "Client <client@example.com>"}, "email"),
+        ({"email": "client@exa\u2028mple.com"}, "email"),
         ({"email": "a" * 250 + "@example.com"}, "email"),
         ({"description": "x" * 5001}, "description"),
         ({"billing_type": "one_time\r\n"}, "billing_type"),
@@ -147,6 +148,9 @@ def test_the_edit_form_refuses_an_oversized_description(admin, connected_site, a
         ("reply_to", "hello@acme.example\r\nBcc: victim@evil.example"),
         ("from_email", "Acme <billing@acme.example>\r\nBcc: victim@evil.example"),
         ("from_email", "billing@acme.example\nSubject: hi"),
+        ("from_email", "billing@acme.example, other@evil.example"),
+        ("from_email", "Acme\u2028Bcc: victim@evil.example <billing@acme.example>"),
+        ("reply_to", "hello@acme\u2028.example"),
     ],
 )
 def test_header_injection_in_the_email_settings_is_refused(admin, site, field, value):

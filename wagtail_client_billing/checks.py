@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
+from .emails import parse_allowed_networks, parse_allowed_ports
 
 
 @register(Tags.compatibility)
@@ -120,6 +121,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         )
 
+    messages.extend(_check_smtp_policy())
+
     fee = billing_settings.APPLICATION_FEE_PERCENT
     if not isinstance(fee, int | float) or not 0 <= fee < 100:
         messages.append(
@@ -127,6 +130,42 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 "APPLICATION_FEE_PERCENT must be a number from 0 to under 100.",
                 hint="0 means the platform takes no fee.",
                 id="wagtail_client_billing.E009",
+            )
+        )
+    return messages
+
+
+def _check_smtp_policy() -> list[Error | Warning]:
+    """The outbound policy for custom SMTP servers: a broken one would refuse every site."""
+    messages: list[Error | Warning] = []
+    try:
+        networks = parse_allowed_networks(billing_settings.SMTP_ALLOWED_NETWORKS)
+    except ValueError as exc:
+        messages.append(
+            Error(
+                f"SMTP_ALLOWED_NETWORKS is not a list of networks: {exc}.",
+                hint='For example ["10.0.0.0/8"] or ["192.0.2.25/32"]; host bits must be zero.',
+                id="wagtail_client_billing.E010",
+            )
+        )
+    else:
+        if any(network.prefixlen == 0 for network in networks):
+            messages.append(
+                Warning(
+                    "SMTP_ALLOWED_NETWORKS allows every address: editors can point a site's "
+                    "custom SMTP server at this machine and its private network.",
+                    hint="List only the networks of your own mail relays.",
+                    id="wagtail_client_billing.W003",
+                )
+            )
+    try:
+        parse_allowed_ports(billing_settings.SMTP_ALLOWED_PORTS)
+    except ValueError as exc:
+        messages.append(
+            Error(
+                f"SMTP_ALLOWED_PORTS is not a list of ports: {exc}.",
+                hint='For example [25, 465, 587, 2525], or ["*"] for any port.',
+                id="wagtail_client_billing.E011",
             )
         )
     return messages

@@ -75,6 +75,11 @@ DEFAULTS: dict[str, Any] = {
     "SMTP_ENCRYPTION_KEY": None,
     # Older keys still accepted when reading, while `client_billing_rotate_smtp_key` runs.
     "SMTP_PREVIOUS_ENCRYPTION_KEYS": [],
+    # Networks (CIDR) a site's custom SMTP server may be on although they are not public:
+    # loopback, link-local, private and reserved addresses are refused unless listed here.
+    "SMTP_ALLOWED_NETWORKS": [],
+    # Ports a site's custom SMTP server may use; ["*"] allows any port.
+    "SMTP_ALLOWED_PORTS": [25, 465, 587, 2525],
     # Attempts at sending an invoice email before it is marked failed, and the first retry delay.
     "EMAIL_MAX_ATTEMPTS": 5,
     "EMAIL_RETRY_BACKOFF": timedelta(minutes=1),

@@ -11,32 +11,57 @@ reports each invoice's outcome instead of raising, so one refused recipient does
 stop the rest. :func:`describe_error` turns what ``smtplib`` raised into a sentence an
 editor can act on, and says whether trying again later may work.
 
+A custom server is a destination an editor chooses, so every connection to one follows
+the site developer's outbound policy (:func:`resolve_smtp_host`): the host is resolved
+once, every address it resolves to is checked (no loopback, link-local, private or
+reserved network unless ``SMTP_ALLOWED_NETWORKS`` allows it; only ``SMTP_ALLOWED_PORTS``),
+and the socket is opened to a checked address, while TLS still verifies the certificate
+against the host name. A remote service's reply is never shown to the editor: they read
+one of a few fixed sentences, which do not tell an open, a closed and a silent port
+apart, and the full detail goes to the log.
+
+Every address that ends up in a header (From, Reply-To, the client's To) is checked by
+:func:`check_address` the way Django and ``smtplib`` will read it, in the settings and
+invoice forms and again before sending, so a bad one is a clear error, not a crash.
+
 The SMTP password is decrypted only into the backend object; it is never part of a
-message, a log line or an error text (:func:`describe_error` scrubs it if a server
-ever echoes it).
+message, a log line or an error text (:func:`describe_error` scrubs it, and its
+encodings in an SMTP AUTH exchange, if a server ever echoes them).
 """
 
 from __future__ import annotations
 
+import base64
+import functools
+import ipaddress
 import logging
 import smtplib
 import socket
 import ssl
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from email.utils import getaddresses, parseaddr
+from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
-from django.template.loader import render_to_string
+from django.core.mail.message import sanitize_address
+from django.core.validators import validate_email
+from django.template import Context
+from django.template.loader import get_template, render_to_string
 from django.utils import timezone, translation
+from django.utils.encoding import punycode
 from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
 from . import hooks
+from .conf import billing_settings
 from .models import ClientBillingSettings, Invoice, SMTPSecurity
 from .money import format_money
 
@@ -50,6 +75,276 @@ TEST_EMAIL = "test_email"
 
 class EmailConfigurationError(Exception):
     """The site's email settings cannot be used as they are; ``str()`` says why."""
+
+
+class OutboundPolicyError(EmailConfigurationError):
+    """The custom SMTP server is somewhere the site developer's policy does not allow.
+
+    Attributes:
+        setting: the setting at fault, ``"smtp_host"`` or ``"smtp_port"``.
+    """
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class InvalidAddress(ValueError):
+    """An email address that Django or ``smtplib`` would not read as exactly one address."""
+
+
+class RecipientInvalid(InvalidAddress):
+    """The address an email was to go to is not one valid address; ``str()`` is it."""
+
+
+# --- where a custom server may be: the outbound policy -------------------------------------
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052 and
+#: RFC 8215): a gateway forwards them to that IPv4 address, which is what counts.
+_NAT64_PREFIXES = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+
+
+def parse_allowed_networks(value: Any) -> list[IPNetwork]:
+    """``SMTP_ALLOWED_NETWORKS`` as networks; ``ValueError`` names an entry that is not one."""
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError("SMTP_ALLOWED_NETWORKS must be a list of networks")
+    networks = []
+    for entry in value:
+        try:
+            networks.append(ipaddress.ip_network(str(entry).strip()))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not a network such as '10.0.0.0/8'") from None
+    return networks
+
+
+def parse_allowed_ports(value: Any) -> list[int] | None:
+    """``SMTP_ALLOWED_PORTS`` as port numbers, None for ``["*"]`` (any port).
+
+    Raises ``ValueError`` for anything else, naming what is wrong.
+    """
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValueError("SMTP_ALLOWED_PORTS must be a list of port numbers, or ['*']")
+    if "*" in value:
+        return None
+    for port in value:
+        if type(port) is not int or not 0 < port < 65536:
+            raise ValueError(f"{port!r} is not a port number from 1 to 65535")
+    return list(value)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it is one of the forms that carry one."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if any(ip in prefix for prefix in _NAT64_PREFIXES):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """Whether ``ip`` is a unicast address on the public internet.
+
+    Loopback, link-local, private (RFC 1918, unique local), shared (CGNAT),
+    unspecified, multicast, reserved, documentation and site-local addresses are not;
+    an IPv6 address that carries an IPv4 one (IPv4-mapped, 6to4, NAT64) is judged by
+    the IPv4 address it reaches.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:
+            return is_public_address(embedded)
+        if ip.is_site_local:
+            return False
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+def address_allowed(ip: IPAddress, networks: Sequence[IPNetwork]) -> bool:
+    """Whether the policy lets a custom SMTP connection go to ``ip``."""
+    candidates: list[IPAddress] = [ip]
+    if isinstance(ip, ipaddress.IPv6Address) and (embedded := _embedded_ipv4(ip)):
+        candidates.append(embedded)
+    if any(c.version == n.version and c in n for c in candidates for n in networks):
+        return True
+    return is_public_address(ip)
+
+
+AddrInfo = tuple[Any, Any, int, str, tuple[Any, ...]]
+
+
+def resolve_smtp_host(host: str, port: int) -> list[AddrInfo]:
+    """Resolve a custom SMTP server once and check it against the outbound policy.
+
+    Returns ``socket.getaddrinfo``'s answers, the only addresses the connection may
+    use. Raises :class:`OutboundPolicyError` when the port is not allowed or when *any*
+    address the name resolves to is (a name that mixes public and private addresses is
+    how DNS rebinding starts), and ``socket.gaierror`` when the name does not resolve.
+    """
+    ports = parse_allowed_ports(billing_settings.SMTP_ALLOWED_PORTS)
+    if ports is not None and port not in ports:
+        raise OutboundPolicyError(
+            _(
+                "This website may not connect to port %(port)s. Use one of the SMTP ports "
+                "it allows: %(ports)s."
+            )
+            % {"port": port, "ports": ", ".join(str(p) for p in ports)},
+            "smtp_port",
+        )
+    networks = parse_allowed_networks(billing_settings.SMTP_ALLOWED_NETWORKS)
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except UnicodeError as exc:  # not even a possible name (IDNA refuses it)
+        raise socket.gaierror(socket.EAI_NONAME, str(exc)) from exc
+    for *_rest, sockaddr in answers:
+        ip = ipaddress.ip_address(sockaddr[0])
+        if not address_allowed(ip, networks):
+            logger.warning(
+                "Custom SMTP host %r (port %s) resolves to %s, which the outbound policy "
+                "does not allow (SMTP_ALLOWED_NETWORKS)",
+                host,
+                port,
+                ip,
+            )
+            raise OutboundPolicyError(
+                _(
+                    "This website may not send email through %(host)s: it is on a local or "
+                    "private network. If it is your own mail relay, ask the website's "
+                    "developer to allow it."
+                )
+                % {"host": host},
+                "smtp_host",
+            )
+    return list(dict.fromkeys(answers))
+
+
+class ServerUnreachable(OSError):
+    """No SMTP greeting came from the server: refused, silent, reset, TLS or not SMTP.
+
+    One exception for all of them, so what the editor reads cannot tell an open port
+    from a closed or a silent one; ``__cause__`` keeps what happened, for the log.
+    """
+
+
+def _connect_to(addresses: Sequence[AddrInfo], timeout: Any, source: Any) -> socket.socket:
+    """A TCP connection to the first of ``addresses`` that answers; no name is resolved."""
+    error: OSError = OSError("no address to connect to")
+    for family, kind, proto, _canonical, sockaddr in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            if isinstance(timeout, int | float):  # not smtplib's "use the default" sentinel
+                sock.settimeout(timeout)
+            if source:
+                sock.bind(source)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
+class _CheckedSMTP(smtplib.SMTP):
+    """``smtplib.SMTP`` connecting to addresses :func:`resolve_smtp_host` checked.
+
+    ``self._host`` stays the host *name*, and smtplib gives it to TLS as
+    ``server_hostname``: STARTTLS (and implicit TLS below) verify the certificate
+    against the name the editor typed, not against the address.
+    """
+
+    def __init__(self, host: str, port: int, *, addresses: Sequence[AddrInfo], **kwargs: Any):
+        self.addresses = addresses
+        super().__init__(host, port, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: Any) -> socket.socket:
+        return _connect_to(self.addresses, timeout, self.source_address)
+
+    def connect(self, host: str = "localhost", port: int = 0, source_address: Any = None):
+        try:
+            code, reply = super().connect(host, port, source_address)
+        except Exception as exc:
+            self.close()
+            raise ServerUnreachable("no SMTP greeting") from exc
+        if code != 220:  # smtplib would raise with the service's own greeting in it
+            self.close()
+            raise ServerUnreachable(f"no SMTP greeting; the service said {code} {reply!r}")
+        return code, reply
+
+
+class _CheckedSMTP_SSL(smtplib.SMTP_SSL, _CheckedSMTP):
+    """Implicit TLS over :class:`_CheckedSMTP`'s connection (``SMTP_SSL`` wraps it)."""
+
+    def __init__(self, host: str, port: int, *, addresses: Sequence[AddrInfo], **kwargs: Any):
+        self.addresses = addresses
+        smtplib.SMTP_SSL.__init__(self, host, port, **kwargs)
+
+
+class CheckedSMTPBackend(SMTPBackend):
+    """Django's SMTP backend for a site's custom server, held to the outbound policy.
+
+    Each :meth:`open` resolves and checks the host once and connects to those
+    addresses; nothing looks the name up again between the check and the connection.
+    """
+
+    _addresses: Sequence[AddrInfo] = ()
+
+    def open(self) -> bool | None:
+        if self.connection:
+            return False
+        self._addresses = resolve_smtp_host(self.host, self.port)
+        return super().open()
+
+    @property
+    def connection_class(self):
+        smtp = _CheckedSMTP_SSL if self.use_ssl else _CheckedSMTP
+        return functools.partial(smtp, addresses=self._addresses)
+
+
+# --- addresses in headers ---------------------------------------------------------------------
+
+#: Control characters and line or paragraph separators (CR, LF, NEL, U+2028, U+2029 ...):
+#: email's header code folds or splits lines at them.
+_BREAKING = frozenset({"Cc", "Cs", "Zl", "Zp"})
+
+
+def _has_breaking_characters(value: str) -> bool:
+    return any(unicodedata.category(char) in _BREAKING for char in value)
+
+
+def check_address(value: str) -> tuple[str, str]:
+    """Check that ``value`` is one address, read the same way by every part that sends it.
+
+    ``billing@acme.example`` or ``Acme Studio <billing@acme.example>``. Returns
+    ``(name, address)``; raises :class:`InvalidAddress` for several addresses
+    (``a@x, b@y``, a group), control characters or line separators anywhere (U+2028
+    in the name), an address Django's validator refuses, or one whose envelope form
+    (what ``smtplib`` sends in MAIL FROM / RCPT TO) would not be the address typed.
+    Needs no strict mode of ``email.utils``.
+    """
+    if _has_breaking_characters(value):
+        raise InvalidAddress("control character or line separator")
+    pairs = getaddresses([value])
+    if len(pairs) != 1 or pairs[0] != parseaddr(value):
+        raise InvalidAddress("not exactly one address")
+    name, address = pairs[0]
+    try:
+        validate_email(address)
+        header = sanitize_address(value, "utf-8")  # how Django writes it (ValueError if not)
+    except (ValidationError, ValueError):
+        raise InvalidAddress("not a valid address") from None
+    local, _at, domain = address.rpartition("@")
+    if parseaddr(header)[1] != f"{local}@{punycode(domain)}":
+        raise InvalidAddress("the envelope would carry another address")
+    return name, address
+
+
+def one_line(text: str) -> str:
+    """``text`` as one header line: control characters and line breaks become spaces."""
+    cleaned = "".join(" " if unicodedata.category(c) in _BREAKING else c for c in text)
+    return " ".join(cleaned.split())
 
 
 # --- the connection ------------------------------------------------------------------------
@@ -87,6 +382,21 @@ def mailer_for_site(site: Site, config: ClientBillingSettings | None = None) -> 
     """
     config = config or ClientBillingSettings.for_site(site)
     reply_to = [config.reply_to] if config.reply_to else []
+    headers = [(_("Reply-To"), config.reply_to)]
+    if config.use_custom_smtp:  # the site's From is used with its own server only
+        headers.append((_("From"), config.from_email))
+    for label, value in headers:
+        if value:
+            try:
+                check_address(value)
+            except InvalidAddress:
+                raise EmailConfigurationError(
+                    _(
+                        "The %(field)s address in this site's email settings is not one valid "
+                        "email address. Correct it on the Email tab."
+                    )
+                    % {"field": label}
+                ) from None
     if not config.use_custom_smtp:
         return SiteMailer(
             connection=get_connection(fail_silently=False),
@@ -109,7 +419,7 @@ def mailer_for_site(site: Site, config: ClientBillingSettings | None = None) -> 
                 "Enter the password again on the Email tab."
             )
         ) from None
-    connection = SMTPBackend(
+    connection = CheckedSMTPBackend(
         host=config.smtp_host,
         port=config.smtp_port,
         username=config.smtp_username,  # "" rather than None: never the project's login
@@ -127,8 +437,14 @@ def mailer_for_site(site: Site, config: ClientBillingSettings | None = None) -> 
         custom=True,
         host=config.smtp_host,
         port=config.smtp_port,
-        secrets=(password,) if password else (),
+        secrets=_auth_secrets(config.smtp_username, password) if password else (),
     )
+
+
+def _auth_secrets(username: str, password: str) -> tuple[str, ...]:
+    """The password, and the forms SMTP AUTH LOGIN and PLAIN send it in."""
+    encoded = (password, f"\0{username}\0{password}")
+    return (password, *(base64.b64encode(s.encode()).decode() for s in encoded))
 
 
 # --- the messages --------------------------------------------------------------------------
@@ -180,9 +496,31 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
     }
 
 
-def _render_subject(template: str, context: dict) -> str:
-    # A subject is one line: a template's newlines would make the header invalid.
-    return " ".join(render_to_string(template, context).split())
+def render_text(template_name: str, context: dict) -> str:
+    """Render a plain-text template (a subject, a text body): nothing is HTML-escaped.
+
+    A site named "Smith & Sons" must not read "Smith &amp; Sons" in a subject or a text
+    body, whether or not a project's own template says ``{% autoescape off %}``.
+    """
+    template = get_template(template_name)
+    engine_template = getattr(template, "template", None)  # the Django engine's Template
+    if engine_template is None:  # another engine: it decides how it escapes
+        return template.render(context)
+    return engine_template.render(Context(context, autoescape=False))
+
+
+def _render_subject(template_name: str, context: dict) -> str:
+    # A subject is one header line: newlines, U+2028 or control characters, from the
+    # template or from a site's name, would break or split it.
+    return one_line(render_text(template_name, context))
+
+
+def _recipient(address: str) -> str:
+    try:
+        check_address(address)
+    except InvalidAddress:
+        raise RecipientInvalid(address) from None
+    return address
 
 
 def build_invoice_message(
@@ -199,9 +537,9 @@ def build_invoice_message(
         base = f"wagtail_client_billing/emails/{kind}"
         message = EmailMultiAlternatives(
             subject=_render_subject(f"{base}.subject.txt", context),
-            body=render_to_string(f"{base}.txt", context),
+            body=render_text(f"{base}.txt", context),
             from_email=mailer.from_email,
-            to=[invoice.email],
+            to=[_recipient(invoice.email)],
             reply_to=mailer.reply_to,
             connection=mailer.connection,
         )
@@ -222,9 +560,9 @@ def build_test_message(site: Site, mailer: SiteMailer, to: str) -> EmailMultiAlt
         base = f"wagtail_client_billing/emails/{TEST_EMAIL}"
         return EmailMultiAlternatives(
             subject=_render_subject(f"{base}.subject.txt", context),
-            body=render_to_string(f"{base}.txt", context),
+            body=render_text(f"{base}.txt", context),
             from_email=mailer.from_email,
-            to=[to],
+            to=[_recipient(to)],
             reply_to=mailer.reply_to,
             connection=mailer.connection,
         )
@@ -318,7 +656,9 @@ def send_test_email(site: Site, to: str) -> TestEmailResult:
         mailer.connection.open()
         mailer.connection.send_messages([message])
     except Exception as exc:
-        return TestEmailResult(mailer.description, describe_error(exc, mailer))
+        error = describe_error(exc, mailer)
+        _log_failure(error, mailer, "test email")
+        return TestEmailResult(mailer.description, error)
     finally:
         _close_quietly(mailer.connection)
     return TestEmailResult(mailer.description)
@@ -336,14 +676,17 @@ def _close_quietly(connection: BaseEmailBackend) -> None:
         logger.debug("Closing the SMTP connection failed", exc_info=True)
 
 
-def _log_failure(error: DeliveryError, mailer: SiteMailer, invoice_ids: list[int]) -> None:
+def _log_failure(error: DeliveryError, mailer: SiteMailer, what: str | list[int]) -> None:
+    """Log a failure with its detail (the server's reply), which editors never see."""
+    if not isinstance(what, str):
+        what = "invoices " + ", ".join(str(pk) for pk in what)
     logger.warning(
-        "Invoice email failed via %s (%s, %s): %s [invoices %s]",
+        "Email failed via %s (%s, %s) [%s]: %s",
         mailer.description,
         error.kind,
         "transient" if error.transient else "permanent",
-        error.message,
-        ", ".join(str(pk) for pk in invoice_ids),
+        what,
+        error.detail or error.message,
     )
 
 
@@ -352,18 +695,22 @@ def _log_failure(error: DeliveryError, mailer: SiteMailer, invoice_ids: list[int
 
 @dataclass(frozen=True)
 class DeliveryError:
-    """Why an email did not go, for an editor and for the retry logic.
+    """Why an email did not go, for an editor, the retry logic and the log.
 
     Attributes:
         kind: ``auth``, ``connect``, ``tls``, ``timeout``, ``recipient``, ``sender``,
             ``rejected`` (the server refused the message), ``config`` or ``unexpected``.
         transient: trying again later may work (network trouble, SMTP 4xx).
-        message: a sentence for the editor, in the active language.
+        message: a fixed sentence for the editor, in the active language. It never
+            quotes the remote server, so it cannot be used to probe what listens where.
+        detail: what happened, with the server's reply, for the log only (secrets
+            scrubbed); empty when the message says it all.
     """
 
     kind: str
     transient: bool
     message: str
+    detail: str = field(default="", compare=False)
 
     @property
     def keeps_connection(self) -> bool:
@@ -371,20 +718,39 @@ class DeliveryError:
         return self.kind in ("recipient", "sender", "rejected")
 
 
-def _reply(code: int | None, text: bytes | str | None) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return " ".join(part for part in (str(code or ""), (text or "").strip()) if part)
+def _detail(exc: BaseException) -> str:
+    parts: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(parts) < 4:
+        parts.append(f"{seen.__class__.__name__}: {seen}")
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(parts)
 
 
 def describe_error(exc: BaseException, mailer: SiteMailer | None = None) -> DeliveryError:
-    """Classify what sending raised, and say it in words an editor understands."""
+    """Classify what sending raised, and say it in fixed words an editor understands."""
     host = (mailer.host if mailer else "") or "?"
     where = {"host": host, "port": (mailer.port if mailer else "") or "?"}
     kind, transient, message = _classify(exc, where)
+    detail = _detail(exc)
     for secret in mailer.secrets if mailer else ():
         message = message.replace(secret, "********")
-    return DeliveryError(kind, transient, message)
+        detail = detail.replace(secret, "********")
+    return DeliveryError(kind, transient, message, detail)
+
+
+def _cannot_connect(where: dict) -> tuple[str, bool, str]:
+    return (
+        "connect",
+        True,
+        _(
+            "Cannot connect to the SMTP server at %(host)s:%(port)s. Check the host, the port "
+            "and the security setting (port 465 usually needs SSL/TLS, port 587 STARTTLS), "
+            "that the server accepts connections from this website, and that its certificate "
+            "is valid for this host."
+        )
+        % where,
+    )
 
 
 def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
@@ -396,15 +762,25 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
             False,
             _("The stored SMTP password cannot be decrypted. Enter it again on the Email tab."),
         )
+    if isinstance(exc, RecipientInvalid):
+        return (
+            "recipient",
+            False,
+            _(
+                "The address %(address)s is not one valid email address, so nothing was sent "
+                "to it. Correct the address and send again."
+            )
+            % {"address": one_line(str(exc))},
+        )
+    if isinstance(exc, ServerUnreachable):
+        # Before the server said hello as SMTP: refused, silent, reset, a TLS handshake,
+        # another protocol. One sentence for all, so nobody maps ports with it.
+        return _cannot_connect(where)
     if isinstance(exc, smtplib.SMTPAuthenticationError):
         return (
             "auth",
             False,
-            _(
-                "Authentication failed: the SMTP server did not accept the username and "
-                "password (%(reply)s)."
-            )
-            % {"reply": _reply(exc.smtp_code, exc.smtp_error)},
+            _("Authentication failed: the SMTP server did not accept the username and password."),
         )
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         if "STARTTLS" in str(exc).upper():
@@ -429,39 +805,35 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
             "tls",
             False,
             _(
-                "TLS failed: a secure connection to %(host)s:%(port)s could not be set up "
-                "(%(reason)s). Check the security setting (port 465 usually needs SSL/TLS, "
-                "port 587 STARTTLS) and that the server's certificate is valid for this host."
+                "TLS failed: a secure connection to %(host)s:%(port)s could not be set up. "
+                "Check the security setting (port 465 usually needs SSL/TLS, port 587 "
+                "STARTTLS) and that the server's certificate is valid for this host."
             )
-            % {**where, "reason": getattr(exc, "reason", None) or exc.__class__.__name__},
+            % where,
         )
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         replies = list(exc.recipients.items())
         permanent = all(code >= 500 for _addr, (code, _msg) in replies)
-        address, (code, text) = replies[0] if replies else ("?", (None, b""))
+        address = replies[0][0] if replies else "?"
         return (
             "recipient",
             not permanent,
-            _("The SMTP server refused the recipient %(address)s (%(reply)s).")
-            % {"address": address, "reply": _reply(code, text)},
+            _("The SMTP server refused the recipient %(address)s.") % {"address": address},
         )
     if isinstance(exc, smtplib.SMTPSenderRefused):
         return (
             "sender",
             exc.smtp_code < 500,
             _(
-                "The SMTP server refused the From address %(address)s (%(reply)s). Use an "
-                "address the server allows you to send from."
+                "The SMTP server refused the From address %(address)s. Use an address the "
+                "server allows you to send from."
             )
-            % {"address": exc.sender, "reply": _reply(exc.smtp_code, exc.smtp_error)},
+            % {"address": exc.sender},
         )
     if isinstance(exc, smtplib.SMTPResponseException):
-        transient = 400 <= exc.smtp_code < 500
-        if transient:
-            sentence = _("The SMTP server asked to try again later (%(reply)s).")
-        else:
-            sentence = _("The SMTP server refused the message (%(reply)s).")
-        return "rejected", transient, sentence % {"reply": _reply(exc.smtp_code, exc.smtp_error)}
+        if 400 <= exc.smtp_code < 500:
+            return "rejected", True, _("The SMTP server asked to try again later.")
+        return "rejected", False, _("The SMTP server refused the message.")
     timed_out = isinstance(exc, smtplib.SMTPServerDisconnected) and (
         isinstance(exc.__context__, TimeoutError) or "timed out" in str(exc)
     )  # smtplib reports a reply that never came as a disconnection
@@ -469,17 +841,7 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
         return (
             "timeout",
             True,
-            _("Timed out: the SMTP server at %(host)s:%(port)s did not answer in time.") % where,
-        )
-    if isinstance(exc, smtplib.SMTPServerDisconnected):
-        return (
-            "connect",
-            True,
-            _(
-                "Cannot connect: the SMTP server at %(host)s:%(port)s closed the connection. "
-                "Check the port and the security setting."
-            )
-            % where,
+            _("Timed out: the SMTP server at %(host)s:%(port)s stopped answering.") % where,
         )
     if isinstance(exc, socket.gaierror):
         return (
@@ -488,14 +850,16 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
             _("Cannot connect: the SMTP host %(host)s was not found. Check its spelling.") % where,
         )
     if isinstance(exc, OSError | smtplib.SMTPException):
+        return _cannot_connect(where)
+    if isinstance(exc, ValueError):
+        # Django refuses a header it cannot write; the checks above should have caught it.
         return (
-            "connect",
-            True,
+            "config",
+            False,
             _(
-                "Cannot connect to the SMTP server at %(host)s:%(port)s (%(reason)s). Check the "
-                "host and port, and that the server accepts connections from this website."
-            )
-            % {**where, "reason": getattr(exc, "strerror", None) or exc.__class__.__name__},
+                "The email could not be built: an address or a header in it is not valid. "
+                "Check the From and Reply-To addresses on the Email tab."
+            ),
         )
     logger.error("Unexpected error while sending email", exc_info=exc)
     return (

@@ -116,6 +116,10 @@ WAGTAIL_CLIENT_BILLING = {
         s for s in os.environ.get("STRIPE_TEST_WEBHOOK_SECRETS", "whsec_emulator").split(",") if s
     ],
     "STRIPE_API_BASE": EMULATOR_URL or None,
+    # The demo's SMTP sink (mailsink.py) listens on loopback, port 1025: let a site's
+    # custom SMTP settings point at it. Production keeps the defaults.
+    "SMTP_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
+    "SMTP_ALLOWED_PORTS": ["*"],
 }
 
 Q_CLUSTER = {

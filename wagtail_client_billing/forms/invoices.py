@@ -22,6 +22,7 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.models import Site
 
 from ..conf import billing_settings
+from ..emails import InvalidAddress, check_address
 from ..filters import sites_for_user
 from ..models import ClientBillingSettings, Invoice, StripeAccount
 from ..money import (
@@ -214,6 +215,14 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         instance = self.instance
         if instance.amount and instance.currency and not self.is_bound:
             self.initial["amount"] = str(to_major(instance.amount, instance.currency))
+
+    def clean_email(self) -> str:
+        email: str = self.cleaned_data["email"]
+        try:
+            check_address(email)
+        except InvalidAddress:
+            raise ValidationError(_("Enter one email address."), code="invalid") from None
+        return email
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean()

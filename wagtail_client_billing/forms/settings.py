@@ -8,28 +8,32 @@ token (:meth:`~wagtail_client_billing.models.ClientBillingSettings.set_smtp_pass
 
 from __future__ import annotations
 
-from email.utils import parseaddr
-
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
+from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+
 
 def validate_from_address(value: str) -> None:
-    """Accept ``billing@acme.example`` or ``Acme Studio <billing@acme.example>``."""
+    """Accept ``billing@acme.example`` or ``Acme Studio <billing@acme.example>``: one
+    address, read as typed by the code that sends it (see :func:`emails.check_address`)."""
     try:
-        _name, address = parseaddr(value, strict=True)
-    except TypeError:  # Python releases before the strict parser (3.11.9, 3.12.5)
-        _name, address = parseaddr(value)
-    message = _('Enter an email address, or a name and address like "Acme <billing@acme.example>".')
-    if not address or "\n" in value or "\r" in value:
-        raise ValidationError(message, code="invalid")
+        check_address(value)
+    except InvalidAddress:
+        raise ValidationError(
+            _('Enter one email address, or a name and address like "Acme <billing@acme.example>".'),
+            code="invalid",
+        ) from None
+
+
+def validate_reply_to(value: str) -> None:
+    """One plain address, read as typed by the code that sends it."""
     try:
-        validate_email(address)
-    except ValidationError:
-        raise ValidationError(message, code="invalid") from None
+        check_address(value)
+    except InvalidAddress:
+        raise ValidationError(_("Enter one email address."), code="invalid") from None
 
 
 class ClientBillingSettingsForm(WagtailAdminModelForm):
@@ -73,6 +77,12 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             validate_from_address(value)
         return value
 
+    def clean_reply_to(self) -> str:
+        value = (self.cleaned_data.get("reply_to") or "").strip()
+        if value:
+            validate_reply_to(value)
+        return value
+
     def clean(self) -> dict:
         cleaned = super().clean()
         if cleaned.get("use_custom_smtp"):
@@ -87,7 +97,18 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             )
         if "smtp_host" in cleaned:
             cleaned["smtp_host"] = (cleaned.get("smtp_host") or "").strip()
+        if cleaned.get("use_custom_smtp") and cleaned.get("smtp_host") and cleaned.get("smtp_port"):
+            self._check_outbound_policy(cleaned["smtp_host"], cleaned["smtp_port"])
         return cleaned
+
+    def _check_outbound_policy(self, host: str, port: int) -> None:
+        """Refuse now a server every email would refuse later (sending checks again)."""
+        try:
+            resolve_smtp_host(host, port)
+        except OutboundPolicyError as exc:
+            self.add_error(exc.setting, str(exc))
+        except OSError:
+            pass  # not resolvable from here (yet): the test email will say so
 
     def save(self, commit: bool = True):
         instance = super().save(commit=False)
