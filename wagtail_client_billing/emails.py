@@ -843,6 +843,16 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
             True,
             _("Timed out: the SMTP server at %(host)s:%(port)s stopped answering.") % where,
         )
+    if isinstance(exc, smtplib.SMTPServerDisconnected):  # after it greeted as SMTP
+        return (
+            "connect",
+            True,
+            _(
+                "Cannot connect: the SMTP server at %(host)s:%(port)s closed the connection. "
+                "Check the port and the security setting."
+            )
+            % where,
+        )
     if isinstance(exc, socket.gaierror):
         return (
             "connect",
