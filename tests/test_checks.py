@@ -1,5 +1,7 @@
 """`manage.py check` explains a broken install, each message with a hint."""
 
+from decimal import Decimal
+
 import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
@@ -79,3 +81,26 @@ def test_missing_apps_are_named(monkeypatch):
         settings, "INSTALLED_APPS", [a for a in settings.INSTALLED_APPS if a != "django_q"]
     )
     assert ids(check_installed_apps()) == ["wagtail_client_billing.E001"]
+
+
+@pytest.mark.parametrize("fee", [2.555, 100, -1, "2.5", True, float("nan")])
+def test_a_fee_percent_stripe_would_refuse_is_an_error_with_a_hint(settings, fee):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "APPLICATION_FEE_PERCENT": fee,
+    }
+
+    (message,) = check_settings()
+
+    assert message.id == "wagtail_client_billing.E009"
+    assert "two decimal places" in message.msg and "2.555" in message.hint
+
+
+@pytest.mark.parametrize("fee", [0, 2, 2.5, 2.55, 99.99, Decimal("12.34")])
+def test_a_fee_percent_with_at_most_two_decimals_passes(settings, fee):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "APPLICATION_FEE_PERCENT": fee,
+    }
+
+    assert check_settings() == []

@@ -288,6 +288,54 @@ def test_application_fee_is_taken_rounded_down_when_configured(
     assert subscription.params["subscription_data"]["application_fee_percent"] == "2.5"
 
 
+def test_a_fee_percent_stripe_would_refuse_is_never_sent(
+    stripe_emulator, emulated_invoice, settings
+):
+    """2.555 passes no check Stripe makes: the subscription Checkout would fail for every
+    client, so the gateway refuses it with the setting's name before any request."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "APPLICATION_FEE_PERCENT": 2.555,
+    }
+    recurring = emulated_invoice(amount=12345, billing_type=BillingType.MONTHLY)
+    one_time = emulated_invoice(amount=12345)
+    calls_before = len(stripe_emulator.requests)
+
+    for invoice in (recurring, one_time):
+        with pytest.raises(gateway.NotConfigured) as excinfo:
+            checkout(invoice)
+        assert "APPLICATION_FEE_PERCENT" in str(excinfo.value)
+
+    assert len(stripe_emulator.requests) == calls_before
+    assert stripe_emulator.state.checkout_sessions == {}
+
+
+@pytest.mark.parametrize(
+    ("percent", "accepted"),
+    [(2.555, False), (150, False), (-1, False), (99.99, True), (0.01, True)],
+)
+def test_a_hook_fee_percent_is_held_to_stripes_limits(
+    stripe_emulator, emulated_invoice, percent, accepted
+):
+    invoice = emulated_invoice(amount=12345, billing_type=BillingType.MONTHLY)
+
+    def set_fee(invoice, params):
+        params["subscription_data"]["application_fee_percent"] = percent
+
+    with wagtail_hooks.register_temporarily(CHECKOUT_PARAMS, set_fee):
+        if accepted:
+            checkout(invoice)
+            (request,) = session_creates(stripe_emulator)
+            assert request.params["subscription_data"]["application_fee_percent"] == str(percent)
+            return
+        with pytest.raises(gateway.InvalidRequest) as excinfo:
+            checkout(invoice)
+
+    assert excinfo.value.param == "subscription_data[application_fee_percent]"
+    assert "two decimal places" in str(excinfo.value)
+    assert session_creates(stripe_emulator) == []
+
+
 def test_application_fee_for_zero_decimal_currency_is_whole_units():
     assert gateway.application_fee_amount(999, 10) == 99
     assert gateway.application_fee_amount(50, "0.5") == 0

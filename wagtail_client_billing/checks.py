@@ -14,6 +14,7 @@ from django.core.checks import Error, Tags, Warning, register
 
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
 from .emails import parse_allowed_networks, parse_allowed_ports
+from .money import MoneyError, fee_percent
 
 
 @register(Tags.compatibility)
@@ -123,12 +124,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
 
     messages.extend(_check_smtp_policy())
 
-    fee = billing_settings.APPLICATION_FEE_PERCENT
-    if not isinstance(fee, int | float) or not 0 <= fee < 100:
+    try:
+        fee_percent(billing_settings.APPLICATION_FEE_PERCENT)
+    except MoneyError as problem:
         messages.append(
             Error(
-                "APPLICATION_FEE_PERCENT must be a number from 0 to under 100.",
-                hint="0 means the platform takes no fee.",
+                "APPLICATION_FEE_PERCENT must be a number from 0 to under 100 with at most "
+                f"two decimal places ({problem}).",
+                hint=(
+                    "Stripe refuses an application_fee_percent with a third decimal, so "
+                    "every subscription Checkout would fail: use 2.55, not 2.555. "
+                    "0 means the platform takes no fee."
+                ),
                 id="wagtail_client_billing.E009",
             )
         )

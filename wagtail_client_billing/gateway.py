@@ -48,7 +48,7 @@ from django.core.signals import setting_changed
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import __version__, hooks
+from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
 
 if TYPE_CHECKING:
@@ -137,7 +137,8 @@ class CardError(GatewayError):
 
 
 class NotConfigured(GatewayError):
-    """No secret key is configured for the mode asked for."""
+    """The platform's settings do not allow the call: no secret key for the mode, or a
+    setting whose value Stripe would refuse."""
 
 
 @dataclass(frozen=True)
@@ -546,10 +547,33 @@ def clamp_checkout_expiry(expires_at: datetime, now: datetime | None = None) -> 
     return int(expires_at.timestamp())
 
 
+def application_fee_percent() -> decimal.Decimal:
+    """``APPLICATION_FEE_PERCENT`` as Stripe accepts it (0 to under 100, two decimals).
+
+    The system check (``wagtail_client_billing.E009``) reports a bad value at start-up;
+    this refuses to send one anyway, so a setting changed at run time cannot make Stripe
+    refuse every subscription Checkout.
+
+    Raises:
+        NotConfigured: the setting is not a valid percentage.
+    """
+    value = billing_settings.APPLICATION_FEE_PERCENT
+    try:
+        return money.fee_percent(value)
+    except money.MoneyError as problem:
+        raise NotConfigured(
+            _(
+                "The platform's fee setting is not valid: ask the site developer to check "
+                "APPLICATION_FEE_PERCENT (%(problem)s)."
+            )
+            % {"problem": problem}
+        ) from None
+
+
 def application_fee_amount(amount: int, percent: Any = None) -> int:
     """The platform's fee on ``amount`` minor units, rounded down (never over-charge)."""
     if percent is None:
-        percent = billing_settings.APPLICATION_FEE_PERCENT
+        percent = application_fee_percent()
     fee = decimal.Decimal(amount) * decimal.Decimal(str(percent or 0)) / 100
     return int(fee.to_integral_value(rounding=decimal.ROUND_FLOOR))
 
@@ -588,7 +612,7 @@ def checkout_params(
         "cancel_url": cancel_url,
         "expires_at": clamp_checkout_expiry(expires_at),
     }
-    percent = billing_settings.APPLICATION_FEE_PERCENT or 0
+    percent = application_fee_percent()
     if interval:
         params["subscription_data"] = {"metadata": dict(metadata)}
         if percent:
@@ -697,9 +721,10 @@ def _session_create_params_type() -> type:
 def validate_params(params: Any, td: type) -> None:
     """Check ``params`` (Python values, before encoding) against a stripe ``TypedDict``.
 
-    Unknown keys, missing required keys and wrong basic types (string, integer,
-    number, boolean, list, object) raise :class:`InvalidRequest` naming the key in
-    Stripe's bracket notation (``line_items[0][price_data][currency]``). Enumerations
+    Unknown keys, missing required keys, wrong basic types (string, integer,
+    number, boolean, list, object) and values outside Stripe's documented limits
+    (:data:`_VALUE_RULES`) raise :class:`InvalidRequest` naming the key in Stripe's
+    bracket notation (``line_items[0][price_data][currency]``). Enumerations
     are checked as strings only, because the SDK deliberately allows values newer than
     itself. Client options (``api_key``, ``stripe_account``...) are not parameters and
     are refused: a hook must not redirect a request to another account or key.
@@ -750,6 +775,25 @@ def _check_typeddict(value: Any, td: type, name: str) -> None:
             _refuse(_join(name, key), _("it is required"))
     for key, item in value.items():
         _check_value(item, hints[key], _join(name, key))
+        rule = _VALUE_RULES.get(key)
+        if rule is not None:
+            rule(item, _join(name, key))
+
+
+def _check_fee_percent(value: Any, name: str) -> None:
+    try:
+        money.fee_percent(value)
+    except money.MoneyError:
+        _refuse(
+            name,
+            _("expected a percentage from 0 to under 100 with at most two decimal places"),
+        )
+
+
+#: Limits Stripe puts on a parameter's value wherever it appears, beyond its type.
+_VALUE_RULES: dict[str, Callable[[Any, str], None]] = {
+    "application_fee_percent": _check_fee_percent,
+}
 
 
 _TYPE_NAMES: dict[Any, Callable[[], str]] = {

@@ -46,6 +46,11 @@ STRIPE_EXPONENTS: dict[str, int] = {
 #: Stripe's largest amount for one charge, in minor units (eight digits).
 MAXIMUM_AMOUNT = 99_999_999
 
+#: Stripe's ``application_fee_percent``: from 0 to 100 with at most two decimal places.
+#: The app stops short of 100, which would leave the connected account nothing.
+FEE_PERCENT_DECIMALS = 2
+FEE_PERCENT_BELOW = Decimal(100)
+
 #: Stripe's published minimum charge per settlement currency, in minor units.
 #: Currencies not listed use the equivalent of USD 0.50 that Stripe asks for,
 #: approximated by :data:`FALLBACK_MINIMUM_MAJOR`.
@@ -147,6 +152,27 @@ def validate_amount(minor: int, currency: str) -> None:
         )
     if currency.upper() in THREE_DECIMAL and minor % 10:
         raise MoneyError(f"{currency.upper()} amounts must end in 0 (Stripe rounds to 0.01)")
+
+
+def fee_percent(value: object) -> Decimal:
+    """A platform fee percentage as Stripe accepts it, as a ``Decimal``.
+
+    ``value`` is an ``int``, ``float`` or ``Decimal`` from 0 to under 100 with at most
+    two decimal places (``2.55``, not ``2.555``: Stripe refuses a third, so every
+    subscription Checkout would fail). ``None`` is no fee. Raises :class:`MoneyError`
+    otherwise.
+    """
+    if value is None:
+        return Decimal(0)
+    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        raise MoneyError(f"{value!r} is not a number")
+    # str() of a float is its shortest repr, so 2.55 stays 2.55 and 2.555 shows 3 decimals.
+    percent = value if isinstance(value, Decimal) else Decimal(str(value))
+    if not percent.is_finite() or not 0 <= percent < FEE_PERCENT_BELOW:
+        raise MoneyError(f"{value!r} is not from 0 to under {FEE_PERCENT_BELOW}")
+    if percent != percent.quantize(Decimal(1).scaleb(-FEE_PERCENT_DECIMALS)):
+        raise MoneyError(f"{value!r} has more than {FEE_PERCENT_DECIMALS} decimal places")
+    return percent
 
 
 def current_locale() -> str:
