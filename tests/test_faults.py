@@ -239,6 +239,59 @@ def test_deleting_while_stripe_is_down_withdraws_the_link_and_retries_the_sessio
     assert invoice.status == "deleted"
 
 
+def test_a_stripe_500_stored_for_the_session_expiry_is_retried_with_a_new_key(
+    client, stripe_emulator, emulated_invoice
+):
+    """Stripe keeps a 500 under its idempotency key and replays it to every retry with
+    that key for 24 hours: the retry the worker schedules must ask with a new key, or the
+    withdrawn invoice's Checkout page stays payable until Stripe's own expiry."""
+    import ast
+
+    from django_q.models import Schedule
+
+    invoice = emulated_invoice
+    assert click(client, invoice).status_code == 303
+    invoice.refresh_from_db()
+    session_id = invoice.checkout_session_id
+    client.force_login(make_user("root", superuser=True))
+    client.post(reverse("wagtail_client_billing_invoices:delete", args=[invoice.pk]))
+    stripe_emulator.inject_fault("500-stored", path_prefix=f"/v1/checkout/sessions/{session_id}")
+
+    with pytest.raises(gateway.StripeUnavailable):
+        tasks.expire_checkout_session(invoice.pk)
+    retry = Schedule.objects.get(name=f"client_billing_expire_session_{invoice.pk}_1")
+    tasks.expire_checkout_session(*ast.literal_eval(retry.args))  # as the worker runs it
+
+    assert stripe_emulator.get_session(session_id)["status"] == "expired"
+    first, second = [r for r in stripe_emulator.requests if r.path.endswith("/expire")]
+    assert first.idempotency_key != second.idempotency_key
+    invoice.refresh_from_db()
+    assert invoice.status == "deleted"
+
+
+def test_a_stripe_500_stored_on_connect_lets_the_editor_press_connect_again(
+    client, stripe_emulator
+):
+    """The connect form keeps its idempotency key after a timeout (so a retry finds the
+    account Stripe made), but not after a 500, which Stripe replays for that key."""
+    site = make_site("connect-500.example")
+    client.force_login(make_user("root", superuser=True))
+    stripe_emulator.inject_fault("500-stored", path_prefix="/v1/accounts")
+    page = reverse("wagtail_client_billing_connect:connect", kwargs={"site_pk": site.pk})
+    client.get(page)
+
+    failed = client.post(page, CONNECT_FORM)
+    assert failed.status_code == 200 and "try again" in failed.content.decode().lower()
+    assert not StripeAccount.objects.exists()
+
+    response = client.post(page, CONNECT_FORM)  # the editor presses Connect again
+
+    assert response.status_code == 302
+    (account,) = StripeAccount.objects.all()
+    assert ClientBillingSettings.for_site(site).test_account == account
+    assert len(stripe_emulator.state.accounts) == 1
+
+
 def Client_get(invoice):
     from django.test import Client
 

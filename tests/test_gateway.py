@@ -490,6 +490,21 @@ def test_stripe_failures_become_retryable_errors_an_editor_can_read(
     assert checkout(invoice).status == "open"
 
 
+@pytest.mark.parametrize(
+    ("fault", "spent"), [("500", True), ("500-stored", True), ("429", False), ("reset", False)]
+)
+def test_a_retry_needs_a_new_idempotency_key_only_after_an_answer_stripe_keeps(
+    stripe_emulator, emulated_invoice, fault, spent
+):
+    invoice = emulated_invoice()
+    stripe_emulator.inject_fault(fault, path_prefix="/v1/checkout/sessions")
+
+    with pytest.raises(gateway.GatewayError) as excinfo:
+        checkout(invoice)
+
+    assert excinfo.value.idempotency_key_spent is spent
+
+
 def test_timeout_is_retryable_and_the_retry_finds_the_session_made_meanwhile(
     stripe_emulator, emulated_invoice, settings
 ):

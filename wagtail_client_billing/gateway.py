@@ -17,7 +17,10 @@ Why it is built this way:
   payment, pays Stripe's fees and sees it in their dashboard; the platform only takes
   its optional application fee.
 * Every create call carries an idempotency key, so a timeout followed by a retry can
-  never make two accounts or two payable sessions for one attempt.
+  never make two accounts or two payable sessions for one attempt. Stripe replays any
+  answer it gave (a 500 too) to the same key for 24 hours, so after an answer a retry
+  needs a new key: :attr:`GatewayError.idempotency_key_spent` is that rule, and every
+  caller that retries derives its next key from it.
 * Parameters a ``client_billing_checkout_params`` hook returns are checked against the
   ``stripe`` package's own ``TypedDict`` of the call before anything is sent, so a
   misspelt key fails loudly in the developer's tests instead of as a 400 in production.
@@ -104,10 +107,20 @@ class GatewayError(Exception):
     http_status: int | None = None
 
     @property
-    def answered_by_server_error(self) -> bool:
-        """Stripe answered 5xx: it stored that answer under the idempotency key and will
-        replay it to a retry with the same key, so a retry needs a new key."""
-        return self.http_status is not None and self.http_status >= 500
+    def idempotency_key_spent(self) -> bool:
+        """Whether a retry of the request must send a new idempotency key.
+
+        Stripe keeps the answer to a request it began to carry out under its idempotency
+        key for 24 hours and replays it to every request with that key, a 500 included,
+        so after any answer a retry with the same key gets the same failure. Only a
+        request that got no answer (connection error, timeout) keeps its key: Stripe may
+        have carried it out, and the same key then returns what it made instead of
+        making it twice. A 429 comes from Stripe's rate limiter, in front of the
+        idempotency layer, and is not kept: the key stays usable.
+
+        Every caller that retries a create or expire call follows this one rule.
+        """
+        return self.http_status is not None and self.http_status != 429
 
 
 class StripeUnavailable(GatewayError):
@@ -680,18 +693,22 @@ def retrieve_checkout_session(
 
 
 def expire_checkout_session(
-    *, test_mode: bool, account_id: str, session_id: str
+    *, test_mode: bool, account_id: str, session_id: str, attempt: int = 0
 ) -> CheckoutSession:
     """Expire an open session so its page can no longer be paid; return its state.
 
     A session that is already expired or complete is not an error (two editors, or an
     editor and Stripe's own expiry, got there first): its current state is returned,
     and the caller learns from ``status`` whether it was paid meanwhile.
+
+    Idempotency key ``wcb-expire-<session id>-<attempt>``: a caller retrying after an
+    error whose :attr:`~GatewayError.idempotency_key_spent` is true passes the next
+    ``attempt``, or Stripe would replay the stored failure to every retry.
     """
     client = get_client(test_mode)
     options: stripe.RequestOptions = {
         "stripe_account": account_id,
-        "idempotency_key": f"wcb-expire-{session_id}",
+        "idempotency_key": f"wcb-expire-{session_id}-{attempt}",
     }
     try:
         with _calling("expire_checkout_session", test_mode=test_mode, account_id=account_id):

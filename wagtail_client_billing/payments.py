@@ -94,9 +94,11 @@ def checkout_url(invoice: Invoice) -> str:
     attempt ``checkout_attempt + 1``. The attempt is part of the idempotency key and is
     stored only together with the session it produced, so a click after a request that
     timed out (but reached Stripe) asks again with the same key and gets the same
-    session back instead of a second payable one; after a 5xx answer, which Stripe
-    replays for that key, the attempt is spent and the next click uses a new key. Two clicks at once ask with the same
-    key too; the first to record the session wins, and ``checkout_opened`` is logged.
+    session back instead of a second payable one; after an answer Stripe replays for
+    that key (a 5xx, a refusal: :attr:`.gateway.GatewayError.idempotency_key_spent`),
+    the attempt is spent and the next click uses a new key. Two clicks at once ask with
+    the same key too; the first to record the session wins, and ``checkout_opened`` is
+    logged.
 
     Raises:
         gateway.GatewayError: Stripe could not make the session; nothing was recorded.
@@ -115,10 +117,7 @@ def checkout_url(invoice: Invoice) -> str:
             expires_at=session_expiry(invoice),
         )
     except gateway.GatewayError as exc:
-        if exc.answered_by_server_error:
-            # Stripe keeps a 5xx answer under its idempotency key for 24 hours and replays
-            # it; spend this attempt so the next click asks with a fresh key. Timeouts,
-            # connection errors and 429s are not stored, so those keep the key.
+        if exc.idempotency_key_spent:
             Invoice.objects.filter(pk=invoice.pk, checkout_attempt=recorded_attempt).update(
                 checkout_attempt=attempt
             )

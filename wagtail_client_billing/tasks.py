@@ -342,7 +342,7 @@ def queue_expire_checkout_session(invoice: Invoice) -> None:
 EXPIRE_SESSION_MAX_ATTEMPTS = 5
 
 
-def expire_checkout_session(invoice_id: int, attempt: int = 0) -> str:
+def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int = 0) -> str:
     """Expire an invoice's Checkout Session on Stripe, so its page can no longer pay.
 
     Skipped when the invoice was paid or its payment is processing (the session is
@@ -350,6 +350,8 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0) -> str:
     another try with backoff and is raised, so django-q2 records the failure; a
     permanent one (say, Stripe already expired it) is logged and dropped. If Stripe
     reports the session paid after all, the payment is applied: money received wins.
+    ``key_attempt`` picks the request's idempotency key; the retry after a 5xx, which
+    Stripe replays for that key, uses the next one.
     """
     invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
     if invoice is None or not invoice.checkout_session_id:
@@ -361,6 +363,7 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0) -> str:
             test_mode=invoice.test_mode,
             account_id=invoice.account.stripe_id,
             session_id=invoice.checkout_session_id,
+            attempt=key_attempt,
         )
     except gateway.GatewayError as exc:
         if not exc.retryable:
@@ -375,7 +378,11 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0) -> str:
             _schedule_once(
                 f"client_billing_expire_session_{invoice.pk}_{attempt + 1}",
                 f"{TASKS}.expire_checkout_session",
-                (invoice.pk, attempt + 1),
+                (
+                    invoice.pk,
+                    attempt + 1,
+                    key_attempt + 1 if exc.idempotency_key_spent else key_attempt,
+                ),
                 timezone.now() + timedelta(minutes=2**attempt),
             )
         raise

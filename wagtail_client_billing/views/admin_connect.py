@@ -191,10 +191,11 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
     The idempotency key of ``create_account`` is made from the site, the mode, the
     parameters and a nonce kept in the session from the moment the form was shown: a
     double-clicked Connect sends the same key twice and Stripe answers both with the one
-    account. After a timeout or a Stripe outage (a *retryable* error) the nonce is kept,
-    so pressing Connect again replays the request: if Stripe had made the account after
-    all, it answers with that one instead of making a second. After success or a refusal
-    it is dropped, so the next Connect (after an unlink, or with corrected details) is
+    account. After a timeout or a dropped connection the nonce is kept, so pressing
+    Connect again replays the request: if Stripe had made the account after all, it
+    answers with that one instead of making a second. After success, a refusal or any
+    other answer Stripe keeps under the key (a 5xx, which it would replay to every retry:
+    :attr:`.gateway.GatewayError.idempotency_key_spent`) it is dropped, so the next Connect (after an unlink, or with corrected details) is
     a new request; reopening the form always starts a new one.
     """
 
@@ -275,7 +276,7 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
                 idempotency_key=self.idempotency_key(data),
             )
         except gateway.GatewayError as error:
-            if not error.retryable:
+            if not error.retryable or error.idempotency_key_spent:
                 self.forget_nonce()
             form.add_error(_field_for_error(error, form), str(error))
             return None
