@@ -423,6 +423,98 @@ def test_hook_params_stripe_would_refuse_are_refused_before_any_request(
     assert stripe_emulator.state.checkout_sessions == {}
 
 
+def fill_metadata(metadata, keys, *, key_length=8, value_length=10):
+    """Add keys to ``metadata`` until it has ``keys``, each ``key_length`` long at most."""
+    index = 0
+    while len(metadata) < keys:
+        metadata[f"k{index}".ljust(key_length, "x")] = "v" * value_length
+        index += 1
+
+
+@pytest.mark.parametrize("where", ["metadata", "payment_intent_data", "product_data"])
+@pytest.mark.parametrize(
+    ("limits", "problem"),
+    [
+        ({"keys": 51}, "at most 50 keys"),
+        ({"keys": 6, "key_length": 41}, "at most 40 characters"),
+        ({"keys": 6, "value_length": 501}, "at most 500 characters"),
+    ],
+    ids=["51-keys", "41-char-key", "501-char-value"],
+)
+def test_hook_metadata_over_stripes_limits_is_refused_before_any_request(
+    stripe_emulator, emulated_invoice, where, limits, problem
+):
+    invoice = emulated_invoice()
+
+    def add_metadata(invoice, params):
+        if where == "metadata":
+            metadata = params["metadata"]
+        elif where == "payment_intent_data":
+            metadata = params["payment_intent_data"]["metadata"]
+        else:
+            metadata = params["line_items"][0]["price_data"]["product_data"]["metadata"] = {}
+        fill_metadata(metadata, **limits)
+
+    with (
+        wagtail_hooks.register_temporarily(CHECKOUT_PARAMS, add_metadata),
+        pytest.raises(gateway.InvalidRequest) as excinfo,
+    ):
+        checkout(invoice)
+
+    assert problem in str(excinfo.value)
+    assert "metadata" in excinfo.value.param and excinfo.value.param in str(excinfo.value)
+    assert session_creates(stripe_emulator) == []
+
+
+def test_hook_metadata_at_stripes_limits_is_sent(stripe_emulator, emulated_invoice):
+    """50 keys, 40-character keys and 500-character values, with the app's own four."""
+    invoice = emulated_invoice(billing_type=BillingType.MONTHLY)
+
+    def fill(invoice, params):
+        for metadata in (params["metadata"], params["subscription_data"]["metadata"]):
+            fill_metadata(metadata, 50, key_length=40, value_length=500)
+
+    with wagtail_hooks.register_temporarily(CHECKOUT_PARAMS, fill):
+        session = checkout(invoice)
+
+    (request,) = session_creates(stripe_emulator)
+    for metadata in (request.params["metadata"], request.params["subscription_data"]["metadata"]):
+        assert len(metadata) == 50
+        assert metadata["platform"] == "wagtail_client_billing"
+    assert session.metadata["invoice_id"] == str(invoice.pk)
+
+
+def test_hook_metadata_key_with_square_brackets_is_refused(stripe_emulator, emulated_invoice):
+    invoice = emulated_invoice()
+
+    def bad_key(invoice, params):
+        params["metadata"]["order[id]"] = "42"
+
+    with (
+        wagtail_hooks.register_temporarily(CHECKOUT_PARAMS, bad_key),
+        pytest.raises(gateway.InvalidRequest, match="square brackets"),
+    ):
+        checkout(invoice)
+    assert session_creates(stripe_emulator) == []
+
+
+def test_the_apps_own_account_metadata_stays_within_stripes_limits(stripe_emulator):
+    long_url = "https://agency.example/" + "p" * 600
+    state = gateway.create_account(
+        test_mode=True,
+        country="US",
+        privacy_policy_url=long_url,
+        terms_of_service_url="https://agency.example/terms",
+        site_url="https://client.example/" + "s" * 600,
+        idempotency_key="wcb-test-long-urls",
+    )
+
+    metadata = stripe_emulator.state.accounts[state.id]["metadata"]
+    assert len(metadata) <= gateway.METADATA_MAX_KEYS
+    assert all(len(v) <= gateway.METADATA_MAX_VALUE_LENGTH for v in metadata.values())
+    assert "privacy_policy_url" not in metadata  # kept only in this app's database
+
+
 def test_retrieve_checkout_session_after_payment(stripe_emulator, emulated_invoice):
     invoice = emulated_invoice()
     session = checkout(invoice)

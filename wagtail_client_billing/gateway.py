@@ -22,8 +22,10 @@ Why it is built this way:
   needs a new key: :attr:`GatewayError.idempotency_key_spent` is that rule, and every
   caller that retries derives its next key from it.
 * Parameters a ``client_billing_checkout_params`` hook returns are checked against the
-  ``stripe`` package's own ``TypedDict`` of the call before anything is sent, so a
-  misspelt key fails loudly in the developer's tests instead of as a 400 in production.
+  ``stripe`` package's own ``TypedDict`` of the call, and against the limits Stripe
+  documents for values (metadata sizes, the fee percentage), before anything is sent,
+  so a misspelt key or a 51st metadata key fails loudly in the developer's tests instead
+  of as a 400 in production.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ CHECKOUT_LIFETIME_MARGIN = timedelta(minutes=2)
 #: A session lifetime capped at 24 h is rounded down to this step, so the same request
 #: retried a little later computes the same ``expires_at`` (and idempotency key).
 CHECKOUT_EXPIRY_STEP = 300
+
+#: Stripe's limits on every ``metadata`` (https://docs.stripe.com/api/metadata): 50 keys,
+#: keys of 40 characters without square brackets, values of 500 characters.
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
 
 #: ``metadata.platform`` on every object this app creates, so webhooks and people
 #: looking at a connected account's dashboard can tell them apart.
@@ -807,9 +815,37 @@ def _check_fee_percent(value: Any, name: str) -> None:
         )
 
 
+def _check_metadata(value: Any, name: str) -> None:
+    if not isinstance(value, dict):
+        return  # the type check has refused it already, or it is null (unset)
+    if len(value) > METADATA_MAX_KEYS:
+        _refuse(
+            name,
+            _("Stripe allows at most %(limit)d keys, there are %(count)d")
+            % {"limit": METADATA_MAX_KEYS, "count": len(value)},
+        )
+    for item_key, item in value.items():
+        key = str(item_key)
+        if len(key) > METADATA_MAX_KEY_LENGTH:
+            _refuse(
+                _join(name, key),
+                _("Stripe allows keys of at most %(limit)d characters, this one has %(count)d")
+                % {"limit": METADATA_MAX_KEY_LENGTH, "count": len(key)},
+            )
+        if "[" in key or "]" in key:
+            _refuse(_join(name, key), _("Stripe allows no square brackets in keys"))
+        if isinstance(item, str) and len(item) > METADATA_MAX_VALUE_LENGTH:
+            _refuse(
+                _join(name, key),
+                _("Stripe allows values of at most %(limit)d characters, this one has %(count)d")
+                % {"limit": METADATA_MAX_VALUE_LENGTH, "count": len(item)},
+            )
+
+
 #: Limits Stripe puts on a parameter's value wherever it appears, beyond its type.
 _VALUE_RULES: dict[str, Callable[[Any, str], None]] = {
     "application_fee_percent": _check_fee_percent,
+    "metadata": _check_metadata,
 }
 
 
