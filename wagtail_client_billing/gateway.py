@@ -384,11 +384,9 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
 
 def _id(value: Any) -> str:
     """An expandable field as its id (``"pi_123"`` or ``{"id": "pi_123", ...}``)."""
-    if not value:
-        return ""
-    if isinstance(value, str):
-        return value
-    return str(_get(value, "id", ""))
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
 
 
 # --- accounts --------------------------------------------------------------------------
@@ -532,19 +530,49 @@ def delete_account(*, test_mode: bool, account_id: str) -> None:
 # --- checkout sessions -----------------------------------------------------------------
 
 
-def _session(session: Any) -> CheckoutSession:
-    session = _plain(session)
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def unix_time(value: Any) -> datetime | None:
+    """A Unix time as an aware datetime; ``None`` for anything that is not a sane one."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def session_from_stripe(obj: Any) -> CheckoutSession:
+    """A :class:`CheckoutSession` from a ``checkout.session`` as Stripe sends it.
+
+    The one parser for both shapes it comes in: an API answer (a ``StripeObject``) and
+    an event's ``data.object`` (plain JSON that reached the app from outside). A field
+    of the wrong type reads as empty, never as something it is not, so nothing is marked
+    paid on a field that could not be read.
+    """
+    session = _plain(obj) if not isinstance(obj, dict) else obj
+    reference = session.get("client_reference_id")
+    metadata = session.get("metadata")
     return CheckoutSession(
-        id=session["id"],
-        url=_get(session, "url", ""),
-        status=_get(session, "status", ""),
-        payment_status=_get(session, "payment_status", ""),
-        expires_at=datetime.fromtimestamp(int(_get(session, "expires_at", 0)), tz=UTC),
-        payment_intent=_id(_get(session, "payment_intent")),
-        subscription=_id(_get(session, "subscription")),
-        customer=_id(_get(session, "customer")),
-        client_reference_id=_get(session, "client_reference_id", ""),
-        metadata={str(k): str(v) for k, v in dict(_get(session, "metadata", {})).items()},
+        id=_text(session.get("id")),
+        url=_text(session.get("url")),
+        status=_text(session.get("status")),
+        payment_status=_text(session.get("payment_status")),
+        expires_at=unix_time(session.get("expires_at")) or timezone.now(),
+        payment_intent=_id(session.get("payment_intent")),
+        subscription=_id(session.get("subscription")),
+        customer=_id(session.get("customer")),
+        client_reference_id=(
+            str(reference)
+            if isinstance(reference, str | int) and not isinstance(reference, bool)
+            else ""
+        ),
+        metadata={
+            str(k): v if isinstance(v, str) else json.dumps(v)
+            for k, v in (metadata.items() if isinstance(metadata, dict) else ())
+        },
     )
 
 
@@ -686,7 +714,7 @@ def create_checkout_session(
     with _calling("create_checkout_session", test_mode=test_mode, account_id=account_id):
         session = client.v1.checkout.sessions.create(params, options)
     _log_ok("create_checkout_session", session, test_mode=test_mode, account_id=account_id)
-    return _session(session)
+    return session_from_stripe(session)
 
 
 def retrieve_checkout_session(
@@ -697,7 +725,7 @@ def retrieve_checkout_session(
         session = client.v1.checkout.sessions.retrieve(
             session_id, options={"stripe_account": account_id}
         )
-    return _session(session)
+    return session_from_stripe(session)
 
 
 def expire_checkout_session(
@@ -731,7 +759,7 @@ def expire_checkout_session(
             raise
         return current
     _log_ok("expire_checkout_session", session, test_mode=test_mode, account_id=account_id)
-    return _session(session)
+    return session_from_stripe(session)
 
 
 # --- validating parameters against the stripe package's TypedDicts ---------------------

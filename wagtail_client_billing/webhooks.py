@@ -45,7 +45,7 @@ import contextlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import stripe
@@ -59,6 +59,7 @@ from wagtail.models import ModelLogEntry
 
 from . import gateway, lifecycle
 from .conf import billing_settings
+from .gateway import unix_time as _timestamp
 from .models import (
     ClientBillingSettings,
     Invoice,
@@ -406,16 +407,6 @@ def _found(
     return invoice
 
 
-def _timestamp(value: Any) -> datetime | None:
-    """A Unix time as an aware datetime; ``None`` for anything that is not a sane one."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        try:
-            return datetime.fromtimestamp(value, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
-
-
 def _event_created(event: dict[str, Any]) -> int:
     created = event.get("created")
     return created if isinstance(created, int) and not isinstance(created, bool) else 0
@@ -429,26 +420,6 @@ def _id(value: Any) -> str:
 
 
 # --- Checkout Sessions: the one place session state becomes invoice status -------------------
-
-
-def session_from_stripe(obj: dict[str, Any]) -> gateway.CheckoutSession:
-    """A :class:`~.gateway.CheckoutSession` from a session as Stripe sends it in an event."""
-    reference = obj.get("client_reference_id")
-    return gateway.CheckoutSession(
-        id=_text(obj.get("id")),
-        url=_text(obj.get("url")),
-        status=_text(obj.get("status")),
-        payment_status=_text(obj.get("payment_status")),
-        expires_at=_timestamp(obj.get("expires_at")) or timezone.now(),
-        payment_intent=_id(obj.get("payment_intent")),
-        subscription=_id(obj.get("subscription")),
-        customer=_id(obj.get("customer")),
-        client_reference_id=str(_as_pk(reference) or _text(reference)),
-        metadata={
-            str(k): v if isinstance(v, str) else json.dumps(v)
-            for k, v in _mapping(obj.get("metadata")).items()
-        },
-    )
 
 
 def session_belongs_to(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
@@ -567,7 +538,7 @@ def _delayed_payment_resolved(invoice: Invoice, session_id: str) -> bool:
 
 
 def _session_invoice(event, obj, holder) -> tuple[Invoice, gateway.CheckoutSession]:
-    session = session_from_stripe(obj)
+    session = gateway.session_from_stripe(obj)
     invoice = _found(event, holder, _invoice(pk=_reference(obj), session_id=session.id))
     if not session_belongs_to(invoice, session):
         raise Ignored(_("The Checkout Session names another invoice."))
