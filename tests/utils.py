@@ -51,6 +51,26 @@ def connect(site: Site, account: StripeAccount) -> ClientBillingSettings:
     return settings
 
 
+def make_emulated_invoice(emulator: Any, hostname: str, **kwargs: Any) -> Invoice:
+    """An invoice on a site connected to a test account that exists, onboarded, in the
+    Stripe emulator (made through the gateway, as the connect form makes it)."""
+    from wagtail_client_billing import gateway
+
+    state = gateway.create_account(
+        test_mode=True,
+        country="US",
+        privacy_policy_url="https://agency.example/privacy",
+        terms_of_service_url="https://agency.example/terms",
+        site_url=f"https://{hostname}/",
+        idempotency_key=f"wcb-test-{hostname}",
+    )
+    emulator.complete_onboarding(state.id)
+    account = make_account(state.id)
+    site = make_site(hostname)
+    connect(site, account)
+    return make_invoice(site, account, **kwargs)
+
+
 def make_invoice(
     site: Site | None = None, account: StripeAccount | None = None, **kwargs: Any
 ) -> Invoice:

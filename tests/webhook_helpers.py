@@ -52,6 +52,7 @@ def session_obj(invoice: Invoice, session_id: str | None = None, **fields: Any) 
     obj: dict[str, Any] = {
         "id": session_id or random_id("cs_test_a1", 56),
         "object": "checkout.session",
+        "amount_subtotal": invoice.amount,
         "amount_total": invoice.amount,
         "currency": invoice.currency.lower(),
         "client_reference_id": str(invoice.pk),
@@ -65,6 +66,7 @@ def session_obj(invoice: Invoice, session_id: str | None = None, **fields: Any) 
         "payment_status": "unpaid",
         "status": "open",
         "subscription": None,
+        "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
         "url": "https://checkout.stripe.com/c/pay/x",
     }
     obj.update(fields)

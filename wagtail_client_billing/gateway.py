@@ -175,6 +175,13 @@ class AccountState:
 
 @dataclass(frozen=True)
 class CheckoutSession:
+    """A Checkout Session as the app reads it.
+
+    The amounts are integer minor units of ``currency`` (upper case), ``None`` where
+    Stripe gave none: ``amount_subtotal`` is the line items before discounts and tax
+    (what the invoice asked for), ``amount_total`` what the client was charged.
+    """
+
     id: str
     url: str
     status: str  # open, complete, expired
@@ -185,6 +192,12 @@ class CheckoutSession:
     customer: str = ""
     client_reference_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    currency: str = ""
+    amount_subtotal: int | None = None
+    amount_discount: int | None = None
+    amount_tax: int | None = None
+    amount_shipping: int | None = None
+    amount_total: int | None = None
 
 
 # --- clients ---------------------------------------------------------------------------
@@ -544,6 +557,40 @@ def unix_time(value: Any) -> datetime | None:
     return None
 
 
+def _amount(value: Any) -> int | None:
+    """An amount in minor units; ``None`` for a missing or malformed one."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _session_amounts(session: dict[str, Any]) -> dict[str, Any]:
+    """A session's currency and amounts in the currency it was created in.
+
+    Sessions that Adaptive Pricing localised before API version 2025-03-31 carry the
+    client's currency in ``currency`` and the created one in ``currency_conversion``
+    (``source_currency``, ``amount_subtotal``, ``amount_total``); their ``total_details``
+    are in the client's currency, so they are not taken.
+    """
+    conversion = session.get("currency_conversion")
+    if isinstance(conversion, dict) and _text(conversion.get("source_currency")):
+        return {
+            "currency": _text(conversion.get("source_currency")).upper(),
+            "amount_subtotal": _amount(conversion.get("amount_subtotal")),
+            "amount_total": _amount(conversion.get("amount_total")),
+        }
+    details = session.get("total_details")
+    details = details if isinstance(details, dict) else {}
+    return {
+        "currency": _text(session.get("currency")).upper(),
+        "amount_subtotal": _amount(session.get("amount_subtotal")),
+        "amount_discount": _amount(details.get("amount_discount")),
+        "amount_tax": _amount(details.get("amount_tax")),
+        "amount_shipping": _amount(details.get("amount_shipping")),
+        "amount_total": _amount(session.get("amount_total")),
+    }
+
+
 def session_from_stripe(obj: Any) -> CheckoutSession:
     """A :class:`CheckoutSession` from a ``checkout.session`` as Stripe sends it.
 
@@ -573,6 +620,7 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
             str(k): v if isinstance(v, str) else json.dumps(v)
             for k, v in (metadata.items() if isinstance(metadata, dict) else ())
         },
+        **_session_amounts(session),
     )
 
 

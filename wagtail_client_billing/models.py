@@ -294,6 +294,12 @@ class Invoice(models.Model):
         amount: in minor units of ``currency`` (``12500`` USD is $125.00).
         status: written only by :mod:`wagtail_client_billing.lifecycle`.
         late_payment: money arrived after it had expired or was deleted.
+        amount_mismatch: the Checkout Session that paid it was for another currency or
+            subtotal than the invoice (a hook changed the price); it is paid all the same.
+        checkout_currency: the paying Checkout Session's currency; empty until one paid.
+        checkout_amount_subtotal, checkout_amount_discount, checkout_amount_tax,
+        checkout_amount_shipping, checkout_amount_total: that session's figures in minor
+            units of ``checkout_currency``, as Stripe reported them (``None``: not given).
         checkout_attempt: bumped for each new Checkout Session, part of its idempotency key.
     """
 
@@ -337,6 +343,29 @@ class Invoice(models.Model):
     late_payment = models.BooleanField(_("paid late"), default=False, editable=False)
     payment_failure = models.CharField(
         _("last payment failure"), max_length=500, blank=True, editable=False
+    )
+    # Database defaults too, so rows inserted by code that predates these columns (a
+    # rolling deploy, a bulk INSERT naming its columns) still fit.
+    amount_mismatch = models.BooleanField(
+        _("paid amount differs"), default=False, db_default=False, editable=False
+    )
+    checkout_currency = models.CharField(
+        _("currency paid"), max_length=3, blank=True, default="", db_default="", editable=False
+    )
+    checkout_amount_subtotal = models.PositiveBigIntegerField(
+        _("subtotal paid (minor units)"), null=True, blank=True, editable=False
+    )
+    checkout_amount_discount = models.PositiveBigIntegerField(
+        _("discount (minor units)"), null=True, blank=True, editable=False
+    )
+    checkout_amount_tax = models.PositiveBigIntegerField(
+        _("tax (minor units)"), null=True, blank=True, editable=False
+    )
+    checkout_amount_shipping = models.PositiveBigIntegerField(
+        _("shipping (minor units)"), null=True, blank=True, editable=False
+    )
+    checkout_amount_total = models.PositiveBigIntegerField(
+        _("total paid (minor units)"), null=True, blank=True, editable=False
     )
 
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -469,6 +498,28 @@ class Invoice(models.Model):
     @property
     def formatted_amount(self) -> str:
         return format_money(self.amount, self.currency)
+
+    @property
+    def checkout_figures(self) -> list[tuple[str, str]]:
+        """What Stripe's Checkout charged, as ``(label, formatted amount)`` rows.
+
+        Empty until a Checkout Session paid the invoice; a figure Stripe did not give
+        is left out.
+        """
+        if not self.checkout_currency:
+            return []
+        rows = (
+            (_("Subtotal"), self.checkout_amount_subtotal),
+            (_("Discount"), self.checkout_amount_discount),
+            (_("Tax"), self.checkout_amount_tax),
+            (_("Shipping"), self.checkout_amount_shipping),
+            (_("Total paid"), self.checkout_amount_total),
+        )
+        return [
+            (str(label), format_money(value, self.checkout_currency))
+            for label, value in rows
+            if value is not None
+        ]
 
     # --- state ------------------------------------------------------------------------------
 

@@ -1,9 +1,12 @@
 """Everything this app registers with the Wagtail admin, in one place."""
 
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
+from wagtail.log_actions import LogFormatter
 
 from .models import ClientBillingSettings
+from .money import format_money
 from .panels import build_edit_handler
 
 # --- log actions (the invoice's History) ----------------------------------------------------
@@ -66,6 +69,25 @@ def register_log_actions(actions):
         ),
     ):
         actions.register_action(action, label, message)
+    actions.register_action("wagtail_client_billing.amount_mismatch")(AmountMismatchFormatter)
+
+
+class AmountMismatchFormatter(LogFormatter):
+    """An invoice paid through a Checkout Session for another amount or currency."""
+
+    label = _("Paid amount differs")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        try:
+            paid = format_money(data["amount_subtotal"], data["currency"])
+            asked = format_money(data["invoice_amount"], data["invoice_currency"])
+        except (KeyError, TypeError, ValueError):
+            return gettext("Paid through Checkout for another amount than the invoice's")
+        return gettext(
+            "Paid through Checkout for %(paid)s before tax and discounts; the invoice "
+            "is for %(asked)s. Check the payment in Stripe."
+        ) % {"paid": paid, "asked": asked}
 
 
 # --- the Client Billing settings screen (tabs in panels/) ------------------------------------

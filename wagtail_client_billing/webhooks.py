@@ -79,6 +79,9 @@ TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
 #: ``payment_status`` values of a completed session that mean the money is there.
 PAID_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
 
+#: History entry of an invoice paid through a session for another amount or currency.
+AMOUNT_MISMATCH_ACTION = "wagtail_client_billing.amount_mismatch"
+
 
 class InvalidWebhook(Exception):
     """The request is not a genuine, fresh Stripe event for this platform (answer 400)."""
@@ -443,7 +446,9 @@ def apply_checkout_session(
     by reconciliation, so the rules exist once:
 
     - complete and ``paid``/``no_payment_required``: paid (from any unpaid status: money
-      received wins over expiry and deletion);
+      received wins over expiry and deletion), with Stripe's figures recorded and the
+      invoice flagged when the session's currency or subtotal is not the invoice's
+      (:func:`record_checkout_amounts`);
     - complete and ``unpaid`` (a bank debit submitted): processing, unless this session's
       payment already failed or succeeded (an earlier event said so);
     - expired: the invoice forgets the session if it is the one it holds, so the next
@@ -457,17 +462,10 @@ def apply_checkout_session(
         return "not_this_invoice"
     _remember_ids(invoice, session)
     if session.status == "complete":
-        close_session(invoice, session.id)
         if session.payment_status in PAID_PAYMENT_STATUSES:
-            lifecycle.mark_paid(
-                invoice,
-                source=source,
-                paid_at=at,
-                payment_intent_id=session.payment_intent,
-                subscription_id=session.subscription,
-                customer_id=session.customer,
-            )
+            _session_paid(invoice, session, source, at)
             return "paid"
+        close_session(invoice, session.id)
         if not _delayed_payment_resolved(invoice, session.id):
             lifecycle.mark_processing(
                 invoice, source=source, payment_intent_id=session.payment_intent
@@ -477,6 +475,83 @@ def apply_checkout_session(
         forget_session(invoice, session.id)
         return "session_expired"
     return "open"
+
+
+def _session_paid(
+    invoice: Invoice, session: gateway.CheckoutSession, source: str, at: datetime | None
+) -> None:
+    """The money of ``session`` is there: paid, and what Stripe charged recorded."""
+    close_session(invoice, session.id)
+    lifecycle.mark_paid(
+        invoice,
+        source=source,
+        paid_at=at,
+        payment_intent_id=session.payment_intent,
+        subscription_id=session.subscription,
+        customer_id=session.customer,
+    )
+    record_checkout_amounts(invoice, session)
+
+
+def record_checkout_amounts(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
+    """Record what the paying session charged, and flag it if it is not the invoice.
+
+    The session's ``currency`` and ``amount_subtotal`` (the line items before discounts
+    and tax) should be the invoice's; a hook that changed the price, or a session made
+    for another amount, makes them differ. The invoice stays paid (money received wins)
+    and gets ``amount_mismatch``, shown to editors, with an entry in its History.
+    ``total_details`` and ``amount_total`` are recorded as Stripe gives them: tax,
+    discounts and shipping change the total, not the subtotal.
+
+    Recorded once, by the first paid session to report (a conditional ``UPDATE`` on a
+    paid invoice with nothing recorded yet), whichever event or path comes first.
+    Returns whether this call recorded them.
+    """
+    if not session.currency:
+        return False  # amounts without their currency cannot be read
+    mismatch = session.currency != invoice.currency.upper() or (
+        session.amount_subtotal is not None and session.amount_subtotal != invoice.amount
+    )
+    values: dict[str, Any] = {
+        "checkout_currency": session.currency,
+        "checkout_amount_subtotal": session.amount_subtotal,
+        "checkout_amount_discount": session.amount_discount,
+        "checkout_amount_tax": session.amount_tax,
+        "checkout_amount_shipping": session.amount_shipping,
+        "checkout_amount_total": session.amount_total,
+    }
+    if mismatch:
+        values["amount_mismatch"] = True
+    recorded = Invoice.objects.filter(
+        pk=invoice.pk, status=InvoiceStatus.PAID, checkout_currency=""
+    ).update(**values)
+    if not recorded:
+        return False
+    for name, value in values.items():
+        setattr(invoice, name, value)
+    if mismatch:
+        logger.warning(
+            "Invoice %s was paid through Checkout Session %s for %s %s, not its own %s %s",
+            invoice.number,
+            session.id,
+            session.amount_subtotal,
+            session.currency,
+            invoice.amount,
+            invoice.currency,
+        )
+        log(
+            instance=invoice,
+            action=AMOUNT_MISMATCH_ACTION,
+            data={
+                "session": session.id,
+                "currency": session.currency,
+                "amount_subtotal": session.amount_subtotal,
+                "amount_total": session.amount_total,
+                "invoice_currency": invoice.currency,
+                "invoice_amount": invoice.amount,
+            },
+        )
+    return True
 
 
 def forget_session(invoice: Invoice, session_id: str) -> bool:
@@ -562,15 +637,7 @@ def on_async_payment_succeeded(event, obj, holder) -> None:
             % {"status": session.payment_status or "-"}
         )
     _remember_ids(invoice, session)
-    close_session(invoice, session.id)
-    lifecycle.mark_paid(
-        invoice,
-        source=lifecycle.Source.WEBHOOK,
-        paid_at=_timestamp(event.get("created")),
-        payment_intent_id=session.payment_intent,
-        subscription_id=session.subscription,
-        customer_id=session.customer,
-    )
+    _session_paid(invoice, session, lifecycle.Source.WEBHOOK, _timestamp(event.get("created")))
 
 
 def on_async_payment_failed(event, obj, holder) -> None:
