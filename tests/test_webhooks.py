@@ -317,6 +317,25 @@ def test_signed_body_that_is_not_a_stripe_event_is_refused(client):
     assert not WebhookEvent.objects.exists()
 
 
+def test_genuine_event_is_verified_on_its_decoded_text(client, invoice):
+    # Verified on the text the app decoded, whichever ``stripe`` release is installed
+    # (13.0 to 15.5 refused every bytes body); non-ASCII text is signed byte for byte.
+    event = completed(invoice, "cs_test_a1current", customer_details={"name": "Zoë Ærø 山田"})
+    body = json.dumps(event, ensure_ascii=False).encode()
+    assert post_event(client, event, body=body).status_code == 200
+    assert refreshed(invoice).status == "paid"
+
+
+def test_signed_body_that_is_not_strict_utf8_is_refused(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    for bad in (b"\xff", b"\xed\xa0\x80", b"\xc0\xae"):  # not UTF-8, a surrogate, overlong
+        body = json.dumps(event).encode().replace(b"cs_test_a1current", b"cs_" + bad, 1)
+        response = post_event(client, event, body=body)
+        assert response.status_code == 400
+        assert response.json()["error"] == "The body is not UTF-8 text."
+    assert not WebhookEvent.objects.exists()
+
+
 def test_oversized_body_is_refused_before_it_is_read(client, settings, invoice):
     settings.WAGTAIL_CLIENT_BILLING = {
         **settings.WAGTAIL_CLIENT_BILLING,
