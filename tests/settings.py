@@ -76,8 +76,15 @@ DEFAULT_FROM_EMAIL = "Platform <billing@platform.example>"
 WAGTAIL_CLIENT_BILLING = {
     "STRIPE_TEST_SECRET_KEY": "sk_test_suite",
     "STRIPE_LIVE_SECRET_KEY": "sk_live_suite",
-    "STRIPE_TEST_WEBHOOK_SECRETS": ["whsec_test_suite", "whsec_test_rotated"],
-    "STRIPE_LIVE_WEBHOOK_SECRETS": ["whsec_live_suite"],
+    "STRIPE_WEBHOOK_ENDPOINTS": [
+        {
+            "name": "test Connect",
+            "live": False,
+            "connect": True,
+            "secrets": ["whsec_test_suite", "whsec_test_rotated"],
+        },
+        {"name": "live Connect", "live": True, "connect": True, "secrets": ["whsec_live_suite"]},
+    ],
     "STRIPE_API_BASE": "http://127.0.0.1:9",  # the emulator fixture overrides this
     "STRIPE_TIMEOUT": 5,
     "STRIPE_MAX_NETWORK_RETRIES": 0,

@@ -283,8 +283,12 @@ def test_a_replay_within_the_tolerance_is_a_duplicate_and_applies_nothing_twice(
     )
 
 
-def test_a_test_event_signed_with_the_live_secret_is_refused(client, invoice):
-    """A leaked live secret cannot move test invoices, nor a test secret live ones."""
+def test_a_test_event_signed_by_a_live_platform_endpoint_is_refused(client, invoice, settings):
+    """Stripe sends a live endpoint test events only when it is a Connect endpoint."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_WEBHOOK_ENDPOINTS": [{"live": True, "connect": False, "secrets": [LIVE_SECRET]}],
+    }
     response = post_event(client, completed(invoice, "cs_test_a1fuzz"), LIVE_SECRET)
     assert response.status_code == 400
     assert not WebhookEvent.objects.exists()

@@ -375,8 +375,11 @@ def test_no_stripe_secret_key_is_ever_stored_after_a_full_flow(
     keys = [
         settings.WAGTAIL_CLIENT_BILLING["STRIPE_TEST_SECRET_KEY"],
         settings.WAGTAIL_CLIENT_BILLING["STRIPE_LIVE_SECRET_KEY"],
-        *settings.WAGTAIL_CLIENT_BILLING["STRIPE_TEST_WEBHOOK_SECRETS"],
-        *settings.WAGTAIL_CLIENT_BILLING["STRIPE_LIVE_WEBHOOK_SECRETS"],
+        *(
+            s
+            for e in settings.WAGTAIL_CLIENT_BILLING["STRIPE_WEBHOOK_ENDPOINTS"]
+            for s in e["secrets"]
+        ),
     ]
     found = []
     with connection.cursor() as cursor:

@@ -34,6 +34,26 @@ def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     return errors
 
 
+#: What is wrong with the webhook settings -> (check id, hint).
+WEBHOOK_PROBLEMS = {
+    "not_a_list": ("E006", 'Use ["whsec_..."]; several secrets allow rotation.'),
+    "malformed": (
+        "E010",
+        'Each endpoint is a dict like {"name": "live Connect", "live": True, "connect": True, '
+        '"secrets": ["whsec_..."]}; see docs/settings.md.',
+    ),
+    "bad_secret": (
+        "E011",
+        "Copy the endpoint's signing secret (it starts with 'whsec_') from Stripe's "
+        "dashboard; an unset environment variable often leaves None or an empty string.",
+    ),
+    "shared_secret": (
+        "E012",
+        "Every Stripe endpoint has its own secret: give each endpoint only its own.",
+    ),
+}
+
+
 @register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     messages: list[Error | Warning] = []
@@ -54,6 +74,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="wagtail_client_billing.W001",
             )
         )
+
+    endpoints, problems = billing_settings.webhook_config()
+    for kind, message in problems:
+        check_id, hint = WEBHOOK_PROBLEMS[kind]
+        messages.append(Error(message, hint=hint, id=f"wagtail_client_billing.{check_id}"))
 
     test_key = billing_settings.STRIPE_TEST_SECRET_KEY
     live_key = billing_settings.STRIPE_LIVE_SECRET_KEY
@@ -77,22 +102,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                     id="wagtail_client_billing.E005",
                 )
             )
-        secrets = getattr(billing_settings, f"STRIPE_{mode.upper()}_WEBHOOK_SECRETS")
-        if isinstance(secrets, str):
-            messages.append(
-                Error(
-                    f"STRIPE_{mode.upper()}_WEBHOOK_SECRETS must be a list.",
-                    hint='Use ["whsec_..."]; several secrets allow rotation.',
-                    id="wagtail_client_billing.E006",
-                )
-            )
-        elif key and not secrets:
+        has_endpoint = any(e.secrets and e.live == (mode == "live") for e in endpoints)
+        if key and not has_endpoint and not problems:  # an error above says what is wrong
             messages.append(
                 Warning(
-                    f"A {mode} Stripe key is set but no {mode} webhook secret.",
+                    f"A {mode} Stripe key is set but no {mode} webhook endpoint's secret.",
                     hint=(
-                        f"Without STRIPE_{mode.upper()}_WEBHOOK_SECRETS every webhook is refused and "
-                        "statuses change only when a client returns or reconciliation runs."
+                        f"Add the {mode} endpoint to STRIPE_WEBHOOK_ENDPOINTS (or its secret to "
+                        f"STRIPE_{mode.upper()}_WEBHOOK_SECRETS): without it every {mode} "
+                        "webhook is refused and statuses change only when a client returns "
+                        "or reconciliation runs."
                     ),
                     id="wagtail_client_billing.W002",
                 )

@@ -6,7 +6,9 @@ environment variable of the same name, so a project can keep them out of
 
     WAGTAIL_CLIENT_BILLING = {
         "STRIPE_TEST_SECRET_KEY": "sk_test_...",        # or env STRIPE_TEST_SECRET_KEY
-        "STRIPE_TEST_WEBHOOK_SECRETS": ["whsec_..."],   # or env STRIPE_TEST_WEBHOOK_SECRETS=whsec_a,whsec_b
+        "STRIPE_WEBHOOK_ENDPOINTS": [                   # or env STRIPE_WEBHOOK_ENDPOINTS='[...]' (JSON)
+            {"name": "test Connect", "live": False, "secrets": ["whsec_..."]},
+        ],
     }
 
 Read them through :data:`billing_settings`, a lazy object that is rebuilt whenever
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -34,7 +38,11 @@ DEFAULTS: dict[str, Any] = {
     # Stripe keys of the platform account. Never stored in the database.
     "STRIPE_TEST_SECRET_KEY": None,
     "STRIPE_LIVE_SECRET_KEY": None,
-    # Webhook signing secrets; a list each, so a secret can be rotated.
+    # The webhook endpoints registered in Stripe that post to this app, each
+    # {"name": str, "live": bool, "connect": bool (default True), "secrets": ["whsec_..."]}
+    # (a list of secrets, so one can be rolled). See WebhookEndpoint.
+    "STRIPE_WEBHOOK_ENDPOINTS": [],
+    # Shorthand: the secrets of one test and one live Connect endpoint.
     "STRIPE_TEST_WEBHOOK_SECRETS": [],
     "STRIPE_LIVE_WEBHOOK_SECRETS": [],
     # None talks to Stripe; the emulator's address (http://127.0.0.1:12111) in the demo and tests.
@@ -42,7 +50,8 @@ DEFAULTS: dict[str, Any] = {
     # Seconds before a Stripe request gives up, and how often the client retries on network errors.
     "STRIPE_TIMEOUT": 20,
     "STRIPE_MAX_NETWORK_RETRIES": 2,
-    # Tolerance of a webhook signature's timestamp, in seconds (Stripe's own default).
+    # How far a webhook signature's timestamp may be from now, in seconds, in the past
+    # (Stripe's own default) or, for a clock running behind Stripe's, in the future.
     "WEBHOOK_TOLERANCE": 300,
     # Webhook bodies larger than this are refused before they are parsed.
     "WEBHOOK_MAX_BODY_BYTES": 512 * 1024,
@@ -103,19 +112,137 @@ ENV_KEYS = {
     "STRIPE_LIVE_SECRET_KEY": str,
     "STRIPE_TEST_WEBHOOK_SECRETS": list,
     "STRIPE_LIVE_WEBHOOK_SECRETS": list,
+    "STRIPE_WEBHOOK_ENDPOINTS": json,
     "STRIPE_API_BASE": str,
     "SMTP_ENCRYPTION_KEY": str,
     "SMTP_PREVIOUS_ENCRYPTION_KEYS": list,
 }
 
 
-def _from_env(name: str, kind: type) -> Any:
+def _from_env(name: str, kind: Any) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
         return None
     if kind is list:
         return [part.strip() for part in raw.split(",") if part.strip()]
+    if kind is json:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw  # the system check names it; nothing here may raise
     return raw.strip()
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    """One webhook endpoint registered in Stripe that posts to this app.
+
+    Attributes:
+        name: a label for the system checks and the log (never the secret).
+        live: the endpoint was made in live mode. Only a live endpoint's secrets
+            authenticate a live event, so a leaked test secret cannot move live money.
+        connect: it listens to events on connected accounts. Stripe sends a live
+            Connect endpoint the test events of connected accounts too, so its secrets
+            also authenticate a test event that names an account.
+        secrets: its signing secrets (``whsec_...``); more than one while one is rolled.
+    """
+
+    name: str
+    live: bool
+    connect: bool
+    secrets: tuple[str, ...]
+
+    def may_sign(self, livemode: bool, account: str) -> bool:
+        """Whether Stripe sends this endpoint an event of that mode and account."""
+        if livemode:
+            return self.live
+        return not self.live or (self.connect and bool(account))
+
+
+#: ``(kind, message)``: kind is ``not_a_list``, ``malformed``, ``bad_secret`` or ``shared_secret``.
+Problem = tuple[str, str]
+
+
+#: Keys an entry of ``STRIPE_WEBHOOK_ENDPOINTS`` may have.
+ENDPOINT_KEYS = frozenset({"name", "live", "connect", "secrets"})
+
+
+def _secrets(value: Any, where: str, problems: list[Problem]) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple):
+        problems.append(("not_a_list", f"{where} must be a list, not {type(value).__name__}."))
+        return ()
+    good = []
+    for secret in value:
+        if isinstance(secret, str) and secret.startswith("whsec_") and secret == secret.strip():
+            good.append(secret)
+        else:
+            problems.append(
+                ("bad_secret", f"{where} holds {_describe(secret)}, not a 'whsec_...' secret.")
+            )
+    return tuple(good)
+
+
+def _describe(value: Any) -> str:
+    """Say what a bad secret is without writing the secret itself into a message."""
+    if not isinstance(value, str):
+        return (
+            repr(value) if value is None or isinstance(value, bool | int) else type(value).__name__
+        )
+    if not value.strip():
+        return "an empty string"
+    return "a string with spaces around it" if value.startswith("whsec_") else "a string"
+
+
+def parse_webhook_endpoints(
+    endpoints: Any, test_secrets: Any, live_secrets: Any
+) -> tuple[list[WebhookEndpoint], list[Problem]]:
+    """The usable endpoints of the settings, and what is wrong with the rest.
+
+    A malformed entry or secret is left out (the system check reports it), so a webhook
+    is never authenticated by something the developer did not mean as a secret.
+    """
+    found: list[WebhookEndpoint] = []
+    problems: list[Problem] = []
+    if not isinstance(endpoints, list | tuple):
+        kind = type(endpoints).__name__
+        problems.append(("malformed", f"STRIPE_WEBHOOK_ENDPOINTS must be a list, not {kind}."))
+        endpoints = []
+    for index, entry in enumerate(endpoints):
+        where = f"STRIPE_WEBHOOK_ENDPOINTS[{index}]"
+        if not isinstance(entry, dict):
+            problems.append(("malformed", f"{where} must be a dict, not {type(entry).__name__}."))
+            continue
+        unknown = sorted(str(key) for key in set(entry) - ENDPOINT_KEYS)
+        if unknown:
+            problems.append(("malformed", f"{where} has unknown keys: {', '.join(unknown)}."))
+        live, connect = entry.get("live"), entry.get("connect", True)
+        if not isinstance(live, bool) or not isinstance(connect, bool):
+            problems.append(
+                ("malformed", f"{where} needs 'live' (and 'connect', if given) as True or False.")
+            )
+            continue
+        name = entry.get("name") or f"{'live' if live else 'test'} endpoint {index}"
+        found.append(
+            WebhookEndpoint(
+                str(name), live, connect, _secrets(entry.get("secrets"), where, problems)
+            )
+        )
+    for live, setting, value in (
+        (False, "STRIPE_TEST_WEBHOOK_SECRETS", test_secrets),
+        (True, "STRIPE_LIVE_WEBHOOK_SECRETS", live_secrets),
+    ):
+        if value:  # the shorthand: the app's endpoints have always been Connect endpoints
+            found.append(WebhookEndpoint(setting, live, True, _secrets(value, setting, problems)))
+    live_set = {s for e in found if e.live for s in e.secrets}
+    if any(s in live_set for e in found if not e.live for s in e.secrets):
+        problems.append(
+            (
+                "shared_secret",
+                "A secret is configured for a live and for a test endpoint; a test "
+                "endpoint's secret must never authenticate live events.",
+            )
+        )
+    return found, problems
 
 
 class BillingSettings:
@@ -155,11 +282,20 @@ class BillingSettings:
         """The platform's Stripe secret key for a mode."""
         return self.STRIPE_TEST_SECRET_KEY if test_mode else self.STRIPE_LIVE_SECRET_KEY
 
-    def webhook_secrets(self) -> list[tuple[bool, str]]:
-        """Every configured webhook secret as ``(test_mode, secret)``, test first."""
-        return [(True, s) for s in self.STRIPE_TEST_WEBHOOK_SECRETS] + [
-            (False, s) for s in self.STRIPE_LIVE_WEBHOOK_SECRETS
-        ]
+    def webhook_endpoints(self) -> list[WebhookEndpoint]:
+        """The configured webhook endpoints: ``STRIPE_WEBHOOK_ENDPOINTS``, then the
+        shorthand ``STRIPE_TEST_WEBHOOK_SECRETS`` / ``STRIPE_LIVE_WEBHOOK_SECRETS``."""
+        if "webhook_endpoints" not in self._cache:
+            self._cache["webhook_endpoints"] = self.webhook_config()[0]
+        return list(self._cache["webhook_endpoints"])
+
+    def webhook_config(self) -> tuple[list[WebhookEndpoint], list[Problem]]:
+        """The endpoints and the problems of their settings (for the system check)."""
+        return parse_webhook_endpoints(
+            self.STRIPE_WEBHOOK_ENDPOINTS,
+            self.STRIPE_TEST_WEBHOOK_SECRETS,
+            self.STRIPE_LIVE_WEBHOOK_SECRETS,
+        )
 
     def reload(self) -> None:
         self._cache.clear()

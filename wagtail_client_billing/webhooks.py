@@ -42,13 +42,16 @@ into invoice status; the client's return from Checkout and reconciliation use it
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import logging
+import re
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import stripe
 from django.contrib.contenttypes.models import ContentType
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
@@ -115,46 +118,73 @@ class Receipt:
 def verify(payload: bytes, signature: str | None) -> tuple[dict[str, Any], bool]:
     """Return ``(event, test_mode)`` for a correctly signed, fresh Stripe event.
 
-    Every configured secret is tried (``STRIPE_TEST_WEBHOOK_SECRETS`` then
-    ``STRIPE_LIVE_WEBHOOK_SECRETS``), with ``WEBHOOK_TOLERANCE`` seconds of allowed age.
-    The matching secret's mode must agree with the event's ``livemode``: a live event
-    signed with a test secret is refused rather than trusted.
+    The ``v1`` signature is checked against the secrets of every configured endpoint
+    (:meth:`~.conf.BillingSettings.webhook_endpoints`), and its timestamp may be at most
+    ``WEBHOOK_TOLERANCE`` seconds from now, either way. The event's ``livemode`` decides
+    its mode, and one endpoint whose secret signed it must be one Stripe sends such an
+    event to (:meth:`~.conf.WebhookEndpoint.may_sign`): a live event signed with a test
+    endpoint's secret is refused, a test event of a connected account signed with a live
+    Connect endpoint's secret is accepted, as Stripe sends it there.
 
     Raises:
-        InvalidWebhook: no or a malformed signature, none that matches, too old a
-            timestamp, a body that is not JSON or not a Stripe event, or a mode mismatch.
+        InvalidWebhook: no or a malformed signature, none that matches, a timestamp too
+            old or too far ahead, a body that is not strict UTF-8 JSON of a Stripe event
+            (or is nested deeper than any event), or an endpoint of the wrong mode.
     """
     if not signature:
         raise InvalidWebhook("No Stripe-Signature header.")
-    # Stripe signs UTF-8 JSON. Decoding here, strictly, and handing ``verify_header`` text
+    # Stripe signs UTF-8 JSON. Decoding it here, strictly, and computing the HMAC here
     # keeps verification independent of the ``stripe`` release: 13.0 to 15.5 formatted a
     # bytes body as ``b'...'`` and so refused every genuine event.
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidWebhook("The body is not UTF-8 text.") from exc
-    secrets = billing_settings.webhook_secrets()
-    if not secrets:
+    endpoints = [e for e in billing_settings.webhook_endpoints() if e.secrets]
+    if not endpoints:
         raise InvalidWebhook("No webhook secret is configured.")
+    timestamp, signatures = _parse_signature(signature)
+    signed = f"{timestamp}.".encode() + payload
+    matched = [e for e in endpoints if any(_signs(signed, s, signatures) for s in e.secrets)]
+    if not matched:
+        raise InvalidWebhook("No signature matched.")
     tolerance = billing_settings.WEBHOOK_TOLERANCE
-    modes: set[bool] = set()
-    last_error = "No signature matched."
-    for test_mode, secret in secrets:
-        try:
-            stripe.WebhookSignature.verify_header(text, signature, secret, tolerance)
-        except stripe.SignatureVerificationError as exc:
-            last_error = str(exc)
-            continue
-        modes.add(test_mode)
-    if not modes:
-        raise InvalidWebhook(last_error)
+    offset = time.time() - timestamp
+    if offset > tolerance:
+        raise InvalidWebhook("The signature's timestamp is too old.")
+    if offset < -tolerance:
+        raise InvalidWebhook("The signature's timestamp is in the future.")
     event = parse_event(text)
-    test_mode = not event["livemode"]
-    if test_mode not in modes:
+    livemode = event["livemode"]
+    if not any(e.may_sign(livemode, event.get("account") or "") for e in matched):
         raise InvalidWebhook(
-            "The event's livemode does not match the mode of the secret that signed it."
+            "A live event signed by a test endpoint."
+            if livemode
+            else "A test event signed by a live endpoint that is not a Connect endpoint."
         )
-    return event, test_mode
+    return event, not livemode
+
+
+def _parse_signature(header: str) -> tuple[int, list[str]]:
+    """``t`` and the ``v1`` signatures of ``t=<unix time>,v1=<hex>,v1=<hex>,v0=...``."""
+    timestamp: int | None = None
+    signatures = []
+    for item in header.split(","):
+        key, _sep, value = item.strip().partition("=")
+        if key == "t" and timestamp is None:
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
+                break
+            timestamp = int(value)
+        elif key == "v1" and value.isascii():
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise InvalidWebhook("The Stripe-Signature header has no timestamp or v1 signature.")
+    return timestamp, signatures
+
+
+def _signs(signed: bytes, secret: str, signatures: list[str]) -> bool:
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, candidate) for candidate in signatures)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -163,12 +193,33 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+#: Far deeper than any Stripe event (objects hold objects a few levels down), and far
+#: from Python's recursion limit, which encoding the JSON column or reading it back hits.
+MAX_PAYLOAD_DEPTH = 64
+
+# What neither database can hold in a JSON column (PostgreSQL's jsonb refuses NUL, and a
+# lone surrogate cannot be encoded as UTF-8 for either); JSON escapes are the only way in.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
 def parse_event(payload: str | bytes) -> dict[str, Any]:
-    """The event dict, or :class:`InvalidWebhook` if ``payload`` is not a Stripe event."""
+    """The event dict, or :class:`InvalidWebhook` if ``payload`` is not a Stripe event.
+
+    NUL and lone UTF-16 surrogates (``\\u0000``, ``\\ud800``) become U+FFFD: a signed event
+    is kept whatever text a client typed into it, the same on every database.
+    """
     try:
         event = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise InvalidWebhook("The body is nested too deeply.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidWebhook("The body is not JSON.") from exc
+    if _depth_exceeds(event, MAX_PAYLOAD_DEPTH):
+        raise InvalidWebhook("The body is nested too deeply.")
+    text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+    if _UNSTORABLE_ESCAPE.search(text):
+        event = _storable(event)
     if not (
         isinstance(event, dict)
         and event.get("object") == "event"
@@ -183,6 +234,31 @@ def parse_event(payload: str | bytes) -> dict[str, Any]:
     ):
         raise InvalidWebhook("The body is not a Stripe event.")
     return event
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` deep (without recursing)."""
+    stack: list[tuple[dict[str, Any] | list[Any], int]] = (
+        [(value, 1)] if isinstance(value, dict | list) else []
+    )
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL and lone surrogates in its strings (and keys) made U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARACTER.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
 
 
 # --- 2. store -------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ Enable them in your ``conftest.py``::
     pointing at it for the test's duration (through pytest-django's ``settings``
     fixture, so it is undone afterwards). Webhooks are not sent on their own: call
     ``stripe_emulator.deliver_pending()`` and each pending event is POSTed, signed with
-    the first of ``STRIPE_TEST_WEBHOOK_SECRETS``, to the app's webhook view through
+    the first secret of the first test endpoint in ``STRIPE_WEBHOOK_ENDPOINTS`` (or
+    ``STRIPE_TEST_WEBHOOK_SECRETS``), to the app's webhook view through
     Django's test client, and then applied as a ``qcluster`` worker would apply it, in
     the test's own thread and transaction. So it works in a plain ``db`` test with any
     broker, and the test decides exactly when Stripe "answers"::
@@ -49,13 +50,14 @@ WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
 def _webhook_secret() -> str:
     from ..conf import billing_settings
 
-    secrets = billing_settings.STRIPE_TEST_WEBHOOK_SECRETS
-    if not secrets:
-        pytest.fail(
-            "The stripe_emulator fixture signs webhooks with the first of "
-            "WAGTAIL_CLIENT_BILLING['STRIPE_TEST_WEBHOOK_SECRETS']; set one in the test settings."
-        )
-    return str(secrets[0])
+    for endpoint in billing_settings.webhook_endpoints():
+        if not endpoint.live and endpoint.secrets:
+            return endpoint.secrets[0]
+    pytest.fail(
+        "The stripe_emulator fixture signs webhooks with the first secret of the first test "
+        "endpoint in WAGTAIL_CLIENT_BILLING['STRIPE_WEBHOOK_ENDPOINTS'] (or of "
+        "STRIPE_TEST_WEBHOOK_SECRETS); set one in the test settings."
+    )
 
 
 def _point_settings_at(settings: Any, emulator: StripeEmulator) -> None:

@@ -1,0 +1,236 @@
+"""Webhook intake: which endpoint may sign which event, bodies that must never be a 500,
+and signature timestamps."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from django.contrib.contenttypes.models import ContentType
+from wagtail.models import ModelLogEntry
+
+from tests.utils import connect, make_account, make_invoice
+from tests.webhook_helpers import (
+    LIVE_SECRET,
+    TEST_SECRET,
+    completed,
+    post_event,
+)
+from wagtail_client_billing.models import Invoice, WebhookEvent
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def invoice(connected_site, account):
+    return make_invoice(connected_site, account, checkout_session_id="cs_test_a1current")
+
+
+def paid_log_entries(invoice) -> int:
+    return ModelLogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Invoice),
+        object_id=str(invoice.pk),
+        action="wagtail_client_billing.paid",
+    ).count()
+
+
+def status(invoice) -> str:
+    invoice.refresh_from_db()
+    return invoice.status
+
+
+def endpoints(settings, *entries, **legacy):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "STRIPE_WEBHOOK_ENDPOINTS": list(entries),
+        **legacy,
+    }
+
+
+# --- which endpoint may sign which event -----------------------------------------------------
+
+
+def test_a_test_event_of_a_connected_account_at_the_live_connect_endpoint_is_applied(
+    client, invoice
+):
+    # Stripe sends the test events of accounts connected in live mode to the live Connect
+    # endpoint too, signed with that endpoint's secret.
+    response = post_event(client, completed(invoice, "cs_test_a1current"), LIVE_SECRET)
+
+    assert response.status_code == 200
+    assert status(invoice) == "paid"
+    assert WebhookEvent.objects.get().livemode is False
+
+
+def test_a_test_event_delivered_to_both_endpoints_is_applied_once(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    body = json.dumps(event).encode()
+
+    first = post_event(client, event, LIVE_SECRET, body=body)
+    second = post_event(client, event, TEST_SECRET, body=body)
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert (first.json()["duplicate"], second.json()["duplicate"]) == (False, True)
+    assert WebhookEvent.objects.count() == 1
+    assert status(invoice) == "paid"
+    assert paid_log_entries(invoice) == 1
+
+
+def test_a_live_event_signed_with_a_test_endpoint_secret_is_refused(client, connected_site):
+    live_account = make_account("acct_live_a", test_mode=False)
+    connect(connected_site, live_account)
+    live = make_invoice(connected_site, live_account, test_mode=False, checkout_session_id="cs_l")
+    event = completed(live, "cs_l")
+    assert event["livemode"] is True
+
+    assert post_event(client, event, TEST_SECRET).status_code == 400
+    assert not WebhookEvent.objects.exists()
+    assert status(live) == "pending"
+    assert post_event(client, event, LIVE_SECRET).status_code == 200  # its own endpoint's
+
+
+def test_a_test_event_without_an_account_signed_by_the_live_endpoint_is_refused(client, invoice):
+    # Events on the platform's own account are never sent across modes.
+    event = completed(invoice, "cs_test_a1current")
+    del event["account"]
+
+    assert post_event(client, event, LIVE_SECRET).status_code == 400
+    assert not WebhookEvent.objects.exists()
+
+
+def test_the_shorthand_settings_are_a_test_and_a_live_connect_endpoint(client, invoice, settings):
+    endpoints(
+        settings,
+        STRIPE_TEST_WEBHOOK_SECRETS=["whsec_short_test"],
+        STRIPE_LIVE_WEBHOOK_SECRETS=["whsec_short_live"],
+    )
+    live_event = completed(invoice, "cs_test_a1current")
+    live_event["livemode"] = True
+
+    assert post_event(client, live_event, "whsec_short_test").status_code == 400
+    assert (
+        post_event(client, completed(invoice, "cs_test_a1current"), "whsec_short_live").status_code
+        == 200
+    )
+    assert status(invoice) == "paid"
+
+
+def test_endpoints_can_come_from_the_environment(client, invoice, settings, monkeypatch):
+    endpoints(settings)
+    settings.WAGTAIL_CLIENT_BILLING = {
+        k: v for k, v in settings.WAGTAIL_CLIENT_BILLING.items() if k != "STRIPE_WEBHOOK_ENDPOINTS"
+    }
+    monkeypatch.setenv(
+        "STRIPE_WEBHOOK_ENDPOINTS", '[{"live": false, "secrets": ["whsec_from_env"]}]'
+    )
+    from wagtail_client_billing.conf import billing_settings
+
+    billing_settings.reload()
+    try:
+        assert (
+            post_event(
+                client, completed(invoice, "cs_test_a1current"), "whsec_from_env"
+            ).status_code
+            == 200
+        )
+    finally:
+        billing_settings.reload()
+    assert status(invoice) == "paid"
+
+
+@pytest.mark.parametrize("broken", [None, "", "  whsec_padded", "not_a_whsec", 42])
+def test_a_broken_secret_never_authenticates(client, invoice, settings, broken):
+    endpoints(settings, {"live": False, "secrets": [broken]})
+    for secret in ("", "None", "  whsec_padded", "not_a_whsec", "42"):
+        assert (
+            post_event(client, completed(invoice, "cs_test_a1current"), secret).status_code == 400
+        )
+    assert not WebhookEvent.objects.exists()
+
+
+# --- bodies that are signed but cannot be stored as they are -----------------------------------
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [65, 900, 100_000])
+def test_a_signed_body_nested_deeper_than_any_event_is_refused(client, invoice, depth):
+    event = completed(invoice, "cs_test_a1current")
+    body = json.dumps(event).replace('"metadata": {', f'"metadata": {{"deep": {nested(depth)}, ', 1)
+
+    response = post_event(client, event, body=body.encode())
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "The body is nested too deeply."
+    assert not WebhookEvent.objects.exists()
+    assert status(invoice) == "pending"
+
+
+def test_a_signed_body_nested_as_deep_as_allowed_is_stored(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    # event > data > object > metadata > deep: the list nests to depth 64 of the whole body
+    body = json.dumps(event).replace('"metadata": {', f'"metadata": {{"deep": {nested(60)}, ', 1)
+
+    assert post_event(client, event, body=body.encode()).status_code == 200
+    assert status(invoice) == "paid"
+
+
+def test_nul_and_lone_surrogates_in_a_signed_event_are_stored_as_replacement_characters(
+    client, invoice
+):
+    # ``json.dumps`` writes them as the escapes \u0000 and \ud800, as a sender could.
+    event = completed(
+        invoice, "cs_test_a1current", customer_details={"name": "A\x00B\ud800C\udfffD\U0001f600"}
+    )
+    event["data"]["object"]["metadata"]["k\x00"] = "v"
+
+    response = post_event(client, event)
+
+    assert response.status_code == 200, response.content
+    stored = WebhookEvent.objects.get().payload["data"]["object"]
+    assert stored["customer_details"]["name"] == "A\ufffdB\ufffdC\ufffdD\U0001f600"
+    assert stored["metadata"]["k\ufffd"] == "v"
+    assert status(invoice) == "paid"
+
+
+# --- signature timestamps -----------------------------------------------------------------------
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "offset",
+    [301, 3600, 10 * 365 * 24 * 3600],
+    ids=["tolerance and a second", "an hour", "ten years"],
+)
+def test_a_signature_timestamp_in_the_future_is_refused(client, invoice, offset):
+    with time_machine.travel(NOW, tick=False):
+        ahead = int(NOW.timestamp()) + offset
+        response = post_event(client, completed(invoice, "cs_test_a1current"), timestamp=ahead)
+
+    assert response.status_code == 400
+    assert response.json()["error"] == "The signature's timestamp is in the future."
+    assert not WebhookEvent.objects.exists()
+
+
+@pytest.mark.parametrize("offset", [-300, -1, 0, 1, 300])
+def test_a_clock_skew_within_the_tolerance_is_accepted(client, invoice, offset):
+    with time_machine.travel(NOW, tick=False):
+        at = int(NOW.timestamp()) + offset
+        response = post_event(client, completed(invoice, "cs_test_a1current"), timestamp=at)
+
+    assert response.status_code == 200
+
+
+def test_the_tolerance_setting_applies_both_ways(client, invoice, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "WEBHOOK_TOLERANCE": 30}
+    with time_machine.travel(NOW, tick=False):
+        now = int(NOW.timestamp())
+        event = completed(invoice, "cs_test_a1current")
+        assert post_event(client, event, timestamp=now + 31).status_code == 400
+        assert post_event(client, event, timestamp=now - 31).status_code == 400
+        assert post_event(client, event, timestamp=now + 30).status_code == 200
