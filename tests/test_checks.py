@@ -3,10 +3,16 @@
 from decimal import Decimal
 
 import pytest
+import stripe
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from wagtail_client_billing.checks import check_installed_apps, check_settings
+from wagtail_client_billing import stripe_api
+from wagtail_client_billing.checks import (
+    check_installed_apps,
+    check_settings,
+    check_stripe_api_version,
+)
 
 
 def ids(messages):
@@ -104,3 +110,77 @@ def test_a_fee_percent_with_at_most_two_decimals_passes(settings, fee):
     }
 
     assert check_settings() == []
+
+
+def test_a_stripe_package_of_an_unknown_api_release_is_warned_about(monkeypatch):
+    monkeypatch.setattr(stripe, "api_version", "2027-03-31.fig")
+    (warning,) = check_stripe_api_version()
+    assert warning.id == "wagtail_client_billing.W003"
+    assert "2027-03-31.fig" in warning.msg
+    assert stripe_api.STRIPE_API_VERSION in warning.hint
+
+
+@pytest.mark.parametrize(
+    "version",
+    [stripe_api.STRIPE_API_VERSION, "2025-03-31.basil", "2026-12-16.endive", "2024-06-20"],
+)
+def test_a_stripe_package_of_a_known_api_release_passes(monkeypatch, version):
+    monkeypatch.setattr(stripe, "api_version", version)
+    assert check_stripe_api_version() == []
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "legacy", "expected"),
+    [
+        ([{"live": False, "secrets": [None]}], {}, ["E011"]),
+        ([{"live": False, "secrets": ["", "  whsec_x", "sk_test_oops"]}], {}, ["E011"] * 3),
+        ([], {"STRIPE_LIVE_WEBHOOK_SECRETS": [None]}, ["E011"]),
+        ({"live": True}, {}, ["E010"]),
+        (["whsec_a"], {}, ["E010"]),
+        ([{"secrets": ["whsec_a"]}], {}, ["E010"]),
+        ([{"live": "yes", "secrets": ["whsec_a"]}], {}, ["E010"]),
+        ([{"live": True, "secret": ["whsec_a"]}], {}, ["E010", "E010"]),
+        ([{"live": True, "secrets": "whsec_a"}], {}, ["E006"]),
+        (
+            [{"live": True, "secrets": ["whsec_same"]}, {"live": False, "secrets": ["whsec_same"]}],
+            {},
+            ["E012"],
+        ),
+    ],
+)
+def test_broken_webhook_endpoint_settings_are_errors(settings, endpoints, legacy, expected):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        "STRIPE_TEST_SECRET_KEY": "sk_test_x",
+        "STRIPE_LIVE_SECRET_KEY": "sk_live_x",
+        "STRIPE_WEBHOOK_ENDPOINTS": endpoints,
+        **legacy,
+    }
+    messages = [m for m in check_settings() if m.id != "wagtail_client_billing.W002"]
+    assert ids(messages) == sorted(f"wagtail_client_billing.{i}" for i in expected)
+    assert all(m.hint for m in messages)
+    assert not any("whsec_same" in m.msg or "whsec_x" in m.msg for m in messages)
+
+
+def test_endpoints_from_the_environment_that_are_not_json_are_an_error(settings, monkeypatch):
+    settings.WAGTAIL_CLIENT_BILLING = {"STRIPE_TEST_SECRET_KEY": "sk_test_x"}
+    monkeypatch.setenv("STRIPE_WEBHOOK_ENDPOINTS", "whsec_a")
+    from wagtail_client_billing.conf import billing_settings
+
+    billing_settings.reload()
+    try:
+        assert ids(check_settings()) == ["wagtail_client_billing.E010"]
+    finally:
+        billing_settings.reload()
+
+
+def test_a_key_without_an_endpoint_of_its_mode_is_warned_about(settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        "STRIPE_TEST_SECRET_KEY": "sk_test_x",
+        "STRIPE_LIVE_SECRET_KEY": "sk_live_x",
+        "STRIPE_WEBHOOK_ENDPOINTS": [{"live": True, "secrets": ["whsec_live"]}],
+    }
+    (warning,) = check_settings()
+    assert (warning.id, warning.msg) == (
+        "wagtail_client_billing.W002",
+        "A test Stripe key is set but no test webhook endpoint's secret.",
+    )

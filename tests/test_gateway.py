@@ -12,7 +12,7 @@ from wagtail import hooks as wagtail_hooks
 
 import wagtail_client_billing
 from tests.utils import make_account, make_invoice, make_site
-from wagtail_client_billing import gateway
+from wagtail_client_billing import gateway, stripe_api
 from wagtail_client_billing.hooks import CHECKOUT_PARAMS
 from wagtail_client_billing.models import BillingType, WebhookEvent
 
@@ -758,3 +758,20 @@ def test_live_fixture_delivers_webhooks_over_http_to_the_live_server(live_stripe
     assert [d.ok for d in live_stripe_emulator.deliveries] == [True]
     assert live_stripe_emulator.deliveries[0].target.startswith("http://")
     assert WebhookEvent.objects.filter(type="account.updated", account=state.id).exists()
+
+
+def test_requests_are_pinned_to_the_api_version_the_app_is_written_for(
+    stripe_emulator, monkeypatch
+):
+    # Whatever version the installed package would send by default (StripeClient reads
+    # the package's own constant, not ``stripe.api_version``).
+    from stripe._api_version import _ApiVersion
+
+    monkeypatch.setattr(_ApiVersion, "CURRENT", "2025-03-31.basil")
+    monkeypatch.setattr(stripe, "api_version", "2025-03-31.basil")
+    gateway.reset_clients()
+
+    sessions = gateway.get_client(test_mode=True).v1.checkout.sessions.list()
+
+    assert sessions.last_response.headers["Stripe-Version"] == stripe_api.STRIPE_API_VERSION
+    gateway.reset_clients()

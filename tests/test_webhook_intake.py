@@ -1,5 +1,5 @@
 """Webhook intake: which endpoint may sign which event, bodies that must never be a 500,
-and signature timestamps."""
+signature timestamps, and the payload shapes of the Stripe API versions the app reads."""
 
 from __future__ import annotations
 
@@ -17,7 +17,11 @@ from tests.webhook_helpers import (
     TEST_SECRET,
     completed,
     post_event,
+    pre_basil,
+    session_event,
+    stripe_invoice_obj,
 )
+from wagtail_client_billing import stripe_api
 from wagtail_client_billing.models import Invoice, WebhookEvent
 
 pytestmark = pytest.mark.django_db
@@ -234,3 +238,37 @@ def test_the_tolerance_setting_applies_both_ways(client, invoice, settings):
         assert post_event(client, event, timestamp=now + 31).status_code == 400
         assert post_event(client, event, timestamp=now - 31).status_code == 400
         assert post_event(client, event, timestamp=now + 30).status_code == 200
+
+
+# --- the payload shapes of the API versions the app reads ----------------------------------------
+
+
+@pytest.fixture
+def monthly(connected_site, account):
+    return make_invoice(
+        connected_site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
+    )
+
+
+@pytest.mark.parametrize(
+    ("api_version", "shape"),
+    [
+        (stripe_api.STRIPE_API_VERSION, lambda obj: obj),
+        ("2025-03-31.basil", lambda obj: obj),
+        ("2024-06-20", pre_basil),
+    ],
+    ids=["the app's version", "basil", "before basil"],
+)
+def test_a_renewal_is_counted_from_invoice_paid_of_each_known_shape(
+    client, monthly, api_version, shape
+):
+    post_event(client, completed(monthly, "cs_test_a1sub", payment_intent=None))
+    renewal = shape(stripe_invoice_obj(monthly, "sub_test_1", "subscription_cycle", "in_renew1"))
+    event = session_event("invoice.paid", monthly, renewal, api_version=api_version)
+
+    response = post_event(client, event)
+
+    assert response.status_code == 200
+    monthly.refresh_from_db()
+    assert (monthly.status, monthly.renewals_paid) == ("paid", 1)
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "processed"

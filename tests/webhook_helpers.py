@@ -149,5 +149,15 @@ def stripe_invoice_obj(invoice, subscription_id, billing_reason, stripe_invoice_
     }
 
 
+def pre_basil(stripe_invoice: dict[str, Any]) -> dict[str, Any]:
+    """``stripe_invoice`` as API versions before 2025-03-31.basil shape it: the
+    subscription and its metadata at the top level, no ``parent``."""
+    old = {k: v for k, v in stripe_invoice.items() if k != "parent"}
+    details = stripe_invoice["parent"]["subscription_details"]
+    old["subscription"] = details["subscription"]
+    old["subscription_details"] = {"metadata": details["metadata"]}
+    return old
+
+
 def account_event(type, obj, account_id, livemode=False, **kwargs):
     return build_event(type, obj, account=account_id, livemode=livemode, **kwargs)

@@ -12,6 +12,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
+from . import stripe_api
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
 from .emails import parse_allowed_networks, parse_allowed_ports
 from .money import MoneyError, fee_percent
@@ -195,3 +196,25 @@ def _check_smtp_policy() -> list[Error | Warning]:
             )
         )
     return messages
+
+
+@register(Tags.compatibility)
+def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """Warn when the installed ``stripe`` package speaks an API version the app was not
+    written for: the package's types and the app's payload readers would disagree."""
+    package, installed = stripe_api.installed()
+    if stripe_api.is_known(installed):
+        return []
+    return [
+        Warning(
+            f"The installed stripe package ({package}) speaks Stripe API version "
+            f"{installed or '(none)'}, which this version of wagtail-client-billing does not know.",
+            hint=(
+                f"The app is written for {stripe_api.STRIPE_API_VERSION} and pins its requests "
+                "to it; install a stripe package of a release it knows "
+                f"({', '.join(sorted(stripe_api.KNOWN_RELEASES))}) or upgrade "
+                "wagtail-client-billing."
+            ),
+            id="wagtail_client_billing.W003",
+        )
+    ]

@@ -221,12 +221,11 @@ def parse_webhook_endpoints(
                 ("malformed", f"{where} needs 'live' (and 'connect', if given) as True or False.")
             )
             continue
+        if "secrets" not in entry:
+            problems.append(("malformed", f"{where} needs 'secrets', a list of its secrets."))
         name = entry.get("name") or f"{'live' if live else 'test'} endpoint {index}"
-        found.append(
-            WebhookEndpoint(
-                str(name), live, connect, _secrets(entry.get("secrets"), where, problems)
-            )
-        )
+        secrets = _secrets(entry["secrets"], where, problems) if "secrets" in entry else ()
+        found.append(WebhookEndpoint(str(name), live, connect, secrets))
     for live, setting, value in (
         (False, "STRIPE_TEST_WEBHOOK_SECRETS", test_secrets),
         (True, "STRIPE_LIVE_WEBHOOK_SECRETS", live_secrets),

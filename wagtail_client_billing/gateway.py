@@ -55,6 +55,7 @@ from django.utils.translation import gettext as _
 
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
+from .stripe_api import STRIPE_API_VERSION
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -257,6 +258,9 @@ def _build_client(key: str, base: str | None, timeout: float, retries: int) -> s
         base_addresses = {"api": base, "connect": base, "files": base}
     return stripe.StripeClient(
         key,
+        # Pinned, so responses have the shapes the app reads whatever the account's
+        # default version is or the installed ``stripe`` package speaks.
+        stripe_version=STRIPE_API_VERSION,
         base_addresses=base_addresses,
         max_network_retries=int(retries),
         http_client=stripe.RequestsClient(timeout=float(timeout)),
