@@ -183,22 +183,47 @@ def test_a_signed_body_nested_as_deep_as_allowed_is_stored(client, invoice):
     assert status(invoice) == "paid"
 
 
+@pytest.mark.parametrize(
+    ("name", "stored"),
+    [
+        ("A\x00B", "A\ufffdB"),
+        ("A\ud800B", "A\ufffdB"),
+        ("A\udfffB\U0001f600", "A\ufffdB\U0001f600"),
+    ],
+    ids=["NUL", "lone high surrogate", "lone low surrogate and a pair"],
+)
 def test_nul_and_lone_surrogates_in_a_signed_event_are_stored_as_replacement_characters(
-    client, invoice
+    client, invoice, name, stored
 ):
     # ``json.dumps`` writes them as the escapes \u0000 and \ud800, as a sender could.
-    event = completed(
-        invoice, "cs_test_a1current", customer_details={"name": "A\x00B\ud800C\udfffD\U0001f600"}
-    )
-    event["data"]["object"]["metadata"]["k\x00"] = "v"
+    event = completed(invoice, "cs_test_a1current", customer_details={"name": name})
+    event["data"]["object"]["metadata"][f"k{name}"] = name
 
     response = post_event(client, event)
 
     assert response.status_code == 200, response.content
-    stored = WebhookEvent.objects.get().payload["data"]["object"]
-    assert stored["customer_details"]["name"] == "A\ufffdB\ufffdC\ufffdD\U0001f600"
-    assert stored["metadata"]["k\ufffd"] == "v"
+    obj = WebhookEvent.objects.get().payload["data"]["object"]
+    assert obj["customer_details"]["name"] == stored
+    assert obj["metadata"][f"k{stored}"] == stored
     assert status(invoice) == "paid"
+
+
+@pytest.mark.parametrize("character", ["\x00", "\ud800"], ids=["NUL", "lone surrogate"])
+@pytest.mark.parametrize("field", ["id", "type", "account"])
+def test_nul_or_a_lone_surrogate_in_a_stored_column_is_never_a_500(
+    client, invoice, field, character
+):
+    event = completed(invoice, "cs_test_a1current")
+    event[field] += character
+
+    response = post_event(client, event)
+
+    assert response.status_code == 200, response.content
+    record = WebhookEvent.objects.get()
+    assert getattr(record, "event_id" if field == "id" else field) == event[field][:-1] + "\ufffd"
+    # Another id is still this invoice's payment; another type or account is not the app's.
+    expected = ("processed", "paid") if field == "id" else ("ignored", "pending")
+    assert (record.outcome, status(invoice)) == expected
 
 
 # --- signature timestamps -----------------------------------------------------------------------
