@@ -215,9 +215,10 @@ def parse_event(payload: str | bytes) -> dict[str, Any]:
         raise InvalidWebhook("The body is nested too deeply.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidWebhook("The body is not JSON.") from exc
-    if _depth_exceeds(event, MAX_PAYLOAD_DEPTH):
-        raise InvalidWebhook("The body is nested too deeply.")
     text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+    nestable = text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH  # cheap: no walk needed
+    if nestable and _depth_exceeds(event, MAX_PAYLOAD_DEPTH):
+        raise InvalidWebhook("The body is nested too deeply.")
     if _UNSTORABLE_ESCAPE.search(text):
         event = _storable(event)
     if not (
@@ -237,17 +238,17 @@ def parse_event(payload: str | bytes) -> dict[str, Any]:
 
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether lists and dicts nest more than ``limit`` deep (without recursing)."""
-    stack: list[tuple[dict[str, Any] | list[Any], int]] = (
-        [(value, 1)] if isinstance(value, dict | list) else []
-    )
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+    """Whether lists and dicts nest more than ``limit`` deep (level by level, no recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _depth in range(limit):
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below.extend([child for child in children if type(child) in (dict, list)])
+        if not below:
+            return False
+        level = below
+    return True
 
 
 def _storable(value: Any) -> Any:
@@ -289,7 +290,7 @@ def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
                     return WebhookEvent(pk=pk, **values), True
             else:
                 return WebhookEvent.objects.create(**values), True
-    except DataError as exc:  # e.g. a NUL character PostgreSQL cannot hold in text or jsonb
+    except (DataError, UnicodeError) as exc:  # parse_event already replaced NUL and surrogates
         raise InvalidWebhook("The event could not be stored.") from exc
     except IntegrityError as exc:
         existing = WebhookEvent.objects.filter(event_id=values["event_id"]).first()
