@@ -3,13 +3,17 @@
 One endpoint receives everything (the platform's account events and the Connect events
 of every connected account, test and live). For each delivery:
 
-1. :func:`verify` checks ``Stripe-Signature`` against every configured secret (test and
-   live, several per mode while one is rotated). The secret that matched decides the
-   mode, and the event's ``livemode`` must agree with it. Nothing is stored before this
-   passes, so an unsigned request cannot fill the table.
+1. :func:`verify` checks ``Stripe-Signature`` against the secrets of every configured
+   endpoint (``STRIPE_WEBHOOK_ENDPOINTS``; several per endpoint while one is rolled),
+   with the timestamp at most ``WEBHOOK_TOLERANCE`` from now either way. The event's
+   ``livemode`` decides the mode, and the endpoint that signed it must be one Stripe
+   sends such events to: a live Connect endpoint gets connected accounts' test events
+   too, a test endpoint never gets live ones. Nothing is stored before this passes, so
+   an unsigned request cannot fill the table.
 2. :func:`store` inserts a :class:`~.models.WebhookEvent` keyed by Stripe's event id.
    The unique constraint, not a read-then-write, decides whether it is new, so two
-   concurrent deliveries of one event cannot both insert it.
+   concurrent deliveries of one event cannot both insert it, and a test event delivered
+   to both the live and the test Connect endpoint is applied once.
 3. A new event is handed to the task queue (:func:`tasks.queue_webhook_event`) and the
    view answers 200 at once: Stripe wants a quick answer, and a burst of events (a
    sweep of renewals, a backlog after an outage) waits in the queue instead of tying

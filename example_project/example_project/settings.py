@@ -112,8 +112,19 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Demo Agency <billing@
 EMULATOR_URL = os.environ.get("STRIPE_API_BASE", "http://127.0.0.1:12111")
 WAGTAIL_CLIENT_BILLING = {
     "STRIPE_TEST_SECRET_KEY": os.environ.get("STRIPE_TEST_SECRET_KEY", "sk_test_emulator"),
-    "STRIPE_TEST_WEBHOOK_SECRETS": [
-        s for s in os.environ.get("STRIPE_TEST_WEBHOOK_SECRETS", "whsec_emulator").split(",") if s
+    # One test Connect endpoint: the emulator's (it signs with whsec_emulator) or, with
+    # real keys, the one `stripe listen --forward-connect-to ...` prints.
+    "STRIPE_WEBHOOK_ENDPOINTS": [
+        {
+            "name": "test Connect",
+            "live": False,
+            "connect": True,
+            "secrets": [
+                s
+                for s in os.environ.get("STRIPE_TEST_WEBHOOK_SECRETS", "whsec_emulator").split(",")
+                if s
+            ],
+        }
     ],
     "STRIPE_API_BASE": EMULATOR_URL or None,
     # The demo's SMTP sink (mailsink.py) listens on loopback, port 1025: let a site's
