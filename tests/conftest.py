@@ -1,6 +1,6 @@
 import pytest
 
-from tests.utils import connect, make_account, make_site
+from tests.utils import connect, make_account, make_invoice, make_site
 
 pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin", "tests.emulator_helpers"]
 
@@ -19,6 +19,23 @@ def account(db):
 def connected_site(site, account):
     connect(site, account)
     return site
+
+
+# --- Webhooks: the invoices the events are about -------------------------------------------------
+
+
+@pytest.fixture
+def invoice(connected_site, account):
+    """A pending one-time test invoice with an open Checkout Session ``cs_test_a1current``."""
+    return make_invoice(connected_site, account, checkout_session_id="cs_test_a1current")
+
+
+@pytest.fixture
+def monthly(connected_site, account):
+    """A pending monthly test invoice with an open Checkout Session ``cs_test_a1sub``."""
+    return make_invoice(
+        connected_site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
+    )
 
 
 # --- Email (issue 7) ----------------------------------------------------------------------------

@@ -27,11 +27,6 @@ from wagtail_client_billing.models import Invoice, WebhookEvent
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def invoice(connected_site, account):
-    return make_invoice(connected_site, account, checkout_session_id="cs_test_a1current")
-
-
 def paid_log_entries(invoice) -> int:
     return ModelLogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(Invoice),
@@ -266,13 +261,6 @@ def test_the_tolerance_setting_applies_both_ways(client, invoice, settings):
 
 
 # --- the payload shapes of the API versions the app reads ----------------------------------------
-
-
-@pytest.fixture
-def monthly(connected_site, account):
-    return make_invoice(
-        connected_site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
-    )
 
 
 @pytest.mark.parametrize(

@@ -45,11 +45,6 @@ from wagtail_client_billing.testing.webhooks import build_event, random_id, sign
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def invoice(connected_site, account):
-    return make_invoice(connected_site, account, checkout_session_id="cs_test_a1current")
-
-
 def log_actions(invoice) -> list[str]:
     return list(
         ModelLogEntry.objects.filter(
@@ -555,13 +550,6 @@ def test_deauthorized_account_is_unlinked_from_every_site(client, connected_site
 
 
 # --- subscriptions -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def monthly(connected_site, account):
-    return make_invoice(
-        connected_site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
-    )
 
 
 def test_subscription_first_payment_is_not_a_renewal(client, monthly):
