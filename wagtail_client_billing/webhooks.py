@@ -164,7 +164,7 @@ def verify(payload: bytes, signature: str | None) -> tuple[dict[str, Any], bool]
         raise InvalidWebhook(
             "A live event signed by a test endpoint."
             if livemode
-            else "A test event signed by a live endpoint that is not a Connect endpoint."
+            else "A test event that Stripe does not send to the live endpoint that signed it."
         )
     return event, not livemode
 
