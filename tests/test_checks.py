@@ -115,7 +115,7 @@ def test_a_fee_percent_with_at_most_two_decimals_passes(settings, fee):
 def test_a_stripe_package_of_an_unknown_api_release_is_warned_about(monkeypatch):
     monkeypatch.setattr(stripe, "api_version", "2027-03-31.fig")
     (warning,) = check_stripe_api_version()
-    assert warning.id == "wagtail_client_billing.W003"
+    assert warning.id == "wagtail_client_billing.W004"
     assert "2027-03-31.fig" in warning.msg
     assert stripe_api.STRIPE_API_VERSION in warning.hint
 
@@ -132,19 +132,19 @@ def test_a_stripe_package_of_a_known_api_release_passes(monkeypatch, version):
 @pytest.mark.parametrize(
     ("endpoints", "legacy", "expected"),
     [
-        ([{"live": False, "secrets": [None]}], {}, ["E011"]),
-        ([{"live": False, "secrets": ["", "  whsec_x", "sk_test_oops"]}], {}, ["E011"] * 3),
-        ([], {"STRIPE_LIVE_WEBHOOK_SECRETS": [None]}, ["E011"]),
-        ({"live": True}, {}, ["E010"]),
-        (["whsec_a"], {}, ["E010"]),
-        ([{"secrets": ["whsec_a"]}], {}, ["E010"]),
-        ([{"live": "yes", "secrets": ["whsec_a"]}], {}, ["E010"]),
-        ([{"live": True, "secret": ["whsec_a"]}], {}, ["E010", "E010"]),
+        ([{"live": False, "secrets": [None]}], {}, ["E013"]),
+        ([{"live": False, "secrets": ["", "  whsec_x", "sk_test_oops"]}], {}, ["E013"] * 3),
+        ([], {"STRIPE_LIVE_WEBHOOK_SECRETS": [None]}, ["E013"]),
+        ({"live": True}, {}, ["E012"]),
+        (["whsec_a"], {}, ["E012"]),
+        ([{"secrets": ["whsec_a"]}], {}, ["E012"]),
+        ([{"live": "yes", "secrets": ["whsec_a"]}], {}, ["E012"]),
+        ([{"live": True, "secret": ["whsec_a"]}], {}, ["E012", "E012"]),
         ([{"live": True, "secrets": "whsec_a"}], {}, ["E006"]),
         (
             [{"live": True, "secrets": ["whsec_same"]}, {"live": False, "secrets": ["whsec_same"]}],
             {},
-            ["E012"],
+            ["E014"],
         ),
     ],
 )
@@ -168,7 +168,7 @@ def test_endpoints_from_the_environment_that_are_not_json_are_an_error(settings,
 
     billing_settings.reload()
     try:
-        assert ids(check_settings()) == ["wagtail_client_billing.E010"]
+        assert ids(check_settings()) == ["wagtail_client_billing.E012"]
     finally:
         billing_settings.reload()
 

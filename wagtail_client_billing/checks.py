@@ -39,17 +39,17 @@ def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[Error]:
 WEBHOOK_PROBLEMS = {
     "not_a_list": ("E006", 'Use ["whsec_..."]; several secrets allow rotation.'),
     "malformed": (
-        "E010",
+        "E012",
         'Each endpoint is a dict like {"name": "live Connect", "live": True, "connect": True, '
         '"secrets": ["whsec_..."]}; see docs/settings.md.',
     ),
     "bad_secret": (
-        "E011",
+        "E013",
         "Copy the endpoint's signing secret (it starts with 'whsec_') from Stripe's "
         "dashboard; an unset environment variable often leaves None or an empty string.",
     ),
     "shared_secret": (
-        "E012",
+        "E014",
         "Every Stripe endpoint has its own secret: give each endpoint only its own.",
     ),
 }
@@ -215,6 +215,6 @@ def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[War
                 f"({', '.join(sorted(stripe_api.KNOWN_RELEASES))}) or upgrade "
                 "wagtail-client-billing."
             ),
-            id="wagtail_client_billing.W003",
+            id="wagtail_client_billing.W004",
         )
     ]
