@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 import time_machine
 from django.contrib.contenttypes.models import ContentType
 from wagtail.models import ModelLogEntry
 
+from tests.emulator_helpers import create_account, make_client
 from tests.utils import connect, make_account, make_invoice
 from tests.webhook_helpers import (
     LIVE_SECRET,
@@ -23,6 +25,7 @@ from tests.webhook_helpers import (
 )
 from wagtail_client_billing import stripe_api
 from wagtail_client_billing.models import Invoice, WebhookEvent
+from wagtail_client_billing.testing.pytest_plugin import django_client_webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -147,6 +150,38 @@ def test_a_broken_secret_never_authenticates(client, invoice, settings, broken):
             post_event(client, completed(invoice, "cs_test_a1current"), secret).status_code == 400
         )
     assert not WebhookEvent.objects.exists()
+
+
+def test_a_test_payment_on_an_account_connected_in_both_modes_is_applied_once(
+    stripe_emulator, client, site
+):
+    # The emulator routes as Stripe does: the test events of an account connected in
+    # live mode and in test mode go to the live and to the test Connect endpoint.
+    stripe_emulator.dispatcher.targets.clear()
+    for live, secret in ((True, LIVE_SECRET), (False, TEST_SECRET)):
+        stripe_emulator.add_webhook_endpoint(
+            django_client_webhook(), connect=True, livemode=live, secret=secret
+        )
+    live_account = create_account(make_client(stripe_emulator, "sk_live_suite"))
+    stripe_emulator.complete_onboarding(live_account.id)
+    stripe_emulator.connect_in_both_modes(live_account.id)
+    stripe_emulator.deliver_pending()
+    account = make_account(live_account.id, test_mode=True)
+    connect(site, account)
+    invoice = make_invoice(site, account)
+
+    client.get(urlsplit(invoice.get_pay_url()).path)
+    invoice.refresh_from_db()
+    stripe_emulator.pay(invoice.checkout_session_id)
+    deliveries = [
+        d for d in stripe_emulator.deliver_pending() if d.event_type == "checkout.session.completed"
+    ]
+
+    assert sorted(d.status for d in deliveries) == [200, 200]
+    assert len({d.endpoint for d in deliveries}) == 2
+    assert status(invoice) == "paid"
+    assert paid_log_entries(invoice) == 1
+    assert WebhookEvent.objects.filter(type="checkout.session.completed").count() == 1
 
 
 # --- bodies that are signed but cannot be stored as they are -----------------------------------
