@@ -132,7 +132,7 @@ def test_a_stripe_package_of_a_known_api_release_passes(monkeypatch, version):
 @pytest.mark.parametrize(
     ("endpoints", "legacy", "expected"),
     [
-        ([{"live": False, "secrets": [None]}], {}, ["E013"]),
+        ([{"name": "test Connect", "live": False, "secrets": [None]}], {}, ["E013"]),
         ([{"live": False, "secrets": ["", "  whsec_x", "sk_test_oops"]}], {}, ["E013"] * 3),
         ([], {"STRIPE_LIVE_WEBHOOK_SECRETS": [None]}, ["E013"]),
         ({"live": True}, {}, ["E012"]),
@@ -159,6 +159,16 @@ def test_broken_webhook_endpoint_settings_are_errors(settings, endpoints, legacy
     assert ids(messages) == sorted(f"wagtail_client_billing.{i}" for i in expected)
     assert all(m.hint for m in messages)
     assert not any("whsec_same" in m.msg or "whsec_x" in m.msg for m in messages)
+
+
+def test_a_broken_endpoint_is_named_by_its_name(settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        "STRIPE_WEBHOOK_ENDPOINTS": [{"name": "live Connect", "live": True, "secrets": [None]}]
+    }
+    (error,) = (m for m in check_settings() if m.id == "wagtail_client_billing.E013")
+    assert error.msg == (
+        "STRIPE_WEBHOOK_ENDPOINTS[0] (live Connect) holds None, not a 'whsec_...' secret."
+    )
 
 
 def test_endpoints_from_the_environment_that_are_not_json_are_an_error(settings, monkeypatch):

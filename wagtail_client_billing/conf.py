@@ -138,7 +138,7 @@ class WebhookEndpoint:
     """One webhook endpoint registered in Stripe that posts to this app.
 
     Attributes:
-        name: a label for the system checks and the log (never the secret).
+        name: the label the system checks name the endpoint by.
         live: the endpoint was made in live mode. Only a live endpoint's secrets
             authenticate a live event, so a leaked test secret cannot move live money.
         connect: it listens to events on connected accounts. Stripe sends a live
@@ -212,6 +212,8 @@ def parse_webhook_endpoints(
         if not isinstance(entry, dict):
             problems.append(("malformed", f"{where} must be a dict, not {type(entry).__name__}."))
             continue
+        if entry.get("name"):
+            where += f" ({entry['name']})"
         unknown = sorted(str(key) for key in set(entry) - ENDPOINT_KEYS)
         if unknown:
             problems.append(("malformed", f"{where} has unknown keys: {', '.join(unknown)}."))
