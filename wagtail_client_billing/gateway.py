@@ -37,6 +37,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import sys
 import threading
 import types
@@ -542,6 +543,149 @@ def delete_account(*, test_mode: bool, account_id: str) -> None:
     with _calling("delete_account", test_mode=test_mode, account_id=account_id):
         client.v1.accounts.delete(account_id)
     logger.info("Stripe delete_account: mode=test account=%s", account_id)
+
+
+# --- platform checks (read-only) -------------------------------------------------------
+#
+# What ``manage.py client_billing_stripe_check`` asks Stripe. None of these changes
+# anything on Stripe, so they carry no idempotency key.
+
+
+class MissingPermission(PermissionDenied):
+    """Stripe answered 403 to the platform's own key: a restricted key (``rk_...``)
+    without the permission the call needs. ``permission`` is Stripe's name for it
+    (``rak_webhook_read``...) when Stripe said which."""
+
+    def __init__(self, message: str, permission: str | None = None) -> None:
+        super().__init__(message)
+        self.permission = permission
+
+
+#: Stripe's 403 names the missing permission ("Having the 'rak_..._read' permission
+#: would allow this request to continue"). Only that name is kept: the same message
+#: quotes the start of the key.
+_PERMISSION_NAME = re.compile(r"\brak_[a-z0-9_]+\b")
+
+
+@dataclass(frozen=True)
+class PlatformAccount:
+    id: str
+    display_name: str
+    country: str
+
+
+@dataclass(frozen=True)
+class WebhookEndpoint:
+    id: str
+    url: str
+    enabled_events: tuple[str, ...]
+    #: ``""`` when the endpoint has none of its own: events then come in the account's
+    #: default API version, which the API does not show.
+    api_version: str
+    status: str  # enabled, disabled
+    livemode: bool
+    description: str = ""
+
+
+@contextmanager
+def _reading(
+    operation: str, action: str, *, test_mode: bool, account_id: str | None = None
+) -> Iterator[None]:
+    """Like :func:`_calling`, but a 403 other than ``account_invalid`` (a connected
+    account gone away) is a permission the platform's key lacks; ``action`` says what it
+    could not do."""
+    try:
+        yield
+    except stripe.PermissionError as exc:
+        if exc.code == "account_invalid":
+            _raise_mapped(exc, operation=operation, test_mode=test_mode, account_id=account_id)
+        match = _PERMISSION_NAME.search(exc.user_message or "")
+        permission = match.group(0) if match else None
+        logger.warning(
+            "Stripe %s failed: mode=%s status=403 permission=%s request_id=%s",
+            operation,
+            _mode(test_mode),
+            permission or "-",
+            exc.request_id,
+        )
+        setting = "STRIPE_TEST_SECRET_KEY" if test_mode else "STRIPE_LIVE_SECRET_KEY"
+        if permission:
+            message = _(
+                "The Stripe key in %(setting)s may not %(action)s: it lacks the permission "
+                "%(permission)s."
+            )
+        else:
+            message = _("The Stripe key in %(setting)s may not %(action)s.")
+        error = MissingPermission(
+            message % {"setting": setting, "action": action, "permission": permission},
+            permission=permission,
+        )
+        error.code = exc.code
+        error.http_status = exc.http_status
+        error.request_id = exc.request_id
+        raise error from exc
+    except stripe.StripeError as exc:
+        _raise_mapped(exc, operation=operation, test_mode=test_mode, account_id=account_id)
+
+
+def retrieve_platform_account(*, test_mode: bool) -> PlatformAccount:
+    """The platform's own account (``GET /v1/account``): the key works and whose it is."""
+    client = get_client(test_mode)
+    with _reading("retrieve_platform_account", _("read the platform account"), test_mode=test_mode):
+        account = _plain(client.v1.accounts.retrieve_current())
+    dashboard = _get(_get(account, "settings", {}), "dashboard", {})
+    name = _get(dashboard, "display_name", "") or _get(
+        _get(account, "business_profile", {}), "name", ""
+    )
+    return PlatformAccount(
+        id=str(account["id"]), display_name=str(name), country=_get(account, "country", "")
+    )
+
+
+def list_connected_accounts(*, test_mode: bool, limit: int = 1) -> list[str]:
+    """Ids of the newest connected accounts of the platform (empty when it has none, or
+    when the account is not a Connect platform)."""
+    client = get_client(test_mode)
+    with _reading("list_connected_accounts", _("list connected accounts"), test_mode=test_mode):
+        page = client.v1.accounts.list({"limit": limit})
+    return [str(_get(account, "id", "")) for account in page.data]
+
+
+def list_checkout_sessions(
+    *, test_mode: bool, account_id: str | None = None, limit: int = 1
+) -> list[CheckoutSession]:
+    """The newest Checkout Sessions of a connected account (or of the platform)."""
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {"stripe_account": account_id} if account_id else {}
+    with _reading(
+        "list_checkout_sessions",
+        _("list Checkout Sessions"),
+        test_mode=test_mode,
+        account_id=account_id,
+    ):
+        page = client.v1.checkout.sessions.list({"limit": limit}, options)
+    return [session_from_stripe(session) for session in page.data]
+
+
+def list_webhook_endpoints(*, test_mode: bool) -> list[WebhookEndpoint]:
+    """Every webhook endpoint registered for the mode, all pages."""
+    client = get_client(test_mode)
+    endpoints = []
+    with _reading("list_webhook_endpoints", _("list webhook endpoints"), test_mode=test_mode):
+        for item in client.v1.webhook_endpoints.list({"limit": 100}).auto_paging_iter():
+            endpoint = _plain(item)
+            endpoints.append(
+                WebhookEndpoint(
+                    id=str(endpoint["id"]),
+                    url=_get(endpoint, "url", ""),
+                    enabled_events=tuple(_get(endpoint, "enabled_events", [])),
+                    api_version=_get(endpoint, "api_version", ""),
+                    status=_get(endpoint, "status", ""),
+                    livemode=bool(_get(endpoint, "livemode", False)),
+                    description=_get(endpoint, "description", ""),
+                )
+            )
+    return endpoints
 
 
 # --- checkout sessions -----------------------------------------------------------------
