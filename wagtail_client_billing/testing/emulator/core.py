@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..webhooks import DEFAULT_API_VERSION, build_event
-from . import money, rules
+from . import money, platform, rules
 from .delivery import Delivery, Route, Target, WebhookDispatcher
 from .errors import EmulatorError, StripeError, resource_missing
 from .params import validate
@@ -162,6 +162,8 @@ def _params_types() -> dict[str, type]:
         AccountCreateParams,
         AccountDeleteParams,
         AccountLinkCreateParams,
+        AccountListParams,
+        AccountRetrieveCurrentParams,
         AccountRetrieveParams,
         AccountUpdateParams,
         WebhookEndpointCreateParams,
@@ -182,6 +184,8 @@ def _params_types() -> dict[str, type]:
         "account.retrieve": AccountRetrieveParams,
         "account.update": AccountUpdateParams,
         "account.delete": AccountDeleteParams,
+        "account.retrieve_current": AccountRetrieveCurrentParams,
+        "account.list": AccountListParams,
         "account_link.create": AccountLinkCreateParams,
         "session.create": SessionCreateParams,
         "session.retrieve": SessionRetrieveParams,
@@ -403,7 +407,9 @@ class EmulatorState:
         self, method: str, path: str, params: dict[str, Any], ctx: RequestContext
     ) -> tuple[int, dict[str, Any]]:
         routes: list[tuple[str, str, Callable[..., dict[str, Any]]]] = [
+            ("GET", r"/v1/account", self.api_retrieve_current_account),
             ("POST", r"/v1/accounts", self.api_create_account),
+            ("GET", r"/v1/accounts", self.api_list_accounts),
             ("GET", r"/v1/accounts/([^/]+)", self.api_retrieve_account),
             ("POST", r"/v1/accounts/([^/]+)", self.api_update_account),
             ("DELETE", r"/v1/accounts/([^/]+)", self.api_delete_account),
@@ -541,6 +547,29 @@ class EmulatorState:
     ) -> dict[str, Any]:
         self._validated("account.retrieve", params)
         return public(self._account_for(account_id, ctx))
+
+    def api_retrieve_current_account(
+        self, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """The key's own account; with ``Stripe-Account``, that connected account."""
+        self._validated("account.retrieve_current", params)
+        if ctx.account is not None:
+            return public(self._account_for(ctx.account, ctx))
+        return platform.platform_account(self.platform_name)
+
+    def api_list_accounts(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
+        """The accounts connected to the platform in the key's mode, newest first; one that
+        disconnected the platform is no longer listed."""
+        p = self._validated("account.list", params)
+        mode = "live" if ctx.livemode else "test"
+        accounts = [
+            a
+            for a in reversed(list(self.accounts.values()))
+            if mode in _connected_modes(a) and not a["_deauthorized"]
+        ]
+        if ctx.account is not None:  # a connected account has no connected accounts
+            accounts = []
+        return rules.paginate(accounts, p, url="/v1/accounts", object_name="account", render=public)
 
     def api_update_account(
         self, account_id: str, *, params: dict[str, Any], ctx: RequestContext
