@@ -44,6 +44,8 @@ def add_endpoint(emulator, url=SITE_URL, *, key="sk_test_suite", events=None, **
     """Register a webhook endpoint on the emulator as a developer would on Stripe."""
     client = stripe.StripeClient(key, base_addresses={"api": emulator.base_url})
     params.setdefault("api_version", expected_api_version())
+    if params["api_version"] is None:  # the account's default version
+        del params["api_version"]
     return client.v1.webhook_endpoints.create(
         {
             "url": url,
@@ -68,6 +70,8 @@ def test_a_complete_setup_passes_in_both_modes(billing_site, stripe_emulator):
 
     assert status == 0
     assert "Nothing to fix." in out
+    listed = f"{test_endpoint.id}  {SITE_URL}  enabled  API {expected_api_version()}"
+    assert f"{listed}  {len(HANDLED_EVENT_TYPES)} events" in out
     for mode, endpoint in (("test", test_endpoint), ("live", live_endpoint)):
         assert f"Stripe, {mode} mode (STRIPE_{mode.upper()}_SECRET_KEY)" in out
         assert (
@@ -237,5 +241,29 @@ def test_json_output(billing_site, stripe_emulator, settings):
             "level": "info",
             "message": "STRIPE_LIVE_SECRET_KEY is not set: live mode not checked.",
             "fix": "",
+            "details": [],
         }
     ]
+
+
+def test_an_endpoint_without_its_own_api_version_is_to_fix(billing_site, stripe_emulator):
+    endpoint = add_endpoint(stripe_emulator, api_version=None)
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 1
+    assert (
+        f"Webhook endpoint {endpoint.id} sends events in your account's default API version; "
+        f"the app is written for {expected_api_version()}." in out
+    )
+
+
+def test_a_disabled_endpoint_is_to_fix(billing_site, stripe_emulator):
+    endpoint = add_endpoint(stripe_emulator)
+    client = stripe.StripeClient("sk_test_suite", base_addresses={"api": stripe_emulator.base_url})
+    client.v1.webhook_endpoints.update(endpoint.id, {"disabled": True})
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 1
+    assert f"Webhook endpoint {endpoint.id} is disabled: Stripe sends it nothing." in out

@@ -82,6 +82,8 @@ class Finding:
     level: str
     message: str
     fix: str = ""
+    #: Lines shown under the message (the endpoints a listing found).
+    details: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -92,8 +94,10 @@ class ModeReport:
     findings: list[Finding] = field(default_factory=list)
     endpoints: list[dict[str, Any]] = field(default_factory=list)
 
-    def add(self, level: str, message: str, fix: str = "") -> None:
-        self.findings.append(Finding(level, message, fix))
+    def add(
+        self, level: str, message: str, fix: str = "", details: list[str] | None = None
+    ) -> None:
+        self.findings.append(Finding(level, message, fix, details or []))
 
     @property
     def to_fix(self) -> list[Finding]:
@@ -124,6 +128,16 @@ def normalise_url(url: str) -> tuple[str, str, int | None, str]:
     if (scheme, port) in (("https", 443), ("http", 80)):
         port = None
     return scheme, (parts.hostname or "").lower(), port, parts.path or "/"
+
+
+def describe_endpoint(endpoint: gateway.WebhookEndpoint) -> str:
+    """One line for an endpoint: id, URL, status, API version, how many events."""
+    events = endpoint.enabled_events
+    return (
+        f"{endpoint.id}  {endpoint.url}  {endpoint.status}  "
+        f"API {endpoint.api_version or '(account default)'}  "
+        f"{'all events' if '*' in events else f'{len(events)} events'}"
+    )
 
 
 def site_webhook_urls() -> dict[str, str]:
@@ -302,6 +316,7 @@ class Command(BaseCommand):
         report.add(
             OK,
             f"{count} webhook endpoint{'s' if count != 1 else ''} registered in {report.mode} mode.",
+            details=[describe_endpoint(e) for e in endpoints],
         )
         try:
             wanted = site_webhook_urls()
@@ -406,15 +421,10 @@ class Command(BaseCommand):
             for finding in report.findings:
                 label = styles[finding.level](f"{finding.level.upper():<4}")
                 self.stdout.write(f"  {label}  {finding.message}")
+                for line in finding.details:
+                    self.stdout.write(f"        {line}")
                 if finding.level in (WARN, INFO) and finding.fix:
                     self.stdout.write(f"        {finding.fix}")
-            for endpoint in report.endpoints:
-                events = endpoint["enabled_events"]
-                self.stdout.write(
-                    f"        {endpoint['id']}  {endpoint['url']}  {endpoint['status']}  "
-                    f"API {endpoint['api_version'] or '(account default)'}  "
-                    f"{'all events' if '*' in events else f'{len(events)} events'}"
-                )
             self.stdout.write("")
         if not to_fix:
             self.stdout.write(self.style.SUCCESS("Nothing to fix."))
