@@ -68,3 +68,44 @@ def test_listing_accounts_refuses_a_limit_stripe_refuses(
         stripe_client.v1.accounts.list({"limit": 101})
 
     assert error_of(raised.value) == ("invalid_request_error", None, "limit")
+
+
+def test_a_restricted_key_works_in_its_mode(emu: StripeEmulator) -> None:
+    client = make_client(emu, key="rk_live_emulator")
+
+    account = create_account(client)
+
+    assert account.livemode is True
+
+
+def test_a_restricted_key_without_a_permission_gets_stripes_403(emu: StripeEmulator) -> None:
+    key = "rk_test_" + "k" * 30
+    client = make_client(emu, key=key)
+    emu.deny_permission(key, "/v1/webhook_endpoints", "rak_webhook_read")
+
+    with pytest.raises(stripe.PermissionError) as raised:
+        client.v1.webhook_endpoints.list()
+
+    assert raised.value.http_status == 403
+    assert raised.value.user_message == (
+        f"The provided key 'rk_test_{'*' * 26}kkkk' does not have the required permissions "
+        f"for this endpoint on account '{PLATFORM_ACCOUNT_ID}'. Having the 'rak_webhook_read' "
+        "permission would allow this request to continue."
+    )
+    # Only what was taken away: the key still reads everything else, and may still write.
+    assert client.v1.accounts.retrieve_current().id == PLATFORM_ACCOUNT_ID
+    client.v1.webhook_endpoints.create({"url": "https://a.example/", "enabled_events": ["*"]})
+
+
+def test_only_restricted_keys_have_permissions(emu: StripeEmulator) -> None:
+    with pytest.raises(ValueError):
+        emu.deny_permission("sk_test_emulator", "/v1/accounts", "rak_account_read")
+
+
+def test_reset_gives_restricted_keys_their_permissions_back(emu: StripeEmulator) -> None:
+    key = "rk_test_emulator"
+    emu.deny_permission(key, "/v1/accounts", "rak_account_read")
+
+    emu.reset()
+
+    assert make_client(emu, key=key).v1.accounts.list().data == []

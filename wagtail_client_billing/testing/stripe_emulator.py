@@ -38,7 +38,9 @@ In your own tests
 Point a ``stripe.StripeClient`` at it with
 ``StripeClient("sk_test_...", base_addresses={"api": emu.base_url, "connect":
 emu.base_url, "files": emu.base_url})``.  Keys must look like ``sk_test_...`` (test
-mode) or ``sk_live_...`` (live mode objects: ``cs_live_...``, ``livemode: true``).
+mode) or ``sk_live_...`` (live mode objects: ``cs_live_...``, ``livemode: true``), or be
+restricted keys ``rk_test_...`` / ``rk_live_...``, which may do everything until a test
+takes a permission away with :meth:`StripeEmulator.deny_permission`.
 
 Webhook targets are URLs (POSTed from a background thread, retried with exponential
 backoff on non-2xx or connection errors) or callables ``(body, headers) -> status``.
@@ -97,6 +99,7 @@ from .emulator.core import (
 )
 from .emulator.delivery import Delivery, Target, WebhookDispatcher
 from .emulator.errors import EmulatorError, StripeError
+from .emulator.keys import RestrictedKeys
 from .emulator.server import EmulatorHTTPServer, serve_in_thread
 
 __all__ = [
@@ -163,6 +166,8 @@ class StripeEmulator:
             clock=lambda: self.state.now(),
         )
         self.state = EmulatorState(self.dispatcher, lambda: self.public_url)
+        #: Permissions taken away from restricted keys (``rk_...``); see :meth:`deny_permission`.
+        self.restricted_keys = RestrictedKeys()
         self.stopping = threading.Event()
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -347,9 +352,21 @@ class StripeEmulator:
             self.state.faults.append(Fault(kind, count, path_prefix))
 
     def reset(self) -> None:
-        """Forget all objects, events, logs, faults and pending deliveries."""
+        """Forget all objects, events, logs, faults, pending deliveries and the
+        permissions taken from restricted keys."""
         self.state.reset()
         self.dispatcher.clear()
+        self.restricted_keys = RestrictedKeys()
+
+    def deny_permission(
+        self, key: str, path_prefix: str, permission: str, method: str = "GET"
+    ) -> None:
+        """Make the restricted key ``key`` (``rk_test_...`` / ``rk_live_...``) lack
+        ``permission``: its ``method`` requests under ``path_prefix`` get Stripe's 403,
+        which names ``permission`` (Stripe's own name, such as ``rak_webhook_read``, is
+        the test's to give: the emulator has no table of them). A restricted key may do
+        everything else."""
+        self.restricted_keys.deny(key, path_prefix, permission, method)
 
     # -- looking at objects (for assertions) ----------------------------------------
 

@@ -80,7 +80,7 @@ class RequestContext:
 
     Attributes:
         api_key: the secret key from the ``Authorization`` header.
-        livemode: ``True`` for ``sk_live_`` keys.
+        livemode: ``True`` for live-mode keys (``sk_live_``, ``rk_live_``).
         account: the ``Stripe-Account`` header (a connected account), if any.
         idempotency_key: the ``Idempotency-Key`` header, if any.
         request_id: the ``req_...`` id the emulator gave this request.

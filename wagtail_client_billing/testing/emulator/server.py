@@ -19,7 +19,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from . import pages
+from . import keys, pages, platform
 from .core import RequestContext, RequestRecord, mask_key, new_id
 from .errors import EmulatorError, StripeError
 from .params import decode_form
@@ -180,7 +180,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 # A 500 from inside the API, which Stripe stores under the idempotency key
                 # and replays to every retry with that key ("500" is one from in front of
                 # the API, which is not stored and a retry can get past).
-                livemode = (self.headers.get("Authorization") or "").startswith("Bearer sk_live_")
+                authorization = self.headers.get("Authorization") or ""
+                livemode = keys.is_live(authorization.partition(" ")[2].strip())
                 state.remember_answer(
                     method, path, params, livemode, account, idempotency_key, 500, api_error
                 )
@@ -200,10 +201,13 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             api_key = self._api_key()
             ctx = RequestContext(
                 api_key=api_key,
-                livemode=api_key.startswith("sk_live_"),
+                livemode=keys.is_live(api_key),
                 account=account,
                 idempotency_key=idempotency_key,
                 request_id=request_id,
+            )
+            emulator.restricted_keys.check(
+                api_key, method, path, account or platform.PLATFORM_ACCOUNT_ID
             )
             response, replayed = state.handle(method, path, params, ctx)
             status, payload = response.status, response.body
@@ -233,7 +237,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
                 key = ""
         if not key:
             raise StripeError(_NO_KEY, status=401)
-        if not re.fullmatch(r"sk_(test|live)_[A-Za-z0-9_]+", key):
+        if not keys.KEY_PATTERN.fullmatch(key):
             raise StripeError(
                 f"Invalid API Key provided: {mask_key(key)}",
                 status=401,
