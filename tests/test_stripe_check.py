@@ -267,3 +267,46 @@ def test_a_disabled_endpoint_is_to_fix(billing_site, stripe_emulator):
 
     assert status == 1
     assert f"Webhook endpoint {endpoint.id} is disabled: Stripe sends it nothing." in out
+
+
+RESTRICTED_TEST_KEY = "rk_test_" + "51Hx9LqT2eZvKYlo2CkSyOZb" + "Rk7e"
+
+
+def test_a_restricted_key_lacking_a_permission_the_app_needs_is_named(
+    billing_site, stripe_emulator, settings
+):
+    set_keys(settings, STRIPE_TEST_SECRET_KEY=RESTRICTED_TEST_KEY)
+    add_endpoint(stripe_emulator, key=RESTRICTED_TEST_KEY)
+    stripe_emulator.deny_permission(RESTRICTED_TEST_KEY, "/v1/accounts", "rak_account_read")
+
+    status, out, err = run("--mode", "test")
+
+    assert status == 1
+    assert "STRIPE_TEST_SECRET_KEY holds a restricted key for test mode" in out
+    assert (
+        "Stripe refused to list connected accounts (GET /v1/accounts) (403): the restricted "
+        "key in STRIPE_TEST_SECRET_KEY lacks the permission rak_account_read." in out
+    )
+    # The rest is still checked, and Stripe's message (which quotes the key) is not shown.
+    assert "Checkout Sessions can be listed on the platform." in out
+    assert "listens to all" in out
+    assert "does not have the required permissions" not in out + err
+    assert RESTRICTED_TEST_KEY[:12] not in out + err
+
+
+def test_a_restricted_key_that_may_not_list_webhook_endpoints_only_warns(
+    billing_site, stripe_emulator, settings
+):
+    set_keys(settings, STRIPE_TEST_SECRET_KEY=RESTRICTED_TEST_KEY)
+    stripe_emulator.deny_permission(
+        RESTRICTED_TEST_KEY, "/v1/webhook_endpoints", "rak_webhook_read"
+    )
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 0, out
+    assert (
+        "The key in STRIPE_TEST_SECRET_KEY may not list webhook endpoints, so they were not "
+        "checked" in out
+    )
+    assert "give the key Write on Accounts, Account Links and Checkout Sessions" in out
