@@ -10,7 +10,7 @@ import json
 
 import pytest
 import stripe
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError, call_command, load_command_class
 
 from tests.utils import make_site
 from wagtail_client_billing.management.commands.client_billing_stripe_check import (
@@ -163,6 +163,21 @@ def test_a_live_key_in_the_test_setting_is_to_fix_and_never_used(
     assert "STRIPE_TEST_SECRET_KEY holds a secret key for live mode" in out
     assert "test billing requests would use live mode" in out
     assert stripe_emulator.requests == []
+
+
+def test_from_manage_py_a_key_in_the_wrong_setting_is_reported_not_a_system_check_error(
+    billing_site, stripe_emulator, settings, capsys
+):
+    set_keys(settings, STRIPE_TEST_SECRET_KEY="sk_live_suite")
+    command = load_command_class("wagtail_client_billing", "client_billing_stripe_check")
+
+    with pytest.raises(SystemExit) as exited:
+        command.run_from_argv(["manage.py", "client_billing_stripe_check", "--mode", "test"])
+
+    assert exited.value.code == 1
+    out, err = capsys.readouterr()
+    assert "SystemCheckError" not in err
+    assert "STRIPE_TEST_SECRET_KEY holds a secret key for live mode" in out
 
 
 def test_a_restricted_test_key_in_the_live_setting_is_to_fix(billing_site, settings, db):
