@@ -660,7 +660,8 @@ def test_invalid_request_keeps_the_parameter_stripe_objected_to(stripe_emulator,
 def test_refused_key_tells_the_editor_to_ask_the_developer(stripe_emulator, settings):
     settings.WAGTAIL_CLIENT_BILLING = {
         **settings.WAGTAIL_CLIENT_BILLING,
-        "STRIPE_TEST_SECRET_KEY": "rk_test_notasecretkey",
+        # Not a key Stripe issued (restricted keys, rk_test_..., are accepted as on Stripe).
+        "STRIPE_TEST_SECRET_KEY": "sk_test_not-a-key-stripe-issued",
     }
 
     with pytest.raises(gateway.NotConfigured, match="refused the platform's Stripe key"):
