@@ -13,6 +13,7 @@ import stripe
 from django.core.management import CommandError, call_command, load_command_class
 
 from tests.utils import make_site
+from wagtail_client_billing import stripe_api
 from wagtail_client_billing.management.commands.client_billing_stripe_check import (
     expected_api_version,
 )
@@ -20,7 +21,7 @@ from wagtail_client_billing.webhooks import HANDLED_EVENT_TYPES
 
 SITE_URL = "https://billing.example/billing/stripe/webhook/"
 LONG_TEST_KEY = "sk_test_" + "4eC39HqLyjWDarjtT1zdp7dc" + "Q8w2"
-OLD_API_VERSION = "2024-06-20"
+OLD_API_VERSION = "2025-03-31.basil"
 
 
 @pytest.fixture
@@ -131,6 +132,36 @@ def test_an_endpoint_missing_an_event_type_is_to_fix(billing_site, stripe_emulat
     assert f"Add invoice.paid to the events of {endpoint.id}" in out
 
 
+def test_a_second_endpoint_missing_events_is_a_warning_when_one_has_them_all(
+    billing_site, stripe_emulator
+):
+    add_endpoint(stripe_emulator)
+    own = add_endpoint(stripe_emulator, events=["account.updated"], connect=False)
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 0, out
+    assert f"WARN  Webhook endpoint {own.id} does not listen to " in out
+    # Two endpoints post to the site; the settings know one test endpoint's secrets.
+    assert "WARN  2 test-mode endpoints post to this site" in out
+    assert "but STRIPE_WEBHOOK_ENDPOINTS has 1" in out
+
+
+def test_an_endpoint_whose_mode_has_no_secret_configured_is_to_fix(
+    billing_site, stripe_emulator, settings
+):
+    set_keys(settings, STRIPE_TEST_WEBHOOK_SECRETS=[], STRIPE_WEBHOOK_ENDPOINTS=[])
+    endpoint = add_endpoint(stripe_emulator)
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 1
+    assert (
+        "No test-mode webhook endpoint is configured in STRIPE_WEBHOOK_ENDPOINTS: the app "
+        f"refuses every delivery of {endpoint.id}." in out
+    )
+
+
 def test_an_endpoint_listening_to_all_events_has_every_type(billing_site, stripe_emulator):
     add_endpoint(stripe_emulator, events=["*"])
 
@@ -139,23 +170,45 @@ def test_an_endpoint_listening_to_all_events_has_every_type(billing_site, stripe
     assert status == 0, out
 
 
-@pytest.mark.parametrize(
-    ("api_version", "shown"),
-    [(OLD_API_VERSION, OLD_API_VERSION), (None, "your account's default API version")],
-)
-def test_an_endpoint_on_another_api_version_is_to_fix(
-    billing_site, stripe_emulator, api_version, shown
-):
-    endpoint = add_endpoint(stripe_emulator, api_version=api_version)
+def test_an_endpoint_on_the_accounts_default_api_version_is_to_fix(billing_site, stripe_emulator):
+    endpoint = add_endpoint(stripe_emulator, api_version=None)
 
     status, out, _ = run("--mode", "test")
 
     assert status == 1
     assert (
-        f"Webhook endpoint {endpoint.id} sends events in {shown}; the app is "
-        f"written for {expected_api_version()}." in out
+        f"Webhook endpoint {endpoint.id} sends events in your account's default API version; "
+        f"the app is written for {expected_api_version()}." in out
     )
     assert f"add a new endpoint at {SITE_URL} with API version {expected_api_version()}" in out
+
+
+def test_an_endpoint_on_an_older_version_the_app_reads_is_a_warning(billing_site, stripe_emulator):
+    endpoint = add_endpoint(stripe_emulator, api_version=OLD_API_VERSION)
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 0, out
+    assert (
+        f"WARN  Webhook endpoint {endpoint.id} sends events in {OLD_API_VERSION}; the app is "
+        f"written for {expected_api_version()} and still reads {OLD_API_VERSION}." in out
+    )
+
+
+def test_an_endpoint_on_a_version_the_app_cannot_read_is_to_fix(
+    billing_site, stripe_emulator, monkeypatch
+):
+    # The app as it would be if it no longer read basil's shapes.
+    monkeypatch.setattr(stripe_api, "KNOWN_RELEASES", frozenset({"endive"}))
+    endpoint = add_endpoint(stripe_emulator, api_version=OLD_API_VERSION)
+
+    status, out, _ = run("--mode", "test")
+
+    assert status == 1
+    assert (
+        f"FIX   Webhook endpoint {endpoint.id} sends events in {OLD_API_VERSION}; the app is "
+        f"written for {expected_api_version()}." in out
+    )
 
 
 def test_a_live_key_in_the_test_setting_is_to_fix_and_never_used(

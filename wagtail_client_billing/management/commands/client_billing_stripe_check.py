@@ -23,12 +23,11 @@ import urllib.parse
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import stripe
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import NoReverseMatch, reverse
 from wagtail.models import Site
 
-from ... import gateway
+from ... import gateway, stripe_api
 from ...conf import billing_settings
 from ...webhooks import HANDLED_EVENT_TYPES
 
@@ -65,14 +64,14 @@ DASHBOARD_CONNECT_HINT = (
 )
 DASHBOARD_SIGNING_HINT = (
     "Stripe's API never shows an endpoint's signing secret after it was created: "
-    "compare the Signing secret of {endpoints} in the Dashboard with the webhook secrets "
-    "in your settings."
+    "compare the Signing secret of {endpoints} in the Dashboard with the secrets of its "
+    "entry in STRIPE_WEBHOOK_ENDPOINTS."
 )
 
 
 def expected_api_version() -> str:
     """The Stripe API version the app is written for, which its webhook endpoints must use."""
-    return str(stripe.api_version)
+    return stripe_api.STRIPE_API_VERSION
 
 
 @dataclass
@@ -335,54 +334,95 @@ class Command(BaseCommand):
             return
         handled = set(HANDLED_EVENT_TYPES)
         version = expected_api_version()
-        problems: dict[str, list[tuple[str, str]]] = {}
+
+        def missing_events(endpoint: gateway.WebhookEndpoint) -> list[str]:
+            if "*" in endpoint.enabled_events:
+                return []
+            return sorted(handled - set(endpoint.enabled_events))
+
+        def version_readable(endpoint: gateway.WebhookEndpoint) -> bool:
+            # No version of its own: the account's default, which the API does not show.
+            return bool(endpoint.api_version) and stripe_api.is_known(endpoint.api_version)
+
+        working = [
+            e
+            for e in ours
+            if e.status == "enabled" and not missing_events(e) and version_readable(e)
+        ]
         for endpoint in ours:
-            mine: list[tuple[str, str]] = []
+            before = len(report.findings)
             if endpoint.status != "enabled":
-                mine.append(
-                    (
-                        f"Webhook endpoint {endpoint.id} is {endpoint.status or 'not enabled'}: "
-                        "Stripe sends it nothing.",
-                        f"Enable {endpoint.id} in the Dashboard (Developers > Webhooks).",
-                    )
+                report.add(
+                    FIX,
+                    f"Webhook endpoint {endpoint.id} is {endpoint.status or 'not enabled'}: "
+                    "Stripe sends it nothing.",
+                    f"Enable {endpoint.id} in the Dashboard (Developers > Webhooks).",
                 )
-            missing = sorted(handled - set(endpoint.enabled_events))
-            if missing and "*" not in endpoint.enabled_events:
-                mine.append(
-                    (
-                        f"Webhook endpoint {endpoint.id} does not listen to {', '.join(missing)}.",
-                        f"Add {', '.join(missing)} to the events of {endpoint.id} in the "
-                        "Dashboard.",
-                    )
+            if missing := missing_events(endpoint):
+                # When another endpoint does the work, this one may be the endpoint for the
+                # platform's own account, which needs none of the app's events.
+                report.add(
+                    WARN if working else FIX,
+                    f"Webhook endpoint {endpoint.id} does not listen to {', '.join(missing)}.",
+                    f"Add {', '.join(missing)} to the events of {endpoint.id} in the Dashboard.",
                 )
             if endpoint.api_version != version:
                 shown = endpoint.api_version or "your account's default API version"
-                mine.append(
-                    (
+                move = (
+                    f"An endpoint's API version cannot be changed: add a new endpoint at "
+                    f"{endpoint.url} with API version {version} and the same events, put its "
+                    f"signing secret in STRIPE_WEBHOOK_ENDPOINTS, then delete {endpoint.id}."
+                )
+                if version_readable(endpoint):
+                    report.add(
+                        WARN,
+                        f"Webhook endpoint {endpoint.id} sends events in {shown}; the app is "
+                        f"written for {version} and still reads {shown}.",
+                        move,
+                    )
+                else:
+                    report.add(
+                        FIX,
                         f"Webhook endpoint {endpoint.id} sends events in {shown}; the app is "
                         f"written for {version}.",
-                        f"An endpoint's API version cannot be changed: add a new endpoint at "
-                        f"{endpoint.url} with API version {version} and the same events, put its "
-                        f"signing secret in your settings, then delete {endpoint.id}.",
+                        move,
                     )
-                )
-            problems[endpoint.id] = mine
-        complete = [e for e in ours if not problems[e.id]]
-        for endpoint in ours:
-            if not problems[endpoint.id]:
+            if len(report.findings) == before:
                 report.add(
                     OK,
                     f"Webhook endpoint {endpoint.id} points at {endpoint.url}, listens to all "
                     f"{len(handled)} event types the app handles and uses API version {version}.",
                 )
-            for message, fix in problems[endpoint.id]:
-                # With a complete endpoint, a second one missing events may be the one for
-                # the platform's own account, which needs none of them.
-                level = WARN if complete and "does not listen" in message else FIX
-                report.add(level, message, fix)
+        self.check_configured(report, test_mode, ours)
         ids = ", ".join(e.id for e in ours)
         report.add(INFO, DASHBOARD_CONNECT_HINT.format(endpoints=ids))
         report.add(INFO, DASHBOARD_SIGNING_HINT.format(endpoints=ids))
+
+    def check_configured(
+        self, report: ModeReport, test_mode: bool, ours: list[gateway.WebhookEndpoint]
+    ) -> None:
+        """Each endpoint posting to the site needs its signing secret in the settings, or
+        the app refuses what it sends (a live Connect endpoint's secret also covers the
+        test events of accounts connected in live mode, but not the test endpoint's)."""
+        configured = [e for e in billing_settings.webhook_endpoints() if e.live != test_mode]
+        ids = ", ".join(e.id for e in ours)
+        if not configured:
+            report.add(
+                FIX,
+                f"No {report.mode}-mode webhook endpoint is configured in "
+                f"STRIPE_WEBHOOK_ENDPOINTS: the app refuses every delivery of {ids}.",
+                f'Add an entry with "live": {not test_mode} and the signing secret of '
+                f"{ids} (Dashboard > Developers > Webhooks > the endpoint > Signing secret).",
+            )
+        elif len(configured) < len(ours):
+            names = ", ".join(repr(e.name) for e in configured)
+            report.add(
+                WARN,
+                f"{len(ours)} {report.mode}-mode endpoints post to this site ({ids}) but "
+                f"STRIPE_WEBHOOK_ENDPOINTS has {len(configured)} ({names}).",
+                "Give each endpoint its own entry with its own signing secret; deliveries "
+                "signed with a secret the app does not know are refused.",
+            )
 
     def no_endpoint(
         self, report: ModeReport, endpoints: list[gateway.WebhookEndpoint], wanted: list[str]
@@ -401,8 +441,8 @@ class Command(BaseCommand):
             f"No {report.mode}-mode webhook endpoint points at this site's webhook URL ({shown}).",
             f"In the Dashboard ({report.mode} mode), add an endpoint at {wanted[0]} listening "
             f"to events on Connected accounts, with API version {expected_api_version()} and "
-            f"the events {', '.join(HANDLED_EVENT_TYPES)}; put its signing secret in your "
-            "settings.",
+            f"the events {', '.join(HANDLED_EVENT_TYPES)}; add its signing secret to "
+            "STRIPE_WEBHOOK_ENDPOINTS.",
         )
 
     # -- output -------------------------------------------------------------------------
