@@ -1,15 +1,12 @@
-"""Which invoices an editor may see, and the filters of the invoice listing.
+"""The invoice listing's filters and search.
 
-Two things live here because every invoice screen needs both: the *scope* (the sites a
-user may bill for, narrowed by the ``client_billing_sites_for_user`` hook) and the
-listing's :class:`InvoiceFilterSet`. Views, forms and the settings tab import the scope
-from here so that no screen forgets it.
+The site filter offers only the sites the user may bill for (:mod:`.scope`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import django_filters
 from django import forms
@@ -21,50 +18,13 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
 
-from . import hooks
 from .conf import billing_settings
 from .models import BillingType, Invoice, InvoiceStatus, Mode
 from .money import currency_choices
+from .scope import sites_for_user
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
-
-
-def sites_for_user(user: Any) -> QuerySet[Site]:
-    """The sites ``user`` may bill for: every site, unless a hook narrows them.
-
-    The ``client_billing_sites_for_user`` hook gets ``(user, sites)`` and returns a
-    queryset (see ``docs/hooks.md``).
-    """
-    sites: QuerySet[Site] = hooks.fold(hooks.SITES_FOR_USER, Site.objects.all(), user)
-    return sites
-
-
-def invoices_for_user(user: Any, queryset: QuerySet[Invoice] | None = None) -> QuerySet[Invoice]:
-    """``queryset`` (default: every invoice) limited to the sites ``user`` may bill for.
-
-    Without a registered hook nothing is filtered, so the common case adds no subquery
-    to listings of a million rows.
-    """
-    queryset = Invoice.objects.all() if queryset is None else queryset
-    if not hooks.get(hooks.SITES_FOR_USER):
-        return queryset
-    return queryset.filter(site__in=sites_for_user(user).values("pk"))
-
-
-def webhook_events_for_user(user: Any, queryset: QuerySet[Any] | None = None) -> QuerySet[Any]:
-    """Webhook events ``user`` may see: those about invoices of sites they may bill for.
-
-    Without a ``client_billing_sites_for_user`` hook (and for superusers) nothing is
-    filtered. An editor narrowed to some sites sees only their invoices' events, not
-    account-level events, which may concern other clients' accounts.
-    """
-    from .models import WebhookEvent
-
-    queryset = WebhookEvent.objects.all() if queryset is None else queryset
-    if not hooks.get(hooks.SITES_FOR_USER) or getattr(user, "is_superuser", False):
-        return queryset
-    return queryset.filter(invoice__site__in=sites_for_user(user).values("pk"))
 
 
 def status_filter_asked(request: HttpRequest, prefix: str = "") -> list[str]:

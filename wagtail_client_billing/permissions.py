@@ -2,9 +2,11 @@
 
 Two questions, kept apart because they have different owners:
 
-* :func:`can_use_client_billing` asks the *site developer*: the
-  ``client_billing_can_use`` hook (see :mod:`.hooks`) may switch the whole feature off
-  for a site or a user -- for example to keep it to a paid plan.
+* :func:`~.scope.can_use_client_billing` asks the *site developer*: the
+  ``client_billing_sites_for_user`` and ``client_billing_can_use`` hooks (see
+  :mod:`.hooks`) may keep a user to some sites, or switch the whole feature off for a
+  site or a user -- for example to keep it to a paid plan. It lives in :mod:`.scope`
+  and is importable from here too.
 * :func:`user_can_connect` asks the *permissions* an administrator gave the user: the
   app's ``connect_stripe_account`` permission plus the right to change the site's
   Client Billing settings. Connecting an account changes where a site's money goes, so
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import hooks
+from .scope import can_use_client_billing
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -28,23 +30,6 @@ if TYPE_CHECKING:
 CONNECT_PERMISSION = "wagtail_client_billing.connect_stripe_account"
 #: Django's change permission on the site setting (global, or per site in Wagtail).
 CHANGE_SETTINGS_PERMISSION = "wagtail_client_billing.change_clientbillingsettings"
-
-
-def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
-    """Whether the site developer lets this request's user use Client Billing on ``site``.
-
-    False as soon as one ``client_billing_can_use`` hook returns a falsy value, or when
-    the ``client_billing_sites_for_user`` hook leaves ``site`` out of the user's sites
-    (so an editor limited to some sites cannot connect, unlink or test email on the
-    others either); true when neither hook is registered. It says nothing about the
-    user's permissions.
-    """
-    if hooks.get(hooks.SITES_FOR_USER):
-        from .filters import sites_for_user
-
-        if not sites_for_user(request.user).filter(pk=site.pk).exists():
-            return False
-    return hooks.all_allow(hooks.CAN_USE, request, site)
 
 
 def _settings_policy():

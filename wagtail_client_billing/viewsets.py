@@ -33,9 +33,10 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
-from .filters import InvoiceFilterSet, invoices_for_user, search_invoices
+from .filters import InvoiceFilterSet, search_invoices
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus
+from .scope import invoices_for_user
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,

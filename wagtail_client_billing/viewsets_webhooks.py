@@ -28,8 +28,8 @@ from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button
 from wagtail.permission_policies import ModelPermissionPolicy
 
-from .filters import webhook_events_for_user
 from .models import WebhookEvent, WebhookOutcome
+from .scope import webhook_events_for_user
 from .views.admin_webhooks import ReprocessView
 
 #: Actions nobody may take on a stored event.

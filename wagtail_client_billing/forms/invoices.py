@@ -23,7 +23,6 @@ from wagtail.models import Site
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
-from ..filters import sites_for_user
 from ..models import ClientBillingSettings, Invoice, StripeAccount
 from ..money import (
     MAXIMUM_AMOUNT,
@@ -36,6 +35,7 @@ from ..money import (
     to_major,
     to_minor,
 )
+from ..scope import sites_for_user
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
 #: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).

@@ -14,9 +14,8 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from wagtail.admin.panels import Panel
 
-from .. import hooks
-from ..filters import sites_for_user
 from ..models import Invoice
+from ..scope import can_use_client_billing
 
 #: The query-string parameter of the tab's page number (the settings form owns ``p``).
 PAGE_PARAM = "invoices_page"
@@ -48,10 +47,7 @@ class SiteInvoicesPanel(Panel):
                 user, {"add", "change", "delete", "view"}
             ):
                 return False
-            if not sites_for_user(user).filter(pk=self.site.pk).exists():
-                return False
-            # The site developer's hook may switch Client Billing off for this site and user.
-            return hooks.all_allow(hooks.CAN_USE, self.request, self.site)
+            return can_use_client_billing(self.request, self.site)
 
         def get_context_data(self, parent_context: Any = None) -> dict[str, Any]:
             context: dict[str, Any] = super().get_context_data(parent_context)

@@ -16,7 +16,8 @@ from wagtail.admin.panels import Panel
 
 from ..forms.connect import country_name
 from ..models import Mode, StripeAccount, user_display
-from ..permissions import can_use_client_billing, user_can_connect
+from ..permissions import user_can_connect
+from ..scope import can_use_client_billing
 
 if TYPE_CHECKING:
     from django.utils.functional import Promise

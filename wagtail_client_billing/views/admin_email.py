@@ -21,7 +21,8 @@ from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
 from .. import emails
-from ..permissions import can_use_client_billing, user_can_change_settings
+from ..permissions import user_can_change_settings
+from ..scope import can_use_client_billing
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Admin screens that do something to billing requests: create, send new, resend, delete.
 
 Every view here checks the model permission it needs (``add``, ``change``, ``delete``)
-and loads invoices only from the sites the user may bill for (:func:`..filters.invoices_for_user`),
+and loads invoices only from the sites the user may bill for (:func:`..scope.invoices_for_user`),
 so another site's invoice in a URL is a 404. Status changes go through
 :mod:`..lifecycle`, emails and Stripe clean-up through :mod:`..tasks`.
 """
@@ -31,8 +31,8 @@ from wagtail.log_actions import log
 from wagtail.snippets.views.snippets import CreateView, DeleteView
 
 from .. import hooks, lifecycle, tasks
-from ..filters import invoices_for_user
 from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+from ..scope import can_use_client_billing, invoices_for_user
 
 #: Log action written when an editor creates a billing request.
 CREATED_ACTION = "wagtail_client_billing.created"
@@ -78,7 +78,8 @@ def _url(name: str, invoice: Invoice) -> str:
 class InvoiceCreateView(CreateView):
     """Add billing request: validate, save as pending, log, queue the email.
 
-    The ``client_billing_can_use`` and ``client_billing_before_create_invoice`` hooks run
+    The access scope (:func:`..scope.can_use_client_billing`) and the
+    ``client_billing_before_create_invoice`` hook run
     once the form is otherwise valid; a ``ValidationError`` from the latter is shown on
     the form.
     """
@@ -109,7 +110,7 @@ class InvoiceCreateView(CreateView):
     def is_valid(self, form: Any) -> bool:
         if form.is_valid():
             invoice = form.instance
-            if not hooks.all_allow(hooks.CAN_USE, self.request, invoice.site):
+            if not can_use_client_billing(self.request, invoice.site):
                 form.add_error(
                     None, _("Client Billing is not available for this site to your account.")
                 )

@@ -22,8 +22,8 @@ from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTempla
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 
 from .. import webhooks
-from ..filters import webhook_events_for_user
 from ..models import WebhookEvent, WebhookOutcome
+from ..scope import webhook_events_for_user
 
 
 class ReprocessView(
