@@ -99,9 +99,6 @@ URLS: dict[str, Row] = {
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen": Row("invoice"),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen_multiple": Row(about_other=False),
-    "wagtailsnippetchoosers_wagtail_client_billing_invoice:create": Row(
-        about_other=False, posts=True
-    ),
     "client_billing_webhook_events:index": Row(about_other=False),
     "client_billing_webhook_events:index_results": Row(about_other=False),
     "client_billing_webhook_events:inspect": Row("event"),
@@ -230,8 +227,16 @@ def snapshot() -> tuple:
 ALL_NAMES = sorted(URLS)
 
 
-#: Gaps these tests find go here as strict xfails until fixed (none open).
-KNOWN_GAPS: dict[tuple[str, str], Any] = {}
+#: Gaps these tests find go here as strict xfails until fixed.
+_GAP = pytest.mark.xfail(strict=True, reason="known gap, fixed in a later commit")
+KNOWN_GAPS: dict[tuple[str, str], Any] = {
+    ("offered", "reuse a connected account"): _GAP,
+    ("offered", "site history report"): _GAP,
+    ("offered", "site history results"): _GAP,
+    ("offered", "site history CSV export"): _GAP,
+    ("offered", "create form: page to publish when paid"): _GAP,
+    ("offered", "create form: page to unpublish when expired"): _GAP,
+}
 
 
 def rows(check: str, names) -> list:
@@ -361,6 +366,200 @@ def test_the_hook_alone_keeps_an_editor_from_another_sites_stripe_and_email(worl
         own = client.get(url_for(name, world, other=False))
         assert own.status_code in (200, 302, 405)
     assert snapshot() == before
+
+
+# --- what a hook-limited editor is offered: choosers, reports, exports, form choices --------
+
+
+@dataclass
+class Offered:
+    """What one screen lists, for the world of :func:`offered_world`.
+
+    Attributes:
+        url: the screen (a chooser, a report, an export, a form) to GET.
+        hidden: text naming a client-b thing that must not be listed.
+        shown: text naming a client-a thing that must be, so the check cannot pass on an
+            empty page.
+        post: ``(url, data)`` picking the client-b thing anyway; it must be refused.
+        refused: after that POST, whether the world is as it was.
+    """
+
+    url: str
+    hidden: str
+    shown: str
+    post: tuple[str, dict] | None = None
+    refused: Any = None
+
+
+@dataclass
+class OfferedWorld:
+    world: World
+    editor: Any
+    own_account: Any
+    other_account: Any
+    own_page: Any
+    other_page: Any
+    other_live_page: Any
+
+
+@pytest.fixture
+def offered_world(world) -> OfferedWorld:
+    """The world, seen by an editor whom the hook limits to client-a although they hold
+    every permission of the app for every site (the settings permission included)."""
+    from wagtail.log_actions import log
+    from wagtail.models import Page
+
+    editor = make_user("scoped")
+    editor.groups.get().permissions.add(*Permission.objects.filter(content_type__app_label=APP))
+    # Live accounts to reuse on client-a's free live slot: client-b's own, and one the
+    # editor connected earlier and unlinked, which belongs to no site now.
+    other_account = make_account("acct_live_client_b", test_mode=False)
+    connect(world.site_b, other_account)
+    own_account = make_account("acct_live_editors_own", test_mode=False, connected_by=editor)
+    own_page = world.site_a.root_page.add_child(
+        instance=Page(title="Client A draft to publish", slug="a-draft", live=False)
+    )
+    other_page = world.site_b.root_page.add_child(
+        instance=Page(title="Client B secret draft", slug="b-draft", live=False)
+    )
+    other_live_page = world.site_b.root_page.add_child(
+        instance=Page(title="Client B live page", slug="b-live")
+    )
+    for invoice in (world.own, world.other):
+        log(instance=invoice, action="wagtail_client_billing.created")
+    return OfferedWorld(
+        world, editor, own_account, other_account, own_page, other_page, other_live_page
+    )
+
+
+def _invoice_form(site, **extra) -> dict:
+    return {
+        "site": str(site.pk),
+        "email": "new-client@client-a.example",
+        "currency": "USD",
+        "amount": "10.00",
+        "billing_type": "one_time",
+        "success_url": "https://client-a.example/thanks",
+        "cancel_url": "https://client-a.example/cancelled",
+        "test_mode": "on",
+        **{key: str(value) for key, value in extra.items()},
+    }
+
+
+def offered_screens(ow: OfferedWorld) -> dict[str, Offered]:
+    """Every screen that lists invoices, accounts, pages or log entries to pick from or
+    read, keyed by what it is."""
+    w = ow.world
+    connect_url = reverse("wagtail_client_billing_connect:connect", kwargs={"site_pk": w.site_a.pk})
+    add_url = reverse("wagtail_client_billing_invoices:add") + f"?site={w.site_a.pk}"
+    history = reverse("wagtailadmin_reports:site_history")
+
+    def live_slot_still_free():
+        return ClientBillingSettings.objects.get(site=w.site_a).live_account_id is None
+
+    def no_invoice_names_a_client_b_page():
+        return (
+            not Invoice.objects.filter(
+                publish_page_when_paid__in=[ow.other_page, ow.other_live_page]
+            ).exists()
+            and not Invoice.objects.filter(
+                unpublish_page_when_expired__in=[ow.other_page, ow.other_live_page]
+            ).exists()
+        )
+
+    return {
+        "reuse a connected account": Offered(
+            connect_url,
+            hidden=ow.other_account.stripe_id,
+            shown=ow.own_account.stripe_id,
+            post=(connect_url, {"action": "reuse", "reuse-account": ow.other_account.pk}),
+            refused=live_slot_still_free,
+        ),
+        "site history report": Offered(history, hidden=w.other.number, shown=w.own.number),
+        "site history results": Offered(
+            reverse("wagtailadmin_reports:site_history_results"),
+            hidden=w.other.number,
+            shown=w.own.number,
+        ),
+        "site history CSV export": Offered(
+            history + "?export=csv", hidden=w.other.number, shown=w.own.number
+        ),
+        "create form: page to publish when paid": Offered(
+            add_url,
+            hidden=ow.other_page.title,
+            shown=ow.own_page.title,
+            post=(add_url, _invoice_form(w.site_a, publish_page_when_paid=ow.other_page.pk)),
+            refused=no_invoice_names_a_client_b_page,
+        ),
+        "create form: page to unpublish when expired": Offered(
+            add_url,
+            hidden=ow.other_live_page.title,
+            shown=w.site_a.root_page.title,
+            post=(
+                add_url,
+                _invoice_form(w.site_a, unpublish_page_when_expired=ow.other_live_page.pk),
+            ),
+            refused=no_invoice_names_a_client_b_page,
+        ),
+    }
+
+
+OFFERED = [
+    "reuse a connected account",
+    "site history report",
+    "site history results",
+    "site history CSV export",
+    "create form: page to publish when paid",
+    "create form: page to unpublish when expired",
+]
+
+
+def _body(response) -> str:
+    if getattr(response, "streaming", False):
+        return b"".join(response.streaming_content).decode(errors="replace")
+    return response.content.decode(errors="replace")
+
+
+@pytest.mark.parametrize("name", rows("offered", OFFERED))
+def test_hook_limited_editor_is_offered_nothing_of_another_site(offered_world, name):
+    screen = offered_screens(offered_world)[name]
+    client = Client()
+    client.force_login(offered_world.editor)
+    with wagtail_hooks.register_temporarily(hooks.SITES_FOR_USER, only_client_a):
+        response = client.get(screen.url)
+        assert response.status_code == 200, response.status_code
+        body = _body(response)
+        assert screen.shown in body, f"{screen.shown!r} missing: the check proves nothing"
+        assert screen.hidden not in body
+        if screen.post is not None:
+            url, data = screen.post
+            response = client.post(url, data)
+            assert response.status_code in (200, 302, 403, 404), response.status_code
+            assert screen.refused(), "the POST picked another site's object"
+
+
+def test_every_offered_screen_is_in_the_table(offered_world):
+    assert sorted(offered_screens(offered_world)) == sorted(OFFERED)
+
+
+@pytest.mark.parametrize("superuser", [False, True])
+def test_the_invoice_chooser_offers_no_creation(world, superuser):
+    """Billing requests are made on their own form (which checks the site, the account
+    and the hooks), never in the chooser's modal."""
+    user = make_user("chooser", superuser=superuser)
+    if not superuser:
+        user.groups.get().permissions.add(*Permission.objects.filter(content_type__app_label=APP))
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    choose = reverse("wagtailsnippetchoosers_wagtail_client_billing_invoice:choose")
+    before = snapshot()
+    for method in ("get", "post"):
+        response = getattr(client, method)(choose + "create/", {"email": "x@example.com"})
+        assert response.status_code in (403, 404, 405), (method, response.status_code)
+    assert snapshot() == before
+    modal = client.get(choose)
+    assert modal.status_code == 200
+    assert "create/" not in modal.json()["html"]
 
 
 # --- a superuser ----------------------------------------------------------------------------------

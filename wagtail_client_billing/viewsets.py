@@ -361,6 +361,11 @@ class _ScopedToBillableInvoices:
     def get_objects(self, pks: Any) -> QuerySet[Invoice]:
         return invoices_for_user(self.request.user).filter(pk__in=pks)
 
+    def can_create(self) -> bool:
+        # Wagtail offers creation to anyone with the add permission, even without a
+        # creation form; billing requests are made on their own form only.
+        return False
+
 
 class InvoiceChooseView(_ScopedToBillableInvoices, chooser_views.ChooseView):
     pass
@@ -383,7 +388,16 @@ class InvoiceChooserViewSet(chooser_views.SnippetChooserViewSet):
     choose_results_view_class = InvoiceChooseResultsView
     chosen_view_class = InvoiceChosenView
     chosen_multiple_view_class = InvoiceChosenMultipleView
-    create_action_label = None  # billing requests are made on their own form, not in a modal
+    create_action_label = None
+
+    def get_urlpatterns(self) -> list[Any]:
+        # No "create" URL: a billing request needs the site, account and hook checks of
+        # its own form, which a chooser modal has none of.
+        return [
+            pattern
+            for pattern in super().get_urlpatterns()
+            if getattr(pattern, "name", None) != "create"
+        ]
 
 
 class InvoiceViewSet(SnippetViewSet):
