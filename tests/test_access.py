@@ -230,7 +230,6 @@ ALL_NAMES = sorted(URLS)
 #: Gaps these tests find go here as strict xfails until fixed.
 _GAP = pytest.mark.xfail(strict=True, reason="known gap, fixed in a later commit")
 KNOWN_GAPS: dict[tuple[str, str], Any] = {
-    ("offered", "reuse a connected account"): _GAP,
     ("offered", "site history report"): _GAP,
     ("offered", "site history results"): _GAP,
     ("offered", "site history CSV export"): _GAP,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .scope import can_use_client_billing
+from .scope import can_use_client_billing, is_narrowed, sites_for_user
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -87,9 +87,17 @@ def can_connect_for_site(request: HttpRequest, site: Site) -> bool:
 
 
 def sites_user_can_connect_for(user) -> QuerySet[Site]:
-    """The sites whose Client Billing settings ``user`` may change (for the reuse select)."""
+    """The sites whose Client Billing settings ``user`` may change, within the sites they
+    may bill for (for the reuse select).
+
+    A global settings permission covers every site; the access scope still keeps an
+    editor the ``client_billing_sites_for_user`` hook limits to their own sites.
+    """
     from wagtail.models import Site
 
     if not user_can_connect(user):
         return Site.objects.none()
-    return _settings_policy().sites_user_has_permission_for(user, "change")
+    sites: QuerySet[Site] = _settings_policy().sites_user_has_permission_for(user, "change")
+    if is_narrowed():
+        sites = sites.filter(pk__in=sites_for_user(user).values("pk"))
+    return sites

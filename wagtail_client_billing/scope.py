@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from wagtail.models import Site
 
 from . import hooks
-from .models import Invoice, WebhookEvent
+from .models import Invoice, StripeAccount, WebhookEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -85,3 +85,30 @@ def webhook_events_for_user(
     if sees_every_site(user):
         return queryset
     return queryset.filter(invoice__site__in=sites_for_user(user).values("pk"))
+
+
+def attached_to(sites: QuerySet[Site]) -> Q:
+    """A filter on :class:`~.models.StripeAccount`: attached (test or live) to one of ``sites``."""
+    return Q(test_settings__site__in=sites) | Q(live_settings__site__in=sites)
+
+
+def accounts_for_user(
+    user: Any,
+    queryset: QuerySet[StripeAccount] | None = None,
+    *,
+    sites: QuerySet[Site] | None = None,
+) -> QuerySet[StripeAccount]:
+    """Stripe accounts ``user`` may bill through: those attached to one of ``sites``
+    (default: the sites they may bill for), and those they connected themselves that no
+    other site uses (connected, then unlinked).
+
+    A superuser gets ``queryset`` as it is. The result may hold an account twice (it can
+    serve two sites): call ``distinct()`` before showing it.
+    """
+    queryset = StripeAccount.objects.all() if queryset is None else queryset
+    if getattr(user, "is_superuser", False):
+        return queryset
+    sites = sites_for_user(user) if sites is None else sites
+    others = Site.objects.exclude(pk__in=sites.values("pk"))
+    used_elsewhere = StripeAccount.objects.filter(attached_to(others)).values("pk")
+    return queryset.filter(attached_to(sites) | (Q(connected_by=user) & ~Q(pk__in=used_elsewhere)))

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 from babel import Locale, UnknownLocaleError
 from django import forms
 from django.core.validators import URLValidator
-from django.db.models import Q
 from django.utils import translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +19,7 @@ from wagtail.admin.widgets.switch import SwitchInput
 from ..conf import billing_settings
 from ..models import ClientBillingSettings, StripeAccount
 from ..permissions import sites_user_can_connect_for
+from ..scope import accounts_for_user
 
 if TYPE_CHECKING:
     from wagtail.models import Site
@@ -158,22 +158,17 @@ class AccountChoiceField(forms.ModelChoiceField):
 
 def reusable_accounts(site: Site, settings: ClientBillingSettings, user):
     """Accounts this user may attach to ``site``: of a mode whose slot is still free,
-    still authorized, and already used by a site the user manages (or connected by them).
+    still authorized, and already used by a site the user may connect for (or connected
+    by them and used by no other site), as :func:`..scope.accounts_for_user` has it.
 
     Limiting it to the user's own sites keeps an editor of one client's site from billing
-    through another client's Stripe account.
+    through another client's Stripe account; the form accepts only what it offers.
     """
     free_modes = [mode for mode in (True, False) if settings.account_for(mode) is None]
     if not free_modes:
         return StripeAccount.objects.none()
     queryset = StripeAccount.objects.filter(test_mode__in=free_modes, deauthorized_at__isnull=True)
-    if not user.is_superuser:
-        sites = sites_user_can_connect_for(user)
-        queryset = queryset.filter(
-            Q(test_settings__site__in=sites)
-            | Q(live_settings__site__in=sites)
-            | Q(connected_by=user)
-        )
+    queryset = accounts_for_user(user, queryset, sites=sites_user_can_connect_for(user))
     return (
         queryset.distinct()
         .prefetch_related("test_settings__site", "live_settings__site")
