@@ -233,8 +233,6 @@ KNOWN_GAPS: dict[tuple[str, str], Any] = {
     ("offered", "site history report"): _GAP,
     ("offered", "site history results"): _GAP,
     ("offered", "site history CSV export"): _GAP,
-    ("offered", "create form: page to publish when paid"): _GAP,
-    ("offered", "create form: page to unpublish when expired"): _GAP,
 }
 
 

@@ -146,6 +146,33 @@ def test_create_form_offers_the_page_choosers(client, admin, connected_site):
     assert "unpublish_page_when_expired" in form.fields
 
 
+def test_the_page_fields_take_only_pages_of_the_invoices_site(client, admin, connected_site):
+    from wagtail.models import Page
+
+    other = make_site("client-b.example")
+    own_draft = connected_site.root_page.add_child(
+        instance=Page(title="Own draft", slug="own-draft", live=False)
+    )
+    other_page = other.root_page.add_child(instance=Page(title="Other page", slug="other"))
+    form = client.get(url("add") + f"?site={connected_site.pk}").context["form"]
+    assert list(form.fields["publish_page_when_paid"].queryset) == [
+        connected_site.root_page,
+        own_draft,
+    ]
+    assert list(form.fields["unpublish_page_when_expired"].queryset) == [connected_site.root_page]
+
+    data = form_data(connected_site, publish_page_when_paid=str(other_page.pk))
+    response = client.post(url("add"), data)
+    assert "publish_page_when_paid" in form_errors(response)
+    assert not Invoice.objects.exists()
+    response = client.post(
+        url("add"), form_data(connected_site, unpublish_page_when_expired=str(own_draft.pk))
+    )
+    assert "unpublish_page_when_expired" in form_errors(response)
+    client.post(url("add"), form_data(connected_site, publish_page_when_paid=str(own_draft.pk)))
+    assert Invoice.objects.get().publish_page_when_paid == own_draft
+
+
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Q, QuerySet
-from wagtail.models import Site
+from wagtail.models import Page, Site
 
 from . import hooks
 from .models import Invoice, StripeAccount, WebhookEvent
@@ -112,3 +112,21 @@ def accounts_for_user(
     others = Site.objects.exclude(pk__in=sites.values("pk"))
     used_elsewhere = StripeAccount.objects.filter(attached_to(others)).values("pk")
     return queryset.filter(attached_to(sites) | (Q(connected_by=user) & ~Q(pk__in=used_elsewhere)))
+
+
+def pages_for_user(user: Any, *, site: Site | None = None) -> QuerySet[Page]:
+    """The pages of the sites ``user`` may bill for (of ``site`` alone, when given), drafts
+    included: each site's root page and everything under it, in tree order.
+
+    Pages that belong to no site, or to another client's site, are never offered.
+    """
+    sites = sites_for_user(user)
+    if site is not None:
+        sites = sites.filter(pk=site.pk)
+    roots = Page.objects.filter(pk__in=sites.values("root_page_id")).values_list("path", flat=True)
+    under = Q()
+    for path in roots:
+        under |= Q(path__startswith=path)
+    if not under:
+        return Page.objects.none()
+    return Page.objects.filter(under).order_by("path")

@@ -19,7 +19,7 @@ from django.core.validators import URLValidator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
-from wagtail.models import Site
+from wagtail.models import Page, Site
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
@@ -35,7 +35,7 @@ from ..money import (
     to_major,
     to_minor,
 )
-from ..scope import sites_for_user
+from ..scope import pages_for_user, sites_for_user
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
 #: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
@@ -73,6 +73,16 @@ class HttpURLField(forms.URLField):
 class SiteChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, obj: Site) -> str:
         return obj.site_name or obj.hostname
+
+
+class PageChoiceField(forms.ModelChoiceField):
+    """A page of the invoice's site, indented by its depth and marked when it is a draft."""
+
+    def label_from_instance(self, obj: Page) -> str:
+        title = obj.get_admin_display_title()
+        if not obj.live:
+            title = gettext("%(title)s (draft)") % {"title": title}
+        return "\N{EN DASH} " * max(obj.depth - 2, 0) + title
 
 
 def parse_amount(raw: str, currency: str) -> int:
@@ -178,6 +188,18 @@ class InvoiceCreateForm(WagtailAdminModelForm):
     cancel_url = HttpURLField(
         label=_("Cancel URL"), help_text=_("Where the client lands if they cancel on Stripe.")
     )
+    publish_page_when_paid = PageChoiceField(
+        label=_("Publish this page when paid"),
+        queryset=Page.objects.none(),
+        required=False,
+        help_text=_("A page of the invoice's site, published as you once the client pays."),
+    )
+    unpublish_page_when_expired = PageChoiceField(
+        label=_("Unpublish this page when expired"),
+        queryset=Page.objects.none(),
+        required=False,
+        help_text=_("A live page of the invoice's site, unpublished if the link expires unpaid."),
+    )
 
     class Meta:
         model = Invoice
@@ -205,6 +227,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
             if len(only) == 1:  # nothing to choose: preselect the one site
                 self.initial["site"] = only[0].pk
         self.fields["currency"].choices = currency_choices(billing_settings.CURRENCIES)
+        self._limit_pages(sites)
         self.fields["test_mode"].help_text = _(
             "Uses the site's test Stripe account: no real money moves."
         )
@@ -223,6 +246,15 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         except InvalidAddress:
             raise ValidationError(_("Enter one email address."), code="invalid") from None
         return email
+
+    def _limit_pages(self, sites: Any) -> None:
+        """Offer the pages of the chosen site (of every site the editor may bill for while
+        none is chosen); other sites' pages are neither listed nor accepted."""
+        raw = self.data.get(self.add_prefix("site")) if self.is_bound else self.initial.get("site")
+        site = sites.filter(pk=raw).first() if str(raw or "").isdigit() else None
+        pages = pages_for_user(self.for_user, site=site)
+        self.fields["publish_page_when_paid"].queryset = pages
+        self.fields["unpublish_page_when_expired"].queryset = pages.filter(live=True)
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean()
