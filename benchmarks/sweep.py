@@ -6,11 +6,10 @@ import time
 
 from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
 
 from wagtail_client_billing import lifecycle
 from wagtail_client_billing.lifecycle import Source
-from wagtail_client_billing.models import Invoice, InvoiceStatus
+from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
 
 from . import data
 from .util import measure, median
@@ -29,7 +28,7 @@ def reset() -> None:
     Invoice.objects.filter(status_source=Source.SWEEP).update(
         status=InvoiceStatus.PENDING, expired_at=None, status_changed_at=None, status_source=""
     )
-    ModelLogEntry.objects.filter(
+    ClientBillingLogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(Invoice), action=EXPIRED_ACTION
     ).delete()
     data.analyze(vacuum=data.is_postgres())
@@ -69,7 +68,7 @@ def run(due_total: int, due_small: int, sample: int, repeats: int) -> dict:
         count = count if isinstance(count, int) else len(count)
         assert count == due_total, count
         assert not Invoice.objects.due_for_expiry().exists()
-        assert ModelLogEntry.objects.filter(action=EXPIRED_ACTION).count() == due_total, (
+        assert ClientBillingLogEntry.objects.filter(action=EXPIRED_ACTION).count() == due_total, (
             "one log entry per expired invoice"
         )
         full_times.append(seconds)

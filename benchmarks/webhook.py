@@ -21,10 +21,15 @@ from dataclasses import dataclass
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
 
 from wagtail_client_billing import tasks
-from wagtail_client_billing.models import Invoice, InvoiceStatus, WebhookEvent, WebhookOutcome
+from wagtail_client_billing.models import (
+    ClientBillingLogEntry,
+    Invoice,
+    InvoiceStatus,
+    WebhookEvent,
+    WebhookOutcome,
+)
 from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
 
 from . import data, loadgen
@@ -147,7 +152,7 @@ def _check_applied(batch: Batch) -> dict:
         "invoices_paid": Invoice.objects.filter(
             pk__in=batch.pks, status=InvoiceStatus.PAID
         ).count(),
-        "status_changes_logged": ModelLogEntry.objects.filter(
+        "status_changes_logged": ClientBillingLogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Invoice),
             object_id__in=[str(pk) for pk in batch.pks],
             action=PAID_ACTION,

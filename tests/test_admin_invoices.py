@@ -19,12 +19,12 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from wagtail import hooks as wagtail_hooks
-from wagtail.models import ModelLogEntry, Site
+from wagtail.models import Site
 from wagtail.users.models import UserProfile
 
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
 from wagtail_client_billing import hooks
-from wagtail_client_billing.models import ClientBillingSettings, Invoice
+from wagtail_client_billing.models import ClientBillingLogEntry, ClientBillingSettings, Invoice
 
 NS = "wagtail_client_billing_invoices"
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -103,7 +103,7 @@ def test_create_billing_request_saves_pending_invoice_and_queues_email(
     assert invoice.email_status == "queued"
     assert invoice.note == "Agreed on the phone"
     assert "Billing request INV-000001 sent to client@example.com" in messages_of(response)
-    assert ModelLogEntry.objects.filter(
+    assert ClientBillingLogEntry.objects.filter(
         object_id=str(invoice.pk), action="wagtail_client_billing.created", user=admin
     ).exists()
 

@@ -15,13 +15,12 @@ import stripe
 from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from wagtail import hooks as wagtail_hooks
-from wagtail.models import ModelLogEntry
 
 from tests.utils import make_emulated_invoice, make_invoice, make_user
 from tests.webhook_helpers import async_result, completed, post_event, session_event, session_obj
 from wagtail_client_billing import gateway, payments
 from wagtail_client_billing.hooks import CHECKOUT_PARAMS
-from wagtail_client_billing.models import Invoice
+from wagtail_client_billing.models import ClientBillingLogEntry, Invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -40,9 +39,9 @@ def refreshed(invoice) -> Invoice:
     return invoice
 
 
-def history(invoice) -> list[ModelLogEntry]:
+def history(invoice) -> list[ClientBillingLogEntry]:
     return list(
-        ModelLogEntry.objects.filter(
+        ClientBillingLogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Invoice), object_id=str(invoice.pk)
         ).order_by("timestamp", "pk")
     )

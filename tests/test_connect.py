@@ -13,11 +13,14 @@ import urllib.request
 
 import pytest
 from wagtail import hooks as wagtail_hooks
-from wagtail.models import ModelLogEntry
 from wagtail.test.utils import WagtailTestUtils
 
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
-from wagtail_client_billing.models import ClientBillingSettings, StripeAccount
+from wagtail_client_billing.models import (
+    ClientBillingLogEntry,
+    ClientBillingSettings,
+    StripeAccount,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -149,7 +152,9 @@ def test_connect_in_test_mode_onboard_on_stripe_and_see_charges_enabled(
     assert account.connected_by == connector
     assert not account.charges_enabled
     assert ClientBillingSettings.for_site(site).test_account == account
-    assert ModelLogEntry.objects.filter(action="wagtail_client_billing.account_connected").exists()
+    assert ClientBillingLogEntry.objects.filter(
+        action="wagtail_client_billing.account_connected"
+    ).exists()
 
     return_url = press_on_onboarding_page(link_url)
     back = client.get(local_path(return_url), follow=True)
@@ -302,7 +307,7 @@ def test_unlink_keeps_the_record_and_pending_invoices_and_writes_a_log_entry(
     account.refresh_from_db()  # the record stays
     invoice.refresh_from_db()
     assert invoice.account == account and invoice.is_payable
-    entry = ModelLogEntry.objects.get(action="wagtail_client_billing.account_unlinked")
+    entry = ClientBillingLogEntry.objects.get(action="wagtail_client_billing.account_unlinked")
     assert entry.user == connector
     assert entry.data["stripe_id"] == account.stripe_id
 
@@ -504,7 +509,9 @@ def test_a_stripe_error_on_account_creation_shows_on_the_form_and_creates_nothin
     assert "Traceback" not in response.content.decode()
     assert not StripeAccount.objects.exists()
     assert ClientBillingSettings.for_site(site).test_account is None
-    assert not ModelLogEntry.objects.filter(action__startswith="wagtail_client_billing.").exists()
+    assert not ClientBillingLogEntry.objects.filter(
+        action__startswith="wagtail_client_billing."
+    ).exists()
 
 
 def test_a_failed_onboarding_link_keeps_the_new_account_as_incomplete(

@@ -26,7 +26,6 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
 
 from tests.utils import (
     connect,
@@ -38,7 +37,12 @@ from tests.utils import (
     use_custom_smtp,
 )
 from wagtail_client_billing import gateway, tasks
-from wagtail_client_billing.models import ClientBillingSettings, EmailStatus, StripeAccount
+from wagtail_client_billing.models import (
+    ClientBillingLogEntry,
+    ClientBillingSettings,
+    EmailStatus,
+    StripeAccount,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -93,7 +97,7 @@ def assert_try_again_page(response, invoice):
         "",
         "",
     )
-    assert not ModelLogEntry.objects.filter(
+    assert not ClientBillingLogEntry.objects.filter(
         object_id=str(invoice.pk), action="wagtail_client_billing.checkout_opened"
     ).exists()
 

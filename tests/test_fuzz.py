@@ -273,10 +273,10 @@ def test_a_replay_within_the_tolerance_is_a_duplicate_and_applies_nothing_twice(
         assert response.status_code == 200
     assert response.json()["duplicate"] is True
     assert WebhookEvent.objects.count() == 1
-    from wagtail.models import ModelLogEntry
+    from wagtail_client_billing.models import ClientBillingLogEntry
 
     assert (
-        ModelLogEntry.objects.filter(
+        ClientBillingLogEntry.objects.filter(
             object_id=str(invoice.pk), action="wagtail_client_billing.paid"
         ).count()
         == 1

@@ -6,13 +6,13 @@ from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from wagtail import hooks as wagtail_hooks
-from wagtail.models import ModelLogEntry, Page
+from wagtail.models import Page
 
 from tests.testapp.models import SimplePage
 from tests.utils import make_account, make_invoice, make_site, make_user
 from wagtail_client_billing import hooks, lifecycle
 from wagtail_client_billing.lifecycle import Source, TransitionNotAllowed
-from wagtail_client_billing.models import Invoice, InvoiceStatus
+from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
 from wagtail_client_billing.signals import invoice_status_changed
 
 S = InvoiceStatus
@@ -42,7 +42,9 @@ def invoice_in(status, **kwargs):
 
 def logs(invoice):
     return list(
-        ModelLogEntry.objects.filter(object_id=str(invoice.pk)).values_list("action", flat=True)
+        ClientBillingLogEntry.objects.filter(object_id=str(invoice.pk)).values_list(
+            "action", flat=True
+        )
     )
 
 
@@ -92,7 +94,7 @@ def test_delete_records_who_and_when():
     assert invoice.status == S.DELETED
     assert invoice.deleted_by == editor
     assert invoice.deleted_at is not None
-    entry = ModelLogEntry.objects.get(object_id=str(invoice.pk))
+    entry = ClientBillingLogEntry.objects.get(object_id=str(invoice.pk))
     assert (entry.action, entry.user) == ("wagtail_client_billing.deleted", editor)
 
 

@@ -17,10 +17,10 @@ from django.db.models import ProtectedError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
 
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
 from wagtail_client_billing.models import (
+    ClientBillingLogEntry,
     ClientBillingSettings,
     Invoice,
     StripeAccount,
@@ -95,7 +95,7 @@ def test_every_delete_like_action_keeps_every_row(client, stripe_emulator, setti
             Invoice.objects.count(),
             WebhookEvent.objects.count(),
             StripeAccount.objects.count(),
-            ModelLogEntry.objects.count() > 0 or True,
+            ClientBillingLogEntry.objects.count() > 0 or True,
         )
 
     before = counts()
@@ -161,6 +161,31 @@ def test_every_migration_reverses_and_reapplies():
     assert "wagtail_client_billing_invoice" in connection.introspection.table_names()
     site, account = make_site("after.example"), make_account("acct_after")
     assert make_invoice(site, account).number == "INV-000001"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_apps_log_entries_move_to_their_own_table_and_back():
+    """Entries written to Wagtail's ModelLogEntry before the app had its own log table
+    keep showing in the invoice's history after the upgrade, and go back on a downgrade."""
+    from wagtail.log_actions import log
+    from wagtail.models import ModelLogEntry
+
+    from wagtail_client_billing.models import ClientBillingLogEntry
+
+    invoice = make_invoice(make_site("log.example"), make_account("acct_log"))
+    log(instance=invoice, action="wagtail_client_billing.created", data={"amount": 1})
+    _migrate("0004_listing_search_indexes")
+    old = ModelLogEntry.objects.get(object_id=str(invoice.pk))
+    assert (old.action, old.data, old.label) == (
+        "wagtail_client_billing.created",
+        {"amount": 1},
+        invoice.number,
+    )
+    _migrate("latest")
+    assert not ModelLogEntry.objects.filter(object_id=str(invoice.pk)).exists()
+    [entry] = ClientBillingLogEntry.objects.for_instance(invoice)
+    assert (entry.action, entry.data, entry.label) == (old.action, old.data, old.label)
+    assert entry.timestamp == old.timestamp
 
 
 def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> None:

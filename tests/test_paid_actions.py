@@ -2,12 +2,13 @@
 
 import pytest
 from wagtail import hooks as wagtail_hooks
-from wagtail.models import GroupPagePermission, ModelLogEntry, Page, PageLogEntry
+from wagtail.models import GroupPagePermission, Page, PageLogEntry
 
 from tests.testapp.models import SimplePage
 from tests.utils import make_invoice, make_user
 from wagtail_client_billing import hooks, lifecycle
 from wagtail_client_billing.lifecycle import Source
+from wagtail_client_billing.models import ClientBillingLogEntry
 
 pytestmark = pytest.mark.django_db
 
@@ -41,7 +42,7 @@ def test_paying_publishes_the_chosen_page_and_logs_on_both(django_capture_on_com
 
     page.refresh_from_db()
     assert page.live
-    invoice_actions = ModelLogEntry.objects.filter(object_id=str(invoice.pk)).values_list(
+    invoice_actions = ClientBillingLogEntry.objects.filter(object_id=str(invoice.pk)).values_list(
         "action", flat=True
     )
     assert "wagtail_client_billing.page_published" in invoice_actions
@@ -62,7 +63,7 @@ def test_page_is_not_published_when_the_author_may_not_publish_it(
 
     page.refresh_from_db()
     assert not page.live
-    assert ModelLogEntry.objects.filter(
+    assert ClientBillingLogEntry.objects.filter(
         object_id=str(invoice.pk), action="wagtail_client_billing.page_action_refused"
     ).exists()
 

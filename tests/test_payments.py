@@ -11,11 +11,10 @@ import time_machine
 from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
 
 from tests.utils import connect, make_account, make_invoice, make_site
 from wagtail_client_billing import gateway, payments
-from wagtail_client_billing.models import Invoice
+from wagtail_client_billing.models import ClientBillingLogEntry, Invoice
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +60,7 @@ def click(client, invoice):
 
 def actions(invoice):
     return list(
-        ModelLogEntry.objects.filter(
+        ClientBillingLogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Invoice), object_id=str(invoice.pk)
         )
         .order_by("timestamp", "pk")

@@ -23,13 +23,12 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
-from wagtail.models import ModelLogEntry
 
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
 from tests.webhook_helpers import completed, post_event
 from wagtail_client_billing import gateway, lifecycle, payments
 from wagtail_client_billing.lifecycle import LOG_ACTIONS, TRANSITIONS, TransitionNotAllowed
-from wagtail_client_billing.models import Invoice, InvoiceStatus
+from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
 
 S = InvoiceStatus
 
@@ -80,7 +79,7 @@ def status_history(invoice: Invoice) -> list[tuple[str, str]]:
     Each change updates the row and inserts its entry in one transaction; a second
     writer waits on the row lock until the first commits, so ids follow commit order.
     """
-    entries = ModelLogEntry.objects.filter(
+    entries = ClientBillingLogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(Invoice),
         object_id=str(invoice.pk),
         action__in=STATUS_ACTIONS,

@@ -14,11 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
-from wagtail.models import ModelLogEntry
 
 from tests.utils import SMTPServer, make_account, make_invoice, use_custom_smtp
 from wagtail_client_billing import gateway, lifecycle, tasks
-from wagtail_client_billing.models import EmailStatus, Invoice, InvoiceStatus
+from wagtail_client_billing.models import ClientBillingLogEntry, EmailStatus, Invoice, InvoiceStatus
 
 pytestmark = [
     pytest.mark.django_db,
@@ -28,7 +27,7 @@ pytestmark = [
 
 def log_actions(invoice) -> list[str]:
     return list(
-        ModelLogEntry.objects.filter(object_id=str(invoice.pk))
+        ClientBillingLogEntry.objects.filter(object_id=str(invoice.pk))
         .order_by("pk")
         .values_list("action", flat=True)
     )

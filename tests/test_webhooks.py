@@ -15,7 +15,6 @@ from django_q.models import Schedule
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
-from wagtail.models import ModelLogEntry
 
 from tests.utils import connect, make_account, make_invoice
 from tests.webhook_helpers import (
@@ -35,6 +34,7 @@ from tests.webhook_helpers import (
 )
 from wagtail_client_billing import signals, tasks, webhooks
 from wagtail_client_billing.models import (
+    ClientBillingLogEntry,
     ClientBillingSettings,
     Invoice,
     StripeAccount,
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.django_db
 
 def log_actions(invoice) -> list[str]:
     return list(
-        ModelLogEntry.objects.filter(
+        ClientBillingLogEntry.objects.filter(
             content_type=ContentType.objects.get_for_model(Invoice), object_id=str(invoice.pk)
         )
         .order_by("timestamp", "pk")
@@ -542,7 +542,7 @@ def test_deauthorized_account_is_unlinked_from_every_site(client, connected_site
     assert account.deauthorized_at is not None
     assert account.state == "deauthorized"
     assert not ClientBillingSettings.objects.filter(test_account=account).exists()
-    assert ModelLogEntry.objects.filter(
+    assert ClientBillingLogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(StripeAccount),
         object_id=str(account.pk),
         action="wagtail_client_billing.account_unlinked",

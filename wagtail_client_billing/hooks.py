@@ -15,9 +15,13 @@ Register a function for one of these names in your project's ``wagtail_hooks.py`
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wagtail import hooks
+from wagtail.models import Site
+
+if TYPE_CHECKING:
+    from django.db.models import QuerySet
 
 #: ``(request, site) -> bool``: may this user use Client Billing on this site?
 CAN_USE = "client_billing_can_use"
@@ -71,3 +75,32 @@ def fold(name: str, value: Any, *args: Any) -> Any:
 def all_allow(name: str, *args: Any) -> bool:
     """True unless a function registered for ``name`` returns a falsy value."""
     return all(fn(*args) for fn in get(name))
+
+
+def narrows_sites() -> bool:
+    """Whether a ``client_billing_sites_for_user`` hook is registered at all.
+
+    Without one nothing is filtered, so the common case adds no subquery to listings
+    of a million rows.
+    """
+    return bool(get(SITES_FOR_USER))
+
+
+def sees_every_site(user: Any) -> bool:
+    """Whether ``user`` may see what belongs to no single site (account-level records).
+
+    True without a ``client_billing_sites_for_user`` hook, and for superusers: a record
+    that may concern several clients' sites is shown only to someone who may see them all.
+    """
+    return not narrows_sites() or bool(getattr(user, "is_superuser", False))
+
+
+def sites_for_user(user: Any) -> QuerySet[Site]:
+    """The sites ``user`` may bill for: every site, unless a hook narrows them.
+
+    The ``client_billing_sites_for_user`` hook gets ``(user, sites)`` and returns a
+    queryset (see ``docs/hooks.md``). :mod:`.scope` builds every screen's scope on this;
+    it lives here, beside the hooks, so that the models' log entry manager can use it too.
+    """
+    sites: QuerySet[Site] = fold(SITES_FOR_USER, Site.objects.all(), user)
+    return sites

@@ -31,11 +31,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
-from wagtail.models import ModelLogEntry
 
 from . import hooks, receivers
 from .conf import billing_settings
-from .models import Invoice, InvoiceStatus
+from .models import ClientBillingLogEntry, Invoice, InvoiceStatus
 from .signals import invoice_status_changed
 
 logger = logging.getLogger(__name__)
@@ -421,13 +420,13 @@ def _pending_expiry_index() -> str | None:
 def _log_bulk(batch: list[Expired], now: datetime) -> None:
     """One ``INSERT ... SELECT`` of the batch's log entries.
 
-    Building 100,000 ``ModelLogEntry`` objects in Python (and SQLite's 999-parameter
+    Building 100,000 ``ClientBillingLogEntry`` objects in Python (and SQLite's 999-parameter
     limit, which cuts ``bulk_create`` into 90-row statements) costs more than the
     sweep's UPDATE itself; the database makes the rows in one statement instead, from
     the ids and numbers the UPDATE returned: two arrays ``unnest``-ed on PostgreSQL, the
     invoice rows of a JSON list of ids on SQLite.
     """
-    meta, log_meta = Invoice._meta, ModelLogEntry._meta
+    meta, log_meta = Invoice._meta, ClientBillingLogEntry._meta
     qn = connection.ops.quote_name
     id_, number = _col(meta, "id"), _col(meta, "number")
     rows: str

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .scope import can_use_client_billing, is_narrowed, sites_for_user
+from .scope import can_use_client_billing, narrows_sites, sites_for_user
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -98,6 +98,6 @@ def sites_user_can_connect_for(user) -> QuerySet[Site]:
     if not user_can_connect(user):
         return Site.objects.none()
     sites: QuerySet[Site] = _settings_policy().sites_user_has_permission_for(user, "change")
-    if is_narrowed():
+    if narrows_sites():
         sites = sites.filter(pk__in=sites_for_user(user).values("pk"))
     return sites

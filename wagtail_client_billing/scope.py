@@ -1,7 +1,8 @@
 """Who may see and do what on which site: the one access scope every screen uses.
 
 The scope is the set of sites a user may bill for: every site, narrowed by the
-``client_billing_sites_for_user`` hook (see ``docs/hooks.md``). Each screen, chooser,
+``client_billing_sites_for_user`` hook (see ``docs/hooks.md``), as
+:func:`~.hooks.sites_for_user` folds it (importable from here). Each screen, chooser,
 report and export that lists invoices, accounts, pages or log entries asks this module,
 and each site-level action asks :func:`can_use_client_billing`, so there is one answer
 to "may this user bill on this site", not one per screen.
@@ -18,38 +19,11 @@ from django.db.models import Q, QuerySet
 from wagtail.models import Page, Site
 
 from . import hooks
+from .hooks import narrows_sites, sees_every_site, sites_for_user
 from .models import Invoice, StripeAccount, WebhookEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
-
-
-def is_narrowed() -> bool:
-    """Whether a ``client_billing_sites_for_user`` hook is registered at all.
-
-    Without one nothing is filtered, so the common case adds no subquery to listings
-    of a million rows.
-    """
-    return bool(hooks.get(hooks.SITES_FOR_USER))
-
-
-def sees_every_site(user: Any) -> bool:
-    """Whether ``user`` may see what belongs to no single site (account-level records).
-
-    True without a hook, and for superusers: a record that may concern several clients'
-    sites is shown only to someone who may see them all.
-    """
-    return not is_narrowed() or bool(getattr(user, "is_superuser", False))
-
-
-def sites_for_user(user: Any) -> QuerySet[Site]:
-    """The sites ``user`` may bill for: every site, unless a hook narrows them.
-
-    The ``client_billing_sites_for_user`` hook gets ``(user, sites)`` and returns a
-    queryset (see ``docs/hooks.md``).
-    """
-    sites: QuerySet[Site] = hooks.fold(hooks.SITES_FOR_USER, Site.objects.all(), user)
-    return sites
 
 
 def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
@@ -60,7 +34,7 @@ def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
     value; true when neither hook is registered. It says nothing about the user's
     permissions (:mod:`.permissions` does).
     """
-    if is_narrowed() and not sites_for_user(request.user).filter(pk=site.pk).exists():
+    if narrows_sites() and not sites_for_user(request.user).filter(pk=site.pk).exists():
         return False
     return hooks.all_allow(hooks.CAN_USE, request, site)
 
@@ -68,7 +42,7 @@ def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
 def invoices_for_user(user: Any, queryset: QuerySet[Invoice] | None = None) -> QuerySet[Invoice]:
     """``queryset`` (default: every invoice) limited to the sites ``user`` may bill for."""
     queryset = Invoice.objects.all() if queryset is None else queryset
-    if not is_narrowed():
+    if not narrows_sites():
         return queryset
     return queryset.filter(site__in=sites_for_user(user).values("pk"))
 

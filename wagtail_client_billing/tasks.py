@@ -43,11 +43,17 @@ from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
 from django_q.tasks import async_task as _async_task
 from wagtail.log_actions import log
-from wagtail.models import ModelLogEntry
 
 from . import emails, gateway, lifecycle
 from .conf import billing_settings
-from .models import EmailStatus, Invoice, InvoiceStatus, WebhookEvent, WebhookOutcome
+from .models import (
+    ClientBillingLogEntry,
+    EmailStatus,
+    Invoice,
+    InvoiceStatus,
+    WebhookEvent,
+    WebhookOutcome,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -438,9 +444,9 @@ def _log_many(invoices: list[Invoice], action: str, now: datetime) -> None:
     from django.contrib.contenttypes.models import ContentType
 
     content_type = ContentType.objects.get_for_model(Invoice)
-    ModelLogEntry.objects.bulk_create(
+    ClientBillingLogEntry.objects.bulk_create(
         [
-            ModelLogEntry(
+            ClientBillingLogEntry(
                 content_type=content_type,
                 object_id=str(invoice.pk),
                 label=invoice.number,

@@ -5,7 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.log_actions import LogFormatter
 
-from .models import ClientBillingSettings
+from .models import ClientBillingLogEntry, ClientBillingSettings, Invoice, StripeAccount
 from .money import format_money
 from .panels import build_edit_handler
 
@@ -14,6 +14,10 @@ from .panels import build_edit_handler
 
 @hooks.register("register_log_actions")
 def register_log_actions(actions):
+    # The app's objects log to a table of their own, whose manager limits Wagtail's
+    # Site history report to the sites each editor may bill for.
+    for model in (Invoice, ClientBillingSettings, StripeAccount):
+        actions.register_model(model, ClientBillingLogEntry)
     for action, label, message in (
         (
             "wagtail_client_billing.created",

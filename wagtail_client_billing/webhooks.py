@@ -56,13 +56,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
-from wagtail.models import ModelLogEntry
+from wagtail.log_actions import registry as log_registry
 
 from . import gateway, lifecycle
 from .conf import billing_settings
@@ -807,12 +806,14 @@ def on_invoice_paid(event, obj, holder) -> None:
         return
     locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
     stripe_invoice = _id(obj.get("id"))
-    if ModelLogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(Invoice),
-        object_id=str(invoice.pk),
-        action="wagtail_client_billing.renewal_paid",
-        data__stripe_invoice=stripe_invoice,
-    ).exists():
+    if (
+        log_registry.get_logs_for_instance(invoice)
+        .filter(
+            action="wagtail_client_billing.renewal_paid",
+            data__stripe_invoice=stripe_invoice,
+        )
+        .exists()
+    ):
         return
     last = locked.last_renewal_paid_at
     Invoice.objects.filter(pk=invoice.pk).update(
@@ -914,12 +915,14 @@ def on_account_deauthorized(event, obj, holder) -> None:
     ]
     ClientBillingSettings.objects.filter(live_account=account).update(live_account=None)
     ClientBillingSettings.objects.filter(test_account=account).update(test_account=None)
-    already = ModelLogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(StripeAccount),
-        object_id=str(account.pk),
-        action="wagtail_client_billing.account_unlinked",
-        data__event=event["id"],
-    ).exists()
+    already = (
+        log_registry.get_logs_for_instance(account)
+        .filter(
+            action="wagtail_client_billing.account_unlinked",
+            data__event=event["id"],
+        )
+        .exists()
+    )
     if not already:
         log(
             instance=account,
