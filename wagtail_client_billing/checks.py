@@ -218,3 +218,76 @@ def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[War
             id="wagtail_client_billing.W004",
         )
     ]
+
+
+@register(Tags.caches)
+def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """The public pages' rate limit: valid settings, and a cache every worker shares.
+
+    A process-local cache is not an error (one process, the development server, a test
+    run are fine); in production with several workers each counts on its own, so a
+    client gets the limit once per worker. The warning is shown only with ``DEBUG`` off
+    and the limit on, and can be silenced like any check (``SILENCED_SYSTEM_CHECKS``).
+    """
+    from django.core.cache import caches
+    from django.core.cache.backends.base import InvalidCacheBackendError
+
+    from .ratelimit import DUMMY_BACKEND, PROCESS_LOCAL_BACKENDS
+
+    limit = billing_settings.PUBLIC_RATE_LIMIT
+    proxies = billing_settings.TRUSTED_PROXY_COUNT
+    messages: list[Error | Warning] = []
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+        messages.append(
+            Error(
+                "PUBLIC_RATE_LIMIT must be a whole number of requests a minute.",
+                hint="For example 60; 0 turns the limit off.",
+                id="wagtail_client_billing.E015",
+            )
+        )
+    if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 0:
+        messages.append(
+            Error(
+                "TRUSTED_PROXY_COUNT must be 0 or the number of proxies in front of Django.",
+                hint="0 takes the client's address from REMOTE_ADDR.",
+                id="wagtail_client_billing.E015",
+            )
+        )
+    if messages or not limit or settings.DEBUG:
+        return messages
+    alias = billing_settings.PUBLIC_RATE_LIMIT_CACHE
+    try:
+        backend = caches[alias]
+    except InvalidCacheBackendError:
+        return [
+            Error(
+                f"PUBLIC_RATE_LIMIT_CACHE names the cache {alias!r}, which CACHES does not have.",
+                hint="Name an alias of CACHES, such as 'default'.",
+                id="wagtail_client_billing.E015",
+            )
+        ]
+    path = f"{type(backend).__module__}.{type(backend).__qualname__}"
+    if path == DUMMY_BACKEND:
+        messages.append(
+            Warning(
+                f"The public pages' rate limit counts in the cache {alias!r}, a dummy cache "
+                "that keeps nothing: the limit never applies.",
+                hint="Point PUBLIC_RATE_LIMIT_CACHE at a real cache, or set the limit to 0 (off).",
+                id="wagtail_client_billing.W005",
+            )
+        )
+    elif path in PROCESS_LOCAL_BACKENDS:
+        messages.append(
+            Warning(
+                f"The public pages' rate limit counts in the cache {alias!r} ({path}), "
+                "which each process keeps on its own.",
+                hint=(
+                    "With several workers a client gets the limit once per worker. Use a "
+                    "cache every worker shares (Redis or Memcached) for "
+                    "PUBLIC_RATE_LIMIT_CACHE, or silence this check if one process serves "
+                    "the site."
+                ),
+                id="wagtail_client_billing.W005",
+            )
+        )
+    return messages

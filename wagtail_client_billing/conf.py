@@ -104,6 +104,13 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRE_BATCH_SIZE": 5000,
     # Stripe API requests per second the background tasks allow themselves, per mode.
     "STRIPE_TASK_RATE_LIMIT": {"test": 20, "live": 80},
+    # Requests a minute one client address may make to the public pages (pay link, return,
+    # cancel, JSON status) before it gets 429; 0 turns the limit off.
+    "PUBLIC_RATE_LIMIT": 60,
+    # The CACHES alias that counts them: shared by every worker only if the cache is.
+    "PUBLIC_RATE_LIMIT_CACHE": "default",
+    # Proxies in front of Django that each append to X-Forwarded-For (0: use REMOTE_ADDR).
+    "TRUSTED_PROXY_COUNT": 0,
 }
 
 #: Keys read from the environment when the settings dict does not set them.

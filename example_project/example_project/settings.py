@@ -1,8 +1,9 @@
 """A small Wagtail site that installs wagtail_client_billing the way the README says.
 
 Everything comes from the environment, so `make demo` and CI need no edits:
-DATABASE_URL (default SQLite), Q_BROKER_URL (default the ORM broker), the Stripe keys
-(default: the bundled emulator's) and the emulator's address.
+DATABASE_URL (default SQLite), Q_BROKER_URL (default the ORM broker), CACHE_URL (default
+a per-process memory cache; redis://... for several workers), the Stripe keys (default:
+the bundled emulator's) and the emulator's address.
 """
 
 import os
@@ -132,6 +133,16 @@ WAGTAIL_CLIENT_BILLING = {
     "SMTP_ALLOWED_NETWORKS": ["127.0.0.0/8", "::1/128"],
     "SMTP_ALLOWED_PORTS": ["*"],
 }
+
+# The public pages' rate limit counts in the default cache: several gunicorn workers
+# share one count only through a shared cache, such as Redis (CACHE_URL=redis://...).
+if os.environ.get("CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": os.environ["CACHE_URL"],
+        }
+    }
 
 Q_CLUSTER = {
     "name": "client_billing_demo",

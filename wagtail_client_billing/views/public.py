@@ -21,9 +21,10 @@ from django.shortcuts import render
 from django.utils import translation
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import conditional_escape, format_html
+from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from .. import gateway, payments
+from .. import gateway, payments, ratelimit
 from ..models import ClientBillingSettings, Invoice, InvoiceStatus
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,34 @@ def private(view):
         return response
 
     return wrapped
+
+
+def rate_limited(view=None, *, as_json: bool = False):
+    """Answer 429 with ``Retry-After`` once the client's address is over its limit
+    (``PUBLIC_RATE_LIMIT`` requests a minute, see :mod:`..ratelimit`), before the token
+    is looked up: a page for a person (``rate_limited.html``), or JSON."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            verdict = ratelimit.check(request)
+            if verdict.allowed:
+                return view(request, *args, **kwargs)
+            response: HttpResponse
+            if as_json:
+                message = gettext("Too many requests. Please try again in a minute.")
+                body = {"error": "rate_limited", "message": message}
+                response = JsonResponse({**body, "retry_after": verdict.retry_after}, status=429)
+            else:
+                context = {"site_name": getattr(settings, "WAGTAIL_SITE_NAME", "")}
+                context["retry_after"] = verdict.retry_after
+                response = render(request, TEMPLATE_DIR + "rate_limited.html", context, status=429)
+            response["Retry-After"] = str(verdict.retry_after)
+            return response
+
+        return wrapped
+
+    return decorate(view) if view is not None else decorate
 
 
 def get_invoice(token: str) -> Invoice:
@@ -115,6 +144,7 @@ def render_page(
 
 
 @private
+@rate_limited
 @require_GET
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     """The link in the client's email: go to Stripe Checkout, or say why not."""
@@ -146,6 +176,7 @@ def _unavailable(request: HttpRequest, invoice: Invoice, *, retryable: bool) -> 
 
 
 @private
+@rate_limited
 @require_GET
 def checkout_return(request: HttpRequest, token: str) -> HttpResponse:
     """Checkout's ``success_url``: record what Stripe says, then go to the invoice's page.
@@ -160,6 +191,7 @@ def checkout_return(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @private
+@rate_limited
 @require_GET
 def checkout_cancel(request: HttpRequest, token: str) -> HttpResponse:
     """Checkout's ``cancel_url``: straight on to the invoice's cancel URL."""
@@ -167,6 +199,7 @@ def checkout_cancel(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @private
+@rate_limited(as_json=True)
 @require_GET
 def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
     """The invoice's public status as JSON, for headless front ends.
