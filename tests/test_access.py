@@ -420,6 +420,9 @@ def offered_world(world) -> OfferedWorld:
     )
     # Invoice numbers count per site (both sites have an INV-000001), so each entry's
     # label also names its client, as the report shows it.
+    # Client A's test account also serves a third client, whose name is not client A's
+    # editor's business.
+    connect(make_site("client-c.example"), world.own.account)
     for invoice in (world.own, world.other):
         log(
             instance=invoice,
@@ -474,6 +477,14 @@ def offered_screens(ow: OfferedWorld) -> dict[str, Offered]:
             post=(connect_url, {"action": "reuse", "reuse-account": ow.other_account.pk}),
             refused=live_slot_still_free,
         ),
+        "unlink: the other sites that keep an account": Offered(
+            reverse(
+                "wagtail_client_billing_connect:unlink",
+                kwargs={"site_pk": w.site_a.pk, "mode": "test"},
+            ),
+            hidden="client-c.example",
+            shown="1 other site",
+        ),
         "site history report": Offered(history, hidden=OTHER_EMAIL, shown=OWN_EMAIL),
         "site history results": Offered(
             reverse("wagtailadmin_reports:site_history_results"),
@@ -505,6 +516,7 @@ def offered_screens(ow: OfferedWorld) -> dict[str, Offered]:
 
 OFFERED = [
     "reuse a connected account",
+    "unlink: the other sites that keep an account",
     "site history report",
     "site history results",
     "site history CSV export",

@@ -104,3 +104,18 @@ def pages_for_user(user: Any, *, site: Site | None = None) -> QuerySet[Page]:
     if not under:
         return Page.objects.none()
     return Page.objects.filter(under).order_by("path")
+
+
+def split_sites(user: Any, sites: list[Site]) -> tuple[list[Site], int]:
+    """``sites`` as ``user`` may name them: those they may bill for, and how many others.
+
+    A screen that says which sites share an account names only the user's own and
+    counts the rest, so an editor limited to one client learns no other client's name.
+    """
+    if not narrows_sites():
+        return list(sites), 0
+    own = set(
+        sites_for_user(user).filter(pk__in=[s.pk for s in sites]).values_list("pk", flat=True)
+    )
+    shown = [site for site in sites if site.pk in own]
+    return shown, len(sites) - len(shown)

@@ -12,14 +12,14 @@ from babel import Locale, UnknownLocaleError
 from django import forms
 from django.core.validators import URLValidator
 from django.utils import translation
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.widgets.switch import SwitchInput
 
 from ..conf import billing_settings
 from ..models import ClientBillingSettings, StripeAccount
 from ..permissions import sites_user_can_connect_for
-from ..scope import accounts_for_user
+from ..scope import accounts_for_user, split_sites
 
 if TYPE_CHECKING:
     from wagtail.models import Site
@@ -143,17 +143,34 @@ class ConnectAccountForm(forms.Form):
 class AccountChoiceField(forms.ModelChoiceField):
     """Labels an account with its mode, country and the sites that already use it."""
 
+    #: Who is choosing: the label names only the sites of their scope.
+    user = None
+
     def label_from_instance(self, obj: StripeAccount) -> str:
-        sites = sorted(
-            {str(s.site) for s in obj.test_settings.all()}
-            | {str(s.site) for s in obj.live_settings.all()}
-        )
+        every = {s.site for s in obj.test_settings.all()} | {
+            s.site for s in obj.live_settings.all()
+        }
+        shown, others = split_sites(self.user, sorted(every, key=str))
         mode = gettext("test") if obj.test_mode else gettext("live")
-        if sites:
-            used = gettext("used by %(sites)s") % {"sites": ", ".join(sites)}
-        else:
-            used = gettext("not used by any site")
-        return f"{obj.stripe_id} ({mode}, {obj.country}) \N{EN DASH} {used}"
+        return f"{obj.stripe_id} ({mode}, {obj.country}) \N{EN DASH} {used_by(shown, others)}"
+
+
+def site_list(shown: list[Site], others: int) -> str:
+    """``Client A, Client B and 2 other sites``: the named sites, and a count of the rest."""
+    names = ", ".join(str(site) for site in shown)
+    if not others:
+        return names
+    if not shown:
+        return ngettext("%(count)d other site", "%(count)d other sites", others) % {"count": others}
+    return ngettext(
+        "%(sites)s and %(count)d other site", "%(sites)s and %(count)d other sites", others
+    ) % {"sites": names, "count": others}
+
+
+def used_by(shown: list[Site], others: int) -> str:
+    if not (shown or others):
+        return gettext("not used by any site")
+    return gettext("used by %(sites)s") % {"sites": site_list(shown, others)}
 
 
 def reusable_accounts(site: Site, settings: ClientBillingSettings, user):
@@ -195,6 +212,7 @@ class ReuseAccountForm(forms.Form):
         self.billing_settings = settings
         self.reusable = reusable_accounts(site, settings, user)
         self.account_field.queryset = self.reusable
+        self.account_field.user = user
 
     @property
     def account_field(self) -> AccountChoiceField:

@@ -32,9 +32,10 @@ from wagtail.log_actions import log
 from wagtail.models import Site
 
 from .. import gateway
-from ..forms.connect import ConnectAccountForm, ReuseAccountForm, UnlinkAccountForm
+from ..forms.connect import ConnectAccountForm, ReuseAccountForm, UnlinkAccountForm, site_list
 from ..models import ClientBillingSettings, InvoiceStatus, Mode, StripeAccount
 from ..permissions import can_connect_for_site
+from ..scope import split_sites
 
 logger = logging.getLogger(__name__)
 
@@ -541,6 +542,7 @@ class UnlinkView(SiteAccountMixin, AdminPageMixin, TemplateView):
             site=self.site,
             cancel_url=settings_url(self.site),
             other_sites=self.other_sites(account),
+            other_sites_named=site_list(*split_sites(self.request.user, self.other_sites(account))),
             pending_invoices=self.pending_invoices(account),
             action_url=self.url("unlink", mode=account.mode),
         )
