@@ -174,7 +174,7 @@ def test_the_apps_log_entries_move_to_their_own_table_and_back():
 
     invoice = make_invoice(make_site("log.example"), make_account("acct_log"))
     log(instance=invoice, action="wagtail_client_billing.created", data={"amount": 1})
-    _migrate("0004_listing_search_indexes")
+    _migrate("0005_invoice_checkout_amounts")
     old = ModelLogEntry.objects.get(object_id=str(invoice.pk))
     assert (old.action, old.data, old.label) == (
         "wagtail_client_billing.created",

@@ -65,7 +65,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('contenttypes', '0002_remove_content_type_name'),
-        ('wagtail_client_billing', '0004_listing_search_indexes'),
+        ('wagtail_client_billing', '0005_invoice_checkout_amounts'),
         ('wagtailcore', '0089_log_entry_data_json_null_to_object'),  # in every Wagtail >= 6.0
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
