@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 import pytest
 import time_machine
 from django.contrib.contenttypes.models import ContentType
-from wagtail.models import ModelLogEntry
 
 from tests.emulator_helpers import create_account, make_client
 from tests.utils import connect, make_account, make_invoice
@@ -24,14 +23,14 @@ from tests.webhook_helpers import (
     stripe_invoice_obj,
 )
 from wagtail_client_billing import stripe_api
-from wagtail_client_billing.models import Invoice, WebhookEvent
+from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, WebhookEvent
 from wagtail_client_billing.testing.pytest_plugin import django_client_webhook
 
 pytestmark = pytest.mark.django_db
 
 
 def paid_log_entries(invoice) -> int:
-    return ModelLogEntry.objects.filter(
+    return ClientBillingLogEntry.objects.filter(
         content_type=ContentType.objects.get_for_model(Invoice),
         object_id=str(invoice.pk),
         action="wagtail_client_billing.paid",
