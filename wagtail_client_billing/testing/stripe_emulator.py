@@ -90,17 +90,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .emulator.core import (
-    FAULT_KINDS,
-    EmulatorState,
-    Fault,
-    RequestRecord,
-    public,
-)
+from .emulator.core import FAULT_KINDS, EmulatorState
 from .emulator.delivery import Delivery, Target, WebhookDispatcher
 from .emulator.errors import EmulatorError, StripeError
 from .emulator.keys import RestrictedKeys
 from .emulator.server import EmulatorHTTPServer, serve_in_thread
+from .emulator.store import Fault, RequestRecord, public
 
 __all__ = [
     "FAULT_KINDS",

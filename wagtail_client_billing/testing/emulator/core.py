@@ -1,9 +1,12 @@
 """The emulator's state and behaviour: Stripe objects, API operations and test controls.
 
-Everything here runs under one re-entrant lock, so the HTTP handler threads, the webhook
-thread and a test calling controls see one consistent Stripe.  Objects are stored in
-their public JSON shape; bookkeeping that Stripe would not return lives under keys
-starting with ``_`` and is stripped by :func:`public`.
+:class:`EmulatorState` is one object holding all of Stripe's state (``store``), with
+each Stripe resource's operations and controls mixed in from its own module:
+``accounts`` (connected accounts, Account Links, the platform account), ``checkout``
+(Checkout Sessions, payment intents), ``subscriptions`` (customers, subscriptions,
+invoices) and ``webhook_endpoints`` (endpoints and event routing).  This module runs
+one API request: idempotency, injected faults and the routing of Stripe's URLs to the
+operations.
 """
 
 from __future__ import annotations
@@ -11,25 +14,29 @@ from __future__ import annotations
 import copy
 import json
 import re
-import secrets
-import string
-import threading
-import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..webhooks import DEFAULT_API_VERSION, build_event
 from . import money, platform, rules
 from .delivery import Delivery, Route, Target, WebhookDispatcher
 from .errors import EmulatorError, StripeError, resource_missing
-from .params import validate
-
-_ALPHABET = string.ascii_letters + string.digits
+from .store import (
+    ApiResponse,
+    Fault,
+    RequestContext,
+    RequestRecord,
+    Store,
+    is_url,
+    mask_key,
+    merge_metadata,
+    new_id,
+    public,
+)
 
 #: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
 FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
+
 
 #: What a new connected account still has to provide before it can take payments.
 INITIAL_REQUIREMENTS = [
@@ -42,6 +49,7 @@ INITIAL_REQUIREMENTS = [
     "tos_acceptance.ip",
 ]
 
+
 #: Default currency of an account, by country (Stripe derives it the same way).
 COUNTRY_CURRENCY = {
     "US": "usd", "GB": "gbp", "JP": "jpy", "CA": "cad", "AU": "aud", "NZ": "nzd",
@@ -50,269 +58,50 @@ COUNTRY_CURRENCY = {
     "BR": "brl", "IN": "inr", "MY": "myr", "TH": "thb", "AE": "aed",
 }  # fmt: skip
 
+
 _INTERVAL_SECONDS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}
 
 
-def new_id(prefix: str, length: int = 24) -> str:
-    """A random Stripe-style id such as ``acct_1Q...``."""
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(length))
-
-
-def public(obj: Any) -> Any:
-    """A deep copy of ``obj`` without the emulator's private ``_keys``."""
-    if isinstance(obj, dict):
-        return {k: public(v) for k, v in obj.items() if not k.startswith("_")}
-    if isinstance(obj, list):
-        return [public(v) for v in obj]
-    return obj
-
-
-def mask_key(key: str) -> str:
-    """Stripe shows keys in errors as ``sk_test_****...abcd``."""
-    if len(key) <= 12:
-        return key[:8] + "****"
-    return key[:8] + "*" * (len(key) - 12) + key[-4:]
-
-
-@dataclass
-class RequestContext:
-    """Who is calling, as the headers of one API request say.
-
-    Attributes:
-        api_key: the secret key from the ``Authorization`` header.
-        livemode: ``True`` for live-mode keys (``sk_live_``, ``rk_live_``).
-        account: the ``Stripe-Account`` header (a connected account), if any.
-        idempotency_key: the ``Idempotency-Key`` header, if any.
-        request_id: the ``req_...`` id the emulator gave this request.
-        executing: set once the endpoint has validated its parameters and begun to
-            act; from then on Stripe keeps the outcome under the idempotency key, an
-            error included.
-    """
-
-    api_key: str
-    livemode: bool
-    account: str | None = None
-    idempotency_key: str | None = None
-    request_id: str = field(default_factory=lambda: new_id("req_", 14))
-    executing: bool = False
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One API request as the emulator received it (see ``StripeEmulator.requests``).
-
-    Attributes:
-        method / path: e.g. ``"POST"``, ``"/v1/checkout/sessions"``.
-        params: the decoded form or query parameters (nested dicts, strings).
-        stripe_account: the ``Stripe-Account`` header, if any.
-        idempotency_key: the ``Idempotency-Key`` header, if any.
-        status: the status answered (``None`` when a ``reset`` fault dropped it).
-        fault: the injected fault applied to this request, if any.
-        replayed: whether the answer was an idempotent replay.
-    """
-
-    method: str
-    path: str
-    params: dict[str, Any]
-    stripe_account: str | None
-    idempotency_key: str | None
-    status: int | None
-    fault: str | None = None
-    replayed: bool = False
-    at: float = 0.0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "path": self.path,
-            "params": self.params,
-            "stripe_account": self.stripe_account,
-            "idempotency_key": self.idempotency_key,
-            "status": self.status,
-            "fault": self.fault,
-            "replayed": self.replayed,
-            "at": self.at,
-        }
-
-
-@dataclass
-class Fault:
-    """A pending injected failure; see :meth:`StripeEmulator.inject_fault`."""
-
-    kind: str
-    count: int
-    path_prefix: str | None = None
-
-    def matches(self, path: str) -> bool:
-        return self.count > 0 and (self.path_prefix is None or path.startswith(self.path_prefix))
-
-
-@dataclass
-class ApiResponse:
-    """What the HTTP layer writes back for one API request."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _params_types() -> dict[str, type]:
-    """The SDK TypedDicts each endpoint's parameters are validated against."""
-    from stripe.params import (
-        AccountCreateParams,
-        AccountDeleteParams,
-        AccountLinkCreateParams,
-        AccountListParams,
-        AccountRetrieveCurrentParams,
-        AccountRetrieveParams,
-        AccountUpdateParams,
-        WebhookEndpointCreateParams,
-        WebhookEndpointDeleteParams,
-        WebhookEndpointListParams,
-        WebhookEndpointRetrieveParams,
-        WebhookEndpointUpdateParams,
-    )
-    from stripe.params.checkout import (
-        SessionCreateParams,
-        SessionExpireParams,
-        SessionListParams,
-        SessionRetrieveParams,
-    )
-
+def _requirements(due: list[str], disabled_reason: str | None = None) -> dict[str, Any]:
     return {
-        "account.create": AccountCreateParams,
-        "account.retrieve": AccountRetrieveParams,
-        "account.update": AccountUpdateParams,
-        "account.delete": AccountDeleteParams,
-        "account.retrieve_current": AccountRetrieveCurrentParams,
-        "account.list": AccountListParams,
-        "account_link.create": AccountLinkCreateParams,
-        "session.create": SessionCreateParams,
-        "session.retrieve": SessionRetrieveParams,
-        "session.list": SessionListParams,
-        "session.expire": SessionExpireParams,
-        "webhook_endpoint.create": WebhookEndpointCreateParams,
-        "webhook_endpoint.list": WebhookEndpointListParams,
-        "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
-        "webhook_endpoint.update": WebhookEndpointUpdateParams,
-        "webhook_endpoint.delete": WebhookEndpointDeleteParams,
+        "alternatives": [],
+        "current_deadline": None,
+        "currently_due": list(due),
+        "disabled_reason": disabled_reason if due else None,
+        "errors": [],
+        "eventually_due": list(due),
+        "past_due": list(due),
+        "pending_verification": [],
     }
 
 
-class EmulatorState:
+def _clear_requirement(account: dict[str, Any], requirement: str) -> None:
+    for key in ("currently_due", "eventually_due", "past_due"):
+        due = account["requirements"][key]
+        if requirement in due:
+            due.remove(requirement)
+
+
+def connected_modes(account: dict[str, Any]) -> list[str]:
+    """The modes in which ``account`` is connected to the platform (state files from
+    before this was recorded hold accounts connected in their own mode only)."""
+    return account.get("_connected_modes") or ["live" if account["livemode"] else "test"]
+
+
+def _listens_to(enabled_events: list[str], event_type: str) -> bool:
+    """Whether an endpoint's ``enabled_events`` take ``event_type`` (``*`` takes all)."""
+    return "*" in enabled_events or event_type in enabled_events
+
+
+class EmulatorState(Store):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
-    Attributes:
-        clock: returns "now" as Unix seconds; replace it to move time (expiry tests).
-        require_charges_enabled: refuse Checkout Sessions on connected accounts that
-            have not finished onboarding, as Stripe does.
-        api_version: the account's default API version: stamped on the events plain
-            targets receive, and on those of webhook endpoints without a version.
+    See :class:`~.store.Store` for the state and its attributes.
     """
 
     def __init__(self, dispatcher: WebhookDispatcher, public_url: Callable[[], str]) -> None:
-        self.lock = threading.RLock()
-        self.dispatcher = dispatcher
-        self._public_url = public_url
-        self.clock: Callable[[], float] = time.time
-        self.clock_offset = 0.0
-        self.require_charges_enabled = True
-        self.api_version = DEFAULT_API_VERSION
-        self.platform_name = "Emulated Platform"
-        self._types = _params_types()
-        #: Receivers of endpoints made with ``add_webhook_endpoint`` (a callable cannot
-        #: live in the JSON-shaped endpoint object); by endpoint id.
-        self.endpoint_targets: dict[str, Target] = {}
+        super().__init__(dispatcher, public_url)
         dispatcher.router = self.webhook_routes
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget every object, event, request, fault and idempotency record."""
-        with self.lock:
-            self.accounts: dict[str, dict[str, Any]] = {}
-            self.account_links: dict[str, dict[str, Any]] = {}
-            self.checkout_sessions: dict[str, dict[str, Any]] = {}
-            self.customers: dict[str, dict[str, Any]] = {}
-            self.subscriptions: dict[str, dict[str, Any]] = {}
-            self.invoices: dict[str, dict[str, Any]] = {}
-            self.payment_intents: dict[str, dict[str, Any]] = {}
-            self.webhook_endpoints: dict[str, dict[str, Any]] = {}
-            self.endpoint_targets = {}
-            self.events: list[dict[str, Any]] = []
-            self.requests: list[RequestRecord] = []
-            self.faults: list[Fault] = []
-            self.idempotency: dict[tuple[Any, ...], tuple[str, str, str, ApiResponse]] = {}
-            self.clock_offset = 0.0
-            self._created_seq = 0
-
-    #: The object stores a state file keeps across restarts (the demo's emulator).
-    PERSISTED = (
-        "accounts",
-        "account_links",
-        "checkout_sessions",
-        "customers",
-        "subscriptions",
-        "invoices",
-        "payment_intents",
-        "webhook_endpoints",
-    )
-
-    def snapshot(self) -> dict[str, Any]:
-        """Stripe's objects as plain JSON data (not requests, faults or idempotency records)."""
-        with self.lock:
-            data: dict[str, Any] = {name: getattr(self, name) for name in self.PERSISTED}
-            data["_created_seq"] = self._created_seq
-            return json.loads(json.dumps(data))
-
-    def restore(self, data: dict[str, Any]) -> None:
-        """Load objects saved by :meth:`snapshot`, so a restarted emulator knows them."""
-        with self.lock:
-            for name in self.PERSISTED:
-                getattr(self, name).update(data.get(name, {}))
-            self._created_seq = max(self._created_seq, int(data.get("_created_seq", 0)))
-
-    def now(self) -> int:
-        """The emulator's current time in whole seconds."""
-        return int(self.clock() + self.clock_offset)
-
-    def _created(self) -> int:
-        return self.now()
-
-    @property
-    def public_url(self) -> str:
-        return self._public_url().rstrip("/")
-
-    # -- events --------------------------------------------------------------------
-
-    def emit(
-        self,
-        type: str,
-        obj: dict[str, Any],
-        *,
-        account: str | None,
-        livemode: bool,
-        ctx: RequestContext | None = None,
-        previous_attributes: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """Record an event and hand it to the dispatcher (which may drop or queue it)."""
-        event = build_event(
-            type,
-            public(obj),
-            account=account,
-            livemode=livemode,
-            created=self.now(),
-            previous_attributes=previous_attributes,
-            request_id=ctx.request_id if ctx else None,
-            idempotency_key=ctx.idempotency_key if ctx else None,
-            api_version=self.api_version,
-        )
-        if self.dispatcher.enabled:
-            event["pending_webhooks"] = len(self.dispatcher.routes(event))
-        else:
-            event["pending_webhooks"] = 0
-        self.events.append(event)
-        self.dispatcher.enqueue(event)
-        return event
 
     # -- faults and idempotency ----------------------------------------------------
 
@@ -435,14 +224,6 @@ class EmulatorState:
             status=404,
         )
 
-    def _validated(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
-        """``params`` checked against the SDK's type for ``name`` and Stripe's limits."""
-        checked = validate(params, self._types[name])
-        rules.check_metadata(checked)
-        return checked
-
-    # accounts
-
     def _account_for(self, account_id: str, ctx: RequestContext) -> dict[str, Any]:
         """The connected account ``account_id`` if this key may act on it.
 
@@ -452,7 +233,7 @@ class EmulatorState:
         """
         account = self.accounts.get(account_id)
         mode = "live" if ctx.livemode else "test"
-        if account is None or mode not in _connected_modes(account) or account["_deauthorized"]:
+        if account is None or mode not in connected_modes(account) or account["_deauthorized"]:
             raise StripeError(
                 f"The provided key '{mask_key(ctx.api_key)}' does not have access to account "
                 f"'{account_id}' (or that account does not exist). Application access may "
@@ -518,7 +299,7 @@ class EmulatorState:
             },
             "future_requirements": _requirements([]),
             "livemode": ctx.livemode,
-            "metadata": _metadata({}, p.get("metadata")),
+            "metadata": merge_metadata({}, p.get("metadata")),
             "payouts_enabled": False,
             "requirements": _requirements(due, disabled_reason="requirements.past_due"),
             "settings": {
@@ -565,7 +346,7 @@ class EmulatorState:
         accounts = [
             a
             for a in reversed(list(self.accounts.values()))
-            if mode in _connected_modes(a) and not a["_deauthorized"]
+            if mode in connected_modes(a) and not a["_deauthorized"]
         ]
         if ctx.account is not None:  # a connected account has no connected accounts
             accounts = []
@@ -579,7 +360,7 @@ class EmulatorState:
         account = self._account_for(account_id, ctx)
         previous: dict[str, Any] = {}
         if "metadata" in p:
-            merged = _metadata(account["metadata"], p["metadata"])
+            merged = merge_metadata(account["metadata"], p["metadata"])
             rules.check_metadata_count(len(merged))
         for key, value in p.items():
             if key == "metadata":
@@ -628,7 +409,7 @@ class EmulatorState:
                 "Missing required param: return_url.", code="parameter_missing", param="return_url"
             )
         for name in ("refresh_url", "return_url"):
-            if name in p and not _is_url(p[name]):
+            if name in p and not is_url(p[name]):
                 raise StripeError("Not a valid URL", code="url_invalid", param=name)
         ctx.executing = True
         account = self._account_for(p["account"], ctx)
@@ -647,8 +428,6 @@ class EmulatorState:
         }
         self.account_links[token] = link
         return public(link)
-
-    # webhook endpoints
 
     def _endpoint_for(self, endpoint_id: str, ctx: RequestContext) -> dict[str, Any]:
         """The endpoint if it belongs to this key's mode and ``Stripe-Account``, else 404."""
@@ -712,7 +491,7 @@ class EmulatorState:
         self, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         p = self._validated("webhook_endpoint.create", params)
-        if not _is_url(p["url"]):
+        if not is_url(p["url"]):
             raise StripeError("Invalid URL: must be a valid http(s) URL.", param="url")
         if not p["enabled_events"]:
             raise StripeError(
@@ -728,7 +507,7 @@ class EmulatorState:
             connect=p.get("connect", False),
             api_version=p.get("api_version"),
             description=p.get("description") or None,
-            metadata=_metadata({}, p.get("metadata")),
+            metadata=merge_metadata({}, p.get("metadata")),
             owner=ctx.account,
         )
 
@@ -759,7 +538,7 @@ class EmulatorState:
         self, endpoint_id: str, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         p = self._validated("webhook_endpoint.update", params)
-        if "url" in p and not _is_url(p["url"]):
+        if "url" in p and not is_url(p["url"]):
             raise StripeError("Invalid URL: must be a valid http(s) URL.", param="url")
         if "enabled_events" in p and not p["enabled_events"]:
             raise StripeError(
@@ -768,7 +547,7 @@ class EmulatorState:
         ctx.executing = True
         endpoint = self._endpoint_for(endpoint_id, ctx)
         if "metadata" in p:
-            merged = _metadata(endpoint["metadata"], p["metadata"])
+            merged = merge_metadata(endpoint["metadata"], p["metadata"])
             rules.check_metadata_count(len(merged))
             endpoint["metadata"] = merged
         for name in ("url", "enabled_events"):
@@ -835,10 +614,8 @@ class EmulatorState:
             return bool(endpoint["livemode"])
         account = self.accounts.get(account_id)
         # An account the emulator no longer knows: as if connected in both modes.
-        modes = set(_connected_modes(account)) if account else {"live", "test"}
+        modes = set(connected_modes(account)) if account else {"live", "test"}
         return ("live" if endpoint["livemode"] else "test") in modes
-
-    # checkout sessions
 
     def _session_for(self, session_id: str, ctx: RequestContext) -> dict[str, Any]:
         """The session if it is visible to this key and ``Stripe-Account``, else 404."""
@@ -870,7 +647,7 @@ class EmulatorState:
                 "The Stripe emulator only implements `ui_mode=hosted`.", param="ui_mode"
             )
         for name in ("success_url", "cancel_url"):
-            if name in p and not _is_url(p[name].replace("{CHECKOUT_SESSION_ID}", "x")):
+            if name in p and not is_url(p[name].replace("{CHECKOUT_SESSION_ID}", "x")):
                 raise StripeError("Not a valid URL", code="url_invalid", param=name)
         if "customer" in p and "customer_email" in p:
             raise StripeError(
@@ -1205,8 +982,6 @@ class EmulatorState:
         self._expire(session, ctx)
         return public(session)
 
-    # -- lifecycle shared by the API, the hosted pages and the controls -------------
-
     def expire_due_sessions(self) -> list[str]:
         """Expire open sessions whose ``expires_at`` has passed; return their ids.
 
@@ -1530,8 +1305,6 @@ class EmulatorState:
             )
             return public(subscription)
 
-    # accounts (controls)
-
     def account(self, account_id: str) -> dict[str, Any]:
         account = self.accounts.get(account_id)
         if account is None:
@@ -1595,19 +1368,6 @@ class EmulatorState:
             account["_connected_modes"] = ["live", "test"]
             return public(account)
 
-    def trigger(
-        self,
-        type: str,
-        obj: dict[str, Any],
-        *,
-        account: str | None = None,
-        livemode: bool = False,
-    ) -> dict[str, Any]:
-        """An event no API call of the platform caused (the account holder acted in
-        their own Dashboard, in either mode); it is routed like any other."""
-        with self.lock:
-            return self.emit(type, obj, account=account, livemode=livemode)
-
     def use_link(self, token: str, *, complete: bool) -> str:
         """Follow an onboarding link; return where the browser goes next.
 
@@ -1631,55 +1391,6 @@ class EmulatorState:
             if link is None:
                 raise EmulatorError("This onboarding link does not exist.", status=404)
             return not link["_used"] and self.now() < link["expires_at"]
-
-
-def _requirements(due: list[str], disabled_reason: str | None = None) -> dict[str, Any]:
-    return {
-        "alternatives": [],
-        "current_deadline": None,
-        "currently_due": list(due),
-        "disabled_reason": disabled_reason if due else None,
-        "errors": [],
-        "eventually_due": list(due),
-        "past_due": list(due),
-        "pending_verification": [],
-    }
-
-
-def _clear_requirement(account: dict[str, Any], requirement: str) -> None:
-    for key in ("currently_due", "eventually_due", "past_due"):
-        due = account["requirements"][key]
-        if requirement in due:
-            due.remove(requirement)
-
-
-def _metadata(current: dict[str, str], update: Any) -> dict[str, str]:
-    """Stripe's metadata merge: keys are set, ``""`` deletes a key, ``""`` clears all."""
-    if update == "":
-        return {}
-    merged = dict(current)
-    for key, value in (update or {}).items():
-        if value == "":
-            merged.pop(key, None)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _connected_modes(account: dict[str, Any]) -> list[str]:
-    """The modes in which ``account`` is connected to the platform (state files from
-    before this was recorded hold accounts connected in their own mode only)."""
-    return account.get("_connected_modes") or ["live" if account["livemode"] else "test"]
-
-
-def _listens_to(enabled_events: list[str], event_type: str) -> bool:
-    """Whether an endpoint's ``enabled_events`` take ``event_type`` (``*`` takes all)."""
-    return "*" in enabled_events or event_type in enabled_events
-
-
-def _is_url(value: str) -> bool:
-    parsed = urllib.parse.urlsplit(value)
-    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
 
 __all__ = [

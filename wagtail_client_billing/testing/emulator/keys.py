@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .core import mask_key
 from .errors import StripeError
+from .store import mask_key
 
 #: A key the emulator accepts (any other is a 401, as an unknown key is on Stripe).
 KEY_PATTERN = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9_]+")

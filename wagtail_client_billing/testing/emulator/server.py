@@ -20,9 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from . import keys, pages, platform
-from .core import RequestContext, RequestRecord, mask_key, new_id
 from .errors import EmulatorError, StripeError
 from .params import decode_form
+from .store import RequestContext, RequestRecord, mask_key, new_id
 
 if TYPE_CHECKING:
     from ..stripe_emulator import StripeEmulator
