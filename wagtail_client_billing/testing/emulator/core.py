@@ -11,7 +11,6 @@ operations.
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import urllib.parse
@@ -31,16 +30,14 @@ from .store import (
     new_id,
     public,
 )
+from .subscriptions import SubscriptionsMixin
 from .webhook_endpoints import WebhookEndpointsMixin
 
 #: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
 FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 
 
-_INTERVAL_SECONDS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}
-
-
-class EmulatorState(AccountsMixin, WebhookEndpointsMixin):
+class EmulatorState(SubscriptionsMixin, AccountsMixin, WebhookEndpointsMixin):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
     See :class:`~.store.Store` for the state and its attributes.
@@ -605,17 +602,7 @@ class EmulatorState(AccountsMixin, WebhookEndpointsMixin):
                 session["customer_creation"] == "always"
             )
             if needs_customer and session["customer"] is None:
-                customer = {
-                    "id": new_id("cus_", 14),
-                    "object": "customer",
-                    "created": self.now(),
-                    "email": email,
-                    "livemode": livemode,
-                    "metadata": {},
-                    "_account": account,
-                }
-                self.customers[customer["id"]] = customer
-                session["customer"] = customer["id"]
+                session["customer"] = self._create_customer(email, livemode, account)["id"]
             if session["mode"] == "payment":
                 intent = {
                     "id": new_id("pi_", 24),
@@ -692,172 +679,6 @@ class EmulatorState(AccountsMixin, WebhookEndpointsMixin):
                 )
             self._expire(session, None)
             return public(session)
-
-    def _create_subscription(self, session: dict[str, Any], delayed: bool) -> dict[str, Any]:
-        item = next(i for i in session["_line_items"] if i["price"]["recurring"])
-        recurring = item["price"]["recurring"]
-        start = self.now()
-        end = start + _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
-        sub_id = new_id("sub_", 24)
-        subscription = {
-            "id": sub_id,
-            "object": "subscription",
-            "application": None,
-            "billing_cycle_anchor": start,
-            "cancel_at": None,
-            "cancel_at_period_end": False,
-            "canceled_at": None,
-            "collection_method": "charge_automatically",
-            "created": start,
-            "currency": session["currency"],
-            "customer": session["customer"],
-            "description": session["_subscription_data"].get("description"),
-            "ended_at": None,
-            "items": {
-                "object": "list",
-                "data": [
-                    {
-                        "id": new_id("si_", 14),
-                        "object": "subscription_item",
-                        "created": start,
-                        "current_period_end": end,
-                        "current_period_start": start,
-                        "metadata": {},
-                        "price": copy.deepcopy(item["price"]),
-                        "quantity": item["quantity"],
-                        "subscription": sub_id,
-                    }
-                ],
-                "has_more": False,
-                "url": f"/v1/subscription_items?subscription={sub_id}",
-            },
-            "latest_invoice": None,
-            "livemode": session["livemode"],
-            "metadata": dict(session["_subscription_data"].get("metadata", {})),
-            "start_date": start,
-            "status": "incomplete" if delayed else "active",
-            "_account": session["_account"],
-            "_amount": session["amount_total"],
-        }
-        self.subscriptions[sub_id] = subscription
-        session["subscription"] = sub_id
-        return subscription
-
-    def _create_invoice(
-        self, subscription: dict[str, Any], billing_reason: str, *, paid: bool
-    ) -> dict[str, Any]:
-        item = subscription["items"]["data"][0]
-        amount = subscription["_amount"]
-        now = self.now()
-        invoice = {
-            "id": new_id("in_", 24),
-            "object": "invoice",
-            "amount_due": amount,
-            "amount_paid": amount if paid else 0,
-            "amount_remaining": 0 if paid else amount,
-            "attempt_count": 1,
-            "attempted": True,
-            "billing_reason": billing_reason,
-            "collection_method": "charge_automatically",
-            "created": now,
-            "currency": subscription["currency"],
-            "customer": subscription["customer"],
-            "customer_email": self.customers.get(subscription["customer"], {}).get("email"),
-            "lines": {
-                "object": "list",
-                "data": [
-                    {
-                        "id": new_id("il_", 24),
-                        "object": "line_item",
-                        "amount": amount,
-                        "currency": subscription["currency"],
-                        "period": {
-                            "start": item["current_period_start"],
-                            "end": item["current_period_end"],
-                        },
-                        "quantity": item["quantity"],
-                    }
-                ],
-                "has_more": False,
-                "url": "/v1/invoices/lines",
-            },
-            "livemode": subscription["livemode"],
-            "metadata": {},
-            "parent": {
-                "quote_details": None,
-                "subscription_details": {
-                    "metadata": dict(subscription["metadata"]),
-                    "subscription": subscription["id"],
-                },
-                "type": "subscription_details",
-            },
-            "period_end": item["current_period_end"],
-            "period_start": item["current_period_start"],
-            "status": "paid" if paid else "open",
-            "status_transitions": {"paid_at": now if paid else None},
-            "total": amount,
-        }
-        self.invoices[invoice["id"]] = invoice
-        subscription["latest_invoice"] = invoice["id"]
-        return invoice
-
-    def subscription(self, subscription_id: str) -> dict[str, Any]:
-        subscription = self.subscriptions.get(subscription_id)
-        if subscription is None:
-            raise EmulatorError(f"No such subscription: '{subscription_id}'", status=404)
-        return subscription
-
-    def renew_subscription(self, subscription_id: str) -> dict[str, Any]:
-        """Charge the next period: ``invoice.paid`` then ``customer.subscription.updated``."""
-        with self.lock:
-            subscription = self.subscription(subscription_id)
-            if subscription["status"] not in ("active", "past_due", "trialing"):
-                raise EmulatorError(
-                    f"Subscription {subscription_id} is {subscription['status']}; only active "
-                    "subscriptions renew.",
-                    status=409,
-                )
-            item = subscription["items"]["data"][0]
-            previous = {
-                "items": copy.deepcopy(subscription["items"]),
-                "latest_invoice": subscription["latest_invoice"],
-            }
-            recurring = item["price"]["recurring"]
-            length = _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
-            item["current_period_start"] = item["current_period_end"]
-            item["current_period_end"] = item["current_period_start"] + length
-            invoice = self._create_invoice(subscription, "subscription_cycle", paid=True)
-            account, livemode = subscription["_account"], subscription["livemode"]
-            self.emit("invoice.paid", invoice, account=account, livemode=livemode)
-            self.emit(
-                "customer.subscription.updated",
-                subscription,
-                account=account,
-                livemode=livemode,
-                previous_attributes=previous,
-            )
-            return public(invoice)
-
-    def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
-        """The subscription ended (customer or merchant cancelled): ``...deleted``."""
-        with self.lock:
-            subscription = self.subscription(subscription_id)
-            if subscription["status"] == "canceled":
-                raise EmulatorError(f"Subscription {subscription_id} is already canceled.", 409)
-            now = self.now()
-            subscription.update(status="canceled", canceled_at=now, ended_at=now)
-            subscription["cancellation_details"] = {
-                "comment": None,
-                "feedback": None,
-                "reason": "cancellation_requested",
-            }
-            self.emit(
-                "customer.subscription.deleted",
-                subscription,
-                account=subscription["_account"],
-                livemode=subscription["livemode"],
-            )
-            return public(subscription)
 
 
 __all__ = [

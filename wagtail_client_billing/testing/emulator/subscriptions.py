@@ -1,0 +1,202 @@
+"""Customers, subscriptions and their invoices.
+
+Checkout makes them when a ``subscription``-mode session is paid (see ``checkout``);
+the test controls renew and cancel a subscription.  Prices and products exist only
+inline, as the ``price_data`` of a session's line items.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .errors import EmulatorError
+from .store import Store, new_id, public
+
+_INTERVAL_SECONDS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400, "year": 365 * 86_400}
+
+
+class SubscriptionsMixin(Store):
+    """Customers, subscriptions and invoices, mixed into :class:`~.core.EmulatorState`."""
+
+    def _create_customer(self, email: str, livemode: bool, account: str | None) -> dict[str, Any]:
+        """The customer Checkout makes for a session that needs one and names none."""
+        customer: dict[str, Any] = {
+            "id": new_id("cus_", 14),
+            "object": "customer",
+            "created": self.now(),
+            "email": email,
+            "livemode": livemode,
+            "metadata": {},
+            "_account": account,
+        }
+        self.customers[customer["id"]] = customer
+        return customer
+
+    def _create_subscription(self, session: dict[str, Any], delayed: bool) -> dict[str, Any]:
+        item = next(i for i in session["_line_items"] if i["price"]["recurring"])
+        recurring = item["price"]["recurring"]
+        start = self.now()
+        end = start + _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
+        sub_id = new_id("sub_", 24)
+        subscription = {
+            "id": sub_id,
+            "object": "subscription",
+            "application": None,
+            "billing_cycle_anchor": start,
+            "cancel_at": None,
+            "cancel_at_period_end": False,
+            "canceled_at": None,
+            "collection_method": "charge_automatically",
+            "created": start,
+            "currency": session["currency"],
+            "customer": session["customer"],
+            "description": session["_subscription_data"].get("description"),
+            "ended_at": None,
+            "items": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": new_id("si_", 14),
+                        "object": "subscription_item",
+                        "created": start,
+                        "current_period_end": end,
+                        "current_period_start": start,
+                        "metadata": {},
+                        "price": copy.deepcopy(item["price"]),
+                        "quantity": item["quantity"],
+                        "subscription": sub_id,
+                    }
+                ],
+                "has_more": False,
+                "url": f"/v1/subscription_items?subscription={sub_id}",
+            },
+            "latest_invoice": None,
+            "livemode": session["livemode"],
+            "metadata": dict(session["_subscription_data"].get("metadata", {})),
+            "start_date": start,
+            "status": "incomplete" if delayed else "active",
+            "_account": session["_account"],
+            "_amount": session["amount_total"],
+        }
+        self.subscriptions[sub_id] = subscription
+        session["subscription"] = sub_id
+        return subscription
+
+    def _create_invoice(
+        self, subscription: dict[str, Any], billing_reason: str, *, paid: bool
+    ) -> dict[str, Any]:
+        item = subscription["items"]["data"][0]
+        amount = subscription["_amount"]
+        now = self.now()
+        invoice = {
+            "id": new_id("in_", 24),
+            "object": "invoice",
+            "amount_due": amount,
+            "amount_paid": amount if paid else 0,
+            "amount_remaining": 0 if paid else amount,
+            "attempt_count": 1,
+            "attempted": True,
+            "billing_reason": billing_reason,
+            "collection_method": "charge_automatically",
+            "created": now,
+            "currency": subscription["currency"],
+            "customer": subscription["customer"],
+            "customer_email": self.customers.get(subscription["customer"], {}).get("email"),
+            "lines": {
+                "object": "list",
+                "data": [
+                    {
+                        "id": new_id("il_", 24),
+                        "object": "line_item",
+                        "amount": amount,
+                        "currency": subscription["currency"],
+                        "period": {
+                            "start": item["current_period_start"],
+                            "end": item["current_period_end"],
+                        },
+                        "quantity": item["quantity"],
+                    }
+                ],
+                "has_more": False,
+                "url": "/v1/invoices/lines",
+            },
+            "livemode": subscription["livemode"],
+            "metadata": {},
+            "parent": {
+                "quote_details": None,
+                "subscription_details": {
+                    "metadata": dict(subscription["metadata"]),
+                    "subscription": subscription["id"],
+                },
+                "type": "subscription_details",
+            },
+            "period_end": item["current_period_end"],
+            "period_start": item["current_period_start"],
+            "status": "paid" if paid else "open",
+            "status_transitions": {"paid_at": now if paid else None},
+            "total": amount,
+        }
+        self.invoices[invoice["id"]] = invoice
+        subscription["latest_invoice"] = invoice["id"]
+        return invoice
+
+    # -- test controls -------------------------------------------------------------
+
+    def subscription(self, subscription_id: str) -> dict[str, Any]:
+        subscription = self.subscriptions.get(subscription_id)
+        if subscription is None:
+            raise EmulatorError(f"No such subscription: '{subscription_id}'", status=404)
+        return subscription
+
+    def renew_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """Charge the next period: ``invoice.paid`` then ``customer.subscription.updated``."""
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            if subscription["status"] not in ("active", "past_due", "trialing"):
+                raise EmulatorError(
+                    f"Subscription {subscription_id} is {subscription['status']}; only active "
+                    "subscriptions renew.",
+                    status=409,
+                )
+            item = subscription["items"]["data"][0]
+            previous = {
+                "items": copy.deepcopy(subscription["items"]),
+                "latest_invoice": subscription["latest_invoice"],
+            }
+            recurring = item["price"]["recurring"]
+            length = _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
+            item["current_period_start"] = item["current_period_end"]
+            item["current_period_end"] = item["current_period_start"] + length
+            invoice = self._create_invoice(subscription, "subscription_cycle", paid=True)
+            account, livemode = subscription["_account"], subscription["livemode"]
+            self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+            self.emit(
+                "customer.subscription.updated",
+                subscription,
+                account=account,
+                livemode=livemode,
+                previous_attributes=previous,
+            )
+            return public(invoice)
+
+    def cancel_subscription(self, subscription_id: str) -> dict[str, Any]:
+        """The subscription ended (customer or merchant cancelled): ``...deleted``."""
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            if subscription["status"] == "canceled":
+                raise EmulatorError(f"Subscription {subscription_id} is already canceled.", 409)
+            now = self.now()
+            subscription.update(status="canceled", canceled_at=now, ended_at=now)
+            subscription["cancellation_details"] = {
+                "comment": None,
+                "feedback": None,
+                "reason": "cancellation_requested",
+            }
+            self.emit(
+                "customer.subscription.deleted",
+                subscription,
+                account=subscription["_account"],
+                livemode=subscription["livemode"],
+            )
+            return public(subscription)
