@@ -25,7 +25,6 @@ INITIAL_REQUIREMENTS = [
     "tos_acceptance.ip",
 ]
 
-
 #: Default currency of an account, by country (Stripe derives it the same way).
 COUNTRY_CURRENCY = {
     "US": "usd", "GB": "gbp", "JP": "jpy", "CA": "cad", "AU": "aud", "NZ": "nzd",

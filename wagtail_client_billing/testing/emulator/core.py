@@ -5,8 +5,8 @@ each Stripe resource's operations and controls mixed in from its own module:
 ``accounts`` (connected accounts, Account Links, the platform account), ``checkout``
 (Checkout Sessions, payment intents), ``subscriptions`` (customers, subscriptions,
 invoices) and ``webhook_endpoints`` (endpoints and event routing).  This module runs
-one API request: idempotency, injected faults and the routing of Stripe's URLs to the
-operations.
+one API request over them: idempotency, injected faults, and the table that routes
+Stripe's URLs to the operations.
 """
 
 from __future__ import annotations
@@ -21,12 +21,7 @@ from . import rules
 from .checkout import CheckoutMixin
 from .delivery import Delivery, Target, WebhookDispatcher
 from .errors import StripeError
-from .store import (
-    ApiResponse,
-    Fault,
-    RequestContext,
-    RequestRecord,
-)
+from .store import ApiResponse, Fault, RequestContext, RequestRecord
 from .webhook_endpoints import WebhookEndpointsMixin
 
 #: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
@@ -36,7 +31,8 @@ FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 class EmulatorState(CheckoutMixin, WebhookEndpointsMixin):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
-    See :class:`~.store.Store` for the state and its attributes.
+    The state and its attributes are :class:`~.store.Store`'s; each resource's
+    operations come from its mixin, and this class runs the API requests over them.
     """
 
     def __init__(self, dispatcher: WebhookDispatcher, public_url: Callable[[], str]) -> None:
