@@ -356,15 +356,7 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
 
     def api_list_sessions(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         p = self._validated("session.list", params)
-        sessions = sorted(
-            (
-                s
-                for s in self.checkout_sessions.values()
-                if s["_account"] == ctx.account and s["livemode"] == ctx.livemode
-            ),
-            key=lambda s: s["_seq"],
-            reverse=True,
-        )
+        sessions = self._newest_first(self.checkout_sessions, ctx, owner="_account")
         for name in ("status", "customer", "payment_intent", "subscription"):
             if name in p:
                 sessions = [s for s in sessions if s[name] == p[name]]

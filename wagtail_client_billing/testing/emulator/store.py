@@ -319,6 +319,21 @@ class Store:
         with self.lock:
             return self.emit(type, obj, account=account, livemode=livemode)
 
+    def _newest_first(
+        self, store: dict[str, dict[str, Any]], ctx: RequestContext, *, owner: str
+    ) -> list[dict[str, Any]]:
+        """The objects of ``store`` this key's mode and ``Stripe-Account`` may list, newest
+        first; ``owner`` is the private key holding the account an object was made on."""
+        return sorted(
+            (
+                obj
+                for obj in store.values()
+                if obj[owner] == ctx.account and obj["livemode"] == ctx.livemode
+            ),
+            key=lambda obj: obj["_seq"],
+            reverse=True,
+        )
+
     def _validated(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
         """``params`` checked against the SDK's type for ``name`` and Stripe's limits."""
         checked = validate(params, self._types[name])

@@ -104,15 +104,7 @@ class WebhookEndpointsMixin(Store):
         self, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
         p = self._validated("webhook_endpoint.list", params)
-        endpoints = sorted(
-            (
-                e
-                for e in self.webhook_endpoints.values()
-                if e["livemode"] == ctx.livemode and e["_owner"] == ctx.account
-            ),
-            key=lambda e: e["_seq"],
-            reverse=True,
-        )
+        endpoints = self._newest_first(self.webhook_endpoints, ctx, owner="_owner")
         return rules.paginate(
             endpoints, p, url="/v1/webhook_endpoints", object_name="webhook_endpoint", render=public
         )
