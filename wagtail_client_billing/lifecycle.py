@@ -75,6 +75,18 @@ class TransitionNotAllowed(Exception):
     """An editor asked for a change the rules forbid; ``str()`` is a message for them."""
 
 
+def lock(invoice: Invoice) -> Invoice:
+    """Lock ``invoice``'s row until the transaction ends, and read it afresh.
+
+    For code that reads the invoice, decides, and writes something the status does not
+    guard (a session, a subscription's state, a renewal): a concurrent writer waits, and
+    the decision is made on the row as it is now, not as it was loaded. Call it inside
+    ``transaction.atomic()``; SQLite, which has one writer at a time, needs no lock.
+    """
+    invoice.refresh_from_db(from_queryset=Invoice.objects.select_for_update())
+    return invoice
+
+
 def allowed_sources(new: str) -> frozenset[str]:
     """The statuses from which ``new`` may be reached."""
     return frozenset(old for old, targets in TRANSITIONS.items() if new in targets)

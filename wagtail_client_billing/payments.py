@@ -145,6 +145,17 @@ def checkout_url(invoice: Invoice) -> str:
     return session.url
 
 
+def apply_session_state(invoice: Invoice, session: gateway.CheckoutSession, *, source: str) -> str:
+    """Bring the invoice in line with its Checkout Session, under the invoice's row lock.
+
+    A session means the same thing whichever way the app learns about it (webhook,
+    the client's return, reconciliation, or the answer to expiring it).
+    """
+    with transaction.atomic():
+        lifecycle.lock(invoice)
+        return apply_checkout_session(invoice, session, source)
+
+
 def apply_return(invoice: Invoice, session_id: str) -> str:
     """The client came back from Checkout: read that session once and apply it.
 
@@ -164,8 +175,7 @@ def apply_return(invoice: Invoice, session_id: str) -> str:
     except gateway.GatewayError as exc:
         logger.warning("Could not read Checkout Session on return for %s: %s", invoice, exc)
         return ""
-    with transaction.atomic():
-        return apply_checkout_session(invoice, session, lifecycle.Source.RETURN)
+    return apply_session_state(invoice, session, source=lifecycle.Source.RETURN)
 
 
 # --- reconciliation ---------------------------------------------------------------------------
@@ -267,8 +277,7 @@ def reconcile_open_sessions(limit: int | None = None) -> ReconcileReport:
             report.errors.append(f"{invoice.number}: {exc}")
             report.count("error")
             continue
-        with transaction.atomic():
-            report.count(apply_checkout_session(invoice, session, lifecycle.Source.RECONCILE))
+        report.count(apply_session_state(invoice, session, source=lifecycle.Source.RECONCILE))
     if report.checked:
         logger.info("Reconciled Checkout Sessions: %s", report)
     return report

@@ -492,7 +492,10 @@ def _found(
         raise Ignored(_("No invoice of this app matches the event."))
     holder["invoice"] = invoice
     _check_owner(invoice, event)
-    return invoice
+    # Every handler reads the invoice, decides and writes: another event, the client's
+    # return or an editor may be changing it at this moment, so decide on the row as it
+    # is now and hold it until this event's transaction commits.
+    return lifecycle.lock(invoice)
 
 
 def _event_created(event: dict[str, Any]) -> int:
@@ -872,8 +875,16 @@ def on_subscription_changed(event, obj, holder) -> None:
 # --- connected accounts ------------------------------------------------------------------------
 
 
-def _account(event: dict[str, Any], stripe_id: str) -> StripeAccount:
-    account = StripeAccount.objects.filter(stripe_id=stripe_id).first()
+def _account(event: dict[str, Any]) -> StripeAccount:
+    """The connected account the event came from, locked until the event's transaction ends.
+
+    The event's top-level ``account`` says which connected account sent it (Stripe sets
+    it on every Connect event); an event without one is about the platform's own account.
+    """
+    stripe_id = _text(event.get("account"))
+    if not stripe_id:
+        raise Ignored(_("Not an event of a connected account."))
+    account = StripeAccount.objects.select_for_update().filter(stripe_id=stripe_id).first()
     if account is None:
         raise Ignored(_("No Stripe account %(id)s is connected here.") % {"id": stripe_id})
     if bool(event["livemode"]) == account.test_mode:
@@ -882,8 +893,18 @@ def _account(event: dict[str, Any], stripe_id: str) -> StripeAccount:
 
 
 def on_account_updated(event, obj, holder) -> None:
-    """Store the account's flags and what Stripe still needs, unless a newer state is known."""
-    account = _account(event, _id(obj.get("id")) or event.get("account") or "")
+    """Store the account's flags and what Stripe still needs, unless a newer state is known.
+
+    The account is the one that sent the event; an event whose object describes another
+    account is refused, so one connected account cannot change another's state.
+    """
+    described = _id(obj.get("id"))
+    if described and described != _text(event.get("account")):
+        raise Ignored(
+            _("The event is from account %(event)s but describes account %(object)s.")
+            % {"event": _text(event.get("account")) or _("the platform"), "object": described}
+        )
+    account = _account(event)
     created = _timestamp(event.get("created")) or timezone.now()
     if account.synced_at and account.synced_at > created:
         raise Ignored(_("An older state of the account than the one recorded."))
@@ -901,7 +922,7 @@ def on_account_updated(event, obj, holder) -> None:
 
 def on_account_deauthorized(event, obj, holder) -> None:
     """The account disconnected the platform: unlink it from every site, keep the record."""
-    account = _account(event, event.get("account") or "")
+    account = _account(event)
     now = timezone.now()
     StripeAccount.objects.filter(pk=account.pk, deauthorized_at__isnull=True).update(
         deauthorized_at=_timestamp(event.get("created")) or now
