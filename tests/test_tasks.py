@@ -320,6 +320,7 @@ def test_session_expiry_is_spread_to_stay_under_the_rate_limit(
 def test_expire_session_task_retries_when_stripe_is_unavailable(site, account):
     invoice = make_invoice(site, account)
     Invoice.objects.filter(pk=invoice.pk).update(checkout_session_id="cs_test_1")
+    lifecycle.delete(invoice, user=None)
 
     # STRIPE_API_BASE points at a closed port in the test settings.
     with pytest.raises(gateway.StripeUnavailable):
@@ -443,6 +444,10 @@ def test_schedules_command_is_idempotent(settings):
         ),
         "client_billing_resume_webhooks": (
             "wagtail_client_billing.tasks.resume_received_webhook_events",
+            5,
+        ),
+        "client_billing_resume_session_expiry": (
+            "wagtail_client_billing.tasks.resume_session_expiry",
             5,
         ),
     }

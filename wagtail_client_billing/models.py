@@ -476,6 +476,13 @@ class Invoice(models.Model):
             models.Index(Lower("email"), name="wcb_invoice_email_ci"),
             models.Index(fields=["number"], name="wcb_invoice_number"),
             models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
+            # The sweep of withdrawn invoices whose Checkout Session may still be open: a
+            # handful of rows whatever the table's size (an expired session is forgotten).
+            models.Index(
+                fields=["status_changed_at"],
+                name="wcb_invoice_withdrawn_session",
+                condition=Q(status__in=["expired", "deleted"]) & ~Q(checkout_session_url=""),
+            ),
         ]
         permissions = [
             ("connect_stripe_account", _("Can connect and unlink Stripe accounts")),

@@ -26,13 +26,16 @@ from wagtail.log_actions import log
 from . import gateway, lifecycle
 from .conf import billing_settings
 from .models import Invoice, InvoiceStatus
-from .webhooks import apply_checkout_session
+from .webhooks import apply_checkout_session, close_session
 
 logger = logging.getLogger(__name__)
 
 #: Stripe refuses a Checkout Session that lives less than this or more than 24 hours.
 STRIPE_MIN_SESSION = timedelta(minutes=30)
 STRIPE_MAX_SESSION = timedelta(hours=24)
+
+#: Statuses of an invoice that was withdrawn from the client: no session may stay payable.
+WITHDRAWN = (InvoiceStatus.EXPIRED, InvoiceStatus.DELETED)
 
 #: How far back reconciliation looks at invoices that expired with a session attached:
 #: a client who paid a minute before expiry, whose webhook never came, is still found.
@@ -86,6 +89,15 @@ def reusable_session_url(invoice: Invoice, now: datetime | None = None) -> str:
     return ""
 
 
+class NotPayable(Exception):
+    """The invoice stopped being payable while its new Checkout Session was being made.
+
+    The session is expired on Stripe before this is raised (or left recorded for
+    :func:`.tasks.resume_session_expiry` when Stripe could not be reached), so no
+    payable page is left behind; the pay view shows the invoice's page instead.
+    """
+
+
 def checkout_url(invoice: Invoice) -> str:
     """Where to send a client who clicked the link of a payable invoice.
 
@@ -100,8 +112,15 @@ def checkout_url(invoice: Invoice) -> str:
     the same key too; the first to record the session wins, and ``checkout_opened`` is
     logged.
 
+    The session is recorded under the invoice's row lock, after reading its status
+    afresh: an editor may have deleted the invoice (or the sweep expired it) while
+    Stripe was making the session, and the delete's own expiry task may have run before
+    the session existed. Then the session is recorded all the same (so the sweep of
+    withdrawn invoices finds it if Stripe cannot be reached now) and expired here.
+
     Raises:
         gateway.GatewayError: Stripe could not make the session; nothing was recorded.
+        NotPayable: the invoice was paid or withdrawn meanwhile; the session is expired.
     """
     url = reusable_session_url(invoice)
     if url:
@@ -123,26 +142,85 @@ def checkout_url(invoice: Invoice) -> str:
             )
         raise
     with transaction.atomic():
-        recorded = Invoice.objects.filter(pk=invoice.pk, checkout_attempt=recorded_attempt).update(
-            checkout_attempt=attempt,
-            checkout_session_id=session.id,
-            checkout_session_url=session.url,
-            checkout_session_expires_at=session.expires_at,
-        )
-        if recorded:
+        lifecycle.lock(invoice)
+        payable = invoice.status == InvoiceStatus.PENDING
+        # A paid or processing invoice keeps the session its payment went through.
+        if invoice.checkout_attempt == recorded_attempt and (
+            payable or invoice.status in WITHDRAWN
+        ):
+            Invoice.objects.filter(pk=invoice.pk).update(
+                checkout_attempt=attempt,
+                checkout_session_id=session.id,
+                checkout_session_url=session.url,
+                checkout_session_expires_at=session.expires_at,
+            )
+            invoice.checkout_attempt = attempt
             invoice.checkout_session_id = session.id
             invoice.checkout_session_url = session.url
             invoice.checkout_session_expires_at = session.expires_at
-            log(
-                instance=invoice,
-                action="wagtail_client_billing.checkout_opened",
-                data={
-                    "session": session.id,
-                    "attempt": attempt,
-                    "expires_at": session.expires_at.isoformat(),
-                },
+            if payable:
+                log(
+                    instance=invoice,
+                    action="wagtail_client_billing.checkout_opened",
+                    data={
+                        "session": session.id,
+                        "attempt": attempt,
+                        "expires_at": session.expires_at.isoformat(),
+                    },
+                )
+    if not payable:
+        try:
+            expire_session(invoice, session.id, source=lifecycle.Source.SYSTEM)
+        except gateway.GatewayError as exc:
+            logger.warning(
+                "Could not expire Checkout Session %s of withdrawn invoice %s: %s",
+                session.id,
+                invoice,
+                exc,
             )
+        raise NotPayable(invoice.status)
     return session.url
+
+
+def expire_session(
+    invoice: Invoice, session_id: str = "", *, source: str, key_attempt: int = 0
+) -> str:
+    """Expire a Checkout Session of an invoice that is no longer payable, on Stripe.
+
+    ``session_id`` defaults to the session recorded on ``invoice``; ``key_attempt`` picks
+    the request's idempotency key (see :func:`.gateway.expire_checkout_session`). What
+    the session became is applied (:func:`apply_session_state`): an expired one is
+    forgotten, and one that was paid meanwhile marks the invoice paid, because money
+    received wins. Returns
+    what that returned, ``"no session"``, or ``"refused"`` when Stripe refuses for good
+    (the session is gone from the connected account): the session is then closed, so the
+    sweep of withdrawn invoices stops asking.
+
+    Raises:
+        gateway.GatewayError: a retryable error (network, rate limit, Stripe 5xx).
+    """
+    session_id = session_id or invoice.checkout_session_id
+    if not session_id:
+        return "no session"
+    try:
+        session = gateway.expire_checkout_session(
+            test_mode=invoice.test_mode,
+            account_id=invoice.account.stripe_id,
+            session_id=session_id,
+            attempt=key_attempt,
+        )
+    except gateway.GatewayError as exc:
+        if exc.retryable:
+            raise
+        logger.warning(
+            "Could not expire Checkout Session %s of invoice %s: %s",
+            session_id,
+            invoice.number,
+            exc,
+        )
+        close_session(invoice, session_id)
+        return "refused"
+    return apply_session_state(invoice, session, source=source)
 
 
 def apply_session_state(invoice: Invoice, session: gateway.CheckoutSession, *, source: str) -> str:

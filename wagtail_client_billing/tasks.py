@@ -44,7 +44,7 @@ from django_q.models import Schedule
 from django_q.tasks import async_task as _async_task
 from wagtail.log_actions import log
 
-from . import emails, gateway, lifecycle
+from . import emails, gateway, lifecycle, payments
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -335,9 +335,12 @@ def _queue_session_expiry(invoices: list[tuple[int, bool]]) -> None:
 
 
 def queue_expire_checkout_session(invoice: Invoice) -> None:
-    """Expire the invoice's open Checkout Session on Stripe, from a worker, after commit."""
-    if not invoice.checkout_session_id:
-        return
+    """Expire the withdrawn invoice's Checkout Session on Stripe, from a worker, after commit.
+
+    Queued whether or not ``invoice`` (as loaded) holds a session: the client's pay
+    click may be storing one right now, and the task reads the session from the
+    database when it runs.
+    """
     pk = invoice.pk
     transaction.on_commit(
         lambda: async_task(f"{TASKS}.expire_checkout_session", pk, group="client_billing_stripe")
@@ -349,37 +352,26 @@ EXPIRE_SESSION_MAX_ATTEMPTS = 5
 
 
 def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int = 0) -> str:
-    """Expire an invoice's Checkout Session on Stripe, so its page can no longer pay.
+    """Expire a withdrawn invoice's Checkout Session on Stripe (:func:`payments.expire_session`).
 
-    Skipped when the invoice was paid or its payment is processing (the session is
-    complete). A retryable gateway error (network, rate limit, Stripe 5xx) schedules
-    another try with backoff and is raised, so django-q2 records the failure; a
-    permanent one (say, Stripe already expired it) is logged and dropped. If Stripe
-    reports the session paid after all, the payment is applied: money received wins.
-    ``key_attempt`` picks the request's idempotency key; the retry after a 5xx, which
-    Stripe replays for that key, uses the next one.
+    The session is the one recorded on the invoice when the task runs. Skipped unless
+    the invoice is expired or deleted (paid or processing: the session is complete). A
+    retryable gateway error (network, rate limit, Stripe 5xx) schedules another try with
+    backoff and is raised, so django-q2 records the failure; when those run out,
+    :func:`resume_session_expiry` finds the session again. ``key_attempt`` picks the
+    request's idempotency key; the retry after an answer Stripe replays for that key
+    uses the next one.
     """
     invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
     if invoice is None or not invoice.checkout_session_id:
         return "no session"
-    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.PROCESSING):
-        return "payment made"
+    if invoice.status not in payments.WITHDRAWN:
+        return "payment made" if invoice.status != InvoiceStatus.PENDING else "payable"
     try:
-        session = gateway.expire_checkout_session(
-            test_mode=invoice.test_mode,
-            account_id=invoice.account.stripe_id,
-            session_id=invoice.checkout_session_id,
-            attempt=key_attempt,
+        return payments.expire_session(
+            invoice, source=lifecycle.Source.SWEEP, key_attempt=key_attempt
         )
     except gateway.GatewayError as exc:
-        if not exc.retryable:
-            logger.warning(
-                "Could not expire Checkout Session %s of invoice %s: %s",
-                invoice.checkout_session_id,
-                invoice.number,
-                exc,
-            )
-            return "refused"
         if attempt + 1 < EXPIRE_SESSION_MAX_ATTEMPTS:
             _schedule_once(
                 f"client_billing_expire_session_{invoice.pk}_{attempt + 1}",
@@ -392,7 +384,35 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int 
                 timezone.now() + timedelta(minutes=2**attempt),
             )
         raise
-    return apply_session_state(invoice, session, source=lifecycle.Source.SWEEP)
+
+
+def resume_session_expiry() -> int:
+    """Expire every withdrawn invoice's Checkout Session that may still be payable.
+
+    Found from the invoice's own state, whatever the broker lost: an expired or deleted
+    invoice that still holds an open session (a confirmed expiry forgets the session,
+    a completed payment closes it) that has not run out by itself, withdrawn longer
+    than the task timeout ago (so the task its withdrawal queued had its chance). That
+    covers a task lost with its worker, retries that ran out, and a session the client's
+    click stored just as the invoice was withdrawn while Stripe could not be reached.
+    Queued as :func:`_queue_session_expiry` paces them; returns how many.
+    """
+    now = timezone.now()
+    open_sessions = list(
+        Invoice.objects.filter(
+            Q(checkout_session_expires_at__isnull=True) | Q(checkout_session_expires_at__gt=now),
+            status__in=payments.WITHDRAWN,
+            status_changed_at__lt=now - claim_lease(),
+        )
+        .exclude(checkout_session_url="")
+        .values_list("pk", "test_mode")
+    )
+    _queue_session_expiry(open_sessions)
+    if open_sessions:
+        logger.warning(
+            "Queued the expiry of %d Checkout Sessions of withdrawn invoices", len(open_sessions)
+        )
+    return len(open_sessions)
 
 
 # --- reminders --------------------------------------------------------------------------------
@@ -493,21 +513,7 @@ def reconcile_open_sessions() -> str:
     with ``manage.py client_billing_reconcile``; this is its scheduled entry point.
     Returns the run's summary for django-q2's task result.
     """
-    from . import payments
-
     return str(payments.reconcile_open_sessions())
-
-
-def apply_session_state(invoice: Invoice, session: gateway.CheckoutSession, *, source: str) -> str:
-    """Bring the invoice in line with its Checkout Session, by the webhooks' rules.
-
-    A session means the same thing whichever way the app learns about it (webhook,
-    the client's return, reconciliation, or the answer to expiring it).
-    """
-    from .webhooks import apply_checkout_session
-
-    with transaction.atomic():
-        return apply_checkout_session(invoice, session, source)
 
 
 # --- schedules --------------------------------------------------------------------------------
@@ -538,6 +544,7 @@ def schedule_specs() -> list[ScheduleSpec]:
         ScheduleSpec(
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
         ),
+        ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
     ]
 
 

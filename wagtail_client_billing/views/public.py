@@ -149,6 +149,26 @@ def render_page(
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     """The link in the client's email: go to Stripe Checkout, or say why not."""
     invoice = get_invoice(token)
+    page = _not_payable_page(request, invoice)
+    if page is not None:
+        return page
+    if invoice.account.deauthorized_at is not None:
+        return _unavailable(request, invoice, retryable=False)
+    try:
+        url = payments.checkout_url(invoice)
+    except payments.NotPayable:
+        # Paid or withdrawn while Stripe made the session (which is expired already).
+        return _not_payable_page(request, invoice) or _unavailable(
+            request, invoice, retryable=False
+        )
+    except gateway.GatewayError as exc:
+        logger.warning("Could not open Checkout for invoice %s: %s", invoice, exc)
+        return _unavailable(request, invoice, retryable=exc.retryable)
+    return HttpResponseSeeOther(url)
+
+
+def _not_payable_page(request: HttpRequest, invoice: Invoice) -> HttpResponse | None:
+    """The page of a paid, processing, expired or withdrawn invoice; None if payable."""
     status = invoice.effective_status
     if status == InvoiceStatus.PAID:
         return render_page(request, invoice, "paid.html")
@@ -158,14 +178,7 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
         return render_page(request, invoice, "expired.html", status=410)
     if status == InvoiceStatus.DELETED:
         return render_page(request, invoice, "withdrawn.html", status=410)
-    if invoice.account.deauthorized_at is not None:
-        return _unavailable(request, invoice, retryable=False)
-    try:
-        url = payments.checkout_url(invoice)
-    except gateway.GatewayError as exc:
-        logger.warning("Could not open Checkout for invoice %s: %s", invoice, exc)
-        return _unavailable(request, invoice, retryable=exc.retryable)
-    return HttpResponseSeeOther(url)
+    return None
 
 
 def _unavailable(request: HttpRequest, invoice: Invoice, *, retryable: bool) -> HttpResponse:
