@@ -416,6 +416,10 @@ class Invoice(models.Model):
     #: When a worker claimed the current send attempt; a claim older than the task
     #: timeout belongs to a worker that died, and the re-delivered task takes it over.
     email_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: When the current send attempt was queued, or when its retry is due. A waiting
+    #: email whose queue time and claim are both older than the task timeout lost its
+    #: task, and the resume sweep queues it again.
+    email_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
     reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     checkout_session_id = models.CharField(max_length=255, blank=True, editable=False)

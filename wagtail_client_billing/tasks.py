@@ -89,12 +89,14 @@ def queue_invoice_email(invoice: Invoice) -> None:
     Used on creation and by Resend: the attempt count starts again, so a resent email
     gets the full ``EMAIL_MAX_ATTEMPTS``.
     """
+    now = timezone.now()
     Invoice.objects.filter(pk=invoice.pk).update(
-        email_status=EmailStatus.QUEUED, email_attempts=0, email_last_error=""
+        email_status=EmailStatus.QUEUED, email_attempts=0, email_last_error="", email_queued_at=now
     )
     invoice.email_status = EmailStatus.QUEUED
     invoice.email_attempts = 0
     invoice.email_last_error = ""
+    invoice.email_queued_at = now
     pk = invoice.pk
     transaction.on_commit(
         lambda: async_task(f"{TASKS}.send_invoice_email", pk, 0, group="client_billing_email")
@@ -176,12 +178,17 @@ def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendRes
     max_attempts = billing_settings.EMAIL_MAX_ATTEMPTS
     if error.transient and attempts < max_attempts:
         delay = billing_settings.EMAIL_RETRY_BACKOFF * 2 ** (attempts - 1)
-        if mine.update(email_status=EmailStatus.RETRYING, email_last_error=error.message):
+        retry_at = now + delay
+        if mine.update(
+            email_status=EmailStatus.RETRYING,
+            email_last_error=error.message,
+            email_queued_at=retry_at,
+        ):
             _schedule_once(
                 f"client_billing_email_{invoice.pk}_{attempts}",
                 f"{TASKS}.send_invoice_email",
                 (invoice.pk, attempts),
-                now + delay,
+                retry_at,
             )
             logger.info(
                 "Invoice %s email attempt %d failed (%s); retrying in %s",
@@ -481,26 +488,39 @@ def _log_many(invoices: list[Invoice], action: str, now: datetime) -> None:
 
 
 def resume_abandoned_emails() -> int:
-    """Queue again every invoice email whose claim outlived the task timeout.
+    """Queue again every invoice email whose task was lost; returns how many.
 
-    A claim that old belongs to a worker that died (django-q2 kills tasks at that age).
-    With the ORM broker django-q2 itself hands the task out again; the Redis broker
-    forgets it, so this sweep does. :func:`send_invoice_email` takes the claim over, so
-    a task handed out twice still sends once. Returns how many were queued.
+    Found from the invoice's own state, whatever the broker kept: an email still
+    waiting (queued or retrying) on a payable invoice whose last sign of life, its
+    queue time (or retry time) and its claim, is older than the task timeout. That is
+    a task a worker fetched and died before starting (the Redis broker forgets it), a
+    retry whose task was lost the same way, or a worker that died mid-send (its claim
+    is taken over). :func:`send_invoice_email` claims before it sends, so a task queued
+    twice, say behind a long backlog, still sends once.
     """
-    stale = timezone.now() - claim_lease()
-    abandoned = list(
+    now = timezone.now()
+    stale = now - claim_lease()
+    lost = list(
         Invoice.objects.filter(
+            Q(email_queued_at__isnull=True) | Q(email_queued_at__lt=stale),
+            Q(email_claimed_at__isnull=True) | Q(email_claimed_at__lt=stale),
             status=InvoiceStatus.PENDING,
+            expires_at__gt=now,
             email_status__in=_WAITING,
-            email_claimed_at__lt=stale,
-        ).values_list("pk", "email_attempts")
+        ).values_list("pk", "email_attempts", "email_queued_at", "email_claimed_at")
     )
-    for pk, attempts in abandoned:
-        async_task(send_invoice_email, pk, attempts - 1)
-    if abandoned:
-        logger.warning("Queued %d abandoned invoice emails again", len(abandoned))
-    return len(abandoned)
+    for pk, attempts, queued_at, claimed_at in lost:
+        # Claimed since it was queued: the attempt is spent, so take its claim over.
+        claimed = claimed_at is not None and (queued_at is None or claimed_at >= queued_at)
+        async_task(
+            f"{TASKS}.send_invoice_email",
+            pk,
+            attempts - 1 if claimed and attempts else attempts,
+            group="client_billing_email",
+        )
+    if lost:
+        logger.warning("Queued %d lost invoice emails again", len(lost))
+    return len(lost)
 
 
 # --- reconciliation ---------------------------------------------------------------------------

@@ -10,6 +10,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name='invoice',
+            name='email_queued_at',
+            field=models.DateTimeField(blank=True, editable=False, null=True),
+        ),
         migrations.AddIndex(
             model_name='invoice',
             index=models.Index(condition=models.Q(('status__in', ['expired', 'deleted']), models.Q(('checkout_session_url', ''), _negated=True)), fields=['status_changed_at'], name='wcb_invoice_withdrawn_session'),
