@@ -450,6 +450,10 @@ def test_schedules_command_is_idempotent(settings):
             "wagtail_client_billing.tasks.resume_session_expiry",
             5,
         ),
+        "client_billing_purge_webhook_payloads": (
+            "wagtail_client_billing.tasks.purge_webhook_payloads",
+            24 * 60,
+        ),
     }
     assert "client_billing_expire: unchanged" in out.getvalue()
     assert "client_billing_reminders: off" in out.getvalue()

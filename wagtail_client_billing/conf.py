@@ -96,6 +96,9 @@ DEFAULTS: dict[str, Any] = {
     # retry delay (doubled for each further attempt).
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_RETRY_BACKOFF": timedelta(minutes=1),
+    # Stored webhook payloads (which hold clients' personal data) are emptied this long
+    # after they were received; the event's record and outcome stay. None keeps them.
+    "WEBHOOK_PAYLOAD_RETENTION": timedelta(days=90),
     # Send one reminder this long before a pending invoice expires; None = no reminders.
     "REMINDER_BEFORE": None,
     # An open Checkout Session is reused by the pay link while it has more than this left.
@@ -112,6 +115,9 @@ DEFAULTS: dict[str, Any] = {
     # Proxies in front of Django that each append to X-Forwarded-For (0: use REMOTE_ADDR).
     "TRUSTED_PROXY_COUNT": 0,
 }
+
+#: Keys where ``None`` is a choice of the site developer (off), not "use the default".
+NONE_MEANS_OFF = frozenset({"WEBHOOK_PAYLOAD_RETENTION"})
 
 #: Keys read from the environment when the settings dict does not set them.
 ENV_KEYS = {
@@ -272,7 +278,7 @@ class BillingSettings:
 
     def _resolve(self, name: str) -> Any:
         user = self.user_settings
-        if name in user and user[name] not in (None, ""):
+        if name in user and (user[name] not in (None, "") or name in NONE_MEANS_OFF):
             value = user[name]
         elif name in ENV_KEYS and (env := _from_env(name, ENV_KEYS[name])) is not None:
             value = env

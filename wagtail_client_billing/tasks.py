@@ -290,6 +290,36 @@ def resume_received_webhook_events() -> int:
     return len(waiting)
 
 
+#: Rows per ``UPDATE`` when webhook payloads are purged.
+PURGE_BATCH_SIZE = 1000
+
+
+def purge_webhook_payloads(now: datetime | None = None) -> int:
+    """Empty the payload of every finished webhook event older than the retention period.
+
+    Stripe's events carry clients' names, emails and addresses; after
+    ``WEBHOOK_PAYLOAD_RETENTION`` only the record of what happened is kept: the event's
+    id, type, account, times, outcome, error and invoice. Events still waiting to be
+    applied keep their payload. ``None`` keeps payloads for ever. Batched, so the first
+    run over years of events does not hold one long transaction. Returns how many.
+    """
+    retention = billing_settings.WEBHOOK_PAYLOAD_RETENTION
+    if not retention:
+        return 0
+    cutoff = (now or timezone.now()) - retention
+    old = (
+        WebhookEvent.objects.filter(received_at__lt=cutoff)
+        .exclude(outcome=WebhookOutcome.RECEIVED)
+        .exclude(payload={})
+    )
+    purged = 0
+    while pks := list(old.values_list("pk", flat=True)[:PURGE_BATCH_SIZE]):
+        purged += WebhookEvent.objects.filter(pk__in=pks).update(payload={})
+    if purged:
+        logger.info("Purged the payloads of %d webhook events", purged)
+    return purged
+
+
 # --- expiry ---------------------------------------------------------------------------------
 
 
@@ -541,12 +571,16 @@ def reconcile_open_sessions() -> str:
 
 @dataclass(frozen=True)
 class ScheduleSpec:
-    """A recurring task: its schedule name, function, and interval in minutes."""
+    """A recurring task: its schedule name, function, and interval in minutes.
+
+    ``setting`` names the setting that turns an optional schedule on.
+    """
 
     name: str
     func: str
     minutes: int
     enabled: bool = True
+    setting: str = ""
 
 
 def schedule_specs() -> list[ScheduleSpec]:
@@ -558,6 +592,7 @@ def schedule_specs() -> list[ScheduleSpec]:
             f"{TASKS}.send_expiry_reminders",
             15,
             enabled=bool(billing_settings.REMINDER_BEFORE),
+            setting="REMINDER_BEFORE",
         ),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
         ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
@@ -565,6 +600,13 @@ def schedule_specs() -> list[ScheduleSpec]:
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
         ),
         ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
+        ScheduleSpec(
+            "client_billing_purge_webhook_payloads",
+            f"{TASKS}.purge_webhook_payloads",
+            24 * 60,
+            enabled=bool(billing_settings.WEBHOOK_PAYLOAD_RETENTION),
+            setting="WEBHOOK_PAYLOAD_RETENTION",
+        ),
     ]
 
 

@@ -1,6 +1,7 @@
 """``manage.py client_billing_schedules``: install the app's django-q2 schedules.
 
-Run it once after ``migrate`` (and again after changing ``REMINDER_BEFORE``); it is
+Run it once after ``migrate`` (and again after changing ``REMINDER_BEFORE`` or
+``WEBHOOK_PAYLOAD_RETENTION``); it is
 idempotent, so deploy scripts can run it every time.
 """
 
@@ -13,7 +14,9 @@ class Command(BaseCommand):
     help = (
         "Create or update the django-q2 schedules: expire due invoices every minute, "
         "send expiry reminders every 15 minutes (when REMINDER_BEFORE is set), reconcile "
-        "open Checkout Sessions every 15 minutes. Safe to run repeatedly."
+        "open Checkout Sessions every 15 minutes, resume lost emails, webhook events and "
+        "session expiries every 5 minutes, purge old webhook payloads daily (when "
+        "WEBHOOK_PAYLOAD_RETENTION is set). Safe to run repeatedly."
     )
 
     def handle(self, *args, **options):
@@ -21,10 +24,8 @@ class Command(BaseCommand):
         specs = {spec.name: spec for spec in schedule_specs()}
         for name, what in outcome.items():
             spec = specs[name]
-            if what == "off":
-                line = f"{name}: off (REMINDER_BEFORE is not set)"
-            elif what == "removed":
-                line = f"{name}: removed (REMINDER_BEFORE is not set)"
+            if what in ("off", "removed"):
+                line = f"{name}: {what} ({spec.setting} is not set)"
             else:
                 line = f"{name}: {what}, {spec.func} every {spec.minutes} min"
             style = self.style.SUCCESS if what in ("created", "updated") else self.style.NOTICE
