@@ -526,6 +526,31 @@ def test_older_account_snapshot_does_not_overwrite_a_newer_one(client, db):
     assert WebhookEvent.objects.get(event_id=older["id"]).outcome == "ignored"
 
 
+def test_an_account_event_cannot_change_another_account(client, db):
+    """The event's ``account`` (who sent it) decides, not the object it describes."""
+    victim = make_account("acct_test_victim")
+    make_account("acct_test_sender", charges_enabled=False)
+    forged = account_event(
+        "account.updated",
+        _account_obj("acct_test_victim", charges_enabled=False, details_submitted=False),
+        "acct_test_sender",
+    )
+    platform = account_event(
+        "account.updated", _account_obj("acct_test_victim", charges_enabled=False), None
+    )
+
+    post_event(client, forged)
+    post_event(client, platform)
+
+    victim.refresh_from_db()
+    assert victim.state == "enabled"
+    assert victim.synced_at is None
+    refused = WebhookEvent.objects.get(event_id=forged["id"])
+    assert refused.outcome == "ignored"
+    assert "acct_test_sender" in refused.error and "acct_test_victim" in refused.error
+    assert WebhookEvent.objects.get(event_id=platform["id"]).outcome == "ignored"
+
+
 def test_deauthorized_account_is_unlinked_from_every_site(client, connected_site, account):
     from tests.utils import make_site
 
