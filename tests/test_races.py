@@ -24,11 +24,13 @@ from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
+from tests.test_faults import sessions_of
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
-from tests.webhook_helpers import completed, post_event
+from tests.webhook_helpers import account_event, completed, post_event, subscription_obj
 from wagtail_client_billing import gateway, lifecycle, payments
 from wagtail_client_billing.lifecycle import LOG_ACTIONS, TRANSITIONS, TransitionNotAllowed
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
+from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
 
 S = InvoiceStatus
 
@@ -217,3 +219,112 @@ def test_duplicate_webhooks_racing_the_return_log_one_payment(stripe_emulator, e
         assert codes == [200, 200, 200]
         assert invoice.status == S.PAID
         assert status_history(invoice) == [(S.PENDING, S.PAID)]
+
+
+# --- a withdrawn invoice against the client's click --------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_deleting_while_the_client_opens_checkout_leaves_no_payable_session(
+    stripe_emulator, emulated_account
+):
+    """Deletes (single and bulk) and clicks on the pay links at the same instant: every
+    invoice ends deleted, and every session a click made is expired on Stripe."""
+    site, account = emulated_account
+    editor = make_user("racer", superuser=True)
+    left_open: list[str] = []
+    made = 0
+    for _round in range(ROUNDS):
+        invoices = [
+            make_invoice(site, account, email=f"click{i}@example.com")
+            for i in range(INVOICES_PER_ROUND)
+        ]
+        codes: list[int] = []
+        jobs = [
+            lambda pk=invoice.pk: soft_delete(Invoice.objects.get(pk=pk), editor)
+            for invoice in invoices[:2]
+        ]
+        jobs.append(
+            lambda pks=[i.pk for i in invoices[2:]]: InvoiceDeleteBulkAction.execute_action(
+                list(Invoice.objects.filter(pk__in=pks)), user=editor
+            )
+        )
+        for invoice in invoices:
+            path = urlsplit(invoice.get_pay_url()).path
+            jobs.append(lambda path=path: codes.append(Client().get(path).status_code))
+        run_together(jobs)
+
+        assert set(codes) <= {303, 410}, codes
+        for invoice in invoices:
+            invoice.refresh_from_db()
+            assert invoice.status == S.DELETED
+            sessions = sessions_of(stripe_emulator, invoice)
+            made += len(sessions)
+            left_open += [s["id"] for s in sessions if s["status"] == "open"]
+
+    assert made, "no click reached Stripe before its delete: nothing raced"
+    assert left_open == [], f"{len(left_open)} deleted invoices can still be paid"
+
+
+# --- webhook handlers that read, check and write ---------------------------------------------
+
+#: Rounds of each handler race: enough to lose an unlocked update many times over.
+HANDLER_ROUNDS = 30
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_subscription_deleted_and_updated_at_once_end_canceled():
+    site, account = make_site("subscriptions.example"), make_account("acct_test_races")
+    created = int(timezone.now().timestamp())
+    ended = []
+    for round_ in range(HANDLER_ROUNDS):
+        invoice = make_invoice(site, account, billing_type="monthly")
+        subscription = f"sub_race_{round_}"
+        Invoice.objects.filter(pk=invoice.pk).update(
+            subscription_id=subscription, subscription_status="active"
+        )
+        updated = account_event(
+            "customer.subscription.updated",
+            subscription_obj(invoice, subscription, status="active"),
+            account.stripe_id,
+            created=created - 1,
+        )
+        deleted = account_event(
+            "customer.subscription.deleted",
+            subscription_obj(invoice, subscription, status="canceled"),
+            account.stripe_id,
+            created=created,
+        )
+        run_together([lambda e=e: post_event(Client(), e) for e in (updated, deleted)])
+        invoice.refresh_from_db()
+        ended.append(invoice.subscription_status)
+
+    assert ended == ["canceled"] * HANDLER_ROUNDS
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_account_updates_at_once_keep_the_newer_state():
+    account = make_account("acct_test_races", charges_enabled=False)
+    start = int(timezone.now().timestamp())
+    newer_won = []
+    for round_ in range(HANDLER_ROUNDS):
+        enabled = round_ % 2 == 0  # the newer snapshot's state, alternating
+
+        def snapshot(charges_enabled: bool, created: int) -> dict:
+            obj = {
+                "id": account.stripe_id,
+                "object": "account",
+                "charges_enabled": charges_enabled,
+                "payouts_enabled": charges_enabled,
+                "details_submitted": True,
+                "requirements": {"currently_due": [], "disabled_reason": None},
+            }
+            return account_event("account.updated", obj, account.stripe_id, created=created)
+
+        older = snapshot(not enabled, start + 2 * round_)
+        newer = snapshot(enabled, start + 2 * round_ + 1)
+        run_together([lambda e=e: post_event(Client(), e) for e in (older, newer)])
+        account.refresh_from_db()
+        newer_won.append(account.charges_enabled is enabled)
+
+    assert all(newer_won), f"the older state won {newer_won.count(False)} of {HANDLER_ROUNDS}"
