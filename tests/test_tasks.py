@@ -422,6 +422,50 @@ def test_an_email_whose_worker_died_is_resumed_and_sent_once(site, account):
     assert tasks.resume_abandoned_emails() == 0
 
 
+def test_emails_whose_task_was_lost_before_any_claim_are_found_and_sent_once(
+    site, account, time_machine, django_capture_on_commit_callbacks
+):
+    """The Redis broker forgets tasks a worker fetched and had not started when it died:
+    the sweep finds them from the invoice alone (waiting, never claimed since queued,
+    for longer than a task may take), and leaves the ones that may still run."""
+    time_machine.move_to(timezone.now(), tick=False)
+    lease = tasks.claim_lease()
+    with django_capture_on_commit_callbacks(execute=False):  # the broker lost them all
+        lost = make_invoice(site, account, email="lost@example.com")
+        tasks.queue_invoice_email(lost)
+        resent = make_invoice(site, account, email="resent@example.com")
+        tasks.queue_invoice_email(resent)
+        retrying = make_invoice(site, account, email="retrying@example.com")
+        tasks.queue_invoice_email(retrying)
+    Invoice.objects.filter(pk=retrying.pk).update(
+        email_status=EmailStatus.RETRYING,
+        email_attempts=1,
+        email_claimed_at=timezone.now(),
+        email_queued_at=timezone.now() + lease,  # its retry is due in one lease
+    )
+    assert tasks.resume_abandoned_emails() == 0  # each task may still be on its way
+
+    time_machine.shift(lease + timedelta(seconds=1))
+    with django_capture_on_commit_callbacks(execute=False):
+        tasks.queue_invoice_email(resent)  # an editor's Resend: a task on its way again
+    assert tasks.resume_abandoned_emails() == 1
+
+    assert [m.to for m in mail.outbox] == [["lost@example.com"]]
+    lost.refresh_from_db()
+    assert (lost.email_status, lost.email_attempts) == (EmailStatus.SENT, 1)
+
+    time_machine.shift(lease + timedelta(seconds=1))  # the retry's task is lost too
+    assert tasks.resume_abandoned_emails() == 2
+    assert sorted(m.to[0] for m in mail.outbox) == [
+        "lost@example.com",
+        "resent@example.com",
+        "retrying@example.com",
+    ]
+    retrying.refresh_from_db()
+    assert (retrying.email_status, retrying.email_attempts) == (EmailStatus.SENT, 2)
+    assert tasks.resume_abandoned_emails() == 0
+
+
 # --- schedules -----------------------------------------------------------------------------------
 
 
