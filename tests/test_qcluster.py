@@ -230,3 +230,128 @@ def test_qcluster_delivers_the_email_and_expires_the_overdue_invoice(cluster_env
     (message,) = [m for m in smtp.messages if m["To"] == "client@qcluster.example"]
     assert made["url"] in message.get_body(("plain",)).get_content()
     assert message["Subject"].startswith("Invoice INV-")
+
+
+LOST_TASKS_SETUP = textwrap.dedent(
+    """
+    import json
+
+    import django
+
+    django.setup()
+
+    from django.db import transaction
+
+    from tests.utils import make_account, make_invoice, make_site
+    from wagtail_client_billing.tasks import queue_invoice_email
+
+    site = make_site("inflight.example", title="In Flight")
+    account = make_account("acct_inflight")
+    with transaction.atomic():
+        for n in range(%(count)d):
+            queue_invoice_email(make_invoice(site, account, email=f"client{n}@inflight.example"))
+    """
+)
+
+RESUME = textwrap.dedent(
+    """
+    import django
+
+    django.setup()
+
+    from wagtail_client_billing.tasks import resume_abandoned_emails
+
+    print(resume_abandoned_emails())
+    """
+)
+
+#: Seconds django-q2 lets a task run (and so the claim lease) in the crash test.
+SHORT_TIMEOUT = 5
+
+
+def test_emails_in_flight_when_a_redis_qcluster_is_killed_are_all_sent(cluster_env, tmp_path):
+    """``kill -9`` of the cluster while it works through a batch of invoice emails: the
+    tasks its workers held and the ones it had fetched from Redis and not started are
+    gone from the broker. The resume sweep finds every one from the database, and a new
+    cluster sends each email."""
+    env, database = cluster_env
+    if not os.environ.get("Q_BROKER_URL"):
+        pytest.skip("the ORM broker hands a lost task out again by itself; this is Redis's case")
+    import redis
+
+    count = 12
+    (tmp_path / "qcluster_settings.py").write_text(
+        SETTINGS
+        + f'Q_CLUSTER = {{**Q_CLUSTER, "timeout": {SHORT_TIMEOUT}, "retry": {SHORT_TIMEOUT + 2}}}\n'
+    )
+    (tmp_path / "setup_data.py").write_text(LOST_TASKS_SETUP % {"count": count})
+    (tmp_path / "resume.py").write_text(RESUME)
+    broker = redis.Redis.from_url(os.environ["Q_BROKER_URL"])
+    queue_key = f"django_q:{env['QCLUSTER_TEST_NAME']}:q"
+
+    def waiting() -> tuple[int, int]:
+        """Emails still queued: all of them, and those no worker ever claimed."""
+        row = database.one(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN email_attempts = 0 THEN 1 ELSE 0 END), 0) "
+            "FROM wagtail_client_billing_invoice WHERE email_status = ?",
+            ("queued",),
+        )
+        assert row is not None
+        return int(row[0]), int(row[1])
+
+    def start(name: str) -> subprocess.Popen:
+        with open(tmp_path / name, "w") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "django", "qcluster"],
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def logs() -> str:
+        return "\n".join(p.read_text() for p in sorted(tmp_path.glob("qcluster*.log")))
+
+    with SMTPServer() as smtp:
+        smtp.delay = 1.0  # a slow relay: the workers are busy, the rest wait in the cluster
+        env["QCLUSTER_TEST_SMTP_PORT"] = str(smtp.port)
+        run(["-m", "django", "migrate", "--noinput", "-v", "0"], env)
+        run([str(tmp_path / "setup_data.py")], env)
+        assert broker.llen(queue_key) == count
+
+        first = start("qcluster-1.log")
+        try:
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while time.monotonic() < deadline and not smtp.messages:
+                assert first.poll() is None, logs()
+                time.sleep(0.1)  # polling interval, not an assertion
+        finally:
+            os.killpg(first.pid, signal.SIGKILL)  # sentinel, pusher, workers, all at once
+            first.wait(timeout=10)
+        killed_at = time.monotonic()
+        queued, never_claimed = waiting()
+        in_redis = broker.llen(queue_key)
+        assert smtp.messages, f"no email was sent before the kill:\n{logs()}"
+        # The cluster had fetched tasks it never started: the broker has lost them.
+        assert never_claimed > in_redis, (queued, never_claimed, in_redis)
+
+        # The sweep's schedule comes round once claims and queue times are a lease old.
+        while time.monotonic() < killed_at + SHORT_TIMEOUT + 1:
+            time.sleep(0.2)  # waiting out the lease in real time: the workers read the clock
+        run([str(tmp_path / "resume.py")], env)
+
+        second = start("qcluster-2.log")
+        try:
+            deadline = time.monotonic() + DEADLINE_SECONDS
+            while time.monotonic() < deadline and waiting()[0]:
+                assert second.poll() is None, logs()
+                time.sleep(0.25)  # polling interval, not an assertion
+        finally:
+            stop(second)
+
+    assert waiting()[0] == 0, f"emails still queued after the sweep:\n{logs()}"
+    delivered = sorted({m["To"] for m in smtp.messages})
+    assert delivered == sorted(f"client{n}@inflight.example" for n in range(count))
+    # Twice only for a worker killed after the server accepted and before it was recorded.
+    assert len(smtp.messages) <= count + 2

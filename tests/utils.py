@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -121,7 +122,8 @@ class SMTPServer:
     requires AUTH. ``data_replies`` / ``rcpt_replies`` queue SMTP answers (``"451 4.3.0
     Try again later"``) for the next DATA / RCPT commands, so a test can make the
     server fail and then recover; ``refuse`` maps an address to the answer to its RCPT.
-    ``peers`` holds one entry per connection that sent
+    ``delay`` seconds pass before each message is accepted (a slow server); a message
+    whose client hung up meanwhile is not accepted. ``peers`` holds one entry per connection that sent
     mail, so tests can count connections.
     """
 
@@ -144,6 +146,7 @@ class SMTPServer:
         self.data_replies: list[str] = []
         self.rcpt_replies: list[str] = []
         self.refuse: dict[str, str] = {}
+        self.delay = 0.0
         self.port = port or free_port()
         self.login = login
         server = self
@@ -160,6 +163,10 @@ class SMTPServer:
             async def handle_DATA(self, smtp, session, envelope):
                 if server.data_replies:
                     return server.data_replies.pop(0)
+                if server.delay:
+                    await asyncio.sleep(server.delay)
+                    if smtp.transport is None or smtp.transport.is_closing():
+                        return "451 4.3.0 Connection gone"
                 import email
                 import email.policy
 
