@@ -66,3 +66,25 @@ def trust_tls_cert(tls_cert, monkeypatch):
 
 
 # --- end Email ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def emulated_invoice(stripe_emulator, settings):
+    """A pending invoice on an onboarded account of the Stripe emulator."""
+    from wagtail_client_billing import gateway
+
+    state = gateway.create_account(
+        test_mode=True,
+        country="US",
+        privacy_policy_url="https://agency.example/privacy",
+        terms_of_service_url="https://agency.example/terms",
+        site_url="https://faults.example/",
+        idempotency_key="wcb-test-faults-account",
+    )
+    stripe_emulator.complete_onboarding(state.id)
+    account = make_account(state.id)
+    site = make_site("faults.example")
+    connect(site, account)
+    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "STRIPE_TIMEOUT": 1}
+    stripe_emulator.timeout_fault_seconds = 3
+    return make_invoice(site, account, email="payer@faults.example")

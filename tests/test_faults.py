@@ -28,9 +28,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.utils import (
-    connect,
     free_port,
-    make_account,
     make_invoice,
     make_site,
     make_user,
@@ -53,25 +51,6 @@ pytestmark = [
 
 
 # --- Stripe: the client's pay link ----------------------------------------------------------------
-
-
-@pytest.fixture
-def emulated_invoice(stripe_emulator, settings):
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://faults.example/",
-        idempotency_key="wcb-test-faults-account",
-    )
-    stripe_emulator.complete_onboarding(state.id)
-    account = make_account(state.id)
-    site = make_site("faults.example")
-    connect(site, account)
-    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "STRIPE_TIMEOUT": 1}
-    stripe_emulator.timeout_fault_seconds = 3
-    return make_invoice(site, account, email="payer@faults.example")
 
 
 def sessions_of(emulator, invoice) -> list[dict]:

@@ -251,7 +251,7 @@ def test_deleting_while_the_client_opens_checkout_leaves_no_payable_session(
         )
         for invoice in invoices:
             path = urlsplit(invoice.get_pay_url()).path
-            jobs.append(lambda path=path: codes.append(Client().get(path).status_code))
+            jobs.append(lambda path=path, codes=codes: codes.append(Client().get(path).status_code))
         run_together(jobs)
 
         assert set(codes) <= {303, 410}, codes

@@ -14,7 +14,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests.test_faults import emulated_invoice, sessions_of  # noqa: F401 (a fixture)
+from tests.test_faults import sessions_of
 from tests.utils import make_user
 from wagtail_client_billing import lifecycle, payments, tasks
 from wagtail_client_billing.models import Invoice, InvoiceStatus
