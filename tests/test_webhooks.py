@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
 import time_machine
 from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
 from django.test import TestCase
 from django.utils import timezone
 from django_q.models import Schedule
@@ -864,3 +866,61 @@ def test_user_without_permissions_sees_nothing_of_the_log(client, invoice):
         assert response.status_code in (302, 403)
         assert "downstream system unavailable" not in response.content.decode()
     assert "/admin/client-billing/webhook-events/" not in editor.get("/admin/").content.decode()
+
+
+# --- retention of stored payloads ----------------------------------------------------------------
+
+
+def test_payloads_are_purged_after_the_retention_period_and_the_record_kept(
+    client, connected_site, account, settings, time_machine
+):
+    """Stored events hold the client's email (and, from Stripe, name and address): after
+    ``WEBHOOK_PAYLOAD_RETENTION`` only the record of what happened stays."""
+    time_machine.move_to(timezone.now(), tick=False)
+    invoice = make_invoice(connected_site, account, email="private.person@example.com")
+    paid = completed(invoice, "cs_test_purge")
+    post_event(client, paid)
+    waiting = build_event("checkout.session.expired", session_obj(invoice), account="acct_x")
+    webhooks.store(waiting)  # received, its task still to run: it keeps what it needs
+    time_machine.shift(timedelta(days=89))
+    recent = completed(make_invoice(connected_site, account), "cs_test_recent")
+    post_event(client, recent)
+
+    assert tasks.purge_webhook_payloads() == 0  # the default keeps 90 days
+    time_machine.shift(timedelta(days=1, seconds=1))
+    call_command("client_billing_purge_webhook_payloads", stdout=(out := StringIO()))
+
+    assert "Purged 1 webhook payload." in out.getvalue()
+    record = WebhookEvent.objects.get(event_id=paid["id"])
+    assert "private.person@example.com" not in json.dumps(record.payload)
+    assert (record.type, record.outcome, record.invoice_id) == (
+        "checkout.session.completed",
+        "processed",
+        invoice.pk,
+    )
+    assert WebhookEvent.objects.get(event_id=recent["id"]).payload == recent
+    assert WebhookEvent.objects.get(event_id=waiting["id"]).payload == waiting
+    assert tasks.purge_webhook_payloads() == 0  # nothing twice
+
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_PAYLOAD_RETENTION": timedelta(days=1),
+    }
+    assert tasks.purge_webhook_payloads() == 1
+
+
+def test_payload_retention_can_be_switched_off(client, connected_site, account, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_PAYLOAD_RETENTION": None,
+    }
+    event = completed(make_invoice(connected_site, account), "cs_test_kept")
+    post_event(client, event)
+    WebhookEvent.objects.update(received_at=timezone.now() - timedelta(days=3650))
+
+    assert tasks.purge_webhook_payloads() == 0
+    assert WebhookEvent.objects.get(event_id=event["id"]).payload == event
+    call_command("client_billing_schedules", stdout=(out := StringIO()))
+    assert "client_billing_purge_webhook_payloads: off (WEBHOOK_PAYLOAD_RETENTION" in (
+        out.getvalue()
+    )
