@@ -420,6 +420,9 @@ class Invoice(models.Model):
     #: email whose queue time and claim are both older than the task timeout lost its
     #: task, and the resume sweep queues it again.
     email_queued_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: When a run of the reminder task claimed the reminder; one older than the task
+    #: timeout belongs to a worker that died, and the next run takes it over.
+    reminder_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     checkout_session_id = models.CharField(max_length=255, blank=True, editable=False)

@@ -12,7 +12,8 @@ The tasks, and what makes each safe to run twice:
   (:func:`lifecycle.expire_due`) and queues one Stripe call per open Checkout Session,
   spread out to stay under ``STRIPE_TASK_RATE_LIMIT``.
 - :func:`send_expiry_reminders` (every 15 minutes, when ``REMINDER_BEFORE`` is set)
-  claims ``reminder_sent_at`` before sending, so a reminder goes once.
+  claims ``reminder_claimed_at`` before sending, so a reminder goes once; a claim left
+  by a dead worker is taken over by a later run.
 - :func:`reconcile_open_sessions` (every 15 minutes) asks Stripe about open Checkout
   Sessions, for the payments a lost webhook would otherwise leave unnoticed.
 - :func:`resume_abandoned_emails` (every 5 minutes) queues again the emails whose
@@ -270,19 +271,33 @@ def apply_webhook_event(event_pk: int) -> str:
 
 
 def resume_received_webhook_events() -> int:
-    """Queue again every stored event that has waited longer than the task timeout.
+    """Queue again every stored event whose task was lost; returns how many.
 
-    Its task was lost: the Redis broker forgets a task whose worker died, and a
-    ``qcluster`` that was down when the ORM broker's retry came round leaves it too.
-    :func:`apply_webhook_event` is idempotent, so an event queued twice is applied
-    once. Returns how many were queued.
+    Found from the event log alone: an event still *received* longer than the task
+    timeout, and a *failed* one with attempts left whose retry is overdue by as much.
+    The Redis broker forgets a task whose worker died (a retry too, once its one-off
+    schedule handed it over), and a ``qcluster`` that was down when the ORM broker's
+    retry came round leaves it too. :func:`apply_webhook_event` is idempotent, so an
+    event queued twice is applied once.
     """
-    stale = timezone.now() - claim_lease()
+    now = timezone.now()
+    lease = claim_lease()
+    backoff = billing_settings.WEBHOOK_RETRY_BACKOFF
     waiting = list(
         WebhookEvent.objects.filter(
-            outcome=WebhookOutcome.RECEIVED, received_at__lt=stale
+            outcome=WebhookOutcome.RECEIVED, received_at__lt=now - lease
         ).values_list("pk", flat=True)
     )
+    failed = WebhookEvent.objects.filter(
+        outcome=WebhookOutcome.FAILED,
+        attempts__lt=billing_settings.WEBHOOK_MAX_ATTEMPTS,
+        processed_at__lt=now - lease - backoff,
+    ).values_list("pk", "attempts", "processed_at")
+    waiting += [
+        pk
+        for pk, attempts, processed_at in failed
+        if processed_at + backoff * 2 ** max(attempts - 1, 0) < now - lease
+    ]
     for pk in waiting:
         queue_webhook_event(pk)
     if waiting:
@@ -460,15 +475,18 @@ def send_expiry_reminders() -> int:
 
     Candidates are pending invoices whose first email went out, whose link expires
     within ``REMINDER_BEFORE`` and that had no reminder yet. They are claimed by
-    stamping ``reminder_sent_at`` with a value unique to this run (a conditional
-    ``UPDATE``), so two runs at once never remind the same client twice. A transient
-    failure releases the claim for the next run; a permanent one keeps it.
+    stamping ``reminder_claimed_at`` with a value unique to this run (a conditional
+    ``UPDATE``), so two runs at once never remind the same client twice; a sent (or
+    permanently refused) reminder sets ``reminder_sent_at``. A transient failure
+    releases the claim for the next run; a claim older than the task timeout belongs to
+    a run whose worker died, and the next run takes it over.
     """
     before = billing_settings.REMINDER_BEFORE
     if not before:
         return 0
     now = timezone.now()
     candidates = Invoice.objects.filter(
+        Q(reminder_claimed_at__isnull=True) | Q(reminder_claimed_at__lt=now - claim_lease()),
         status=InvoiceStatus.PENDING,
         email_status=EmailStatus.SENT,
         reminder_sent_at__isnull=True,
@@ -476,16 +494,15 @@ def send_expiry_reminders() -> int:
         expires_at__lte=now + before,
     )
     stamp = _unique_stamp(now)
-    if not candidates.update(reminder_sent_at=stamp):
+    if not candidates.update(reminder_claimed_at=stamp):
         return 0
-    claimed = list(Invoice.objects.filter(reminder_sent_at=stamp).select_related("site"))
+    mine = Invoice.objects.filter(reminder_claimed_at=stamp)
+    claimed = list(mine.select_related("site"))
     results = {r.invoice_id: r for r in emails.send_invoice_emails(claimed, emails.REMINDER)}
     sent = [i for i in claimed if results[i.pk].sent]
     retry_later = [pk for pk, result in results.items() if result.error and result.error.transient]
-    if retry_later:
-        Invoice.objects.filter(pk__in=retry_later, reminder_sent_at=stamp).update(
-            reminder_sent_at=None
-        )
+    mine.filter(pk__in=retry_later).update(reminder_claimed_at=None)
+    mine.exclude(pk__in=retry_later).update(reminder_sent_at=timezone.now())
     _log_many(sent, "wagtail_client_billing.reminder_sent", now)
     return len(sent)
 
