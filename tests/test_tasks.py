@@ -403,6 +403,28 @@ def test_a_reminder_that_could_not_be_sent_for_now_is_tried_again(site, account,
     assert len(server.messages) == 1
 
 
+def test_a_reminder_claimed_by_a_run_whose_worker_died_is_sent_by_a_later_run(
+    site, account, settings, time_machine
+):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    time_machine.move_to(timezone.now(), tick=False)
+    invoice = make_invoice(site, account, expires_at=timezone.now() + timedelta(hours=1))
+    # A run claimed it and its worker was killed before the message went.
+    Invoice.objects.filter(pk=invoice.pk).update(
+        email_status=EmailStatus.SENT, reminder_claimed_at=timezone.now()
+    )
+
+    assert tasks.send_expiry_reminders() == 0  # the claim may be a live run's
+    time_machine.shift(tasks.claim_lease() + timedelta(seconds=1))
+    assert tasks.send_expiry_reminders() == 1
+    assert tasks.send_expiry_reminders() == 0
+
+    assert [m.to for m in mail.outbox] == [[invoice.email]]
+
+
 def test_an_email_whose_worker_died_is_resumed_and_sent_once(site, account):
     """The Redis broker forgets a task whose worker died; the 5-minute sweep resumes it."""
     invoice = make_invoice(site, account)

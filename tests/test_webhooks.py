@@ -35,6 +35,7 @@ from tests.webhook_helpers import (
     webhook_url,
 )
 from wagtail_client_billing import signals, tasks, webhooks
+from wagtail_client_billing.conf import billing_settings
 from wagtail_client_billing.models import (
     ClientBillingLogEntry,
     ClientBillingSettings,
@@ -463,6 +464,28 @@ def test_events_whose_task_was_lost_are_queued_again(client, invoice):
     assert (lost_record.outcome, recent_record.outcome) == ("processed", "received")
     assert refreshed(invoice).status == "paid"
     assert refreshed(other).status == "pending"
+
+
+def test_a_failed_event_whose_retry_task_was_lost_is_applied_by_the_sweep(
+    client, invoice, time_machine
+):
+    """The one-off schedule handed the retry to the broker, whose worker died with it."""
+    time_machine.move_to(timezone.now(), tick=False)
+    event = completed(invoice, "cs_test_a1current")
+    with failing_downstream():
+        post_event(client, event)
+    Schedule.objects.filter(name__startswith="client_billing_webhook_").delete()
+    retry_due = billing_settings.WEBHOOK_RETRY_BACKOFF
+
+    time_machine.shift(retry_due + tasks.claim_lease() - timedelta(seconds=1))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert tasks.resume_received_webhook_events() == 0  # the retry may still run
+    time_machine.shift(timedelta(seconds=2))
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert tasks.resume_received_webhook_events() == 1
+
+    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "processed"
+    assert refreshed(invoice).status == "paid"
 
 
 # --- accounts ----------------------------------------------------------------------------------
