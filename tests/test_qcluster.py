@@ -174,6 +174,19 @@ def run(args: list[str], env: dict[str, str], timeout: int = 600) -> str:
     return result.stdout
 
 
+def start_cluster(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """``manage.py qcluster`` in a session of its own, its output in ``log_path``."""
+    with open(log_path, "w") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "django", "qcluster"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its workers are ours to stop, and only they
+        )
+
+
 def stop(process: subprocess.Popen) -> None:
     """SIGTERM lets the sentinel stop its workers; kill the group only if it hangs."""
     if process.poll() is not None:
@@ -194,15 +207,7 @@ def test_qcluster_delivers_the_email_and_expires_the_overdue_invoice(cluster_env
         made = json.loads(run([str(tmp_path / "setup_data.py")], env).strip().splitlines()[-1])
 
         log_path = tmp_path / "qcluster.log"
-        with open(log_path, "w") as log:
-            cluster = subprocess.Popen(
-                [sys.executable, "-m", "django", "qcluster"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its workers are ours to stop, and only they
-            )
+        cluster = start_cluster(env, log_path)
         try:
             deadline = time.monotonic() + DEADLINE_SECONDS
             delivered = expired = sent = False
@@ -299,17 +304,6 @@ def test_emails_in_flight_when_a_redis_qcluster_is_killed_are_all_sent(cluster_e
         assert row is not None
         return int(row[0]), int(row[1])
 
-    def start(name: str) -> subprocess.Popen:
-        with open(tmp_path / name, "w") as log:
-            return subprocess.Popen(
-                [sys.executable, "-m", "django", "qcluster"],
-                cwd=ROOT,
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
     def logs() -> str:
         return "\n".join(p.read_text() for p in sorted(tmp_path.glob("qcluster*.log")))
 
@@ -320,7 +314,7 @@ def test_emails_in_flight_when_a_redis_qcluster_is_killed_are_all_sent(cluster_e
         run([str(tmp_path / "setup_data.py")], env)
         assert broker.llen(queue_key) == count
 
-        first = start("qcluster-1.log")
+        first = start_cluster(env, tmp_path / "qcluster-1.log")
         try:
             deadline = time.monotonic() + DEADLINE_SECONDS
             while time.monotonic() < deadline and not smtp.messages:
@@ -341,7 +335,7 @@ def test_emails_in_flight_when_a_redis_qcluster_is_killed_are_all_sent(cluster_e
             time.sleep(0.2)  # waiting out the lease in real time: the workers read the clock
         run([str(tmp_path / "resume.py")], env)
 
-        second = start("qcluster-2.log")
+        second = start_cluster(env, tmp_path / "qcluster-2.log")
         try:
             deadline = time.monotonic() + DEADLINE_SECONDS
             while time.monotonic() < deadline and waiting()[0]:
