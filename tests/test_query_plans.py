@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.utils import make_account, make_site, make_user
-from wagtail_client_billing import lifecycle, webhooks
+from wagtail_client_billing import lifecycle, tasks, webhooks
 from wagtail_client_billing.models import Invoice
 
 pytestmark = [
@@ -91,6 +91,12 @@ def test_expiry_sweep_selects_due_invoices_through_an_index(many_invoices):
     update = the_query(queries, starts="UPDATE")
     # EXPLAIN without ANALYZE plans the UPDATE without running it.
     assert_uses_index(update)
+
+
+@pytest.mark.parametrize("sweep", ["resume_session_expiry", "resume_abandoned_emails"])
+def test_the_sweeps_for_lost_work_read_through_an_index(many_invoices, sweep):
+    queries = captured(getattr(tasks, sweep))
+    assert_uses_index(the_query(queries, starts="SELECT"))
 
 
 def test_invoice_listing_newest_first_per_site_uses_an_index(many_invoices):
