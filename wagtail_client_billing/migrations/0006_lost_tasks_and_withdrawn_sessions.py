@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_client_billing', '0004_listing_search_indexes'),
+        ('wagtail_client_billing', '0005_invoice_checkout_amounts'),
     ]
 
     operations = [
