@@ -350,12 +350,13 @@ def expire_due_invoices() -> int:
     return len(expired)
 
 
-def _queue_session_expiry(invoices: list[tuple[int, bool]]) -> None:
+def _queue_session_expiry(invoices: list[tuple[int, bool]], key_attempt: int = 0) -> None:
     """One task per invoice, at most ``STRIPE_TASK_RATE_LIMIT[mode]`` per second.
 
     The first second's worth is queued now; the rest become one-off schedules a second
     apart, inserted in bulk, so a sweep that expired 10,000 sessions neither floods
-    Stripe nor makes 10,000 inserts one at a time.
+    Stripe nor makes 10,000 inserts one at a time. ``key_attempt`` is each task's first
+    idempotency key (see :func:`expire_checkout_session`).
     """
     if not invoices:
         return
@@ -370,13 +371,19 @@ def _queue_session_expiry(invoices: list[tuple[int, bool]]) -> None:
         for index, pk in enumerate(pks):
             second = index // rate
             if second == 0:
-                async_task(f"{TASKS}.expire_checkout_session", pk, group="client_billing_stripe")
+                async_task(
+                    f"{TASKS}.expire_checkout_session",
+                    pk,
+                    0,
+                    key_attempt,
+                    group="client_billing_stripe",
+                )
             else:
                 later.append(
                     Schedule(
                         name=f"client_billing_expire_session_{pk}_0",
                         func=f"{TASKS}.expire_checkout_session",
-                        args=repr((pk,)),
+                        args=repr((pk, 0, key_attempt)),
                         schedule_type=Schedule.ONCE,
                         repeats=-1,
                         next_run=now + timedelta(seconds=second),
@@ -459,7 +466,9 @@ def resume_session_expiry() -> int:
         .exclude(checkout_session_url="")
         .values_list("pk", "test_mode")
     )
-    _queue_session_expiry(open_sessions)
+    # A key of its own for each run: the tasks before it may have spent every key up
+    # to theirs on answers Stripe keeps replaying for 24 hours (a 5xx in an outage).
+    _queue_session_expiry(open_sessions, key_attempt=int(now.timestamp()))
     if open_sessions:
         logger.warning(
             "Queued the expiry of %d Checkout Sessions of withdrawn invoices", len(open_sessions)
