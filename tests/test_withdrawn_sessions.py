@@ -13,10 +13,11 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from django_q.models import Schedule
 
 from tests.test_faults import sessions_of
 from tests.utils import make_user
-from wagtail_client_billing import lifecycle, payments, tasks
+from wagtail_client_billing import gateway, lifecycle, payments, tasks
 from wagtail_client_billing.models import Invoice, InvoiceStatus
 from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
 
@@ -127,3 +128,27 @@ def test_the_sweep_leaves_payable_paid_and_run_out_sessions_alone(
         checkout_session_expires_at=timezone.now() - timedelta(seconds=1),
     )
     assert tasks.resume_session_expiry() == 0  # Stripe expired it by itself
+
+
+def test_the_sweep_asks_stripe_with_a_key_the_lost_retries_did_not_spend(
+    stripe_emulator, emulated_invoice, django_capture_on_commit_callbacks, time_machine
+):
+    """During an outage the delete's task got 500s that Stripe keeps replaying for their
+    idempotency keys, and its last retry was lost with its worker: the sweep's request
+    must not be answered with one of those stored failures."""
+    invoice = emulated_invoice
+    payments.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
+    with django_capture_on_commit_callbacks(execute=False):
+        soft_delete(Invoice.objects.get(pk=invoice.pk), make_user("editor", superuser=True))
+    session_id = Invoice.objects.get(pk=invoice.pk).checkout_session_id
+    path = f"/v1/checkout/sessions/{session_id}/expire"
+    for key_attempt in range(tasks.EXPIRE_SESSION_MAX_ATTEMPTS):
+        stripe_emulator.inject_fault("500-stored", path_prefix=path)
+        with pytest.raises(gateway.GatewayError):
+            tasks.expire_checkout_session(invoice.pk, key_attempt, key_attempt)
+    Schedule.objects.filter(name__startswith="client_billing_expire_session_").delete()  # lost
+
+    time_machine.move_to(timezone.now() + tasks.claim_lease() + timedelta(seconds=1))
+    assert tasks.resume_session_expiry() == 1
+
+    assert payable_sessions(stripe_emulator, invoice) == []
