@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -475,7 +473,7 @@ class BlockingSMTP:
 
 
 def test_a_qcluster_killed_mid_send_runs_the_task_again_and_the_email_goes_once(tmp_path):
-    from tests.test_qcluster import SETTINGS, Database, run, stop
+    from tests.test_qcluster import SETTINGS, Database, run, start_cluster, stop
 
     if os.environ.get("Q_BROKER_URL"):
         pytest.skip("django-q2's Redis broker has no delivery receipts: a killed task is lost")
@@ -492,15 +490,7 @@ def test_a_qcluster_killed_mid_send_runs_the_task_again_and_the_email_goes_once(
     }
 
     def start(log_name):
-        log = open(tmp_path / log_name, "w")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen(
-            [sys.executable, "-m", "django", "qcluster"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        return start_cluster(env, tmp_path / log_name)
 
     def logs():
         return "\n".join(p.read_text() for p in sorted(tmp_path.glob("qcluster*.log")))
