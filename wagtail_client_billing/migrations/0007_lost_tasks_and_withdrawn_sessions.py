@@ -12,7 +12,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_client_billing', '0005_invoice_checkout_amounts'),
+        ('wagtail_client_billing', '0006_access_log_entries'),
     ]
 
     operations = [
