@@ -1,7 +1,8 @@
 """django-q2 task functions and the schedules they run on.
 
-Views queue work through the ``queue_*`` helpers here, never with ``async_task``
-directly, so that every task is queued only after the transaction commits.
+Views queue work through the ``queue_*`` helpers here, the domain modules through
+:mod:`.queue` by a task's dotted path (they are below this module, which calls them),
+so that every task is queued only after the transaction commits.
 
 The tasks, and what makes each safe to run twice:
 
@@ -37,15 +38,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_q.brokers import Broker, get_broker
 from django_q.models import Schedule
-from django_q.tasks import async_task as _async_task
 from wagtail.log_actions import log
 
-from . import emails, gateway, lifecycle, payments
+from . import emails, gateway, lifecycle, payments, webhooks
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -55,31 +53,13 @@ from .models import (
     WebhookEvent,
     WebhookOutcome,
 )
+from .queue import TASKS, async_task, on_commit
 
 logger = logging.getLogger(__name__)
 
-TASKS = "wagtail_client_billing.tasks"
 
 #: States in which an invoice's email is waiting for a worker.
 _WAITING = (EmailStatus.QUEUED, EmailStatus.RETRYING)
-
-_broker: Broker | None = None
-
-
-def async_task(func: Any, *args: Any, **kwargs: Any) -> str:
-    """django-q2's ``async_task`` with one broker per process.
-
-    Without a ``broker`` django-q2 makes a new one for every task: with Redis a new
-    connection, handshake and all, which cost the webhook view more than its ``INSERT``.
-    Brokers are thread-safe (a Redis connection pool; the ORM broker uses Django's
-    per-thread connections), and a pool notices a fork and reconnects.
-    """
-    global _broker
-    if _broker is None:
-        _broker = get_broker()
-    kwargs.setdefault("broker", _broker)
-    return _async_task(func, *args, **kwargs)
-
 
 # --- the invoice email ---------------------------------------------------------------------
 
@@ -98,10 +78,7 @@ def queue_invoice_email(invoice: Invoice) -> None:
     invoice.email_attempts = 0
     invoice.email_last_error = ""
     invoice.email_queued_at = now
-    pk = invoice.pk
-    transaction.on_commit(
-        lambda: async_task(f"{TASKS}.send_invoice_email", pk, 0, group="client_billing_email")
-    )
+    on_commit(f"{TASKS}.send_invoice_email", invoice.pk, 0, group="client_billing_email")
 
 
 def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
@@ -226,13 +203,6 @@ def _schedule_once(name: str, func: str, args: tuple, when: datetime) -> None:
 # --- webhook events -------------------------------------------------------------------------
 
 
-def queue_webhook_event(event_pk: int) -> None:
-    """Apply the stored webhook event in a worker, once the transaction commits."""
-    transaction.on_commit(
-        lambda: async_task(f"{TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook")
-    )
-
-
 def apply_webhook_event(event_pk: int) -> str:
     """Apply a stored Stripe event (:func:`webhooks.process`); retry it if it failed.
 
@@ -240,8 +210,6 @@ def apply_webhook_event(event_pk: int) -> str:
     failure is recorded on the event and retried after ``WEBHOOK_RETRY_BACKOFF``,
     doubling, until ``WEBHOOK_MAX_ATTEMPTS``. Returns the outcome for django-q2.
     """
-    from . import webhooks
-
     receipt = webhooks.process(event_pk)
     record = receipt.record
     if receipt.duplicate:
@@ -299,7 +267,7 @@ def resume_received_webhook_events() -> int:
         if processed_at + backoff * 2 ** max(attempts - 1, 0) < now - lease
     ]
     for pk in waiting:
-        queue_webhook_event(pk)
+        webhooks.queue_event(pk)
     if waiting:
         logger.warning("Queued %d waiting Stripe events again", len(waiting))
     return len(waiting)
@@ -400,10 +368,7 @@ def queue_expire_checkout_session(invoice: Invoice) -> None:
     click may be storing one right now, and the task reads the session from the
     database when it runs.
     """
-    pk = invoice.pk
-    transaction.on_commit(
-        lambda: async_task(f"{TASKS}.expire_checkout_session", pk, group="client_billing_stripe")
-    )
+    on_commit(f"{TASKS}.expire_checkout_session", invoice.pk, group="client_billing_stripe")
 
 
 #: Tries of :func:`expire_checkout_session` while Stripe is unavailable.

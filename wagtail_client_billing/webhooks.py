@@ -14,7 +14,7 @@ of every connected account, test and live). For each delivery:
    The unique constraint, not a read-then-write, decides whether it is new, so two
    concurrent deliveries of one event cannot both insert it, and a test event delivered
    to both the live and the test Connect endpoint is applied once.
-3. A new event is handed to the task queue (:func:`tasks.queue_webhook_event`) and the
+3. A new event is handed to the task queue (:func:`queue_event`) and the
    view answers 200 at once: Stripe wants a quick answer, and a burst of events (a
    sweep of renewals, a backlog after an outage) waits in the queue instead of tying
    up web workers. The request costs one verified ``INSERT`` and one enqueue.
@@ -63,7 +63,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.log_actions import registry as log_registry
 
-from . import gateway, lifecycle
+from . import gateway, lifecycle, queue
 from .conf import billing_settings
 from .gateway import unix_time as _timestamp
 from .models import (
@@ -354,13 +354,16 @@ def receive(payload: bytes, signature: str | None) -> Receipt:
     again is as good a moment to retry as any). A redelivery of an event that is
     queued, processed or ignored is acknowledged and changes nothing.
     """
-    from . import tasks
-
     event, _test_mode = verify(payload, signature)
     record, created = store(event)
     if created or record.outcome == WebhookOutcome.FAILED:
-        tasks.queue_webhook_event(record.pk)
+        queue_event(record.pk)
     return Receipt(record, duplicate=not created)
+
+
+def queue_event(event_pk: int) -> None:
+    """Apply the stored event in a worker (:func:`.tasks.apply_webhook_event`) after commit."""
+    queue.on_commit(f"{queue.TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook")
 
 
 def process(event_pk: int, *, force: bool = False) -> Receipt:
