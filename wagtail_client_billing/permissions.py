@@ -17,7 +17,10 @@ Every admin view that touches connected accounts checks both (:func:`can_connect
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import functools
+from typing import TYPE_CHECKING, Any
+
+from wagtail.permission_policies import ModelPermissionPolicy
 
 from .scope import can_use_client_billing, narrows_sites, sites_for_user
 
@@ -30,6 +33,47 @@ if TYPE_CHECKING:
 CONNECT_PERMISSION = "wagtail_client_billing.connect_stripe_account"
 #: Django's change permission on the site setting (global, or per site in Wagtail).
 CHANGE_SETTINGS_PERMISSION = "wagtail_client_billing.change_clientbillingsettings"
+
+
+def invoice_permission_policy() -> Any:
+    """The permission policy for invoices (Wagtail >= 7.1 has a registry; 7.0 does not)."""
+    from .models import Invoice
+
+    try:
+        from wagtail.permissions import policy_registry
+    except ImportError:  # pragma: no cover - Wagtail 7.0
+        from wagtail.permission_policies import ModelPermissionPolicy
+
+        return ModelPermissionPolicy(Invoice)
+    return policy_registry.get_by_type(Invoice)
+
+
+#: Actions nobody may take on a stored webhook event.
+READ_ONLY = frozenset({"add", "change", "delete"})
+
+
+class WebhookEventPermissionPolicy(ModelPermissionPolicy):
+    """Read-only for everyone; ``reprocess`` is granted by the model's change permission."""
+
+    def user_has_permission(self, user: Any, action: str) -> bool:
+        if action in READ_ONLY:
+            return False
+        if action == "reprocess":
+            action = "change"
+        return super().user_has_permission(user, action)
+
+    def users_with_any_permission(self, actions):
+        actions = ["change" if a == "reprocess" else a for a in actions if a not in READ_ONLY]
+        return super().users_with_any_permission(actions)
+
+
+@functools.cache
+def webhook_event_permission_policy() -> WebhookEventPermissionPolicy:
+    """The webhook event log's one policy, registered with Wagtail in ``AppConfig.ready()``
+    and set on its viewset (Wagtail 7 reads it there)."""
+    from .models import WebhookEvent
+
+    return WebhookEventPermissionPolicy(WebhookEvent)
 
 
 def _settings_policy():

@@ -36,6 +36,7 @@ from wagtail.snippets.views.snippets import (
 from .filters import InvoiceFilterSet, search_invoices
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus
+from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .views.admin_invoices import (
     InvoiceCreateView,
@@ -44,8 +45,8 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
     deletable,
-    invoice_permission_policy,
 )
+from .viewsets_webhooks import WebhookEventViewSet
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
 ICON = "client-billing"
@@ -518,15 +519,8 @@ class InvoiceViewSet(SnippetViewSet):
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet]
+    items = [InvoiceViewSet, WebhookEventViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"
     add_to_admin_menu = True
-
-
-# --- Webhook events (issue 6): the Stripe webhook event log joins the Client billing menu ---
-from .viewsets_webhooks import WebhookEventViewSet  # noqa: E402
-
-ClientBillingViewSetGroup.items = [*ClientBillingViewSetGroup.items, WebhookEventViewSet]
-# --- end Webhook events ------------------------------------------------------------------------

@@ -26,39 +26,13 @@ from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
 from wagtail.admin.views import generic
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button
-from wagtail.permission_policies import ModelPermissionPolicy
 
 from .models import WebhookEvent, WebhookOutcome
+from .permissions import webhook_event_permission_policy
 from .scope import webhook_events_for_user
 from .views.admin_webhooks import ReprocessView
 
-#: Actions nobody may take on a stored event.
-READ_ONLY = frozenset({"add", "change", "delete"})
-
-
-class WebhookEventPermissionPolicy(ModelPermissionPolicy):
-    """Read-only for everyone; ``reprocess`` is granted by the model's change permission."""
-
-    def user_has_permission(self, user: Any, action: str) -> bool:
-        if action in READ_ONLY:
-            return False
-        if action == "reprocess":
-            action = "change"
-        return super().user_has_permission(user, action)
-
-    def users_with_any_permission(self, actions):
-        actions = ["change" if a == "reprocess" else a for a in actions if a not in READ_ONLY]
-        return super().users_with_any_permission(actions)
-
-
-permission_policy = WebhookEventPermissionPolicy(WebhookEvent)
-
-try:  # Wagtail 8 looks permission policies up in a registry
-    from wagtail.permissions import register_permission_policy
-except ImportError:  # pragma: no cover - Wagtail 7 reads the viewset's attribute
-    pass
-else:
-    register_permission_policy(WebhookEvent, permission_policy, exact_class=True)
+permission_policy = webhook_event_permission_policy()
 
 
 def can_reprocess(event: WebhookEvent) -> bool:

@@ -15,6 +15,7 @@ from django.utils.http import urlencode
 from wagtail.admin.panels import Panel
 
 from ..models import Invoice
+from ..permissions import invoice_permission_policy
 from ..scope import can_use_client_billing
 
 #: The query-string parameter of the tab's page number (the settings form owns ``p``).
@@ -34,16 +35,11 @@ class SiteInvoicesPanel(Panel):
             super().__init__(**kwargs)
             self.site = getattr(self.instance, "site", None)
 
-        def _policy(self) -> Any:
-            from ..views.admin_invoices import invoice_permission_policy
-
-            return invoice_permission_policy()
-
         def is_shown(self) -> bool:
             if self.site is None or self.request is None:
                 return False
             user = self.request.user
-            if not self._policy().user_has_any_permission(
+            if not invoice_permission_policy().user_has_any_permission(
                 user, {"add", "change", "delete", "view"}
             ):
                 return False
@@ -63,7 +59,7 @@ class SiteInvoicesPanel(Panel):
             paginator = Paginator(queryset, self.panel.per_page)
             page = paginator.get_page(self.request.GET.get(PAGE_PARAM))
             here = self.request.path
-            can_add = self._policy().user_has_permission(self.request.user, "add")
+            can_add = invoice_permission_policy().user_has_permission(self.request.user, "add")
             add_url = ""
             if can_add:
                 add_url = (

@@ -32,21 +32,11 @@ from wagtail.snippets.views.snippets import CreateView, DeleteView
 
 from .. import hooks, lifecycle, tasks
 from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+from ..permissions import invoice_permission_policy
 from ..scope import can_use_client_billing, invoices_for_user
 
 #: Log action written when an editor creates a billing request.
 CREATED_ACTION = "wagtail_client_billing.created"
-
-
-def invoice_permission_policy() -> Any:
-    """The permission policy for invoices (Wagtail >= 7.1 has a registry; 7.0 does not)."""
-    try:
-        from wagtail.permissions import policy_registry
-    except ImportError:  # pragma: no cover - Wagtail 7.0
-        from wagtail.permission_policies import ModelPermissionPolicy
-
-        return ModelPermissionPolicy(Invoice)
-    return policy_registry.get_by_type(Invoice)
 
 
 class InvoiceScopeMixin:
