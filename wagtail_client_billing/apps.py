@@ -9,4 +9,33 @@ class WagtailClientBillingAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        """Connect the app's signal receivers and register its permission policies.
+
+        Here rather than where they are defined, so that importing a module registers
+        nothing (Wagtail hooks are in ``wagtail_hooks.py``).
+        """
+        from django.core.signals import setting_changed
+
+        from . import (
+            checks,  # noqa: F401  (registers the system checks)
+            conf,
+            gateway,
+        )
+        from .permissions import webhook_event_permission_policy
+
+        setting_changed.connect(
+            conf.reload_on_setting_changed, dispatch_uid="wagtail_client_billing.conf"
+        )
+        setting_changed.connect(
+            gateway.reset_clients_on_setting_changed, dispatch_uid="wagtail_client_billing.gateway"
+        )
+        try:  # Wagtail 8 looks permission policies up in a registry
+            from wagtail.permissions import register_permission_policy
+        except ImportError:  # pragma: no cover - Wagtail 7 reads the viewset's attribute
+            pass
+        else:
+            from .models import WebhookEvent
+
+            register_permission_policy(
+                WebhookEvent, webhook_event_permission_policy(), exact_class=True
+            )

@@ -12,7 +12,8 @@ environment variable of the same name, so a project can keep them out of
     }
 
 Read them through :data:`billing_settings`, a lazy object that is rebuilt whenever
-Django's ``setting_changed`` fires, so ``override_settings`` works in tests::
+Django's ``setting_changed`` fires (:func:`reload_on_setting_changed`), so
+``override_settings`` works in tests::
 
     from wagtail_client_billing.conf import billing_settings
     billing_settings.PAYMENT_LINK_LIFETIME
@@ -29,7 +30,6 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.signals import setting_changed
 
 SETTINGS_NAME = "WAGTAIL_CLIENT_BILLING"
 
@@ -324,9 +324,7 @@ def derive_key(secret: str) -> str:
 billing_settings = BillingSettings()
 
 
-def _reload(*, setting: str, **kwargs: Any) -> None:
+def reload_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """Receiver of Django's ``setting_changed`` (connected in ``AppConfig.ready()``)."""
     if setting in (SETTINGS_NAME, "SECRET_KEY"):
         billing_settings.reload()
-
-
-setting_changed.connect(_reload)

@@ -50,7 +50,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import stripe
-from django.core.signals import setting_changed
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -274,12 +273,10 @@ def reset_clients() -> None:
         _clients.clear()
 
 
-def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+def reset_clients_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    """Receiver of Django's ``setting_changed`` (connected in ``AppConfig.ready()``)."""
     if setting == SETTINGS_NAME:
         reset_clients()
-
-
-setting_changed.connect(_on_setting_changed, dispatch_uid="wagtail_client_billing.gateway")
 
 
 # --- errors ----------------------------------------------------------------------------
