@@ -33,6 +33,7 @@ from tests.utils import (
     make_invoice,
     make_site,
     make_user,
+    needs_site_permissions,
 )
 from wagtail_client_billing import hooks
 from wagtail_client_billing.models import ClientBillingSettings, Invoice, WebhookEvent
@@ -235,7 +236,11 @@ ALL_NAMES = sorted(URLS)
 
 #: Gaps these tests find go here as strict xfails until fixed.
 _GAP = pytest.mark.xfail(strict=True, reason="known gap, fixed in a later commit")
-KNOWN_GAPS: dict[tuple[str, str], Any] = {}
+KNOWN_GAPS: dict[tuple[str, str], Any] = {
+    # Wagtail's settings page answers to Wagtail's permission, granted per site only from
+    # Wagtail 7.1 on (docs/security.md, "Wagtail's own settings page").
+    ("limited", "wagtailsettings:edit"): needs_site_permissions,
+}
 
 
 def rows(check: str, names) -> list:
