@@ -25,9 +25,16 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from wagtail import hooks as wagtail_hooks
-from wagtail.models import GroupSitePermission
 
-from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from tests.utils import (
+    connect,
+    grant_for_sites,
+    make_account,
+    make_invoice,
+    make_site,
+    make_user,
+    needs_site_permissions,
+)
 from wagtail_client_billing import hooks
 from wagtail_client_billing.models import ClientBillingSettings, Invoice, WebhookEvent
 from wagtail_client_billing.testing.webhooks import build_event
@@ -229,7 +236,11 @@ ALL_NAMES = sorted(URLS)
 
 #: Gaps these tests find go here as strict xfails until fixed.
 _GAP = pytest.mark.xfail(strict=True, reason="known gap, fixed in a later commit")
-KNOWN_GAPS: dict[tuple[str, str], Any] = {}
+KNOWN_GAPS: dict[tuple[str, str], Any] = {
+    # Wagtail's settings page answers to Wagtail's permission, granted per site only from
+    # Wagtail 7.1 on (docs/security.md, "Wagtail's own settings page").
+    ("limited", "wagtailsettings:edit"): needs_site_permissions,
+}
 
 
 def rows(check: str, names) -> list:
@@ -281,18 +292,14 @@ def only_client_a(user, sites):
 def limited_editor(world):
     """Every permission of the app, but the hook allows client-a only.
 
-    The settings permission is granted for client-a only too, as Wagtail allows per site
+    The settings permission is granted for client-a only too where Wagtail allows it per site
     (``GroupSitePermission``): the settings page is Wagtail's view and answers to that.
     """
     user = make_user("limited")
     group = user.groups.get()
     perms = Permission.objects.filter(content_type__app_label=APP)
     group.permissions.add(*perms.exclude(codename="change_clientbillingsettings"))
-    GroupSitePermission.objects.create(
-        group=group,
-        site=world.site_a,
-        permission=perms.get(codename="change_clientbillingsettings"),
-    )
+    grant_for_sites(group, perms.get(codename="change_clientbillingsettings"), world.site_a)
     with wagtail_hooks.register_temporarily(hooks.SITES_FOR_USER, only_client_a):
         client = Client()
         client.force_login(user)

@@ -15,7 +15,15 @@ import pytest
 from wagtail import hooks as wagtail_hooks
 from wagtail.test.utils import WagtailTestUtils
 
-from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from tests.utils import (
+    connect,
+    grant_for_sites,
+    make_account,
+    make_invoice,
+    make_site,
+    make_user,
+    needs_site_permissions,
+)
 from wagtail_client_billing.models import (
     ClientBillingLogEntry,
     ClientBillingSettings,
@@ -260,6 +268,7 @@ def test_reuse_an_account_of_another_site(client, connector, site, stripe_emulat
     assert account.stripe_id in slot(soup(response.content), "test").get_text()
 
 
+@needs_site_permissions
 def test_reuse_offers_only_accounts_for_a_free_mode_of_sites_the_editor_manages(client, connector):
     mine, other, target = (make_site(f"{n}.example") for n in ("mine", "other", "target"))
     shared_test = make_account("acct_shared_test")
@@ -269,11 +278,9 @@ def test_reuse_offers_only_accounts_for_a_free_mode_of_sites_the_editor_manages(
     connect(target, make_account("acct_target_test"))  # target's test slot is taken
     editor = make_user("site-editor", perms=("wagtail_client_billing.connect_stripe_account",))
     from django.contrib.auth.models import Permission
-    from wagtail.models import GroupSitePermission
 
     change = Permission.objects.get(codename="change_clientbillingsettings")
-    for s in (mine, target):
-        GroupSitePermission.objects.create(group=editor.groups.get(), site=s, permission=change)
+    grant_for_sites(editor.groups.get(), change, mine, target)
     client.force_login(editor)
 
     page = soup(client.get(connect_page(target, "live")).content)

@@ -6,9 +6,11 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
+from wagtail import models as wagtail_models
 from wagtail.models import Page, Site
 
 from wagtail_client_billing.models import ClientBillingSettings, Invoice, StripeAccount
@@ -109,6 +111,25 @@ def make_user(username: str = "editor", *, superuser: bool = False, perms: tuple
         )
     user.groups.add(group)
     return user
+
+
+#: Wagtail 7.1 added site-by-site grants of site settings (``GroupSitePermission``).
+HAS_SITE_PERMISSIONS = hasattr(wagtail_models, "GroupSitePermission")
+needs_site_permissions = pytest.mark.skipif(
+    not HAS_SITE_PERMISSIONS, reason="this Wagtail grants site settings globally only"
+)
+
+
+def grant_for_sites(group: Group, permission: Permission, *sites: Site) -> None:
+    """Grant ``permission`` on a site setting for ``sites`` only, where Wagtail can (7.1+);
+    Wagtail 7.0 grants it for every site."""
+    if not HAS_SITE_PERMISSIONS:
+        group.permissions.add(permission)
+        return
+    for site in sites:
+        wagtail_models.GroupSitePermission.objects.create(
+            group=group, site=site, permission=permission
+        )
 
 
 # --- Email (issue 7): a real SMTP server on loopback, and a certificate for its TLS ----------

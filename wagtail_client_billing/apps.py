@@ -14,13 +14,16 @@ class WagtailClientBillingAppConfig(AppConfig):
         Here rather than where they are defined, so that importing a module registers
         nothing (Wagtail hooks are in ``wagtail_hooks.py``).
         """
-        from django.core.signals import setting_changed
+        from django.core.signals import got_request_exception, setting_changed
 
         from . import (
             checks,  # noqa: F401  (registers the system checks)
             conf,
             gateway,
         )
+        from .compat import register_permission_policy
+        from .forms.settings import hide_password_from_error_reports
+        from .models import WebhookEvent
         from .permissions import webhook_event_permission_policy
 
         setting_changed.connect(
@@ -29,13 +32,7 @@ class WagtailClientBillingAppConfig(AppConfig):
         setting_changed.connect(
             gateway.reset_clients_on_setting_changed, dispatch_uid="wagtail_client_billing.gateway"
         )
-        try:  # Wagtail 8 looks permission policies up in a registry
-            from wagtail.permissions import register_permission_policy
-        except ImportError:  # pragma: no cover - Wagtail 7 reads the viewset's attribute
-            pass
-        else:
-            from .models import WebhookEvent
-
-            register_permission_policy(
-                WebhookEvent, webhook_event_permission_policy(), exact_class=True
-            )
+        got_request_exception.connect(
+            hide_password_from_error_reports, dispatch_uid="wagtail_client_billing.smtp_password"
+        )
+        register_permission_policy(WebhookEvent, webhook_event_permission_policy())

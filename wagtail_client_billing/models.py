@@ -24,6 +24,7 @@ from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
 from . import hooks
+from .compat import PAGE_MODEL
 from .conf import billing_settings
 from .money import format_money, to_major
 
@@ -437,7 +438,7 @@ class Invoice(models.Model):
     last_renewal_paid_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     publish_page_when_paid = models.ForeignKey(
-        "wagtailcore.Page",
+        PAGE_MODEL,
         verbose_name=_("publish this page when paid"),
         null=True,
         blank=True,
@@ -445,7 +446,7 @@ class Invoice(models.Model):
         related_name="+",
     )
     unpublish_page_when_expired = models.ForeignKey(
-        "wagtailcore.Page",
+        PAGE_MODEL,
         verbose_name=_("unpublish this page when expired"),
         null=True,
         blank=True,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from wagtail.permission_policies import ModelPermissionPolicy
 
+from .compat import site_setting_permission_policy
 from .scope import can_use_client_billing, narrows_sites, sites_for_user
 
 if TYPE_CHECKING:
@@ -78,29 +79,10 @@ def webhook_event_permission_policy() -> WebhookEventPermissionPolicy:
 
 def _settings_policy():
     """Wagtail's policy for the setting: global grants, and per-site ones where Wagtail
-    has them (``GroupSitePermission``); releases without them get a global-only policy."""
+    has them."""
     from .models import ClientBillingSettings
 
-    if hasattr(ClientBillingSettings, "get_permission_policy"):
-        return ClientBillingSettings.get_permission_policy()
-    return _GlobalSettingsPolicy()
-
-
-class _GlobalSettingsPolicy:
-    """The same three questions, answered from Django's global permission alone."""
-
-    def user_has_permission(self, user, action: str) -> bool:
-        return user.has_perm(f"wagtail_client_billing.{action}_clientbillingsettings")
-
-    def user_has_permission_for_instance(self, user, action: str, instance) -> bool:
-        return self.user_has_permission(user, action)
-
-    def sites_user_has_permission_for(self, user, action: str):
-        from wagtail.models import Site
-
-        if self.user_has_permission(user, action):
-            return Site.objects.all()
-        return Site.objects.none()
+    return site_setting_permission_policy(ClientBillingSettings)
 
 
 def user_can_change_settings(user, site: Site | None = None) -> bool:

@@ -27,6 +27,7 @@ from wagtail.admin.views import generic
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button
 
+from .compat import pk_path_converter
 from .models import WebhookEvent, WebhookOutcome
 from .permissions import webhook_event_permission_policy
 from .scope import webhook_events_for_user
@@ -182,7 +183,7 @@ class WebhookEventViewSet(ModelViewSet):
 
     def get_urlpatterns(self):
         """Only the listing, the inspect view and Reprocess exist: nothing edits a log."""
-        conv = self.pk_path_converter
+        conv = pk_path_converter(self)
         return [
             path("", self.index_view, name="index"),
             path("results/", self.index_results_view, name="index_results"),

@@ -151,15 +151,6 @@ def register_email_urls():
     ]
 
 
-@hooks.register("before_edit_setting")
-def hide_smtp_password_from_error_reports(request, instance):
-    """Mark the typed SMTP password sensitive, as ``@sensitive_post_parameters`` would on a
-    view of our own: if saving the settings fails, Django's error report (the email to
-    ``ADMINS``, Sentry's Django integration) shows it as stars."""
-    if isinstance(instance, ClientBillingSettings):
-        request.sensitive_post_parameters = ["smtp_password"]
-
-
 # --- end Email --------------------------------------------------------------------------------
 
 

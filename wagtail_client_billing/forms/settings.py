@@ -8,12 +8,32 @@ token (:meth:`~wagtail_client_billing.models.ClientBillingSettings.set_smtp_pass
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+
+
+def hide_password_from_error_reports(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    """Show a typed SMTP password as stars in the report of a failed settings request.
+
+    Connected to ``got_request_exception``, which Django sends before it writes its error
+    report (the email to ``ADMINS``, the debug page) on every Wagtail release; the
+    parameters the request already hides stay hidden.
+    """
+    match = getattr(request, "resolver_match", None)
+    if match is None or (match.kwargs.get("app_name"), match.kwargs.get("model_name")) != (
+        "wagtail_client_billing",
+        "clientbillingsettings",
+    ):
+        return
+    hidden = getattr(request, "sensitive_post_parameters", [])
+    if hidden != "__ALL__":
+        request.sensitive_post_parameters = [*hidden, "smtp_password"]
 
 
 def validate_from_address(value: str) -> None:

@@ -7,9 +7,7 @@ import wagtail_client_billing.models
 from django.conf import settings
 from django.db import migrations, models
 
-
-# Wagtail 8 made the page model swappable (WAGTAIL_PAGE_MODEL); Wagtail 7 has no such setting.
-PAGE_MODEL = getattr(settings, "WAGTAIL_PAGE_MODEL", "wagtailcore.Page")
+from wagtail_client_billing.compat import PAGE_MODEL
 
 
 class Migration(migrations.Migration):

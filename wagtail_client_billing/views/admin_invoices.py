@@ -97,23 +97,23 @@ class InvoiceCreateView(CreateView):
             form.initial["currency"] = form.instance.currency or billing_settings.CURRENCIES[0]
         return form
 
-    def is_valid(self, form: Any) -> bool:
-        if form.is_valid():
-            invoice = form.instance
-            if not can_use_client_billing(self.request, invoice.site):
-                form.add_error(
-                    None, _("Client Billing is not available for this site to your account.")
-                )
-            else:
-                try:
-                    hooks.run(hooks.BEFORE_CREATE_INVOICE, self.request, invoice)
-                except ValidationError as exc:
-                    self._add_hook_error(form, exc)
+    def form_valid(self, form: Any) -> HttpResponse:
+        # Checked here, not in is_valid(): Wagtail calls that only from 7.3 on.
+        invoice = form.instance
+        if not can_use_client_billing(self.request, invoice.site):
+            form.add_error(
+                None, _("Client Billing is not available for this site to your account.")
+            )
+        else:
+            try:
+                hooks.run(hooks.BEFORE_CREATE_INVOICE, self.request, invoice)
+            except ValidationError as exc:
+                self._add_hook_error(form, exc)
         if form.errors:
             self.produced_error_code = "validation_error"
             self.produced_error_message = self.get_error_message()
-            return False
-        return True
+            return self.form_invalid(form)
+        return super().form_valid(form)
 
     @staticmethod
     def _add_hook_error(form: Any, exc: ValidationError) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...stripe_api import STRIPE_API_VERSION
 from . import rules
 from .accounts import connected_modes
 from .delivery import Route
@@ -79,7 +80,14 @@ class WebhookEndpointsMixin(Store):
     def api_create_webhook_endpoint(
         self, *, params: dict[str, Any], ctx: RequestContext
     ) -> dict[str, Any]:
-        p = self._validated("webhook_endpoint.create", params)
+        # Stripe takes every released API version; an older SDK's list of them ends at
+        # its own release, so the one the app is written for is taken whatever the SDK.
+        version = params.get("api_version")
+        if version == STRIPE_API_VERSION:
+            params = {k: v for k, v in params.items() if k != "api_version"}
+        p = {**self._validated("webhook_endpoint.create", params)}
+        if version == STRIPE_API_VERSION:
+            p["api_version"] = version
         if not is_url(p["url"]):
             raise StripeError("Invalid URL: must be a valid http(s) URL.", param="url")
         if not p["enabled_events"]:
