@@ -30,7 +30,12 @@ from django.db import connection, models, transaction
 from django.utils import timezone
 from wagtail.models import Page, Site
 
-from wagtail_client_billing.models import ClientBillingSettings, Invoice, StripeAccount
+from wagtail_client_billing.models import (
+    ClientBillingSettings,
+    Invoice,
+    InvoiceCounter,
+    StripeAccount,
+)
 
 from .views import HIT_TABLE
 
@@ -194,9 +199,10 @@ def insert_invoices(start: int, stop: int, t0: datetime, fx: Fixtures) -> int:
             cursor.execute("PRAGMA cache_size = -262144")  # 256 MB while loading
         cursor.execute(sql, params)
         count = cursor.rowcount
-        ClientBillingSettings.objects.filter(site_id__in=site_ids).update(
-            last_invoice_sequence=stop
-        )
+        for site_id in site_ids:
+            InvoiceCounter.objects.update_or_create(
+                site_id=site_id, defaults={"last_sequence": stop}
+            )
     return count
 
 

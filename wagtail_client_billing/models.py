@@ -15,8 +15,8 @@ from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import IntegrityError, models, transaction
-from django.db.models import CharField, F, Q
+from django.db import models, transaction
+from django.db.models import CharField, Q
 from django.db.models.functions import Cast, Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -148,7 +148,10 @@ class ClientBillingSettings(BaseSiteSetting):
     Attributes:
         live_account / test_account: the connected accounts this site bills through.
         smtp_password_encrypted: Fernet token; use :meth:`set_smtp_password`.
-        last_invoice_sequence: the last number handed out by :meth:`Invoice.assign_number`.
+
+    The settings form saves only the fields it shows: the account links are written by
+    connect/unlink and by Stripe's deauthorization, the invoice numbers by
+    :class:`InvoiceCounter`, and a form opened before either must not write them back.
     """
 
     live_account = models.ForeignKey(
@@ -203,7 +206,6 @@ class ClientBillingSettings(BaseSiteSetting):
         validators=[MinValueValidator(1), MaxValueValidator(24 * 90)],
         help_text=_("How long a client can pay an emailed link. Blank: the project's default."),
     )
-    last_invoice_sequence = models.PositiveIntegerField(default=0, editable=False)
 
     class Meta:
         verbose_name = _("Client Billing")
@@ -244,6 +246,50 @@ class ClientBillingSettings(BaseSiteSetting):
         if self.default_currency and self.default_currency.upper() in allowed:
             return self.default_currency.upper()
         return allowed[0]
+
+
+class InvoiceCounter(models.Model):
+    """A site's invoice numbers: the last sequence handed out, one row per site.
+
+    A row of its own, apart from :class:`ClientBillingSettings`, so that saving the
+    settings (which an editor may have loaded before an invoice was created) can never
+    write an older count back.
+
+    Attributes:
+        last_sequence: the last number :meth:`next_for_site` handed out; 0 before any.
+    """
+
+    site = models.OneToOneField(
+        Site,
+        verbose_name=_("site"),
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="client_billing_invoice_counter",
+    )
+    last_sequence = models.PositiveIntegerField(_("last invoice sequence"), default=0)
+
+    class Meta:
+        verbose_name = _("invoice counter")
+        verbose_name_plural = _("invoice counters")
+
+    def __str__(self) -> str:
+        return f"{self.site_id}: {self.last_sequence}"
+
+    @classmethod
+    def next_for_site(cls, site_id: int) -> int:
+        """Count one more invoice for the site and return its sequence, under concurrency.
+
+        ``SELECT ... FOR UPDATE`` holds the counter row until the caller's transaction
+        ends, so concurrent creators queue on it and never read the same value; two first
+        invoices of a site race on the primary key, and the loser reads the winner's row.
+        Call it inside the transaction that saves the invoice: the unique constraint on
+        the invoice's ``(site, sequence)`` is the backstop.
+        """
+        with transaction.atomic():
+            counter, _created = cls.objects.select_for_update().get_or_create(site_id=site_id)
+            counter.last_sequence += 1
+            counter.save(update_fields=["last_sequence"])
+            return counter.last_sequence
 
 
 class InvoiceStatus(models.TextChoices):
@@ -575,26 +621,9 @@ class Invoice(models.Model):
         return f"INV-{sequence:06d}"
 
     def assign_number(self) -> None:
-        """Take the site's next number, safely under concurrency.
-
-        One conditional ``UPDATE ... SET last = last + 1`` on the site's settings row
-        holds that row's lock until the surrounding transaction ends, so concurrent
-        creators queue on it and never read the same value (PostgreSQL and SQLite).
-        The unique constraint on ``(site, sequence)`` is the backstop.
-        """
-        with transaction.atomic():
-            try:
-                with transaction.atomic():
-                    ClientBillingSettings.objects.get_or_create(site_id=self.site_id)
-            except IntegrityError:
-                pass  # created concurrently: the row exists now
-            ClientBillingSettings.objects.filter(site_id=self.site_id).update(
-                last_invoice_sequence=F("last_invoice_sequence") + 1
-            )
-            self.sequence = ClientBillingSettings.objects.values_list(
-                "last_invoice_sequence", flat=True
-            ).get(site_id=self.site_id)
-            self.number = self.format_number(self.sequence)
+        """Take the site's next number from its :class:`InvoiceCounter`."""
+        self.sequence = InvoiceCounter.next_for_site(self.site_id)
+        self.number = self.format_number(self.sequence)
 
     # --- links ------------------------------------------------------------------------------
 
