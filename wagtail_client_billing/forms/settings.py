@@ -131,12 +131,26 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             pass  # not resolvable from here (yet): the test email will say so
 
     def save(self, commit: bool = True):
+        """Save the fields this form shows, and the password's token if it changed.
+
+        Only those: the settings row also holds the site's account links, which
+        connect/unlink and Stripe's deauthorization write while the form is open, and a
+        whole-row save would put back the values it loaded.
+        """
         instance = super().save(commit=False)
+        written = self.written_fields()
         if self.cleaned_data.get("clear_smtp_password"):
             instance.set_smtp_password("")
+            written.append("smtp_password_encrypted")
         elif self.cleaned_data.get("smtp_password"):
             instance.set_smtp_password(self.cleaned_data["smtp_password"])
+            written.append("smtp_password_encrypted")
         if commit:
-            instance.save()
+            instance.save(update_fields=None if instance._state.adding else written)
             self.save_m2m()
         return instance
+
+    def written_fields(self) -> list[str]:
+        """The model's columns among this form's fields: what a save may write."""
+        columns = {field.name for field in self.instance._meta.concrete_fields}
+        return [name for name in self.fields if name in columns]
