@@ -188,6 +188,35 @@ def test_the_apps_log_entries_move_to_their_own_table_and_back():
     assert entry.timestamp == old.timestamp
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_each_sites_invoice_count_moves_to_its_counter_and_back():
+    """A site keeps numbering where it was across the upgrade (the count leaves the
+    settings row) and across a downgrade (it goes back there)."""
+    counted, unsaved = make_site("counted.example"), make_site("unsaved.example")
+    account = make_account("acct_counted")
+    make_invoice(unsaved, account)
+    _migrate("0007_lost_tasks_and_withdrawn_sessions")
+    old_apps = (
+        MigrationExecutor(connection)
+        .loader.project_state((APP, "0007_lost_tasks_and_withdrawn_sessions"))
+        .apps
+    )
+    Settings = old_apps.get_model(APP, "ClientBillingSettings")
+    Settings.objects.update_or_create(site_id=counted.pk, defaults={"last_invoice_sequence": 41})
+    # A count behind the site's invoices (written back by a settings save) is caught up.
+    Settings.objects.filter(site_id=unsaved.pk).update(last_invoice_sequence=0)
+
+    _migrate("latest")
+    assert make_invoice(counted, account).number == "INV-000042"
+    assert make_invoice(unsaved, account).number == "INV-000002"
+
+    _migrate("0007_lost_tasks_and_withdrawn_sessions")
+    counts = dict(Settings.objects.values_list("site_id", "last_invoice_sequence"))
+    assert (counts[counted.pk], counts[unsaved.pk]) == (42, 2)
+    _migrate("latest")
+    assert make_invoice(counted, account).number == "INV-000043"
+
+
 def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> None:
     """``count`` invoices in one ``INSERT ... SELECT`` over a generated series: the
     database makes the rows (seconds), not 100,000 Python objects (a minute)."""
