@@ -3,8 +3,9 @@ writers of the same site's other state: invoice numbering and Stripe's deauthori
 
 The editor's save is a real POST to Wagtail's settings view in its own thread. To land
 the other writer in the window every save has (the row is loaded, then written), a
-``before_edit_setting`` hook, which Wagtail runs after loading the settings row and
-before saving the form, holds the request until the other writer has committed.
+``pre_save`` receiver (Django sends it after the view loaded the row and validated the
+form, just before the write, on every Wagtail version) holds the request until the
+other writer has committed.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from contextlib import contextmanager
 
 import pytest
 from django.db import connection, connections
+from django.db.models.signals import pre_save
 from django.test import Client
 from django.urls import reverse
-from wagtail import hooks
 
 from tests.test_races import run_together
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
@@ -69,9 +70,10 @@ def save_held_after_loading(save: Callable[[], None]) -> Iterator[Callable[[], N
     loaded, resume = threading.Event(), threading.Event()
     errors: list[BaseException] = []
 
-    def hold(request, instance):
-        loaded.set()
-        assert resume.wait(timeout=30), "never released"
+    def hold(sender, instance, **kwargs):
+        if not loaded.is_set():
+            loaded.set()
+            assert resume.wait(timeout=30), "never released"
 
     def run():
         try:
@@ -88,15 +90,16 @@ def save_held_after_loading(save: Callable[[], None]) -> Iterator[Callable[[], N
         if errors:
             raise errors[0]
 
-    with hooks.register_temporarily("before_edit_setting", hold):
-        thread = threading.Thread(target=run)
-        thread.start()
-        assert loaded.wait(timeout=30), "the settings view never loaded the row"
-        try:
-            yield release
-        finally:
-            resume.set()
-            thread.join(timeout=60)
+    pre_save.connect(hold, sender=ClientBillingSettings, weak=False)
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        assert loaded.wait(timeout=30), "the settings view never came to saving"
+        yield release
+    finally:
+        resume.set()
+        thread.join(timeout=60)
+        pre_save.disconnect(hold, sender=ClientBillingSettings)
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
