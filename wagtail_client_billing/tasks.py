@@ -1,7 +1,7 @@
 """django-q2 task functions and the schedules they run on.
 
 Views queue work through the ``queue_*`` helpers here, the domain modules through
-:mod:`.queue` by a task's dotted path (they are below this module, which calls them),
+:mod:`.taskqueue` by a task's dotted path (they are below this module, which calls them),
 so that every task is queued only after the transaction commits.
 
 The tasks, and what makes each safe to run twice:
@@ -53,7 +53,7 @@ from .models import (
     WebhookEvent,
     WebhookOutcome,
 )
-from .queue import TASKS, async_task, on_commit
+from .taskqueue import TASKS, async_task, on_commit
 
 logger = logging.getLogger(__name__)
 

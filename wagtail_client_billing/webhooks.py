@@ -63,7 +63,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 from wagtail.log_actions import registry as log_registry
 
-from . import gateway, lifecycle, queue
+from . import gateway, lifecycle, taskqueue
 from .conf import billing_settings
 from .gateway import unix_time as _timestamp
 from .models import (
@@ -363,7 +363,9 @@ def receive(payload: bytes, signature: str | None) -> Receipt:
 
 def queue_event(event_pk: int) -> None:
     """Apply the stored event in a worker (:func:`.tasks.apply_webhook_event`) after commit."""
-    queue.on_commit(f"{queue.TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook")
+    taskqueue.on_commit(
+        f"{taskqueue.TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook"
+    )
 
 
 def process(event_pk: int, *, force: bool = False) -> Receipt:
