@@ -34,9 +34,16 @@ def can_use_client_billing(request: HttpRequest, site: Site) -> bool:
     value; true when neither hook is registered. It says nothing about the user's
     permissions (:mod:`.permissions` does).
     """
-    if narrows_sites() and not sites_for_user(request.user).filter(pk=site.pk).exists():
+    if not site_in_scope(request.user, site):
         return False
     return hooks.all_allow(hooks.CAN_USE, request, site)
+
+
+def site_in_scope(user: Any, site: Site) -> bool:
+    """Whether the ``client_billing_sites_for_user`` hook leaves ``site`` to ``user``
+    (always true when no such hook is registered); for code that has a user but no
+    request, such as a form."""
+    return not narrows_sites() or sites_for_user(user).filter(pk=site.pk).exists()
 
 
 def invoices_for_user(user: Any, queryset: QuerySet[Invoice] | None = None) -> QuerySet[Invoice]:

@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+from ..scope import site_in_scope
 
 
 def hide_password_from_error_reports(sender: Any, request: Any = None, **kwargs: Any) -> None:
@@ -73,6 +74,16 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Wagtail's settings view asks only Wagtail's permissions; the form is where every
+        # supported release lets the app apply its own scope before anything is shown or
+        # saved, so an editor the hook keeps to other sites gets a 403 here.
+        site = getattr(self.instance, "site", None)
+        if (
+            self.for_user is not None
+            and site is not None
+            and not site_in_scope(self.for_user, site)
+        ):
+            raise PermissionDenied
         # Never echo a secret: not as initial data, not as the widget's value.
         self.initial.pop("smtp_password", None)
         stored = bool(self.instance and self.instance.pk and self.instance.has_smtp_password)

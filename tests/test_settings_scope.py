@@ -1,5 +1,5 @@
-"""Found by probing the running example project: the ``client_billing_sites_for_user``
-hook must keep an editor off another site's Client Billing settings page too.
+"""The ``client_billing_sites_for_user`` hook keeps an editor off another site's Client
+Billing settings page too (found by probing the running example project).
 
 A project that limits editors with the hook only (the settings permission granted
 globally, as in :func:`tests.test_access.test_the_hook_alone_keeps_an_editor_from_another_sites_stripe_and_email`)
