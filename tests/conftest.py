@@ -1,6 +1,6 @@
 import pytest
 
-from tests.utils import connect, make_account, make_invoice, make_site
+from tests.utils import connect, make_account, make_emulated_invoice, make_invoice, make_site
 
 pytest_plugins = ["wagtail_client_billing.testing.pytest_plugin", "tests.emulator_helpers"]
 
@@ -71,20 +71,7 @@ def trust_tls_cert(tls_cert, monkeypatch):
 @pytest.fixture
 def emulated_invoice(stripe_emulator, settings):
     """A pending invoice on an onboarded account of the Stripe emulator."""
-    from wagtail_client_billing import gateway
-
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://faults.example/",
-        idempotency_key="wcb-test-faults-account",
-    )
-    stripe_emulator.complete_onboarding(state.id)
-    account = make_account(state.id)
-    site = make_site("faults.example")
-    connect(site, account)
+    invoice = make_emulated_invoice(stripe_emulator, "faults.example", email="payer@faults.example")
     settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "STRIPE_TIMEOUT": 1}
     stripe_emulator.timeout_fault_seconds = 3
-    return make_invoice(site, account, email="payer@faults.example")
+    return invoice

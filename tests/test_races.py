@@ -25,9 +25,16 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.test_faults import sessions_of
-from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from tests.utils import (
+    connect,
+    make_account,
+    make_emulated_account,
+    make_invoice,
+    make_site,
+    make_user,
+)
 from tests.webhook_helpers import account_event, completed, post_event, subscription_obj
-from wagtail_client_billing import gateway, lifecycle, payments
+from wagtail_client_billing import lifecycle, payments
 from wagtail_client_billing.lifecycle import LOG_ACTIONS, TRANSITIONS, TransitionNotAllowed
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
 from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
@@ -105,17 +112,8 @@ def assert_history_is_one_valid_path(invoice: Invoice, history: list[tuple[str, 
 
 @pytest.fixture
 def emulated_account(stripe_emulator):
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://races.example/",
-        idempotency_key="wcb-test-races-account",
-    )
-    stripe_emulator.complete_onboarding(state.id)
     stripe_emulator.webhooks_enabled = False  # the test posts the webhooks itself
-    account = make_account(state.id)
+    account = make_emulated_account(stripe_emulator, "races.example")
     site = make_site("races.example")
     connect(site, account)
     return site, account

@@ -54,9 +54,9 @@ def connect(site: Site, account: StripeAccount) -> ClientBillingSettings:
     return settings
 
 
-def make_emulated_invoice(emulator: Any, hostname: str, **kwargs: Any) -> Invoice:
-    """An invoice on a site connected to a test account that exists, onboarded, in the
-    Stripe emulator (made through the gateway, as the connect form makes it)."""
+def make_emulated_account(emulator: Any, hostname: str) -> StripeAccount:
+    """A test account that exists, onboarded, in the Stripe emulator (made through the
+    gateway, as the connect form makes it), for the site ``hostname``."""
     from wagtail_client_billing import gateway
 
     state = gateway.create_account(
@@ -68,7 +68,12 @@ def make_emulated_invoice(emulator: Any, hostname: str, **kwargs: Any) -> Invoic
         idempotency_key=f"wcb-test-{hostname}",
     )
     emulator.complete_onboarding(state.id)
-    account = make_account(state.id)
+    return make_account(state.id)
+
+
+def make_emulated_invoice(emulator: Any, hostname: str, **kwargs: Any) -> Invoice:
+    """An invoice on the site ``hostname``, connected to an emulated, onboarded account."""
+    account = make_emulated_account(emulator, hostname)
     site = make_site(hostname)
     connect(site, account)
     return make_invoice(site, account, **kwargs)
