@@ -24,9 +24,11 @@ from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
 from . import hooks
+from . import status as status_table
 from .compat import PAGE_MODEL
 from .conf import billing_settings
 from .money import format_money, to_major
+from .status import InvoiceStatus  # declared with the status table; importable from here too
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -292,14 +294,6 @@ class InvoiceCounter(models.Model):
             return counter.last_sequence
 
 
-class InvoiceStatus(models.TextChoices):
-    PENDING = "pending", _("Pending")
-    PROCESSING = "processing", _("Processing")
-    PAID = "paid", _("Paid")
-    EXPIRED = "expired", _("Expired")
-    DELETED = "deleted", _("Deleted")
-
-
 class BillingType(models.TextChoices):
     ONE_TIME = "one_time", _("One-time")
     WEEKLY = "weekly", _("Recurring weekly")
@@ -384,7 +378,7 @@ class Invoice(models.Model):
     status = models.CharField(
         _("status"),
         max_length=10,
-        choices=InvoiceStatus.choices,
+        choices=status_table.choices(),
         default=InvoiceStatus.PENDING,
         editable=False,
     )
@@ -607,12 +601,28 @@ class Invoice(models.Model):
         return self.status
 
     @property
+    def status_definition(self) -> status_table.Status:
+        """The row of :mod:`.status`'s table for the stored status."""
+        return status_table.get(self.status)
+
+    @property
+    def effective_status_definition(self) -> status_table.Status:
+        """The row for :attr:`effective_status`: what the client and the actions go by."""
+        return status_table.get(self.effective_status)
+
+    @property
     def is_payable(self) -> bool:
-        return self.effective_status == InvoiceStatus.PENDING
+        return self.effective_status_definition.payable
 
     @property
     def can_be_deleted(self) -> bool:
-        return self.status in (InvoiceStatus.PENDING, InvoiceStatus.EXPIRED)
+        """Whether an editor may delete it now (the rule is the status table's)."""
+        return self.status_definition.deletable
+
+    @property
+    def deletion_refusal(self) -> str:
+        """Why an editor may not delete it, in words for them (empty when they may)."""
+        return "" if self.can_be_deleted else str(self.status_definition.refusal)
 
     # --- numbering --------------------------------------------------------------------------
 
