@@ -377,7 +377,7 @@ class Invoice(models.Model):
 
     status = models.CharField(
         _("status"),
-        max_length=10,
+        max_length=32,
         choices=status_table.choices(),
         default=InvoiceStatus.PENDING,
         editable=False,
