@@ -2,13 +2,8 @@
 
 Each change is a compare-and-set: ``UPDATE ... WHERE pk = %s AND status = <old>``, so
 a webhook, the expiry sweep, the client's return and an editor racing each other can
-never lose an update or apply one twice. The rules::
-
-    pending    -> processing, paid, expired, deleted
-    processing -> paid, pending (payment failed), expired (failed after its expiry)
-    expired    -> paid   (money received wins; flagged as a late payment), deleted
-    deleted    -> paid   (money received wins; flagged as a late payment)
-    paid       -> (nothing)
+never lose an update or apply one twice. Which moves are allowed, the log action each
+writes and which statuses may be deleted come from the table in :mod:`.status`.
 
 A change that happens writes one Wagtail log entry (the invoice's History) and, once
 the transaction commits, sends :data:`~wagtail_client_billing.signals.invoice_status_changed`
@@ -28,36 +23,26 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
 
-from . import hooks, receivers
+from . import hooks, receivers, status
 from .conf import billing_settings
-from .models import ClientBillingLogEntry, Invoice, InvoiceStatus
+from .models import ClientBillingLogEntry, Invoice
 from .signals import invoice_status_changed
+from .status import InvoiceStatus
 
 logger = logging.getLogger(__name__)
 
 S = InvoiceStatus
 
-#: For each status, the statuses it may move to.
+#: For each status, the statuses it may move to (the status table's ``targets``).
 TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.PROCESSING, S.PAID, S.EXPIRED, S.DELETED}),
-    S.PROCESSING: frozenset({S.PAID, S.PENDING, S.EXPIRED}),
-    S.EXPIRED: frozenset({S.PAID, S.DELETED}),
-    S.DELETED: frozenset({S.PAID}),
-    S.PAID: frozenset(),
+    value: row.targets for value, row in status.STATUSES.items()
 }
 
-#: Log action for each kind of change (registered in ``wagtail_hooks.py``).
-LOG_ACTIONS: dict[str, str] = {
-    S.PROCESSING: "wagtail_client_billing.processing",
-    S.PAID: "wagtail_client_billing.paid",
-    S.EXPIRED: "wagtail_client_billing.expired",
-    S.DELETED: "wagtail_client_billing.deleted",
-    S.PENDING: "wagtail_client_billing.payment_failed",
-}
+#: The log action a change into each status writes (the table's ``log_action``).
+LOG_ACTIONS: dict[str, str] = {value: row.log_action for value, row in status.STATUSES.items()}
 
 
 class Source(models.TextChoices):
@@ -270,28 +255,28 @@ def expire(invoice: Invoice, *, source: str, user: Any = None) -> bool:
 def delete(invoice: Invoice, *, user: Any) -> bool:
     """An editor withdraws the request (a soft delete: the record stays).
 
-    Raises :class:`TransitionNotAllowed` for a paid invoice or one whose payment is
-    processing: money has moved, and deleting would hide it.
+    Only from a status the table marks deletable (:attr:`.Invoice.can_be_deleted`).
+    Raises :class:`TransitionNotAllowed`, with the table's reason, for any other status
+    (paid or processing: money has moved, and deleting would hide it) but deleted, which
+    is left as it is (False).
     """
-    if invoice.status in (S.PAID, S.PROCESSING):
-        raise TransitionNotAllowed(_message_for_refused_delete(invoice.status))
+    _refuse_delete_unless_deletable(invoice)
     changed = _change(
         invoice,
         S.DELETED,
         source=Source.EDITOR,
         user=user,
         fields={"deleted_at": timezone.now(), "deleted_by_id": getattr(user, "pk", None)},
-        from_statuses=[S.PENDING, S.EXPIRED],
+        from_statuses=status.deletable_values(),
     )
-    if not changed and invoice.status in (S.PAID, S.PROCESSING):
-        raise TransitionNotAllowed(_message_for_refused_delete(invoice.status))
+    if not changed:
+        _refuse_delete_unless_deletable(invoice)  # it moved on meanwhile (paid, say)
     return changed
 
 
-def _message_for_refused_delete(status: str) -> str:
-    if status == S.PAID:
-        return _("A paid invoice cannot be deleted; refund it in Stripe instead.")
-    return _("This invoice cannot be deleted while its payment is processing.")
+def _refuse_delete_unless_deletable(invoice: Invoice) -> None:
+    if not invoice.can_be_deleted and invoice.status != S.DELETED:
+        raise TransitionNotAllowed(invoice.deletion_refusal)
 
 
 # --- the sweep -----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.log_actions import LogFormatter
 
+from . import status
 from .models import ClientBillingLogEntry, ClientBillingSettings, Invoice, StripeAccount
 from .money import format_money
 from .panels import build_edit_handler
@@ -18,25 +19,12 @@ def register_log_actions(actions):
     # Site history report to the sites each editor may bill for.
     for model in (Invoice, ClientBillingSettings, StripeAccount):
         actions.register_model(model, ClientBillingLogEntry)
+    created = _("Billing request created")
+    actions.register_action("wagtail_client_billing.created", created, created)
+    # A change of status: the log action of each status in the status table.
+    for row in status.STATUSES.values():
+        actions.register_action(row.log_action, row.log_label, row.log_message)
     for action, label, message in (
-        (
-            "wagtail_client_billing.created",
-            _("Billing request created"),
-            _("Billing request created"),
-        ),
-        (
-            "wagtail_client_billing.processing",
-            _("Payment processing"),
-            _("Payment submitted, not settled yet"),
-        ),
-        ("wagtail_client_billing.paid", _("Paid"), _("Marked paid")),
-        ("wagtail_client_billing.expired", _("Expired"), _("Payment link expired")),
-        ("wagtail_client_billing.deleted", _("Deleted"), _("Billing request deleted")),
-        (
-            "wagtail_client_billing.payment_failed",
-            _("Payment failed"),
-            _("Payment failed; pending again"),
-        ),
         ("wagtail_client_billing.email_sent", _("Email sent"), _("Invoice email sent")),
         ("wagtail_client_billing.email_failed", _("Email failed"), _("Invoice email failed")),
         ("wagtail_client_billing.reminder_sent", _("Reminder sent"), _("Expiry reminder sent")),

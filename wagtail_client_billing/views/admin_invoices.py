@@ -30,7 +30,7 @@ from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.log_actions import log
 from wagtail.snippets.views.snippets import CreateView, DeleteView
 
-from .. import hooks, lifecycle, tasks
+from .. import hooks, lifecycle, status, tasks
 from ..models import ClientBillingSettings, Invoice, InvoiceStatus
 from ..permissions import invoice_permission_policy
 from ..scope import can_use_client_billing, invoices_for_user
@@ -282,24 +282,6 @@ class InvoiceResendView(
 # --- delete ----------------------------------------------------------------------------------
 
 
-def deletable(invoice: Invoice) -> bool:
-    """Whether an editor may delete ``invoice`` now: the model and the lifecycle agree."""
-    return invoice.can_be_deleted and lifecycle.can_transition(
-        invoice.status, InvoiceStatus.DELETED
-    )
-
-
-def refusal_message(invoice: Invoice) -> str:
-    """Why ``invoice`` cannot be deleted, in words for the editor."""
-    if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.PROCESSING):
-        return lifecycle._message_for_refused_delete(invoice.status)
-    if invoice.status == InvoiceStatus.DELETED:
-        return _("This billing request is already deleted.")
-    return _("A billing request that is %(status)s cannot be deleted.") % {
-        "status": invoice.get_status_display().lower()
-    }
-
-
 def soft_delete(invoice: Invoice, user: Any) -> bool:
     """Withdraw ``invoice`` and expire its open Checkout Session; True if it changed.
 
@@ -333,8 +315,8 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
-        context["can_be_deleted"] = deletable(self.object)
-        context["refusal"] = None if context["can_be_deleted"] else refusal_message(self.object)
+        context["can_be_deleted"] = self.object.can_be_deleted
+        context["refusal"] = self.object.deletion_refusal or None
         return context
 
     def form_valid(self, form: Any) -> HttpResponse:
@@ -352,7 +334,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
                 buttons=[messages.button(_url("copy", invoice), _("Send new invoice"))],
             )
         else:
-            messages.error(self.request, refusal_message(invoice))
+            messages.error(self.request, invoice.deletion_refusal)
             return redirect(_url("inspect", invoice))
         return redirect(self.get_success_url())
 
@@ -389,7 +371,7 @@ class InvoiceDeleteBulkAction(BulkAction):
     def get_all_objects_in_listing_query(self, parent_id: Any) -> Any:
         return (
             invoices_for_user(self.request.user)
-            .filter(status__in=[InvoiceStatus.PENDING, InvoiceStatus.EXPIRED])
+            .filter(status__in=status.deletable_values())
             .values_list("pk", flat=True)
         )
 
@@ -403,7 +385,7 @@ class InvoiceDeleteBulkAction(BulkAction):
     def check_perm(self, invoice: Invoice) -> bool:
         return bool(
             self.permission_policy.user_has_permission(self.request.user, "delete")
-            and deletable(invoice)
+            and invoice.can_be_deleted
         )
 
     def get_execution_context(self) -> dict[str, Any]:
