@@ -19,9 +19,10 @@ from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
 
 from .conf import billing_settings
-from .models import BillingType, Invoice, InvoiceStatus, Mode
+from .models import BillingType, Invoice, Mode
 from .money import currency_choices
 from .scope import sites_for_user
+from .status import choices as status_choices
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -99,7 +100,7 @@ class InvoiceFilterSet(WagtailFilterSet):
     site = SiteFilter(label=_("Site"), queryset=_sites_for_request, empty_label=_("All"))
     status = django_filters.MultipleChoiceFilter(
         label=_("Status"),
-        choices=InvoiceStatus.choices,
+        choices=status_choices,  # every status in the status table, in its order
         widget=forms.CheckboxSelectMultiple,
         # ``status`` is a column of the invoice, so no row can match twice; without
         # this, django-filter adds a DISTINCT over every column, which makes the

@@ -44,7 +44,6 @@ from .views.admin_invoices import (
     InvoiceResendView,
     InvoiceScopeMixin,
     InvoiceSendNewView,
-    deletable,
 )
 from .viewsets_webhooks import WebhookEventViewSet
 
@@ -59,7 +58,8 @@ STATIC_CSS = "wagtail_client_billing/admin/invoices.css"
 
 
 class StatusTagColumn(Column):
-    """Status as a coloured ``w-status`` tag, with a Test tag for test-mode invoices."""
+    """Status as Wagtail's ``w-status`` tag in its tone from the status table, with a
+    Test tag for test-mode invoices and tags for the flags beside the status."""
 
     cell_template_name = TEMPLATE_DIR + "status_cell.html"
 
@@ -89,17 +89,19 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
     """The actions an editor may take on ``invoice``, each checked against permissions.
 
     Shared by the listing's row dropdown and the inspect view's header so both offer
-    the same actions under the same conditions.
+    the same actions under the same conditions: the status table's flags (payable,
+    withdrawn, deletable) and the editor's permissions.
     """
     viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
 
     def url(name: str) -> str:
         return reverse(viewset.get_url_name(name), args=[quote(invoice.pk)])
 
+    definition = invoice.effective_status_definition
     buttons: list[Button] = []
     if for_listing:
         buttons.append(Button(_("View"), url=url("inspect"), icon_name="view", priority=10))
-    if invoice.is_payable:
+    if definition.payable:
         buttons.append(
             Button(
                 _("Copy payment link"),
@@ -113,13 +115,11 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                 },
             )
         )
-    if invoice.is_payable and view.user_has_permission("change"):
+    if definition.payable and view.user_has_permission("change"):
         buttons.append(
             Button(_("Resend email"), url=url("resend"), icon_name="mail", priority=RESEND_PRIORITY)
         )
-    if invoice.effective_status in (InvoiceStatus.EXPIRED, InvoiceStatus.DELETED) and (
-        view.user_has_permission("add")
-    ):
+    if definition.withdrawn and view.user_has_permission("add"):
         buttons.append(
             Button(
                 _("Send new invoice"),
@@ -131,7 +131,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
     if view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
     buttons.append(Button(_("History"), url=url("history"), icon_name="history", priority=60))
-    if deletable(invoice) and view.user_has_permission("delete"):
+    if invoice.can_be_deleted and view.user_has_permission("delete"):
         buttons.append(Button(_("Delete"), url=url("delete"), icon_name="bin", priority=70))
     return buttons
 
