@@ -23,7 +23,7 @@ from django.urls import reverse
 from django.utils import timezone
 from wagtail.log_actions import log
 
-from . import gateway, lifecycle
+from . import gateway, lifecycle, status
 from .conf import billing_settings
 from .models import Invoice, InvoiceStatus
 from .webhooks import apply_checkout_session, close_session
@@ -35,7 +35,7 @@ STRIPE_MIN_SESSION = timedelta(minutes=30)
 STRIPE_MAX_SESSION = timedelta(hours=24)
 
 #: Statuses of an invoice that was withdrawn from the client: no session may stay payable.
-WITHDRAWN = (InvoiceStatus.EXPIRED, InvoiceStatus.DELETED)
+WITHDRAWN = tuple(status.withdrawn_values())
 
 #: How far back reconciliation looks at invoices that expired with a session attached:
 #: a client who paid a minute before expiry, whose webhook never came, is still found.
@@ -143,7 +143,7 @@ def checkout_url(invoice: Invoice) -> str:
         raise
     with transaction.atomic():
         lifecycle.lock(invoice)
-        payable = invoice.status == InvoiceStatus.PENDING
+        payable = invoice.status_definition.payable
         # A paid or processing invoice keeps the session its payment went through.
         if invoice.checkout_attempt == recorded_attempt and (
             payable or invoice.status in WITHDRAWN

@@ -25,7 +25,8 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from .. import gateway, payments, ratelimit
-from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+from ..models import ClientBillingSettings, Invoice
+from ..status import UNKNOWN_PAGE
 
 logger = logging.getLogger(__name__)
 
@@ -168,17 +169,16 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _not_payable_page(request: HttpRequest, invoice: Invoice) -> HttpResponse | None:
-    """The page of a paid, processing, expired or withdrawn invoice; None if payable."""
-    status = invoice.effective_status
-    if status == InvoiceStatus.PAID:
-        return render_page(request, invoice, "paid.html")
-    if status == InvoiceStatus.PROCESSING:
-        return render_page(request, invoice, "processing.html")
-    if status == InvoiceStatus.EXPIRED:
-        return render_page(request, invoice, "expired.html", status=410)
-    if status == InvoiceStatus.DELETED:
-        return render_page(request, invoice, "withdrawn.html", status=410)
-    return None
+    """The page the status table gives a status that is not payable; None if payable.
+
+    Only a status the table marks payable goes on to Checkout: one it does not know
+    gets its fallback page (cannot be paid online), never a payment page.
+    """
+    definition = invoice.effective_status_definition
+    if definition.payable:
+        return None
+    page = definition.page or UNKNOWN_PAGE
+    return render_page(request, invoice, page.template, status=page.http_status)
 
 
 def _unavailable(request: HttpRequest, invoice: Invoice, *, retryable: bool) -> HttpResponse:
