@@ -62,7 +62,7 @@ from wagtail.models import Site
 
 from . import hooks
 from .conf import billing_settings
-from .models import ClientBillingSettings, Invoice, SMTPSecurity
+from .models import ClientBillingSettings, Invoice, SMTPSecurity, site_display_name
 from .money import format_money
 
 logger = logging.getLogger(__name__)
@@ -483,7 +483,7 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "invoice": invoice,
         "kind": kind,
         "site": site,
-        "site_name": site.site_name or site.hostname,
+        "site_name": site_display_name(site),
         "number": invoice.number,
         "amount": format_money(invoice.amount, invoice.currency),
         "description": invoice.description,
@@ -553,7 +553,7 @@ def build_test_message(site: Site, mailer: SiteMailer, to: str) -> EmailMultiAlt
     with translation.override(site_language(site)):
         context = {
             "site": site,
-            "site_name": site.site_name or site.hostname,
+            "site_name": site_display_name(site),
             "connection": mailer.description,
             "from_email": mailer.from_email,
         }

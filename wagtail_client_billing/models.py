@@ -37,6 +37,11 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
+def site_display_name(site: Site) -> str:
+    """How the app names a site to editors and clients: its name, else its host name."""
+    return site.site_name or site.hostname
+
+
 class Mode(models.TextChoices):
     TEST = "test", _("Test")
     LIVE = "live", _("Live")

@@ -35,7 +35,7 @@ from wagtail.snippets.views.snippets import (
 
 from .filters import InvoiceFilterSet, search_invoices
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
-from .models import Invoice, InvoiceStatus
+from .models import Invoice, InvoiceStatus, site_display_name
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .views.admin_invoices import (
@@ -76,7 +76,7 @@ class AmountColumn(Column):
 
 class SiteColumn(Column):
     def get_value(self, instance: Invoice) -> str:
-        return instance.site.site_name or instance.site.hostname
+        return site_display_name(instance.site)
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -206,7 +206,7 @@ class InvoiceIndexView(IndexView):
             "status": item.get_status_display(),
             "mode": _("Test") if item.test_mode else _("Live"),
             "billing_type": item.get_billing_type_display(),
-            "site": item.site.site_name or item.site.hostname,
+            "site": site_display_name(item.site),
             "description": item.description,
             "created_at": item.created_at,
             "expires_at": item.expires_at,

@@ -23,7 +23,7 @@ from wagtail.models import Page, Site
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
-from ..models import ClientBillingSettings, Invoice, StripeAccount
+from ..models import ClientBillingSettings, Invoice, StripeAccount, site_display_name
 from ..money import (
     MAXIMUM_AMOUNT,
     THREE_DECIMAL,
@@ -141,7 +141,7 @@ def parse_amount(raw: str, currency: str) -> int:
 
 def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) -> str | None:
     """Why an invoice cannot be sent with ``account``, or ``None`` when it can."""
-    name = site.site_name or site.hostname
+    name = site_display_name(site)
     if account is None:
         if test_mode:
             return gettext(

@@ -25,7 +25,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from .. import gateway, payments, ratelimit
-from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+from ..models import ClientBillingSettings, Invoice, InvoiceStatus, site_display_name
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +128,7 @@ def render_page(
 ) -> HttpResponse:
     """Render one of the public pages in the site's language."""
     language = site_language(invoice)
-    site_name = invoice.site.site_name or invoice.site.hostname
+    site_name = site_display_name(invoice.site)
     contact = contact_for(invoice)
     context = {
         "invoice": invoice,
