@@ -19,6 +19,7 @@ from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
 
 from .conf import billing_settings
+from .forms.fields import SiteChoiceField
 from .models import BillingType, Invoice, InvoiceStatus, Mode
 from .money import currency_choices
 from .scope import sites_for_user
@@ -67,11 +68,6 @@ def search_invoices(queryset: QuerySet[Invoice], term: str) -> QuerySet[Invoice]
     for field in SEARCH_FIELDS:
         query |= Q(**{f"{field}__icontains": term})
     return queryset.filter(query)
-
-
-class SiteChoiceField(django_filters.fields.ModelChoiceField):
-    def label_from_instance(self, obj: Site) -> str:
-        return obj.site_name or obj.hostname
 
 
 class SiteFilter(django_filters.ModelChoiceFilter):

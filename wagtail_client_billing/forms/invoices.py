@@ -15,7 +15,6 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
@@ -36,43 +35,11 @@ from ..money import (
     to_minor,
 )
 from ..scope import pages_for_user, sites_for_user
+from .fields import HttpURLField, SiteChoiceField
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
 #: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
 AMOUNT_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
-#: A web address the client's browser may be sent to.
-HTTP_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
-
-
-class HttpURLField(forms.URLField):
-    """A URL that must start with ``http://`` or ``https://``.
-
-    Django's ``URLField`` adds a scheme to ``//host/path`` and accepts ``ftp:``; the
-    client is redirected to these addresses after paying, so only absolute web
-    addresses are accepted, as typed.
-    """
-
-    default_validators = [URLValidator(schemes=["http", "https"])]
-    default_error_messages = {
-        "scheme": _("Enter a full web address starting with https:// (or http://)."),
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("assume_scheme", "https")
-        kwargs.setdefault("max_length", 2000)
-        super().__init__(**kwargs)
-
-    def to_python(self, value: Any) -> str:
-        value = (value or "").strip()
-        if value and not HTTP_URL_RE.match(value):
-            raise ValidationError(self.error_messages["scheme"], code="scheme")
-        result: str | None = super().to_python(value)
-        return result or ""
-
-
-class SiteChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: Site) -> str:
-        return obj.site_name or obj.hostname
 
 
 class PageChoiceField(forms.ModelChoiceField):
