@@ -42,6 +42,24 @@ def site_display_name(site: Site) -> str:
     return site.site_name or site.hostname
 
 
+def site_language(site: Site) -> str | None:
+    """The language a site's clients read: its root page's locale, when the project has
+    that language (or its base language) in ``LANGUAGES``.
+
+    ``None`` when it has not, or the site has no root page or locale (an unusual
+    install): the caller keeps its own language, the request's on a client's page and
+    ``LANGUAGE_CODE`` in an email.
+    """
+    try:
+        code = site.root_page.locale.language_code
+    except Exception:  # no root page or locale
+        return None
+    available = {language.lower() for language, _name in settings.LANGUAGES}
+    if code and (code.lower() in available or code.split("-")[0].lower() in available):
+        return code
+    return None
+
+
 class Mode(models.TextChoices):
     TEST = "test", _("Test")
     LIVE = "live", _("Live")
