@@ -18,6 +18,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import CharField, Q
 from django.db.models.functions import Cast, Lower
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
@@ -650,13 +651,19 @@ class Invoice(models.Model):
 
     # --- links ------------------------------------------------------------------------------
 
-    def get_pay_url(self) -> str:
-        """Absolute payment link built from the Site's root URL, never a request's Host."""
-        from django.urls import reverse
+    def public_url(self, name: str = "pay") -> str:
+        """The absolute URL of one of the invoice's public pages (``pay``, ``return``,
+        ``cancel``, ``invoice_status`` of :mod:`.urls`), built from the Site's root URL.
 
-        return self.site.root_url.rstrip("/") + reverse(
-            "wagtail_client_billing:pay", kwargs={"token": self.token}
-        )
+        Never from a request's Host header: the links go into emails and to Stripe, and a
+        forged Host would send the client, and their token, somewhere else.
+        """
+        path = reverse(f"wagtail_client_billing:{name}", kwargs={"token": self.token})
+        return self.site.root_url.rstrip("/") + path
+
+    def get_pay_url(self) -> str:
+        """The payment link the client is emailed."""
+        return self.public_url("pay")
 
     def stripe_dashboard_url(self) -> str:
         if not self.checkout_session_id:
