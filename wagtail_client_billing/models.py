@@ -272,6 +272,14 @@ class ClientBillingSettings(BaseSiteSetting):
         return allowed[0]
 
 
+def settings_url(site: Site, tab: str = "") -> str:
+    """The admin URL of ``site``'s Client Billing settings, opened on ``tab`` (``stripe``,
+    ``email``, ``invoices``: Wagtail names a tab's anchor after its heading)."""
+    meta = ClientBillingSettings._meta
+    url = reverse("wagtailsettings:edit", args=(meta.app_label, meta.model_name, site.pk))
+    return f"{url}#tab-{tab}" if tab else url
+
+
 class InvoiceCounter(models.Model):
     """A site's invoice numbers: the last sequence handed out, one row per site.
 
