@@ -22,7 +22,7 @@ from .conf import billing_settings
 from .forms.fields import SiteChoiceField
 from .models import BillingType, Invoice, InvoiceStatus, Mode
 from .money import currency_choices
-from .scope import sites_for_user
+from .scope import site_choices
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -77,7 +77,7 @@ class SiteFilter(django_filters.ModelChoiceFilter):
 def _sites_for_request(request: HttpRequest | None) -> QuerySet[Site]:
     if request is None:
         return Site.objects.none()
-    return sites_for_user(request.user).order_by("site_name", "hostname")
+    return site_choices(request.user)
 
 
 def _currencies(request: HttpRequest | None = None) -> list[tuple[str, str]]:

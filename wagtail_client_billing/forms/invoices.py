@@ -34,7 +34,7 @@ from ..money import (
     to_major,
     to_minor,
 )
-from ..scope import pages_for_user, sites_for_user
+from ..scope import pages_for_user, site_choices
 from .fields import HttpURLField, SiteChoiceField
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
@@ -187,7 +187,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        sites = sites_for_user(self.for_user).order_by("site_name", "hostname")
+        sites = site_choices(self.for_user)
         self.fields["site"].queryset = sites
         if not self.is_bound and not self.initial.get("site"):
             only = list(sites[:2])
