@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
 
-from . import hooks, receivers
+from . import hooks, page_actions
 from .conf import billing_settings
 from .models import ClientBillingLogEntry, Invoice, InvoiceStatus
 from .signals import invoice_status_changed
@@ -172,14 +172,14 @@ def _announce_on_commit(
     if others is None:
         others = _others_listen()
     if not others:
-        invoices = [invoice for invoice in invoices if receivers.has_page_action(invoice, new)]
+        invoices = [invoice for invoice in invoices if page_actions.has_page_action(invoice, new)]
     if not invoices:
         return
 
     def announce() -> None:
         for invoice in invoices:
             try:
-                receivers.run_page_actions(invoice, new)
+                page_actions.run_page_actions(invoice, new)
                 if others:
                     invoice_status_changed.send(
                         sender=Invoice, invoice=invoice, old=old, new=new, source=source
