@@ -33,11 +33,12 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
-from .filters import InvoiceFilterSet, search_invoices
+from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
+from .search import SEARCH_FIELDS, search_invoices
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,
@@ -428,7 +429,7 @@ class InvoiceViewSet(SnippetViewSet):
     ordering = "-created_at"
     list_per_page = 50
     filterset_class = InvoiceFilterSet
-    search_fields = ["email", "number", "description"]
+    search_fields = list(SEARCH_FIELDS)
     search_backend_name = None
 
     list_display = [
