@@ -138,7 +138,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
 
 
 class _ChunkedQuerySet:
-    """Iterates a queryset in chunks so an export of a million rows streams in bounded memory."""
+    """Iterates a queryset in chunks so an export of any size streams in bounded memory."""
 
     def __init__(self, queryset: QuerySet[Invoice]) -> None:
         self.model = queryset.model
@@ -158,7 +158,7 @@ class InvoiceIndexView(IndexView):
     """The listing across all sites the editor may bill for.
 
     Deleted invoices are left out unless the status filter asks for them. A page
-    makes the same queries for 5 invoices as for a million: the page's rows from the
+    makes the same queries whatever the table's size: the page's rows from the
     invoice table alone, then their sites in one more query.
     """
 

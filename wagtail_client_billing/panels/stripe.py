@@ -1,4 +1,4 @@
-"""The Stripe tab: connected live and test accounts, connect / continue / unlink. (Issue 4.)
+"""The Stripe tab: connected live and test accounts, connect / continue / unlink.
 
 The tab has no form fields of its own: connecting and unlinking change where a site's
 money goes, so they happen on their own screens (:mod:`..views.admin_connect`), each
