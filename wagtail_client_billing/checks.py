@@ -2,6 +2,8 @@
 
 Ids are stable: ``wagtail_client_billing.E001`` ... errors stop ``runserver`` and
 ``migrate``; ``W...`` warnings do not. ``docs/troubleshooting.md`` lists each one.
+``AppConfig.ready()`` registers the checks of :data:`CHECKS`; importing this module
+registers nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Tags, Warning
 
 from . import stripe_api
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
@@ -18,7 +20,6 @@ from .emails import parse_allowed_networks, parse_allowed_ports
 from .money import MoneyError, fee_percent
 
 
-@register(Tags.compatibility)
 def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors = []
     for app, check_id in (("django_q", "E001"), ("wagtail.contrib.settings", "E002")):
@@ -55,7 +56,6 @@ WEBHOOK_PROBLEMS = {
 }
 
 
-@register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     messages: list[Error | Warning] = []
     user = getattr(settings, SETTINGS_NAME, None)
@@ -198,7 +198,6 @@ def _check_smtp_policy() -> list[Error | Warning]:
     return messages
 
 
-@register(Tags.compatibility)
 def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """Warn when the installed ``stripe`` package speaks an API version the app was not
     written for: the package's types and the app's payload readers would disagree."""
@@ -220,7 +219,6 @@ def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[War
     ]
 
 
-@register(Tags.caches)
 def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     """The public pages' rate limit: valid settings, and a cache every worker shares.
 
@@ -291,3 +289,12 @@ def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Erro
             )
         )
     return messages
+
+
+#: Each check and its tags, registered with Django by ``AppConfig.ready()``.
+CHECKS = (
+    (check_installed_apps, (Tags.compatibility,)),
+    (check_settings, ()),
+    (check_stripe_api_version, (Tags.compatibility,)),
+    (check_public_rate_limit, (Tags.caches,)),
+)
