@@ -234,23 +234,22 @@ def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Erro
 
     limit = billing_settings.PUBLIC_RATE_LIMIT
     proxies = billing_settings.TRUSTED_PROXY_COUNT
-    messages: list[Error | Warning] = []
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        messages.append(
-            Error(
+    messages: list[Error | Warning] = [
+        Error(message, hint=hint, id="wagtail_client_billing.E015")
+        for value, message, hint in (
+            (
+                limit,
                 "PUBLIC_RATE_LIMIT must be a whole number of requests a minute.",
-                hint="For example 60; 0 turns the limit off.",
-                id="wagtail_client_billing.E015",
-            )
-        )
-    if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 0:
-        messages.append(
-            Error(
+                "For example 60; 0 turns the limit off.",
+            ),
+            (
+                proxies,
                 "TRUSTED_PROXY_COUNT must be 0 or the number of proxies in front of Django.",
-                hint="0 takes the client's address from REMOTE_ADDR.",
-                id="wagtail_client_billing.E015",
-            )
+                "0 takes the client's address from REMOTE_ADDR.",
+            ),
         )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0
+    ]
     if messages or not limit or settings.DEBUG:
         return messages
     alias = billing_settings.PUBLIC_RATE_LIMIT_CACHE
