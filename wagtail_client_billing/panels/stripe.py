@@ -39,6 +39,7 @@ class AccountSlot:
 
 
 def connect_url(name: str, site_pk: int, mode: str | None = None) -> str:
+    """The path of one of the connect screens (:mod:`..views.admin_connect`) for a site."""
     kwargs: dict[str, object] = {"site_pk": site_pk}
     if mode is not None:
         kwargs["mode"] = mode

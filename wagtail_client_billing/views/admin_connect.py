@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -34,6 +34,7 @@ from wagtail.models import Site
 from .. import gateway
 from ..forms.connect import ConnectAccountForm, ReuseAccountForm, UnlinkAccountForm, site_list
 from ..models import ClientBillingSettings, InvoiceStatus, Mode, StripeAccount, settings_url
+from ..panels.stripe import connect_url
 from ..permissions import can_connect_for_site
 from ..scope import split_sites
 
@@ -125,10 +126,7 @@ class SiteAccountMixin:
         return self.billing_settings.account_for(self.test_mode)
 
     def url(self, name: str, *, mode: str | None = None, absolute: bool = False) -> str:
-        kwargs: dict[str, Any] = {"site_pk": self.site.pk}
-        if mode is not None:
-            kwargs["mode"] = mode
-        path = reverse(f"wagtail_client_billing_connect:{name}", kwargs=kwargs)
+        path = connect_url(name, self.site.pk, mode)
         return self.request.build_absolute_uri(path) if absolute else path
 
     def back_to_settings(self) -> HttpResponse:
