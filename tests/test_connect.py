@@ -482,9 +482,14 @@ def field_error(response, name: str) -> str:
             "terms_of_service_url",
             "Enter a web address starting with http:// or https://.",
         ),
+        (
+            {"privacy_policy_url": "agency.example/privacy"},
+            "privacy_policy_url",
+            "Enter a web address starting with http:// or https://.",
+        ),
         ({"country": "KP"}, "country", "Select a valid choice."),
     ],
-    ids=["no-privacy", "no-terms", "javascript", "ftp", "country"],
+    ids=["no-privacy", "no-terms", "javascript", "ftp", "no-scheme", "country"],
 )
 def test_bad_details_show_field_errors_and_create_nothing(
     client, connector, site, stripe_emulator, changes, field, message

@@ -118,6 +118,19 @@ def test_email_is_written_in_the_sites_language(db, account):
     assert 'lang="de"' in html_of(message)
 
 
+def test_email_of_a_site_in_a_language_the_project_lacks_is_in_the_projects_language(db, account):
+    french = Locale.objects.get_or_create(language_code="fr")[0]  # not in LANGUAGES
+    site = make_site("client.example.fr", title="Client")
+    Page.objects.filter(pk=site.root_page_id).update(locale=french)
+    invoice = make_invoice(site, account, amount=12500, currency="EUR")
+
+    send_one(Invoice.objects.get(pk=invoice.pk))
+
+    (message,) = mail.outbox
+    assert "€125.00" in message.body
+    assert 'lang="en-us"' in html_of(message)
+
+
 @override_settings(ALLOWED_HOSTS=["*"])
 def test_payment_link_comes_from_the_site_not_the_request(client, account):
     site = make_site("pay.client.example", port=8443)

@@ -69,7 +69,7 @@ def actions(invoice):
 
 
 def return_path(invoice, session_id):
-    return urlsplit(payments.site_url(invoice, "return")).path + f"?session_id={session_id}"
+    return urlsplit(invoice.public_url("return")).path + f"?session_id={session_id}"
 
 
 # --- the happy paths -------------------------------------------------------------------------

@@ -144,9 +144,7 @@ def test_sweep_webhook_return_and_delete_racing_end_where_the_rules_say(
         jobs = [lambda: lifecycle.expire_due()]
         for invoice in invoices:
             session_id = invoice.checkout_session_id
-            return_url = (
-                urlsplit(payments.site_url(invoice, "return")).path + f"?session_id={session_id}"
-            )
+            return_url = urlsplit(invoice.public_url("return")).path + f"?session_id={session_id}"
 
             def delete(pk=invoice.pk):
                 # Paid first: the editor is told it cannot be deleted.
@@ -203,7 +201,7 @@ def test_duplicate_webhooks_racing_the_return_log_one_payment(stripe_emulator, e
         stripe_emulator.pay(invoice.checkout_session_id)
         event = completed(invoice, invoice.checkout_session_id)
         return_url = (
-            urlsplit(payments.site_url(invoice, "return")).path
+            urlsplit(invoice.public_url("return")).path
             + f"?session_id={invoice.checkout_session_id}"
         )
         codes: list[int] = []

@@ -9,23 +9,23 @@ class WagtailClientBillingAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        """Connect the app's signal receivers and register its permission policies.
+        """Register the app's system checks and permission policies and connect its
+        signal receivers.
 
         Here rather than where they are defined, so that importing a module registers
         nothing (Wagtail hooks are in ``wagtail_hooks.py``).
         """
+        from django.core.checks import register
         from django.core.signals import got_request_exception, setting_changed
 
-        from . import (
-            checks,  # noqa: F401  (registers the system checks)
-            conf,
-            gateway,
-        )
+        from . import checks, conf, gateway
         from .compat import register_permission_policy
         from .forms.settings import hide_password_from_error_reports
         from .models import WebhookEvent
         from .permissions import webhook_event_permission_policy
 
+        for check, tags in checks.CHECKS:
+            register(check, *tags)
         setting_changed.connect(
             conf.reload_on_setting_changed, dispatch_uid="wagtail_client_billing.conf"
         )

@@ -2,6 +2,8 @@
 
 Ids are stable: ``wagtail_client_billing.E001`` ... errors stop ``runserver`` and
 ``migrate``; ``W...`` warnings do not. ``docs/troubleshooting.md`` lists each one.
+``AppConfig.ready()`` registers the checks of :data:`CHECKS`; importing this module
+registers nothing.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Tags, Warning
 
 from . import stripe_api
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
@@ -18,7 +20,6 @@ from .emails import parse_allowed_networks, parse_allowed_ports
 from .money import MoneyError, fee_percent
 
 
-@register(Tags.compatibility)
 def check_installed_apps(app_configs: Any = None, **kwargs: Any) -> list[Error]:
     errors = []
     for app, check_id in (("django_q", "E001"), ("wagtail.contrib.settings", "E002")):
@@ -55,7 +56,6 @@ WEBHOOK_PROBLEMS = {
 }
 
 
-@register()
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     messages: list[Error | Warning] = []
     user = getattr(settings, SETTINGS_NAME, None)
@@ -198,7 +198,6 @@ def _check_smtp_policy() -> list[Error | Warning]:
     return messages
 
 
-@register(Tags.compatibility)
 def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """Warn when the installed ``stripe`` package speaks an API version the app was not
     written for: the package's types and the app's payload readers would disagree."""
@@ -220,7 +219,6 @@ def check_stripe_api_version(app_configs: Any = None, **kwargs: Any) -> list[War
     ]
 
 
-@register(Tags.caches)
 def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     """The public pages' rate limit: valid settings, and a cache every worker shares.
 
@@ -236,23 +234,22 @@ def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Erro
 
     limit = billing_settings.PUBLIC_RATE_LIMIT
     proxies = billing_settings.TRUSTED_PROXY_COUNT
-    messages: list[Error | Warning] = []
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-        messages.append(
-            Error(
+    messages: list[Error | Warning] = [
+        Error(message, hint=hint, id="wagtail_client_billing.E015")
+        for value, message, hint in (
+            (
+                limit,
                 "PUBLIC_RATE_LIMIT must be a whole number of requests a minute.",
-                hint="For example 60; 0 turns the limit off.",
-                id="wagtail_client_billing.E015",
-            )
-        )
-    if isinstance(proxies, bool) or not isinstance(proxies, int) or proxies < 0:
-        messages.append(
-            Error(
+                "For example 60; 0 turns the limit off.",
+            ),
+            (
+                proxies,
                 "TRUSTED_PROXY_COUNT must be 0 or the number of proxies in front of Django.",
-                hint="0 takes the client's address from REMOTE_ADDR.",
-                id="wagtail_client_billing.E015",
-            )
+                "0 takes the client's address from REMOTE_ADDR.",
+            ),
         )
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0
+    ]
     if messages or not limit or settings.DEBUG:
         return messages
     alias = billing_settings.PUBLIC_RATE_LIMIT_CACHE
@@ -291,3 +288,12 @@ def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Erro
             )
         )
     return messages
+
+
+#: Each check and its tags, registered with Django by ``AppConfig.ready()``.
+CHECKS = (
+    (check_installed_apps, (Tags.compatibility,)),
+    (check_settings, ()),
+    (check_stripe_api_version, (Tags.compatibility,)),
+    (check_public_rate_limit, (Tags.caches,)),
+)

@@ -62,7 +62,13 @@ from wagtail.models import Site
 
 from . import hooks
 from .conf import billing_settings
-from .models import ClientBillingSettings, Invoice, SMTPSecurity
+from .models import (
+    ClientBillingSettings,
+    Invoice,
+    SMTPSecurity,
+    site_display_name,
+    site_language,
+)
 from .money import format_money
 
 logger = logging.getLogger(__name__)
@@ -450,14 +456,6 @@ def _auth_secrets(username: str, password: str) -> tuple[str, ...]:
 # --- the messages --------------------------------------------------------------------------
 
 
-def site_language(site: Site) -> str:
-    """The language a site's clients read: its root page's locale, else LANGUAGE_CODE."""
-    try:
-        return site.root_page.locale.language_code or settings.LANGUAGE_CODE
-    except Exception:  # no root page or locale (an unusual install): the project's language
-        return settings.LANGUAGE_CODE
-
-
 def recurring_note(invoice: Invoice) -> str:
     """ "One-time payment" or "then every month": how often the client will pay."""
     interval = invoice.recurring_interval
@@ -483,7 +481,7 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "invoice": invoice,
         "kind": kind,
         "site": site,
-        "site_name": site.site_name or site.hostname,
+        "site_name": site_display_name(site),
         "number": invoice.number,
         "amount": format_money(invoice.amount, invoice.currency),
         "description": invoice.description,
@@ -532,7 +530,7 @@ def build_invoice_message(
     (``wagtail_client_billing/emails/<kind>.{subject.txt,txt,html}``); the
     ``client_billing_email_message`` hook may adjust the message afterwards.
     """
-    with translation.override(site_language(invoice.site)):
+    with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
         context = email_context(invoice, kind)
         base = f"wagtail_client_billing/emails/{kind}"
         message = EmailMultiAlternatives(
@@ -550,10 +548,10 @@ def build_invoice_message(
 
 def build_test_message(site: Site, mailer: SiteMailer, to: str) -> EmailMultiAlternatives:
     """The plain-text message the "Send test email" button sends."""
-    with translation.override(site_language(site)):
+    with translation.override(site_language(site) or settings.LANGUAGE_CODE):
         context = {
             "site": site,
-            "site_name": site.site_name or site.hostname,
+            "site_name": site_display_name(site),
             "connection": mailer.description,
             "from_email": mailer.from_email,
         }

@@ -1,78 +1,28 @@
-"""The invoice listing's filters and search.
+"""The invoice listing's filters (its search is :mod:`.search`).
 
 The site filter offers only the sites the user may bill for (:mod:`.scope`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 import django_filters
 from django import forms
-from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
-from django.db.models import Q, QuerySet
-from django.db.models.functions import Lower
+from django.db.models import QuerySet
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
 
 from .conf import billing_settings
+from .forms.fields import SiteChoiceField
 from .models import BillingType, Invoice, Mode
 from .money import currency_choices
-from .scope import sites_for_user
+from .scope import site_choices
 from .status import choices as status_choices
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
-
-
-def status_filter_asked(request: HttpRequest, prefix: str = "") -> list[str]:
-    """The statuses the listing's status filter asks for, straight from the query string."""
-    return [value for value in request.GET.getlist(f"{prefix}status") if value]
-
-
-#: A whole invoice number as :meth:`.Invoice.format_number` writes it (any letter case).
-INVOICE_NUMBER = re.compile(r"INV-\d{6,}", re.IGNORECASE)
-#: What the listing's search looks in when the term is neither an email nor a number.
-SEARCH_FIELDS = ("email", "number", "description")
-
-
-def _is_email(term: str) -> bool:
-    try:
-        validate_email(term)
-    except ValidationError:
-        return False
-    return True
-
-
-def search_invoices(queryset: QuerySet[Invoice], term: str) -> QuerySet[Invoice]:
-    """``queryset`` narrowed to the invoices the listing's search ``term`` finds.
-
-    A whole email address finds that client's invoices (in any letter case) and a whole
-    invoice number finds that number on every site: exact matches, served by B-tree
-    indexes, so the search costs the same at a hundred invoices as at a million. Any
-    other term is a case-insensitive substring of the email, number or description:
-    PostgreSQL serves it from the trigram indexes (migration 0002), other databases
-    read the table.
-    """
-    term = term.strip()
-    if not term:
-        return queryset
-    if _is_email(term):
-        return queryset.alias(email_ci=Lower("email")).filter(email_ci=term.lower())
-    if INVOICE_NUMBER.fullmatch(term):
-        return queryset.filter(number=term.upper())
-    query = Q()
-    for field in SEARCH_FIELDS:
-        query |= Q(**{f"{field}__icontains": term})
-    return queryset.filter(query)
-
-
-class SiteChoiceField(django_filters.fields.ModelChoiceField):
-    def label_from_instance(self, obj: Site) -> str:
-        return obj.site_name or obj.hostname
 
 
 class SiteFilter(django_filters.ModelChoiceFilter):
@@ -82,7 +32,7 @@ class SiteFilter(django_filters.ModelChoiceFilter):
 def _sites_for_request(request: HttpRequest | None) -> QuerySet[Site]:
     if request is None:
         return Site.objects.none()
-    return sites_for_user(request.user).order_by("site_name", "hostname")
+    return site_choices(request.user)
 
 
 def _currencies(request: HttpRequest | None = None) -> list[tuple[str, str]]:

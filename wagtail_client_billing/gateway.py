@@ -55,6 +55,7 @@ from django.utils.translation import gettext as _
 
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
+from .models import site_display_name
 from .stripe_api import STRIPE_API_VERSION
 
 if TYPE_CHECKING:
@@ -833,7 +834,7 @@ def checkout_params(
     product: SessionCreateParamsLineItemPriceDataProductData = {
         "name": (invoice.description or invoice.number)[:250],
         "description": _("Invoice %(number)s from %(site)s")
-        % {"number": invoice.number, "site": invoice.site.site_name or invoice.site.hostname},
+        % {"number": invoice.number, "site": site_display_name(invoice.site)},
     }
     price_data: SessionCreateParamsLineItemPriceData = {
         "currency": invoice.currency.lower(),

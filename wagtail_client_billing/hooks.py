@@ -80,8 +80,8 @@ def all_allow(name: str, *args: Any) -> bool:
 def narrows_sites() -> bool:
     """Whether a ``client_billing_sites_for_user`` hook is registered at all.
 
-    Without one nothing is filtered, so the common case adds no subquery to listings
-    of a million rows.
+    Without one nothing is filtered, so the common case adds no subquery to the
+    listings, however large.
     """
     return bool(get(SITES_FOR_USER))
 

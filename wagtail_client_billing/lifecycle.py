@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
 
-from . import hooks, receivers, status
+from . import hooks, page_actions, status
 from .conf import billing_settings
 from .models import ClientBillingLogEntry, Invoice
 from .signals import invoice_status_changed
@@ -157,14 +157,14 @@ def _announce_on_commit(
     if others is None:
         others = _others_listen()
     if not others:
-        invoices = [invoice for invoice in invoices if receivers.has_page_action(invoice, new)]
+        invoices = [invoice for invoice in invoices if page_actions.has_page_action(invoice, new)]
     if not invoices:
         return
 
     def announce() -> None:
         for invoice in invoices:
             try:
-                receivers.run_page_actions(invoice, new)
+                page_actions.run_page_actions(invoice, new)
                 if others:
                     invoice_status_changed.send(
                         sender=Invoice, invoice=invoice, old=old, new=new, source=source
@@ -312,8 +312,8 @@ def expire_due(now: datetime | None = None, batch_size: int | None = None) -> li
     status = 'pending' RETURNING ...`` (PostgreSQL skips rows another transaction holds,
     such as one being paid right now; the next sweep takes them if they are still due),
     one ``INSERT ... SELECT`` of their log entries, and, only when someone needs the
-    invoices after commit, one query loading them (see :func:`_announce_batch`).
-    100,000 due invoices take a few dozen queries, not 100,000.
+    invoices after commit, one query loading them (see :func:`_announce_batch`). The
+    queries grow with the number of batches, not of invoices (``docs/performance.md``).
     """
     now = now or timezone.now()
     batch_size = batch_size or billing_settings.EXPIRE_BATCH_SIZE
@@ -363,8 +363,8 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
     ``id IN (subquery)`` is planned as a hash join over every pending invoice, read
     again for every batch. SQLite is told to use that index (``INDEXED BY``): from its
     sampled statistics it reckons ``status = 'pending'`` matches a few thousand rows
-    and reads every pending invoice through the status index, then sorts them (0.15 s
-    a batch at a million invoices, against 1 ms). ``'pending'`` is written into the SQL,
+    and reads every pending invoice through the status index, then sorts them, for
+    every batch (``docs/performance.md``). ``'pending'`` is written into the SQL,
     not passed as a parameter: SQLite can use a partial index only when the query's own
     text implies the index's condition.
     """
@@ -417,7 +417,7 @@ def _pending_expiry_index() -> str | None:
 def _log_bulk(batch: list[Expired], now: datetime) -> None:
     """One ``INSERT ... SELECT`` of the batch's log entries.
 
-    Building 100,000 ``ClientBillingLogEntry`` objects in Python (and SQLite's 999-parameter
+    Building a ``ClientBillingLogEntry`` object per invoice in Python (and SQLite's 999-parameter
     limit, which cuts ``bulk_create`` into 90-row statements) costs more than the
     sweep's UPDATE itself; the database makes the rows in one statement instead, from
     the ids and numbers the UPDATE returned: two arrays ``unnest``-ed on PostgreSQL, the

@@ -18,6 +18,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
 from django.db.models import CharField, Q
 from django.db.models.functions import Cast, Lower
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
@@ -37,6 +38,29 @@ if TYPE_CHECKING:
 def new_token() -> str:
     """An unguessable public token for an invoice's payment link (256 bits)."""
     return secrets.token_urlsafe(32)
+
+
+def site_display_name(site: Site) -> str:
+    """How the app names a site to editors and clients: its name, else its host name."""
+    return site.site_name or site.hostname
+
+
+def site_language(site: Site) -> str | None:
+    """The language a site's clients read: its root page's locale, when the project has
+    that language (or its base language) in ``LANGUAGES``.
+
+    ``None`` when it has not, or the site has no root page or locale (an unusual
+    install): the caller keeps its own language, the request's on a client's page and
+    ``LANGUAGE_CODE`` in an email.
+    """
+    try:
+        code = site.root_page.locale.language_code
+    except Exception:  # no root page or locale
+        return None
+    available = {language.lower() for language, _name in settings.LANGUAGES}
+    if code and (code.lower() in available or code.split("-")[0].lower() in available):
+        return code
+    return None
 
 
 class Mode(models.TextChoices):
@@ -248,6 +272,14 @@ class ClientBillingSettings(BaseSiteSetting):
         if self.default_currency and self.default_currency.upper() in allowed:
             return self.default_currency.upper()
         return allowed[0]
+
+
+def settings_url(site: Site, tab: str = "") -> str:
+    """The admin URL of ``site``'s Client Billing settings, opened on ``tab`` (``stripe``,
+    ``email``, ``invoices``: Wagtail names a tab's anchor after its heading)."""
+    meta = ClientBillingSettings._meta
+    url = reverse("wagtailsettings:edit", args=(meta.app_label, meta.model_name, site.pk))
+    return f"{url}#tab-{tab}" if tab else url
 
 
 class InvoiceCounter(models.Model):
@@ -637,13 +669,19 @@ class Invoice(models.Model):
 
     # --- links ------------------------------------------------------------------------------
 
-    def get_pay_url(self) -> str:
-        """Absolute payment link built from the Site's root URL, never a request's Host."""
-        from django.urls import reverse
+    def public_url(self, name: str = "pay") -> str:
+        """The absolute URL of one of the invoice's public pages (``pay``, ``return``,
+        ``cancel``, ``invoice_status`` of :mod:`.urls`), built from the Site's root URL.
 
-        return self.site.root_url.rstrip("/") + reverse(
-            "wagtail_client_billing:pay", kwargs={"token": self.token}
-        )
+        Never from a request's Host header: the links go into emails and to Stripe, and a
+        forged Host would send the client, and their token, somewhere else.
+        """
+        path = reverse(f"wagtail_client_billing:{name}", kwargs={"token": self.token})
+        return self.site.root_url.rstrip("/") + path
+
+    def get_pay_url(self) -> str:
+        """The payment link the client is emailed."""
+        return self.public_url("pay")
 
     def stripe_dashboard_url(self) -> str:
         if not self.checkout_session_id:

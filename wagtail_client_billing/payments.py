@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
 from wagtail.log_actions import log
 
@@ -42,23 +41,13 @@ WITHDRAWN = tuple(status.withdrawn_values())
 RECONCILE_EXPIRED_WITHIN = timedelta(days=2)
 
 
-def site_url(invoice: Invoice, name: str) -> str:
-    """An absolute URL of this app for the invoice, built from its Site's root URL.
-
-    Never from a request's Host header: the URL goes to Stripe, and a forged Host would
-    send the client somewhere else after paying.
-    """
-    path = reverse(f"wagtail_client_billing:{name}", kwargs={"token": invoice.token})
-    return invoice.site.root_url.rstrip("/") + path
-
-
 def success_url(invoice: Invoice) -> str:
     """Checkout's ``success_url``: this app's return view, with Stripe's session id."""
-    return site_url(invoice, "return") + "?session_id={CHECKOUT_SESSION_ID}"
+    return invoice.public_url("return") + "?session_id={CHECKOUT_SESSION_ID}"
 
 
 def cancel_url(invoice: Invoice) -> str:
-    return site_url(invoice, "cancel")
+    return invoice.public_url("cancel")
 
 
 def session_expiry(invoice: Invoice, now: datetime | None = None) -> datetime:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from wagtail.permission_policies import ModelPermissionPolicy
 
 from .compat import site_setting_permission_policy
-from .scope import can_use_client_billing, narrows_sites, sites_for_user
+from .scope import can_use_client_billing, sites_in_scope
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -123,7 +123,4 @@ def sites_user_can_connect_for(user) -> QuerySet[Site]:
 
     if not user_can_connect(user):
         return Site.objects.none()
-    sites: QuerySet[Site] = _settings_policy().sites_user_has_permission_for(user, "change")
-    if narrows_sites():
-        sites = sites.filter(pk__in=sites_for_user(user).values("pk"))
-    return sites
+    return sites_in_scope(user, _settings_policy().sites_user_has_permission_for(user, "change"))

@@ -46,6 +46,19 @@ def site_in_scope(user: Any, site: Site) -> bool:
     return not narrows_sites() or sites_for_user(user).filter(pk=site.pk).exists()
 
 
+def sites_in_scope(user: Any, sites: QuerySet[Site]) -> QuerySet[Site]:
+    """``sites`` less those the ``client_billing_sites_for_user`` hook keeps from ``user``
+    (all of them when no such hook is registered)."""
+    if not narrows_sites():
+        return sites
+    return sites.filter(pk__in=sites_for_user(user).values("pk"))
+
+
+def site_choices(user: Any) -> QuerySet[Site]:
+    """The sites ``user`` may bill for, as a site field or filter offers them: by name."""
+    return sites_for_user(user).order_by("site_name", "hostname")
+
+
 def invoices_for_user(user: Any, queryset: QuerySet[Invoice] | None = None) -> QuerySet[Invoice]:
     """``queryset`` (default: every invoice) limited to the sites ``user`` may bill for."""
     queryset = Invoice.objects.all() if queryset is None else queryset

@@ -322,8 +322,8 @@ def _queue_session_expiry(invoices: list[tuple[int, bool]], key_attempt: int = 0
     """One task per invoice, at most ``STRIPE_TASK_RATE_LIMIT[mode]`` per second.
 
     The first second's worth is queued now; the rest become one-off schedules a second
-    apart, inserted in bulk, so a sweep that expired 10,000 sessions neither floods
-    Stripe nor makes 10,000 inserts one at a time. ``key_attempt`` is each task's first
+    apart, inserted in bulk, so a sweep that expired many sessions neither floods
+    Stripe nor inserts their schedules one at a time. ``key_attempt`` is each task's first
     idempotency key (see :func:`expire_checkout_session`).
     """
     if not invoices:

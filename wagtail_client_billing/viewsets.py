@@ -33,11 +33,12 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
-from .filters import InvoiceFilterSet, search_invoices
+from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
-from .models import Invoice, InvoiceStatus
+from .models import Invoice, InvoiceStatus, site_display_name
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
+from .search import SEARCH_FIELDS, search_invoices
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,
@@ -76,7 +77,7 @@ class AmountColumn(Column):
 
 class SiteColumn(Column):
     def get_value(self, instance: Invoice) -> str:
-        return instance.site.site_name or instance.site.hostname
+        return site_display_name(instance.site)
 
 
 # --- views -------------------------------------------------------------------------------------
@@ -137,7 +138,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
 
 
 class _ChunkedQuerySet:
-    """Iterates a queryset in chunks so an export of a million rows streams in bounded memory."""
+    """Iterates a queryset in chunks so an export of any size streams in bounded memory."""
 
     def __init__(self, queryset: QuerySet[Invoice]) -> None:
         self.model = queryset.model
@@ -157,7 +158,7 @@ class InvoiceIndexView(IndexView):
     """The listing across all sites the editor may bill for.
 
     Deleted invoices are left out unless the status filter asks for them. A page
-    makes the same queries for 5 invoices as for a million: the page's rows from the
+    makes the same queries whatever the table's size: the page's rows from the
     invoice table alone, then their sites in one more query.
     """
 
@@ -206,7 +207,7 @@ class InvoiceIndexView(IndexView):
             "status": item.get_status_display(),
             "mode": _("Test") if item.test_mode else _("Live"),
             "billing_type": item.get_billing_type_display(),
-            "site": item.site.site_name or item.site.hostname,
+            "site": site_display_name(item.site),
             "description": item.description,
             "created_at": item.created_at,
             "expires_at": item.expires_at,
@@ -428,7 +429,7 @@ class InvoiceViewSet(SnippetViewSet):
     ordering = "-created_at"
     list_per_page = 50
     filterset_class = InvoiceFilterSet
-    search_fields = ["email", "number", "description"]
+    search_fields = list(SEARCH_FIELDS)
     search_backend_name = None
 
     list_display = [

@@ -87,7 +87,7 @@ class AmountMismatchFormatter(LogFormatter):
 ClientBillingSettings.edit_handler = build_edit_handler()
 
 
-# --- Stripe Connect: connect / onboarding / unlink screens (issue 4) -------------------------
+# --- Stripe Connect: connect / onboarding / unlink screens ----------------------------------------
 
 
 @hooks.register("register_admin_urls")
@@ -119,7 +119,7 @@ def register_connect_permission():
 # --- end Stripe Connect -----------------------------------------------------------------------
 
 
-# --- Email: the "Send test email" button's view (issue 7) ------------------------------------
+# --- Email: the "Send test email" button's view ---------------------------------------------------
 
 
 @hooks.register("register_admin_urls")
@@ -142,7 +142,7 @@ def register_email_urls():
 # --- end Email --------------------------------------------------------------------------------
 
 
-# --- Invoices: the Client billing menu, the invoice snippet, bulk delete (issue 5) -----------
+# --- Invoices: the Client billing menu, the invoice snippet, bulk delete --------------------------
 
 
 def _register_invoices():

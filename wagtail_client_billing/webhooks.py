@@ -324,7 +324,7 @@ def _insert_or_skip(connection: Any, values: dict[str, Any]) -> int | None:
     or None when the event is stored already.
 
     The hot half of every delivery: one statement, no exception for a duplicate, and
-    half of what ``objects.create`` costs in Python. ``values`` holds every column
+    less Python than ``objects.create``. ``values`` holds every column
     (:func:`store` fills in the model defaults), so a field added to the model later
     needs nothing here.
     """

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from babel import Locale, UnknownLocaleError
 from django import forms
-from django.core.validators import URLValidator
 from django.utils import translation
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
@@ -20,6 +19,7 @@ from ..conf import billing_settings
 from ..models import ClientBillingSettings, StripeAccount
 from ..permissions import sites_user_can_connect_for
 from ..scope import accounts_for_user, split_sites
+from .fields import HttpURLField
 
 if TYPE_CHECKING:
     from wagtail.models import Site
@@ -54,29 +54,6 @@ def country_choices() -> list[tuple[str, str]]:
     names = _territory_names()
     choices = [(code, names.get(code, code)) for code in STRIPE_CONNECT_COUNTRIES]
     return sorted(choices, key=lambda choice: choice[1].casefold())
-
-
-class HttpURLField(forms.URLField):
-    """A URL field that accepts only ``http://`` and ``https://`` addresses.
-
-    Django's ``URLField`` also takes ``ftp://``; Stripe shows these links to the account
-    holder's customers, so anything but a web page (or a ``javascript:`` trap) is refused.
-    """
-
-    default_error_messages = {
-        "invalid": _("Enter a web address starting with http:// or https://."),
-    }
-    default_validators = [
-        URLValidator(
-            schemes=["http", "https"],
-            message=_("Enter a web address starting with http:// or https://."),
-        )
-    ]
-
-    def __init__(self, **kwargs) -> None:
-        kwargs.setdefault("assume_scheme", "https")
-        kwargs.setdefault("max_length", 2000)
-        super().__init__(**kwargs)
 
 
 def _slot_taken_message(test_mode: bool) -> str:

@@ -15,7 +15,6 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.core.validators import URLValidator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
@@ -23,7 +22,7 @@ from wagtail.models import Page, Site
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
-from ..models import ClientBillingSettings, Invoice, StripeAccount
+from ..models import ClientBillingSettings, Invoice, StripeAccount, site_display_name
 from ..money import (
     MAXIMUM_AMOUNT,
     THREE_DECIMAL,
@@ -35,44 +34,12 @@ from ..money import (
     to_major,
     to_minor,
 )
-from ..scope import pages_for_user, sites_for_user
+from ..scope import pages_for_user, site_choices
+from .fields import HttpURLField, SiteChoiceField
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
 #: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
 AMOUNT_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
-#: A web address the client's browser may be sent to.
-HTTP_URL_RE = re.compile(r"^https?://", re.IGNORECASE)
-
-
-class HttpURLField(forms.URLField):
-    """A URL that must start with ``http://`` or ``https://``.
-
-    Django's ``URLField`` adds a scheme to ``//host/path`` and accepts ``ftp:``; the
-    client is redirected to these addresses after paying, so only absolute web
-    addresses are accepted, as typed.
-    """
-
-    default_validators = [URLValidator(schemes=["http", "https"])]
-    default_error_messages = {
-        "scheme": _("Enter a full web address starting with https:// (or http://)."),
-    }
-
-    def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("assume_scheme", "https")
-        kwargs.setdefault("max_length", 2000)
-        super().__init__(**kwargs)
-
-    def to_python(self, value: Any) -> str:
-        value = (value or "").strip()
-        if value and not HTTP_URL_RE.match(value):
-            raise ValidationError(self.error_messages["scheme"], code="scheme")
-        result: str | None = super().to_python(value)
-        return result or ""
-
-
-class SiteChoiceField(forms.ModelChoiceField):
-    def label_from_instance(self, obj: Site) -> str:
-        return obj.site_name or obj.hostname
 
 
 class PageChoiceField(forms.ModelChoiceField):
@@ -141,7 +108,7 @@ def parse_amount(raw: str, currency: str) -> int:
 
 def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) -> str | None:
     """Why an invoice cannot be sent with ``account``, or ``None`` when it can."""
-    name = site.site_name or site.hostname
+    name = site_display_name(site)
     if account is None:
         if test_mode:
             return gettext(
@@ -220,7 +187,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        sites = sites_for_user(self.for_user).order_by("site_name", "hostname")
+        sites = site_choices(self.for_user)
         self.fields["site"].queryset = sites
         if not self.is_bound and not self.initial.get("site"):
             only = list(sites[:2])

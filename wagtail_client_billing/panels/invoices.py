@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils.http import urlencode
 from wagtail.admin.panels import Panel
 
-from ..models import Invoice
+from ..models import Invoice, settings_url
 from ..permissions import invoice_permission_policy
 from ..scope import can_use_client_billing
 
@@ -58,14 +58,13 @@ class SiteInvoicesPanel(Panel):
             )
             paginator = Paginator(queryset, self.panel.per_page)
             page = paginator.get_page(self.request.GET.get(PAGE_PARAM))
-            here = self.request.path
             can_add = invoice_permission_policy().user_has_permission(self.request.user, "add")
             add_url = ""
             if can_add:
                 add_url = (
                     reverse(viewset.get_url_name("add"))
                     + "?"
-                    + urlencode({"site": site.pk, "next": here + "#tab-invoices"})
+                    + urlencode({"site": site.pk, "next": settings_url(site, "invoices")})
                 )
             context.update(
                 site=self.site,

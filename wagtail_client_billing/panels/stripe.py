@@ -1,4 +1,4 @@
-"""The Stripe tab: connected live and test accounts, connect / continue / unlink. (Issue 4.)
+"""The Stripe tab: connected live and test accounts, connect / continue / unlink.
 
 The tab has no form fields of its own: connecting and unlinking change where a site's
 money goes, so they happen on their own screens (:mod:`..views.admin_connect`), each
@@ -39,6 +39,7 @@ class AccountSlot:
 
 
 def connect_url(name: str, site_pk: int, mode: str | None = None) -> str:
+    """The path of one of the connect screens (:mod:`..views.admin_connect`) for a site."""
     kwargs: dict[str, object] = {"site_pk": site_pk}
     if mode is not None:
         kwargs["mode"] = mode

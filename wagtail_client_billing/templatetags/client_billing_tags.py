@@ -9,6 +9,9 @@ from django.utils import formats, timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext as _
+from wagtail.models import Site
+
+from .. import models
 
 register = template.Library()
 
@@ -29,3 +32,9 @@ def relative_time(value: datetime | None) -> str:
         text = _("%(time)s ago") % {"time": timesince(value, now, depth=1)}
     exact = formats.date_format(timezone.localtime(value), "DATETIME_FORMAT")
     return format_html('<time datetime="{}" title="{}">{}</time>', value.isoformat(), exact, text)
+
+
+@register.filter
+def site_display_name(site: Site) -> str:
+    """``{{ invoice.site|site_display_name }}``: the site's name, else its host name."""
+    return models.site_display_name(site)

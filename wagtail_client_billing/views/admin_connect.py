@@ -21,7 +21,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
@@ -33,7 +33,8 @@ from wagtail.models import Site
 
 from .. import gateway
 from ..forms.connect import ConnectAccountForm, ReuseAccountForm, UnlinkAccountForm, site_list
-from ..models import ClientBillingSettings, InvoiceStatus, Mode, StripeAccount
+from ..models import ClientBillingSettings, InvoiceStatus, Mode, StripeAccount, settings_url
+from ..panels.stripe import connect_url
 from ..permissions import can_connect_for_site
 from ..scope import split_sites
 
@@ -44,15 +45,6 @@ NONCE_SESSION_KEY = "wagtail_client_billing.connect_nonce.%s"
 
 CONNECTED_ACTION = "wagtail_client_billing.account_connected"
 UNLINKED_ACTION = "wagtail_client_billing.account_unlinked"
-
-
-def settings_url(site: Site) -> str:
-    """The site's Client Billing settings, opened on the Stripe tab."""
-    meta = ClientBillingSettings._meta
-    return (
-        reverse("wagtailsettings:edit", args=(meta.app_label, meta.model_name, site.pk))
-        + "#tab-stripe"
-    )
 
 
 def store_account_state(account: StripeAccount, state: gateway.AccountState) -> None:
@@ -134,14 +126,11 @@ class SiteAccountMixin:
         return self.billing_settings.account_for(self.test_mode)
 
     def url(self, name: str, *, mode: str | None = None, absolute: bool = False) -> str:
-        kwargs: dict[str, Any] = {"site_pk": self.site.pk}
-        if mode is not None:
-            kwargs["mode"] = mode
-        path = reverse(f"wagtail_client_billing_connect:{name}", kwargs=kwargs)
+        path = connect_url(name, self.site.pk, mode)
         return self.request.build_absolute_uri(path) if absolute else path
 
     def back_to_settings(self) -> HttpResponse:
-        return redirect(settings_url(self.site))
+        return redirect(settings_url(self.site, "stripe"))
 
     def onboarding_redirect(self, account: StripeAccount) -> HttpResponse:
         """Send the editor to a fresh Stripe Account Link, or back with the reason why not.
@@ -181,7 +170,7 @@ class AdminPageMixin(WagtailAdminTemplateMixin):
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         return [
             *self.breadcrumbs_items,
-            {"url": settings_url(self.site), "label": gettext("Client Billing")},
+            {"url": settings_url(self.site, "stripe"), "label": gettext("Client Billing")},
             {"url": "", "label": self.get_page_title()},
         ]
 
@@ -352,7 +341,7 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
-        context.update(site=self.site, cancel_url=settings_url(self.site))
+        context.update(site=self.site, cancel_url=settings_url(self.site, "stripe"))
         return context
 
 
@@ -540,7 +529,7 @@ class UnlinkView(SiteAccountMixin, AdminPageMixin, TemplateView):
         account = kwargs["account"]
         context.update(
             site=self.site,
-            cancel_url=settings_url(self.site),
+            cancel_url=settings_url(self.site, "stripe"),
             other_sites=self.other_sites(account),
             other_sites_named=site_list(*split_sites(self.request.user, self.other_sites(account))),
             pending_invoices=self.pending_invoices(account),

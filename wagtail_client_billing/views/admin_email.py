@@ -15,25 +15,17 @@ import logging
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 from wagtail.models import Site
 
 from .. import emails
+from ..models import settings_url
 from ..permissions import user_can_change_settings
 from ..scope import can_use_client_billing
 
 logger = logging.getLogger(__name__)
-
-
-def settings_email_tab_url(site: Site) -> str:
-    """The site's Client Billing settings, opened on the Email tab."""
-    url = reverse(
-        "wagtailsettings:edit",
-        args=["wagtail_client_billing", "clientbillingsettings", site.pk],
-    )
-    return f"{url}#tab-email"
 
 
 @require_POST
@@ -46,7 +38,7 @@ def send_test_email(request, site_id: int):
     site = get_object_or_404(Site, pk=site_id)
     if not (user_can_change_settings(request.user, site) and can_use_client_billing(request, site)):
         raise PermissionDenied
-    back = redirect(settings_email_tab_url(site))
+    back = redirect(settings_url(site, "email"))
 
     to = (request.user.email or "").strip()
     if not to:

@@ -25,7 +25,7 @@ from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
 from .. import gateway, payments, ratelimit
-from ..models import ClientBillingSettings, Invoice
+from ..models import ClientBillingSettings, Invoice, site_display_name, site_language
 from ..status import UNKNOWN_PAGE
 
 logger = logging.getLogger(__name__)
@@ -94,18 +94,6 @@ def get_invoice(token: str) -> Invoice:
         raise Http404 from None
 
 
-def site_language(invoice: Invoice) -> str | None:
-    """The language of the invoice's site (its root page's locale), if the project has it."""
-    try:
-        code = invoice.site.root_page.locale.language_code
-    except Exception:  # a site without a root page or locale: keep the active language
-        return None
-    available = {code.lower() for code, _name in settings.LANGUAGES}
-    if code and (code.lower() in available or code.split("-")[0].lower() in available):
-        return code
-    return None
-
-
 def contact_for(invoice: Invoice) -> dict[str, str]:
     """Who the client should ask about the invoice: the site's Reply-To, else its From."""
     billing = ClientBillingSettings.for_site(invoice.site)
@@ -128,8 +116,8 @@ def render_page(
     request: HttpRequest, invoice: Invoice, name: str, status: int = 200, **context: Any
 ) -> HttpResponse:
     """Render one of the public pages in the site's language."""
-    language = site_language(invoice)
-    site_name = invoice.site.site_name or invoice.site.hostname
+    language = site_language(invoice.site)
+    site_name = site_display_name(invoice.site)
     contact = contact_for(invoice)
     context = {
         "invoice": invoice,

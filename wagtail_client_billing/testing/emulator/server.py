@@ -56,7 +56,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         # Headers and body go out in two writes; without NODELAY, Nagle's algorithm and
-        # the client's delayed ACK add ~40 ms to every keep-alive request.
+        # the client's delayed ACK hold up every keep-alive request.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:

@@ -1,4 +1,4 @@
-"""The app's own reactions to a status change: paid-invoice page actions.
+"""The pages an invoice publishes when paid and unpublishes when it expires.
 
 An invoice may name a page to publish when it is paid (hand a client their new site
 the moment they pay) and one to unpublish when it expires. :mod:`.lifecycle` runs
