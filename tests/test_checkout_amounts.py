@@ -18,7 +18,8 @@ from wagtail import hooks as wagtail_hooks
 
 from tests.utils import make_emulated_invoice, make_invoice, make_user
 from tests.webhook_helpers import async_result, completed, post_event, session_event, session_obj
-from wagtail_client_billing import gateway, payments
+from wagtail_client_billing import gateway
+from wagtail_client_billing.billing import checkout
 from wagtail_client_billing.hooks import CHECKOUT_PARAMS
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice
 
@@ -159,7 +160,7 @@ def test_a_hook_that_changes_the_price_is_caught_on_the_clients_return(client, s
         client.get(urlsplit(invoice.get_pay_url()).path)
     invoice.refresh_from_db()
     stripe_emulator.pay(invoice.checkout_session_id)
-    back = urlsplit(payments.site_url(invoice, "return")).path
+    back = urlsplit(checkout.site_url(invoice, "return")).path
     client.get(f"{back}?session_id={invoice.checkout_session_id}")
 
     invoice = refreshed(invoice)

@@ -34,7 +34,7 @@ from tests.webhook_helpers import (
     subscription_obj,
     webhook_url,
 )
-from wagtail_client_billing import signals, tasks, webhooks
+from wagtail_client_billing import signals, tasks
 from wagtail_client_billing.conf import billing_settings
 from wagtail_client_billing.models import (
     ClientBillingLogEntry,
@@ -44,6 +44,7 @@ from wagtail_client_billing.models import (
     WebhookEvent,
 )
 from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
+from wagtail_client_billing.webhooks import intake
 
 pytestmark = pytest.mark.django_db
 
@@ -182,11 +183,11 @@ def test_storing_an_event_twice_keeps_the_first(invoice, monkeypatch, one_statem
     """Both ways of storing (one ``INSERT ... ON CONFLICT`` on PostgreSQL and SQLite
     3.35+, ``objects.create`` elsewhere) insert once and find the stored event again."""
     if not one_statement:
-        monkeypatch.setattr(webhooks, "_can_insert_or_skip", lambda connection: False)
+        monkeypatch.setattr(intake, "_can_insert_or_skip", lambda connection: False)
     event = completed(invoice, "cs_test_a1current")
 
-    first, created = webhooks.store(event)
-    again, created_again = webhooks.store({**event, "type": "changed.in.transit"})
+    first, created = intake.store(event)
+    again, created_again = intake.store({**event, "type": "changed.in.transit"})
 
     assert (created, created_again) == (True, False)
     assert again.pk == first.pk
@@ -453,8 +454,8 @@ def test_events_whose_task_was_lost_are_queued_again(client, invoice):
     other = make_invoice(invoice.site, invoice.account, checkout_session_id="cs_test_a1other")
     recent = completed(other, "cs_test_a1other")
     with time_machine.travel(timezone.now() - timedelta(minutes=10)):
-        lost_record, _ = webhooks.store(lost)  # stored, never applied (its worker died)
-    recent_record, _ = webhooks.store(recent)  # stored just now: its task may still run
+        lost_record, _ = intake.store(lost)  # stored, never applied (its worker died)
+    recent_record, _ = intake.store(recent)  # stored just now: its task may still run
 
     with TestCase.captureOnCommitCallbacks(execute=True):  # queued once committed
         assert tasks.resume_received_webhook_events() == 1
@@ -904,7 +905,7 @@ def test_payloads_are_purged_after_the_retention_period_and_the_record_kept(
     paid = completed(invoice, "cs_test_purge")
     post_event(client, paid)
     waiting = build_event("checkout.session.expired", session_obj(invoice), account="acct_x")
-    webhooks.store(waiting)  # received, its task still to run: it keeps what it needs
+    intake.store(waiting)  # received, its task still to run: it keeps what it needs
     time_machine.shift(timedelta(days=89))
     recent = completed(make_invoice(connected_site, account), "cs_test_recent")
     post_event(client, recent)
