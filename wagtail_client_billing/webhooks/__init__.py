@@ -25,7 +25,7 @@ of every connected account, test and live). :mod:`.intake` takes each delivery:
    Applying never calls Stripe: every event the app handles carries what it needs. An
    event the app does not handle, or one for an invoice or account that is not this
    app's (another account, the other mode), is stored as *ignored* with the reason. An
-   exception marks it *failed* with the error, and the task retries it
+   exception marks it *failed* with the error and its traceback, and the task retries it
    with backoff (``WEBHOOK_MAX_ATTEMPTS``); a redelivery of a failed event from Stripe
    queues it again, and an operator can *Reprocess* it from the admin's webhook event
    listing.

@@ -15,6 +15,7 @@ import json
 import logging
 import re
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -313,7 +314,9 @@ def process(event_pk: int, *, force: bool = False) -> Receipt:
 
     A processed or ignored event is a duplicate and left alone; a received (never
     finished) or failed one is applied. The row lock makes concurrent runs wait for the
-    first to finish (PostgreSQL; SQLite serialises writers anyway).
+    first to finish (PostgreSQL; SQLite serialises writers anyway). A failure keeps its
+    error and traceback on the event (:func:`failure`) for the event log; a later run
+    that succeeds clears them.
     """
     with transaction.atomic():
         locked = WebhookEvent.objects.select_for_update().get(pk=event_pk)
@@ -335,15 +338,17 @@ def process(event_pk: int, *, force: bool = False) -> Receipt:
         except Exception as exc:
             logger.exception("Stripe event %s (%s) failed", locked.event_id, locked.type)
             locked.outcome = WebhookOutcome.FAILED
-            locked.error = f"{type(exc).__name__}: {exc}"[:5000]
+            locked.error, locked.traceback = failure(exc)
         else:
             locked.outcome = applied.outcome
             locked.error = applied.reason
+            locked.traceback = ""
             if applied.invoice is not None:
                 locked.invoice = applied.invoice
         WebhookEvent.objects.filter(pk=locked.pk).update(
             outcome=locked.outcome,
             error=locked.error,
+            traceback=locked.traceback,
             invoice=locked.invoice,
             attempts=locked.attempts,
             processed_at=locked.processed_at,
@@ -365,3 +370,30 @@ def dispatch(event: dict[str, Any]) -> Applied:
         return handler(event, event["data"]["object"])
     except Ignored as exc:
         return Applied(WebhookOutcome.IGNORED, str(exc), exc.invoice)
+
+
+#: The most of a failed event's error and traceback kept: the error's start, the
+#: traceback's end (the innermost frames and the exception, where the fault is).
+MAX_ERROR_CHARS = 5000
+MAX_TRACEBACK_CHARS = 20000
+#: What replaces a secret of the settings that an exception's message quoted.
+REDACTED = "[hidden secret]"
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """``(error, traceback)`` of an exception that made an event fail, for the event log.
+
+    The traceback is Python's own: the frames of the code it passed through (the app's,
+    and a site's ``stripe_event_applied`` receiver) with their source lines, and the
+    exceptions it was raised from, never local variables. Whatever the settings hold as
+    a secret (:meth:`~.conf.BillingSettings.secret_values`) and an exception's message
+    quoted is replaced in both, before they are cut to size.
+    """
+    error = f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc))
+    for secret in billing_settings.secret_values():
+        error = error.replace(secret, REDACTED)
+        trace = trace.replace(secret, REDACTED)
+    if len(trace) > MAX_TRACEBACK_CHARS:
+        trace = "...\n" + trace[-MAX_TRACEBACK_CHARS:]
+    return error[:MAX_ERROR_CHARS], trace
