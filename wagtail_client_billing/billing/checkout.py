@@ -231,6 +231,14 @@ def apply_session_state(invoice: Invoice, session: gateway.CheckoutSession, *, s
         return apply_checkout_session(invoice, session, source)
 
 
+def read_session(invoice: Invoice, session_id: str) -> gateway.CheckoutSession:
+    """The Checkout Session ``session_id`` as Stripe has it, asked of the invoice's own
+    connected account and mode (a session of another account is not found there)."""
+    return gateway.retrieve_checkout_session(
+        test_mode=invoice.test_mode, account_id=invoice.account.stripe_id, session_id=session_id
+    )
+
+
 def apply_return(invoice: Invoice, session_id: str) -> str:
     """The client came back from Checkout: read that session once and apply it.
 
@@ -242,11 +250,7 @@ def apply_return(invoice: Invoice, session_id: str) -> str:
     if not session_id.startswith("cs_") or invoice.status == InvoiceStatus.PAID:
         return ""
     try:
-        session = gateway.retrieve_checkout_session(
-            test_mode=invoice.test_mode,
-            account_id=invoice.account.stripe_id,
-            session_id=session_id,
-        )
+        session = read_session(invoice, session_id)
     except gateway.GatewayError as exc:
         logger.warning("Could not read Checkout Session on return for %s: %s", invoice, exc)
         return ""
@@ -535,11 +539,7 @@ def reconcile_open_sessions(limit: int | None = None) -> ReconcileReport:
         report.checked += 1
         pacers["test" if invoice.test_mode else "live"].wait()
         try:
-            session = gateway.retrieve_checkout_session(
-                test_mode=invoice.test_mode,
-                account_id=invoice.account.stripe_id,
-                session_id=invoice.checkout_session_id,
-            )
+            session = read_session(invoice, invoice.checkout_session_id)
         except gateway.GatewayError as exc:
             report.errors.append(f"{invoice.number}: {exc}")
             report.count("error")

@@ -1,9 +1,9 @@
 """Intake of Stripe webhooks: verify the signature, store the event once, queue it, apply it.
 
-The steps, the docstring of :mod:`wagtail_client_billing.webhooks` tells why:
 :func:`receive` (the view's one call) runs :func:`verify`, :func:`store` and
 :func:`queue_event`; :func:`process`, in a worker, applies a stored event through
-:func:`dispatch`, which runs the event type's handler from :mod:`.registry`.
+:func:`dispatch`, which runs the event type's handler from :mod:`.registry`. Why each
+step is as it is: :mod:`wagtail_client_billing.webhooks`.
 """
 
 from __future__ import annotations
@@ -345,13 +345,9 @@ def process(event_pk: int, *, force: bool = False) -> Receipt:
             locked.traceback = ""
             if applied.invoice is not None:
                 locked.invoice = applied.invoice
+        recorded = ("outcome", "error", "traceback", "invoice", "attempts", "processed_at")
         WebhookEvent.objects.filter(pk=locked.pk).update(
-            outcome=locked.outcome,
-            error=locked.error,
-            traceback=locked.traceback,
-            invoice=locked.invoice,
-            attempts=locked.attempts,
-            processed_at=locked.processed_at,
+            **{name: getattr(locked, name) for name in recorded}
         )
     return Receipt(locked)
 
