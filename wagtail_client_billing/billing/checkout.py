@@ -260,11 +260,17 @@ def apply_return(invoice: Invoice, session_id: str) -> str:
 # --- a Checkout Session's state: the one place it becomes invoice status ---------------------
 
 
-def session_belongs_to(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
-    """Whether ``session`` was made for ``invoice`` (its metadata, reference or recorded id)."""
-    named = positive_int(session.metadata.get("invoice_id")) or positive_int(
+def invoice_named_by(session: gateway.CheckoutSession) -> int | None:
+    """The pk of the invoice a session names: ``metadata.invoice_id``, else its
+    ``client_reference_id`` (the gateway sets both)."""
+    return positive_int(session.metadata.get("invoice_id")) or positive_int(
         session.client_reference_id
     )
+
+
+def session_belongs_to(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
+    """Whether ``session`` was made for ``invoice`` (its metadata, reference or recorded id)."""
+    named = invoice_named_by(session)
     if named is not None:
         return named == invoice.pk
     return bool(session.id) and session.id == invoice.checkout_session_id

@@ -20,7 +20,6 @@ from django.utils.translation import gettext as _
 
 from .. import lifecycle
 from ..models import Invoice, WebhookOutcome
-from ..stripe_api import mapping, positive_int
 
 
 @dataclass(frozen=True)
@@ -49,12 +48,6 @@ class Ignored(Exception):
     def __init__(self, reason: str, invoice: Invoice | None = None) -> None:
         super().__init__(reason)
         self.invoice = invoice
-
-
-def invoice_reference(obj: dict[str, Any]) -> int | None:
-    """The invoice pk named by a session's or subscription's metadata or reference."""
-    metadata = mapping(obj.get("metadata"))
-    return positive_int(metadata.get("invoice_id")) or positive_int(obj.get("client_reference_id"))
 
 
 def find_invoice(

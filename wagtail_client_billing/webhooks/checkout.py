@@ -1,9 +1,10 @@
 """The ``checkout.session.*`` events: a Checkout Session completed, settled, failed, expired.
 
-Each finds the invoice by the session's ``metadata.invoice_id`` or
-``client_reference_id`` (the invoice's primary key, as the gateway sets them), then by
-the session id recorded on the invoice, and applies the session through
-:mod:`.billing.checkout`, the rules the client's return and reconciliation use too.
+Each reads the session with the gateway's one parser, finds the invoice by the
+session's ``metadata.invoice_id`` or ``client_reference_id`` (the invoice's primary key,
+as the gateway sets them), then by the session id recorded on the invoice, and applies
+the session through :mod:`.billing.checkout`, the rules the client's return and
+reconciliation use too.
 """
 
 from __future__ import annotations
@@ -16,14 +17,16 @@ from .. import gateway, lifecycle
 from ..billing import checkout
 from ..models import Invoice, InvoiceStatus
 from ..stripe_api import unix_time
-from .base import Applied, Ignored, find_invoice, invoice_reference, locked_invoice
+from .base import Applied, Ignored, find_invoice, locked_invoice
 
 
 def _session_invoice(
     event: dict[str, Any], obj: dict[str, Any]
 ) -> tuple[Invoice, gateway.CheckoutSession]:
     session = gateway.session_from_stripe(obj)
-    invoice = locked_invoice(event, find_invoice(pk=invoice_reference(obj), session_id=session.id))
+    invoice = locked_invoice(
+        event, find_invoice(pk=checkout.invoice_named_by(session), session_id=session.id)
+    )
     if not checkout.session_belongs_to(invoice, session):
         raise Ignored(_("The Checkout Session names another invoice."), invoice)
     return invoice, session

@@ -20,10 +20,16 @@ from wagtail.log_actions import registry as log_registry
 from .. import lifecycle
 from ..models import Invoice, WebhookEvent, WebhookOutcome
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
-from .base import Applied, Ignored, event_created, find_invoice, invoice_reference, locked_invoice
+from .base import Applied, Ignored, event_created, find_invoice, locked_invoice
 
 #: Subscription statuses after which Stripe never bills the subscription again.
 TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+def _reference(obj: dict[str, Any]) -> int | None:
+    """The invoice pk named by a subscription's metadata (or a reference)."""
+    metadata = mapping(obj.get("metadata"))
+    return positive_int(metadata.get("invoice_id")) or positive_int(obj.get("client_reference_id"))
 
 
 def _subscription_of_invoice(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -111,7 +117,7 @@ def on_subscription_changed(event: dict[str, Any], obj: dict[str, Any]) -> Appli
     """
     subscription_id = expandable_id(obj.get("id"))
     invoice = locked_invoice(
-        event, find_invoice(pk=invoice_reference(obj), subscription_id=subscription_id)
+        event, find_invoice(pk=_reference(obj), subscription_id=subscription_id)
     )
     if invoice.subscription_id and invoice.subscription_id != subscription_id:
         raise Ignored(_("The invoice belongs to another subscription."), invoice)
