@@ -7,10 +7,10 @@ in the version it was created with (or the account's default). The app is writte
 :data:`KNOWN_RELEASES` (for example, an invoice's subscription at the top level before
 ``2025-03-31.basil``, under ``parent.subscription_details`` since).
 
-Every field the app reads from a Stripe object is read through the readers at the end
-of this module (the gateway's answers and the webhooks' payloads alike): a field of an
-unexpected type (a new API version, a malformed event) reads as empty, never as
-something it is not, so nothing is marked paid on a field that could not be read.
+The readers at the end of this module are shared by the gateway (its answers) and the
+webhook handlers (their payloads): a field of an unexpected type (a new API version, a
+malformed event) reads as empty, never as something it is not, so nothing is marked
+paid on a field that could not be read.
 
 Since ``2024-09-30.acacia`` Stripe makes breaking changes only when a release's name
 changes (acacia, basil, clover, ...); the monthly versions of one release add fields
