@@ -13,7 +13,8 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from tests.utils import connect, make_account, make_invoice, make_site
-from wagtail_client_billing import gateway, payments
+from wagtail_client_billing import gateway
+from wagtail_client_billing.billing import checkout
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice
 
 pytestmark = pytest.mark.django_db
@@ -258,6 +259,17 @@ def test_session_never_outlives_the_invoice(client, stripe_emulator, emulated_in
     assert invoice.checkout_session_expires_at <= invoice.expires_at
 
 
+def test_invoice_payable_for_days_gets_stripes_longest_session(
+    client, stripe_emulator, emulated_invoice
+):
+    invoice = emulated_invoice(expires_at=timezone.now() + timedelta(days=5))
+
+    _, invoice = click(client, invoice)
+
+    lifetime = invoice.checkout_session_expires_at - timezone.now()
+    assert timedelta(hours=23, minutes=45) <= lifetime <= timedelta(hours=24)
+
+
 def test_invoice_with_minutes_left_gets_stripes_minimum_session(
     client, stripe_emulator, emulated_invoice
 ):
@@ -379,7 +391,7 @@ def test_reconcile_reports_stripe_errors_and_goes_on(client, stripe_emulator, em
     stripe_emulator.pay(second.checkout_session_id)
     stripe_emulator.inject_fault("500", count=1, path_prefix="/v1/checkout/sessions")
 
-    report = payments.reconcile_open_sessions()
+    report = checkout.reconcile_open_sessions()
 
     assert report.checked == 2
     assert len(report.errors) == 1
@@ -387,18 +399,8 @@ def test_reconcile_reports_stripe_errors_and_goes_on(client, stripe_emulator, em
     assert second.status == "paid"
 
 
-def test_session_expiry_is_bounded_by_stripes_limits():
-    invoice = Invoice(expires_at=timezone.now() + timedelta(days=5))
-    now = timezone.now()
-    assert payments.session_expiry(invoice, now) == now + timedelta(hours=24)
-    invoice.expires_at = now + timedelta(minutes=5)
-    assert payments.session_expiry(invoice, now) == now + timedelta(minutes=30)
-    invoice.expires_at = now + timedelta(hours=2)
-    assert payments.session_expiry(invoice, now) == invoice.expires_at
-
-
 def test_reconciliation_pacer_keeps_under_the_rate_and_sleeps_only_when_needed():
-    from wagtail_client_billing.payments import Pacer
+    from wagtail_client_billing.billing.checkout import Pacer
 
     now = [100.0]
     slept: list[float] = []

@@ -16,8 +16,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.utils import make_account, make_site, make_user
-from wagtail_client_billing import lifecycle, tasks, webhooks
+from wagtail_client_billing import lifecycle, tasks
 from wagtail_client_billing.models import Invoice
+from wagtail_client_billing.webhooks.base import find_invoice
 
 pytestmark = [
     pytest.mark.django_db,
@@ -116,9 +117,9 @@ def test_webhook_finds_its_invoice_through_an_index(many_invoices):
     session = Invoice.objects.exclude(checkout_session_id="").values_list(
         "checkout_session_id", flat=True
     )[0]
-    by_pk = captured(lambda: webhooks._invoice(pk=pk))
+    by_pk = captured(lambda: find_invoice(pk=pk))
     assert_uses_index(the_query(by_pk, starts="SELECT"))
-    by_session = captured(lambda: webhooks._invoice(pk=None, session_id=session))
+    by_session = captured(lambda: find_invoice(pk=None, session_id=session))
     assert_uses_index(the_query(by_session, starts="SELECT"))
 
 

@@ -34,7 +34,8 @@ from tests.utils import (
     make_user,
 )
 from tests.webhook_helpers import account_event, completed, post_event, subscription_obj
-from wagtail_client_billing import lifecycle, payments
+from wagtail_client_billing import lifecycle
+from wagtail_client_billing.billing import checkout
 from wagtail_client_billing.lifecycle import LOG_ACTIONS, TRANSITIONS, TransitionNotAllowed
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
 from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
@@ -132,7 +133,7 @@ def test_sweep_webhook_return_and_delete_racing_end_where_the_rules_say(
         invoices, paid = [], set()
         for i in range(INVOICES_PER_ROUND):
             invoice = make_invoice(site, account, email=f"race{i}@example.com")
-            payments.checkout_url(invoice)  # the client opened Checkout
+            checkout.checkout_url(invoice)  # the client opened Checkout
             if i % 2 == 0:  # half of them: the client pays, just as the link runs out
                 stripe_emulator.pay(invoice.checkout_session_id)
                 paid.add(invoice.pk)
@@ -197,7 +198,7 @@ def test_duplicate_webhooks_racing_the_return_log_one_payment(stripe_emulator, e
     site, account = emulated_account
     for _round in range(8):
         invoice = make_invoice(site, account)
-        payments.checkout_url(invoice)
+        checkout.checkout_url(invoice)
         stripe_emulator.pay(invoice.checkout_session_id)
         event = completed(invoice, invoice.checkout_session_id)
         return_url = (

@@ -34,7 +34,7 @@ from tests.webhook_helpers import (
     subscription_obj,
     webhook_url,
 )
-from wagtail_client_billing import signals, tasks, webhooks
+from wagtail_client_billing import signals, tasks
 from wagtail_client_billing.conf import billing_settings
 from wagtail_client_billing.models import (
     ClientBillingLogEntry,
@@ -42,8 +42,10 @@ from wagtail_client_billing.models import (
     Invoice,
     StripeAccount,
     WebhookEvent,
+    WebhookOutcome,
 )
 from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
+from wagtail_client_billing.webhooks import Applied, intake
 
 pytestmark = pytest.mark.django_db
 
@@ -182,11 +184,11 @@ def test_storing_an_event_twice_keeps_the_first(invoice, monkeypatch, one_statem
     """Both ways of storing (one ``INSERT ... ON CONFLICT`` on PostgreSQL and SQLite
     3.35+, ``objects.create`` elsewhere) insert once and find the stored event again."""
     if not one_statement:
-        monkeypatch.setattr(webhooks, "_can_insert_or_skip", lambda connection: False)
+        monkeypatch.setattr(intake, "_can_insert_or_skip", lambda connection: False)
     event = completed(invoice, "cs_test_a1current")
 
-    first, created = webhooks.store(event)
-    again, created_again = webhooks.store({**event, "type": "changed.in.transit"})
+    first, created = intake.store(event)
+    again, created_again = intake.store({**event, "type": "changed.in.transit"})
 
     assert (created, created_again) == (True, False)
     assert again.pk == first.pk
@@ -234,6 +236,7 @@ def test_event_from_another_account_is_ignored(client, invoice):
     record = WebhookEvent.objects.get(event_id=event["id"])
     assert record.outcome == "ignored"
     assert "acct_test_other" in record.error
+    assert record.invoice == invoice  # the event log still says which invoice it names
     assert refreshed(invoice).status == "pending"
 
 
@@ -245,8 +248,23 @@ def test_event_of_the_other_mode_is_ignored(client, invoice):
     assert post_event(client, event, LIVE_SECRET).status_code == 200
 
     record = WebhookEvent.objects.get(event_id=event["id"])
-    assert (record.outcome, record.livemode) == ("ignored", True)
+    assert (record.outcome, record.livemode, record.invoice) == ("ignored", True, invoice)
     assert refreshed(invoice).status == "pending"
+
+
+def test_a_handler_returns_what_it_did_and_the_invoice_it_concerns(invoice):
+    paid = completed(invoice, "cs_test_a1current")
+    unknown = build_event("charge.refunded", {"id": "ch_1", "object": "charge"})
+    other_mode = completed(invoice, "cs_test_a1current")
+    other_mode["livemode"] = True
+
+    assert intake.dispatch(paid) == Applied(WebhookOutcome.PROCESSED, "", invoice)
+    assert intake.dispatch(unknown) == Applied(
+        WebhookOutcome.IGNORED, "Not an event this app handles.", None
+    )
+    ignored = intake.dispatch(other_mode)
+    assert (ignored.outcome, ignored.invoice) == (WebhookOutcome.IGNORED, invoice)
+    assert refreshed(invoice).status == "paid"
 
 
 # --- signatures and bodies -----------------------------------------------------------------
@@ -418,6 +436,72 @@ def test_a_failure_is_recorded_and_retried_with_backoff(client, invoice):
     assert log_actions(invoice) == ["wagtail_client_billing.paid"]
 
 
+def test_a_failed_event_keeps_its_traceback_until_it_is_applied(client, invoice):
+    event = completed(invoice, "cs_test_a1current")
+    with failing_downstream():
+        post_event(client, event)
+
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert record.outcome == "failed"
+    assert record.traceback.startswith("Traceback (most recent call last):")
+    assert "in process" in record.traceback  # the app's frame that applied it
+    assert 'raise RuntimeError("downstream system unavailable")' in record.traceback
+    assert record.traceback.rstrip().endswith("RuntimeError: downstream system unavailable")
+
+    assert tasks.apply_webhook_event(record.pk) == "processed"
+    record.refresh_from_db()
+    assert (record.outcome, record.error, record.traceback) == ("processed", "", "")
+
+
+def test_a_failed_events_traceback_holds_no_secret_of_the_settings(client, invoice, settings):
+    settings.EMAIL_HOST_PASSWORD = "smtp-password-of-the-project"
+    secrets = [
+        billing_settings.STRIPE_TEST_SECRET_KEY,
+        billing_settings.STRIPE_LIVE_SECRET_KEY,
+        TEST_SECRET,
+        LIVE_SECRET,
+        settings.SECRET_KEY,
+        settings.EMAIL_HOST_PASSWORD,
+    ]
+
+    def careless(**kwargs):
+        key = billing_settings.STRIPE_TEST_SECRET_KEY  # a local: never in the traceback
+        try:
+            raise ValueError(f"signing with {TEST_SECRET} and {settings.SECRET_KEY} failed")
+        except ValueError as exc:
+            raise RuntimeError(
+                f"Stripe refused {key} and {billing_settings.STRIPE_LIVE_SECRET_KEY}; "
+                f"SMTP said {settings.EMAIL_HOST_PASSWORD}; live secret {LIVE_SECRET}"
+            ) from exc
+
+    event = completed(invoice, "cs_test_a1current")
+    signals.stripe_event_applied.connect(careless)
+    try:
+        post_event(client, event)
+    finally:
+        signals.stripe_event_applied.disconnect(careless)
+
+    record = WebhookEvent.objects.get(event_id=event["id"])
+    assert record.outcome == "failed"
+    assert "in careless" in record.traceback and "ValueError: signing with" in record.traceback
+    for secret in secrets:
+        assert secret not in record.traceback
+        assert secret not in record.error
+    assert record.error.count(intake.REDACTED) == 4
+
+
+def test_a_failed_events_traceback_is_bounded_and_keeps_where_it_raised():
+    try:
+        raise RuntimeError("x" * 100_000)
+    except RuntimeError as exc:
+        error, trace = intake.failure(exc)
+
+    assert len(error) == intake.MAX_ERROR_CHARS
+    assert len(trace) <= intake.MAX_TRACEBACK_CHARS + 4
+    assert trace.startswith("...")
+    assert trace.rstrip().endswith("x" * 100)
+
+
 def test_retries_stop_after_the_last_attempt(client, invoice, settings):
     settings.WAGTAIL_CLIENT_BILLING = {
         **settings.WAGTAIL_CLIENT_BILLING,
@@ -453,8 +537,8 @@ def test_events_whose_task_was_lost_are_queued_again(client, invoice):
     other = make_invoice(invoice.site, invoice.account, checkout_session_id="cs_test_a1other")
     recent = completed(other, "cs_test_a1other")
     with time_machine.travel(timezone.now() - timedelta(minutes=10)):
-        lost_record, _ = webhooks.store(lost)  # stored, never applied (its worker died)
-    recent_record, _ = webhooks.store(recent)  # stored just now: its task may still run
+        lost_record, _ = intake.store(lost)  # stored, never applied (its worker died)
+    recent_record, _ = intake.store(recent)  # stored just now: its task may still run
 
     with TestCase.captureOnCommitCallbacks(execute=True):  # queued once committed
         assert tasks.resume_received_webhook_events() == 1
@@ -831,6 +915,7 @@ def test_operator_sees_the_failed_event_and_reprocesses_it(client, invoice):
     inspect = admin.get(f"/admin/client-billing/webhook-events/inspect/{record.pk}/")
     assert inspect.status_code == 200
     assert "downstream system unavailable" in inspect.content.decode()
+    assert "Traceback (most recent call last)" in inspect.content.decode()
 
     confirm = admin.get(f"/admin/client-billing/webhook-events/reprocess/{record.pk}/")
     assert confirm.status_code == 200
@@ -838,8 +923,10 @@ def test_operator_sees_the_failed_event_and_reprocesses_it(client, invoice):
 
     assert response.status_code == 302
     record.refresh_from_db()
-    assert (record.outcome, record.attempts) == ("processed", 2)
+    assert (record.outcome, record.attempts, record.traceback) == ("processed", 2, "")
     assert refreshed(invoice).status == "paid"
+    inspect = admin.get(f"/admin/client-billing/webhook-events/inspect/{record.pk}/")
+    assert "Traceback" not in inspect.content.decode()  # only a failed event has one
 
 
 def test_event_log_is_under_the_client_billing_menu(client, db):
@@ -865,6 +952,8 @@ def test_viewer_without_change_permission_cannot_reprocess(client, invoice):
     listing = viewer.get("/admin/client-billing/webhook-events/")
     assert listing.status_code == 200
     assert "Reprocess" not in listing.content.decode()
+    inspect = viewer.get(f"/admin/client-billing/webhook-events/inspect/{record.pk}/")
+    assert "in explode" in inspect.content.decode()  # where it raised
     response = viewer.post(f"/admin/client-billing/webhook-events/reprocess/{record.pk}/")
     assert response.status_code in (302, 403)
     record.refresh_from_db()
@@ -888,6 +977,7 @@ def test_user_without_permissions_sees_nothing_of_the_log(client, invoice):
         response = editor.get(url)
         assert response.status_code in (302, 403)
         assert "downstream system unavailable" not in response.content.decode()
+        assert "Traceback" not in response.content.decode()
     assert "/admin/client-billing/webhook-events/" not in editor.get("/admin/").content.decode()
 
 
@@ -904,7 +994,7 @@ def test_payloads_are_purged_after_the_retention_period_and_the_record_kept(
     paid = completed(invoice, "cs_test_purge")
     post_event(client, paid)
     waiting = build_event("checkout.session.expired", session_obj(invoice), account="acct_x")
-    webhooks.store(waiting)  # received, its task still to run: it keeps what it needs
+    intake.store(waiting)  # received, its task still to run: it keeps what it needs
     time_machine.shift(timedelta(days=89))
     recent = completed(make_invoice(connected_site, account), "cs_test_recent")
     post_event(client, recent)

@@ -17,7 +17,8 @@ from django_q.models import Schedule
 
 from tests.test_faults import sessions_of
 from tests.utils import make_user
-from wagtail_client_billing import gateway, lifecycle, payments, tasks
+from wagtail_client_billing import gateway, lifecycle, tasks
+from wagtail_client_billing.billing import checkout
 from wagtail_client_billing.models import Invoice, InvoiceStatus
 from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
 
@@ -57,8 +58,8 @@ def test_withdrawn_while_stripe_makes_the_session_expires_it_and_shows_the_page(
     with django_capture_on_commit_callbacks(execute=True):
         withdraw(how, as_the_editor_loaded, editor)
     try:
-        url = payments.checkout_url(as_the_click_loaded)
-    except payments.NotPayable:
+        url = checkout.checkout_url(as_the_click_loaded)
+    except checkout.NotPayable:
         url = None
 
     (made,) = sessions_of(stripe_emulator, invoice)
@@ -79,7 +80,7 @@ def test_session_stored_just_before_the_withdrawal_is_expired_by_its_task(
     invoice = emulated_invoice
     editor = make_user("editor", superuser=True)
     as_the_editor_loaded = Invoice.objects.get(pk=invoice.pk)
-    payments.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
+    checkout.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
     assert len(payable_sessions(stripe_emulator, invoice)) == 1
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -96,7 +97,7 @@ def test_a_lost_expiry_task_is_found_again_by_the_sweep(
     """The worker holding the delete's expiry task died: the sweep of withdrawn invoices,
     reading only the database, expires the session once the task had its chance."""
     invoice = emulated_invoice
-    payments.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
+    checkout.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
     with django_capture_on_commit_callbacks(execute=False):  # the task never runs
         soft_delete(Invoice.objects.get(pk=invoice.pk), make_user("editor", superuser=True))
     assert len(payable_sessions(stripe_emulator, invoice)) == 1
@@ -113,7 +114,7 @@ def test_the_sweep_leaves_payable_paid_and_run_out_sessions_alone(
     stripe_emulator, emulated_invoice, time_machine
 ):
     invoice = emulated_invoice
-    payments.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
+    checkout.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
     time_machine.move_to(timezone.now() + tasks.claim_lease() + timedelta(seconds=1))
 
     assert tasks.resume_session_expiry() == 0  # pending: the client may be paying
@@ -137,7 +138,7 @@ def test_the_sweep_asks_stripe_with_a_key_the_lost_retries_did_not_spend(
     idempotency keys, and its last retry was lost with its worker: the sweep's request
     must not be answered with one of those stored failures."""
     invoice = emulated_invoice
-    payments.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
+    checkout.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
     with django_capture_on_commit_callbacks(execute=False):
         soft_delete(Invoice.objects.get(pk=invoice.pk), make_user("editor", superuser=True))
     session_id = Invoice.objects.get(pk=invoice.pk).checkout_session_id

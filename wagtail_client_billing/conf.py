@@ -311,8 +311,45 @@ class BillingSettings:
             self.STRIPE_LIVE_WEBHOOK_SECRETS,
         )
 
+    def secret_values(self) -> list[str]:
+        """Every secret the project's settings hold, longest first: what a text the app
+        keeps or shows (a failed event's error and traceback) must never contain.
+
+        The Stripe keys and webhook secrets (each entry as written, malformed ones too),
+        the SMTP encryption keys, and Django's ``SECRET_KEY`` (and its fallbacks),
+        ``EMAIL_HOST_PASSWORD`` and the databases' passwords.
+        """
+        found: list[Any] = [
+            self.STRIPE_TEST_SECRET_KEY,
+            self.STRIPE_LIVE_SECRET_KEY,
+            *_as_list(self.STRIPE_TEST_WEBHOOK_SECRETS),
+            *_as_list(self.STRIPE_LIVE_WEBHOOK_SECRETS),
+            self.SMTP_ENCRYPTION_KEY,
+            *_as_list(self.SMTP_PREVIOUS_ENCRYPTION_KEYS),
+            getattr(settings, "SECRET_KEY", None),
+            *_as_list(getattr(settings, "SECRET_KEY_FALLBACKS", None)),
+            getattr(settings, "EMAIL_HOST_PASSWORD", None),
+            *(
+                db.get("PASSWORD")
+                for db in getattr(settings, "DATABASES", {}).values()
+                if isinstance(db, dict)
+            ),
+        ]
+        for entry in _as_list(self.STRIPE_WEBHOOK_ENDPOINTS):
+            if isinstance(entry, dict):
+                found.extend(_as_list(entry.get("secrets")))
+        secrets = {value for value in found if isinstance(value, str) and value}
+        return sorted(secrets, key=len, reverse=True)
+
     def reload(self) -> None:
         self._cache.clear()
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A setting meant as a list, as one: a lone string is a list of itself."""
+    if isinstance(value, str):
+        return [value]
+    return list(value) if isinstance(value, list | tuple | set | frozenset) else []
 
 
 def derive_key(secret: str) -> str:

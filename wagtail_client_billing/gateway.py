@@ -46,7 +46,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import stripe
@@ -56,7 +56,7 @@ from django.utils.translation import gettext as _
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
 from .models import site_display_name
-from .stripe_api import STRIPE_API_VERSION
+from .stripe_api import STRIPE_API_VERSION, expandable_id, text, unix_time
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -398,13 +398,6 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def _id(value: Any) -> str:
-    """An expandable field as its id (``"pi_123"`` or ``{"id": "pi_123", ...}``)."""
-    if isinstance(value, dict):
-        value = value.get("id")
-    return value if isinstance(value, str) else ""
-
-
 # --- accounts --------------------------------------------------------------------------
 
 
@@ -689,20 +682,6 @@ def list_webhook_endpoints(*, test_mode: bool) -> list[WebhookEndpoint]:
 # --- checkout sessions -----------------------------------------------------------------
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def unix_time(value: Any) -> datetime | None:
-    """A Unix time as an aware datetime; ``None`` for anything that is not a sane one."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        try:
-            return datetime.fromtimestamp(value, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
-
-
 def _amount(value: Any) -> int | None:
     """An amount in minor units; ``None`` for a missing or malformed one."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -719,16 +698,16 @@ def _session_amounts(session: dict[str, Any]) -> dict[str, Any]:
     are in the client's currency, so they are not taken.
     """
     conversion = session.get("currency_conversion")
-    if isinstance(conversion, dict) and _text(conversion.get("source_currency")):
+    if isinstance(conversion, dict) and text(conversion.get("source_currency")):
         return {
-            "currency": _text(conversion.get("source_currency")).upper(),
+            "currency": text(conversion.get("source_currency")).upper(),
             "amount_subtotal": _amount(conversion.get("amount_subtotal")),
             "amount_total": _amount(conversion.get("amount_total")),
         }
     details = session.get("total_details")
     details = details if isinstance(details, dict) else {}
     return {
-        "currency": _text(session.get("currency")).upper(),
+        "currency": text(session.get("currency")).upper(),
         "amount_subtotal": _amount(session.get("amount_subtotal")),
         "amount_discount": _amount(details.get("amount_discount")),
         "amount_tax": _amount(details.get("amount_tax")),
@@ -749,14 +728,14 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
     reference = session.get("client_reference_id")
     metadata = session.get("metadata")
     return CheckoutSession(
-        id=_text(session.get("id")),
-        url=_text(session.get("url")),
-        status=_text(session.get("status")),
-        payment_status=_text(session.get("payment_status")),
+        id=text(session.get("id")),
+        url=text(session.get("url")),
+        status=text(session.get("status")),
+        payment_status=text(session.get("payment_status")),
         expires_at=unix_time(session.get("expires_at")) or timezone.now(),
-        payment_intent=_id(session.get("payment_intent")),
-        subscription=_id(session.get("subscription")),
-        customer=_id(session.get("customer")),
+        payment_intent=expandable_id(session.get("payment_intent")),
+        subscription=expandable_id(session.get("subscription")),
+        customer=expandable_id(session.get("customer")),
         client_reference_id=(
             str(reference)
             if isinstance(reference, str | int) and not isinstance(reference, bool)

@@ -709,6 +709,9 @@ class WebhookEvent(models.Model):
         event_id: Stripe's ``evt_...``; unique, so a redelivery is recognised.
         account: the connected account (``acct_...``) the event is about, if any.
         outcome: what applying it did; ``failed`` events can be reprocessed.
+        error: why it was ignored, or the error that made it fail.
+        traceback: where applying a failed event raised (Python's traceback, without
+            local variables or the settings' secrets); emptied when it succeeds.
     """
 
     event_id = models.CharField(_("event id"), max_length=255, unique=True)
@@ -722,6 +725,7 @@ class WebhookEvent(models.Model):
         _("outcome"), max_length=10, choices=WebhookOutcome.choices, default=WebhookOutcome.RECEIVED
     )
     error = models.TextField(_("error"), blank=True)
+    traceback = models.TextField(_("traceback"), blank=True, default="")
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     invoice = models.ForeignKey(
         Invoice,

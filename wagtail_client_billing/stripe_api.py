@@ -7,12 +7,20 @@ in the version it was created with (or the account's default). The app is writte
 :data:`KNOWN_RELEASES` (for example, an invoice's subscription at the top level before
 ``2025-03-31.basil``, under ``parent.subscription_details`` since).
 
+The readers at the end of this module are shared by the gateway (its answers) and the
+webhook handlers (their payloads): a field of an unexpected type (a new API version, a
+malformed event) reads as empty, never as something it is not, so nothing is marked
+paid on a field that could not be read.
+
 Since ``2024-09-30.acacia`` Stripe makes breaking changes only when a release's name
 changes (acacia, basil, clover, ...); the monthly versions of one release add fields
 and nothing else. So a version is known when its release is.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 import stripe
 
@@ -44,3 +52,46 @@ def is_known(version: str) -> bool:
 def installed() -> tuple[str, str]:
     """``(package version, API version)`` of the installed ``stripe`` package."""
     return str(getattr(stripe, "VERSION", "?")), str(getattr(stripe, "api_version", "") or "")
+
+
+# --- reading Stripe's objects ---------------------------------------------------------
+
+
+def text(value: Any) -> str:
+    """A string field; ``""`` for anything else."""
+    return value if isinstance(value, str) else ""
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    """A hash field; ``{}`` for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def expandable_id(value: Any) -> str:
+    """An expandable field as its id (``"pi_123"`` or ``{"id": "pi_123", ...}``)."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) else ""
+
+
+def unix_time(value: Any) -> datetime | None:
+    """A Unix time as an aware datetime; ``None`` for anything that is not a sane one."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def positive_int(value: Any) -> int | None:
+    """A positive 64-bit integer, or a string of its digits; ``None`` for anything else.
+
+    How an invoice's primary key comes back in ``metadata.invoice_id`` and
+    ``client_reference_id`` (the gateway sends it as a string).
+    """
+    if isinstance(value, str) and value.strip().isdigit() and len(value.strip()) <= 18:
+        value = int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    return None

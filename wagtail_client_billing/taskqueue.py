@@ -1,7 +1,7 @@
 """The one way into django-q2's task queue.
 
 Tasks are named by their dotted path (:data:`TASKS` plus the function's name), never
-imported: the domain modules (:mod:`.payments`, :mod:`.webhooks`) queue work that
+imported: the domain modules (:mod:`.billing`, :mod:`.webhooks`) queue work that
 :mod:`.tasks` runs, and :mod:`.tasks` calls into them, so importing ``tasks`` from
 below would be a cycle. A task's dotted path is stored in queued tasks and in
 django-q2's ``Schedule`` rows, so it must stay stable once released.

@@ -43,7 +43,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 from wagtail.log_actions import log
 
-from . import emails, gateway, lifecycle, payments, webhooks
+from . import emails, gateway, lifecycle
+from .billing import checkout
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -54,6 +55,7 @@ from .models import (
     WebhookOutcome,
 )
 from .taskqueue import TASKS, async_task, on_commit
+from .webhooks import intake
 
 logger = logging.getLogger(__name__)
 
@@ -204,13 +206,13 @@ def _schedule_once(name: str, func: str, args: tuple, when: datetime) -> None:
 
 
 def apply_webhook_event(event_pk: int) -> str:
-    """Apply a stored Stripe event (:func:`webhooks.process`); retry it if it failed.
+    """Apply a stored Stripe event (:func:`.webhooks.intake.process`); retry it if it failed.
 
     Safe to run twice: the event's row lock and outcome make a second run a no-op. A
     failure is recorded on the event and retried after ``WEBHOOK_RETRY_BACKOFF``,
     doubling, until ``WEBHOOK_MAX_ATTEMPTS``. Returns the outcome for django-q2.
     """
-    receipt = webhooks.process(event_pk)
+    receipt = intake.process(event_pk)
     record = receipt.record
     if receipt.duplicate:
         return "already handled"
@@ -267,7 +269,7 @@ def resume_received_webhook_events() -> int:
         if processed_at + backoff * 2 ** max(attempts - 1, 0) < now - lease
     ]
     for pk in waiting:
-        webhooks.queue_event(pk)
+        intake.queue_event(pk)
     if waiting:
         logger.warning("Queued %d waiting Stripe events again", len(waiting))
     return len(waiting)
@@ -376,7 +378,7 @@ EXPIRE_SESSION_MAX_ATTEMPTS = 5
 
 
 def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int = 0) -> str:
-    """Expire a withdrawn invoice's Checkout Session on Stripe (:func:`payments.expire_session`).
+    """Expire a withdrawn invoice's Checkout Session on Stripe (:func:`.billing.checkout.expire_session`).
 
     The session is the one recorded on the invoice when the task runs. Skipped unless
     the invoice is expired or deleted (paid or processing: the session is complete). A
@@ -389,10 +391,10 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int 
     invoice = Invoice.objects.select_related("account").filter(pk=invoice_id).first()
     if invoice is None or not invoice.checkout_session_id:
         return "no session"
-    if invoice.status not in payments.WITHDRAWN:
+    if invoice.status not in checkout.WITHDRAWN:
         return "payment made" if invoice.status != InvoiceStatus.PENDING else "payable"
     try:
-        return payments.expire_session(
+        return checkout.expire_session(
             invoice, source=lifecycle.Source.SWEEP, key_attempt=key_attempt
         )
     except gateway.GatewayError as exc:
@@ -425,7 +427,7 @@ def resume_session_expiry() -> int:
     open_sessions = list(
         Invoice.objects.filter(
             Q(checkout_session_expires_at__isnull=True) | Q(checkout_session_expires_at__gt=now),
-            status__in=payments.WITHDRAWN,
+            status__in=checkout.WITHDRAWN,
             status_changed_at__lt=now - claim_lease(),
         )
         .exclude(checkout_session_url="")
@@ -550,11 +552,11 @@ def resume_abandoned_emails() -> int:
 def reconcile_open_sessions() -> str:
     """Ask Stripe about open Checkout Sessions and apply what it says (every 15 minutes).
 
-    The work is :func:`wagtail_client_billing.payments.reconcile_open_sessions`, shared
+    The work is :func:`wagtail_client_billing.billing.checkout.reconcile_open_sessions`, shared
     with ``manage.py client_billing_reconcile``; this is its scheduled entry point.
     Returns the run's summary for django-q2's task result.
     """
-    return str(payments.reconcile_open_sessions())
+    return str(checkout.reconcile_open_sessions())
 
 
 # --- schedules --------------------------------------------------------------------------------

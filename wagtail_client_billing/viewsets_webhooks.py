@@ -2,7 +2,8 @@
 
 An operator whose invoice did not turn Paid looks here: every Stripe event received,
 its type, account, mode, outcome (processed, ignored with the reason, failed with the
-error), when it arrived and was processed, filterable by outcome. A failed or ignored
+error), when it arrived and was processed, filterable by outcome; a failed event's page
+shows where applying it raised (its traceback). A failed or ignored
 event can be applied again with **Reprocess** (after fixing what made it fail).
 
 Nobody adds, edits or deletes events: they are the record of what Stripe said. The
@@ -18,6 +19,7 @@ from typing import Any
 
 from django.contrib.admin.utils import quote, unquote
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
@@ -92,6 +94,21 @@ class WebhookEventInspectView(generic.InspectView):
             json.dumps(self.object.payload, indent=2, sort_keys=True),
         )
 
+    def get_traceback_display_value(self) -> str:
+        return render_to_string(
+            "wagtail_client_billing/admin/webhooks/traceback.html",
+            {"event": self.object},
+            request=self.request,
+        )
+
+    def get_fields_context(self) -> list[dict[str, Any]]:
+        """The traceback only on the page of an event that has one (a failed event)."""
+        return [
+            self.get_context_for_field(name)
+            for name in self.fields
+            if name != "traceback" or self.object.traceback
+        ]
+
     @property
     def header_more_buttons(self) -> list[Any]:
         buttons = list(super().header_more_buttons)
@@ -145,6 +162,7 @@ class WebhookEventViewSet(ModelViewSet):
         "livemode",
         "outcome",
         "error",
+        "traceback",
         "attempts",
         "received_at",
         "processed_at",

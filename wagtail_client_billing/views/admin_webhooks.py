@@ -1,7 +1,7 @@
 """Admin: reprocess a stored Stripe webhook event (the webhook event log's one action).
 
 GET asks for confirmation, POST applies the event again through
-:func:`wagtail_client_billing.webhooks.process` with ``force=True``: the same code path
+:func:`wagtail_client_billing.webhooks.intake.process` with ``force=True``: the same code path
 as a delivery from Stripe, in one transaction, recording the new outcome. Meant for an
 event that failed (a bug or an outage fixed since) or was ignored (an account connected
 only after its event arrived). Applying is idempotent, so a second reprocess is harmless.
@@ -21,9 +21,9 @@ from django.views.generic import TemplateView
 from wagtail.admin.views.generic.base import BaseObjectMixin, WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 
-from .. import webhooks
 from ..models import WebhookEvent, WebhookOutcome
 from ..scope import webhook_events_for_user
+from ..webhooks import intake
 
 
 class ReprocessView(
@@ -59,7 +59,7 @@ class ReprocessView(
         return context
 
     def post(self, request, *args, **kwargs):
-        receipt = webhooks.process(self.object.pk, force=True)
+        receipt = intake.process(self.object.pk, force=True)
         outcome = receipt.record.outcome
         if outcome == WebhookOutcome.FAILED:
             messages.error(

@@ -24,7 +24,8 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from .. import gateway, payments, ratelimit
+from .. import gateway, ratelimit
+from ..billing import checkout
 from ..models import ClientBillingSettings, Invoice, site_display_name, site_language
 from ..status import UNKNOWN_PAGE
 
@@ -144,8 +145,8 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
     if invoice.account.deauthorized_at is not None:
         return _unavailable(request, invoice, retryable=False)
     try:
-        url = payments.checkout_url(invoice)
-    except payments.NotPayable:
+        url = checkout.checkout_url(invoice)
+    except checkout.NotPayable:
         # Paid or withdrawn while Stripe made the session (which is expired already).
         return _not_payable_page(request, invoice) or _unavailable(
             request, invoice, retryable=False
@@ -187,7 +188,7 @@ def checkout_return(request: HttpRequest, token: str) -> HttpResponse:
     reconciliation) records the payment.
     """
     invoice = get_invoice(token)
-    payments.apply_return(invoice, request.GET.get("session_id", "")[:255])
+    checkout.apply_return(invoice, request.GET.get("session_id", "")[:255])
     return HttpResponseSeeOther(invoice.success_url)
 
 

@@ -15,8 +15,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .. import webhooks
 from ..conf import billing_settings
+from ..webhooks import intake
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +47,8 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return _too_large(limit)
 
     try:
-        receipt = webhooks.receive(payload, request.headers.get("Stripe-Signature"))
-    except webhooks.InvalidWebhook as exc:
+        receipt = intake.receive(payload, request.headers.get("Stripe-Signature"))
+    except intake.InvalidWebhook as exc:
         logger.warning("Refused a webhook request: %s", exc)
         return JsonResponse({"error": str(exc)}, status=400)
 

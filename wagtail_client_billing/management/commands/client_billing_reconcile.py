@@ -8,7 +8,7 @@ read from Stripe and applied through the same function the webhooks use. The sch
 
 from django.core.management.base import BaseCommand
 
-from ...payments import reconcile_open_sessions
+from ...billing.checkout import reconcile_open_sessions
 
 
 class Command(BaseCommand):

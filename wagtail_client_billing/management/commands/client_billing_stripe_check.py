@@ -29,7 +29,7 @@ from wagtail.models import Site
 
 from ... import gateway, stripe_api
 from ...conf import billing_settings
-from ...webhooks import HANDLED_EVENT_TYPES
+from ...webhooks.registry import HANDLED_EVENT_TYPES
 
 WEBHOOK_URL_NAME = "wagtail_client_billing:stripe_webhook"
 

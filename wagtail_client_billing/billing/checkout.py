@@ -1,11 +1,15 @@
-"""The payment link's logic: which Checkout Session a click goes to, and reconciliation.
+"""Checkout: the pay link, the client's return, a Checkout Session's state, reconciliation.
 
 The link in the client's email points at this app, never at Stripe, so a click can
 always be answered with the truth: an open session is reused, a new one is made when
 there is none (or it is about to run out), and a paid, expired or withdrawn invoice gets
-a page instead (:mod:`.views.public`). Only :mod:`.gateway` talks to Stripe; state read
-back from Stripe is applied through :func:`.webhooks.apply_checkout_session`, the same
-function the webhooks use.
+a page instead (:mod:`.views.public`). Only :mod:`.gateway` talks to Stripe.
+
+:func:`apply_checkout_session` is the one place that turns a Checkout Session's state
+into invoice status: the ``checkout.session.*`` webhooks (:mod:`.webhooks.checkout`),
+the client's return, reconciliation and the answer to expiring a withdrawn invoice's
+session all go through it, so a session means the same thing whichever way the app
+learns about it.
 """
 
 from __future__ import annotations
@@ -16,25 +20,28 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from wagtail.log_actions import log
 
-from . import gateway, lifecycle, status
-from .conf import billing_settings
-from .models import Invoice, InvoiceStatus
-from .webhooks import apply_checkout_session, close_session
+from .. import gateway, lifecycle, status
+from ..conf import billing_settings
+from ..models import Invoice, InvoiceStatus, WebhookEvent, WebhookOutcome
+from ..stripe_api import positive_int
 
 logger = logging.getLogger(__name__)
 
-#: Stripe refuses a Checkout Session that lives less than this or more than 24 hours.
-STRIPE_MIN_SESSION = timedelta(minutes=30)
-STRIPE_MAX_SESSION = timedelta(hours=24)
-
 #: Statuses of an invoice that was withdrawn from the client: no session may stay payable.
 WITHDRAWN = tuple(status.withdrawn_values())
+
+#: ``payment_status`` values of a completed session that mean the money is there.
+PAID_PAYMENT_STATUSES = frozenset({"paid", "no_payment_required"})
+
+#: History entry of an invoice paid through a session for another amount or currency.
+AMOUNT_MISMATCH_ACTION = "wagtail_client_billing.amount_mismatch"
 
 #: How far back reconciliation looks at invoices that expired with a session attached:
 #: a client who paid a minute before expiry, whose webhook never came, is still found.
@@ -48,20 +55,6 @@ def success_url(invoice: Invoice) -> str:
 
 def cancel_url(invoice: Invoice) -> str:
     return invoice.public_url("cancel")
-
-
-def session_expiry(invoice: Invoice, now: datetime | None = None) -> datetime:
-    """When a new session for ``invoice`` should expire.
-
-    No later than the invoice itself and at most 24 hours away. With less than 30
-    minutes left on the invoice, Stripe would refuse the invoice's own expiry, so the
-    session gets Stripe's 30-minute minimum instead: the invoice still expires on time
-    (the sweep expires it and asks Stripe to expire its session), and a payment that
-    lands in between is recorded, flagged as late, because money received wins.
-    """
-    now = now or timezone.now()
-    wanted = min(invoice.expires_at, now + STRIPE_MAX_SESSION)
-    return max(wanted, now + STRIPE_MIN_SESSION)
 
 
 def reusable_session_url(invoice: Invoice, now: datetime | None = None) -> str:
@@ -92,14 +85,15 @@ def checkout_url(invoice: Invoice) -> str:
 
     Reuses the open session (no Stripe request) while it has more than
     ``CHECKOUT_REUSE_MARGIN`` left; otherwise creates one on the connected account as
-    attempt ``checkout_attempt + 1``. The attempt is part of the idempotency key and is
-    stored only together with the session it produced, so a click after a request that
-    timed out (but reached Stripe) asks again with the same key and gets the same
-    session back instead of a second payable one; after an answer Stripe replays for
-    that key (a 5xx, a refusal: :attr:`.gateway.GatewayError.idempotency_key_spent`),
-    the attempt is spent and the next click uses a new key. Two clicks at once ask with
-    the same key too; the first to record the session wins, and ``checkout_opened`` is
-    logged.
+    attempt ``checkout_attempt + 1``, expiring with the invoice inside the lifetime
+    Stripe allows (:func:`.gateway.clamp_checkout_expiry`). The attempt is part of the
+    idempotency key and is stored only together with the session it produced, so a
+    click after a request that timed out (but reached Stripe) asks again with the same
+    key and gets the same session back instead of a second payable one; after an answer
+    Stripe replays for that key (a 5xx, a refusal:
+    :attr:`.gateway.GatewayError.idempotency_key_spent`), the attempt is spent and the
+    next click uses a new key. Two clicks at once ask with the same key too; the first
+    to record the session wins, and ``checkout_opened`` is logged.
 
     The session is recorded under the invoice's row lock, after reading its status
     afresh: an editor may have deleted the invoice (or the sweep expired it) while
@@ -122,7 +116,7 @@ def checkout_url(invoice: Invoice) -> str:
             invoice,
             success_url=success_url(invoice),
             cancel_url=cancel_url(invoice),
-            expires_at=session_expiry(invoice),
+            expires_at=invoice.expires_at,
         )
     except gateway.GatewayError as exc:
         if exc.idempotency_key_spent:
@@ -223,26 +217,228 @@ def apply_session_state(invoice: Invoice, session: gateway.CheckoutSession, *, s
         return apply_checkout_session(invoice, session, source)
 
 
+def read_session(invoice: Invoice, session_id: str) -> gateway.CheckoutSession:
+    """The Checkout Session ``session_id`` as Stripe has it, asked of the invoice's own
+    connected account and mode (a session of another account is not found there)."""
+    return gateway.retrieve_checkout_session(
+        test_mode=invoice.test_mode, account_id=invoice.account.stripe_id, session_id=session_id
+    )
+
+
 def apply_return(invoice: Invoice, session_id: str) -> str:
     """The client came back from Checkout: read that session once and apply it.
 
     So the invoice is Paid when the client lands on the success page, before any webhook.
     A session of another invoice or account changes nothing. Returns what
-    :func:`.webhooks.apply_checkout_session` returned, or ``""`` when nothing was asked
+    :func:`apply_checkout_session` returned, or ``""`` when nothing was asked
     of Stripe or Stripe could not answer (the webhook will catch up).
     """
     if not session_id.startswith("cs_") or invoice.status == InvoiceStatus.PAID:
         return ""
     try:
-        session = gateway.retrieve_checkout_session(
-            test_mode=invoice.test_mode,
-            account_id=invoice.account.stripe_id,
-            session_id=session_id,
-        )
+        session = read_session(invoice, session_id)
     except gateway.GatewayError as exc:
         logger.warning("Could not read Checkout Session on return for %s: %s", invoice, exc)
         return ""
     return apply_session_state(invoice, session, source=lifecycle.Source.RETURN)
+
+
+# --- a Checkout Session's state: the one place it becomes invoice status ---------------------
+
+
+def invoice_named_by(session: gateway.CheckoutSession) -> int | None:
+    """The pk of the invoice a session names: ``metadata.invoice_id``, else its
+    ``client_reference_id`` (the gateway sets both)."""
+    return positive_int(session.metadata.get("invoice_id")) or positive_int(
+        session.client_reference_id
+    )
+
+
+def session_belongs_to(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
+    """Whether ``session`` was made for ``invoice`` (its metadata, reference or recorded id)."""
+    named = invoice_named_by(session)
+    if named is not None:
+        return named == invoice.pk
+    return bool(session.id) and session.id == invoice.checkout_session_id
+
+
+def apply_checkout_session(
+    invoice: Invoice,
+    session: gateway.CheckoutSession,
+    source: str,
+    *,
+    at: datetime | None = None,
+) -> str:
+    """Bring ``invoice`` in line with the state of one of its Checkout Sessions.
+
+    Used by the ``checkout.session.*`` webhooks, by the client's return from Checkout and
+    by reconciliation, so the rules exist once. The caller holds the invoice's row lock.
+
+    - complete and ``paid``/``no_payment_required``: paid (from any unpaid status: money
+      received wins over expiry and deletion), with Stripe's figures recorded and the
+      invoice flagged when the session's currency or subtotal is not the invoice's
+      (:func:`record_checkout_amounts`);
+    - complete and ``unpaid`` (a bank debit submitted): processing, unless this session's
+      payment already failed or succeeded (an earlier event said so);
+    - expired: the invoice forgets the session if it is the one it holds, so the next
+      click on the link makes a new one; the invoice's own ``expires_at`` decides Expired;
+    - open: nothing.
+
+    Returns ``"paid"``, ``"processing"``, ``"session_expired"``, ``"open"``, or
+    ``"not_this_invoice"`` (nothing done) when the session names another invoice.
+    """
+    if not session_belongs_to(invoice, session):
+        return "not_this_invoice"
+    remember_ids(invoice, session)
+    if session.status == "complete":
+        if session.payment_status in PAID_PAYMENT_STATUSES:
+            session_paid(invoice, session, source, at)
+            return "paid"
+        close_session(invoice, session.id)
+        if not _delayed_payment_resolved(invoice, session.id):
+            lifecycle.mark_processing(
+                invoice, source=source, payment_intent_id=session.payment_intent
+            )
+        return "processing"
+    if session.status == "expired":
+        forget_session(invoice, session.id)
+        return "session_expired"
+    return "open"
+
+
+def session_paid(
+    invoice: Invoice, session: gateway.CheckoutSession, source: str, at: datetime | None
+) -> None:
+    """The money of ``session`` is there: paid, and what Stripe charged recorded."""
+    close_session(invoice, session.id)
+    lifecycle.mark_paid(
+        invoice,
+        source=source,
+        paid_at=at,
+        payment_intent_id=session.payment_intent,
+        subscription_id=session.subscription,
+        customer_id=session.customer,
+    )
+    record_checkout_amounts(invoice, session)
+
+
+def record_checkout_amounts(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
+    """Record what the paying session charged, and flag it if it is not the invoice.
+
+    The session's ``currency`` and ``amount_subtotal`` (the line items before discounts
+    and tax) should be the invoice's; a hook that changed the price, or a session made
+    for another amount, makes them differ. The invoice stays paid (money received wins)
+    and gets ``amount_mismatch``, shown to editors, with an entry in its History.
+    ``total_details`` and ``amount_total`` are recorded as Stripe gives them: tax,
+    discounts and shipping change the total, not the subtotal.
+
+    Recorded once, by the first paid session to report (a conditional ``UPDATE`` on a
+    paid invoice with nothing recorded yet), whichever event or path comes first.
+    Returns whether this call recorded them.
+    """
+    if not session.currency:
+        return False  # amounts without their currency cannot be read
+    mismatch = session.currency != invoice.currency.upper() or (
+        session.amount_subtotal is not None and session.amount_subtotal != invoice.amount
+    )
+    values: dict[str, Any] = {
+        "checkout_currency": session.currency,
+        "checkout_amount_subtotal": session.amount_subtotal,
+        "checkout_amount_discount": session.amount_discount,
+        "checkout_amount_tax": session.amount_tax,
+        "checkout_amount_shipping": session.amount_shipping,
+        "checkout_amount_total": session.amount_total,
+    }
+    if mismatch:
+        values["amount_mismatch"] = True
+    recorded = Invoice.objects.filter(
+        pk=invoice.pk, status=InvoiceStatus.PAID, checkout_currency=""
+    ).update(**values)
+    if not recorded:
+        return False
+    for name, value in values.items():
+        setattr(invoice, name, value)
+    if mismatch:
+        logger.warning(
+            "Invoice %s was paid through Checkout Session %s for %s %s, not its own %s %s",
+            invoice.number,
+            session.id,
+            session.amount_subtotal,
+            session.currency,
+            invoice.amount,
+            invoice.currency,
+        )
+        log(
+            instance=invoice,
+            action=AMOUNT_MISMATCH_ACTION,
+            data={
+                "session": session.id,
+                "currency": session.currency,
+                "amount_subtotal": session.amount_subtotal,
+                "amount_total": session.amount_total,
+                "invoice_currency": invoice.currency,
+                "invoice_amount": invoice.amount,
+            },
+        )
+    return True
+
+
+def forget_session(invoice: Invoice, session_id: str) -> bool:
+    """Clear the invoice's Checkout Session if it is ``session_id``; True if it was."""
+    cleared = Invoice.objects.filter(pk=invoice.pk, checkout_session_id=session_id).update(
+        checkout_session_id="", checkout_session_url="", checkout_session_expires_at=None
+    )
+    if cleared:
+        invoice.checkout_session_id = invoice.checkout_session_url = ""
+        invoice.checkout_session_expires_at = None
+    return bool(cleared)
+
+
+def close_session(invoice: Invoice, session_id: str) -> None:
+    """A completed session cannot be paid again: stop sending the client to its page.
+
+    Its id stays (the dashboard link, reconciliation of a processing payment); the pay
+    link makes a new session if the invoice becomes payable again (a failed bank debit).
+    """
+    closed = Invoice.objects.filter(pk=invoice.pk, checkout_session_id=session_id).update(
+        checkout_session_url="", checkout_session_expires_at=None
+    )
+    if closed:
+        invoice.checkout_session_url = ""
+        invoice.checkout_session_expires_at = None
+
+
+def remember_ids(invoice: Invoice, session: gateway.CheckoutSession) -> None:
+    """Record the subscription and customer a session created, without touching status."""
+    values = {
+        name: value
+        for name, value in (
+            ("subscription_id", session.subscription),
+            ("customer_id", session.customer),
+        )
+        if value and not getattr(invoice, name)
+    }
+    if values:
+        Invoice.objects.filter(pk=invoice.pk).update(**values)
+        for name, value in values.items():
+            setattr(invoice, name, value)
+
+
+def _delayed_payment_resolved(invoice: Invoice, session_id: str) -> bool:
+    """Whether an ``async_payment_*`` event for this session was applied already.
+
+    Stripe does not order deliveries: ``completed (unpaid)`` can arrive after the debit
+    failed. Without this the invoice would sit in processing for a payment that is over.
+    """
+    return WebhookEvent.objects.filter(
+        invoice=invoice,
+        outcome=WebhookOutcome.PROCESSED,
+        type__in=[
+            "checkout.session.async_payment_failed",
+            "checkout.session.async_payment_succeeded",
+        ],
+        payload__data__object__id=session_id,
+    ).exists()
 
 
 # --- reconciliation ---------------------------------------------------------------------------
@@ -335,11 +531,7 @@ def reconcile_open_sessions(limit: int | None = None) -> ReconcileReport:
         report.checked += 1
         pacers["test" if invoice.test_mode else "live"].wait()
         try:
-            session = gateway.retrieve_checkout_session(
-                test_mode=invoice.test_mode,
-                account_id=invoice.account.stripe_id,
-                session_id=invoice.checkout_session_id,
-            )
+            session = read_session(invoice, invoice.checkout_session_id)
         except gateway.GatewayError as exc:
             report.errors.append(f"{invoice.number}: {exc}")
             report.count("error")

@@ -1,0 +1,395 @@
+"""Intake of Stripe webhooks: verify the signature, store the event once, queue it, apply it.
+
+:func:`receive` (the view's one call) runs :func:`verify`, :func:`store` and
+:func:`queue_event`; :func:`process`, in a worker, applies a stored event through
+:func:`dispatch`, which runs the event type's handler from :mod:`.registry`. Why each
+step is as it is: :mod:`wagtail_client_billing.webhooks`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import DataError, IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .. import taskqueue
+from ..conf import billing_settings
+from ..models import WebhookEvent, WebhookOutcome
+from ..signals import stripe_event_applied
+from .base import Applied, Ignored
+from .registry import HANDLERS
+
+logger = logging.getLogger(__name__)
+
+
+class InvalidWebhook(Exception):
+    """The request is not a genuine, fresh Stripe event for this platform (answer 400)."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What happened to one delivery, or to one run of :func:`process`.
+
+    Attributes:
+        record: the stored event.
+        duplicate: for a delivery, the event had been stored before; for a run of
+            :func:`process`, it had been processed or ignored before. Nothing was done.
+    """
+
+    record: WebhookEvent
+    duplicate: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.record.outcome == WebhookOutcome.FAILED
+
+
+# --- 1. verify ------------------------------------------------------------------------------
+
+
+def verify(payload: bytes, signature: str | None) -> tuple[dict[str, Any], bool]:
+    """Return ``(event, test_mode)`` for a correctly signed, fresh Stripe event.
+
+    The ``v1`` signature is checked against the secrets of every configured endpoint
+    (:meth:`~.conf.BillingSettings.webhook_endpoints`), and its timestamp may be at most
+    ``WEBHOOK_TOLERANCE`` seconds from now, either way. The event's ``livemode`` decides
+    its mode, and one endpoint whose secret signed it must be one Stripe sends such an
+    event to (:meth:`~.conf.WebhookEndpoint.may_sign`): a live event signed with a test
+    endpoint's secret is refused, a test event of a connected account signed with a live
+    Connect endpoint's secret is accepted, as Stripe sends it there.
+
+    Raises:
+        InvalidWebhook: no or a malformed signature, none that matches, a timestamp too
+            old or too far ahead, a body that is not strict UTF-8 JSON of a Stripe event
+            (or is nested deeper than any event), or an endpoint of the wrong mode.
+    """
+    if not signature:
+        raise InvalidWebhook("No Stripe-Signature header.")
+    # Stripe signs UTF-8 JSON. Decoding it here, strictly, and computing the HMAC here
+    # keeps verification independent of the ``stripe`` release: 13.0 to 15.5 formatted a
+    # bytes body as ``b'...'`` and so refused every genuine event.
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidWebhook("The body is not UTF-8 text.") from exc
+    endpoints = [e for e in billing_settings.webhook_endpoints() if e.secrets]
+    if not endpoints:
+        raise InvalidWebhook("No webhook secret is configured.")
+    timestamp, signatures = _parse_signature(signature)
+    signed = f"{timestamp}.".encode() + payload
+    matched = [e for e in endpoints if any(_signs(signed, s, signatures) for s in e.secrets)]
+    if not matched:
+        raise InvalidWebhook("No signature matched.")
+    tolerance = billing_settings.WEBHOOK_TOLERANCE
+    offset = time.time() - timestamp
+    if offset > tolerance:
+        raise InvalidWebhook("The signature's timestamp is too old.")
+    if offset < -tolerance:
+        raise InvalidWebhook("The signature's timestamp is in the future.")
+    event = parse_event(text)
+    livemode = event["livemode"]
+    if not any(e.may_sign(livemode, event.get("account") or "") for e in matched):
+        raise InvalidWebhook(
+            "A live event signed by a test endpoint."
+            if livemode
+            else "A test event that Stripe does not send to the live endpoint that signed it."
+        )
+    return event, not livemode
+
+
+def _parse_signature(header: str) -> tuple[int, list[str]]:
+    """``t`` and the ``v1`` signatures of ``t=<unix time>,v1=<hex>,v1=<hex>,v0=...``."""
+    timestamp: int | None = None
+    signatures = []
+    for item in header.split(","):
+        key, _sep, value = item.strip().partition("=")
+        if key == "t" and timestamp is None:
+            if not (value.isascii() and value.isdigit() and len(value) <= 12):
+                break
+            timestamp = int(value)
+        elif key == "v1" and value.isascii():
+            signatures.append(value)
+    if timestamp is None or not signatures:
+        raise InvalidWebhook("The Stripe-Signature header has no timestamp or v1 signature.")
+    return timestamp, signatures
+
+
+def _signs(signed: bytes, secret: str, signatures: list[str]) -> bool:
+    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, candidate) for candidate in signatures)
+
+
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON, Stripe never sends them, and no database
+    would store them in a JSON column."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
+#: Far deeper than any Stripe event (objects hold objects a few levels down), and far
+#: from Python's recursion limit, which encoding the JSON column or reading it back hits.
+MAX_PAYLOAD_DEPTH = 64
+
+# What neither database can hold in a JSON column (PostgreSQL's jsonb refuses NUL, and a
+# lone surrogate cannot be encoded as UTF-8 for either); JSON escapes are the only way in.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+_UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
+
+
+def parse_event(payload: str | bytes) -> dict[str, Any]:
+    """The event dict, or :class:`InvalidWebhook` if ``payload`` is not a Stripe event.
+
+    NUL and lone UTF-16 surrogates (``\\u0000``, ``\\ud800``) become U+FFFD: a signed event
+    is kept whatever text a client typed into it, the same on every database.
+    """
+    try:
+        event = json.loads(payload, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise InvalidWebhook("The body is nested too deeply.") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidWebhook("The body is not JSON.") from exc
+    text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+    nestable = text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH  # cheap: no walk needed
+    if nestable and _depth_exceeds(event, MAX_PAYLOAD_DEPTH):
+        raise InvalidWebhook("The body is nested too deeply.")
+    if _UNSTORABLE_ESCAPE.search(text):
+        event = _storable(event)
+    if not (
+        isinstance(event, dict)
+        and event.get("object") == "event"
+        and isinstance(event.get("id"), str)
+        and event["id"]
+        and isinstance(event.get("type"), str)
+        and event["type"]
+        and isinstance(event.get("livemode"), bool)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+        and isinstance(event.get("account", ""), str | type(None))
+    ):
+        raise InvalidWebhook("The body is not a Stripe event.")
+    return event
+
+
+def _depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether lists and dicts nest more than ``limit`` deep (level by level, no recursion)."""
+    level = [value] if isinstance(value, dict | list) else []
+    for _depth in range(limit):
+        below: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            below.extend([child for child in children if type(child) in (dict, list)])
+        if not below:
+            return False
+        level = below
+    return True
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NUL and lone surrogates in its strings (and keys) made U+FFFD."""
+    if isinstance(value, str):
+        return _UNSTORABLE_CHARACTER.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    return value
+
+
+# --- 2. store -------------------------------------------------------------------------------
+
+
+def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+    """Insert the event, or find the one stored before; ``(record, created)``.
+
+    The insert is tried first and the unique ``event_id`` decides whether it is new,
+    which is safe under concurrent deliveries where "look, then insert" is not. In the
+    webhook view (autocommit) the single ``INSERT`` is its own transaction; inside a
+    caller's transaction it gets a savepoint, so a refused payload does not break that.
+    """
+    values = {f.attname: f.get_default() for f in _columns()} | {
+        "event_id": event["id"][:255],
+        "type": event["type"][:100],
+        "account": (event.get("account") or "")[:64],
+        "livemode": bool(event["livemode"]),
+        "payload": event,
+    }
+    connection = transaction.get_connection()
+    savepoint = transaction.atomic() if connection.in_atomic_block else None
+    try:
+        with savepoint or contextlib.nullcontext():
+            if _can_insert_or_skip(connection):
+                pk = _insert_or_skip(connection, values)
+                if pk is not None:
+                    return WebhookEvent(pk=pk, **values), True
+            else:
+                return WebhookEvent.objects.create(**values), True
+    except (DataError, UnicodeError) as exc:  # parse_event already replaced NUL and surrogates
+        raise InvalidWebhook("The event could not be stored.") from exc
+    except IntegrityError as exc:
+        existing = WebhookEvent.objects.filter(event_id=values["event_id"]).first()
+        if existing is None:  # not a duplicate: the database refused the payload itself
+            raise InvalidWebhook("The event could not be stored.") from exc
+        return existing, False
+    # A duplicate: what the delivery's answer needs, without parsing the stored payload.
+    existing = (
+        WebhookEvent.objects.only("event_id", "outcome").filter(event_id=values["event_id"]).first()
+    )
+    if existing is None:  # skipped as a duplicate, and the original is gone since
+        raise InvalidWebhook("The event could not be stored.")
+    return existing, False
+
+
+def _columns() -> list[Any]:
+    return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+
+
+def _can_insert_or_skip(connection: Any) -> bool:
+    return connection.vendor in ("postgresql", "sqlite") and bool(
+        connection.features.can_return_columns_from_insert  # SQLite 3.35+
+    )
+
+
+def _insert_or_skip(connection: Any, values: dict[str, Any]) -> int | None:
+    """``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING id``: the new row's id,
+    or None when the event is stored already.
+
+    The hot half of every delivery: one statement, no exception for a duplicate, and
+    less Python than ``objects.create``. ``values`` holds every column
+    (:func:`store` fills in the model defaults), so a field added to the model later
+    needs nothing here.
+    """
+    meta = WebhookEvent._meta
+    qn = connection.ops.quote_name
+    fields = _columns()
+    params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
+    sql = (
+        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (identifiers from _meta)
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({qn(meta.get_field('event_id').column)}) DO NOTHING "
+        f"RETURNING {qn(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+# --- 3. process -----------------------------------------------------------------------------
+
+
+def receive(payload: bytes, signature: str | None) -> Receipt:
+    """Verify and store one delivery, and queue it to be applied (what the view does).
+
+    A new event is queued; so is a redelivery of one that failed (Stripe delivering
+    again is as good a moment to retry as any). A redelivery of an event that is
+    queued, processed or ignored is acknowledged and changes nothing.
+    """
+    event, _test_mode = verify(payload, signature)
+    record, created = store(event)
+    if created or record.outcome == WebhookOutcome.FAILED:
+        queue_event(record.pk)
+    return Receipt(record, duplicate=not created)
+
+
+def queue_event(event_pk: int) -> None:
+    """Apply the stored event in a worker (:func:`.tasks.apply_webhook_event`) after commit."""
+    taskqueue.on_commit(
+        f"{taskqueue.TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook"
+    )
+
+
+def process(event_pk: int, *, force: bool = False) -> Receipt:
+    """Apply the stored event ``event_pk`` once; ``force`` re-applies an ignored or
+    processed one too.
+
+    A processed or ignored event is a duplicate and left alone; a received (never
+    finished) or failed one is applied. The row lock makes concurrent runs wait for the
+    first to finish (PostgreSQL; SQLite serialises writers anyway). A failure keeps its
+    error and traceback on the event (:func:`failure`) for the event log; a later run
+    that succeeds clears them.
+    """
+    with transaction.atomic():
+        locked = WebhookEvent.objects.select_for_update().get(pk=event_pk)
+        done = (WebhookOutcome.PROCESSED, WebhookOutcome.IGNORED)
+        if locked.outcome in done and not force:
+            return Receipt(locked, duplicate=True)
+        locked.attempts += 1
+        locked.processed_at = timezone.now()
+        try:
+            with transaction.atomic():
+                applied = dispatch(locked.payload)
+                stripe_event_applied.send(
+                    sender=WebhookEvent,
+                    event=locked.payload,
+                    record=locked,
+                    outcome=applied.outcome,
+                    invoice=applied.invoice,
+                )
+        except Exception as exc:
+            logger.exception("Stripe event %s (%s) failed", locked.event_id, locked.type)
+            locked.outcome = WebhookOutcome.FAILED
+            locked.error, locked.traceback = failure(exc)
+        else:
+            locked.outcome = applied.outcome
+            locked.error = applied.reason
+            locked.traceback = ""
+            if applied.invoice is not None:
+                locked.invoice = applied.invoice
+        recorded = ("outcome", "error", "traceback", "invoice", "attempts", "processed_at")
+        WebhookEvent.objects.filter(pk=locked.pk).update(
+            **{name: getattr(locked, name) for name in recorded}
+        )
+    return Receipt(locked)
+
+
+def dispatch(event: dict[str, Any]) -> Applied:
+    """Run the handler of the event's type (:data:`.registry.HANDLERS`): what it did.
+
+    An event of a type no handler takes, and one its handler ignores
+    (:class:`~.base.Ignored`), is ignored with the reason, and linked to the invoice it
+    concerns when the handler found one.
+    """
+    handler = HANDLERS.get(event["type"])
+    if handler is None:
+        return Applied(WebhookOutcome.IGNORED, _("Not an event this app handles."))
+    try:
+        return handler(event, event["data"]["object"])
+    except Ignored as exc:
+        return Applied(WebhookOutcome.IGNORED, str(exc), exc.invoice)
+
+
+#: The most of a failed event's error and traceback kept: the error's start, the
+#: traceback's end (the innermost frames and the exception, where the fault is).
+MAX_ERROR_CHARS = 5000
+MAX_TRACEBACK_CHARS = 20000
+#: What replaces a secret of the settings that an exception's message quoted.
+REDACTED = "[hidden secret]"
+
+
+def failure(exc: BaseException) -> tuple[str, str]:
+    """``(error, traceback)`` of an exception that made an event fail, for the event log.
+
+    The traceback is Python's own: the frames of the code it passed through (the app's,
+    and a site's ``stripe_event_applied`` receiver) with their source lines, and the
+    exceptions it was raised from, never local variables. Whatever the settings hold as
+    a secret (:meth:`~.conf.BillingSettings.secret_values`) and an exception's message
+    quoted is replaced in both, before they are cut to size.
+    """
+    error = f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(exc))
+    for secret in billing_settings.secret_values():
+        error = error.replace(secret, REDACTED)
+        trace = trace.replace(secret, REDACTED)
+    if len(trace) > MAX_TRACEBACK_CHARS:
+        trace = "...\n" + trace[-MAX_TRACEBACK_CHARS:]
+    return error[:MAX_ERROR_CHARS], trace

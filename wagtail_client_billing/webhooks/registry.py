@@ -1,0 +1,35 @@
+"""Which handler applies which Stripe event type.
+
+:data:`HANDLERS` is what :func:`.intake.dispatch` looks up; its keys,
+:data:`HANDLED_EVENT_TYPES`, are also the events ``client_billing_stripe_check`` expects
+a webhook endpoint to listen to and the docs ask a site to select in Stripe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import accounts, checkout, subscriptions
+from .base import Applied
+
+#: A handler: ``(event, event["data"]["object"]) -> Applied``; it may raise
+#: :class:`~.base.Ignored`.
+Handler = Callable[[dict[str, Any], dict[str, Any]], Applied]
+
+#: Event type -> its handler.
+HANDLERS: dict[str, Handler] = {
+    "checkout.session.completed": checkout.on_session_completed,
+    "checkout.session.async_payment_succeeded": checkout.on_async_payment_succeeded,
+    "checkout.session.async_payment_failed": checkout.on_async_payment_failed,
+    "checkout.session.expired": checkout.on_session_expired,
+    "invoice.paid": subscriptions.on_invoice_paid,
+    "customer.subscription.created": subscriptions.on_subscription_changed,
+    "customer.subscription.updated": subscriptions.on_subscription_changed,
+    "customer.subscription.deleted": subscriptions.on_subscription_changed,
+    "account.updated": accounts.on_account_updated,
+    "account.application.deauthorized": accounts.on_account_deauthorized,
+}
+
+#: The event types to select for the webhook endpoint in the Stripe dashboard.
+HANDLED_EVENT_TYPES = tuple(HANDLERS)

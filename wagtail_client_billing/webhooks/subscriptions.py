@@ -1,0 +1,142 @@
+"""The events of a recurring invoice's subscription: ``invoice.paid`` and
+``customer.subscription.*``.
+
+The invoice is found by the ``invoice_id`` the gateway put in the subscription's
+metadata, then by the subscription id recorded on the invoice. A renewal is counted
+once per Stripe invoice, an ended subscription stays ended, and a late ``updated``
+cannot overwrite a newer state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from wagtail.log_actions import log
+from wagtail.log_actions import registry as log_registry
+
+from .. import lifecycle
+from ..models import Invoice, WebhookEvent, WebhookOutcome
+from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
+from .base import Applied, Ignored, event_created, find_invoice, locked_invoice
+
+#: Subscription statuses after which Stripe never bills the subscription again.
+TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+
+def _reference(obj: dict[str, Any]) -> int | None:
+    """The invoice pk named by a subscription's metadata (or a reference)."""
+    metadata = mapping(obj.get("metadata"))
+    return positive_int(metadata.get("invoice_id")) or positive_int(obj.get("client_reference_id"))
+
+
+def _subscription_of_invoice(obj: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """A Stripe invoice's subscription id and metadata, in old and new API shapes."""
+    details = mapping(mapping(obj.get("parent")).get("subscription_details"))
+    old = mapping(obj.get("subscription_details"))
+    subscription = expandable_id(details.get("subscription")) or expandable_id(
+        obj.get("subscription")
+    )
+    metadata = (
+        mapping(details.get("metadata"))
+        or mapping(old.get("metadata"))
+        or mapping(obj.get("metadata"))
+    )
+    return subscription, metadata
+
+
+def on_invoice_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
+    """A subscription's invoice was paid: the first payment, or a renewal.
+
+    The first one (``billing_reason=subscription_create``) is the payment Checkout
+    already reports; it marks the invoice paid and is not counted as a renewal. Every
+    later one bumps ``renewals_paid`` once per Stripe invoice, whatever the order and
+    however often it is delivered.
+    """
+    subscription_id, metadata = _subscription_of_invoice(obj)
+    if not subscription_id:
+        raise Ignored(_("Not a subscription payment."))
+    invoice = locked_invoice(
+        event,
+        find_invoice(pk=positive_int(metadata.get("invoice_id")), subscription_id=subscription_id),
+    )
+    paid_at = (
+        unix_time(mapping(obj.get("status_transitions")).get("paid_at"))
+        or unix_time(event.get("created"))
+        or timezone.now()
+    )
+    customer = expandable_id(obj.get("customer"))
+    lifecycle.mark_paid(
+        invoice,
+        source=lifecycle.Source.WEBHOOK,
+        paid_at=paid_at,
+        subscription_id=subscription_id,
+        customer_id=customer,
+    )
+    if obj.get("billing_reason") == "subscription_create":
+        return Applied(invoice=invoice)
+    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
+    stripe_invoice = expandable_id(obj.get("id"))
+    if (
+        log_registry.get_logs_for_instance(invoice)
+        .filter(
+            action="wagtail_client_billing.renewal_paid",
+            data__stripe_invoice=stripe_invoice,
+        )
+        .exists()
+    ):
+        return Applied(invoice=invoice)
+    last = locked.last_renewal_paid_at
+    Invoice.objects.filter(pk=invoice.pk).update(
+        renewals_paid=F("renewals_paid") + 1,
+        last_renewal_paid_at=max(last, paid_at) if last else paid_at,
+    )
+    locked.refresh_from_db(fields=["renewals_paid", "last_renewal_paid_at"])
+    log(
+        instance=locked,
+        action="wagtail_client_billing.renewal_paid",
+        data={
+            "stripe_invoice": stripe_invoice,
+            "amount": positive_int(obj.get("amount_paid")) or 0,
+            "currency": text(obj.get("currency")).upper(),
+            "billing_reason": text(obj.get("billing_reason")),
+            "paid_at": paid_at.isoformat(),
+        },
+    )
+    return Applied(invoice=invoice)
+
+
+def on_subscription_changed(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
+    """Record the subscription's status on its invoice.
+
+    An ended subscription stays ended whatever arrives after, and otherwise the newest
+    event (by Stripe's ``created``) wins, so a late ``updated`` cannot overwrite a newer
+    state.
+    """
+    subscription_id = expandable_id(obj.get("id"))
+    invoice = locked_invoice(
+        event, find_invoice(pk=_reference(obj), subscription_id=subscription_id)
+    )
+    if invoice.subscription_id and invoice.subscription_id != subscription_id:
+        raise Ignored(_("The invoice belongs to another subscription."), invoice)
+    status = text(obj.get("status"))
+    if event["type"] == "customer.subscription.deleted":
+        status = status if status in TERMINAL_SUBSCRIPTION_STATUSES else "canceled"
+    elif invoice.subscription_status in TERMINAL_SUBSCRIPTION_STATUSES:
+        raise Ignored(_("The subscription has ended; a later change cannot revive it."), invoice)
+    elif WebhookEvent.objects.filter(
+        invoice=invoice,
+        outcome=WebhookOutcome.PROCESSED,
+        type__startswith="customer.subscription.",
+        payload__data__object__id=subscription_id,
+        payload__created__gt=event_created(event),
+    ).exists():
+        raise Ignored(_("A newer state of the subscription was recorded already."), invoice)
+    Invoice.objects.filter(pk=invoice.pk).update(
+        subscription_status=status[:32],
+        subscription_id=invoice.subscription_id or subscription_id,
+        customer_id=invoice.customer_id or expandable_id(obj.get("customer")),
+    )
+    return Applied(invoice=invoice)
