@@ -1,8 +1,8 @@
 """django-q2 task functions and the schedules they run on.
 
-Views queue work through the ``queue_*`` helpers here, the domain modules through
-:mod:`.taskqueue` by a task's dotted path (they are below this module, which calls them),
-so that every task is queued only after the transaction commits.
+The domain modules queue work through :mod:`.taskqueue` by a task's dotted path (they
+are below this module, which calls them), so that every task is queued only after the
+transaction commits.
 
 The tasks, and what makes each safe to run twice:
 
@@ -44,6 +44,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle, payments, webhooks
+from .billing import invoices
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -53,7 +54,7 @@ from .models import (
     WebhookEvent,
     WebhookOutcome,
 )
-from .taskqueue import TASKS, async_task, on_commit
+from .taskqueue import TASKS, async_task
 
 logger = logging.getLogger(__name__)
 
@@ -64,21 +65,9 @@ _WAITING = (EmailStatus.QUEUED, EmailStatus.RETRYING)
 # --- the invoice email ---------------------------------------------------------------------
 
 
-def queue_invoice_email(invoice: Invoice) -> None:
-    """Mark the invoice's email queued and send it from a worker after commit.
-
-    Used on creation and by Resend: the attempt count starts again, so a resent email
-    gets the full ``EMAIL_MAX_ATTEMPTS``.
-    """
-    now = timezone.now()
-    Invoice.objects.filter(pk=invoice.pk).update(
-        email_status=EmailStatus.QUEUED, email_attempts=0, email_last_error="", email_queued_at=now
-    )
-    invoice.email_status = EmailStatus.QUEUED
-    invoice.email_attempts = 0
-    invoice.email_last_error = ""
-    invoice.email_queued_at = now
-    on_commit(f"{TASKS}.send_invoice_email", invoice.pk, 0, group="client_billing_email")
+#: Queueing an invoice's email is the domain's (:func:`.billing.invoices.queue_email`);
+#: the name here is kept for the code that called it from this module.
+queue_invoice_email = invoices.queue_email
 
 
 def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
@@ -359,16 +348,6 @@ def _queue_session_expiry(invoices: list[tuple[int, bool]], key_attempt: int = 0
                 )
     if later:
         Schedule.objects.bulk_create(later, batch_size=1000)
-
-
-def queue_expire_checkout_session(invoice: Invoice) -> None:
-    """Expire the withdrawn invoice's Checkout Session on Stripe, from a worker, after commit.
-
-    Queued whether or not ``invoice`` (as loaded) holds a session: the client's pay
-    click may be storing one right now, and the task reads the session from the
-    database when it runs.
-    """
-    on_commit(f"{TASKS}.expire_checkout_session", invoice.pk, group="client_billing_stripe")
 
 
 #: Tries of :func:`expire_checkout_session` while Stripe is unavailable.
