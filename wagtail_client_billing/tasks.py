@@ -2,7 +2,8 @@
 
 The domain modules queue work through :mod:`.taskqueue` by a task's dotted path (they
 are below this module, which calls them), so that every task is queued only after the
-transaction commits.
+transaction commits. A failed attempt is tried again through :func:`_retry_later`, the
+one backoff schedule of every task that retries.
 
 The tasks, and what makes each safe to run twice:
 
@@ -34,6 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -142,28 +144,23 @@ def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendRes
 
     error = result.error
     assert error is not None
-    max_attempts = billing_settings.EMAIL_MAX_ATTEMPTS
-    if error.transient and attempts < max_attempts:
-        delay = billing_settings.EMAIL_RETRY_BACKOFF * 2 ** (attempts - 1)
-        retry_at = now + delay
-        if mine.update(
-            email_status=EmailStatus.RETRYING,
-            email_last_error=error.message,
-            email_queued_at=retry_at,
-        ):
-            _schedule_once(
-                f"client_billing_email_{invoice.pk}_{attempts}",
-                f"{TASKS}.send_invoice_email",
-                (invoice.pk, attempts),
-                retry_at,
+    if error.transient and _retry_later(
+        "send_invoice_email",
+        f"email_{invoice.pk}",
+        (invoice.pk, attempts),
+        attempt=attempts,
+        backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+        max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+        about=f"Invoice {invoice.number} email ({error.kind})",
+        # Unless a Resend started over meanwhile: then its own task sends.
+        guard=lambda retry_at: bool(
+            mine.update(
+                email_status=EmailStatus.RETRYING,
+                email_last_error=error.message,
+                email_queued_at=retry_at,
             )
-            logger.info(
-                "Invoice %s email attempt %d failed (%s); retrying in %s",
-                invoice.number,
-                attempts,
-                error.kind,
-                delay,
-            )
+        ),
+    ):
         return "retrying"
 
     if mine.update(email_status=EmailStatus.FAILED, email_last_error=error.message):
@@ -175,18 +172,53 @@ def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendRes
     return "failed"
 
 
-def _schedule_once(name: str, func: str, args: tuple, when: datetime) -> None:
-    """A one-off django-q2 schedule (deleted after it runs); idempotent by ``name``."""
+# --- retries --------------------------------------------------------------------------------
+
+
+def retry_delay(backoff: timedelta, attempt: int) -> timedelta:
+    """How long after failed attempt number ``attempt`` (1 for the first) the next one
+    runs: ``backoff``, then twice that, four times, and so on."""
+    return backoff * 2 ** max(attempt - 1, 0)
+
+
+def _retry_later(
+    task: str,
+    key: str,
+    args: tuple,
+    *,
+    attempt: int,
+    backoff: timedelta,
+    max_attempts: int,
+    about: str,
+    guard: Callable[[datetime], bool] | None = None,
+) -> datetime | None:
+    """Run the task ``task`` with ``args`` again after failed attempt number ``attempt``.
+
+    The retry waits :func:`retry_delay` and is a one-off django-q2 schedule named
+    ``client_billing_{key}_{attempt}`` (deleted after it runs; scheduling it twice
+    changes nothing). Returns when it will run, or ``None`` once ``max_attempts``
+    attempts have been made: the caller gives up. ``guard(retry_at)``, if given, runs
+    first and records the retry on the caller's own row; when it returns False (the
+    work moved on meanwhile) nothing is scheduled, and the time is still returned.
+    """
+    if attempt >= max_attempts:
+        return None
+    delay = retry_delay(backoff, attempt)
+    retry_at = timezone.now() + delay
+    if guard is not None and not guard(retry_at):
+        return retry_at
     Schedule.objects.update_or_create(
-        name=name,
+        name=f"client_billing_{key}_{attempt}",
         defaults={
-            "func": func,
+            "func": f"{TASKS}.{task}",
             "args": repr(args),
             "schedule_type": Schedule.ONCE,
             "repeats": -1,
-            "next_run": when,
+            "next_run": retry_at,
         },
     )
+    logger.info("%s: attempt %d failed; retrying in %s", about, attempt, delay)
+    return retry_at
 
 
 # --- webhook events -------------------------------------------------------------------------
@@ -204,20 +236,15 @@ def apply_webhook_event(event_pk: int) -> str:
     if receipt.duplicate:
         return "already handled"
     if receipt.failed:
-        if record.attempts < billing_settings.WEBHOOK_MAX_ATTEMPTS:
-            delay = billing_settings.WEBHOOK_RETRY_BACKOFF * 2 ** (record.attempts - 1)
-            _schedule_once(
-                f"client_billing_webhook_{event_pk}_{record.attempts}",
-                f"{TASKS}.apply_webhook_event",
-                (event_pk,),
-                timezone.now() + delay,
-            )
-            logger.info(
-                "Stripe event %s attempt %d failed; retrying in %s",
-                record.event_id,
-                record.attempts,
-                delay,
-            )
+        if _retry_later(
+            "apply_webhook_event",
+            f"webhook_{event_pk}",
+            (event_pk,),
+            attempt=record.attempts,
+            backoff=billing_settings.WEBHOOK_RETRY_BACKOFF,
+            max_attempts=billing_settings.WEBHOOK_MAX_ATTEMPTS,
+            about=f"Stripe event {record.event_id}",
+        ):
             return "retrying"
         logger.error(
             "Stripe event %s failed %d times; giving up (Reprocess it from the admin)",
@@ -253,7 +280,7 @@ def resume_received_webhook_events() -> int:
     waiting += [
         pk
         for pk, attempts, processed_at in failed
-        if processed_at + backoff * 2 ** max(attempts - 1, 0) < now - lease
+        if processed_at is not None and processed_at + retry_delay(backoff, attempts) < now - lease
     ]
     for pk in waiting:
         webhooks.queue_event(pk)
@@ -352,6 +379,8 @@ def _queue_session_expiry(invoices: list[tuple[int, bool]], key_attempt: int = 0
 
 #: Tries of :func:`expire_checkout_session` while Stripe is unavailable.
 EXPIRE_SESSION_MAX_ATTEMPTS = 5
+#: The wait after its first failed try; it doubles with each one after.
+EXPIRE_SESSION_RETRY_BACKOFF = timedelta(minutes=1)
 
 
 def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int = 0) -> str:
@@ -375,17 +404,19 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int 
             invoice, source=lifecycle.Source.SWEEP, key_attempt=key_attempt
         )
     except gateway.GatewayError as exc:
-        if attempt + 1 < EXPIRE_SESSION_MAX_ATTEMPTS:
-            _schedule_once(
-                f"client_billing_expire_session_{invoice.pk}_{attempt + 1}",
-                f"{TASKS}.expire_checkout_session",
-                (
-                    invoice.pk,
-                    attempt + 1,
-                    key_attempt + 1 if exc.idempotency_key_spent else key_attempt,
-                ),
-                timezone.now() + timedelta(minutes=2**attempt),
-            )
+        _retry_later(
+            "expire_checkout_session",
+            f"expire_session_{invoice.pk}",
+            (
+                invoice.pk,
+                attempt + 1,
+                key_attempt + 1 if exc.idempotency_key_spent else key_attempt,
+            ),
+            attempt=attempt + 1,
+            backoff=EXPIRE_SESSION_RETRY_BACKOFF,
+            max_attempts=EXPIRE_SESSION_MAX_ATTEMPTS,
+            about=f"Expiring the Checkout Session of invoice {invoice.number}",
+        )
         raise
 
 
