@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -487,35 +488,29 @@ def send_expiry_reminders() -> int:
     retry_later = [pk for pk, result in results.items() if result.error and result.error.transient]
     mine.filter(pk__in=retry_later).update(reminder_claimed_at=None)
     mine.exclude(pk__in=retry_later).update(reminder_sent_at=timezone.now())
-    _log_many(sent, "wagtail_client_billing.reminder_sent", now)
+    if sent:
+        # Wagtail's log model, in one INSERT (its log() writes one row per call).
+        content_type = ContentType.objects.get_for_model(Invoice)
+        ClientBillingLogEntry.objects.bulk_create(
+            [
+                ClientBillingLogEntry(
+                    content_type=content_type,
+                    object_id=str(invoice.pk),
+                    label=invoice.number,
+                    action="wagtail_client_billing.reminder_sent",
+                    data={"to": invoice.email},
+                    timestamp=now,
+                )
+                for invoice in sent
+            ],
+            batch_size=1000,
+        )
     return len(sent)
 
 
 def _unique_stamp(now: datetime) -> datetime:
     """``now`` made unique to this run (microseconds taken from a monotonic clock)."""
     return now.replace(microsecond=time.monotonic_ns() // 1000 % 1_000_000)
-
-
-def _log_many(invoices: list[Invoice], action: str, now: datetime) -> None:
-    if not invoices:
-        return
-    from django.contrib.contenttypes.models import ContentType
-
-    content_type = ContentType.objects.get_for_model(Invoice)
-    ClientBillingLogEntry.objects.bulk_create(
-        [
-            ClientBillingLogEntry(
-                content_type=content_type,
-                object_id=str(invoice.pk),
-                label=invoice.number,
-                action=action,
-                data={"to": invoice.email},
-                timestamp=now,
-            )
-            for invoice in invoices
-        ],
-        batch_size=1000,
-    )
 
 
 def resume_abandoned_emails() -> int:
