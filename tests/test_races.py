@@ -36,9 +36,10 @@ from tests.utils import (
 from tests.webhook_helpers import account_event, completed, post_event, subscription_obj
 from wagtail_client_billing import lifecycle
 from wagtail_client_billing.billing import checkout
+from wagtail_client_billing.billing.invoices import delete as delete_invoice
 from wagtail_client_billing.lifecycle import LOG_ACTIONS, TRANSITIONS, TransitionNotAllowed
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
-from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
+from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction
 
 S = InvoiceStatus
 
@@ -238,7 +239,7 @@ def test_deleting_while_the_client_opens_checkout_leaves_no_payable_session(
         ]
         codes: list[int] = []
         jobs = [
-            lambda pk=invoice.pk: soft_delete(Invoice.objects.get(pk=pk), editor)
+            lambda pk=invoice.pk: delete_invoice(Invoice.objects.get(pk=pk), user=editor)
             for invoice in invoices[:2]
         ]
         jobs.append(

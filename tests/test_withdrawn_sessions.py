@@ -19,8 +19,9 @@ from tests.test_faults import sessions_of
 from tests.utils import make_user
 from wagtail_client_billing import gateway, lifecycle, tasks
 from wagtail_client_billing.billing import checkout
+from wagtail_client_billing.billing.invoices import delete as delete_invoice
 from wagtail_client_billing.models import Invoice, InvoiceStatus
-from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction, soft_delete
+from wagtail_client_billing.views.admin_invoices import InvoiceDeleteBulkAction
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +33,7 @@ def payable_sessions(emulator, invoice) -> list[str]:
 def withdraw(how: str, invoice: Invoice, editor) -> None:
     """Withdraw ``invoice`` (as loaded) the way an editor or the sweep does."""
     if how == "delete":
-        soft_delete(invoice, editor)
+        delete_invoice(invoice, user=editor)
     elif how == "bulk delete":
         InvoiceDeleteBulkAction.execute_action([invoice], user=editor)
     else:
@@ -99,7 +100,7 @@ def test_a_lost_expiry_task_is_found_again_by_the_sweep(
     invoice = emulated_invoice
     checkout.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
     with django_capture_on_commit_callbacks(execute=False):  # the task never runs
-        soft_delete(Invoice.objects.get(pk=invoice.pk), make_user("editor", superuser=True))
+        delete_invoice(Invoice.objects.get(pk=invoice.pk), user=make_user("editor", superuser=True))
     assert len(payable_sessions(stripe_emulator, invoice)) == 1
 
     assert tasks.resume_session_expiry() == 0  # the task may still be on its way
@@ -140,7 +141,7 @@ def test_the_sweep_asks_stripe_with_a_key_the_lost_retries_did_not_spend(
     invoice = emulated_invoice
     checkout.checkout_url(Invoice.objects.select_related("account", "site").get(pk=invoice.pk))
     with django_capture_on_commit_callbacks(execute=False):
-        soft_delete(Invoice.objects.get(pk=invoice.pk), make_user("editor", superuser=True))
+        delete_invoice(Invoice.objects.get(pk=invoice.pk), user=make_user("editor", superuser=True))
     session_id = Invoice.objects.get(pk=invoice.pk).checkout_session_id
     path = f"/v1/checkout/sessions/{session_id}/expire"
     for key_attempt in range(tasks.EXPIRE_SESSION_MAX_ATTEMPTS):

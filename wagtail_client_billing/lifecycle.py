@@ -414,14 +414,34 @@ def _pending_expiry_index() -> str | None:
     return None
 
 
+#: The columns of Wagtail's log model that :func:`_log_bulk` writes, and those it
+#: leaves NULL (no request's log context, no user, no revision in a sweep). Together
+#: they are every column but the primary key: a test compares them with the model, so
+#: a column a new Wagtail adds to ``BaseLogEntry`` fails it until it is written here.
+LOG_BULK_COLUMNS = (
+    "content_type",
+    "object_id",
+    "label",
+    "action",
+    "data",
+    "timestamp",
+    "content_changed",
+    "deleted",
+)
+LOG_BULK_LEFT_NULL = ("uuid", "user", "revision")
+
+
 def _log_bulk(batch: list[Expired], now: datetime) -> None:
     """One ``INSERT ... SELECT`` of the batch's log entries.
 
-    Building a ``ClientBillingLogEntry`` object per invoice in Python (and SQLite's 999-parameter
+    The one place that writes Wagtail's log table around its API (everything else
+    calls ``log()`` or the log model's ``bulk_create``). Building a
+    ``ClientBillingLogEntry`` object per invoice in Python (and SQLite's 999-parameter
     limit, which cuts ``bulk_create`` into 90-row statements) costs more than the
     sweep's UPDATE itself; the database makes the rows in one statement instead, from
     the ids and numbers the UPDATE returned: two arrays ``unnest``-ed on PostgreSQL, the
-    invoice rows of a JSON list of ids on SQLite.
+    invoice rows of a JSON list of ids on SQLite. Its columns are
+    :data:`LOG_BULK_COLUMNS`, in that order.
     """
     meta, log_meta = Invoice._meta, ClientBillingLogEntry._meta
     qn = connection.ops.quote_name
@@ -436,19 +456,7 @@ def _log_bulk(batch: list[Expired], now: datetime) -> None:
         data_sql = "%s"
         rows = f"{qn(meta.db_table)} WHERE {id_} IN (SELECT value FROM json_each(%s))"  # noqa: S608
         rows_params = [json.dumps([e.pk for e in batch])]
-    columns = ", ".join(
-        _col(log_meta, name)
-        for name in (
-            "content_type",
-            "object_id",
-            "label",
-            "action",
-            "data",
-            "timestamp",
-            "content_changed",
-            "deleted",
-        )
-    )
+    columns = ", ".join(_col(log_meta, name) for name in LOG_BULK_COLUMNS)
     # Only quoted identifiers from _meta are interpolated; values are parameters.
     sql = (
         f"INSERT INTO {qn(log_meta.db_table)} ({columns}) "  # noqa: S608

@@ -6,6 +6,7 @@ An invoice's ``status`` is changed only by :mod:`.lifecycle`; nothing else write
 
 from __future__ import annotations
 
+import copy
 import secrets
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -529,6 +530,73 @@ class Invoice(models.Model):
 
     objects = InvoiceQuerySet.as_manager()
 
+    #: What "Send new invoice" carries over from an expired or deleted request to the
+    #: new one (:meth:`copy_for_new_request`): what the editor asked for.
+    COPIED_FIELDS = (
+        "site",
+        "test_mode",
+        "email",
+        "currency",
+        "amount",
+        "description",
+        "note",
+        "billing_type",
+        "success_url",
+        "cancel_url",
+        "publish_page_when_paid",
+        "unpublish_page_when_expired",
+        "metadata",
+    )
+    #: What the new request gets afresh: its own identity, number, account (the site's
+    #: account for the mode as it is now, chosen by the form), expiry, status and
+    #: everything that happened to the old one. ``copied_from`` points to the old one.
+    #: Every field is in one of the two lists; a test fails until a new one is.
+    NOT_COPIED_FIELDS = (
+        "id",
+        "token",
+        "account",
+        "sequence",
+        "number",
+        "status",
+        "status_changed_at",
+        "status_source",
+        "late_payment",
+        "payment_failure",
+        "amount_mismatch",
+        "checkout_currency",
+        "checkout_amount_subtotal",
+        "checkout_amount_discount",
+        "checkout_amount_tax",
+        "checkout_amount_shipping",
+        "checkout_amount_total",
+        "created_at",
+        "created_by",
+        "expires_at",
+        "paid_at",
+        "expired_at",
+        "deleted_at",
+        "deleted_by",
+        "copied_from",
+        "email_status",
+        "email_attempts",
+        "email_last_error",
+        "email_sent_at",
+        "email_claimed_at",
+        "email_queued_at",
+        "reminder_claimed_at",
+        "reminder_sent_at",
+        "checkout_session_id",
+        "checkout_session_url",
+        "checkout_session_expires_at",
+        "checkout_attempt",
+        "payment_intent_id",
+        "subscription_id",
+        "subscription_status",
+        "customer_id",
+        "renewals_paid",
+        "last_renewal_paid_at",
+    )
+
     class Meta:
         verbose_name = _("invoice")
         verbose_name_plural = _("invoices")
@@ -655,6 +723,25 @@ class Invoice(models.Model):
     def deletion_refusal(self) -> str:
         """Why an editor may not delete it, in words for them (empty when they may)."""
         return "" if self.can_be_deleted else str(self.status_definition.refusal)
+
+    # --- copies -----------------------------------------------------------------------------
+
+    def copy_for_new_request(self) -> Invoice:
+        """A new, unsaved billing request with this one's :attr:`COPIED_FIELDS`.
+
+        The rest are the new request's defaults; ``copied_from`` keeps the trail. Related
+        objects already loaded on this invoice are shared, not fetched again; JSON values
+        are copied, so editing the new request's metadata leaves this one's alone.
+        """
+        new = Invoice(copied_from=self)
+        for name in self.COPIED_FIELDS:
+            field = self._meta.get_field(name)
+            if field.is_relation and field.is_cached(self):  # type: ignore[union-attr]
+                setattr(new, name, getattr(self, name))
+            else:
+                attname = field.attname  # type: ignore[union-attr]
+                setattr(new, attname, copy.deepcopy(getattr(self, attname)))
+        return new
 
     # --- numbering --------------------------------------------------------------------------
 

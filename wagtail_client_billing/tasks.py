@@ -1,8 +1,9 @@
 """django-q2 task functions and the schedules they run on.
 
-Views queue work through the ``queue_*`` helpers here, the domain modules through
-:mod:`.taskqueue` by a task's dotted path (they are below this module, which calls them),
-so that every task is queued only after the transaction commits.
+The domain modules queue work through :mod:`.taskqueue` by a task's dotted path (they
+are below this module, which calls them), so that every task is queued only after the
+transaction commits. A failed attempt is tried again through :func:`_retry_later`, the
+one backoff schedule of every task that retries.
 
 The tasks, and what makes each safe to run twice:
 
@@ -34,17 +35,19 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.contrib.contenttypes.models import ContentType
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout
+from .billing import checkout, invoices
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -54,7 +57,7 @@ from .models import (
     WebhookEvent,
     WebhookOutcome,
 )
-from .taskqueue import TASKS, async_task, on_commit
+from .taskqueue import TASKS, async_task
 from .webhooks import intake
 
 logger = logging.getLogger(__name__)
@@ -66,21 +69,9 @@ _WAITING = (EmailStatus.QUEUED, EmailStatus.RETRYING)
 # --- the invoice email ---------------------------------------------------------------------
 
 
-def queue_invoice_email(invoice: Invoice) -> None:
-    """Mark the invoice's email queued and send it from a worker after commit.
-
-    Used on creation and by Resend: the attempt count starts again, so a resent email
-    gets the full ``EMAIL_MAX_ATTEMPTS``.
-    """
-    now = timezone.now()
-    Invoice.objects.filter(pk=invoice.pk).update(
-        email_status=EmailStatus.QUEUED, email_attempts=0, email_last_error="", email_queued_at=now
-    )
-    invoice.email_status = EmailStatus.QUEUED
-    invoice.email_attempts = 0
-    invoice.email_last_error = ""
-    invoice.email_queued_at = now
-    on_commit(f"{TASKS}.send_invoice_email", invoice.pk, 0, group="client_billing_email")
+#: Queueing an invoice's email is the domain's (:func:`.billing.invoices.queue_email`);
+#: the name here is kept for the code that called it from this module.
+queue_invoice_email = invoices.queue_email
 
 
 def send_invoice_email(invoice_id: int, attempt: int | None = None) -> str:
@@ -155,28 +146,23 @@ def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendRes
 
     error = result.error
     assert error is not None
-    max_attempts = billing_settings.EMAIL_MAX_ATTEMPTS
-    if error.transient and attempts < max_attempts:
-        delay = billing_settings.EMAIL_RETRY_BACKOFF * 2 ** (attempts - 1)
-        retry_at = now + delay
-        if mine.update(
-            email_status=EmailStatus.RETRYING,
-            email_last_error=error.message,
-            email_queued_at=retry_at,
-        ):
-            _schedule_once(
-                f"client_billing_email_{invoice.pk}_{attempts}",
-                f"{TASKS}.send_invoice_email",
-                (invoice.pk, attempts),
-                retry_at,
+    if error.transient and _retry_later(
+        "send_invoice_email",
+        f"email_{invoice.pk}",
+        (invoice.pk, attempts),
+        attempt=attempts,
+        backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+        max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+        about=f"Invoice {invoice.number} email ({error.kind})",
+        # Unless a Resend started over meanwhile: then its own task sends.
+        guard=lambda retry_at: bool(
+            mine.update(
+                email_status=EmailStatus.RETRYING,
+                email_last_error=error.message,
+                email_queued_at=retry_at,
             )
-            logger.info(
-                "Invoice %s email attempt %d failed (%s); retrying in %s",
-                invoice.number,
-                attempts,
-                error.kind,
-                delay,
-            )
+        ),
+    ):
         return "retrying"
 
     if mine.update(email_status=EmailStatus.FAILED, email_last_error=error.message):
@@ -188,18 +174,53 @@ def _record_email_result(invoice: Invoice, attempts: int, result: emails.SendRes
     return "failed"
 
 
-def _schedule_once(name: str, func: str, args: tuple, when: datetime) -> None:
-    """A one-off django-q2 schedule (deleted after it runs); idempotent by ``name``."""
+# --- retries --------------------------------------------------------------------------------
+
+
+def retry_delay(backoff: timedelta, attempt: int) -> timedelta:
+    """How long after failed attempt number ``attempt`` (1 for the first) the next one
+    runs: ``backoff``, then twice that, four times, and so on."""
+    return backoff * 2 ** max(attempt - 1, 0)
+
+
+def _retry_later(
+    task: str,
+    key: str,
+    args: tuple,
+    *,
+    attempt: int,
+    backoff: timedelta,
+    max_attempts: int,
+    about: str,
+    guard: Callable[[datetime], bool] | None = None,
+) -> datetime | None:
+    """Run the task ``task`` with ``args`` again after failed attempt number ``attempt``.
+
+    The retry waits :func:`retry_delay` and is a one-off django-q2 schedule named
+    ``client_billing_{key}_{attempt}`` (deleted after it runs; scheduling it twice
+    changes nothing). Returns when it will run, or ``None`` once ``max_attempts``
+    attempts have been made: the caller gives up. ``guard(retry_at)``, if given, runs
+    first and records the retry on the caller's own row; when it returns False (the
+    work moved on meanwhile) nothing is scheduled, and the time is still returned.
+    """
+    if attempt >= max_attempts:
+        return None
+    delay = retry_delay(backoff, attempt)
+    retry_at = timezone.now() + delay
+    if guard is not None and not guard(retry_at):
+        return retry_at
     Schedule.objects.update_or_create(
-        name=name,
+        name=f"client_billing_{key}_{attempt}",
         defaults={
-            "func": func,
+            "func": f"{TASKS}.{task}",
             "args": repr(args),
             "schedule_type": Schedule.ONCE,
             "repeats": -1,
-            "next_run": when,
+            "next_run": retry_at,
         },
     )
+    logger.info("%s: attempt %d failed; retrying in %s", about, attempt, delay)
+    return retry_at
 
 
 # --- webhook events -------------------------------------------------------------------------
@@ -217,20 +238,15 @@ def apply_webhook_event(event_pk: int) -> str:
     if receipt.duplicate:
         return "already handled"
     if receipt.failed:
-        if record.attempts < billing_settings.WEBHOOK_MAX_ATTEMPTS:
-            delay = billing_settings.WEBHOOK_RETRY_BACKOFF * 2 ** (record.attempts - 1)
-            _schedule_once(
-                f"client_billing_webhook_{event_pk}_{record.attempts}",
-                f"{TASKS}.apply_webhook_event",
-                (event_pk,),
-                timezone.now() + delay,
-            )
-            logger.info(
-                "Stripe event %s attempt %d failed; retrying in %s",
-                record.event_id,
-                record.attempts,
-                delay,
-            )
+        if _retry_later(
+            "apply_webhook_event",
+            f"webhook_{event_pk}",
+            (event_pk,),
+            attempt=record.attempts,
+            backoff=billing_settings.WEBHOOK_RETRY_BACKOFF,
+            max_attempts=billing_settings.WEBHOOK_MAX_ATTEMPTS,
+            about=f"Stripe event {record.event_id}",
+        ):
             return "retrying"
         logger.error(
             "Stripe event %s failed %d times; giving up (Reprocess it from the admin)",
@@ -266,7 +282,7 @@ def resume_received_webhook_events() -> int:
     waiting += [
         pk
         for pk, attempts, processed_at in failed
-        if processed_at + backoff * 2 ** max(attempts - 1, 0) < now - lease
+        if processed_at is not None and processed_at + retry_delay(backoff, attempts) < now - lease
     ]
     for pk in waiting:
         intake.queue_event(pk)
@@ -363,18 +379,10 @@ def _queue_session_expiry(invoices: list[tuple[int, bool]], key_attempt: int = 0
         Schedule.objects.bulk_create(later, batch_size=1000)
 
 
-def queue_expire_checkout_session(invoice: Invoice) -> None:
-    """Expire the withdrawn invoice's Checkout Session on Stripe, from a worker, after commit.
-
-    Queued whether or not ``invoice`` (as loaded) holds a session: the client's pay
-    click may be storing one right now, and the task reads the session from the
-    database when it runs.
-    """
-    on_commit(f"{TASKS}.expire_checkout_session", invoice.pk, group="client_billing_stripe")
-
-
 #: Tries of :func:`expire_checkout_session` while Stripe is unavailable.
 EXPIRE_SESSION_MAX_ATTEMPTS = 5
+#: The wait after its first failed try; it doubles with each one after.
+EXPIRE_SESSION_RETRY_BACKOFF = timedelta(minutes=1)
 
 
 def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int = 0) -> str:
@@ -398,17 +406,19 @@ def expire_checkout_session(invoice_id: int, attempt: int = 0, key_attempt: int 
             invoice, source=lifecycle.Source.SWEEP, key_attempt=key_attempt
         )
     except gateway.GatewayError as exc:
-        if attempt + 1 < EXPIRE_SESSION_MAX_ATTEMPTS:
-            _schedule_once(
-                f"client_billing_expire_session_{invoice.pk}_{attempt + 1}",
-                f"{TASKS}.expire_checkout_session",
-                (
-                    invoice.pk,
-                    attempt + 1,
-                    key_attempt + 1 if exc.idempotency_key_spent else key_attempt,
-                ),
-                timezone.now() + timedelta(minutes=2**attempt),
-            )
+        _retry_later(
+            "expire_checkout_session",
+            f"expire_session_{invoice.pk}",
+            (
+                invoice.pk,
+                attempt + 1,
+                key_attempt + 1 if exc.idempotency_key_spent else key_attempt,
+            ),
+            attempt=attempt + 1,
+            backoff=EXPIRE_SESSION_RETRY_BACKOFF,
+            max_attempts=EXPIRE_SESSION_MAX_ATTEMPTS,
+            about=f"Expiring the Checkout Session of invoice {invoice.number}",
+        )
         raise
 
 
@@ -479,35 +489,29 @@ def send_expiry_reminders() -> int:
     retry_later = [pk for pk, result in results.items() if result.error and result.error.transient]
     mine.filter(pk__in=retry_later).update(reminder_claimed_at=None)
     mine.exclude(pk__in=retry_later).update(reminder_sent_at=timezone.now())
-    _log_many(sent, "wagtail_client_billing.reminder_sent", now)
+    if sent:
+        # Wagtail's log model, in one INSERT (its log() writes one row per call).
+        content_type = ContentType.objects.get_for_model(Invoice)
+        ClientBillingLogEntry.objects.bulk_create(
+            [
+                ClientBillingLogEntry(
+                    content_type=content_type,
+                    object_id=str(invoice.pk),
+                    label=invoice.number,
+                    action="wagtail_client_billing.reminder_sent",
+                    data={"to": invoice.email},
+                    timestamp=now,
+                )
+                for invoice in sent
+            ],
+            batch_size=1000,
+        )
     return len(sent)
 
 
 def _unique_stamp(now: datetime) -> datetime:
     """``now`` made unique to this run (microseconds taken from a monotonic clock)."""
     return now.replace(microsecond=time.monotonic_ns() // 1000 % 1_000_000)
-
-
-def _log_many(invoices: list[Invoice], action: str, now: datetime) -> None:
-    if not invoices:
-        return
-    from django.contrib.contenttypes.models import ContentType
-
-    content_type = ContentType.objects.get_for_model(Invoice)
-    ClientBillingLogEntry.objects.bulk_create(
-        [
-            ClientBillingLogEntry(
-                content_type=content_type,
-                object_id=str(invoice.pk),
-                label=invoice.number,
-                action=action,
-                data={"to": invoice.email},
-                timestamp=now,
-            )
-            for invoice in invoices
-        ],
-        batch_size=1000,
-    )
 
 
 def resume_abandoned_emails() -> int:

@@ -33,6 +33,7 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
+from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
@@ -120,7 +121,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
         buttons.append(
             Button(_("Resend email"), url=url("resend"), icon_name="mail", priority=RESEND_PRIORITY)
         )
-    if definition.withdrawn and view.user_has_permission("add"):
+    if invoices.can_send_new(invoice) and view.user_has_permission("add"):
         buttons.append(
             Button(
                 _("Send new invoice"),

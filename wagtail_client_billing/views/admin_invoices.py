@@ -2,8 +2,8 @@
 
 Every view here checks the model permission it needs (``add``, ``change``, ``delete``)
 and loads invoices only from the sites the user may bill for (:func:`..scope.invoices_for_user`),
-so another site's invoice in a URL is a 404. Status changes go through
-:mod:`..lifecycle`, emails and Stripe clean-up through :mod:`..tasks`.
+so another site's invoice in a URL is a 404. What each action does is
+:mod:`..billing.invoices`'s; the views handle the forms, messages and redirects.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from django.db.models import QuerySet
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import cached_property, classproperty
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
@@ -27,16 +26,13 @@ from wagtail.admin.utils import get_valid_next_url_from_request
 from wagtail.admin.views.bulk_action import BulkAction
 from wagtail.admin.views.generic import WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
-from wagtail.log_actions import log
 from wagtail.snippets.views.snippets import CreateView, DeleteView
 
-from .. import hooks, lifecycle, status, tasks
-from ..models import ClientBillingSettings, Invoice, InvoiceStatus
+from .. import lifecycle, status
+from ..billing import invoices
+from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
-from ..scope import can_use_client_billing, invoices_for_user
-
-#: Log action written when an editor creates a billing request.
-CREATED_ACTION = "wagtail_client_billing.created"
+from ..scope import invoices_for_user
 
 
 class InvoiceScopeMixin:
@@ -66,12 +62,11 @@ def _url(name: str, invoice: Invoice) -> str:
 
 
 class InvoiceCreateView(CreateView):
-    """Add billing request: validate, save as pending, log, queue the email.
+    """Add billing request: the form, then :func:`..billing.invoices.create`.
 
-    The access scope (:func:`..scope.can_use_client_billing`) and the
-    ``client_billing_before_create_invoice`` hook run
-    once the form is otherwise valid; a ``ValidationError`` from the latter is shown on
-    the form.
+    The access scope and the ``client_billing_before_create_invoice`` hook
+    (:func:`..billing.invoices.check_new`) run once the form is otherwise valid; what
+    they refuse is shown on the form.
     """
 
     page_subtitle = gettext_lazy("Billing request")
@@ -99,16 +94,10 @@ class InvoiceCreateView(CreateView):
 
     def form_valid(self, form: Any) -> HttpResponse:
         # Checked here, not in is_valid(): Wagtail calls that only from 7.3 on.
-        invoice = form.instance
-        if not can_use_client_billing(self.request, invoice.site):
-            form.add_error(
-                None, _("Client Billing is not available for this site to your account.")
-            )
-        else:
-            try:
-                hooks.run(hooks.BEFORE_CREATE_INVOICE, self.request, invoice)
-            except ValidationError as exc:
-                self._add_hook_error(form, exc)
+        try:
+            invoices.check_new(self.request, form.instance)
+        except ValidationError as exc:
+            self._add_errors(form, exc)
         if form.errors:
             self.produced_error_code = "validation_error"
             self.produced_error_message = self.get_error_message()
@@ -116,7 +105,7 @@ class InvoiceCreateView(CreateView):
         return super().form_valid(form)
 
     @staticmethod
-    def _add_hook_error(form: Any, exc: ValidationError) -> None:
+    def _add_errors(form: Any, exc: ValidationError) -> None:
         if hasattr(exc, "error_dict"):
             for field, errors in exc.error_dict.items():
                 form.add_error(field if field in form.fields else None, errors)
@@ -124,25 +113,8 @@ class InvoiceCreateView(CreateView):
             form.add_error(None, exc)
 
     def save_instance(self) -> Invoice:
-        invoice: Invoice = self.form.save(commit=False)
-        settings = ClientBillingSettings.for_site(invoice.site)
-        invoice.expires_at = timezone.now() + settings.payment_link_lifetime
-        invoice.created_by = self.request.user
-        invoice.save()
+        invoice = invoices.create(self.form.save(commit=False), user=self.request.user)
         self.form.save_m2m()
-        log(
-            instance=invoice,
-            action=CREATED_ACTION,
-            user=self.request.user,
-            data={
-                "amount": invoice.amount,
-                "currency": invoice.currency,
-                "email": invoice.email,
-                "test_mode": invoice.test_mode,
-                "copied_from": invoice.copied_from_id,
-            },
-        )
-        tasks.queue_invoice_email(invoice)
         return invoice
 
     def get_success_message(self, instance: Invoice) -> str:
@@ -180,7 +152,8 @@ class InvoiceCreateView(CreateView):
 
 
 class InvoiceSendNewView(InvoiceScopeMixin, InvoiceCreateView):
-    """Send new invoice: the create form, filled from an expired or deleted invoice.
+    """Send new invoice: the create form, filled from an expired or deleted invoice
+    (:func:`..billing.invoices.copy`).
 
     An expired link is never revived; the client gets a new invoice with its own number
     and link, and ``copied_from`` keeps the trail.
@@ -191,35 +164,18 @@ class InvoiceSendNewView(InvoiceScopeMixin, InvoiceCreateView):
         self.source = self.get_object()
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
-        resendable = self.source.effective_status in (InvoiceStatus.EXPIRED, InvoiceStatus.DELETED)
         # Only users who may add are told why; the others get the permission error below.
-        if not resendable and self.user_has_permission("add"):
-            messages.error(
-                request,
-                _("Only expired or deleted billing requests can be sent again as new ones."),
-            )
-            return redirect(_url("inspect", self.source))
+        if self.user_has_permission("add"):
+            try:
+                self.new_request = invoices.copy(self.source)
+            except invoices.NotAllowed as exc:
+                messages.error(request, str(exc))
+                return redirect(_url("inspect", self.source))
         response: HttpResponse = super().dispatch(request, *args, **kwargs)
         return response
 
     def get_initial_form_instance(self) -> Invoice:
-        source = self.source
-        return Invoice(
-            site=source.site,
-            email=source.email,
-            currency=source.currency,
-            amount=source.amount,
-            description=source.description,
-            note=source.note,
-            billing_type=source.billing_type,
-            success_url=source.success_url,
-            cancel_url=source.cancel_url,
-            test_mode=source.test_mode,
-            publish_page_when_paid_id=source.publish_page_when_paid_id,
-            unpublish_page_when_expired_id=source.unpublish_page_when_expired_id,
-            metadata=dict(source.metadata or {}),
-            copied_from=source,
-        )
+        return self.new_request
 
     def get_add_url(self) -> str:
         return _url("copy", self.source)
@@ -263,14 +219,11 @@ class InvoiceResendView(
 
     def post(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         invoice = self.object
-        if not invoice.is_payable:
-            messages.error(
-                request,
-                _("%(number)s is %(status)s: only pending billing requests can be resent.")
-                % {"number": invoice.number, "status": invoice.get_status_display().lower()},
-            )
+        try:
+            invoices.resend(invoice)
+        except invoices.NotAllowed as exc:
+            messages.error(request, str(exc))
         else:
-            tasks.queue_invoice_email(invoice)
             messages.success(
                 request,
                 _("Billing request %(number)s will be sent again to %(email)s")
@@ -282,19 +235,11 @@ class InvoiceResendView(
 # --- delete ----------------------------------------------------------------------------------
 
 
-def soft_delete(invoice: Invoice, user: Any) -> bool:
-    """Withdraw ``invoice`` and expire its open Checkout Session; True if it changed.
-
-    Raises :class:`~..lifecycle.TransitionNotAllowed` for paid or processing invoices.
-    """
-    changed = lifecycle.delete(invoice, user=user)
-    if changed:
-        tasks.queue_expire_checkout_session(invoice)
-    return changed
 
 
 class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
-    """Delete: a soft delete to status Deleted; refused once money has moved."""
+    """Delete: a soft delete to status Deleted (:func:`..billing.invoices.delete`);
+    refused once money has moved."""
 
     page_title = gettext_lazy("Delete billing request")
     inspect_url_name: str | None = None
@@ -322,7 +267,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
     def form_valid(self, form: Any) -> HttpResponse:
         invoice = self.object
         try:
-            changed = soft_delete(invoice, self.request.user)
+            changed = invoices.delete(invoice, user=self.request.user)
         except lifecycle.TransitionNotAllowed as exc:
             messages.error(self.request, str(exc))
             return redirect(_url("inspect", invoice))
@@ -340,7 +285,8 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
 
 
 class InvoiceDeleteBulkAction(BulkAction):
-    """Bulk delete from the listing: soft-deletes the pending and expired invoices chosen.
+    """Bulk delete from the listing: soft-deletes the pending and expired invoices chosen
+    (:func:`..billing.invoices.delete_many`).
 
     Replaces Wagtail's snippet bulk delete for invoices (registered with a later hook
     order in ``wagtail_hooks.py``), which would remove the rows from the database.
@@ -393,14 +339,7 @@ class InvoiceDeleteBulkAction(BulkAction):
 
     @classmethod
     def execute_action(cls, objects: list[Invoice], user: Any = None, **kwargs: Any) -> Any:
-        deleted = 0
-        for invoice in objects:
-            try:
-                if soft_delete(invoice, user):
-                    deleted += 1
-            except lifecycle.TransitionNotAllowed:
-                continue  # paid meanwhile: money received wins
-        return deleted, 0
+        return invoices.delete_many(objects, user=user), 0
 
     def get_success_message(self, num_parent_objects: int, num_child_objects: int) -> str:
         return ngettext(
