@@ -11,10 +11,10 @@ EMULATOR_PORT ?= 12111
 SMTP_PORT ?= 1025
 MAIL_PORT ?= 8025
 
-.PHONY: help venv demo test test-fast e2e docs-images lint typecheck bench build docs clean migrations
+.PHONY: help venv demo test test-modeladmin test-fast e2e docs-images lint typecheck bench build docs clean migrations
 
 help: ## List the targets and the demo's port variables
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 	@echo
 	@echo "Variables of make demo (defaults):"
 	@echo "  DEMO_PORT=$(DEMO_PORT) EMULATOR_PORT=$(EMULATOR_PORT) SMTP_PORT=$(SMTP_PORT) MAIL_PORT=$(MAIL_PORT)"
@@ -32,8 +32,12 @@ demo: venv ## Migrate, seed, then manage.py client_billing_dev: emulator, mail l
 	cd example_project && exec ../$(PY) run_demo.py --port $(DEMO_PORT) --emulator-port $(EMULATOR_PORT) \
 		--smtp-port $(SMTP_PORT) --mail-port $(MAIL_PORT)
 
-test: venv ## Run the whole suite (browser tests too when Chromium is installed)
+test: venv ## Run the whole suite (browser tests too when Chromium is installed), then test-modeladmin
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-modeladmin
+
+test-modeladmin: venv ## The app beside wagtail-modeladmin (its own settings, so its own pytest)
+	$(PY) -m pytest --ds=tests.modeladmin_project.settings tests/modeladmin_project -p no:cacheprovider
 
 test-fast: venv ## The suite without the browser tests
 	$(PY) -m pytest -m "not e2e"
