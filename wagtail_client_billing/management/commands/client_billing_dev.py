@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -98,8 +99,11 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         addr: str = options["addr"]
         port: int = options["port"]
-        local = "127.0.0.1" if addr in ("", "0.0.0.0", "::") else _host(addr)  # noqa: S104
-        public = "localhost" if addr in ("", "0.0.0.0", "::") else _host(addr)  # noqa: S104
+        if ":" in addr or not addr:
+            raise CommandError("--addr takes an IPv4 address or a host name, such as 0.0.0.0.")
+        any_address = addr == "0.0.0.0"  # noqa: S104 (the developer's choice)
+        local = "127.0.0.1" if any_address else addr
+        public = "localhost" if any_address else addr
         ports = {
             "--port": port,
             "--emulator-port": options["emulator_port"],
@@ -132,14 +136,7 @@ class Command(BaseCommand):
 
         env = self._child_env(plan, api_base, local, options)
         manage = _manage_command()
-        out_lock = threading.Lock()
-
-        def write(line: str) -> None:
-            with out_lock:
-                self.stdout.write(line, ending="")
-                self.stdout.flush()
-
-        supervisor = Supervisor(write=write, env=env, cwd=os.getcwd())
+        supervisor = Supervisor(write=self.write, env=env, cwd=os.getcwd())
         stop = threading.Event()
         previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
@@ -174,7 +171,7 @@ class Command(BaseCommand):
                 ],
             )
             sink = MailSink(
-                addr, options["smtp_port"], options["mail_port"], self._mail_printer(write)
+                addr, options["smtp_port"], options["mail_port"], self._mail_printer()
             ).start()
             schedules = io.StringIO()
             call_command("client_billing_schedules", stdout=schedules)
@@ -182,9 +179,7 @@ class Command(BaseCommand):
                 self.say(f"schedule {line}")
             if options["qcluster"]:
                 supervisor.start("qcluster", [*manage, "qcluster"])
-            runserver = [*manage, "runserver", f"{_host(addr)}:{port}"]
-            if ":" in addr:
-                runserver.append("--ipv6")
+            runserver = [*manage, "runserver", f"{addr}:{port}"]
             if options["noreload"]:
                 runserver.append("--noreload")
             server = supervisor.start("server", runserver)
@@ -197,11 +192,13 @@ class Command(BaseCommand):
                 STARTUP_TIMEOUT,
             )
             if failure is None:
-                self._print_links(site_urls, port, public, api_base, sink, options)
+                self._print_links(site_urls, port, public, sink, options)
                 while not stop.wait(0.5):
                     if (child := supervisor.exited()) is not None:
                         failure = f"{child.name} exited with code {child.process.returncode}"
                         break
+        except OSError as exc:  # a port taken since the check, an interpreter gone
+            failure = f"could not start every part: {exc}"
         finally:
             if failure not in (None, "stopped"):
                 self.say(f"{failure}; stopping the others")
@@ -216,21 +213,28 @@ class Command(BaseCommand):
 
     # --- before anything starts -----------------------------------------------------------
 
+    _output_lock = threading.Lock()
+
+    def write(self, line: str) -> None:
+        """One whole line of output, from any thread."""
+        with self._output_lock:
+            self.stdout.write(line, ending="")
+            self.stdout.flush()
+
     def say(self, message: str) -> None:
-        self.stdout.write(f"{'dev':<8} | {message}")
+        self.write(f"{'dev':<8} | {message}\n")
 
     def _check_ports(self, addr: str, ports: dict[str, int]) -> None:
         if len(set(ports.values())) != len(ports):
             raise CommandError(f"Each part needs a port of its own: {ports}")
         for flag, number in ports.items():
-            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            with socket.socket(family, socket.SOCK_STREAM) as probe:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind((addr, number))
                 except OSError as exc:
                     raise CommandError(
-                        f"Port {number} on {addr or 'all addresses'} is not free ({exc.strerror}): "
+                        f"Port {number} on {addr} is not free ({exc.strerror}): "
                         f"choose another with {flag}."
                     ) from exc
 
@@ -333,12 +337,11 @@ class Command(BaseCommand):
 
     # --- while running --------------------------------------------------------------------
 
-    def _mail_printer(self, write: Any) -> Any:
+    def _mail_printer(self) -> Callable[[ReceivedMessage], None]:
         def printed(message: ReceivedMessage) -> None:
             lines = [f"to {message.to}: {message.subject}"]
             lines += [f"  {link}" for link in message.links[:5]]
-            for line in lines:
-                write(f"{'mail':<8} | {line}\n")
+            self.write("".join(f"{'mail':<8} | {line}\n" for line in lines))
 
         return printed
 
@@ -347,7 +350,6 @@ class Command(BaseCommand):
         site_urls: list[str],
         port: int,
         public: str,
-        api_base: str,
         sink: MailSink,
         options: dict[str, Any],
     ) -> None:
@@ -365,10 +367,6 @@ class Command(BaseCommand):
         ]
         for line in lines:
             self.say(line)
-
-
-def _host(addr: str) -> str:
-    return f"[{addr}]" if ":" in addr else addr
 
 
 def _manage_command() -> list[str]:
