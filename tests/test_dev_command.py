@@ -14,6 +14,7 @@ children, its refusals) are tested in this process below.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -36,9 +37,11 @@ from typing import Any
 import pytest
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.management import CommandError, call_command
+from wagtail.models import Page, Site
 
 from wagtail_client_billing.devserver import config
 from wagtail_client_billing.devserver.mailsink import MailSink
+from wagtail_client_billing.management.commands.client_billing_dev import Command
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "example_project"
@@ -442,3 +445,22 @@ def test_a_port_in_use_is_named_before_anything_starts() -> None:
                 *("--port", others[0], "--emulator-port", others[1], "--mail-port", others[2]),
                 *("--smtp-port", str(port), "--no-input"),
             )
+
+
+def test_a_localhost_site_on_another_port_is_warned_about_or_fixed(db) -> None:
+    """A new ``wagtail start`` project's Site is localhost:80, where nothing listens."""
+    Site.objects.all().delete()
+    root = Page.get_first_root_node()
+    Site.objects.create(hostname="localhost", port=80, root_page=root, is_default_site=True)
+    Site.objects.create(hostname="www.client.example", port=443, root_page=root)
+    output = io.StringIO()
+    command = Command(stdout=output)
+
+    assert command._check_sites(8123, fix=False, interactive=False) == []
+    assert "localhost:80 is not on port 8123" in output.getvalue()
+    assert "--fix-site" in output.getvalue()
+    assert Site.objects.get(hostname="localhost").port == 80
+
+    assert command._check_sites(8123, fix=True, interactive=False) == ["http://localhost:8123/"]
+    assert Site.objects.get(hostname="localhost").port == 8123
+    assert Site.objects.get(hostname="www.client.example").port == 443  # not ours to move
