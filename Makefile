@@ -4,15 +4,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 MANAGE := cd example_project && ../$(PY) manage.py
+# The demo's ports (make demo DEMO_PORT=8001 ...): the site, the Stripe emulator, the SMTP
+# sink and its mail log page.
 DEMO_PORT ?= 8000
 EMULATOR_PORT ?= 12111
 SMTP_PORT ?= 1025
-export STRIPE_API_BASE ?= http://127.0.0.1:$(EMULATOR_PORT)
+MAIL_PORT ?= 8025
 
-.PHONY: help venv demo test test-fast e2e docs-images lint typecheck bench build docs clean migrations
+.PHONY: help venv demo test test-modeladmin test-fast e2e docs-images lint typecheck bench build docs clean migrations
 
-help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+help: ## List the targets and the demo's port variables
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@echo
+	@echo "Variables of make demo (defaults):"
+	@echo "  DEMO_PORT=$(DEMO_PORT) EMULATOR_PORT=$(EMULATOR_PORT) SMTP_PORT=$(SMTP_PORT) MAIL_PORT=$(MAIL_PORT)"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,12 +27,17 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed ## Create .venv and install the package with its test and dev tools
 
-demo: venv ## Migrate, then run_demo.py: seed, schedules, the dev server, the Stripe emulator, an SMTP sink and qcluster
+demo: venv ## Migrate, seed, then manage.py client_billing_dev: emulator, mail log, qcluster, dev server
 	$(MANAGE) migrate --noinput
-	cd example_project && ../$(PY) run_demo.py --port $(DEMO_PORT) --emulator-port $(EMULATOR_PORT) --smtp-port $(SMTP_PORT)
+	cd example_project && exec ../$(PY) run_demo.py --port $(DEMO_PORT) --emulator-port $(EMULATOR_PORT) \
+		--smtp-port $(SMTP_PORT) --mail-port $(MAIL_PORT)
 
-test: venv ## Run the whole suite (browser tests too when Chromium is installed)
+test: venv ## Run the whole suite (browser tests too when Chromium is installed), then test-modeladmin
 	$(PY) -m pytest
+	$(MAKE) --no-print-directory test-modeladmin
+
+test-modeladmin: venv ## The app beside wagtail-modeladmin (its own settings, so its own pytest)
+	$(PY) -m pytest --ds=tests.modeladmin_project.settings tests/modeladmin_project -p no:cacheprovider
 
 test-fast: venv ## The suite without the browser tests
 	$(PY) -m pytest -m "not e2e"

@@ -1,34 +1,51 @@
-"""Run the whole demo: the Stripe emulator, an SMTP sink, a qcluster worker and the dev server.
+"""`make demo`, after `migrate`: the demo data, then `manage.py client_billing_dev`.
 
-`make demo` calls this after `migrate`, `seed_demo` and `client_billing_schedules`.
-Ctrl-C stops everything.
+`seed_demo` makes the agency's connected account through the gateway, so it needs a
+Stripe: the emulator runs in this process for it, on a free port, and its state is
+saved to `.demo/emulator.json`, which the emulator of `client_billing_dev` starts from.
+Then this process becomes `client_billing_dev` (the Stripe emulator, an SMTP sink with
+its mail log, a qcluster and the dev server); Ctrl-C there stops everything.
+
+python run_demo.py [--port 8000] [--emulator-port 12111] [--smtp-port 1025] [--mail-port 8025]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
+from wagtail_client_billing.testing.stripe_emulator import StripeEmulator
+
 HERE = Path(__file__).resolve().parent
+STATE = HERE.parent / ".demo"
 
 
-def wait_for(url: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def seed(port: int) -> None:
+    """Run `seed_demo` against an emulator that starts from, and saves to, the demo's state."""
+    state_file = STATE / "emulator.json"
+    with StripeEmulator() as emulator:
+        if state_file.exists():
+            emulator.state.restore(json.loads(state_file.read_text()))
+        env = {**os.environ, "STRIPE_API_BASE": emulator.base_url}
+        command = [sys.executable, "manage.py", "seed_demo", "--port", str(port)]
+        # Its own session: a Ctrl-C here stops it with SIGTERM, quietly, not mid-import.
+        process = subprocess.Popen(command, cwd=HERE, env=env, start_new_session=True)
         try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within {timeout:.0f}s")
+            if process.wait() != 0:
+                sys.exit(f"seed_demo failed with exit code {process.returncode}")
+        except KeyboardInterrupt:
+            process.send_signal(signal.SIGTERM)
+            process.wait()
+            sys.exit(130)
+        STATE.mkdir(exist_ok=True)
+        partial = state_file.with_suffix(".tmp")
+        partial.write_text(json.dumps(emulator.state.snapshot()))
+        partial.replace(state_file)
 
 
 def main() -> None:
@@ -36,77 +53,30 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--emulator-port", type=int, default=12111)
     parser.add_argument("--smtp-port", type=int, default=1025)
-    parser.add_argument("--no-emulator", action="store_true", help="an emulator is already running")
+    parser.add_argument("--mail-port", type=int, default=8025)
     args = parser.parse_args()
-
-    python = sys.executable
-    env = dict(os.environ)
-    emulator_url = f"http://127.0.0.1:{args.emulator_port}"
-    env.setdefault("STRIPE_API_BASE", emulator_url)
-    env["EMAIL_PORT"] = str(args.smtp_port)
-    secret = env.get("STRIPE_TEST_WEBHOOK_SECRETS", "whsec_emulator").split(",")[0]
-    state = HERE.parent / ".demo"
-    state.mkdir(exist_ok=True)
-
-    processes: list[subprocess.Popen] = []
-
-    def start(name: str, command: list[str]) -> None:
-        print(f"[demo] starting {name}: {' '.join(command)}", flush=True)
-        processes.append(subprocess.Popen(command, cwd=HERE, env=env))
-
-    if not args.no_emulator:
-        start(
-            "Stripe emulator",
-            [
-                python,
-                "-m",
-                "wagtail_client_billing.testing.stripe_emulator",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(args.emulator_port),
-                "--webhook-url",
-                f"http://127.0.0.1:{args.port}/billing/stripe/webhook/",
-                "--webhook-secret",
-                secret,
-                "--state-file",
-                str(state / "emulator.json"),
-            ],
-        )
-        wait_for(f"{emulator_url}/_emulator/events")
-    for command in (["seed_demo", "--port", str(args.port)], ["client_billing_schedules"]):
-        print(f"[demo] manage.py {' '.join(command)}", flush=True)
-        subprocess.run([python, "manage.py", *command], cwd=HERE, env=env, check=True)
-    start(
-        "SMTP sink",
-        [python, "mailsink.py", "--port", str(args.smtp_port), "--dir", str(state / "mail")],
-    )
-    start("qcluster", [python, "manage.py", "qcluster"])
-    start("dev server", [python, "manage.py", "runserver", f"0.0.0.0:{args.port}", "--noreload"])
-    wait_for(f"http://127.0.0.1:{args.port}/admin/login/")
-    print(
-        "\n[demo] ready:\n"
-        f"  admin          http://localhost:{args.port}/admin/  (admin / admin)\n"
-        f"  client sites   http://client-a.localhost:{args.port}/  http://client-b.localhost:{args.port}/\n"
-        f"  Stripe         {emulator_url} (the bundled emulator; its pages open from Checkout links)\n"
-        f"  mail           printed here, saved in {state / 'mail'}\n"
-        "  Ctrl-C stops everything.\n",
-        flush=True,
-    )
     try:
-        while all(p.poll() is None for p in processes):
-            time.sleep(0.5)
+        seed(args.port)
     except KeyboardInterrupt:
-        pass
-    finally:
-        for p in processes:
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in processes:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        sys.exit(130)
+    os.chdir(HERE)
+    command = [
+        sys.executable,
+        "manage.py",
+        "client_billing_dev",
+        "--port",
+        str(args.port),
+        "--emulator-port",
+        str(args.emulator_port),
+        "--smtp-port",
+        str(args.smtp_port),
+        "--mail-port",
+        str(args.mail_port),
+        "--state-dir",
+        str(STATE),
+        "--no-input",
+    ]
+    os.execv(sys.executable, command)  # noqa: S606 (our own interpreter and command)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The example project, the Stripe emulator, an SMTP sink and qcluster, driven in Chromium.
 
-Started the way ``make demo`` wires them (``example_project/run_demo.py``), on free ports:
+Wired as ``make demo`` wires them (``manage.py client_billing_dev``), on free ports:
 
 * the Stripe emulator as its own process (``--webhook-url`` to the live server's webhook,
   ``--webhook-secret``, ``--state-file``), once per session;
