@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wagtail_client_billing", "0008_invoice_counter"),
+        ("wagtail_client_billing", "0009_invoice_status_length"),
     ]
 
     operations = [
