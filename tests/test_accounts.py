@@ -11,7 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.utils import timezone
 from wagtail.test.utils import WagtailTestUtils
 
-from tests.utils import connect, make_account, make_site, make_user
+from tests.utils import connect, make_account, make_emulated_account, make_site, make_user
 from tests.webhook_helpers import account_event, post_event
 from wagtail_client_billing import gateway, webhooks
 from wagtail_client_billing.billing import accounts
@@ -89,23 +89,22 @@ def test_an_account_updated_with_past_due_items_shows_them_as_past_due(client, s
     }
 
 
+def restricted_on_stripe(emulator, site) -> StripeAccount:
+    """An emulated account of ``site`` whose holder gave some details, not yet all."""
+    account = make_emulated_account(emulator, site.hostname)
+    with emulator.state.lock:
+        emulator.state.account(account.stripe_id).update(
+            charges_enabled=False, payouts_enabled=False, requirements=dict(RESTRICTED)
+        )
+    connect(site, account)
+    return account
+
+
 def test_the_retrieve_path_and_the_webhook_path_store_the_same_for_one_account_object(
     client, site, stripe_emulator
 ):
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://client-a.example/",
-        idempotency_key="wcb-test-one-rule",
-    )
-    with stripe_emulator.state.lock:  # the holder gave some details, not yet all
-        held = stripe_emulator.state.account(state.id)
-        held.update(details_submitted=True, requirements=dict(RESTRICTED))
-    obj = stripe_emulator.get_account(state.id)
-    account = make_account(state.id, charges_enabled=False)
-    connect(site, account)
+    account = restricted_on_stripe(stripe_emulator, site)
+    obj = stripe_emulator.get_account(account.stripe_id)
     client.force_login(make_user("root", superuser=True))
 
     # Refresh status: the account read from Stripe's API.
@@ -116,7 +115,7 @@ def test_the_retrieve_path_and_the_webhook_path_store_the_same_for_one_account_o
     )
     # The same object in an account.updated event.
     created = int((timezone.now() + timedelta(seconds=5)).timestamp())
-    post_event(client, account_event("account.updated", obj, state.id, created=created))
+    post_event(client, account_event("account.updated", obj, account.stripe_id, created=created))
     delivered = stored_state(account)
 
     assert read["requirements_due"] == delivered["requirements_due"]
@@ -128,27 +127,15 @@ def test_the_retrieve_path_and_the_webhook_path_store_the_same_for_one_account_o
 def test_refresh_status_tells_the_editor_what_is_past_due_and_what_is_due_now(
     client, site, stripe_emulator
 ):
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://client-a.example/",
-        idempotency_key="wcb-test-message",
-    )
-    with stripe_emulator.state.lock:
-        held = stripe_emulator.state.account(state.id)
-        held.update(details_submitted=True, requirements=dict(RESTRICTED))
-    connect(site, make_account(state.id, charges_enabled=False))
+    restricted_on_stripe(stripe_emulator, site)
     client.force_login(make_user("root", superuser=True))
 
     response = client.post(
         f"/admin/client-billing/connect/{site.pk}/test/refresh-status/", follow=True
     )
 
-    text = " ".join(
-        li.get_text(" ", strip=True) for li in soup(response.content).select(".messages li")
-    )
+    messages = soup(response.content).select(".messages li")
+    text = " ".join(li.get_text(" ", strip=True) for li in messages)
     assert "Past due: external_account. Due now: business_profile.mcc." in text
 
 
