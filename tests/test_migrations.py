@@ -219,6 +219,35 @@ def test_each_sites_invoice_count_moves_to_its_counter_and_back():
     assert make_invoice(counted, account).number == "INV-000043"
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_deauthorization_logged_before_the_upgrade_is_not_logged_again():
+    """The event id that a log entry held moves to the account, so the event redelivered
+    (or reprocessed) after the upgrade adds no second entry."""
+    from tests.webhook_helpers import account_event, post_event
+    from wagtail_client_billing import webhooks
+
+    names = _migrations()
+    ours = next(n for n in names if n.endswith("_account_past_due_and_deauthorization_event"))
+    before = names[names.index(ours) - 1]
+    site, account = make_site("upgrade.example"), make_account("acct_test_upgrade")
+    connect(site, account)
+    application = {"id": "ca_platform", "object": "application", "name": "Agency"}
+    event = account_event("account.application.deauthorized", application, account.stripe_id)
+    post_event(Client(), event)
+    entries = ClientBillingLogEntry.objects.filter(
+        object_id=str(account.pk), action="wagtail_client_billing.account_unlinked"
+    )
+    assert entries.count() == 1
+
+    _migrate(before)  # the entry is all a site upgrading has
+    _migrate("latest")
+
+    account.refresh_from_db()
+    assert account.deauthorized_event_id == event["id"]
+    webhooks.process(WebhookEvent.objects.get(event_id=event["id"]).pk, force=True)
+    assert entries.count() == 1
+
+
 def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> None:
     """``count`` invoices in one ``INSERT ... SELECT`` over a generated series: the
     database makes the rows (seconds), not 100,000 Python objects (a minute)."""

@@ -166,12 +166,22 @@ class NotConfigured(GatewayError):
 
 @dataclass(frozen=True)
 class AccountState:
+    """A connected account as the app reads it (:func:`account_from_stripe`).
+
+    Attributes:
+        requirements_due: Stripe's ``requirements.currently_due``: what must be given to
+            keep the account enabled (by ``current_deadline``, or now).
+        requirements_past_due: Stripe's ``requirements.past_due``: what was not given by
+            the deadline; the account is disabled until it is.
+    """
+
     id: str
     country: str
     charges_enabled: bool
     payouts_enabled: bool
     details_submitted: bool
     requirements_due: list[str] = field(default_factory=list)
+    requirements_past_due: list[str] = field(default_factory=list)
     disabled_reason: str = ""
 
 
@@ -407,21 +417,36 @@ def _plain(obj: Any) -> dict[str, Any]:
     return to_dict() if callable(to_dict) else dict(obj)
 
 
-def _account_state(account: Any) -> AccountState:
-    account = _plain(account)
-    requirements = _get(account, "requirements", {})
-    due: list[str] = []
-    for name in [*_get(requirements, "past_due", []), *_get(requirements, "currently_due", [])]:
-        if name not in due:
-            due.append(name)
+def _names(value: Any) -> list[str]:
+    """A list of requirement names, each once, in Stripe's order; ``[]`` for anything else."""
+    names: list[str] = []
+    for name in value if isinstance(value, list) else ():
+        if isinstance(name, str) and name not in names:
+            names.append(name)
+    return names
+
+
+def account_from_stripe(obj: Any) -> AccountState:
+    """An :class:`AccountState` from an ``account`` as Stripe sends it.
+
+    The one parser for both shapes it comes in: an API answer (a ``StripeObject``) and
+    an ``account.updated`` event's ``data.object`` (plain JSON that reached the app from
+    outside), so the two paths record the same thing for the same account. A field of
+    the wrong type reads as empty or false. ``currently_due`` and ``past_due`` are kept
+    apart, as Stripe gives them: a past-due field is listed in ``currently_due`` as well.
+    """
+    account = _plain(obj) if not isinstance(obj, dict) else obj
+    requirements = account.get("requirements")
+    requirements = requirements if isinstance(requirements, dict) else {}
     return AccountState(
-        id=account["id"],
-        country=_get(account, "country", ""),
-        charges_enabled=bool(_get(account, "charges_enabled", False)),
-        payouts_enabled=bool(_get(account, "payouts_enabled", False)),
-        details_submitted=bool(_get(account, "details_submitted", False)),
-        requirements_due=due,
-        disabled_reason=_get(requirements, "disabled_reason", ""),
+        id=text(account.get("id")),
+        country=text(account.get("country")),
+        charges_enabled=account.get("charges_enabled") is True,
+        payouts_enabled=account.get("payouts_enabled") is True,
+        details_submitted=account.get("details_submitted") is True,
+        requirements_due=_names(requirements.get("currently_due")),
+        requirements_past_due=_names(requirements.get("past_due")),
+        disabled_reason=text(requirements.get("disabled_reason")),
     )
 
 
@@ -478,7 +503,7 @@ def create_account(
     with _calling("create_account", test_mode=test_mode, account_id=None):
         account = client.v1.accounts.create(params, {"idempotency_key": idempotency_key})
     _log_ok("create_account", account, test_mode=test_mode, account_id=account.id)
-    return _account_state(account)
+    return account_from_stripe(account)
 
 
 def create_account_link(
@@ -513,7 +538,7 @@ def retrieve_account(*, test_mode: bool, account_id: str) -> AccountState:
     client = get_client(test_mode)
     with _calling("retrieve_account", test_mode=test_mode, account_id=account_id):
         account = client.v1.accounts.retrieve(account_id)
-    return _account_state(account)
+    return account_from_stripe(account)
 
 
 def delete_account(*, test_mode: bool, account_id: str) -> None:

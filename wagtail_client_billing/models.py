@@ -17,7 +17,7 @@ from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
-from django.db.models import CharField, Q
+from django.db.models import CharField, JSONField, Q, Value
 from django.db.models.functions import Cast, Lower
 from django.urls import reverse
 from django.utils import timezone
@@ -75,11 +75,21 @@ class StripeAccount(models.Model):
     The record outlives its link to a site: unlinking keeps it, so invoices made
     with it keep their account and their Stripe dashboard links.
 
+    Its state (flags, requirements, ``synced_at``) is written only by
+    :func:`wagtail_client_billing.billing.accounts.record_state`.
+
     Attributes:
         stripe_id: ``acct_...``, unique per mode on Stripe, unique here.
         test_mode: whether it was created with the platform's test key.
-        requirements_due: Stripe's ``requirements.currently_due`` at the last sync.
-        unlinked_at: set when Stripe reports the platform was deauthorized.
+        requirements_due: Stripe's ``requirements.currently_due`` at the last sync: what
+            must be given to keep the account enabled. Past-due fields are in it too.
+        requirements_past_due: Stripe's ``requirements.past_due`` at the last sync: what
+            was not given by Stripe's deadline; the account is disabled until it is.
+        synced_at: when the recorded state was Stripe's; an older snapshot is not applied.
+        deauthorized_at: set when the account disconnected the platform (or the test
+            account was deleted on Stripe).
+        deauthorized_event_id: the ``account.application.deauthorized`` event that
+            recorded it, so a redelivered event is not applied and logged twice.
     """
 
     stripe_id = models.CharField(_("Stripe account id"), max_length=64, unique=True)
@@ -91,6 +101,11 @@ class StripeAccount(models.Model):
     payouts_enabled = models.BooleanField(_("payouts enabled"), default=False)
     details_submitted = models.BooleanField(_("details submitted"), default=False)
     requirements_due = models.JSONField(_("requirements due"), default=list, blank=True)
+    # Database defaults too, so rows inserted by code that predates these columns (a
+    # rolling deploy) still fit.
+    requirements_past_due = models.JSONField(
+        _("requirements past due"), default=list, db_default=Value([], JSONField()), blank=True
+    )
     disabled_reason = models.CharField(_("disabled reason"), max_length=255, blank=True)
     connected_at = models.DateTimeField(_("connected at"), default=timezone.now)
     connected_by = models.ForeignKey(
@@ -102,6 +117,9 @@ class StripeAccount(models.Model):
         related_name="+",
     )
     deauthorized_at = models.DateTimeField(_("deauthorized at"), null=True, blank=True)
+    deauthorized_event_id = models.CharField(
+        _("deauthorization event"), max_length=255, blank=True, default="", db_default=""
+    )
     synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
 
     class Meta:
@@ -119,7 +137,16 @@ class StripeAccount(models.Model):
 
     @property
     def onboarding_complete(self) -> bool:
-        return self.details_submitted and not self.requirements_due
+        return (
+            self.details_submitted and not self.requirements_due and not self.requirements_past_due
+        )
+
+    @property
+    def requirements_due_now(self) -> list[str]:
+        """What is currently due and not yet past due (Stripe lists past-due fields in
+        ``currently_due`` as well; the editor sees each once, under the graver heading)."""
+        past_due = set(self.requirements_past_due)
+        return [name for name in self.requirements_due if name not in past_due]
 
     @property
     def can_charge(self) -> bool:

@@ -4,9 +4,10 @@ Connect (create a connected account, or reuse one) -> Stripe's hosted onboarding
 back to the settings page; then Continue onboarding, Refresh status and Unlink.
 
 Every view loads the site and checks, through :class:`SiteAccountMixin`, that the user
-may connect accounts there (:func:`..permissions.can_connect_for_site`). Only
-:mod:`..gateway` talks to Stripe; a :class:`~..gateway.GatewayError` becomes a plain
-message for the editor and never leaves a half-made record behind.
+may connect accounts there (:func:`..permissions.can_connect_for_site`). What happens
+to the account and the site is :mod:`..billing.accounts`' work; a
+:class:`~..gateway.GatewayError` becomes a plain message for the editor and never
+leaves a half-made record behind.
 """
 
 from __future__ import annotations
@@ -18,22 +19,20 @@ import secrets
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path
-from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import TemplateView, View
 from wagtail.admin import messages
 from wagtail.admin.views.generic.base import WagtailAdminTemplateMixin
-from wagtail.log_actions import log
 from wagtail.models import Site
 
 from .. import gateway
+from ..billing import accounts
 from ..forms.connect import ConnectAccountForm, ReuseAccountForm, UnlinkAccountForm, site_list
-from ..models import ClientBillingSettings, InvoiceStatus, Mode, StripeAccount, settings_url
+from ..models import ClientBillingSettings, Mode, StripeAccount, settings_url
 from ..panels.stripe import connect_url
 from ..permissions import can_connect_for_site
 from ..scope import split_sites
@@ -42,31 +41,6 @@ logger = logging.getLogger(__name__)
 
 #: Session key of the nonce that makes a connect form's idempotency key (per site).
 NONCE_SESSION_KEY = "wagtail_client_billing.connect_nonce.%s"
-
-CONNECTED_ACTION = "wagtail_client_billing.account_connected"
-UNLINKED_ACTION = "wagtail_client_billing.account_unlinked"
-
-
-def store_account_state(account: StripeAccount, state: gateway.AccountState) -> None:
-    """Copy what Stripe says about the account onto the record and save it."""
-    account.country = state.country or account.country
-    account.charges_enabled = state.charges_enabled
-    account.payouts_enabled = state.payouts_enabled
-    account.details_submitted = state.details_submitted
-    account.requirements_due = list(state.requirements_due)
-    account.disabled_reason = state.disabled_reason or ""
-    account.synced_at = timezone.now()
-    account.save(
-        update_fields=[
-            "country",
-            "charges_enabled",
-            "payouts_enabled",
-            "details_submitted",
-            "requirements_due",
-            "disabled_reason",
-            "synced_at",
-        ]
-    )
 
 
 def account_state_message(account: StripeAccount) -> str:
@@ -78,19 +52,18 @@ def account_state_message(account: StripeAccount) -> str:
             "Stripe account %(id)s: onboarding isn't complete yet. "
             "Use Continue onboarding to finish it."
         ) % {"id": account.stripe_id}
+    past_due, due_now = account.requirements_past_due, account.requirements_due_now
+    if past_due:
+        return gettext(
+            "Stripe account %(id)s is restricted. Past due: %(past_due)s. Due now: %(due)s."
+        ) % {
+            "id": account.stripe_id,
+            "past_due": ", ".join(past_due),
+            "due": ", ".join(due_now) or "-",
+        }
     return gettext("Stripe account %(id)s is restricted: Stripe still needs %(needs)s.") % {
         "id": account.stripe_id,
-        "needs": ", ".join(account.requirements_due) or "-",
-    }
-
-
-def _log_data(site: Site, account: StripeAccount, **extra: Any) -> dict[str, Any]:
-    return {
-        "site_id": site.pk,
-        "site": str(site),
-        "stripe_id": account.stripe_id,
-        "mode": account.mode,
-        **extra,
+        "needs": ", ".join(due_now) or "-",
     }
 
 
@@ -139,9 +112,8 @@ class SiteAccountMixin:
         Stripe sends an expired one back to ``refresh_url``, which is this same step.
         """
         try:
-            url = gateway.create_account_link(
-                test_mode=account.test_mode,
-                account_id=account.stripe_id,
+            url = accounts.onboarding_link(
+                account,
                 refresh_url=self.url("onboarding", mode=account.mode, absolute=True),
                 return_url=self.url("return", mode=account.mode, absolute=True),
             )
@@ -257,13 +229,14 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
         data = form.cleaned_data
         test_mode = data["test_mode"]
         try:
-            state = gateway.create_account(
+            connected = accounts.create_and_attach(
+                self.site,
                 test_mode=test_mode,
                 country=data["country"],
                 privacy_policy_url=data["privacy_policy_url"],
                 terms_of_service_url=data["terms_of_service_url"],
-                site_url=self.site.root_url,
                 idempotency_key=self.idempotency_key(data),
+                user=self.request.user,
             )
         except gateway.GatewayError as error:
             if not error.retryable or error.idempotency_key_spent:
@@ -271,23 +244,10 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
             form.add_error(_field_for_error(error, form), str(error))
             return None
         self.forget_nonce()
-
-        with transaction.atomic():
-            account, _created = StripeAccount.objects.get_or_create(
-                stripe_id=state.id,
-                defaults={
-                    "test_mode": test_mode,
-                    "country": state.country or data["country"],
-                    "privacy_policy_url": data["privacy_policy_url"],
-                    "terms_of_service_url": data["terms_of_service_url"],
-                    "connected_by": self.request.user,  # type: ignore[misc]  # logged in
-                },
-            )
-            store_account_state(account, state)
-            attached = self.attach(account)
-        if not attached:
+        if not connected.attached:
             form.add_error(None, _slot_taken(test_mode))
             return None
+        account = connected.account
         messages.success(
             self.request,
             gettext("Stripe account %(id)s created. Finish onboarding on Stripe.")
@@ -295,40 +255,13 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
         )
         return self.onboarding_redirect(account)
 
-    def attach(self, account: StripeAccount, **log_extra: Any) -> bool:
-        """Put ``account`` in the site's slot for its mode, unless another one took it.
-
-        The settings row is locked so two editors connecting at once cannot both win.
-        Attaching the same account twice (a double submit) is a no-op that succeeds.
-        """
-        field = "test_account" if account.test_mode else "live_account"
-        with transaction.atomic():
-            settings = ClientBillingSettings.objects.select_for_update().get(
-                pk=self.billing_settings.pk
-            )
-            current_id = getattr(settings, f"{field}_id")
-            if current_id == account.pk:
-                return True
-            if current_id is not None:
-                return False
-            setattr(settings, field, account)
-            settings.save(update_fields=[field])
-            log(
-                instance=settings,
-                action=CONNECTED_ACTION,
-                user=self.request.user,
-                data=_log_data(self.site, account, **log_extra),
-            )
-        self.billing_settings = settings
-        return True
-
     # --- reuse --------------------------------------------------------------------------
 
     def post_reuse(self) -> HttpResponse:
         reuse_form = self.reuse_form(self.request.POST)
         if reuse_form.is_valid():
             account = reuse_form.cleaned_data["account"]
-            if self.attach(account, reused=True):
+            if accounts.attach(self.site, account, user=self.request.user, reused=True):
                 messages.success(
                     self.request,
                     gettext("%(site)s now bills through Stripe account %(id)s.")
@@ -399,13 +332,8 @@ def refresh_and_report(view: SiteAccountMixin) -> HttpResponse:
         messages.warning(request, gettext("This site has no account of that mode any more."))
         return view.back_to_settings()
     try:
-        state = gateway.retrieve_account(test_mode=account.test_mode, account_id=account.stripe_id)
+        accounts.refresh(account)
     except gateway.PermissionDenied as error:
-        # The mode picked the right key, so Stripe refusing it means the account holder
-        # disconnected the platform (or the account is gone): show it as such.
-        if account.deauthorized_at is None:
-            account.deauthorized_at = timezone.now()
-            account.save(update_fields=["deauthorized_at"])
         messages.error(
             request,
             gettext(
@@ -422,7 +350,6 @@ def refresh_and_report(view: SiteAccountMixin) -> HttpResponse:
             % {"error": error},
         )
         return view.back_to_settings()
-    store_account_state(account, state)
     if account.charges_enabled:
         messages.success(request, account_state_message(account))
     else:
@@ -448,55 +375,24 @@ class UnlinkView(SiteAccountMixin, AdminPageMixin, TemplateView):
             messages.warning(self.request, gettext("This site has no account of that mode."))
         return account
 
-    def other_sites(self, account: StripeAccount) -> list[Site]:
-        related = account.test_settings if account.test_mode else account.live_settings
-        return [s.site for s in related.exclude(site=self.site).select_related("site")]
-
-    def pending_invoices(self, account: StripeAccount) -> int:
-        return account.invoices.filter(
-            site=self.site, status__in=[InvoiceStatus.PENDING, InvoiceStatus.PROCESSING]
-        ).count()
-
-    def can_delete(self, account: StripeAccount) -> bool:
-        if not account.test_mode or account.deauthorized_at is not None:
-            return False
-        if self.other_sites(account):
-            return False
-        return not account.invoices.filter(
-            status__in=[InvoiceStatus.PENDING, InvoiceStatus.PROCESSING]
-        ).exists()
-
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         account = self.get_account_or_redirect()
         if account is None:
             return self.back_to_settings()
-        form = UnlinkAccountForm(can_delete=self.can_delete(account))
+        form = UnlinkAccountForm(can_delete=accounts.may_delete_on_stripe(self.site, account))
         return self.render_to_response(self.get_context_data(account=account, form=form))
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         account = self.get_account_or_redirect()
         if account is None:
             return self.back_to_settings()
-        can_delete = self.can_delete(account)
+        can_delete = accounts.may_delete_on_stripe(self.site, account)
         form = UnlinkAccountForm(request.POST, can_delete=can_delete)
         if not form.is_valid():
             return self.render_to_response(self.get_context_data(account=account, form=form))
         delete = can_delete and form.cleaned_data.get("delete_on_stripe", False)
 
-        field = "test_account" if account.test_mode else "live_account"
-        with transaction.atomic():
-            settings = ClientBillingSettings.objects.select_for_update().get(
-                pk=self.billing_settings.pk
-            )
-            if getattr(settings, f"{field}_id") == account.pk:
-                setattr(settings, field, None)
-                settings.save(update_fields=[field])
-                log(
-                    instance=settings,
-                    action=UNLINKED_ACTION,
-                    user=request.user,
-                    data=_log_data(self.site, account),
-                )
+        accounts.unlink(self.site, account, user=request.user)
         messages.success(
             request,
             gettext("Stripe account %(id)s is no longer connected to %(site)s.")
@@ -508,17 +404,13 @@ class UnlinkView(SiteAccountMixin, AdminPageMixin, TemplateView):
 
     def delete_on_stripe(self, account: StripeAccount) -> None:
         try:
-            gateway.delete_account(test_mode=True, account_id=account.stripe_id)
+            accounts.delete_test_account(account)
         except gateway.GatewayError as error:
             messages.error(
                 self.request,
                 gettext("Stripe could not delete the test account: %(error)s") % {"error": error},
             )
             return
-        # Kept for the invoices made with it; marked gone so nobody can reuse it.
-        account.deauthorized_at = timezone.now()
-        account.charges_enabled = account.payouts_enabled = False
-        account.save(update_fields=["deauthorized_at", "charges_enabled", "payouts_enabled"])
         messages.success(
             self.request,
             gettext("Test account %(id)s was deleted on Stripe.") % {"id": account.stripe_id},
@@ -527,12 +419,13 @@ class UnlinkView(SiteAccountMixin, AdminPageMixin, TemplateView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context = super().get_context_data(**kwargs)
         account = kwargs["account"]
+        other_sites = accounts.other_sites(self.site, account)
         context.update(
             site=self.site,
             cancel_url=settings_url(self.site, "stripe"),
-            other_sites=self.other_sites(account),
-            other_sites_named=site_list(*split_sites(self.request.user, self.other_sites(account))),
-            pending_invoices=self.pending_invoices(account),
+            other_sites=other_sites,
+            other_sites_named=site_list(*split_sites(self.request.user, other_sites)),
+            pending_invoices=accounts.open_invoices(self.site, account),
             action_url=self.url("unlink", mode=account.mode),
         )
         return context

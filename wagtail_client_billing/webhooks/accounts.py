@@ -13,11 +13,11 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from wagtail.log_actions import log
-from wagtail.log_actions import registry as log_registry
 
-from ..models import ClientBillingSettings, StripeAccount
-from ..stripe_api import expandable_id, mapping, text, unix_time
+from .. import gateway
+from ..billing import accounts
+from ..models import StripeAccount
+from ..stripe_api import text, unix_time
 from .base import Applied, Ignored
 
 
@@ -39,62 +39,32 @@ def _account(event: dict[str, Any]) -> StripeAccount:
 
 
 def on_account_updated(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
-    """Store the account's flags and what Stripe still needs, unless a newer state is known.
+    """Record the account's state (:func:`..billing.accounts.record_state`), unless a newer
+    one is known.
 
     The account is the one that sent the event; an event whose object describes another
     account is refused, so one connected account cannot change another's state.
     """
-    described = expandable_id(obj.get("id"))
-    if described and described != text(event.get("account")):
+    state = gateway.account_from_stripe(obj)
+    if state.id and state.id != text(event.get("account")):
         raise Ignored(
             _("The event is from account %(event)s but describes account %(object)s.")
-            % {"event": text(event.get("account")) or _("the platform"), "object": described}
+            % {"event": text(event.get("account")) or _("the platform"), "object": state.id}
         )
     account = _account(event)
     created = unix_time(event.get("created")) or timezone.now()
-    if account.synced_at and account.synced_at > created:
+    if not accounts.record_state(account, state, as_of=created):
         raise Ignored(_("An older state of the account than the one recorded."))
-    requirements = mapping(obj.get("requirements"))
-    due = requirements.get("currently_due")
-    StripeAccount.objects.filter(pk=account.pk).update(
-        charges_enabled=bool(obj.get("charges_enabled")),
-        payouts_enabled=bool(obj.get("payouts_enabled")),
-        details_submitted=bool(obj.get("details_submitted")),
-        requirements_due=[d for d in due if isinstance(d, str)] if isinstance(due, list) else [],
-        disabled_reason=text(requirements.get("disabled_reason"))[:255],
-        synced_at=created,
-    )
     return Applied()
 
 
 def on_account_deauthorized(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
-    """The account disconnected the platform: unlink it from every site, keep the record."""
+    """The account disconnected the platform: unlink it from every site, keep the record
+    (:func:`..billing.accounts.record_deauthorization`)."""
     account = _account(event)
-    now = timezone.now()
-    StripeAccount.objects.filter(pk=account.pk, deauthorized_at__isnull=True).update(
-        deauthorized_at=unix_time(event.get("created")) or now
+    accounts.record_deauthorization(
+        account,
+        event_id=event["id"],
+        at=unix_time(event.get("created")) or timezone.now(),
     )
-    sites = [
-        str(s.site)
-        for s in ClientBillingSettings.objects.select_related("site").filter(live_account=account)
-    ] + [
-        str(s.site)
-        for s in ClientBillingSettings.objects.select_related("site").filter(test_account=account)
-    ]
-    ClientBillingSettings.objects.filter(live_account=account).update(live_account=None)
-    ClientBillingSettings.objects.filter(test_account=account).update(test_account=None)
-    already = (
-        log_registry.get_logs_for_instance(account)
-        .filter(
-            action="wagtail_client_billing.account_unlinked",
-            data__event=event["id"],
-        )
-        .exists()
-    )
-    if not already:
-        log(
-            instance=account,
-            action="wagtail_client_billing.account_unlinked",
-            data={"reason": "deauthorized", "event": event["id"], "sites": sites},
-        )
     return Applied()
