@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 #: Log action written when a billing request is created.
 CREATED_ACTION = "wagtail_client_billing.created"
 
+
 class NotAllowed(Exception):
     """The invoice's state does not allow what was asked; ``str()`` tells the editor why."""
 

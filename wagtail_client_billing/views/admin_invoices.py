@@ -235,8 +235,6 @@ class InvoiceResendView(
 # --- delete ----------------------------------------------------------------------------------
 
 
-
-
 class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
     """Delete: a soft delete to status Deleted (:func:`..billing.invoices.delete`);
     refused once money has moved."""
