@@ -17,10 +17,12 @@ import signal
 import textwrap
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import time_machine
 from django.core import mail
 from django.urls import reverse
 from django.utils import timezone
@@ -37,6 +39,7 @@ from wagtail_client_billing.models import (
     ClientBillingLogEntry,
     ClientBillingSettings,
     EmailStatus,
+    Invoice,
     StripeAccount,
 )
 
@@ -126,21 +129,55 @@ def test_a_timeout_that_reached_stripe_is_retried_with_the_same_key_and_makes_on
     assert invoice.checkout_session_id == session["id"]
 
 
+def _session_creates(emulator) -> list:
+    return [
+        r
+        for r in emulator.requests
+        if r.method == "POST" and r.path == "/v1/checkout/sessions" and r.status is not None
+    ]
+
+
+def _until(check, timeout: float = 10.0) -> None:
+    """Wait (on an event, not a sleep) until ``check()`` holds: the emulator's thread
+    carries a request out on its own time."""
+    waiter = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the emulator never carried the request out"
+        waiter.wait(0.02)
+
+
+@pytest.mark.parametrize("seconds_later", [2, 400])
 def test_a_click_after_a_timed_out_one_makes_no_second_payable_session(
-    client, stripe_emulator, emulated_invoice
+    client, stripe_emulator, emulated_invoice, seconds_later
 ):
     """Without network retries the first click times out (Stripe made a session nobody
-    saw) and the client clicks again: the emulator must still hold one session for the
-    invoice, so there is never a second open page that could take a second payment."""
+    saw) and the client clicks again, a moment later or minutes later (a session's
+    expiry is rounded to five minutes, so the second click falls in another step): it
+    asks with the same parameters and key, and the emulator still holds one session
+    for the invoice, so there is never a second open page that could take a second
+    payment."""
     invoice = emulated_invoice
+    Invoice.objects.filter(pk=invoice.pk).update(expires_at=timezone.now() + timedelta(days=7))
+    invoice.refresh_from_db()
+    # One second before the 24-hour cap of a new session moves to the next 5-minute step.
+    now = timezone.now()
+    cap = (now + gateway.CHECKOUT_MAX_LIFETIME - gateway.CHECKOUT_LIFETIME_MARGIN).timestamp()
+    step = gateway.CHECKOUT_EXPIRY_STEP
+    first = now + timedelta(seconds=(int(cap) // step + 1) * step - cap - 1)
     stripe_emulator.inject_fault("timeout", path_prefix="/v1/checkout/sessions")
 
-    assert_try_again_page(click(client, invoice), invoice)
-    time.sleep(stripe_emulator.timeout_fault_seconds)  # the late answer is dropped
-    response = click(client, invoice)
+    with time_machine.travel(first, tick=True):
+        assert_try_again_page(click(client, invoice), invoice)
+    _until(lambda: len(_session_creates(stripe_emulator)) == 1)
+    with time_machine.travel(first + timedelta(seconds=seconds_later), tick=True):
+        response = click(client, invoice)
 
     assert response.status_code == 303
     assert len(sessions_of(stripe_emulator, invoice)) == 1
+    first_request, second_request = _session_creates(stripe_emulator)
+    assert second_request.idempotency_key == first_request.idempotency_key
+    assert second_request.replayed
 
 
 # --- Stripe: the editor ---------------------------------------------------------------------------
