@@ -826,9 +826,15 @@ def application_fee_amount(amount: int, percent: Any = None) -> int:
 
 
 def checkout_params(
-    invoice: Invoice, *, success_url: str, cancel_url: str, expires_at: datetime
+    invoice: Invoice,
+    *,
+    success_url: str,
+    cancel_url: str,
+    expires_at: datetime,
+    requested_at: datetime | None = None,
 ) -> SessionCreateParams:
-    """The Checkout Session parameters for an invoice, before hooks run."""
+    """The Checkout Session parameters for an invoice, before hooks run; the session's
+    lifetime is reckoned from ``requested_at`` (default now)."""
     metadata = {
         "invoice_id": str(invoice.pk),
         "invoice_number": invoice.number,
@@ -857,7 +863,7 @@ def checkout_params(
         "metadata": dict(metadata),
         "success_url": success_url,
         "cancel_url": cancel_url,
-        "expires_at": clamp_checkout_expiry(expires_at),
+        "expires_at": clamp_checkout_expiry(expires_at, requested_at),
     }
     percent = application_fee_percent()
     if interval:
@@ -886,7 +892,12 @@ def checkout_idempotency_key(invoice: Invoice, params: Any) -> str:
 
 
 def create_checkout_session(
-    invoice: Invoice, *, success_url: str, cancel_url: str, expires_at: datetime
+    invoice: Invoice,
+    *,
+    success_url: str,
+    cancel_url: str,
+    expires_at: datetime,
+    requested_at: datetime | None = None,
 ) -> CheckoutSession:
     """A Checkout Session on the invoice's connected account (a direct charge).
 
@@ -898,7 +909,11 @@ def create_checkout_session(
     unknown key or a wrong type raises :class:`InvalidRequest` before any request.
     """
     params = checkout_params(
-        invoice, success_url=success_url, cancel_url=cancel_url, expires_at=expires_at
+        invoice,
+        success_url=success_url,
+        cancel_url=cancel_url,
+        expires_at=expires_at,
+        requested_at=requested_at,
     )
     params = hooks.fold(hooks.CHECKOUT_PARAMS, params, invoice)
     validate_params(params, _session_create_params_type())

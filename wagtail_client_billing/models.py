@@ -530,6 +530,10 @@ class Invoice(models.Model):
     checkout_session_url = models.URLField(max_length=2000, blank=True, editable=False)
     checkout_session_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
     checkout_attempt = models.PositiveIntegerField(default=0, editable=False)
+    #: When the next attempt was first asked for: its session's expiry is reckoned from
+    #: this, so asking again after a request whose answer was lost sends the same
+    #: parameters with the same idempotency key. Cleared once the attempt is settled.
+    checkout_attempt_started_at = models.DateTimeField(null=True, blank=True, editable=False)
     payment_intent_id = models.CharField(max_length=255, blank=True, editable=False)
     subscription_id = models.CharField(max_length=255, blank=True, editable=False)
     subscription_status = models.CharField(max_length=32, blank=True, editable=False)

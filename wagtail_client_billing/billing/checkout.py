@@ -80,6 +80,34 @@ class NotPayable(Exception):
     """
 
 
+def _attempt_started(invoice: Invoice) -> tuple[int, datetime]:
+    """The recorded attempt and when the next one was first asked for.
+
+    A new session's expiry is reckoned from that moment, not from now: Stripe's cap of 24
+    hours is rounded to :data:`.gateway.CHECKOUT_EXPIRY_STEP`, and a click after one whose
+    answer was lost may fall in the next step, which would change the parameters, so the
+    idempotency key, and make a second payable session. The moment is kept while a
+    session reckoned from it still lives Stripe's minimum from now; racing clicks agree
+    on it (compare-and-set).
+    """
+    now = timezone.now()
+    least = (now + gateway.CHECKOUT_MIN_LIFETIME + gateway.CHECKOUT_LIFETIME_MARGIN).timestamp()
+    for _attempt in range(3):
+        recorded, started = Invoice.objects.values_list(
+            "checkout_attempt", "checkout_attempt_started_at"
+        ).get(pk=invoice.pk)
+        if (
+            started is not None
+            and gateway.clamp_checkout_expiry(invoice.expires_at, started) >= least
+        ):
+            return recorded, started
+        if Invoice.objects.filter(
+            pk=invoice.pk, checkout_attempt=recorded, checkout_attempt_started_at=started
+        ).update(checkout_attempt_started_at=now):
+            return recorded, now
+    return recorded, now  # pragma: no cover - three clicks racing for one attempt
+
+
 def checkout_url(invoice: Invoice) -> str:
     """Where to send a client who clicked the link of a payable invoice.
 
@@ -108,7 +136,7 @@ def checkout_url(invoice: Invoice) -> str:
     url = reusable_session_url(invoice)
     if url:
         return url
-    recorded_attempt = Invoice.objects.values_list("checkout_attempt", flat=True).get(pk=invoice.pk)
+    recorded_attempt, requested_at = _attempt_started(invoice)
     attempt = recorded_attempt + 1
     invoice.checkout_attempt = attempt  # the gateway derives the idempotency key from it
     try:
@@ -117,11 +145,12 @@ def checkout_url(invoice: Invoice) -> str:
             success_url=success_url(invoice),
             cancel_url=cancel_url(invoice),
             expires_at=invoice.expires_at,
+            requested_at=requested_at,
         )
     except gateway.GatewayError as exc:
         if exc.idempotency_key_spent:
             Invoice.objects.filter(pk=invoice.pk, checkout_attempt=recorded_attempt).update(
-                checkout_attempt=attempt
+                checkout_attempt=attempt, checkout_attempt_started_at=None
             )
         raise
     with transaction.atomic():
@@ -133,11 +162,13 @@ def checkout_url(invoice: Invoice) -> str:
         ):
             Invoice.objects.filter(pk=invoice.pk).update(
                 checkout_attempt=attempt,
+                checkout_attempt_started_at=None,
                 checkout_session_id=session.id,
                 checkout_session_url=session.url,
                 checkout_session_expires_at=session.expires_at,
             )
             invoice.checkout_attempt = attempt
+            invoice.checkout_attempt_started_at = None
             invoice.checkout_session_id = session.id
             invoice.checkout_session_url = session.url
             invoice.checkout_session_expires_at = session.expires_at
