@@ -620,6 +620,7 @@ class Invoice(models.Model):
         "checkout_session_url",
         "checkout_session_expires_at",
         "checkout_attempt",
+        "checkout_attempt_started_at",
         "payment_intent_id",
         "subscription_id",
         "subscription_status",
