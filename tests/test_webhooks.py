@@ -34,7 +34,7 @@ from tests.webhook_helpers import (
     subscription_obj,
     webhook_url,
 )
-from wagtail_client_billing import signals, tasks
+from wagtail_client_billing import signals, tasks, webhooks
 from wagtail_client_billing.conf import billing_settings
 from wagtail_client_billing.models import (
     ClientBillingLogEntry,
@@ -125,6 +125,16 @@ def test_failure_overtaking_its_completed_event_does_not_leave_it_processing(cli
     invoice = refreshed(invoice)
     assert invoice.status == "pending"
     assert invoice.payment_failure
+
+
+def test_a_settled_debit_is_remembered_when_its_event_payload_is_purged(client, invoice):
+    post_event(client, async_result(invoice, "cs_test_a1current", succeeded=False))
+    assert tasks.purge_webhook_payloads(now=timezone.now() + timedelta(days=365)) == 1
+    post_event(client, completed(invoice, "cs_test_a1current", paid=False))
+
+    invoice = refreshed(invoice)
+    assert invoice.status == "pending"
+    assert invoice.delayed_payment_resolved_session == "cs_test_a1current"
 
 
 def test_a_late_failure_cannot_unpay(client, invoice):
@@ -771,6 +781,41 @@ def test_older_subscription_update_does_not_overwrite_a_newer_one(client, monthl
         ),
     )
     assert refreshed(monthly).subscription_status == "past_due"
+
+
+def test_a_newer_subscription_state_is_remembered_when_its_event_payload_is_purged(
+    client, monthly
+):
+    sub_id = "sub_test_1"
+    Invoice.objects.filter(pk=monthly.pk).update(subscription_id=sub_id)
+    now = int(timezone.now().timestamp())
+    newer = subscription_obj(monthly, sub_id, "past_due")
+    post_event(client, session_event("customer.subscription.updated", monthly, newer, created=now))
+    assert tasks.purge_webhook_payloads(now=timezone.now() + timedelta(days=365)) == 1
+    older = subscription_obj(monthly, sub_id, "active")
+    post_event(
+        client, session_event("customer.subscription.updated", monthly, older, created=now - 100)
+    )
+
+    monthly = refreshed(monthly)
+    assert monthly.subscription_status == "past_due"
+    assert monthly.subscription_state_at == datetime.fromtimestamp(now, tz=UTC)
+
+
+def test_a_renewal_is_a_row_per_stripe_invoice(client, monthly):
+    sub_id = "sub_test_1"
+    Invoice.objects.filter(pk=monthly.pk).update(subscription_id=sub_id)
+    renewal = stripe_invoice_obj(monthly, sub_id, "subscription_cycle", "in_test_renewal1")
+    post_event(client, session_event("invoice.paid", monthly, renewal))
+    event = post_event(client, session_event("invoice.paid", monthly, renewal))
+    assert event.status_code == 200
+    for stored in WebhookEvent.objects.filter(type="invoice.paid"):
+        webhooks.process(stored.pk, force=True)
+
+    (row,) = refreshed(monthly).renewals.all()
+    assert (row.stripe_invoice_id, row.billing_reason) == ("in_test_renewal1", "subscription_cycle")
+    assert row.amount == renewal["amount_paid"] and row.currency == renewal["currency"].upper()
+    assert refreshed(monthly).renewals_paid == 1
 
 
 # --- any order, any duplicates -------------------------------------------------------------------

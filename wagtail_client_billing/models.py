@@ -540,6 +540,15 @@ class Invoice(models.Model):
     customer_id = models.CharField(max_length=255, blank=True, editable=False)
     renewals_paid = models.PositiveIntegerField(default=0, editable=False)
     last_renewal_paid_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: Stripe's ``created`` of the ``customer.subscription.*`` event whose state
+    #: ``subscription_status`` holds; an older event is not applied over it.
+    subscription_state_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The Checkout Session whose delayed payment (a bank debit) an
+    #: ``async_payment_succeeded``/``failed`` event settled; its late ``completed
+    #: (unpaid)`` then leaves the invoice alone.
+    delayed_payment_resolved_session = models.CharField(
+        max_length=255, blank=True, default="", db_default="", editable=False
+    )
 
     publish_page_when_paid = models.ForeignKey(
         PAGE_MODEL,
@@ -627,6 +636,8 @@ class Invoice(models.Model):
         "customer_id",
         "renewals_paid",
         "last_renewal_paid_at",
+        "subscription_state_at",
+        "delayed_payment_resolved_session",
     )
 
     class Meta:
@@ -865,6 +876,44 @@ class WebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id}"
+
+
+class SubscriptionRenewal(models.Model):
+    """One paid renewal of a recurring invoice's subscription: a row per Stripe invoice.
+
+    The unique ``stripe_invoice_id`` is what makes a renewal count once, however often
+    its ``invoice.paid`` is delivered or reprocessed.
+
+    Attributes:
+        amount: what Stripe's invoice collected, in minor units of ``currency``.
+        billing_reason: Stripe's, e.g. ``subscription_cycle``.
+        paid_at: when Stripe says it was paid.
+    """
+
+    invoice = models.ForeignKey(
+        Invoice,
+        verbose_name=_("invoice"),
+        on_delete=models.PROTECT,
+        related_name="renewals",
+    )
+    stripe_invoice_id = models.CharField(_("Stripe invoice"), max_length=255, unique=True)
+    amount = models.BigIntegerField(_("amount"), default=0)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    billing_reason = models.CharField(_("billing reason"), max_length=64, blank=True)
+    paid_at = models.DateTimeField(_("paid at"))
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("subscription renewal")
+        verbose_name_plural = _("subscription renewals")
+        ordering = ["-paid_at", "-pk"]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_invoice_id} ({self.invoice_id})"
+
+    @property
+    def formatted_amount(self) -> str:
+        return format_money(self.amount, self.currency) if self.currency else str(self.amount)
 
 
 def user_display(user: AbstractBaseUser | None) -> str:

@@ -29,7 +29,7 @@ from wagtail.log_actions import log
 
 from .. import gateway, lifecycle, status
 from ..conf import billing_settings
-from ..models import Invoice, InvoiceStatus, WebhookEvent, WebhookOutcome
+from ..models import Invoice, InvoiceStatus
 from ..stripe_api import positive_int
 
 logger = logging.getLogger(__name__)
@@ -456,20 +456,23 @@ def remember_ids(invoice: Invoice, session: gateway.CheckoutSession) -> None:
 
 
 def _delayed_payment_resolved(invoice: Invoice, session_id: str) -> bool:
-    """Whether an ``async_payment_*`` event for this session was applied already.
+    """Whether an ``async_payment_*`` event settled this session's payment already.
 
     Stripe does not order deliveries: ``completed (unpaid)`` can arrive after the debit
     failed. Without this the invoice would sit in processing for a payment that is over.
     """
-    return WebhookEvent.objects.filter(
-        invoice=invoice,
-        outcome=WebhookOutcome.PROCESSED,
-        type__in=[
-            "checkout.session.async_payment_failed",
-            "checkout.session.async_payment_succeeded",
-        ],
-        payload__data__object__id=session_id,
-    ).exists()
+    return (
+        bool(session_id)
+        and Invoice.objects.filter(
+            pk=invoice.pk, delayed_payment_resolved_session=session_id
+        ).exists()
+    )
+
+
+def delayed_payment_resolved(invoice: Invoice, session_id: str) -> None:
+    """Record that an ``async_payment_*`` event settled ``session_id``'s payment."""
+    Invoice.objects.filter(pk=invoice.pk).update(delayed_payment_resolved_session=session_id[:255])
+    invoice.delayed_payment_resolved_session = session_id[:255]
 
 
 # --- reconciliation ---------------------------------------------------------------------------

@@ -51,6 +51,7 @@ def on_async_payment_succeeded(event: dict[str, Any], obj: dict[str, Any]) -> Ap
             invoice,
         )
     checkout.remember_ids(invoice, session)
+    checkout.delayed_payment_resolved(invoice, session.id)
     checkout.session_paid(
         invoice, session, lifecycle.Source.WEBHOOK, unix_time(event.get("created"))
     )
@@ -72,6 +73,7 @@ def on_async_payment_failed(event: dict[str, Any], obj: dict[str, Any]) -> Appli
         and invoice.payment_intent_id != session.payment_intent
     ):
         raise Ignored(_("Another payment of this invoice is processing."), invoice)
+    checkout.delayed_payment_resolved(invoice, session.id)
     checkout.close_session(invoice, session.id)
     if invoice.status == InvoiceStatus.PENDING:
         lifecycle.mark_processing(

@@ -9,21 +9,26 @@ cannot overwrite a newer state.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
-from wagtail.log_actions import registry as log_registry
 
 from .. import lifecycle
-from ..models import Invoice, WebhookEvent, WebhookOutcome
+from ..models import Invoice, SubscriptionRenewal
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
 from .base import Applied, Ignored, event_created, find_invoice, locked_invoice
 
 #: Subscription statuses after which Stripe never bills the subscription again.
 TERMINAL_SUBSCRIPTION_STATUSES = frozenset({"canceled", "incomplete_expired"})
+
+#: The time of an event without a ``created``: older than any recorded state.
+EPOCH = datetime.fromtimestamp(0, tz=UTC)
 
 
 def _reference(obj: dict[str, Any]) -> int | None:
@@ -77,31 +82,39 @@ def on_invoice_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
     )
     if obj.get("billing_reason") == "subscription_create":
         return Applied(invoice=invoice)
-    locked = Invoice.objects.select_for_update().get(pk=invoice.pk)
     stripe_invoice = expandable_id(obj.get("id"))
-    if (
-        log_registry.get_logs_for_instance(invoice)
-        .filter(
-            action="wagtail_client_billing.renewal_paid",
-            data__stripe_invoice=stripe_invoice,
-        )
-        .exists()
-    ):
-        return Applied(invoice=invoice)
-    last = locked.last_renewal_paid_at
+    renewal = SubscriptionRenewal(
+        invoice=invoice,
+        stripe_invoice_id=stripe_invoice[:255],
+        amount=positive_int(obj.get("amount_paid")) or 0,
+        currency=text(obj.get("currency")).upper()[:3],
+        billing_reason=text(obj.get("billing_reason"))[:64],
+        paid_at=paid_at,
+    )
+    try:
+        with transaction.atomic():
+            renewal.save(force_insert=True)
+    except IntegrityError:
+        return Applied(invoice=invoice)  # this Stripe invoice was counted already
     Invoice.objects.filter(pk=invoice.pk).update(
         renewals_paid=F("renewals_paid") + 1,
-        last_renewal_paid_at=max(last, paid_at) if last else paid_at,
+        last_renewal_paid_at=Case(
+            When(
+                Q(last_renewal_paid_at__isnull=True) | Q(last_renewal_paid_at__lt=paid_at),
+                then=Value(paid_at),
+            ),
+            default=F("last_renewal_paid_at"),
+        ),
     )
-    locked.refresh_from_db(fields=["renewals_paid", "last_renewal_paid_at"])
+    invoice.refresh_from_db(fields=["renewals_paid", "last_renewal_paid_at"])
     log(
-        instance=locked,
+        instance=invoice,
         action="wagtail_client_billing.renewal_paid",
         data={
             "stripe_invoice": stripe_invoice,
-            "amount": positive_int(obj.get("amount_paid")) or 0,
-            "currency": text(obj.get("currency")).upper(),
-            "billing_reason": text(obj.get("billing_reason")),
+            "amount": renewal.amount,
+            "currency": renewal.currency,
+            "billing_reason": renewal.billing_reason,
             "paid_at": paid_at.isoformat(),
         },
     )
@@ -126,17 +139,19 @@ def on_subscription_changed(event: dict[str, Any], obj: dict[str, Any]) -> Appli
         status = status if status in TERMINAL_SUBSCRIPTION_STATUSES else "canceled"
     elif invoice.subscription_status in TERMINAL_SUBSCRIPTION_STATUSES:
         raise Ignored(_("The subscription has ended; a later change cannot revive it."), invoice)
-    elif WebhookEvent.objects.filter(
-        invoice=invoice,
-        outcome=WebhookOutcome.PROCESSED,
-        type__startswith="customer.subscription.",
-        payload__data__object__id=subscription_id,
-        payload__created__gt=event_created(event),
-    ).exists():
-        raise Ignored(_("A newer state of the subscription was recorded already."), invoice)
-    Invoice.objects.filter(pk=invoice.pk).update(
+    state_at = unix_time(event_created(event)) or EPOCH
+    recorded = Invoice.objects.filter(pk=invoice.pk)
+    if event["type"] != "customer.subscription.deleted":
+        recorded = recorded.filter(
+            Q(subscription_state_at__isnull=True) | Q(subscription_state_at__lte=state_at)
+        )
+    if not recorded.update(
         subscription_status=status[:32],
         subscription_id=invoice.subscription_id or subscription_id,
         customer_id=invoice.customer_id or expandable_id(obj.get("customer")),
-    )
+        subscription_state_at=Greatest(
+            Coalesce("subscription_state_at", Value(state_at)), Value(state_at)
+        ),
+    ):
+        raise Ignored(_("A newer state of the subscription was recorded already."), invoice)
     return Applied(invoice=invoice)
