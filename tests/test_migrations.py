@@ -248,6 +248,67 @@ def test_a_deauthorization_logged_before_the_upgrade_is_not_logged_again():
     assert entries.count() == 1
 
 
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_renewals_states_and_settled_debits_before_the_upgrade_are_not_applied_again():
+    """A renewal counted, a subscription state recorded and a bank debit settled before
+    the upgrade are found again from the log and the stored events, so each event
+    redelivered (or reprocessed) after it changes nothing."""
+    from tests.webhook_helpers import (
+        async_result,
+        completed,
+        post_event,
+        session_event,
+        stripe_invoice_obj,
+        subscription_obj,
+    )
+    from wagtail_client_billing import webhooks
+
+    names = _migrations()
+    ours = next(n for n in names if n.endswith("_subscription_renewal_and_idempotency_columns"))
+    before = names[names.index(ours) - 1]
+    site, account = make_site("upgrade.example"), make_account("acct_test_upgrade")
+    connect(site, account)
+    monthly = make_invoice(site, account, billing_type="monthly", subscription_id="sub_test_up")
+    once = make_invoice(site, account, checkout_session_id="cs_test_upgrade")
+    now = int(timezone.now().timestamp())
+    renewal = session_event(
+        "invoice.paid",
+        monthly,
+        stripe_invoice_obj(monthly, "sub_test_up", "subscription_cycle", "in_test_up"),
+    )
+    newer = subscription_obj(monthly, "sub_test_up", "past_due")
+    older = subscription_obj(monthly, "sub_test_up", "active")
+    client = Client()
+    post_event(client, renewal)
+    post_event(client, session_event("customer.subscription.updated", monthly, newer, created=now))
+    post_event(client, async_result(once, "cs_test_upgrade", succeeded=False))
+
+    _migrate(before)  # the log entry and the stored events are all a site upgrading has
+    _migrate("latest")
+
+    monthly.refresh_from_db()
+    assert monthly.renewals.get().stripe_invoice_id == "in_test_up"
+    assert monthly.subscription_state_at is not None
+    once.refresh_from_db()
+    assert once.delayed_payment_resolved_session == "cs_test_upgrade"
+
+    webhooks.process(WebhookEvent.objects.get(event_id=renewal["id"]).pk, force=True)
+    post_event(
+        client, session_event("customer.subscription.updated", monthly, older, created=now - 100)
+    )
+    post_event(client, completed(once, "cs_test_upgrade", paid=False))
+    monthly.refresh_from_db()
+    assert (monthly.renewals_paid, monthly.subscription_status) == (1, "past_due")
+    assert (
+        ClientBillingLogEntry.objects.filter(
+            object_id=str(monthly.pk), action="wagtail_client_billing.renewal_paid"
+        ).count()
+        == 1
+    )
+    once.refresh_from_db()
+    assert once.status == "pending"
+
+
 def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> None:
     """``count`` invoices in one ``INSERT ... SELECT`` over a generated series: the
     database makes the rows (seconds), not 100,000 Python objects (a minute)."""

@@ -783,9 +783,7 @@ def test_older_subscription_update_does_not_overwrite_a_newer_one(client, monthl
     assert refreshed(monthly).subscription_status == "past_due"
 
 
-def test_a_newer_subscription_state_is_remembered_when_its_event_payload_is_purged(
-    client, monthly
-):
+def test_a_newer_subscription_state_is_remembered_when_its_event_payload_is_purged(client, monthly):
     sub_id = "sub_test_1"
     Invoice.objects.filter(pk=monthly.pk).update(subscription_id=sub_id)
     now = int(timezone.now().timestamp())
