@@ -140,7 +140,7 @@ def fill_from_existing_evidence(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("contenttypes", "0002_remove_content_type_name"),
-        ("wagtail_client_billing", "0011_account_past_due_and_deauthorization_event"),
+        ("wagtail_client_billing", "0012_invoice_checkout_attempt_started_at"),
     ]
 
     operations = [
