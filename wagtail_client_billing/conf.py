@@ -257,7 +257,12 @@ def parse_webhook_endpoints(
         (True, "STRIPE_LIVE_WEBHOOK_SECRETS", live_secrets),
     ):
         if value:  # the shorthand: the app's endpoints have always been Connect endpoints
-            found.append(WebhookEndpoint(setting, live, True, _secrets(value, setting, problems)))
+            secrets = _secrets(value, setting, problems)
+            # The same variable read into STRIPE_WEBHOOK_ENDPOINTS too adds nothing.
+            if not any(
+                e.live == live and e.connect and set(secrets) <= set(e.secrets) for e in found
+            ):
+                found.append(WebhookEndpoint(setting, live, True, secrets))
     live_set = {s for e in found if e.live for s in e.secrets}
     if any(s in live_set for e in found if not e.live for s in e.secrets):
         problems.append(
