@@ -478,3 +478,32 @@ def test_the_default_site_on_its_own_port_or_without_debug_passes(settings, debu
     Site.objects.filter(is_default_site=True).update(hostname="localhost", port=port)
     settings.DEBUG = debug
     assert check_default_site_port(databases=["default"]) == []
+
+
+def test_no_stripe_key_while_debug_is_only_a_warning_so_migrate_runs(settings, monkeypatch):
+    monkeypatch.delenv("STRIPE_TEST_SECRET_KEY", raising=False)
+    monkeypatch.delenv("STRIPE_LIVE_SECRET_KEY", raising=False)
+    settings.DEBUG = True
+    settings.WAGTAIL_CLIENT_BILLING = {}
+
+    (warning,) = check_settings()
+
+    assert warning.id == "wagtail_client_billing.W011"
+    assert "client_billing_dev" in warning.msg
+    call_command("check")  # no SystemCheckError: a warning does not stop a command
+
+
+def test_a_webhook_variable_read_twice_configures_one_endpoint(settings, monkeypatch):
+    # The README reads STRIPE_TEST_WEBHOOK_SECRETS into STRIPE_WEBHOOK_ENDPOINTS, and the
+    # app reads the same variable as its shorthand's environment fallback.
+    from wagtail_client_billing.conf import billing_settings
+
+    monkeypatch.setenv("STRIPE_TEST_WEBHOOK_SECRETS", "whsec_a,whsec_b")
+    settings.WAGTAIL_CLIENT_BILLING = {
+        "STRIPE_TEST_SECRET_KEY": "sk_test_x",
+        "STRIPE_WEBHOOK_ENDPOINTS": [
+            {"name": "test Connect", "live": False, "secrets": ["whsec_a", "whsec_b"]}
+        ],
+    }
+    assert [e.name for e in billing_settings.webhook_endpoints()] == ["test Connect"]
+    assert check_settings() == []

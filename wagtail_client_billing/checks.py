@@ -106,7 +106,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
 
     test_key = billing_settings.STRIPE_TEST_SECRET_KEY
     live_key = billing_settings.STRIPE_LIVE_SECRET_KEY
-    if not test_key and not live_key:
+    if not test_key and not live_key and settings.DEBUG:
+        messages.append(
+            Warning(
+                "No Stripe secret key is configured. DEBUG is on, so this is only a warning: "
+                "python manage.py client_billing_dev runs the app against the bundled Stripe "
+                "emulator with a test key of its own, but nothing else can reach Stripe.",
+                hint=(
+                    "To use Stripe itself, set the environment variable STRIPE_TEST_SECRET_KEY "
+                    f"(or {SETTINGS_NAME}['STRIPE_TEST_SECRET_KEY']); see the README."
+                ),
+                id="wagtail_client_billing.W011",
+            )
+        )
+    elif not test_key and not live_key:
         messages.append(
             Error(
                 "No Stripe secret key is configured for test or live mode.",
@@ -566,7 +579,7 @@ def check_default_site_port(
                     "server does not listen.",
                     hint=(
                         "Set the Site's port to the development server's (Settings → Sites), "
-                        "or run python manage.py client_billing_dev, which does. In "
+                        "or run python manage.py client_billing_dev, which offers to. In "
                         "production the Site is the public hostname on port 443."
                     ),
                     id="wagtail_client_billing.I001",
