@@ -200,9 +200,11 @@ def test_the_readme_install_reaches_a_paid_invoice(request, tmp_path):
     command = [*manage, "client_billing_dev", "--no-input", "--fix-site", "--noreload"]
     command += [f"--{name}={port}" for name, port in ports.items()]
 
+    started = time.monotonic()
     with dev_command(command, project, env) as dev:
         site = f"http://127.0.0.1:{ports['port']}"
         wait_until(lambda: answers(f"{site}/admin/login/"), "the dev server answers", dev)
+        took("client_billing_dev ready", started)
         database = project / "db.sqlite3"
         browser = Browser()
         browser.log_in(site)
@@ -269,7 +271,9 @@ def test_the_readme_install_reaches_a_paid_invoice(request, tmp_path):
         )
         assert query(database, events) == ("processed",)
 
+        took("to a paid invoice", started)
         dev.interrupt()
+        took("and stopped", started)
     for name, port in ports.items():
         assert port_is_free(port), f"--{name} {port} is still in use after Ctrl-C"
 
@@ -300,7 +304,11 @@ def fresh_venv(tmp_path: Path) -> Path:
             str(wheel),
         ]
     )
-    where = run([str(python), "-c", "import wagtail_client_billing as p; print(p.__file__)"])
+    where = run(
+        [str(python), "-c", "import wagtail_client_billing as p; print(p.__file__)"],
+        cwd=tmp_path,
+        env=clean_environment(),
+    )
     assert str(venv) in where, where
     return python
 
@@ -345,11 +353,18 @@ def clean_environment() -> dict[str, str]:
 
 
 def run(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    started = time.monotonic()
     result = subprocess.run(  # noqa: S603 (our own commands)
         command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600, check=False
     )
     assert result.returncode == 0, f"{' '.join(command)}\n{result.stdout}\n{result.stderr}"
+    took(" ".join(Path(part).name if "/" in part else part for part in command[:5]), started)
     return result.stdout
+
+
+def took(step: str, started: float) -> None:
+    """Say how long a step took (shown with ``-s``, or under a failure's captured output)."""
+    print(f"readme install: {time.monotonic() - started:6.1f}s  {step}")
 
 
 # --- the processes and the pages ----------------------------------------------------------------
