@@ -108,6 +108,8 @@ def test_the_install_has_at_most_five_steps_ending_with_the_dev_command():
     assert steps == [str(n) for n in range(1, len(steps) + 1)] and len(steps) <= 5
     last = install_section().split(f"\n{steps[-1]}. ", 1)[1]
     assert last.startswith("`python manage.py client_billing_dev`")
+    for command in ("pip install wagtail-client-billing", "migrate", "createsuperuser"):
+        assert command in install_section(), command  # what the slow test runs
     assert "docs/developers-guide.md" in install_section()
 
 
@@ -197,6 +199,7 @@ def test_the_readme_install_reaches_a_paid_invoice(request, tmp_path):
         env={**env, "DJANGO_SUPERUSER_PASSWORD": PASSWORD},
     )
     ports = {name: free_port() for name in ("port", "emulator-port", "smtp-port", "mail-port")}
+    # --fix-site is the "yes" a person gives when asked to move the Site to the dev port.
     command = [*manage, "client_billing_dev", "--no-input", "--fix-site", "--noreload"]
     command += [f"--{name}={port}" for name, port in ports.items()]
 
