@@ -58,7 +58,6 @@ from wagtail_client_billing.conf import ENV_KEYS, parse_webhook_endpoints
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-DEV_COMMAND = ROOT / "wagtail_client_billing" / "management" / "commands" / "client_billing_dev.py"
 #: Seconds the slow test waits for something another process does (a page, an email, a
 #: webhook); polled, generous for a loaded two-core machine.
 DEADLINE = 120.0
@@ -183,10 +182,6 @@ def _selected(config: pytest.Config) -> bool:
 def test_the_readme_install_reaches_a_paid_invoice(request, tmp_path):
     if not _selected(request.config):
         pytest.skip("slow (a wheel, a fresh venv, wagtail start): run with -m readme; .ci/run does")
-    if not DEV_COMMAND.exists():
-        pytest.skip(
-            "manage.py client_billing_dev, the README's last step, is not in the package yet"
-        )
 
     python = fresh_venv(tmp_path)
     project = start_project(python, tmp_path)
