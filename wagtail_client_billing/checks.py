@@ -1,18 +1,22 @@
 """Django system checks for a misconfigured install (``manage.py check``).
 
 Ids are stable: ``wagtail_client_billing.E001`` ... errors stop ``runserver`` and
-``migrate``; ``W...`` warnings do not. ``docs/troubleshooting.md`` lists each one.
-``AppConfig.ready()`` registers the checks of :data:`CHECKS`; importing this module
-registers nothing.
+``migrate``; ``W...`` warnings and ``I...`` notes do not. ``docs/troubleshooting.md``
+lists each one. ``AppConfig.ready()`` registers the checks of :data:`CHECKS`; importing
+this module registers nothing. No check calls the network; the one that reads the
+database is tagged ``database``, so Django runs it only where it passes databases
+(``migrate``, ``check --database default``).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning
+from django.core.checks import CheckMessage, Error, Info, Tags, Warning
 
 from . import stripe_api
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
@@ -49,6 +53,11 @@ WEBHOOK_PROBLEMS = {
         "Copy the endpoint's signing secret (it starts with 'whsec_') from Stripe's "
         "dashboard; an unset environment variable often leaves None or an empty string.",
     ),
+    "no_secret": (
+        "E013",
+        "Give the endpoint its signing secret (whsec_...) from Stripe's dashboard; a list "
+        "built from an unset environment variable is often empty.",
+    ),
     "shared_secret": (
         "E014",
         "Every Stripe endpoint has its own secret: give each endpoint only its own.",
@@ -80,10 +89,37 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     for kind, message in problems:
         check_id, hint = WEBHOOK_PROBLEMS[kind]
         messages.append(Error(message, hint=hint, id=f"wagtail_client_billing.{check_id}"))
+    blank = billing_settings.blank_webhook_settings()
+    for name in blank:
+        value = "None" if billing_settings.user_settings[name] is None else "an empty string"
+        messages.append(
+            Error(
+                f"{SETTINGS_NAME}['{name}'] is {value}, and no environment variable "
+                f"{name} is set: it configures no webhook secret.",
+                hint=(
+                    "An unset environment variable read with os.environ.get() leaves None: "
+                    "set the variable, or remove the key. See docs/settings.md."
+                ),
+                id="wagtail_client_billing.E013",
+            )
+        )
 
     test_key = billing_settings.STRIPE_TEST_SECRET_KEY
     live_key = billing_settings.STRIPE_LIVE_SECRET_KEY
-    if not test_key and not live_key:
+    if not test_key and not live_key and settings.DEBUG:
+        messages.append(
+            Warning(
+                "No Stripe secret key is configured. DEBUG is on, so this is only a warning: "
+                "python manage.py client_billing_dev runs the app against the bundled Stripe "
+                "emulator with a test key of its own, but nothing else can reach Stripe.",
+                hint=(
+                    "To use Stripe itself, set the environment variable STRIPE_TEST_SECRET_KEY "
+                    f"(or {SETTINGS_NAME}['STRIPE_TEST_SECRET_KEY']); see the README."
+                ),
+                id="wagtail_client_billing.W011",
+            )
+        )
+    elif not test_key and not live_key:
         messages.append(
             Error(
                 "No Stripe secret key is configured for test or live mode.",
@@ -104,7 +140,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 )
             )
         has_endpoint = any(e.secrets and e.live == (mode == "live") for e in endpoints)
-        if key and not has_endpoint and not problems:  # an error above says what is wrong
+        if key and not has_endpoint and not problems and not blank:  # an error says what
             messages.append(
                 Warning(
                     f"A {mode} Stripe key is set but no {mode} webhook endpoint's secret.",
@@ -290,10 +326,277 @@ def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Erro
     return messages
 
 
+#: The app's URLs a check resolves: Stripe posts to the webhook, clients open the pay link.
+URL_PROBES: tuple[tuple[str, dict[str, str], str], ...] = (
+    ("stripe_webhook", {}, "the Stripe webhook"),
+    ("pay", {"token": "check-token"}, "the payment link"),
+)
+URLS_INCLUDE = 'path("billing/", include("wagtail_client_billing.urls"))'
+
+
+def check_urls(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """The webhook and the pay link resolve to the app's own views.
+
+    Not included, Stripe's deliveries and the clients' links answer 404; included after
+    Wagtail's catch-all (``path("", include(wagtail_urls))``), Wagtail's page view answers
+    them (404 too, or a page). Either way ``manage.py check`` would otherwise say nothing.
+    """
+    from django.urls import NoReverseMatch, Resolver404, resolve, reverse
+
+    messages: list[Error] = []
+    for name, url_kwargs, what in URL_PROBES:
+        try:
+            path = reverse(f"wagtail_client_billing:{name}", kwargs=url_kwargs)
+        except NoReverseMatch:
+            return [
+                Error(
+                    f"The app's URLs are not included in ROOT_URLCONF ({settings.ROOT_URLCONF}): "
+                    "payment links and Stripe's webhook deliveries answer 404.",
+                    hint=(
+                        f"Add {URLS_INCLUDE} to urlpatterns, before Wagtail's catch-all "
+                        'path("", include(wagtail_urls)).'
+                    ),
+                    id="wagtail_client_billing.E016",
+                )
+            ]
+        try:
+            match = resolve(path)
+        except Resolver404:
+            match = None
+        if match and "wagtail_client_billing" in match.app_names and match.url_name == name:
+            continue
+        if match is None:
+            lands = "nothing (404)"
+        else:
+            view = getattr(match.func, "view_class", match.func)
+            lands = f"{view.__module__}.{view.__qualname__}"
+        messages.append(
+            Error(
+                f"{path} ({what}) resolves to {lands}, not to wagtail_client_billing: a URL "
+                "pattern listed before the app's include shadows it.",
+                hint=(
+                    f"In urlpatterns, move {URLS_INCLUDE} above Wagtail's catch-all "
+                    'path("", include(wagtail_urls)) and any other pattern that matches it.'
+                ),
+                id="wagtail_client_billing.E017",
+            )
+        )
+    return messages
+
+
+#: The broker settings of django-q2; without one it uses Redis on localhost.
+Q_BROKERS = ("orm", "redis", "django_redis", "sqs", "iron_mq", "mongo", "broker_class")
+
+
+def suggested_q_cluster(name: str = "mysite", broker: str = '"orm": "default"') -> str:
+    """A complete ``Q_CLUSTER`` for the app (why each value: docs/developers-guide.md);
+    ``broker`` is its broker entry, or ``""`` to leave it out."""
+    return (
+        f'Q_CLUSTER = {{"name": "{name}", "workers": 2, "timeout": 300, "retry": 360, '
+        f'"max_attempts": 3, "ack_failures": True, "catch_up": False'
+        + (f", {broker}}}" if broker else "}")
+    )
+
+
+def check_q_cluster(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """django-q2's settings: a broker, and a ``retry`` above the ``timeout``.
+
+    Without ``Q_CLUSTER`` django-q2 looks for Redis on localhost. Without a ``timeout``,
+    or with ``retry`` not above it, django-q2 warns on every command and the ORM broker
+    hands a task that is still running to a second worker; the app's email claim lease is
+    that timeout too.
+    """
+    q_cluster = getattr(settings, "Q_CLUSTER", None)
+    if q_cluster is None:
+        return [
+            Warning(
+                "Q_CLUSTER is not set: django-q2 then looks for Redis on localhost:6379 and "
+                "gives tasks no timeout, so invoice emails, expiry and webhooks may never run.",
+                hint=f"Add {suggested_q_cluster()} (or the Redis broker: docs/developers-guide.md).",
+                id="wagtail_client_billing.W006",
+            )
+        ]
+    if not isinstance(q_cluster, dict):
+        return [
+            Warning(
+                f"Q_CLUSTER must be a dict, not {type(q_cluster).__name__}.",
+                hint=f"For example {suggested_q_cluster()}.",
+                id="wagtail_client_billing.W007",
+            )
+        ]
+    name = str(q_cluster.get("name") or "mysite")
+    brokers = [key for key in Q_BROKERS if key in q_cluster]
+    if not brokers or brokers == ["orm"]:
+        alias = q_cluster.get("orm") or "default"
+        broker = '"orm": "' + str(alias) + '"'
+        hint = f"For example {suggested_q_cluster(name, broker)}."
+    else:
+        hint = f'For example {suggested_q_cluster(name, "")}, keeping your "{brokers[0]}" entry.'
+    timeout: Any = q_cluster.get("timeout")
+    retry: Any = q_cluster.get("retry", 60)
+    problems = []
+    if not brokers:
+        problems.append("names no broker (django-q2 then looks for Redis on localhost:6379)")
+    if not _is_number(timeout) or timeout <= 0:
+        problems.append(
+            "sets no timeout (django-q2 warns 'Retry and timeout are misconfigured' on "
+            "every command, and a hung task is never stopped)"
+        )
+    elif not _is_number(retry) or retry <= timeout:
+        problems.append(
+            f"has retry {retry!r} not above timeout {timeout!r} (the ORM broker hands a task "
+            "still running to a second worker)"
+        )
+    if not problems:
+        return []
+    return [
+        Warning(
+            f"Q_CLUSTER {' and '.join(problems)}.",
+            hint=hint,
+            id="wagtail_client_billing.W007",
+        )
+    ]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_production_settings(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """With ``DEBUG`` off: Stripe itself, and a live key.
+
+    The emulator (or any local stand-in) in production takes no money, yet its Checkout
+    pages mark invoices paid; test keys only let editors send test invoices.
+    """
+    if settings.DEBUG:
+        return []
+    messages: list[Warning] = []
+    base = billing_settings.STRIPE_API_BASE
+    if base and _is_local_or_plain_http(base):
+        parts = urlsplit(base)
+        shown = f"{parts.scheme}://{parts.hostname or ''}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        messages.append(
+            Warning(
+                f"STRIPE_API_BASE is {shown} while DEBUG is False: that is the Stripe emulator "
+                "or another local stand-in (Stripe's API is HTTPS on api.stripe.com), so no "
+                "payment reaches Stripe, and invoices paid on its pages were never paid.",
+                hint=(
+                    f"In production leave {SETTINGS_NAME}['STRIPE_API_BASE'] unset (None) and "
+                    "remove the STRIPE_API_BASE environment variable."
+                ),
+                id="wagtail_client_billing.W008",
+            )
+        )
+    if billing_settings.STRIPE_TEST_SECRET_KEY and not billing_settings.STRIPE_LIVE_SECRET_KEY:
+        messages.append(
+            Warning(
+                "Only a test Stripe key is set while DEBUG is False: editors can send test "
+                "invoices only, and no client can pay real money.",
+                hint=(
+                    "Set STRIPE_LIVE_SECRET_KEY (sk_live_...) and the live webhook endpoint in "
+                    "production; on a staging site add this id to SILENCED_SYSTEM_CHECKS."
+                ),
+                id="wagtail_client_billing.W009",
+            )
+        )
+    return messages
+
+
+def _is_local_or_plain_http(url: str) -> bool:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme != "https" or host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+#: The SQLite options that let the web server, the qcluster and webhooks write side by
+#: side (Django 5.1+), as the example project sets them.
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+
+
+def check_sqlite_options(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
+    """SQLite's default deferred transactions fail with ``database is locked`` when the
+    qcluster and the web server write at once (a burst of webhooks does). Settings only:
+    no connection is opened."""
+    messages: list[Warning] = []
+    for alias, database in settings.DATABASES.items():
+        engine = str(database.get("ENGINE", ""))
+        name = str(database.get("NAME", ""))
+        if not engine.endswith((".sqlite3", ".spatialite")):
+            continue
+        if name == ":memory:" or "mode=memory" in name:
+            continue  # one process only: nobody to wait for
+        options = database.get("OPTIONS") or {}
+        if str(options.get("transaction_mode", "")).upper() == "IMMEDIATE":
+            continue
+        messages.append(
+            Warning(
+                f'DATABASES[{alias!r}] is SQLite without "transaction_mode": "IMMEDIATE": '
+                "the qcluster and the web server writing at once fail with 'database is "
+                "locked', and webhook events wait minutes for their retry.",
+                hint=(
+                    f'Add to DATABASES[{alias!r}]["OPTIONS"]: {SQLITE_OPTIONS!r} '
+                    "(write-ahead logging lets readers and the writer work side by side); "
+                    "use PostgreSQL in production."
+                ),
+                id="wagtail_client_billing.W010",
+            )
+        )
+    return messages
+
+
+def check_default_site_port(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """While ``DEBUG``: the default Site on port 80, as ``wagtail start`` leaves it, puts
+    the payment links in emails on a port the development server does not listen on."""
+    if not settings.DEBUG or not databases:
+        return []
+    from django.db import connections, router
+    from wagtail.models import Site
+
+    for alias in databases:
+        if not router.allow_migrate_model(alias, Site):
+            continue
+        if Site._meta.db_table not in connections[alias].introspection.table_names():
+            continue  # not migrated yet
+        site = Site.objects.using(alias).filter(is_default_site=True).first()
+        if site is not None and site.port == 80:
+            return [
+                Info(
+                    f"The default Site is {site.hostname}:80 while DEBUG is on: the payment "
+                    f"links in emails point to {site.root_url}/, where the development "
+                    "server does not listen.",
+                    hint=(
+                        "Set the Site's port to the development server's (Settings → Sites), "
+                        "or run python manage.py client_billing_dev, which offers to. In "
+                        "production the Site is the public hostname on port 443."
+                    ),
+                    id="wagtail_client_billing.I001",
+                )
+            ]
+    return []
+
+
 #: Each check and its tags, registered with Django by ``AppConfig.ready()``.
 CHECKS = (
     (check_installed_apps, (Tags.compatibility,)),
     (check_settings, ()),
     (check_stripe_api_version, (Tags.compatibility,)),
     (check_public_rate_limit, (Tags.caches,)),
+    (check_urls, (Tags.urls,)),
+    (check_q_cluster, (Tags.compatibility,)),
+    (check_production_settings, ()),
+    (check_sqlite_options, ()),
+    (check_default_site_port, (Tags.database,)),
 )

@@ -132,6 +132,14 @@ ENV_KEYS = {
 }
 
 
+#: The settings that hold webhook secrets.
+WEBHOOK_SETTINGS = (
+    "STRIPE_WEBHOOK_ENDPOINTS",
+    "STRIPE_TEST_WEBHOOK_SECRETS",
+    "STRIPE_LIVE_WEBHOOK_SECRETS",
+)
+
+
 def _from_env(name: str, kind: Any) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -172,7 +180,8 @@ class WebhookEndpoint:
         return not self.live or (self.connect and bool(account))
 
 
-#: ``(kind, message)``: kind is ``not_a_list``, ``malformed``, ``bad_secret`` or ``shared_secret``.
+#: ``(kind, message)``: kind is ``not_a_list``, ``malformed``, ``bad_secret``, ``no_secret``
+#: or ``shared_secret``.
 Problem = tuple[str, str]
 
 
@@ -240,13 +249,20 @@ def parse_webhook_endpoints(
             problems.append(("malformed", f"{where} needs 'secrets', a list of its secrets."))
         name = entry.get("name") or f"{'live' if live else 'test'} endpoint {index}"
         secrets = _secrets(entry["secrets"], where, problems) if "secrets" in entry else ()
+        if entry.get("secrets") in ([], ()):
+            problems.append(("no_secret", f"{where} has no secrets: it authenticates nothing."))
         found.append(WebhookEndpoint(str(name), live, connect, secrets))
     for live, setting, value in (
         (False, "STRIPE_TEST_WEBHOOK_SECRETS", test_secrets),
         (True, "STRIPE_LIVE_WEBHOOK_SECRETS", live_secrets),
     ):
         if value:  # the shorthand: the app's endpoints have always been Connect endpoints
-            found.append(WebhookEndpoint(setting, live, True, _secrets(value, setting, problems)))
+            secrets = _secrets(value, setting, problems)
+            # The same variable read into STRIPE_WEBHOOK_ENDPOINTS too adds nothing.
+            if not any(
+                e.live == live and e.connect and set(secrets) <= set(e.secrets) for e in found
+            ):
+                found.append(WebhookEndpoint(setting, live, True, secrets))
     live_set = {s for e in found if e.live for s in e.secrets}
     if any(s in live_set for e in found if not e.live for s in e.secrets):
         problems.append(
@@ -340,6 +356,17 @@ class BillingSettings:
                 found.extend(_as_list(entry.get("secrets")))
         secrets = {value for value in found if isinstance(value, str) and value}
         return sorted(secrets, key=len, reverse=True)
+
+    def blank_webhook_settings(self) -> list[str]:
+        """The webhook settings the dict sets to ``None`` or an empty string while no
+        environment variable of that name fills them: what ``os.environ.get()`` of an
+        unset variable leaves. The app then reads them as not set at all."""
+        user = self.user_settings
+        return [
+            name
+            for name in WEBHOOK_SETTINGS
+            if name in user and user[name] in (None, "") and _from_env(name, ENV_KEYS[name]) is None
+        ]
 
     def reload(self) -> None:
         self._cache.clear()

@@ -1,0 +1,11 @@
+"""The app's URLs included after Wagtail's catch-all, which then answers them."""
+
+from django.urls import include, path
+from wagtail import urls as wagtail_urls
+from wagtail.admin import urls as wagtailadmin_urls
+
+urlpatterns = [
+    path("admin/", include(wagtailadmin_urls)),
+    path("", include(wagtail_urls)),
+    path("billing/", include("wagtail_client_billing.urls")),
+]
