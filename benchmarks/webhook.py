@@ -31,6 +31,7 @@ from wagtail_client_billing.models import (
     WebhookOutcome,
 )
 from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
+from wagtail_client_billing.webhooks import intake
 
 from . import data, loadgen
 from .util import (
@@ -191,7 +192,7 @@ def apply(event_pks: list[int], clusters: int) -> dict:
     with QClusters(clusters) as running:
         started = time.perf_counter()
         for pk in event_pks:
-            tasks.queue_webhook_event(pk)
+            intake.queue_event(pk)
         done = wait_until(lambda: not waiting.exists(), 600, 0.05)
         elapsed = time.perf_counter() - started
         if not done:
