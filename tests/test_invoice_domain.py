@@ -68,7 +68,7 @@ def test_create_numbers_the_request_logs_it_and_queues_its_email(
     connected_site.clientbillingsettings.save()
     make_invoice(connected_site, account)  # the site's first number is taken
 
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+    with django_capture_on_commit_callbacks(execute=True):
         invoice = invoices.create(new_request(connected_site, account), user=editor)
 
     invoice.refresh_from_db()
@@ -77,7 +77,6 @@ def test_create_numbers_the_request_logs_it_and_queues_its_email(
     assert invoice.created_by == editor
     assert invoice.expires_at == timezone.now() + timedelta(hours=48)
     assert log_actions(invoice) == [invoices.CREATED_ACTION, "wagtail_client_billing.email_sent"]
-    assert len(callbacks) == 1
     assert [m.to for m in mail.outbox] == [["client@example.com"]]
     assert invoice.email_status == EmailStatus.SENT
 
