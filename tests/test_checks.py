@@ -507,3 +507,17 @@ def test_a_webhook_variable_read_twice_configures_one_endpoint(settings, monkeyp
     }
     assert [e.name for e in billing_settings.webhook_endpoints()] == ["test Connect"]
     assert check_settings() == []
+
+
+def test_an_empty_secret_key_without_an_smtp_key_is_an_error_not_a_crash(settings):
+    settings.SECRET_KEY = ""
+    assert "wagtail_client_billing.E008" in ids(check_settings())
+
+
+@pytest.mark.parametrize("tolerance", [0, -5, "300", 1.5, True])
+def test_a_webhook_tolerance_that_refuses_every_event_is_an_error(settings, tolerance):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_TOLERANCE": tolerance,
+    }
+    assert ids(check_settings()) == ["wagtail_client_billing.E018"]

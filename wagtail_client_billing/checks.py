@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from cryptography.fernet import Fernet
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Info, Tags, Warning
+from django.core.exceptions import ImproperlyConfigured
 
 from . import stripe_api
 from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
@@ -168,6 +169,16 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         Fernet(billing_settings.SMTP_ENCRYPTION_KEY)
         for key in billing_settings.SMTP_PREVIOUS_ENCRYPTION_KEYS:
             Fernet(key)
+    except ImproperlyConfigured:
+        # No SMTP_ENCRYPTION_KEY and an empty SECRET_KEY to derive one from.
+        messages.append(
+            Error(
+                "SMTP_ENCRYPTION_KEY is not set and SECRET_KEY is empty, so there is no key "
+                "to encrypt the sites' SMTP passwords with.",
+                hint="Set SECRET_KEY, or set SMTP_ENCRYPTION_KEY to a Fernet key.",
+                id="wagtail_client_billing.E008",
+            )
+        )
     except (ValueError, TypeError):
         messages.append(
             Error(
@@ -175,6 +186,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 hint="Generate one with: python -c 'from cryptography.fernet import Fernet; "
                 "print(Fernet.generate_key().decode())'",
                 id="wagtail_client_billing.E008",
+            )
+        )
+
+    tolerance = billing_settings.WEBHOOK_TOLERANCE
+    if isinstance(tolerance, bool) or not isinstance(tolerance, int) or tolerance <= 0:
+        messages.append(
+            Error(
+                f"WEBHOOK_TOLERANCE must be a positive whole number of seconds, not {tolerance!r}.",
+                hint=(
+                    "It is how far a webhook's signed timestamp may be from now: with 0 or "
+                    "less every event is refused as replayed. Stripe's libraries use 300."
+                ),
+                id="wagtail_client_billing.E018",
             )
         )
 
