@@ -25,11 +25,10 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
-from . import hooks
+from . import hooks, pricing
 from . import status as status_table
 from .compat import PAGE_MODEL
 from .conf import billing_settings
-from . import pricing
 from .money import format_money, format_percent, to_major
 from .status import InvoiceStatus  # declared with the status table; importable from here too
 
