@@ -159,6 +159,12 @@ def _params_types() -> dict[str, type]:
         AccountRetrieveCurrentParams,
         AccountRetrieveParams,
         AccountUpdateParams,
+        CouponCreateParams,
+        CouponRetrieveParams,
+        PromotionCodeCreateParams,
+        TaxRateCreateParams,
+        TaxRateRetrieveParams,
+        TaxRateUpdateParams,
         WebhookEndpointCreateParams,
         WebhookEndpointDeleteParams,
         WebhookEndpointListParams,
@@ -171,6 +177,7 @@ def _params_types() -> dict[str, type]:
         SessionListParams,
         SessionRetrieveParams,
     )
+    from stripe.params.tax import SettingsRetrieveParams
 
     return {
         "account.create": AccountCreateParams,
@@ -189,6 +196,13 @@ def _params_types() -> dict[str, type]:
         "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
         "webhook_endpoint.update": WebhookEndpointUpdateParams,
         "webhook_endpoint.delete": WebhookEndpointDeleteParams,
+        "tax_rate.create": TaxRateCreateParams,
+        "tax_rate.retrieve": TaxRateRetrieveParams,
+        "tax_rate.update": TaxRateUpdateParams,
+        "coupon.create": CouponCreateParams,
+        "coupon.retrieve": CouponRetrieveParams,
+        "promotion_code.create": PromotionCodeCreateParams,
+        "tax_settings.retrieve": SettingsRetrieveParams,
     }
 
 
@@ -238,7 +252,7 @@ class Store:
             self._created_seq = 0
 
     #: The object stores a state file keeps across restarts (the demo's emulator).
-    PERSISTED = (
+    PERSISTED: tuple[str, ...] = (
         "accounts",
         "account_links",
         "checkout_sessions",

@@ -78,6 +78,8 @@ class SubscriptionsMixin(Store):
             "status": "incomplete" if delayed else "active",
             "_account": session["_account"],
             "_amount": session["amount_total"],
+            # A coupon whose duration is "once" discounts the first invoice only.
+            "_renewal_amount": session.get("_renewal_total", session["amount_total"]),
         }
         self.subscriptions[sub_id] = subscription
         session["subscription"] = sub_id
@@ -88,6 +90,8 @@ class SubscriptionsMixin(Store):
     ) -> dict[str, Any]:
         item = subscription["items"]["data"][0]
         amount = subscription["_amount"]
+        if billing_reason != "subscription_create":
+            amount = subscription.get("_renewal_amount", amount)
         now = self.now()
         invoice = {
             "id": new_id("in_", 24),
