@@ -22,6 +22,8 @@ from django.db.models.functions import Cast, Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from modelcluster.fields import ParentalKey
+from modelcluster.models import ClusterableModel
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
@@ -389,7 +391,7 @@ class InvoiceQuerySet(models.QuerySet["Invoice"]):
         return self.select_related("site", "account", "created_by")
 
 
-class Invoice(models.Model):
+class Invoice(ClusterableModel):
     """A billing request sent to a client, payable through a link until it expires.
 
     Attributes:
@@ -1073,7 +1075,10 @@ class InvoiceLine(models.Model):
         unit_amount: the price of one, in minor units of the invoice's currency.
     """
 
-    invoice = models.ForeignKey(
+    #: Wagtail's InlinePanel numbers the lines in this field, in the order shown.
+    sort_order_field = "position"
+
+    invoice = ParentalKey(
         Invoice, verbose_name=_("invoice"), on_delete=models.CASCADE, related_name="lines"
     )
     position = models.PositiveIntegerField(_("position"), default=0)

@@ -8,6 +8,7 @@ invoice's amount and description were never changed, so nothing is lost.
 import django.core.validators
 import django.db.models.deletion
 import django.utils.timezone
+import modelcluster.fields
 from django.db import migrations, models
 
 
@@ -106,7 +107,7 @@ class Migration(migrations.Migration):
                 ),
                 (
                     "invoice",
-                    models.ForeignKey(
+                    modelcluster.fields.ParentalKey(
                         on_delete=django.db.models.deletion.CASCADE,
                         related_name="lines",
                         to="wagtail_client_billing.invoice",
