@@ -22,6 +22,8 @@ from django.db.models.functions import Cast, Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from modelcluster.fields import ParentalKey
+from modelcluster.models import ClusterableModel
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
@@ -426,7 +428,7 @@ class InvoiceQuerySet(models.QuerySet["Invoice"]):
         return self.select_related("site", "account", "created_by")
 
 
-class Invoice(models.Model):
+class Invoice(ClusterableModel):
     """A billing request sent to a client, payable through a link until it expires.
 
     Attributes:
@@ -823,7 +825,8 @@ class Invoice(models.Model):
 
     def priced_lines(self) -> list[tuple[int, int]]:
         """The request's lines as ``(unit_amount, quantity)`` pairs, for :mod:`.pricing`."""
-        return [(int(self.amount), 1)]
+        lines = [(int(line.unit_amount), int(line.quantity)) for line in self.lines.all()]
+        return lines or [(int(self.amount), 1)]
 
     def pricing_tax(self) -> pricing.Tax | None:
         if self.tax_percentage is None or self.automatic_tax:
@@ -1264,3 +1267,114 @@ class TaxRate(models.Model):
         if self.country:
             label += f" ({self.country}{'-' + self.state if self.state else ''})"
         return label
+
+
+# --- line items and the per-site catalogue ----------------------------------------------------
+
+
+class Product(models.Model):
+    """A saved item of a site's catalogue, managed by editors as a snippet.
+
+    Choosing one on a billing request copies its description and unit amount into the
+    line: a later edit here never changes an invoice already sent.
+
+    Attributes:
+        unit_amount: the price of one, in minor units of ``currency``.
+        active: an inactive product is kept (lines may point to it) but not offered.
+    """
+
+    site = models.ForeignKey(
+        Site,
+        verbose_name=_("site"),
+        on_delete=models.CASCADE,
+        related_name="client_billing_products",
+    )
+    name = models.CharField(_("name"), max_length=255)
+    description = models.CharField(
+        _("description"),
+        max_length=500,
+        blank=True,
+        help_text=_("What the client reads on the line. Blank: the name."),
+    )
+    unit_amount = models.PositiveBigIntegerField(_("unit amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("catalogue product")
+        verbose_name_plural = _("catalogue products")
+        ordering = ["site", "name", "pk"]
+        indexes = [models.Index(fields=["site", "active", "name"], name="wcb_product_site")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.formatted_unit_amount})"
+
+    @property
+    def line_description(self) -> str:
+        """What a line chosen from this product says."""
+        return self.description or self.name
+
+    @property
+    def formatted_unit_amount(self) -> str:
+        return format_money(self.unit_amount, self.currency) if self.currency else ""
+
+
+class InvoiceLine(models.Model):
+    """One line of a billing request: description, whole quantity and unit amount.
+
+    The lines are a copy made when the request is saved (from the form, or from a
+    catalogue :class:`Product`): ``product`` only records where a line came from.
+    ``Invoice.amount`` is the sum of :attr:`line_total` over an invoice's lines, kept by
+    :mod:`wagtail_client_billing.billing.lines`, so totals are integer sums and never
+    drift by rounding.
+
+    Attributes:
+        position: the line's place on the invoice, from 0.
+        unit_amount: the price of one, in minor units of the invoice's currency.
+    """
+
+    #: Wagtail's InlinePanel numbers the lines in this field, in the order shown.
+    sort_order_field = "position"
+
+    invoice = ParentalKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.CASCADE, related_name="lines"
+    )
+    position = models.PositiveIntegerField(_("position"), default=0)
+    description = models.CharField(_("description"), max_length=500, blank=True)
+    quantity = models.PositiveIntegerField(
+        _("quantity"), default=1, validators=[MinValueValidator(1)]
+    )
+    unit_amount = models.PositiveBigIntegerField(_("unit amount (minor units)"))
+    product = models.ForeignKey(
+        Product,
+        verbose_name=_("catalogue product"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="lines",
+    )
+
+    class Meta:
+        verbose_name = _("invoice line")
+        verbose_name_plural = _("invoice lines")
+        ordering = ["invoice", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="wcb_line_quantity_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.description or '—'}"
+
+    @property
+    def line_total(self) -> int:
+        """Quantity times unit amount, in minor units."""
+        return int(self.quantity) * int(self.unit_amount)
+
+    @property
+    def formatted_unit_amount(self) -> str:
+        return format_money(self.unit_amount, self.invoice.currency)
+
+    @property
+    def formatted_line_total(self) -> str:
+        return format_money(self.line_total, self.invoice.currency)

@@ -85,7 +85,13 @@ def session_totals(
 class TaxMixin(Store):
     """Tax rates, coupons, promotion codes and tax settings, mixed into the state."""
 
-    PERSISTED: tuple[str, ...] = (*Store.PERSISTED, "tax_rates", "coupons", "promotion_codes", "tax_settings")
+    PERSISTED: tuple[str, ...] = (
+        *Store.PERSISTED,
+        "tax_rates",
+        "coupons",
+        "promotion_codes",
+        "tax_settings",
+    )
 
     def reset(self) -> None:
         super().reset()

@@ -8,8 +8,8 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wagtail_client_billing", "0013_subscription_renewal_and_idempotency_columns"),
-        ("wagtailcore", "0098_apitoken"),
+        ("wagtail_client_billing", "0014_lines19_lines"),
+        ("wagtailcore", "0089_log_entry_data_json_null_to_object"),  # in every Wagtail >= 6.0
     ]
 
     operations = [
