@@ -168,6 +168,7 @@ def _params_types() -> dict[str, type]:
     from stripe.params.checkout import (
         SessionCreateParams,
         SessionExpireParams,
+        SessionLineItemListParams,
         SessionListParams,
         SessionRetrieveParams,
     )
@@ -184,6 +185,7 @@ def _params_types() -> dict[str, type]:
         "session.retrieve": SessionRetrieveParams,
         "session.list": SessionListParams,
         "session.expire": SessionExpireParams,
+        "session.line_items": SessionLineItemListParams,
         "webhook_endpoint.create": WebhookEndpointCreateParams,
         "webhook_endpoint.list": WebhookEndpointListParams,
         "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
