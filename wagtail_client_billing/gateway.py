@@ -55,7 +55,7 @@ from django.utils.translation import gettext as _
 
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
-from .models import site_display_name
+from .models import invoice_lines, site_display_name
 from .stripe_api import STRIPE_API_VERSION, expandable_id, text, unix_time
 
 if TYPE_CHECKING:
@@ -842,23 +842,31 @@ def checkout_params(
         "site_id": str(invoice.site_id),
         "platform": PLATFORM,
     }
-    product: SessionCreateParamsLineItemPriceDataProductData = {
-        "name": (invoice.description or invoice.number)[:250],
-        "description": _("Invoice %(number)s from %(site)s")
-        % {"number": invoice.number, "site": site_display_name(invoice.site)},
-    }
-    price_data: SessionCreateParamsLineItemPriceData = {
-        "currency": invoice.currency.lower(),
-        "unit_amount": int(invoice.amount),
-        "product_data": product,
-    }
     interval = invoice.recurring_interval
-    if interval:
-        price_data["recurring"] = {"interval": typing.cast(Any, interval)}
-    line_item: SessionCreateParamsLineItem = {"price_data": price_data, "quantity": 1}
+    from_line = _("Invoice %(number)s from %(site)s") % {
+        "number": invoice.number,
+        "site": site_display_name(invoice.site),
+    }
+    line_items: list[SessionCreateParamsLineItem] = []
+    # One Checkout line per invoice line (a request made the quick way has one, of its
+    # amount and description); Checkout's subtotal is their sum, as the invoice's amount.
+    for line in invoice_lines(invoice):
+        product: SessionCreateParamsLineItemPriceDataProductData = {
+            "name": (line.description or invoice.description or invoice.number)[:250],
+            "description": from_line,
+        }
+        price_data: SessionCreateParamsLineItemPriceData = {
+            "currency": invoice.currency.lower(),
+            "unit_amount": int(line.unit_amount),
+            "product_data": product,
+        }
+        if interval:
+            # Subscription mode: every line recurs, at the one interval of the request.
+            price_data["recurring"] = {"interval": typing.cast(Any, interval)}
+        line_items.append({"price_data": price_data, "quantity": int(line.quantity)})
     params: SessionCreateParams = {
         "mode": "subscription" if interval else "payment",
-        "line_items": [line_item],
+        "line_items": line_items,
         "customer_email": invoice.email,
         "client_reference_id": str(invoice.pk),
         "metadata": dict(metadata),

@@ -825,8 +825,7 @@ class Invoice(ClusterableModel):
 
     def priced_lines(self) -> list[tuple[int, int]]:
         """The request's lines as ``(unit_amount, quantity)`` pairs, for :mod:`.pricing`."""
-        lines = [(int(line.unit_amount), int(line.quantity)) for line in self.lines.all()]
-        return lines or [(int(self.amount), 1)]
+        return [(int(line.unit_amount), int(line.quantity)) for line in invoice_lines(self)]
 
     def pricing_tax(self) -> pricing.Tax | None:
         if self.tax_percentage is None or self.automatic_tax:
@@ -1378,3 +1377,28 @@ class InvoiceLine(models.Model):
     @property
     def formatted_line_total(self) -> str:
         return format_money(self.line_total, self.invoice.currency)
+
+
+def invoice_lines(invoice: Invoice) -> list[InvoiceLine]:
+    """The lines of ``invoice`` in order: its own, or, for one saved without any (by site
+    code that predates line items), one unsaved line of its amount and description.
+
+    Unsaved lines set on an unsaved invoice (the request form's) are returned as they are.
+    """
+    lines = sorted(invoice.lines.all(), key=lambda line: (line.position, line.pk or 0))
+    if lines:
+        return lines
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=0,
+            description=invoice.description,
+            quantity=1,
+            unit_amount=invoice.amount or 0,
+        )
+    ]
+
+
+def lines_total(lines: list[InvoiceLine]) -> int:
+    """The sum of the lines' totals, in minor units: integer arithmetic, no rounding."""
+    return sum(line.line_total for line in lines)

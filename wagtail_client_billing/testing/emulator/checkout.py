@@ -336,6 +336,7 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
                     "_product_description": product.get("description"),
                 }
             )
+        self._check_line_item_counts(built, mode)
         if mode == "subscription" and not recurring_seen:
             raise StripeError(
                 "You must provide at least one recurring price in `subscription` mode when "
@@ -437,7 +438,8 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
         session["total_details"]["amount_tax"] = totals["tax"]
 
     def _total_without_discount(self, session: dict[str, Any]) -> int:
-        items = session["_line_items"]
+        """The recurring items' total with their tax and no discount: a renewal's."""
+        items = [i for i in session["_line_items"] if i["price"]["recurring"]]
         rates = [
             {
                 "percentage": float(item["taxes"][0]["rate"]["percentage"]),
@@ -466,6 +468,34 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
             self._recompute(session)
             return public(session)
 
+    @staticmethod
+    def _check_line_item_counts(items: list[dict[str, Any]], mode: str) -> None:
+        """Checkout's documented limits: at most 100 line items in payment mode; in
+        subscription mode at most 20 with recurring prices and 20 with one-time prices,
+        and every recurring price at the same interval (one subscription bills them)."""
+        recurring = [i for i in items if i["price"]["recurring"]]
+        if mode == "payment" and len(items) > 100:
+            raise StripeError(
+                "You may only specify up to 100 line items in `payment` mode.",
+                param="line_items",
+            )
+        if mode == "subscription":
+            if len(recurring) > 20 or len(items) - len(recurring) > 20:
+                raise StripeError(
+                    "You may only specify up to 20 recurring and 20 one-time line items in "
+                    "`subscription` mode.",
+                    param="line_items",
+                )
+            periods = {
+                (i["price"]["recurring"]["interval"], i["price"]["recurring"]["interval_count"])
+                for i in recurring
+            }
+            if len(periods) > 1:
+                raise StripeError(
+                    "Checkout does not support multiple prices with different billing intervals.",
+                    param="line_items",
+                )
+
     def _render_session(self, session: dict[str, Any], expand: list[str]) -> dict[str, Any]:
         body = public(session)
         if "line_items" in expand:
@@ -482,6 +512,21 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
     ) -> dict[str, Any]:
         p = self._validated("session.retrieve", params)
         return self._render_session(self._session_for(session_id, ctx), p.get("expand", []))
+
+    def api_list_line_items(
+        self, session_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """``GET /v1/checkout/sessions/:id/line_items``: the session's items, in order,
+        paginated like every Stripe list (``limit`` 1 to 100, default 10)."""
+        p = self._validated("session.line_items", params)
+        session = self._session_for(session_id, ctx)
+        return rules.paginate(
+            session["_line_items"],
+            p,
+            url=f"/v1/checkout/sessions/{session_id}/line_items",
+            object_name="item",
+            render=public,
+        )
 
     def api_list_sessions(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         p = self._validated("session.list", params)

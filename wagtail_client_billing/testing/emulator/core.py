@@ -142,6 +142,7 @@ class EmulatorState(CheckoutMixin, WebhookEndpointsMixin):
             ("POST", r"/v1/checkout/sessions", self.api_create_session),
             ("GET", r"/v1/checkout/sessions", self.api_list_sessions),
             ("GET", r"/v1/checkout/sessions/([^/]+)", self.api_retrieve_session),
+            ("GET", r"/v1/checkout/sessions/([^/]+)/line_items", self.api_list_line_items),
             ("POST", r"/v1/checkout/sessions/([^/]+)/expire", self.api_expire_session),
             ("POST", r"/v1/tax_rates", self.api_create_tax_rate),
             ("GET", r"/v1/tax_rates/([^/]+)", self.api_retrieve_tax_rate),

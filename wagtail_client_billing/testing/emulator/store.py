@@ -174,6 +174,7 @@ def _params_types() -> dict[str, type]:
     from stripe.params.checkout import (
         SessionCreateParams,
         SessionExpireParams,
+        SessionLineItemListParams,
         SessionListParams,
         SessionRetrieveParams,
     )
@@ -191,6 +192,7 @@ def _params_types() -> dict[str, type]:
         "session.retrieve": SessionRetrieveParams,
         "session.list": SessionListParams,
         "session.expire": SessionExpireParams,
+        "session.line_items": SessionLineItemListParams,
         "webhook_endpoint.create": WebhookEndpointCreateParams,
         "webhook_endpoint.list": WebhookEndpointListParams,
         "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
