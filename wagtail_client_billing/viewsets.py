@@ -302,6 +302,7 @@ def create_edit_handler() -> ObjectList:
             FieldPanel("email"),
             FieldRowPanel([FieldPanel("currency"), FieldPanel("amount")]),
             FieldPanel("billing_type"),
+            tax_discount_panel(),
             FieldPanel("description"),
             FieldPanel("success_url"),
             FieldPanel("cancel_url"),
@@ -314,6 +315,18 @@ def create_edit_handler() -> ObjectList:
         ],
         base_form_class=InvoiceCreateForm,
     ).bind_to_model(Invoice)
+
+
+def tax_discount_panel() -> MultiFieldPanel:
+    """The request form's tax and discount (``forms.tax``)."""
+    return MultiFieldPanel(
+        [
+            FieldPanel("tax_rate"),
+            FieldRowPanel([FieldPanel("discount_kind"), FieldPanel("discount_value")]),
+            FieldPanel("discount_duration"),
+        ],
+        heading=gettext_lazy("Tax and discount"),
+    )
 
 
 def edit_edit_handler() -> ObjectList:

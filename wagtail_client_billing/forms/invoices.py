@@ -36,6 +36,7 @@ from ..money import (
 )
 from ..scope import pages_for_user, site_choices
 from .fields import HttpURLField, SiteChoiceField
+from .tax import TaxDiscountFormMixin
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
 #: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
@@ -133,7 +134,7 @@ def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) 
     return None
 
 
-class InvoiceCreateForm(WagtailAdminModelForm):
+class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
     """A new billing request. Finds the site's Stripe account for the chosen mode.
 
     On a valid form, ``instance.account`` is the account the invoice will be charged
@@ -205,6 +206,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         instance = self.instance
         if instance.amount and instance.currency and not self.is_bound:
             self.initial["amount"] = str(to_major(instance.amount, instance.currency))
+        self.initial_discount()
 
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"]
@@ -220,6 +222,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         raw = self.data.get(self.add_prefix("site")) if self.is_bound else self.initial.get("site")
         site = sites.filter(pk=raw).first() if str(raw or "").isdigit() else None
         pages = pages_for_user(self.for_user, site=site)
+        self.limit_tax_rates(site)
         self.fields["publish_page_when_paid"].queryset = pages
         self.fields["unpublish_page_when_expired"].queryset = pages.filter(live=True)
 
@@ -246,6 +249,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
                 self.add_error(None, ValidationError(problem, code="no_account"))
             else:
                 self.instance.account = account
+        self.clean_tax_and_discount(cleaned)
         return cleaned
 
 
