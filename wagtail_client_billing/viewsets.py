@@ -37,6 +37,7 @@ from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
+from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
@@ -304,6 +305,7 @@ def create_edit_handler() -> ObjectList:
             FieldPanel("billing_type"),
             tax_discount_panel(),
             FieldPanel("description"),
+            LinesPanel(),
             FieldPanel("success_url"),
             FieldPanel("cancel_url"),
             FieldPanel("test_mode"),

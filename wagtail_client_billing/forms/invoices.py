@@ -36,6 +36,7 @@ from ..money import (
 )
 from ..scope import pages_for_user, site_choices
 from .fields import HttpURLField, SiteChoiceField
+from .lines import clean_lines, set_initial_prices, without_lines_allowed
 from .tax import TaxDiscountFormMixin
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
@@ -147,7 +148,8 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
     amount = forms.CharField(
         label=_("Amount"),
         max_length=20,
-        help_text=_("In the currency's main unit, such as 125 or 125.50."),
+        required=False,
+        help_text=_("In the currency's main unit, such as 125 or 125.50. With lines, their total."),
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     success_url = HttpURLField(
@@ -187,6 +189,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        args, kwargs = without_lines_allowed(args, kwargs)
         super().__init__(*args, **kwargs)
         sites = site_choices(self.for_user)
         self.fields["site"].queryset = sites
@@ -207,6 +210,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
         if instance.amount and instance.currency and not self.is_bound:
             self.initial["amount"] = str(to_major(instance.amount, instance.currency))
         self.initial_discount()
+        set_initial_prices(self, instance.currency)
 
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"]
@@ -230,12 +234,22 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
         cleaned: dict[str, Any] = super().clean()
         currency = cleaned.get("currency")
         raw_amount = cleaned.get("amount")
-        if currency and raw_amount is not None and "amount" not in self.errors:
+        site = cleaned.get("site")
+        recurring = cleaned.get("billing_type", "one_time") != "one_time"
+        total = clean_lines(self, currency, site, recurring)
+        if total is not None:
+            # With lines, the amount is their total (the field is disabled in the form).
+            self._check_total(total, currency)
+            cleaned["amount"] = total
+        elif not raw_amount and "amount" not in self.errors:
+            # As before lines existed: the amount is required without them.
+            required = self.fields["amount"].error_messages["required"]
+            self.add_error("amount", ValidationError(required, code="required"))
+        elif currency and raw_amount is not None and "amount" not in self.errors:
             try:
                 cleaned["amount"] = parse_amount(raw_amount, currency)
             except ValidationError as exc:
                 self.add_error("amount", exc)
-        site = cleaned.get("site")
         if site is not None:
             test_mode = bool(cleaned.get("test_mode"))
             settings = (
@@ -251,6 +265,28 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
                 self.instance.account = account
         self.clean_tax_and_discount(cleaned)
         return cleaned
+
+    def _check_total(self, total: int, currency: str | None) -> None:
+        """The lines' total must be one Stripe can charge in the currency."""
+        if not currency:
+            return
+        problem = ""
+        if total < minimum_amount(currency):
+            problem = gettext("The minimum for %(currency)s is %(limit)s.") % {
+                "currency": currency,
+                "limit": format_money(minimum_amount(currency), currency),
+            }
+        elif total > MAXIMUM_AMOUNT:
+            problem = gettext("The maximum for %(currency)s is %(limit)s.") % {
+                "currency": currency,
+                "limit": format_money(MAXIMUM_AMOUNT, currency),
+            }
+        if problem:
+            message = gettext("The lines add up to %(total)s. %(problem)s") % {
+                "total": format_money(total, currency),
+                "problem": problem,
+            }
+            self.add_error(None, ValidationError(message, code="lines_total"))
 
 
 class InvoiceEditForm(WagtailAdminModelForm):

@@ -28,6 +28,7 @@ from ..models import (
     TaxRate,
 )
 from ..money import THREE_DECIMAL, MoneyError, format_money, minimum_amount, to_major, to_minor
+from .lines import line_forms
 
 #: A plain non-negative number: digits, optionally a point and more digits.
 NUMBER_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
@@ -87,7 +88,14 @@ class TaxDiscountFormMixin(forms.Form):
             self.initial["discount_value"] = str(instance.discount_percent.normalize())
 
     def priced_lines(self, cleaned: dict[str, Any]) -> list[tuple[int, int]] | None:
-        """The request's lines as ``(unit_amount, quantity)`` pairs, once valid."""
+        """The request's lines as ``(unit_amount, quantity)`` pairs once they are valid
+        (``forms.lines`` set each line's unit amount), else ``None``; without lines, its
+        one amount."""
+        kept = line_forms(self)
+        if kept:
+            if any(f.errors or f.instance.unit_amount is None for f in kept):
+                return None
+            return [(int(f.instance.unit_amount), int(f.cleaned_data["quantity"])) for f in kept]
         amount = cleaned.get("amount")
         return [(amount, 1)] if isinstance(amount, int) and "amount" not in self.errors else None
 
