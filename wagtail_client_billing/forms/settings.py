@@ -15,7 +15,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
+from ..billing.taxes import stripe_tax_problem
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+from ..models import TaxMode
 from ..scope import site_in_scope
 
 
@@ -130,7 +132,23 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             cleaned["smtp_host"] = (cleaned.get("smtp_host") or "").strip()
         if cleaned.get("use_custom_smtp") and cleaned.get("smtp_host") and cleaned.get("smtp_port"):
             self._check_outbound_policy(cleaned["smtp_host"], cleaned["smtp_port"])
+        if cleaned.get("tax_mode") == TaxMode.STRIPE_TAX and "tax_mode" in self.changed_data:
+            self._check_stripe_tax()
         return cleaned
+
+    def _check_stripe_tax(self) -> None:
+        """Refuse Stripe Tax while a connected account of the site cannot use it."""
+        instance = self.instance
+        accounts = [a for a in (instance.live_account, instance.test_account) if a is not None]
+        if not accounts:
+            self.add_error(
+                "tax_mode",
+                _("Connect a Stripe account first: Stripe Tax is set up in its dashboard."),
+            )
+        for account in accounts:
+            problem = stripe_tax_problem(account)
+            if problem:
+                self.add_error("tax_mode", problem)
 
     def _check_outbound_policy(self, host: str, port: int) -> None:
         """Refuse now a server every email would refuse later (sending checks again)."""

@@ -17,6 +17,7 @@ from typing import Any
 from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
+from wagtail.admin.forms import WagtailAdminModelForm
 
 from .. import pricing
 from ..models import (
@@ -39,7 +40,7 @@ class TaxRateChoiceField(forms.ModelChoiceField):
         return str(obj)
 
 
-class TaxDiscountFormMixin(forms.Form):
+class TaxDiscountFormMixin(WagtailAdminModelForm):
     """Tax rate and discount fields; ``priced_lines`` gives the lines they apply to."""
 
     tax_rate = TaxRateChoiceField(
