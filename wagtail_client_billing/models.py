@@ -879,6 +879,31 @@ class Invoice(ClusterableModel):
         return rows
 
     @property
+    def billed_figures(self) -> dict[str, int | None]:
+        """Discount, net, tax and total in minor units of ``currency``, for the export.
+
+        Computed by :mod:`.pricing`; under Stripe Tax, Stripe's own figures once a
+        Checkout Session paid (before that the tax and total are not known: ``None``).
+        """
+        figures = self.figures
+        if not self.automatic_tax:
+            return {
+                "discount": figures.discount,
+                "net": figures.net,
+                "tax": figures.tax,
+                "total": figures.gross,
+            }
+        if self.checkout_currency and self.checkout_amount_total is not None:
+            tax = self.checkout_amount_tax or 0
+            return {
+                "discount": self.checkout_amount_discount or 0,
+                "net": self.checkout_amount_total - tax,
+                "tax": tax,
+                "total": self.checkout_amount_total,
+            }
+        return {"discount": figures.discount, "net": figures.gross, "tax": None, "total": None}
+
+    @property
     def tax_label(self) -> str:
         if self.tax_percentage is None:
             return str(_("Tax"))

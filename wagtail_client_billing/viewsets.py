@@ -48,7 +48,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
-from .viewsets_tax import TaxRateViewSet
+from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
@@ -219,11 +219,12 @@ class InvoiceIndexView(IndexView):
             "late_payment": item.late_payment,
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
+            **export_figures(item),
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
         # The export also names each row's Stripe account; prefetched per chunk.
-        queryset = queryset.prefetch_related("account")
+        queryset = queryset.prefetch_related("account", "lines")
         return super().as_spreadsheet(_ChunkedQuerySet(queryset), spreadsheet_format)
 
 
@@ -476,6 +477,7 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment",
         "stripe_account",
         "payment_intent_id",
+        *EXPORT_FIGURES,
     ]
     export_headings = {
         "number": gettext_lazy("Number"),
@@ -494,6 +496,7 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment": gettext_lazy("Paid late"),
         "stripe_account": gettext_lazy("Stripe account"),
         "payment_intent_id": gettext_lazy("Stripe payment"),
+        **EXPORT_FIGURE_HEADINGS,
     }
     export_filename = "invoices"
 

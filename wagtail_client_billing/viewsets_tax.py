@@ -23,10 +23,34 @@ from wagtail.snippets.views.snippets import DeleteView, EditView, IndexView, Sni
 
 from .billing import taxes
 from .forms.fields import SiteChoiceField
-from .models import TaxRate
+from .models import Invoice, TaxRate
+from .money import to_major
 from .scope import site_choices
 
 ICON = "client-billing"
+
+#: The invoice export's tax and discount columns (``billed_figures``), in major units.
+EXPORT_FIGURES = ["discount", "net", "tax", "total", "tax_name"]
+EXPORT_FIGURE_HEADINGS = {
+    "discount": gettext_lazy("Discount"),
+    "net": gettext_lazy("Net"),
+    "tax": gettext_lazy("Tax"),
+    "total": gettext_lazy("Total"),
+    "tax_name": gettext_lazy("Tax rate"),
+}
+
+
+def export_figures(invoice: Invoice) -> dict[str, Any]:
+    """An invoice's export columns for :data:`EXPORT_FIGURES` (empty where unknown)."""
+    row: dict[str, Any] = {
+        name: "" if value is None else to_major(value, invoice.currency)
+        for name, value in invoice.billed_figures.items()
+    }
+    if invoice.automatic_tax:
+        row["tax_name"] = _("Stripe Tax")
+    else:
+        row["tax_name"] = invoice.tax_label if invoice.tax_percentage is not None else ""
+    return row
 
 
 class TaxRateForm(WagtailAdminModelForm):

@@ -94,6 +94,8 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             if stored
             else _("No password is stored. Leave blank if the server needs no login.")
         )
+        if "tax_mode" in self.fields:
+            self.fields["tax_mode"].required = False
         if "from_email" in self.fields:
             self.fields["from_email"].help_text = _(
                 'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '
@@ -103,6 +105,11 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             self.fields["reply_to"].help_text = _(
                 "Where your clients' replies go, with either kind of connection."
             )
+
+    def clean_tax_mode(self) -> str:
+        # Not posted (a form built before the Tax tab): the site keeps its way of taxing.
+        value = self.cleaned_data.get("tax_mode")
+        return value or self.instance.tax_mode or TaxMode.NONE
 
     def clean_from_email(self) -> str:
         value = (self.cleaned_data.get("from_email") or "").strip()
