@@ -857,7 +857,10 @@ class Invoice(ClusterableModel):
         A request with neither tax nor discount has one row, its amount. Under Stripe
         Tax the tax is not known before checkout, and the last row says so.
         """
-        figures = self.figures
+        return self.figure_rows_for(self.figures)
+
+    def figure_rows_for(self, figures: pricing.Figures) -> list[tuple[str, str]]:
+        """:attr:`figure_rows` of ``figures`` (the request form's, before it is saved)."""
         money = self.currency
         rows: list[tuple[str, str]] = []
         if not (figures.discount or self.pricing_tax() or self.automatic_tax):

@@ -10,6 +10,7 @@ Client Billing settings show the same invoices for that site only
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib.admin.utils import quote
@@ -37,10 +38,12 @@ from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
+from .panels.figures import FiguresPanel
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
+from .views.admin_figures import figures_view
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,
@@ -328,6 +331,7 @@ def tax_discount_panel() -> MultiFieldPanel:
             FieldPanel("tax_rate"),
             FieldRowPanel([FieldPanel("discount_kind"), FieldPanel("discount_value")]),
             FieldPanel("discount_duration"),
+            FiguresPanel(),
         ],
         heading=gettext_lazy("Tax and discount"),
     )
@@ -534,6 +538,11 @@ class InvoiceViewSet(SnippetViewSet):
         return [
             *super().get_urlpatterns(),
             path("resend/<int:pk>/", self.resend_view, name="resend"),
+            path(
+                "figures/",
+                partial(figures_view, form_class=self.create_handler.get_form_class()),
+                name="figures",
+            ),
         ]
 
 
