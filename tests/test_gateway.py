@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import stripe
@@ -373,9 +374,17 @@ def test_checkout_expiry_cap_is_stable_across_a_quick_retry():
 
 def test_hook_may_add_tax_rates_and_locale(stripe_emulator, emulated_invoice):
     invoice = emulated_invoice()
+    # Stripe refuses a tax rate that does not exist on the account: make one there.
+    rate_id = gateway.create_tax_rate(
+        test_mode=invoice.test_mode,
+        account_id=invoice.account.stripe_id,
+        display_name="VAT",
+        percentage=Decimal(20),
+        inclusive=True,
+    )
 
     def add_tax(invoice, params):
-        params["line_items"][0]["tax_rates"] = ["txr_123"]
+        params["line_items"][0]["tax_rates"] = [rate_id]
         params["locale"] = "de"
         return params
 
@@ -384,7 +393,8 @@ def test_hook_may_add_tax_rates_and_locale(stripe_emulator, emulated_invoice):
 
     assert stripe_emulator.get_session(session.id)["locale"] == "de"
     (request,) = session_creates(stripe_emulator)
-    assert request.params["line_items"]["0"]["tax_rates"] == {"0": "txr_123"}
+    assert request.params["line_items"]["0"]["tax_rates"] == {"0": rate_id}
+    assert stripe_emulator.get_session(session.id)["total_details"]["amount_tax"] > 0
 
 
 @pytest.mark.parametrize(

@@ -174,6 +174,8 @@ def test_json_status_for_headless_front_ends(client, invoice):
         "status": "pending",
         "amount": "125.00",
         "amount_minor": 12500,
+        "total_minor": 12500,
+        "tax_minor": 0,
         "currency": "USD",
         "description": "Website build",
         "billing_type": "one_time",

@@ -474,6 +474,20 @@ def format_expiry(invoice: Invoice) -> str:
     return f"{date_format(local, 'DATETIME_FORMAT')} {local.tzname() or ''}".strip()
 
 
+def payable_amount(invoice: Invoice) -> str:
+    """The total the client pays, formatted; under Stripe Tax, "… + tax"."""
+    total = format_money(invoice.figures.gross, invoice.currency)
+    if invoice.automatic_tax:
+        return _("%(amount)s + tax") % {"amount": total}
+    return total
+
+
+def figure_rows(invoice: Invoice) -> list[tuple[str, str]]:
+    """Subtotal, discount, net, tax and total rows; none when the amount says it all."""
+    rows = invoice.figure_rows
+    return rows if len(rows) > 1 else []
+
+
 def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
     """What the email templates get. Call inside the site's language."""
     site = invoice.site
@@ -483,7 +497,9 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "site": site,
         "site_name": site_display_name(site),
         "number": invoice.number,
-        "amount": format_money(invoice.amount, invoice.currency),
+        # What the client pays (``pricing``): after any discount, with any tax rate's tax.
+        "amount": payable_amount(invoice),
+        "figure_rows": figure_rows(invoice),
         "description": invoice.description,
         "is_recurring": invoice.is_recurring,
         "recurring_note": recurring_note(invoice),

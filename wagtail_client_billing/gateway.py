@@ -55,7 +55,7 @@ from django.utils.translation import gettext as _
 
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
-from .models import site_display_name
+from .models import invoice_lines, site_display_name
 from .stripe_api import STRIPE_API_VERSION, expandable_id, text, unix_time
 
 if TYPE_CHECKING:
@@ -832,6 +832,7 @@ def checkout_params(
     cancel_url: str,
     expires_at: datetime,
     requested_at: datetime | None = None,
+    extras: CheckoutExtras | None = None,
 ) -> SessionCreateParams:
     """The Checkout Session parameters for an invoice, before hooks run; the session's
     lifetime is reckoned from ``requested_at`` (default now)."""
@@ -841,23 +842,31 @@ def checkout_params(
         "site_id": str(invoice.site_id),
         "platform": PLATFORM,
     }
-    product: SessionCreateParamsLineItemPriceDataProductData = {
-        "name": (invoice.description or invoice.number)[:250],
-        "description": _("Invoice %(number)s from %(site)s")
-        % {"number": invoice.number, "site": site_display_name(invoice.site)},
-    }
-    price_data: SessionCreateParamsLineItemPriceData = {
-        "currency": invoice.currency.lower(),
-        "unit_amount": int(invoice.amount),
-        "product_data": product,
-    }
     interval = invoice.recurring_interval
-    if interval:
-        price_data["recurring"] = {"interval": typing.cast(Any, interval)}
-    line_item: SessionCreateParamsLineItem = {"price_data": price_data, "quantity": 1}
+    from_line = _("Invoice %(number)s from %(site)s") % {
+        "number": invoice.number,
+        "site": site_display_name(invoice.site),
+    }
+    line_items: list[SessionCreateParamsLineItem] = []
+    # One Checkout line per invoice line (a request made the quick way has one, of its
+    # amount and description); Checkout's subtotal is their sum, as the invoice's amount.
+    for line in invoice_lines(invoice):
+        product: SessionCreateParamsLineItemPriceDataProductData = {
+            "name": (line.description or invoice.description or invoice.number)[:250],
+            "description": from_line,
+        }
+        price_data: SessionCreateParamsLineItemPriceData = {
+            "currency": invoice.currency.lower(),
+            "unit_amount": int(line.unit_amount),
+            "product_data": product,
+        }
+        if interval:
+            # Subscription mode: every line recurs, at the one interval of the request.
+            price_data["recurring"] = {"interval": typing.cast(Any, interval)}
+        line_items.append({"price_data": price_data, "quantity": int(line.quantity)})
     params: SessionCreateParams = {
         "mode": "subscription" if interval else "payment",
-        "line_items": [line_item],
+        "line_items": line_items,
         "customer_email": invoice.email,
         "client_reference_id": str(invoice.pk),
         "metadata": dict(metadata),
@@ -865,6 +874,7 @@ def checkout_params(
         "cancel_url": cancel_url,
         "expires_at": clamp_checkout_expiry(expires_at, requested_at),
     }
+    apply_tax_and_discount(params, invoice, extras)
     percent = application_fee_percent()
     if interval:
         params["subscription_data"] = {"metadata": dict(metadata)}
@@ -872,7 +882,8 @@ def checkout_params(
             params["subscription_data"]["application_fee_percent"] = float(percent)
     else:
         params["payment_intent_data"] = {"metadata": dict(metadata)}
-        fee = application_fee_amount(invoice.amount, percent)
+        # On what the client pays before any tax Stripe Tax adds: never over the charge.
+        fee = application_fee_amount(invoice.figures.gross, percent)
         if fee > 0:
             params["payment_intent_data"]["application_fee_amount"] = fee
     return params
@@ -898,6 +909,7 @@ def create_checkout_session(
     cancel_url: str,
     expires_at: datetime,
     requested_at: datetime | None = None,
+    extras: CheckoutExtras | None = None,
 ) -> CheckoutSession:
     """A Checkout Session on the invoice's connected account (a direct charge).
 
@@ -914,6 +926,7 @@ def create_checkout_session(
         cancel_url=cancel_url,
         expires_at=expires_at,
         requested_at=requested_at,
+        extras=extras,
     )
     params = hooks.fold(hooks.CHECKOUT_PARAMS, params, invoice)
     validate_params(params, _session_create_params_type())
@@ -973,6 +986,134 @@ def expire_checkout_session(
         return current
     _log_ok("expire_checkout_session", session, test_mode=test_mode, account_id=account_id)
     return session_from_stripe(session)
+
+
+# --- tax rates, coupons and Stripe Tax ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CheckoutExtras:
+    """What a Checkout Session names that was made on Stripe before it (``billing.taxes``)."""
+
+    tax_rate_id: str | None = None
+    coupon_id: str | None = None
+
+
+def create_tax_rate(
+    *,
+    test_mode: bool,
+    account_id: str,
+    display_name: str,
+    percentage: decimal.Decimal,
+    inclusive: bool,
+    country: str = "",
+    state: str = "",
+    key: str = "",
+) -> str:
+    """A tax rate on the connected account; its id.
+
+    Idempotency key ``wcb-taxrate-<key>-<hash of the figures>``: the same rate asked
+    for twice (two Checkout clicks at once) is made once.
+    """
+    params: dict[str, Any] = {
+        "display_name": display_name[:50],
+        "percentage": float(percentage),
+        "inclusive": inclusive,
+        "metadata": {"platform": PLATFORM},
+    }
+    if country:
+        params["country"] = country.upper()
+        if state:
+            params["state"] = state.upper()
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": f"wcb-taxrate-{key}-{account_id}-{digest}",
+    }
+    with _calling("create_tax_rate", test_mode=test_mode, account_id=account_id):
+        rate = client.v1.tax_rates.create(typing.cast(Any, params), options)
+    _log_ok("create_tax_rate", rate, test_mode=test_mode, account_id=account_id)
+    return str(rate.id)
+
+
+def archive_tax_rate(*, test_mode: bool, account_id: str, tax_rate_id: str) -> None:
+    """Archive a tax rate (``active=false``): Stripe keeps it for what used it."""
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": f"wcb-taxrate-archive-{tax_rate_id}",
+    }
+    with _calling("archive_tax_rate", test_mode=test_mode, account_id=account_id):
+        client.v1.tax_rates.update(tax_rate_id, {"active": False}, options)
+
+
+def create_coupon(invoice: Invoice) -> str:
+    """The coupon for an invoice's editor-set discount, on its connected account.
+
+    ``amount_off`` (in the invoice's currency) or ``percent_off``; ``duration`` is
+    ``once`` for a one-time payment, the editor's choice (``once``/``forever``) for
+    recurring billing; ``max_redemptions`` 1, so the coupon serves this request only.
+    Idempotency key ``wcb-invoice-<pk>-coupon-<hash of the parameters>``.
+    """
+    params: dict[str, Any] = {
+        "duration": invoice.discount_duration if invoice.is_recurring else "once",
+        "max_redemptions": 1,
+        "name": str(_("Discount on %(number)s") % {"number": invoice.number})[:40],
+        "metadata": {"invoice_id": str(invoice.pk), "platform": PLATFORM},
+    }
+    if invoice.discount_kind == "amount":
+        params["amount_off"] = int(invoice.discount_amount or 0)
+        params["currency"] = invoice.currency.lower()
+    else:
+        params["percent_off"] = float(invoice.discount_percent or 0)
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    account_id = invoice.account.stripe_id
+    client = get_client(invoice.test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": f"wcb-invoice-{invoice.pk}-coupon-{digest}",
+    }
+    with _calling("create_coupon", test_mode=invoice.test_mode, account_id=account_id):
+        coupon = client.v1.coupons.create(typing.cast(Any, params), options)
+    _log_ok("create_coupon", coupon, test_mode=invoice.test_mode, account_id=account_id)
+    return str(coupon.id)
+
+
+def retrieve_tax_settings_status(*, test_mode: bool, account_id: str) -> str:
+    """The connected account's Stripe Tax settings ``status``: ``active`` or ``pending``."""
+    client = get_client(test_mode)
+    with _calling("retrieve_tax_settings", test_mode=test_mode, account_id=account_id):
+        settings = client.v1.tax.settings.retrieve(options={"stripe_account": account_id})
+    return text(_get(settings, "status"))
+
+
+def apply_tax_and_discount(
+    params: SessionCreateParams, invoice: Invoice, extras: CheckoutExtras | None
+) -> None:
+    """Add the invoice's tax and discount to its Checkout Session parameters.
+
+    A tax rate goes on every line (``line_items[].tax_rates``); Stripe Tax turns on
+    ``automatic_tax`` with the client's billing address and, for businesses, their tax
+    ID collected; a discount is the coupon (``discounts``), or the client may type a
+    promotion code (``allow_promotion_codes``): Stripe takes only one of the two.
+    """
+    extras = extras or CheckoutExtras()
+    if extras.tax_rate_id:
+        for item in params["line_items"]:
+            item["tax_rates"] = [extras.tax_rate_id]
+    if invoice.automatic_tax:
+        params["automatic_tax"] = {"enabled": True}
+        params["billing_address_collection"] = "required"
+        params["tax_id_collection"] = {"enabled": True}
+        if params.get("mode") == "payment":
+            params["customer_creation"] = "always"
+    if extras.coupon_id:
+        params["discounts"] = [{"coupon": extras.coupon_id}]
+    elif invoice.discount_kind == "promotion_code":
+        params["allow_promotion_codes"] = True
 
 
 # --- validating parameters against the stripe package's TypedDicts ---------------------

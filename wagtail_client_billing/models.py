@@ -22,14 +22,16 @@ from django.db.models.functions import Cast, Lower
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from modelcluster.fields import ParentalKey
+from modelcluster.models import ClusterableModel
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
-from . import hooks
+from . import hooks, pricing
 from . import status as status_table
 from .compat import PAGE_MODEL
 from .conf import billing_settings
-from .money import format_money, to_major
+from .money import format_money, format_percent, to_major
 from .status import InvoiceStatus  # declared with the status table; importable from here too
 
 if TYPE_CHECKING:
@@ -195,6 +197,31 @@ def decrypt_secret(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode()
 
 
+class TaxMode(models.TextChoices):
+    """How a site's requests are taxed."""
+
+    NONE = "none", _("No tax")
+    RATES = "rates", _("Tax rates I define")
+    STRIPE_TAX = "stripe_tax", _("Stripe Tax (calculated at checkout)")
+
+
+class DiscountKind(models.TextChoices):
+    """What a request offers off its subtotal."""
+
+    NONE = "", _("No discount")
+    AMOUNT = "amount", _("An amount off")
+    PERCENT = "percent", _("A percentage off")
+    PROMOTION_CODE = "promotion_code", _("Let the client enter a promotion code")
+
+
+class DiscountDuration(models.TextChoices):
+    """For recurring billing: which payments the discount applies to (a coupon's
+    ``duration``)."""
+
+    ONCE = "once", _("The first payment only")
+    FOREVER = "forever", _("Every payment")
+
+
 @register_setting(icon="client-billing")  # the icon is registered in wagtail_hooks.py
 class ClientBillingSettings(BaseSiteSetting):
     """A site's Client Billing configuration (Settings -> Client Billing).
@@ -259,6 +286,18 @@ class ClientBillingSettings(BaseSiteSetting):
         blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(24 * 90)],
         help_text=_("How long a client can pay an emailed link. Blank: the project's default."),
+    )
+
+    tax_mode = models.CharField(
+        _("tax"),
+        max_length=12,
+        choices=TaxMode.choices,
+        default=TaxMode.NONE,
+        db_default=TaxMode.NONE,
+        help_text=_(
+            "Tax rates: you define them (Snippets → Tax rates) and pick one per request. "
+            "Stripe Tax: Stripe calculates tax at checkout from the client's address."
+        ),
     )
 
     class Meta:
@@ -389,7 +428,7 @@ class InvoiceQuerySet(models.QuerySet["Invoice"]):
         return self.select_related("site", "account", "created_by")
 
 
-class Invoice(models.Model):
+class Invoice(ClusterableModel):
     """A billing request sent to a client, payable through a link until it expires.
 
     Attributes:
@@ -470,6 +509,55 @@ class Invoice(models.Model):
     )
     checkout_amount_total = models.PositiveBigIntegerField(
         _("total paid (minor units)"), null=True, blank=True, editable=False
+    )
+
+    # Tax and discount (see :mod:`.pricing`): the rate's figures are copied in when the
+    # request is made, so a later change of the rate never changes a sent invoice.
+    tax_rate = models.ForeignKey(
+        "TaxRate",
+        verbose_name=_("tax rate"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+    )
+    tax_name = models.CharField(_("tax"), max_length=50, blank=True, default="", db_default="")
+    tax_percentage = models.DecimalField(
+        _("tax percentage"), max_digits=7, decimal_places=4, null=True, blank=True
+    )
+    tax_inclusive = models.BooleanField(
+        _("tax included in prices"), default=False, db_default=False
+    )
+    automatic_tax = models.BooleanField(
+        _("Stripe Tax"),
+        default=False,
+        db_default=False,
+        help_text=_("Stripe calculates the tax at checkout from the client's address."),
+    )
+    discount_kind = models.CharField(
+        _("discount"),
+        max_length=16,
+        choices=DiscountKind.choices,
+        blank=True,
+        default="",
+        db_default="",
+    )
+    discount_amount = models.PositiveBigIntegerField(
+        _("discount amount (minor units)"), null=True, blank=True
+    )
+    discount_percent = models.DecimalField(
+        _("discount percentage"), max_digits=5, decimal_places=2, null=True, blank=True
+    )
+    discount_duration = models.CharField(
+        _("discount applies to"),
+        max_length=8,
+        choices=DiscountDuration.choices,
+        default=DiscountDuration.ONCE,
+        db_default=DiscountDuration.ONCE,
+    )
+    #: The coupon made on the connected account for this request's discount.
+    stripe_coupon_id = models.CharField(
+        max_length=255, blank=True, default="", db_default="", editable=False
     )
 
     created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
@@ -586,6 +674,10 @@ class Invoice(models.Model):
         "publish_page_when_paid",
         "unpublish_page_when_expired",
         "metadata",
+        "discount_kind",
+        "discount_amount",
+        "discount_percent",
+        "discount_duration",
     )
     #: What the new request gets afresh: its own identity, number, account (the site's
     #: account for the mode as it is now, chosen by the form), expiry, status and
@@ -638,6 +730,13 @@ class Invoice(models.Model):
         "last_renewal_paid_at",
         "subscription_state_at",
         "delayed_payment_resolved_session",
+        # The tax is the site's as it is when the new request is made (the form picks).
+        "tax_rate",
+        "tax_name",
+        "tax_percentage",
+        "tax_inclusive",
+        "automatic_tax",
+        "stripe_coupon_id",
     )
 
     class Meta:
@@ -721,6 +820,110 @@ class Invoice(models.Model):
             for label, value in rows
             if value is not None
         ]
+
+    # --- tax and discount -------------------------------------------------------------------
+
+    def priced_lines(self) -> list[tuple[int, int]]:
+        """The request's lines as ``(unit_amount, quantity)`` pairs, for :mod:`.pricing`."""
+        return [(int(line.unit_amount), int(line.quantity)) for line in invoice_lines(self)]
+
+    def pricing_tax(self) -> pricing.Tax | None:
+        if self.tax_percentage is None or self.automatic_tax:
+            return None
+        return pricing.Tax(percentage=self.tax_percentage, inclusive=self.tax_inclusive)
+
+    def pricing_discount(self) -> pricing.Discount | None:
+        if self.discount_kind == DiscountKind.AMOUNT and self.discount_amount:
+            return pricing.Discount(amount_off=int(self.discount_amount))
+        if self.discount_kind == DiscountKind.PERCENT and self.discount_percent:
+            return pricing.Discount(percent_off=self.discount_percent)
+        return None
+
+    @property
+    def figures(self) -> pricing.Figures:
+        """Subtotal, discount, net, tax and gross as the client pays them (one module
+        computes them: :mod:`.pricing`)."""
+        return pricing.compute(
+            self.priced_lines(),
+            self.currency,
+            tax=self.pricing_tax(),
+            discount=self.pricing_discount(),
+        )
+
+    @property
+    def figure_rows(self) -> list[tuple[str, str]]:
+        """The figures as ``(label, formatted amount)`` rows for the email and admin.
+
+        A request with neither tax nor discount has one row, its amount. Under Stripe
+        Tax the tax is not known before checkout, and the last row says so.
+        """
+        return self.figure_rows_for(self.figures)
+
+    def figure_rows_for(self, figures: pricing.Figures) -> list[tuple[str, str]]:
+        """:attr:`figure_rows` of ``figures`` (the request form's, before it is saved)."""
+        money = self.currency
+        rows: list[tuple[str, str]] = []
+        if not (figures.discount or self.pricing_tax() or self.automatic_tax):
+            return [(str(_("Total")), format_money(figures.gross, money))]
+        rows.append((str(_("Subtotal")), format_money(figures.subtotal, money)))
+        if figures.discount:
+            rows.append(
+                (str(self.discount_label), "\N{MINUS SIGN}" + format_money(figures.discount, money))
+            )
+        if self.pricing_tax() is not None:
+            rows.append((str(_("Net")), format_money(figures.net, money)))
+            rows.append((self.tax_label, format_money(figures.tax, money)))
+            rows.append((str(_("Total")), format_money(figures.gross, money)))
+        elif self.automatic_tax:
+            rows.append((str(_("Total before tax")), format_money(figures.gross, money)))
+            rows.append((str(_("Tax")), str(_("calculated at checkout"))))
+        else:
+            rows.append((str(_("Total")), format_money(figures.gross, money)))
+        return rows
+
+    @property
+    def billed_figures(self) -> dict[str, int | None]:
+        """Discount, net, tax and total in minor units of ``currency``, for the export.
+
+        Computed by :mod:`.pricing`; under Stripe Tax, Stripe's own figures once a
+        Checkout Session paid (before that the tax and total are not known: ``None``).
+        """
+        figures = self.figures
+        if not self.automatic_tax:
+            return {
+                "discount": figures.discount,
+                "net": figures.net,
+                "tax": figures.tax,
+                "total": figures.gross,
+            }
+        if self.checkout_currency and self.checkout_amount_total is not None:
+            tax = self.checkout_amount_tax or 0
+            return {
+                "discount": self.checkout_amount_discount or 0,
+                "net": self.checkout_amount_total - tax,
+                "tax": tax,
+                "total": self.checkout_amount_total,
+            }
+        return {"discount": figures.discount, "net": figures.gross, "tax": None, "total": None}
+
+    @property
+    def tax_label(self) -> str:
+        if self.tax_percentage is None:
+            return str(_("Tax"))
+        percent = format_percent(self.tax_percentage)
+        if self.tax_inclusive:
+            return str(
+                _("%(name)s %(percent)s (included)") % {"name": self.tax_name, "percent": percent}
+            )
+        return str(_("%(name)s %(percent)s") % {"name": self.tax_name, "percent": percent})
+
+    @property
+    def discount_label(self) -> str:
+        if self.discount_kind == DiscountKind.PERCENT and self.discount_percent is not None:
+            return str(
+                _("Discount %(percent)s") % {"percent": format_percent(self.discount_percent)}
+            )
+        return str(_("Discount"))
 
     # --- state ------------------------------------------------------------------------------
 
@@ -1006,3 +1209,224 @@ class ClientBillingLogEntry(BaseLogEntry):
 
     def __str__(self) -> str:
         return f"ClientBillingLogEntry {self.pk}: {self.action!r} on {self.object_id}"
+
+
+class TaxRateQuerySet(models.QuerySet["TaxRate"]):
+    def active(self) -> TaxRateQuerySet:
+        return self.filter(active=True)
+
+
+class TaxRate(models.Model):
+    """A tax rate an editor defines for a site, applied to every line of a request.
+
+    Stripe's tax rates cannot change their percentage or whether they are inclusive, so
+    neither can these: changing a rate (``billing.taxes.revise``) makes a new row with
+    the new figures and archives this one (``active`` false, ``replaced_by`` the new
+    one). Requests keep their own copy of the figures either way.
+
+    Attributes:
+        display_name: the tax's name as the client reads it ("VAT", "Sales tax").
+        percentage: from 0 to 100, at most four decimal places (Stripe's rule).
+        inclusive: the prices already include the tax (common for VAT) or it is added.
+        country / state: where it applies (ISO 3166-1 alpha-2, and the ISO 3166-2
+            subdivision without the country prefix), both optional.
+        stripe_ids: the Stripe tax rate made for each connected account it was used on,
+            by the account's id; filled when a Checkout Session first needs it.
+    """
+
+    site = models.ForeignKey(
+        Site, verbose_name=_("site"), on_delete=models.CASCADE, related_name="+"
+    )
+    display_name = models.CharField(
+        _("name"), max_length=50, help_text=_('As the client reads it, such as "VAT".')
+    )
+    percentage = models.DecimalField(
+        _("percentage"),
+        max_digits=7,
+        decimal_places=4,
+        validators=[MinValueValidator(0), MaxValueValidator(100)],
+    )
+    inclusive = models.BooleanField(
+        _("included in prices"),
+        default=False,
+        help_text=_("On: the amounts you enter already include this tax. Off: it is added."),
+    )
+    country = models.CharField(
+        _("country"),
+        max_length=2,
+        blank=True,
+        help_text=_("Two-letter country code, such as DE or US. Optional."),
+    )
+    state = models.CharField(
+        _("region"),
+        max_length=10,
+        blank=True,
+        help_text=_("The state or region's code without the country, such as CA. Optional."),
+    )
+    active = models.BooleanField(_("active"), default=True, editable=False)
+    replaced_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    stripe_ids = models.JSONField(default=dict, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = TaxRateQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("tax rate")
+        verbose_name_plural = _("tax rates")
+        ordering = ["display_name", "percentage", "pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(percentage__gte=0) & Q(percentage__lte=100),
+                name="wcb_taxrate_percentage_range",
+            ),
+        ]
+
+    #: The fields Stripe fixes at creation, or that the client reads: changing one
+    #: makes a new rate.
+    VERSIONED_FIELDS = ("display_name", "percentage", "inclusive", "country", "state")
+
+    def __str__(self) -> str:
+        label = f"{self.display_name} {format_percent(self.percentage)}"
+        if self.inclusive:
+            label = str(_("%(rate)s, included") % {"rate": label})
+        if self.country:
+            label += f" ({self.country}{'-' + self.state if self.state else ''})"
+        return label
+
+
+# --- line items and the per-site catalogue ----------------------------------------------------
+
+
+class Product(models.Model):
+    """A saved item of a site's catalogue, managed by editors as a snippet.
+
+    Choosing one on a billing request copies its description and unit amount into the
+    line: a later edit here never changes an invoice already sent.
+
+    Attributes:
+        unit_amount: the price of one, in minor units of ``currency``.
+        active: an inactive product is kept (lines may point to it) but not offered.
+    """
+
+    site = models.ForeignKey(
+        Site,
+        verbose_name=_("site"),
+        on_delete=models.CASCADE,
+        related_name="client_billing_products",
+    )
+    name = models.CharField(_("name"), max_length=255)
+    description = models.CharField(
+        _("description"),
+        max_length=500,
+        blank=True,
+        help_text=_("What the client reads on the line. Blank: the name."),
+    )
+    unit_amount = models.PositiveBigIntegerField(_("unit amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("catalogue product")
+        verbose_name_plural = _("catalogue products")
+        ordering = ["site", "name", "pk"]
+        indexes = [models.Index(fields=["site", "active", "name"], name="wcb_product_site")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.formatted_unit_amount})"
+
+    @property
+    def line_description(self) -> str:
+        """What a line chosen from this product says."""
+        return self.description or self.name
+
+    @property
+    def formatted_unit_amount(self) -> str:
+        return format_money(self.unit_amount, self.currency) if self.currency else ""
+
+
+class InvoiceLine(models.Model):
+    """One line of a billing request: description, whole quantity and unit amount.
+
+    The lines are a copy made when the request is saved (from the form, or from a
+    catalogue :class:`Product`): ``product`` only records where a line came from.
+    ``Invoice.amount`` is the sum of :attr:`line_total` over an invoice's lines, kept by
+    :mod:`wagtail_client_billing.billing.lines`, so totals are integer sums and never
+    drift by rounding.
+
+    Attributes:
+        position: the line's place on the invoice, from 0.
+        unit_amount: the price of one, in minor units of the invoice's currency.
+    """
+
+    #: Wagtail's InlinePanel numbers the lines in this field, in the order shown.
+    sort_order_field = "position"
+
+    invoice = ParentalKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.CASCADE, related_name="lines"
+    )
+    position = models.PositiveIntegerField(_("position"), default=0)
+    description = models.CharField(_("description"), max_length=500, blank=True)
+    quantity = models.PositiveIntegerField(
+        _("quantity"), default=1, validators=[MinValueValidator(1)]
+    )
+    unit_amount = models.PositiveBigIntegerField(_("unit amount (minor units)"))
+    product = models.ForeignKey(
+        Product,
+        verbose_name=_("catalogue product"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="lines",
+    )
+
+    class Meta:
+        verbose_name = _("invoice line")
+        verbose_name_plural = _("invoice lines")
+        ordering = ["invoice", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="wcb_line_quantity_min"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.quantity} × {self.description or '—'}"
+
+    @property
+    def line_total(self) -> int:
+        """Quantity times unit amount, in minor units."""
+        return int(self.quantity) * int(self.unit_amount)
+
+    @property
+    def formatted_unit_amount(self) -> str:
+        return format_money(self.unit_amount, self.invoice.currency)
+
+    @property
+    def formatted_line_total(self) -> str:
+        return format_money(self.line_total, self.invoice.currency)
+
+
+def invoice_lines(invoice: Invoice) -> list[InvoiceLine]:
+    """The lines of ``invoice`` in order: its own, or, for one saved without any (by site
+    code that predates line items), one unsaved line of its amount and description.
+
+    Unsaved lines set on an unsaved invoice (the request form's) are returned as they are.
+    """
+    lines = sorted(invoice.lines.all(), key=lambda line: (line.position, line.pk or 0))
+    if lines:
+        return lines
+    return [
+        InvoiceLine(
+            invoice=invoice,
+            position=0,
+            description=invoice.description,
+            quantity=1,
+            unit_amount=invoice.amount or 0,
+        )
+    ]
+
+
+def lines_total(lines: list[InvoiceLine]) -> int:
+    """The sum of the lines' totals, in minor units: integer arithmetic, no rounding."""
+    return sum(line.line_total for line in lines)

@@ -204,3 +204,14 @@ def currency_name(currency: str, locale: str | None = None) -> str:
 def currency_choices(codes: list[str], locale: str | None = None) -> list[tuple[str, str]]:
     """Select choices ``[("USD", "USD — US Dollar"), ...]`` for the given codes."""
     return [(code, f"{code} — {currency_name(code, locale)}") for code in codes]
+
+
+def format_percent(value: Decimal | int | str, locale: str | None = None) -> str:
+    """``Decimal("8.2500")`` -> ``"8.25%"`` in the given (or active) locale, without
+    trailing zeros."""
+    from babel.numbers import format_decimal
+
+    number = Decimal(str(value)).normalize()
+    if number == number.to_integral_value():
+        number = number.quantize(Decimal(1))
+    return format_decimal(number, locale=locale or current_locale(), format="#,##0.####") + "%"

@@ -20,7 +20,7 @@ from wagtail.models import Page, Site
 
 from . import hooks
 from .hooks import narrows_sites, sees_every_site, sites_for_user
-from .models import Invoice, StripeAccount, WebhookEvent
+from .models import Invoice, Product, StripeAccount, WebhookEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -139,3 +139,12 @@ def split_sites(user: Any, sites: list[Site]) -> tuple[list[Site], int]:
     )
     shown = [site for site in sites if site.pk in own]
     return shown, len(sites) - len(shown)
+
+
+def products_for_user(user: Any, queryset: QuerySet[Product] | None = None) -> QuerySet[Product]:
+    """Catalogue products of the sites ``user`` may bill for: a site's catalogue is that
+    site's, as its invoices are."""
+    queryset = Product.objects.all() if queryset is None else queryset
+    if not narrows_sites():
+        return queryset
+    return queryset.filter(site__in=sites_for_user(user).values("pk"))

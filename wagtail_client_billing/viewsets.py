@@ -10,6 +10,7 @@ Client Billing settings show the same invoices for that site only
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from django.contrib.admin.utils import quote
@@ -37,9 +38,12 @@ from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
+from .panels.figures import FiguresPanel
+from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
+from .views.admin_figures import figures_view
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,
@@ -47,6 +51,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
@@ -217,11 +222,12 @@ class InvoiceIndexView(IndexView):
             "late_payment": item.late_payment,
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
+            **export_figures(item),
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
         # The export also names each row's Stripe account; prefetched per chunk.
-        queryset = queryset.prefetch_related("account")
+        queryset = queryset.prefetch_related("account", "lines")
         return super().as_spreadsheet(_ChunkedQuerySet(queryset), spreadsheet_format)
 
 
@@ -302,7 +308,9 @@ def create_edit_handler() -> ObjectList:
             FieldPanel("email"),
             FieldRowPanel([FieldPanel("currency"), FieldPanel("amount")]),
             FieldPanel("billing_type"),
+            tax_discount_panel(),
             FieldPanel("description"),
+            LinesPanel(),
             FieldPanel("success_url"),
             FieldPanel("cancel_url"),
             FieldPanel("test_mode"),
@@ -314,6 +322,19 @@ def create_edit_handler() -> ObjectList:
         ],
         base_form_class=InvoiceCreateForm,
     ).bind_to_model(Invoice)
+
+
+def tax_discount_panel() -> MultiFieldPanel:
+    """The request form's tax and discount (``forms.tax``)."""
+    return MultiFieldPanel(
+        [
+            FieldPanel("tax_rate"),
+            FieldRowPanel([FieldPanel("discount_kind"), FieldPanel("discount_value")]),
+            FieldPanel("discount_duration"),
+            FiguresPanel(),
+        ],
+        heading=gettext_lazy("Tax and discount"),
+    )
 
 
 def edit_edit_handler() -> ObjectList:
@@ -460,6 +481,7 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment",
         "stripe_account",
         "payment_intent_id",
+        *EXPORT_FIGURES,
     ]
     export_headings = {
         "number": gettext_lazy("Number"),
@@ -478,6 +500,7 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment": gettext_lazy("Paid late"),
         "stripe_account": gettext_lazy("Stripe account"),
         "payment_intent_id": gettext_lazy("Stripe payment"),
+        **EXPORT_FIGURE_HEADINGS,
     }
     export_filename = "invoices"
 
@@ -515,13 +538,18 @@ class InvoiceViewSet(SnippetViewSet):
         return [
             *super().get_urlpatterns(),
             path("resend/<int:pk>/", self.resend_view, name="resend"),
+            path(
+                "figures/",
+                partial(figures_view, form_class=self.create_handler.get_form_class()),
+                name="figures",
+            ),
         ]
 
 
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet, WebhookEventViewSet]
+    items = [InvoiceViewSet, WebhookEventViewSet, TaxRateViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"

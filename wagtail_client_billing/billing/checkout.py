@@ -31,6 +31,7 @@ from .. import gateway, lifecycle, status
 from ..conf import billing_settings
 from ..models import Invoice, InvoiceStatus
 from ..stripe_api import positive_int
+from . import taxes
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +140,7 @@ def checkout_url(invoice: Invoice) -> str:
     recorded_attempt, requested_at = _attempt_started(invoice)
     attempt = recorded_attempt + 1
     invoice.checkout_attempt = attempt  # the gateway derives the idempotency key from it
+    prepared = taxes.prepare_checkout(invoice)  # the tax rate and coupon it names
     try:
         session = gateway.create_checkout_session(
             invoice,
@@ -146,6 +148,7 @@ def checkout_url(invoice: Invoice) -> str:
             cancel_url=cancel_url(invoice),
             expires_at=invoice.expires_at,
             requested_at=requested_at,
+            extras=prepared,
         )
     except gateway.GatewayError as exc:
         if exc.idempotency_key_spent:

@@ -21,6 +21,7 @@ from wagtail.log_actions import log
 from .. import hooks, lifecycle, taskqueue
 from ..models import ClientBillingSettings, EmailStatus, Invoice
 from ..scope import can_use_client_billing
+from . import lines
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -54,8 +55,10 @@ def create(invoice: Invoice, *, user: Any) -> Invoice:
 
     The invoice gets the site's next number (:class:`..models.InvoiceCounter`) and the
     site's payment link lifetime; its creation is logged and its email queued, all in
-    one transaction (the email task is queued once it commits).
+    one transaction (the email task is queued once it commits). Its lines are saved with
+    it, and its amount is their total (:func:`.lines.prepare`).
     """
+    lines.prepare(invoice)
     settings = ClientBillingSettings.for_site(invoice.site)
     invoice.expires_at = timezone.now() + settings.payment_link_lifetime
     invoice.created_by = user
@@ -127,7 +130,9 @@ def copy(source: Invoice) -> Invoice:
         raise NotAllowed(
             _("Only expired or deleted billing requests can be sent again as new ones.")
         )
-    return source.copy_for_new_request()
+    new = source.copy_for_new_request()
+    lines.copy_lines(source, new)
+    return new
 
 
 # --- delete --------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ from ..money import (
 )
 from ..scope import pages_for_user, site_choices
 from .fields import HttpURLField, SiteChoiceField
+from .lines import clean_lines, set_initial_prices, without_lines_allowed
+from .tax import TaxDiscountFormMixin
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
 #: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
@@ -133,7 +135,7 @@ def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) 
     return None
 
 
-class InvoiceCreateForm(WagtailAdminModelForm):
+class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
     """A new billing request. Finds the site's Stripe account for the chosen mode.
 
     On a valid form, ``instance.account`` is the account the invoice will be charged
@@ -146,7 +148,8 @@ class InvoiceCreateForm(WagtailAdminModelForm):
     amount = forms.CharField(
         label=_("Amount"),
         max_length=20,
-        help_text=_("In the currency's main unit, such as 125 or 125.50."),
+        required=False,
+        help_text=_("In the currency's main unit, such as 125 or 125.50. With lines, their total."),
         widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
     )
     success_url = HttpURLField(
@@ -186,6 +189,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        args, kwargs = without_lines_allowed(args, kwargs)
         super().__init__(*args, **kwargs)
         sites = site_choices(self.for_user)
         self.fields["site"].queryset = sites
@@ -205,6 +209,8 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         instance = self.instance
         if instance.amount and instance.currency and not self.is_bound:
             self.initial["amount"] = str(to_major(instance.amount, instance.currency))
+        self.initial_discount()
+        set_initial_prices(self, instance.currency)
 
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"]
@@ -220,6 +226,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         raw = self.data.get(self.add_prefix("site")) if self.is_bound else self.initial.get("site")
         site = sites.filter(pk=raw).first() if str(raw or "").isdigit() else None
         pages = pages_for_user(self.for_user, site=site)
+        self.limit_tax_rates(site)
         self.fields["publish_page_when_paid"].queryset = pages
         self.fields["unpublish_page_when_expired"].queryset = pages.filter(live=True)
 
@@ -227,12 +234,22 @@ class InvoiceCreateForm(WagtailAdminModelForm):
         cleaned: dict[str, Any] = super().clean()
         currency = cleaned.get("currency")
         raw_amount = cleaned.get("amount")
-        if currency and raw_amount is not None and "amount" not in self.errors:
+        site = cleaned.get("site")
+        recurring = cleaned.get("billing_type", "one_time") != "one_time"
+        total = clean_lines(self, currency, site, recurring)
+        if total is not None:
+            # With lines, the amount is their total (the field is disabled in the form).
+            self._check_total(total, currency)
+            cleaned["amount"] = total
+        elif not raw_amount and "amount" not in self.errors:
+            # As before lines existed: the amount is required without them.
+            required = self.fields["amount"].error_messages["required"]
+            self.add_error("amount", ValidationError(required, code="required"))
+        elif currency and raw_amount is not None and "amount" not in self.errors:
             try:
                 cleaned["amount"] = parse_amount(raw_amount, currency)
             except ValidationError as exc:
                 self.add_error("amount", exc)
-        site = cleaned.get("site")
         if site is not None:
             test_mode = bool(cleaned.get("test_mode"))
             settings = (
@@ -246,7 +263,30 @@ class InvoiceCreateForm(WagtailAdminModelForm):
                 self.add_error(None, ValidationError(problem, code="no_account"))
             else:
                 self.instance.account = account
+        self.clean_tax_and_discount(cleaned)
         return cleaned
+
+    def _check_total(self, total: int, currency: str | None) -> None:
+        """The lines' total must be one Stripe can charge in the currency."""
+        if not currency:
+            return
+        problem = ""
+        if total < minimum_amount(currency):
+            problem = gettext("The minimum for %(currency)s is %(limit)s.") % {
+                "currency": currency,
+                "limit": format_money(minimum_amount(currency), currency),
+            }
+        elif total > MAXIMUM_AMOUNT:
+            problem = gettext("The maximum for %(currency)s is %(limit)s.") % {
+                "currency": currency,
+                "limit": format_money(MAXIMUM_AMOUNT, currency),
+            }
+        if problem:
+            message = gettext("The lines add up to %(total)s. %(problem)s") % {
+                "total": format_money(total, currency),
+                "problem": problem,
+            }
+            self.add_error(None, ValidationError(message, code="lines_total"))
 
 
 class InvoiceEditForm(WagtailAdminModelForm):

@@ -15,7 +15,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
+from ..billing.taxes import stripe_tax_problem
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+from ..models import TaxMode
 from ..scope import site_in_scope
 
 
@@ -92,6 +94,8 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             if stored
             else _("No password is stored. Leave blank if the server needs no login.")
         )
+        if "tax_mode" in self.fields:
+            self.fields["tax_mode"].required = False
         if "from_email" in self.fields:
             self.fields["from_email"].help_text = _(
                 'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '
@@ -101,6 +105,11 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             self.fields["reply_to"].help_text = _(
                 "Where your clients' replies go, with either kind of connection."
             )
+
+    def clean_tax_mode(self) -> str:
+        # Not posted (a form built before the Tax tab): the site keeps its way of taxing.
+        value = self.cleaned_data.get("tax_mode")
+        return value or self.instance.tax_mode or TaxMode.NONE
 
     def clean_from_email(self) -> str:
         value = (self.cleaned_data.get("from_email") or "").strip()
@@ -130,7 +139,23 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             cleaned["smtp_host"] = (cleaned.get("smtp_host") or "").strip()
         if cleaned.get("use_custom_smtp") and cleaned.get("smtp_host") and cleaned.get("smtp_port"):
             self._check_outbound_policy(cleaned["smtp_host"], cleaned["smtp_port"])
+        if cleaned.get("tax_mode") == TaxMode.STRIPE_TAX and "tax_mode" in self.changed_data:
+            self._check_stripe_tax()
         return cleaned
+
+    def _check_stripe_tax(self) -> None:
+        """Refuse Stripe Tax while a connected account of the site cannot use it."""
+        instance = self.instance
+        accounts = [a for a in (instance.live_account, instance.test_account) if a is not None]
+        if not accounts:
+            self.add_error(
+                "tax_mode",
+                _("Connect a Stripe account first: Stripe Tax is set up in its dashboard."),
+            )
+        for account in accounts:
+            problem = stripe_tax_problem(account)
+            if problem:
+                self.add_error("tax_mode", problem)
 
     def _check_outbound_policy(self, host: str, port: int) -> None:
         """Refuse now a server every email would refuse later (sending checks again)."""

@@ -445,6 +445,20 @@ class StripeEmulator:
 
     # -- the same controls over HTTP --------------------------------------------------
 
+    def activate_stripe_tax(self, account_id: str) -> dict[str, Any]:
+        """The account holder set Stripe Tax up (its tax settings become ``active``)."""
+        return self.state.activate_stripe_tax(account_id)
+
+    def apply_promotion_code(self, session_id: str, code: str) -> dict[str, Any]:
+        """The client typed a promotion ``code`` on the hosted Checkout page."""
+        return self.state.apply_promotion_code(session_id, code)
+
+    def get_tax_rate(self, tax_rate_id: str) -> dict[str, Any]:
+        return self.state.tax_rates[tax_rate_id]
+
+    def get_coupon(self, coupon_id: str) -> dict[str, Any]:
+        return self.state.coupons[coupon_id]
+
     def control(self, method: str, path: str, data: dict[str, Any]) -> Any:
         """Run one ``/_emulator/...`` route (the HTTP form of the methods above).
 
@@ -464,6 +478,7 @@ class StripeEmulator:
             "accounts/complete_onboarding": self.complete_onboarding,
             "accounts/deauthorize": self.deauthorize,
             "accounts/connect_in_both_modes": self.connect_in_both_modes,
+            "accounts/activate_stripe_tax": self.activate_stripe_tax,
             "checkout/sessions/pay": self.pay,
             "checkout/sessions/pay_delayed": self.pay_delayed,
             "checkout/sessions/settle": self.settle,

@@ -216,6 +216,9 @@ def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
             "status": str(invoice.effective_status),
             "amount": str(invoice.amount_major),
             "amount_minor": invoice.amount,
+            # After any discount, with any tax rate's tax (under Stripe Tax, before tax).
+            "total_minor": invoice.figures.gross,
+            "tax_minor": None if invoice.automatic_tax else invoice.figures.tax,
             "currency": invoice.currency,
             "description": invoice.description,
             "billing_type": invoice.billing_type,

@@ -15,9 +15,10 @@ from .accounts import AccountsMixin
 from .errors import EmulatorError, StripeError, resource_missing
 from .store import RequestContext, is_url, new_id, public
 from .subscriptions import SubscriptionsMixin
+from .tax import AUTOMATIC_TAX_PERCENT, TaxMixin, session_totals
 
 
-class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
+class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
     """Checkout Sessions, mixed into :class:`~.core.EmulatorState`.
 
     A session checks the ``Stripe-Account`` it is made on (``accounts``) and, paid in
@@ -87,8 +88,22 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
                 "creation.",
                 param="expires_at",
             )
-        line_items, currency, amount = self._line_items(p, mode)
+        line_items, currency, subtotal = self._line_items(p, mode)
+        rates = self._line_tax_rates(p, ctx)
+        automatic = bool(p.get("automatic_tax", {}).get("enabled"))
+        if automatic and any(rates):
+            raise StripeError(
+                "You cannot use `tax_rates` on line items when `automatic_tax[enabled]` is true.",
+                param="line_items[0][tax_rates]",
+            )
+        coupon, discounts = self.checkout_discount(p, currency, ctx)
+        totals = session_totals([item["amount_subtotal"] for item in line_items], rates, coupon)
+        amount = totals["total"]
+        self._check_total(amount, currency, discounted=coupon is not None)
+        self._apply_line_totals(line_items, totals, rates, discounts)
         self._check_fees(p, ctx, amount)
+        if automatic:
+            self.require_stripe_tax(ctx)
         ctx.executing = True
         if ctx.account is not None:
             account = self._account_for(ctx.account, ctx)
@@ -107,9 +122,13 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
             "object": "checkout.session",
             "after_expiration": None,
             "allow_promotion_codes": p.get("allow_promotion_codes"),
-            "amount_subtotal": amount,
+            "amount_subtotal": subtotal,
             "amount_total": amount,
-            "automatic_tax": {"enabled": False, "liability": None, "status": None},
+            "automatic_tax": {
+                "enabled": automatic,
+                "liability": {"type": "self"} if automatic else None,
+                "status": "requires_location_inputs" if automatic else None,
+            },
             "billing_address_collection": p.get("billing_address_collection"),
             "cancel_url": p.get("cancel_url"),
             "client_reference_id": p.get("client_reference_id"),
@@ -131,7 +150,7 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
             ),
             "customer_details": None,
             "customer_email": p.get("customer_email"),
-            "discounts": [],
+            "discounts": discounts,
             "expires_at": expires_at,
             "invoice": None,
             "invoice_creation": (
@@ -157,11 +176,21 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
             "submit_type": p.get("submit_type"),
             "subscription": None,
             "success_url": p.get("success_url"),
-            "total_details": {"amount_discount": 0, "amount_shipping": 0, "amount_tax": 0},
+            "tax_id_collection": {
+                "enabled": bool(p.get("tax_id_collection", {}).get("enabled")),
+                "required": p.get("tax_id_collection", {}).get("required", "never"),
+            },
+            "total_details": {
+                "amount_discount": totals["discount"],
+                "amount_shipping": 0,
+                "amount_tax": totals["tax"],
+            },
             "ui_mode": "hosted",
             "url": f"{self.public_url}/_hosted/checkout/{session_id}",
             "_account": ctx.account,
             "_line_items": line_items,
+            "_coupon": coupon["id"] if coupon else None,
+            "_tax_rates": [rate["id"] if rate else None for rate in rates],
             "_subscription_data": p.get("subscription_data", {}),
             "_payment_intent_data": p.get("payment_intent_data", {}),
             "_async": None,
@@ -307,6 +336,7 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
                     "_product_description": product.get("description"),
                 }
             )
+        self._check_line_item_counts(built, mode)
         if mode == "subscription" and not recurring_seen:
             raise StripeError(
                 "You must provide at least one recurring price in `subscription` mode when "
@@ -322,13 +352,6 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
                 f"`{currency}`.",
                 param="currency",
             )
-        minimum = money.MINIMUM_CHARGE.get(currency)
-        if minimum is not None and total < minimum:
-            raise StripeError(
-                "The Checkout Session's total amount due must add up to at least "
-                f"{money.format_amount(minimum, currency)}",
-                param="line_items",
-            )
         if total > money.MAXIMUM_AMOUNT:
             raise StripeError(
                 "The Checkout Session's total amount due must be no more than "
@@ -336,6 +359,142 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
                 param="line_items",
             )
         return built, currency, total
+
+    @staticmethod
+    def _check_total(total: int, currency: str, *, discounted: bool) -> None:
+        """Stripe's minimum charge, on what is due after discounts and tax; a session a
+        discount brings to zero is allowed (nothing is charged)."""
+        minimum = money.MINIMUM_CHARGE.get(currency)
+        if minimum is not None and total < minimum and not (discounted and total == 0):
+            raise StripeError(
+                "The Checkout Session's total amount due must add up to at least "
+                f"{money.format_amount(minimum, currency)}",
+                param="line_items",
+            )
+
+    def _line_tax_rates(
+        self, p: dict[str, Any], ctx: RequestContext
+    ) -> list[dict[str, Any] | None]:
+        """The tax rate of each line item (at most one each, as the app's reading)."""
+        rates: list[dict[str, Any] | None] = []
+        for index, item in enumerate(p.get("line_items") or []):
+            ids = item.get("tax_rates") or []
+            if len(ids) > 1:
+                raise StripeError(
+                    "The Stripe emulator applies at most one tax rate per line item.",
+                    param=f"line_items[{index}][tax_rates]",
+                )
+            rates.append(
+                self.checkout_tax_rate(ids[0], f"line_items[{index}][tax_rates]", ctx)
+                if ids
+                else None
+            )
+        return rates
+
+    @staticmethod
+    def _apply_line_totals(
+        line_items: list[dict[str, Any]],
+        totals: dict[str, Any],
+        rates: list[dict[str, Any] | None],
+        discounts: list[dict[str, Any]],
+    ) -> None:
+        for item, line, rate in zip(line_items, totals["lines"], rates, strict=True):
+            item["amount_discount"] = line["discount"]
+            item["amount_tax"] = line["tax"]
+            item["amount_total"] = line["total"]
+            item["discounts"] = (
+                [{"amount": line["discount"], "discount": dict(discounts[0])}] if discounts else []
+            )
+            item["taxes"] = (
+                [
+                    {
+                        "amount": line["tax"],
+                        "rate": public(rate),
+                        "taxability_reason": None,
+                        "taxable_amount": line["taxable"],
+                    }
+                ]
+                if rate is not None
+                else []
+            )
+
+    def _recompute(self, session: dict[str, Any]) -> None:
+        """Work a session's totals out again (a promotion code, Stripe Tax's address)."""
+        items = session["_line_items"]
+        coupon = self.coupons.get(session["_coupon"] or "")
+        if session["automatic_tax"]["enabled"] and session["automatic_tax"]["status"] == "complete":
+            rate: dict[str, Any] | None = {
+                "id": "automatic",
+                "percentage": float(AUTOMATIC_TAX_PERCENT),
+                "inclusive": False,
+            }
+            rates = [rate for _item in items]
+        else:
+            rates = [self.tax_rates.get(r) if r else None for r in session["_tax_rates"]]
+        totals = session_totals([item["amount_subtotal"] for item in items], rates, coupon)
+        self._apply_line_totals(items, totals, rates, session["discounts"])
+        session["amount_total"] = totals["total"]
+        session["total_details"]["amount_discount"] = totals["discount"]
+        session["total_details"]["amount_tax"] = totals["tax"]
+
+    def _total_without_discount(self, session: dict[str, Any]) -> int:
+        """The recurring items' total with their tax and no discount: a renewal's."""
+        items = [i for i in session["_line_items"] if i["price"]["recurring"]]
+        rates = [
+            {
+                "percentage": float(item["taxes"][0]["rate"]["percentage"]),
+                "inclusive": item["taxes"][0]["rate"]["inclusive"],
+            }
+            if item.get("taxes")
+            else None
+            for item in items
+        ]
+        return int(
+            session_totals([item["amount_subtotal"] for item in items], rates, None)["total"]
+        )
+
+    def apply_promotion_code(self, session_id: str, code: str) -> dict[str, Any]:
+        """The client typed a promotion code on the hosted page."""
+        with self.lock:
+            session = self.session(session_id)
+            if session["status"] != "open" or not session["allow_promotion_codes"]:
+                raise EmulatorError("This Checkout Session does not take promotion codes.", 409)
+            try:
+                promo = self.find_promotion_code(session, code)
+            except StripeError as error:
+                raise EmulatorError(error.message, 400) from None
+            session["_coupon"] = promo["promotion"]["coupon"]
+            session["discounts"] = [{"coupon": None, "promotion_code": promo["id"]}]
+            self._recompute(session)
+            return public(session)
+
+    @staticmethod
+    def _check_line_item_counts(items: list[dict[str, Any]], mode: str) -> None:
+        """Checkout's documented limits: at most 100 line items in payment mode; in
+        subscription mode at most 20 with recurring prices and 20 with one-time prices,
+        and every recurring price at the same interval (one subscription bills them)."""
+        recurring = [i for i in items if i["price"]["recurring"]]
+        if mode == "payment" and len(items) > 100:
+            raise StripeError(
+                "You may only specify up to 100 line items in `payment` mode.",
+                param="line_items",
+            )
+        if mode == "subscription":
+            if len(recurring) > 20 or len(items) - len(recurring) > 20:
+                raise StripeError(
+                    "You may only specify up to 20 recurring and 20 one-time line items in "
+                    "`subscription` mode.",
+                    param="line_items",
+                )
+            periods = {
+                (i["price"]["recurring"]["interval"], i["price"]["recurring"]["interval_count"])
+                for i in recurring
+            }
+            if len(periods) > 1:
+                raise StripeError(
+                    "Checkout does not support multiple prices with different billing intervals.",
+                    param="line_items",
+                )
 
     def _render_session(self, session: dict[str, Any], expand: list[str]) -> dict[str, Any]:
         body = public(session)
@@ -353,6 +512,21 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
     ) -> dict[str, Any]:
         p = self._validated("session.retrieve", params)
         return self._render_session(self._session_for(session_id, ctx), p.get("expand", []))
+
+    def api_list_line_items(
+        self, session_id: str, *, params: dict[str, Any], ctx: RequestContext
+    ) -> dict[str, Any]:
+        """``GET /v1/checkout/sessions/:id/line_items``: the session's items, in order,
+        paginated like every Stripe list (``limit`` 1 to 100, default 10)."""
+        p = self._validated("session.line_items", params)
+        session = self._session_for(session_id, ctx)
+        return rules.paginate(
+            session["_line_items"],
+            p,
+            url=f"/v1/checkout/sessions/{session_id}/line_items",
+            object_name="item",
+            render=public,
+        )
 
     def api_list_sessions(self, *, params: dict[str, Any], ctx: RequestContext) -> dict[str, Any]:
         p = self._validated("session.list", params)
@@ -432,6 +606,15 @@ class CheckoutMixin(SubscriptionsMixin, AccountsMixin):
                 raise EmulatorError("This Checkout Session is already paid.", status=409)
             livemode = session["livemode"]
             account = session["_account"]
+            if session["automatic_tax"]["enabled"]:
+                # The client gave their address: Stripe Tax works the tax out now.
+                session["automatic_tax"]["status"] = "complete"
+                self._recompute(session)
+            coupon = self.coupons.get(session["_coupon"] or "")
+            if coupon is not None:
+                coupon["times_redeemed"] += 1
+                if coupon["duration"] == "once":
+                    session["_renewal_total"] = self._total_without_discount(session)
             session["status"] = "complete"
             session["url"] = None
             if session["amount_total"] == 0:

@@ -159,6 +159,12 @@ def _params_types() -> dict[str, type]:
         AccountRetrieveCurrentParams,
         AccountRetrieveParams,
         AccountUpdateParams,
+        CouponCreateParams,
+        CouponRetrieveParams,
+        PromotionCodeCreateParams,
+        TaxRateCreateParams,
+        TaxRateRetrieveParams,
+        TaxRateUpdateParams,
         WebhookEndpointCreateParams,
         WebhookEndpointDeleteParams,
         WebhookEndpointListParams,
@@ -168,9 +174,11 @@ def _params_types() -> dict[str, type]:
     from stripe.params.checkout import (
         SessionCreateParams,
         SessionExpireParams,
+        SessionLineItemListParams,
         SessionListParams,
         SessionRetrieveParams,
     )
+    from stripe.params.tax import SettingsRetrieveParams
 
     return {
         "account.create": AccountCreateParams,
@@ -184,11 +192,19 @@ def _params_types() -> dict[str, type]:
         "session.retrieve": SessionRetrieveParams,
         "session.list": SessionListParams,
         "session.expire": SessionExpireParams,
+        "session.line_items": SessionLineItemListParams,
         "webhook_endpoint.create": WebhookEndpointCreateParams,
         "webhook_endpoint.list": WebhookEndpointListParams,
         "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
         "webhook_endpoint.update": WebhookEndpointUpdateParams,
         "webhook_endpoint.delete": WebhookEndpointDeleteParams,
+        "tax_rate.create": TaxRateCreateParams,
+        "tax_rate.retrieve": TaxRateRetrieveParams,
+        "tax_rate.update": TaxRateUpdateParams,
+        "coupon.create": CouponCreateParams,
+        "coupon.retrieve": CouponRetrieveParams,
+        "promotion_code.create": PromotionCodeCreateParams,
+        "tax_settings.retrieve": SettingsRetrieveParams,
     }
 
 
@@ -238,7 +254,7 @@ class Store:
             self._created_seq = 0
 
     #: The object stores a state file keeps across restarts (the demo's emulator).
-    PERSISTED = (
+    PERSISTED: tuple[str, ...] = (
         "accounts",
         "account_links",
         "checkout_sessions",

@@ -34,8 +34,11 @@ class SubscriptionsMixin(Store):
         return customer
 
     def _create_subscription(self, session: dict[str, Any], delayed: bool) -> dict[str, Any]:
-        item = next(i for i in session["_line_items"] if i["price"]["recurring"])
-        recurring = item["price"]["recurring"]
+        # Every recurring line item becomes a subscription item (Checkout refuses
+        # recurring prices of different intervals); one-time items are on the first
+        # invoice only, so a renewal charges the recurring items' sum.
+        recurring_items = [i for i in session["_line_items"] if i["price"]["recurring"]]
+        recurring = recurring_items[0]["price"]["recurring"]
         start = self.now()
         end = start + _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
         sub_id = new_id("sub_", 24)
@@ -67,6 +70,7 @@ class SubscriptionsMixin(Store):
                         "quantity": item["quantity"],
                         "subscription": sub_id,
                     }
+                    for item in recurring_items
                 ],
                 "has_more": False,
                 "url": f"/v1/subscription_items?subscription={sub_id}",
@@ -77,7 +81,12 @@ class SubscriptionsMixin(Store):
             "start_date": start,
             "status": "incomplete" if delayed else "active",
             "_account": session["_account"],
-            "_amount": session["amount_total"],
+            # Renewals: the recurring items, with their tax, and their discount when the
+            # coupon lasts "forever" (one lasting "once" discounts the first invoice only).
+            "_amount": session.get(
+                "_renewal_total", sum(i["amount_total"] for i in recurring_items)
+            ),
+            "_first_amount": session["amount_total"],
         }
         self.subscriptions[sub_id] = subscription
         session["subscription"] = sub_id
@@ -87,7 +96,8 @@ class SubscriptionsMixin(Store):
         self, subscription: dict[str, Any], billing_reason: str, *, paid: bool
     ) -> dict[str, Any]:
         item = subscription["items"]["data"][0]
-        amount = subscription["_amount"]
+        first = billing_reason == "subscription_create"
+        amount = subscription["_first_amount"] if first else subscription["_amount"]
         now = self.now()
         invoice = {
             "id": new_id("in_", 24),
@@ -105,18 +115,24 @@ class SubscriptionsMixin(Store):
             "customer_email": self.customers.get(subscription["customer"], {}).get("email"),
             "lines": {
                 "object": "list",
+                # A line per subscription item (a renewal's lines add up to its total).
                 "data": [
                     {
                         "id": new_id("il_", 24),
                         "object": "line_item",
-                        "amount": amount,
+                        "amount": (
+                            amount
+                            if len(subscription["items"]["data"]) == 1
+                            else line["price"]["unit_amount"] * line["quantity"]
+                        ),
                         "currency": subscription["currency"],
                         "period": {
                             "start": item["current_period_start"],
                             "end": item["current_period_end"],
                         },
-                        "quantity": item["quantity"],
+                        "quantity": line["quantity"],
                     }
+                    for line in subscription["items"]["data"]
                 ],
                 "has_more": False,
                 "url": "/v1/invoices/lines",
@@ -166,8 +182,10 @@ class SubscriptionsMixin(Store):
             }
             recurring = item["price"]["recurring"]
             length = _INTERVAL_SECONDS[recurring["interval"]] * recurring["interval_count"]
-            item["current_period_start"] = item["current_period_end"]
-            item["current_period_end"] = item["current_period_start"] + length
+            start = item["current_period_end"]
+            for each in subscription["items"]["data"]:  # every item shares the period
+                each["current_period_start"] = start
+                each["current_period_end"] = start + length
             invoice = self._create_invoice(subscription, "subscription_cycle", paid=True)
             account, livemode = subscription["_account"], subscription["livemode"]
             self.emit("invoice.paid", invoice, account=account, livemode=livemode)

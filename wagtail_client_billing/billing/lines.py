@@ -1,0 +1,97 @@
+"""Line items of a billing request: the one place that makes ``Invoice.amount`` their sum.
+
+A request made the quick way (one amount and a description, or by site code that sets
+only ``amount``) gets one line of that amount and description; a request with lines gets
+the sum of their totals as its amount. Either way the invoice and its lines agree before
+it is saved, in integer minor units, so nothing drifts by rounding.
+"""
+
+from __future__ import annotations
+
+from ..models import Invoice, InvoiceLine, Product, invoice_lines, lines_total
+from ..money import to_major
+
+#: Checkout's limits on a session's line items: 100 in payment mode; in subscription
+#: mode 20 with recurring prices (every line of a recurring request is one).
+MAX_LINES_ONE_TIME = 100
+MAX_LINES_RECURRING = 20
+
+
+def max_lines(invoice: Invoice) -> int:
+    """How many lines Checkout takes for ``invoice``'s billing type."""
+    return MAX_LINES_RECURRING if invoice.is_recurring else MAX_LINES_ONE_TIME
+
+
+def prepare(invoice: Invoice) -> list[InvoiceLine]:
+    """Make the unsaved ``invoice`` and its lines agree, before it is saved.
+
+    With no lines set, it gets one of its amount and description (quantity 1); with
+    lines, they are numbered in order and the invoice's amount becomes their total.
+    Saving the invoice saves the lines (it is a cluster).
+    """
+    lines = list(invoice.lines.all())
+    if not lines:
+        lines = invoice_lines(invoice)  # the one line of its amount and description
+    for position, line in enumerate(lines):
+        line.position = position
+    invoice.lines = lines  # type: ignore[assignment]
+    invoice.amount = lines_total(lines)
+    return lines
+
+
+def copy_lines(source: Invoice, new: Invoice) -> None:
+    """Give ``new`` (made by "Send new invoice") copies of ``source``'s lines.
+
+    A source whose only line is its amount and description stays on the quick path:
+    the form shows the amount, and :func:`prepare` makes the line again.
+    """
+    lines = invoice_lines(source)
+    if is_quick(source, lines):
+        return
+    new.lines = [  # type: ignore[assignment]
+        InvoiceLine(
+            position=line.position,
+            description=line.description,
+            quantity=line.quantity,
+            unit_amount=line.unit_amount,
+            product_id=line.product_id,
+        )
+        for line in lines
+    ]
+
+
+def is_quick(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> bool:
+    """Whether ``invoice`` is one line of its own amount and description (the quick path),
+    which the email and the pages show as before line items existed."""
+    lines = invoice_lines(invoice) if lines is None else lines
+    if len(lines) != 1:
+        return False
+    [line] = lines
+    return (
+        line.quantity == 1
+        and line.unit_amount == invoice.amount
+        and line.description == invoice.description
+        and line.product_id is None
+    )
+
+
+def line_from_product(product: Product) -> InvoiceLine:
+    """A line copied from a catalogue product: its description and unit amount now."""
+    return InvoiceLine(
+        description=product.line_description[:500],
+        quantity=1,
+        unit_amount=product.unit_amount,
+        product=product,
+    )
+
+
+def summary(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> str:
+    """The lines in one cell of the export: ``2 × Hosting @ 15.00; 1 × Design @ 1200.00``.
+
+    Amounts in major units without a currency sign (the row has its currency column).
+    """
+    lines = invoice_lines(invoice) if lines is None else lines
+    return "; ".join(
+        f"{line.quantity} × {line.description} @ {to_major(line.unit_amount, invoice.currency)}"
+        for line in lines
+    )
