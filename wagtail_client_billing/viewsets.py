@@ -15,6 +15,7 @@ from typing import Any
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
@@ -40,6 +41,7 @@ from .models import Invoice, InvoiceStatus, site_display_name
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
+from .views.admin_drafts import InvoiceDraftEditView, InvoiceSendView
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,
@@ -85,6 +87,7 @@ class SiteColumn(Column):
 
 RESEND_PRIORITY = 30
 SEND_NEW_PRIORITY = 40
+SEND_DRAFT_PRIORITY = 35
 
 
 def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) -> list[Button]:
@@ -130,7 +133,14 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                 priority=SEND_NEW_PRIORITY,
             )
         )
-    if view.user_has_permission("change"):
+    if invoice.is_draft and view.user_has_permission("change"):
+        buttons.append(
+            Button(_("Send"), url=url("send"), icon_name="mail", priority=SEND_DRAFT_PRIORITY)
+        )
+        buttons.append(
+            Button(_("Edit draft"), url=url("edit_draft"), icon_name="edit", priority=50)
+        )
+    elif view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
     buttons.append(Button(_("History"), url=url("history"), icon_name="history", priority=60))
     if invoice.can_be_deleted and view.user_has_permission("delete"):
@@ -189,7 +199,7 @@ class InvoiceIndexView(IndexView):
     def _get_title_column(self, field_name: str, column_class: Any = TitleColumn, **kwargs: Any):
         column_class = self._get_title_column_class(column_class)
         return column_class(
-            "number",
+            "display_number",
             label=_("Number"),
             sort_key="sequence",
             get_url=self.get_inspect_url,
@@ -246,7 +256,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
     def header_buttons(self) -> list[Any]:
         """The next thing an editor is likely to do: resend a pending one, or send a new one."""
         for button in self._action_buttons:
-            if button.priority in (RESEND_PRIORITY, SEND_NEW_PRIORITY):
+            if button.priority in (RESEND_PRIORITY, SEND_NEW_PRIORITY, SEND_DRAFT_PRIORITY):
                 return [HeaderButton(button.label, url=button.url, icon_name=button.icon_name)]
         return []
 
@@ -275,7 +285,19 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
 
 
 class InvoiceEditView(EditView):
-    """Edit the description and internal note; everything the client was sent stays fixed."""
+    """Edit the description and internal note; everything the client was sent stays fixed.
+
+    A draft has its own edit screen with every field (:mod:`.views.admin_drafts`).
+    """
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.object.is_draft:
+            return redirect(
+                reverse(
+                    Invoice.snippet_viewset.get_url_name("edit_draft"), args=[quote(self.object.pk)]
+                )  # type: ignore[attr-defined]
+            )
+        return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Invoice]:
         # Wagtail's EditView loads the object through get_queryset (and keeps a "live"
@@ -306,6 +328,13 @@ def create_edit_handler() -> ObjectList:
             FieldPanel("success_url"),
             FieldPanel("cancel_url"),
             FieldPanel("test_mode"),
+            MultiFieldPanel(
+                [
+                    FieldRowPanel([FieldPanel("lifetime_value"), FieldPanel("lifetime_unit")]),
+                    FieldPanel("due_date"),
+                ],
+                heading=gettext_lazy("Payment link and due date"),
+            ),
             MultiFieldPanel(
                 [FieldPanel("publish_page_when_paid"), FieldPanel("unpublish_page_when_expired")],
                 heading=gettext_lazy("Pages (optional)"),
@@ -423,6 +452,8 @@ class InvoiceViewSet(SnippetViewSet):
     history_view_class = InvoiceHistoryView
     usage_view_class = InvoiceUsageView
     resend_view_class = InvoiceResendView
+    send_view_class = InvoiceSendView
+    edit_draft_view_class = InvoiceDraftEditView
     chooser_viewset_class = InvoiceChooserViewSet
 
     inspect_view_enabled = True
@@ -511,10 +542,30 @@ class InvoiceViewSet(SnippetViewSet):
             inspect_url_name=self.get_url_name("inspect"),
         )
 
+    @property
+    def send_view(self) -> Any:
+        return self.construct_view(
+            self.send_view_class, inspect_url_name=self.get_url_name("inspect")
+        )
+
+    @property
+    def edit_draft_view(self) -> Any:
+        handler = self.create_handler
+        return self.construct_view(
+            self.edit_draft_view_class,
+            **self.get_edit_view_kwargs(
+                panel=handler,
+                form_class=handler.get_form_class(),
+                template_name=InvoiceDraftEditView.template_name,
+            ),
+        )
+
     def get_urlpatterns(self) -> list[Any]:
         return [
             *super().get_urlpatterns(),
             path("resend/<int:pk>/", self.resend_view, name="resend"),
+            path("send/<int:pk>/", self.send_view, name="send"),
+            path("edit-draft/<str:pk>/", self.edit_draft_view, name="edit_draft"),
         ]
 
 

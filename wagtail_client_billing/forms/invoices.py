@@ -35,6 +35,7 @@ from ..money import (
     to_minor,
 )
 from ..scope import pages_for_user, site_choices
+from .due_dates import DueDateFormMixin
 from .fields import HttpURLField, SiteChoiceField
 
 #: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
@@ -133,7 +134,7 @@ def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) 
     return None
 
 
-class InvoiceCreateForm(WagtailAdminModelForm):
+class InvoiceCreateForm(DueDateFormMixin, WagtailAdminModelForm):
     """A new billing request. Finds the site's Stripe account for the chosen mode.
 
     On a valid form, ``instance.account`` is the account the invoice will be charged
@@ -183,6 +184,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
             "publish_page_when_paid",
             "unpublish_page_when_expired",
             "note",
+            "due_date",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -246,6 +248,7 @@ class InvoiceCreateForm(WagtailAdminModelForm):
                 self.add_error(None, ValidationError(problem, code="no_account"))
             else:
                 self.instance.account = account
+            self.clean_lifetime(site)
         return cleaned
 
 
