@@ -212,7 +212,7 @@ STATUSES: dict[str, Status] = {
             log_label=_("Draft saved"),
             log_message=_("Saved as a draft"),
             tone=Tone.NEUTRAL,
-            page=ClientPage("draft.html", 404),
+            page=ClientPage("draft.html"),
         ),
     )
 }

@@ -292,10 +292,9 @@ class InvoiceEditView(EditView):
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if self.object.is_draft:
+            viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
             return redirect(
-                reverse(
-                    Invoice.snippet_viewset.get_url_name("edit_draft"), args=[quote(self.object.pk)]
-                )  # type: ignore[attr-defined]
+                reverse(viewset.get_url_name("edit_draft"), args=[quote(self.object.pk)])
             )
         return super().dispatch(request, *args, **kwargs)
 

@@ -37,7 +37,12 @@ def describe(lifetime: timedelta) -> str:
     return gettext("%(count)d hours") % {"count": hours} if hours != 1 else gettext("1 hour")
 
 
-class DueDateFormMixin(forms.Form):
+#: The mixin's base: a Form, so its fields are declared fields of the model form it is
+#: mixed into; typed loosely, as Wagtail's admin model form is.
+_FormBase: Any = forms.Form
+
+
+class DueDateFormMixin(_FormBase):
     """Adds ``lifetime_value``, ``lifetime_unit`` and the model's ``due_date``."""
 
     lifetime_value = forms.IntegerField(
@@ -50,11 +55,6 @@ class DueDateFormMixin(forms.Form):
         widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
     )
     lifetime_unit = forms.ChoiceField(label=_("Unit"), choices=UNITS, initial=DAYS, required=False)
-
-    instance: Any
-    cleaned_data: dict[str, Any]
-    initial: dict[str, Any]
-    is_bound: bool
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

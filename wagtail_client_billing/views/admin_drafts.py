@@ -52,6 +52,8 @@ class InvoiceDraftEditView(EditView):
     def get_queryset(self) -> Any:
         return invoices_for_user(self.request.user, Invoice.objects.select_related("site"))
 
+    object: Invoice
+
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.object.is_draft:
             messages.error(request, _("Only a draft can be edited like this."))
