@@ -301,3 +301,19 @@ def test_email_context_names_the_due_date(connected_site, account):
     invoice = make_invoice(connected_site, account, due_date=date(2026, 3, 5))
     context = emails.email_context(invoice)
     assert context["due"] == "March 5, 2026"
+
+
+def test_export_has_the_due_date_and_no_expiry_for_a_draft(client, admin, connected_site, account):
+    import csv
+    import io
+
+    make_invoice(connected_site, account, email="due@client.example", due_date=date(2026, 3, 5))
+    make_invoice(connected_site, account, email="draft@client.example", status="draft")
+    response = client.get(url("list") + "?export=csv")
+    rows = {
+        row["Client email"]: row
+        for row in csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    }
+    assert rows["due@client.example"]["Due"] == "2026-03-05"
+    assert rows["draft@client.example"]["Expires"] == ""
+    assert rows["draft@client.example"]["Status"] == "Draft"

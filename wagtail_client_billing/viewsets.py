@@ -165,6 +165,13 @@ class RelativeDateColumn(DateColumn):
     cell_template_name = "wagtail_client_billing/admin/invoices/relative_date_cell.html"
 
 
+class ExpiresColumn(RelativeDateColumn):
+    """When the link expires; blank for a draft, whose lifetime starts when it is sent."""
+
+    def get_value(self, instance: Invoice) -> Any:
+        return None if instance.is_draft else super().get_value(instance)
+
+
 class InvoiceIndexView(IndexView):
     """The listing across all sites the editor may bill for.
 
@@ -221,7 +228,8 @@ class InvoiceIndexView(IndexView):
             "site": site_display_name(item.site),
             "description": item.description,
             "created_at": item.created_at,
-            "expires_at": item.expires_at,
+            "expires_at": None if item.is_draft else item.expires_at,
+            "due_date": item.due_date,
             "paid_at": item.paid_at,
             "email_status": item.get_email_status_display(),
             "late_payment": item.late_payment,
@@ -470,7 +478,7 @@ class InvoiceViewSet(SnippetViewSet):
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        RelativeDateColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
+        ExpiresColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
         DateColumn("paid_at", label=gettext_lazy("Paid"), sort_key="paid_at"),
     ]
     list_export = [
@@ -485,6 +493,7 @@ class InvoiceViewSet(SnippetViewSet):
         "description",
         "created_at",
         "expires_at",
+        "due_date",
         "paid_at",
         "email_status",
         "late_payment",
@@ -503,6 +512,7 @@ class InvoiceViewSet(SnippetViewSet):
         "description": gettext_lazy("Description"),
         "created_at": gettext_lazy("Created"),
         "expires_at": gettext_lazy("Expires"),
+        "due_date": gettext_lazy("Due"),
         "paid_at": gettext_lazy("Paid"),
         "email_status": gettext_lazy("Email"),
         "late_payment": gettext_lazy("Paid late"),
