@@ -317,3 +317,28 @@ def test_export_has_the_due_date_and_no_expiry_for_a_draft(client, admin, connec
     assert rows["due@client.example"]["Due"] == "2026-03-05"
     assert rows["draft@client.example"]["Expires"] == ""
     assert rows["draft@client.example"]["Status"] == "Draft"
+
+
+def test_editor_sets_the_sites_reminders_and_longest_lifetime_in_its_settings(
+    client, admin, connected_site
+):
+    from tests.test_emails import form_data as settings_form
+    from tests.test_emails import settings_url
+
+    config = ClientBillingSettings.for_site(connected_site)
+    page = client.get(settings_url(connected_site)).content.decode()
+    assert "Remind clients on the due date" in page and "Remind clients before (hours)" in page
+    response = client.post(
+        settings_url(connected_site),
+        settings_form(
+            config,
+            reminder_before_hours="48",
+            remind_on_due_date="",
+            payment_link_max_lifetime_days="14",
+        ),
+    )
+    assert response.status_code == 302
+    config.refresh_from_db()
+    assert config.reminder_before == timedelta(hours=48)
+    assert config.remind_on_due_date is False
+    assert config.payment_link_max_lifetime == timedelta(days=14)

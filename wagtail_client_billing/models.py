@@ -747,7 +747,9 @@ class Invoice(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.number or str(_("New invoice"))
+        if self.number:
+            return self.number
+        return str(_("Draft") if self.pk else _("New invoice"))
 
     def save(self, *args, **kwargs) -> None:
         if self._state.adding and not self.sequence and self.status != InvoiceStatus.DRAFT:
