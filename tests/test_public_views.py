@@ -180,6 +180,8 @@ def test_json_status_for_headless_front_ends(client, invoice):
         "description": "Website build",
         "billing_type": "one_time",
         "expires_at": invoice.expires_at.isoformat(),
+        "due_date": None,
+        "overdue": False,
         "paid_at": None,
         "payable": True,
         "pay_url": invoice.get_pay_url(),

@@ -503,6 +503,7 @@ def test_schedules_command_is_idempotent(settings):
     assert {s.name: s.pk for s in Schedule.objects.all()} == first
     assert installed() == {
         "client_billing_expire": ("wagtail_client_billing.tasks.expire_due_invoices", 1),
+        "client_billing_reminders": ("wagtail_client_billing.tasks.send_expiry_reminders", 15),
         "client_billing_reconcile": ("wagtail_client_billing.tasks.reconcile_open_sessions", 15),
         "client_billing_resume_emails": (
             "wagtail_client_billing.tasks.resume_abandoned_emails",
@@ -522,24 +523,21 @@ def test_schedules_command_is_idempotent(settings):
         ),
     }
     assert "client_billing_expire: unchanged" in out.getvalue()
-    assert "client_billing_reminders: off" in out.getvalue()
 
 
-def test_schedules_follow_the_reminder_setting(settings):
-    settings.WAGTAIL_CLIENT_BILLING = {
-        **settings.WAGTAIL_CLIENT_BILLING,
-        "REMINDER_BEFORE": timedelta(hours=6),
-    }
-    call_command("client_billing_schedules", stdout=StringIO())
-    assert installed()["client_billing_reminders"] == (
-        "wagtail_client_billing.tasks.send_expiry_reminders",
-        15,
-    )
-
-    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, "REMINDER_BEFORE": None}
-    call_command("client_billing_schedules", stdout=(out := StringIO()))
-    assert "client_billing_reminders" not in installed()
-    assert "client_billing_reminders: removed" in out.getvalue()
+def test_reminder_schedule_is_installed_whatever_the_developer_setting(settings):
+    # Each site configures its own reminders in its settings (issue 19), so the
+    # schedule runs even when REMINDER_BEFORE, their default, is None.
+    for before in (timedelta(hours=6), None):
+        settings.WAGTAIL_CLIENT_BILLING = {
+            **settings.WAGTAIL_CLIENT_BILLING,
+            "REMINDER_BEFORE": before,
+        }
+        call_command("client_billing_schedules", stdout=StringIO())
+        assert installed()["client_billing_reminders"] == (
+            "wagtail_client_billing.tasks.send_expiry_reminders",
+            15,
+        )
 
 
 def test_schedules_command_repairs_a_changed_schedule():

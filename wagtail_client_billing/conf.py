@@ -57,6 +57,8 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_BODY_BYTES": 512 * 1024,
     # How long an emailed payment link can be paid; a site can override it in its settings.
     "PAYMENT_LINK_LIFETIME": timedelta(hours=24),
+    # The longest lifetime an editor may give one request's link; a site can change it.
+    "PAYMENT_LINK_MAX_LIFETIME": timedelta(days=30),
     # The platform's fee on each payment, in percent (0 = none).
     "APPLICATION_FEE_PERCENT": 0,
     # Currencies an editor may bill in (ISO 4217, upper case), the first one the default.
@@ -99,7 +101,8 @@ DEFAULTS: dict[str, Any] = {
     # Stored webhook payloads (which hold clients' personal data) are emptied this long
     # after they were received; the event's record and outcome stay. None keeps them.
     "WEBHOOK_PAYLOAD_RETENTION": timedelta(days=90),
-    # Send one reminder this long before a pending invoice expires; None = no reminders.
+    # Send one reminder this long before a pending invoice is due (or, without a due date,
+    # expires); None = no reminders. The default of every site's own setting.
     "REMINDER_BEFORE": None,
     # An open Checkout Session is reused by the pay link while it has more than this left.
     "CHECKOUT_REUSE_MARGIN": timedelta(minutes=5),

@@ -76,6 +76,8 @@ logger = logging.getLogger(__name__)
 #: Email kinds and their templates under ``wagtail_client_billing/emails/``.
 INVOICE_REQUEST = "invoice_request"
 REMINDER = "reminder"
+#: The reminder on an invoice's due date.
+DUE_REMINDER = "due_reminder"
 TEST_EMAIL = "test_email"
 
 
@@ -505,6 +507,8 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "recurring_note": recurring_note(invoice),
         "expires_at": invoice.expires_at,
         "expires": format_expiry(invoice),
+        "due_date": invoice.due_date,
+        "due": date_format(invoice.due_date, "DATE_FORMAT") if invoice.due_date else "",
         "pay_url": invoice.get_pay_url(),
         "language_code": translation.get_language() or settings.LANGUAGE_CODE,
     }

@@ -77,12 +77,35 @@ class InvoiceFilterSet(WagtailFilterSet):
         label=_("Created"), widget=DateRangePickerWidget
     )
     paid_at = django_filters.DateFromToRangeFilter(label=_("Paid"), widget=DateRangePickerWidget)
+    overdue = django_filters.BooleanFilter(
+        label=_("Overdue"),
+        method="filter_overdue",
+        widget=forms.CheckboxInput,
+        help_text=_("Past the due date, still payable until the link expires."),
+    )
 
     class Meta:
         model = Invoice
-        fields = ["site", "status", "mode", "currency", "billing_type", "created_at", "paid_at"]
+        fields = [
+            "site",
+            "status",
+            "mode",
+            "currency",
+            "billing_type",
+            "created_at",
+            "paid_at",
+            "overdue",
+        ]
 
     def filter_mode(self, queryset: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
         if not value:
             return queryset
         return queryset.filter(test_mode=value == Mode.TEST)
+
+    def filter_overdue(
+        self, queryset: QuerySet[Invoice], name: str, value: bool | None
+    ) -> QuerySet[Invoice]:
+        """Overdue is derived (a due date past, the link still open), not a status."""
+        if not value:
+            return queryset
+        return queryset & Invoice.objects.overdue()

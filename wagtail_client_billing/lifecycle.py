@@ -91,13 +91,15 @@ def _change(
     per_old_fields: dict[str, dict[str, Any]] | None = None,
     data: dict[str, Any] | None = None,
     from_statuses: Iterable[str] | None = None,
+    action: str | None = None,
 ) -> bool:
     """Move ``invoice`` to ``new`` if its current status allows it; True if it changed.
 
     A compare-and-set loop: guess the old status from the instance, ``UPDATE`` only
     from that status, and when another writer got there first read the status again
     and retry while the rules still allow the move. Exactly one of several racing
-    callers succeeds for a given change.
+    callers succeeds for a given change. ``action`` replaces the new status's log action
+    for a move that means something else (a draft sent is not a payment that failed).
     """
     new, source = str(new), str(source)  # plain str for every database driver
     allowed = {str(s) for s in (from_statuses or allowed_sources(new))} & allowed_sources(new)
@@ -127,7 +129,7 @@ def _change(
                     setattr(invoice, name, value)
                 log(
                     instance=invoice,
-                    action=LOG_ACTIONS[new],
+                    action=action or LOG_ACTIONS[new],
                     user=user,
                     data={"old": old, "new": new, "source": source, **(data or {})},
                 )
@@ -272,6 +274,27 @@ def delete(invoice: Invoice, *, user: Any) -> bool:
     if not changed:
         _refuse_delete_unless_deletable(invoice)  # it moved on meanwhile (paid, say)
     return changed
+
+
+#: The log action of a draft sent to the client (a move into pending from draft).
+SENT_ACTION = "wagtail_client_billing.sent"
+
+
+def send_draft(invoice: Invoice, *, user: Any, fields: dict[str, Any]) -> bool:
+    """A draft sent to the client: pending, with ``fields`` (its number and expiry).
+
+    Only from draft; False when it is not a draft any more (sent or deleted meanwhile).
+    """
+    return _change(
+        invoice,
+        S.PENDING,
+        source=Source.EDITOR,
+        user=user,
+        fields=fields,
+        data={"number": fields.get("number", "")},
+        from_statuses=[S.DRAFT],
+        action=SENT_ACTION,
+    )
 
 
 def _refuse_delete_unless_deletable(invoice: Invoice) -> None:

@@ -287,6 +287,32 @@ class ClientBillingSettings(BaseSiteSetting):
         validators=[MinValueValidator(1), MaxValueValidator(24 * 90)],
         help_text=_("How long a client can pay an emailed link. Blank: the project's default."),
     )
+    payment_link_max_lifetime_days = models.PositiveIntegerField(
+        _("longest payment link lifetime (days)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(90)],
+        help_text=_(
+            "The longest lifetime an editor may give one request's payment link. "
+            "Blank: the project's default."
+        ),
+    )
+    reminder_before_hours = models.PositiveIntegerField(
+        _("remind clients before (hours)"),
+        null=True,
+        blank=True,
+        validators=[MaxValueValidator(24 * 90)],
+        help_text=_(
+            "One reminder email this many hours before an unpaid invoice is due (or, "
+            "without a due date, before its link expires). 0: no such reminder. "
+            "Blank: the project's default."
+        ),
+    )
+    remind_on_due_date = models.BooleanField(
+        _("remind clients on the due date"),
+        default=True,
+        help_text=_("One reminder email on the due date of an unpaid invoice that has one."),
+    )
 
     tax_mode = models.CharField(
         _("tax"),
@@ -332,6 +358,23 @@ class ClientBillingSettings(BaseSiteSetting):
             return timedelta(hours=self.payment_link_lifetime_hours)
         lifetime: timedelta = billing_settings.PAYMENT_LINK_LIFETIME
         return lifetime
+
+    @property
+    def payment_link_max_lifetime(self) -> timedelta:
+        """The longest lifetime an editor may give one request; never below the default."""
+        if self.payment_link_max_lifetime_days:
+            longest = timedelta(days=self.payment_link_max_lifetime_days)
+        else:
+            longest = billing_settings.PAYMENT_LINK_MAX_LIFETIME
+        return max(longest, self.payment_link_lifetime)
+
+    @property
+    def reminder_before(self) -> timedelta | None:
+        """How long before the due date (or expiry) the reminder goes; ``None``: none."""
+        if self.reminder_before_hours is not None:
+            return timedelta(hours=self.reminder_before_hours) or None
+        before: timedelta | None = billing_settings.REMINDER_BEFORE
+        return before or None
 
     @property
     def currency(self) -> str:
@@ -424,6 +467,15 @@ class InvoiceQuerySet(models.QuerySet["Invoice"]):
     def due_for_expiry(self, now=None) -> InvoiceQuerySet:
         return self.filter(status=InvoiceStatus.PENDING, expires_at__lte=now or timezone.now())
 
+    def overdue(self, now=None) -> InvoiceQuerySet:
+        """Pending invoices past their due date whose link has not expired yet."""
+        now = now or timezone.now()
+        return self.filter(
+            status=InvoiceStatus.PENDING,
+            due_date__lt=timezone.localdate(now),
+            expires_at__gt=now,
+        )
+
     def for_listing(self) -> InvoiceQuerySet:
         return self.select_related("site", "account", "created_by")
 
@@ -460,8 +512,9 @@ class Invoice(ClusterableModel):
         related_name="invoices",
     )
     test_mode = models.BooleanField(_("test mode"), default=False)
-    sequence = models.PositiveIntegerField(editable=False)
-    number = models.CharField(_("number"), max_length=32, editable=False)
+    #: Empty for a draft: the number is taken when it is sent, so sent ones have no gaps.
+    sequence = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    number = models.CharField(_("number"), max_length=32, blank=True, editable=False)
 
     email = models.EmailField(_("client email"), max_length=254)
     currency = models.CharField(_("currency"), max_length=3)
@@ -570,6 +623,13 @@ class Invoice(ClusterableModel):
         related_name="+",
     )
     expires_at = models.DateTimeField(_("expires"))
+    #: The payment link's lifetime the editor chose for this request, counted from
+    #: sending; ``None``: the site's (``ClientBillingSettings.payment_link_lifetime``).
+    payment_link_lifetime = models.DurationField(
+        _("payment link lifetime"), null=True, blank=True, editable=False
+    )
+    #: When the client should have paid: overdue after this day, payable until it expires.
+    due_date = models.DateField(_("due date"), null=True, blank=True)
     paid_at = models.DateTimeField(_("paid"), null=True, blank=True, editable=False)
     expired_at = models.DateTimeField(_("expired at"), null=True, blank=True, editable=False)
     deleted_at = models.DateTimeField(_("deleted at"), null=True, blank=True, editable=False)
@@ -613,6 +673,9 @@ class Invoice(ClusterableModel):
     #: timeout belongs to a worker that died, and the next run takes it over.
     reminder_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
     reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    #: The reminder on the due date, claimed and marked sent like the one before it.
+    due_reminder_claimed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    due_reminder_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     checkout_session_id = models.CharField(max_length=255, blank=True, editable=False)
     checkout_session_url = models.URLField(max_length=2000, blank=True, editable=False)
@@ -678,6 +741,7 @@ class Invoice(ClusterableModel):
         "discount_amount",
         "discount_percent",
         "discount_duration",
+        "payment_link_lifetime",
     )
     #: What the new request gets afresh: its own identity, number, account (the site's
     #: account for the mode as it is now, chosen by the form), expiry, status and
@@ -717,6 +781,9 @@ class Invoice(ClusterableModel):
         "email_queued_at",
         "reminder_claimed_at",
         "reminder_sent_at",
+        "due_reminder_claimed_at",
+        "due_reminder_sent_at",
+        "due_date",
         "checkout_session_id",
         "checkout_session_url",
         "checkout_session_expires_at",
@@ -779,10 +846,12 @@ class Invoice(ClusterableModel):
         ]
 
     def __str__(self) -> str:
-        return self.number or str(_("New invoice"))
+        if self.number:
+            return self.number
+        return str(_("Draft") if self.pk else _("New invoice"))
 
     def save(self, *args, **kwargs) -> None:
-        if self._state.adding and not self.sequence:
+        if self._state.adding and not self.sequence and self.status != InvoiceStatus.DRAFT:
             with transaction.atomic():
                 self.assign_number()
                 super().save(*args, **kwargs)
@@ -938,6 +1007,22 @@ class Invoice(ClusterableModel):
     @property
     def is_past_expiry(self) -> bool:
         return self.expires_at <= timezone.now()
+
+    @property
+    def display_number(self) -> str:
+        """The invoice number, or "Draft" for a draft, which has none yet."""
+        return self.number or str(_("Draft"))
+
+    @property
+    def is_draft(self) -> bool:
+        return self.status == InvoiceStatus.DRAFT
+
+    @property
+    def is_overdue(self) -> bool:
+        """Past its due date and still payable: a tag and a filter, not a status."""
+        return (
+            self.due_date is not None and self.due_date < timezone.localdate() and self.is_payable
+        )
 
     @property
     def effective_status(self) -> str:

@@ -15,6 +15,7 @@ The moves the table allows today::
     processing -> paid, pending (payment failed), expired (failed after its expiry)
     expired    -> paid   (money received wins; flagged as a late payment), deleted
     deleted    -> paid   (money received wins; flagged as a late payment)
+    draft      -> pending (sent: numbered, emailed, its lifetime starts), deleted
     paid       -> (nothing)
 
 Where things live, and why migrations stay still:
@@ -60,6 +61,7 @@ class InvoiceStatus(models.TextChoices):
     PAID = "paid", _("Paid")
     EXPIRED = "expired", _("Expired")
     DELETED = "deleted", _("Deleted")
+    DRAFT = "draft", _("Draft")
 
 
 S = InvoiceStatus
@@ -200,6 +202,17 @@ STATUSES: dict[str, Status] = {
             page=ClientPage("withdrawn.html", 410),
             withdrawn=True,
             refusal=_("This billing request is already deleted."),
+        ),
+        Status(
+            S.DRAFT,
+            # Saved unsent: no number, no email, not payable; an invoice starts here only
+            # when the editor saves a draft (no move goes back into it).
+            targets=_t(S.PENDING, S.DELETED),
+            log_action="wagtail_client_billing.draft_saved",
+            log_label=_("Draft saved"),
+            log_message=_("Saved as a draft"),
+            tone=Tone.NEUTRAL,
+            page=ClientPage("draft.html"),
         ),
     )
 }

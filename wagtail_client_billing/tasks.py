@@ -13,8 +13,9 @@ The tasks, and what makes each safe to run twice:
 - :func:`expire_due_invoices` (every minute) expires due invoices set-based
   (:func:`lifecycle.expire_due`) and queues one Stripe call per open Checkout Session,
   spread out to stay under ``STRIPE_TASK_RATE_LIMIT``.
-- :func:`send_expiry_reminders` (every 15 minutes, when ``REMINDER_BEFORE`` is set)
-  claims ``reminder_claimed_at`` before sending, so a reminder goes once; a claim left
+- :func:`send_expiry_reminders` (every 15 minutes) sends each site's reminders before
+  the due date (or expiry) and on it; it claims ``reminder_claimed_at`` (or
+  ``due_reminder_claimed_at``) before sending, so a reminder goes once; a claim left
   by a dead worker is taken over by a later run.
 - :func:`reconcile_open_sessions` (every 15 minutes) asks Stripe about open Checkout
   Sessions, for the payments a lost webhook would otherwise leave unnoticed.
@@ -51,6 +52,7 @@ from .billing import checkout, invoices
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
+    ClientBillingSettings,
     EmailStatus,
     Invoice,
     InvoiceStatus,
@@ -457,38 +459,92 @@ def resume_session_expiry() -> int:
 
 
 def send_expiry_reminders() -> int:
-    """One reminder per pending invoice ``REMINDER_BEFORE`` its expiry; returns how many.
+    """The reminder emails of pending invoices; returns how many went.
 
-    Candidates are pending invoices whose first email went out, whose link expires
-    within ``REMINDER_BEFORE`` and that had no reminder yet. They are claimed by
-    stamping ``reminder_claimed_at`` with a value unique to this run (a conditional
+    Two reminders, each at most once per invoice, each configured per site (Settings ->
+    Client Billing -> Reminders; ``REMINDER_BEFORE`` is the default of the first):
+
+    - *before*: ``reminder_before`` ahead of the due date (the start of its day) or,
+      without one, of the link's expiry (``reminder_claimed_at`` / ``reminder_sent_at``);
+    - *on the due date*: from the start of that day while the link still works
+      (``due_reminder_claimed_at`` / ``due_reminder_sent_at``).
+
+    Only invoices whose first email went out are reminded (never a draft). Each is
+    claimed by stamping its claim column with a value unique to this run (a conditional
     ``UPDATE``), so two runs at once never remind the same client twice; a sent (or
-    permanently refused) reminder sets ``reminder_sent_at``. A transient failure
-    releases the claim for the next run; a claim older than the task timeout belongs to
-    a run whose worker died, and the next run takes it over.
+    permanently refused) reminder sets its sent column. A transient failure releases
+    the claim for the next run; a claim older than the task timeout belongs to a run
+    whose worker died, and the next run takes it over.
     """
-    before = billing_settings.REMINDER_BEFORE
-    if not before:
-        return 0
     now = timezone.now()
+    before = _remind_before_candidates(now)
+    sent = 0
+    if before is not None:
+        sent += _send_reminders(
+            before, now, emails.REMINDER, "reminder", "wagtail_client_billing.reminder_sent"
+        )
+    sent += _send_reminders(
+        _due_date_candidates(now),
+        now,
+        emails.DUE_REMINDER,
+        "due_reminder",
+        "wagtail_client_billing.due_reminder_sent",
+    )
+    return sent
+
+
+def _remind_before_candidates(now: datetime) -> Q | None:
+    """Which pending invoices are due a *before* reminder, by their site's setting."""
+    default = billing_settings.REMINDER_BEFORE or None
+    custom: dict[timedelta | None, list[int]] = defaultdict(list)
+    for site_id, hours in ClientBillingSettings.objects.filter(
+        reminder_before_hours__isnull=False
+    ).values_list("site_id", "reminder_before_hours"):
+        custom[timedelta(hours=hours) or None].append(site_id)
+    everyone_else = [pk for pks in custom.values() for pk in pks]
+    groups: list[tuple[Q, timedelta]] = [
+        (Q(site_id__in=pks), value) for value, pks in custom.items() if value
+    ]
+    if default:
+        groups.append((~Q(site_id__in=everyone_else), default))
+    if not groups:
+        return None
+    today = timezone.localdate(now)
+    condition = Q(pk__in=[])
+    for sites, value in groups:
+        due_soon = Q(due_date__gt=today, due_date__lte=timezone.localdate(now + value))
+        expires_soon = Q(due_date__isnull=True, expires_at__lte=now + value)
+        condition |= sites & (due_soon | expires_soon)
+    return condition
+
+
+def _due_date_candidates(now: datetime) -> Q:
+    """Pending invoices whose due date has come, on sites that remind on it."""
+    off = ClientBillingSettings.objects.filter(remind_on_due_date=False).values("site_id")
+    return Q(due_date__lte=timezone.localdate(now)) & ~Q(site_id__in=off)
+
+
+def _send_reminders(condition: Q, now: datetime, kind: str, column: str, action: str) -> int:
+    """Claim, send and record one kind of reminder; ``column`` is the columns' prefix."""
+    claimed_at, sent_at = f"{column}_claimed_at", f"{column}_sent_at"
     candidates = Invoice.objects.filter(
-        Q(reminder_claimed_at__isnull=True) | Q(reminder_claimed_at__lt=now - claim_lease()),
+        condition,
+        Q(**{f"{claimed_at}__isnull": True}) | Q(**{f"{claimed_at}__lt": now - claim_lease()}),
         status=InvoiceStatus.PENDING,
         email_status=EmailStatus.SENT,
-        reminder_sent_at__isnull=True,
         expires_at__gt=now,
-        expires_at__lte=now + before,
+        **{f"{sent_at}__isnull": True},
     )
     stamp = _unique_stamp(now)
-    if not candidates.update(reminder_claimed_at=stamp):
+    if not candidates.update(**{claimed_at: stamp}):
         return 0
-    mine = Invoice.objects.filter(reminder_claimed_at=stamp)
+    mine = Invoice.objects.filter(**{claimed_at: stamp})
     claimed = list(mine.select_related("site"))
-    results = {r.invoice_id: r for r in emails.send_invoice_emails(claimed, emails.REMINDER)}
+    results = {r.invoice_id: r for r in emails.send_invoice_emails(claimed, kind)}
     sent = [i for i in claimed if results[i.pk].sent]
     retry_later = [pk for pk, result in results.items() if result.error and result.error.transient]
-    mine.filter(pk__in=retry_later).update(reminder_claimed_at=None)
-    mine.exclude(pk__in=retry_later).update(reminder_sent_at=timezone.now())
+    mine.filter(pk__in=retry_later).update(**{claimed_at: None})
+    mine.exclude(pk__in=retry_later).update(**{sent_at: timezone.now()})
     if sent:
         # Wagtail's log model, in one INSERT (its log() writes one row per call).
         content_type = ContentType.objects.get_for_model(Invoice)
@@ -498,7 +554,7 @@ def send_expiry_reminders() -> int:
                     content_type=content_type,
                     object_id=str(invoice.pk),
                     label=invoice.number,
-                    action="wagtail_client_billing.reminder_sent",
+                    action=action,
                     data={"to": invoice.email},
                     timestamp=now,
                 )
@@ -584,13 +640,8 @@ def schedule_specs() -> list[ScheduleSpec]:
     """The schedules this app runs on, given the current settings."""
     return [
         ScheduleSpec("client_billing_expire", f"{TASKS}.expire_due_invoices", 1),
-        ScheduleSpec(
-            "client_billing_reminders",
-            f"{TASKS}.send_expiry_reminders",
-            15,
-            enabled=bool(billing_settings.REMINDER_BEFORE),
-            setting="REMINDER_BEFORE",
-        ),
+        # Always on: each site configures its reminders in its settings.
+        ScheduleSpec("client_billing_reminders", f"{TASKS}.send_expiry_reminders", 15),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
         ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
         ScheduleSpec(

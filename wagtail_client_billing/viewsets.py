@@ -16,6 +16,7 @@ from typing import Any
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
+from django.shortcuts import redirect
 from django.urls import path, reverse
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
@@ -44,6 +45,7 @@ from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
 from .views.admin_figures import figures_view
+from .views.admin_drafts import InvoiceDraftEditView, InvoiceSendView
 from .views.admin_invoices import (
     InvoiceCreateView,
     InvoiceDeleteView,
@@ -90,6 +92,7 @@ class SiteColumn(Column):
 
 RESEND_PRIORITY = 30
 SEND_NEW_PRIORITY = 40
+SEND_DRAFT_PRIORITY = 35
 
 
 def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) -> list[Button]:
@@ -135,7 +138,14 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                 priority=SEND_NEW_PRIORITY,
             )
         )
-    if view.user_has_permission("change"):
+    if invoice.is_draft and view.user_has_permission("change"):
+        buttons.append(
+            Button(_("Send"), url=url("send"), icon_name="mail", priority=SEND_DRAFT_PRIORITY)
+        )
+        buttons.append(
+            Button(_("Edit draft"), url=url("edit_draft"), icon_name="edit", priority=50)
+        )
+    elif view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
     buttons.append(Button(_("History"), url=url("history"), icon_name="history", priority=60))
     if invoice.can_be_deleted and view.user_has_permission("delete"):
@@ -158,6 +168,13 @@ class RelativeDateColumn(DateColumn):
     """A date that may lie in the future ("in 23 hours"), unlike Wagtail's DateColumn."""
 
     cell_template_name = "wagtail_client_billing/admin/invoices/relative_date_cell.html"
+
+
+class ExpiresColumn(RelativeDateColumn):
+    """When the link expires; blank for a draft, whose lifetime starts when it is sent."""
+
+    def get_value(self, instance: Invoice) -> Any:
+        return None if instance.is_draft else super().get_value(instance)
 
 
 class InvoiceIndexView(IndexView):
@@ -194,7 +211,7 @@ class InvoiceIndexView(IndexView):
     def _get_title_column(self, field_name: str, column_class: Any = TitleColumn, **kwargs: Any):
         column_class = self._get_title_column_class(column_class)
         return column_class(
-            "number",
+            "display_number",
             label=_("Number"),
             sort_key="sequence",
             get_url=self.get_inspect_url,
@@ -216,7 +233,8 @@ class InvoiceIndexView(IndexView):
             "site": site_display_name(item.site),
             "description": item.description,
             "created_at": item.created_at,
-            "expires_at": item.expires_at,
+            "expires_at": None if item.is_draft else item.expires_at,
+            "due_date": item.due_date,
             "paid_at": item.paid_at,
             "email_status": item.get_email_status_display(),
             "late_payment": item.late_payment,
@@ -252,7 +270,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
     def header_buttons(self) -> list[Any]:
         """The next thing an editor is likely to do: resend a pending one, or send a new one."""
         for button in self._action_buttons:
-            if button.priority in (RESEND_PRIORITY, SEND_NEW_PRIORITY):
+            if button.priority in (RESEND_PRIORITY, SEND_NEW_PRIORITY, SEND_DRAFT_PRIORITY):
                 return [HeaderButton(button.label, url=button.url, icon_name=button.icon_name)]
         return []
 
@@ -281,7 +299,18 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
 
 
 class InvoiceEditView(EditView):
-    """Edit the description and internal note; everything the client was sent stays fixed."""
+    """Edit the description and internal note; everything the client was sent stays fixed.
+
+    A draft has its own edit screen with every field (:mod:`.views.admin_drafts`).
+    """
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.object.is_draft:
+            viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+            return redirect(
+                reverse(viewset.get_url_name("edit_draft"), args=[quote(self.object.pk)])
+            )
+        return super().dispatch(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Invoice]:
         # Wagtail's EditView loads the object through get_queryset (and keeps a "live"
@@ -314,6 +343,13 @@ def create_edit_handler() -> ObjectList:
             FieldPanel("success_url"),
             FieldPanel("cancel_url"),
             FieldPanel("test_mode"),
+            MultiFieldPanel(
+                [
+                    FieldRowPanel([FieldPanel("lifetime_value"), FieldPanel("lifetime_unit")]),
+                    FieldPanel("due_date"),
+                ],
+                heading=gettext_lazy("Payment link and due date"),
+            ),
             MultiFieldPanel(
                 [FieldPanel("publish_page_when_paid"), FieldPanel("unpublish_page_when_expired")],
                 heading=gettext_lazy("Pages (optional)"),
@@ -444,6 +480,8 @@ class InvoiceViewSet(SnippetViewSet):
     history_view_class = InvoiceHistoryView
     usage_view_class = InvoiceUsageView
     resend_view_class = InvoiceResendView
+    send_view_class = InvoiceSendView
+    edit_draft_view_class = InvoiceDraftEditView
     chooser_viewset_class = InvoiceChooserViewSet
 
     inspect_view_enabled = True
@@ -461,7 +499,7 @@ class InvoiceViewSet(SnippetViewSet):
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        RelativeDateColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
+        ExpiresColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
         DateColumn("paid_at", label=gettext_lazy("Paid"), sort_key="paid_at"),
     ]
     list_export = [
@@ -476,6 +514,7 @@ class InvoiceViewSet(SnippetViewSet):
         "description",
         "created_at",
         "expires_at",
+        "due_date",
         "paid_at",
         "email_status",
         "late_payment",
@@ -495,6 +534,7 @@ class InvoiceViewSet(SnippetViewSet):
         "description": gettext_lazy("Description"),
         "created_at": gettext_lazy("Created"),
         "expires_at": gettext_lazy("Expires"),
+        "due_date": gettext_lazy("Due"),
         "paid_at": gettext_lazy("Paid"),
         "email_status": gettext_lazy("Email"),
         "late_payment": gettext_lazy("Paid late"),
@@ -534,6 +574,24 @@ class InvoiceViewSet(SnippetViewSet):
             inspect_url_name=self.get_url_name("inspect"),
         )
 
+    @property
+    def send_view(self) -> Any:
+        return self.construct_view(
+            self.send_view_class, inspect_url_name=self.get_url_name("inspect")
+        )
+
+    @property
+    def edit_draft_view(self) -> Any:
+        handler = self.create_handler
+        return self.construct_view(
+            self.edit_draft_view_class,
+            **self.get_edit_view_kwargs(
+                panel=handler,
+                form_class=handler.get_form_class(),
+                template_name=InvoiceDraftEditView.template_name,
+            ),
+        )
+
     def get_urlpatterns(self) -> list[Any]:
         return [
             *super().get_urlpatterns(),
@@ -543,6 +601,8 @@ class InvoiceViewSet(SnippetViewSet):
                 partial(figures_view, form_class=self.create_handler.get_form_class()),
                 name="figures",
             ),
+            path("send/<int:pk>/", self.send_view, name="send"),
+            path("edit-draft/<str:pk>/", self.edit_draft_view, name="edit_draft"),
         ]
 
 

@@ -28,6 +28,12 @@ def register_log_actions(actions):
         ("wagtail_client_billing.email_sent", _("Email sent"), _("Invoice email sent")),
         ("wagtail_client_billing.email_failed", _("Email failed"), _("Invoice email failed")),
         ("wagtail_client_billing.reminder_sent", _("Reminder sent"), _("Expiry reminder sent")),
+        ("wagtail_client_billing.sent", _("Draft sent"), _("Draft sent to the client")),
+        (
+            "wagtail_client_billing.due_reminder_sent",
+            _("Due date reminder sent"),
+            _("Due date reminder sent"),
+        ),
         (
             "wagtail_client_billing.checkout_opened",
             _("Checkout opened"),

@@ -587,6 +587,7 @@ DOCS_IMAGES = {
     "client-processing": "client-processing.png",
     "client-expired": "client-expired.png",
     "client-withdrawn": "client-withdrawn.png",
+    "invoice-draft-edit": "invoice-draft-edit.png",
 }
 
 

@@ -1,4 +1,5 @@
-"""What an editor does to billing requests: create and send, resend, send new, delete.
+"""What an editor does to billing requests: create and send, save a draft and send it
+later, resend, send new, delete.
 
 Views, bulk actions and site code call these functions, so the admin's buttons and
 anything built on the app behave alike; the views only handle forms, messages and
@@ -10,16 +11,18 @@ expiring a withdrawn Checkout Session) is queued by the task's dotted path throu
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import hooks, lifecycle, taskqueue
-from ..models import ClientBillingSettings, EmailStatus, Invoice
+from ..models import ClientBillingSettings, EmailStatus, Invoice, InvoiceCounter, InvoiceStatus
 from ..scope import can_use_client_billing
 from . import lines
 
@@ -59,8 +62,7 @@ def create(invoice: Invoice, *, user: Any) -> Invoice:
     it, and its amount is their total (:func:`.lines.prepare`).
     """
     lines.prepare(invoice)
-    settings = ClientBillingSettings.for_site(invoice.site)
-    invoice.expires_at = timezone.now() + settings.payment_link_lifetime
+    invoice.expires_at = timezone.now() + lifetime(invoice)
     invoice.created_by = user
     with transaction.atomic(savepoint=False):
         invoice.save()
@@ -169,3 +171,112 @@ def delete_many(invoices: Iterable[Invoice], *, user: Any) -> int:
         except lifecycle.TransitionNotAllowed:
             continue
     return deleted
+
+
+# --- drafts, lifetimes and due dates ---------------------------------------------------------
+
+#: Log action written when an editor saves a draft (the status table's row for draft).
+DRAFT_SAVED_ACTION = "wagtail_client_billing.draft_saved"
+
+
+def lifetime(invoice: Invoice) -> timedelta:
+    """How long ``invoice``'s payment link works, counted from sending: the editor's
+    choice for this request, else the site's payment link lifetime."""
+    if invoice.payment_link_lifetime:
+        return invoice.payment_link_lifetime
+    return ClientBillingSettings.for_site(invoice.site).payment_link_lifetime
+
+
+def due_date_problem(due: date | None, expires_at: datetime) -> str | None:
+    """Why ``due`` cannot be the due date of a link that expires at ``expires_at``, or
+    ``None``: it may not lie in the past nor after the day the link expires."""
+    if due is None:
+        return None
+    if due < timezone.localdate():
+        return _("The due date has passed. Choose today or a later day.")
+    last = timezone.localdate(expires_at)
+    if due > last:
+        return _(
+            "The due date must be on or before the day the payment link expires (%(day)s). "
+            "Choose an earlier day or a longer lifetime."
+        ) % {"day": date_format(last, "DATE_FORMAT")}
+    return None
+
+
+def save_draft(invoice: Invoice, *, user: Any) -> Invoice:
+    """Save the new ``invoice`` as a draft: no number, no email, not payable.
+
+    Its ``expires_at`` is provisional (now plus its lifetime); :func:`send` sets it
+    again, since the lifetime counts from sending.
+    """
+    lines.prepare(invoice)
+    invoice.status = InvoiceStatus.DRAFT
+    invoice.sequence = None
+    invoice.number = ""
+    invoice.expires_at = timezone.now() + lifetime(invoice)
+    invoice.created_by = user
+    with transaction.atomic(savepoint=False):
+        invoice.save()
+        log(
+            instance=invoice,
+            action=DRAFT_SAVED_ACTION,
+            user=user,
+            data={"amount": invoice.amount, "currency": invoice.currency, "email": invoice.email},
+        )
+    return invoice
+
+
+def update_draft(invoice: Invoice, *, user: Any) -> Invoice:
+    """Save an editor's changes to a draft; raises :class:`NotAllowed` once it was sent."""
+    with transaction.atomic():
+        status = (
+            Invoice.objects.select_for_update().values_list("status", flat=True).get(pk=invoice.pk)
+        )
+        if status != InvoiceStatus.DRAFT:
+            raise NotAllowed(_("This billing request was sent already: it is no longer a draft."))
+        lines.prepare(invoice)
+        invoice.expires_at = timezone.now() + lifetime(invoice)
+        invoice.save()
+        log(instance=invoice, action="wagtail.edit", user=user)
+    return invoice
+
+
+def send(invoice: Invoice, *, user: Any) -> Invoice:
+    """Send a draft to the client: its number, its expiry (the lifetime starts now), its
+    email. Raises :class:`NotAllowed` when it is not a draft any more, its due date no
+    longer fits, or its Stripe account cannot take payments.
+
+    The number is taken from the site's :class:`..models.InvoiceCounter` in the same
+    transaction as the change to pending, under the draft's row lock, and a refusal
+    rolls both back: a number is never handed out to a draft that stays unsent.
+    """
+    with transaction.atomic():
+        lifecycle.lock(invoice)
+        if invoice.status != InvoiceStatus.DRAFT:
+            raise NotAllowed(
+                _("%(number)s was sent already: only a draft can be sent.")
+                % {"number": invoice.number}
+            )
+        if not invoice.account.can_charge:
+            raise NotAllowed(
+                _(
+                    "The Stripe account %(account)s cannot take payments yet. "
+                    "See Settings → Client Billing → Stripe."
+                )
+                % {"account": invoice.account.stripe_id}
+            )
+        now = timezone.now()
+        expires_at = now + lifetime(invoice)
+        problem = due_date_problem(invoice.due_date, expires_at)
+        if problem:
+            raise NotAllowed(problem)
+        sequence = InvoiceCounter.next_for_site(invoice.site_id)
+        fields = {
+            "sequence": sequence,
+            "number": Invoice.format_number(sequence),
+            "expires_at": expires_at,
+        }
+        if not lifecycle.send_draft(invoice, user=user, fields=fields):
+            raise NotAllowed(_("This draft was deleted or sent meanwhile."))
+        queue_email(invoice)
+    return invoice

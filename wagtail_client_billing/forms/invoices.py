@@ -35,6 +35,7 @@ from ..money import (
     to_minor,
 )
 from ..scope import pages_for_user, site_choices
+from .due_dates import DueDateFormMixin
 from .fields import HttpURLField, SiteChoiceField
 from .lines import clean_lines, set_initial_prices, without_lines_allowed
 from .tax import TaxDiscountFormMixin
@@ -135,7 +136,7 @@ def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) 
     return None
 
 
-class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
+class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminModelForm):
     """A new billing request. Finds the site's Stripe account for the chosen mode.
 
     On a valid form, ``instance.account`` is the account the invoice will be charged
@@ -186,6 +187,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
             "publish_page_when_paid",
             "unpublish_page_when_expired",
             "note",
+            "due_date",
         ]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -263,6 +265,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
                 self.add_error(None, ValidationError(problem, code="no_account"))
             else:
                 self.instance.account = account
+            self.clean_lifetime(site)
         self.clean_tax_and_discount(cleaned)
         return cleaned
 

@@ -6,7 +6,7 @@ The tab layout lives here so each tab's module owns only its own panels.
 """
 
 from django.utils.translation import gettext_lazy as _
-from wagtail.admin.panels import FieldPanel, ObjectList, TabbedInterface
+from wagtail.admin.panels import FieldPanel, MultiFieldPanel, ObjectList, TabbedInterface
 
 from ..forms.settings import ClientBillingSettingsForm
 from .email import email_panels
@@ -20,7 +20,15 @@ def build_edit_handler() -> TabbedInterface:
             ObjectList([StripeAccountsPanel()], heading=_("Stripe")),
             ObjectList(email_panels(), heading=_("Email")),
             ObjectList(
-                [FieldPanel("default_currency"), FieldPanel("payment_link_lifetime_hours")],
+                [
+                    FieldPanel("default_currency"),
+                    FieldPanel("payment_link_lifetime_hours"),
+                    FieldPanel("payment_link_max_lifetime_days"),
+                    MultiFieldPanel(
+                        [FieldPanel("reminder_before_hours"), FieldPanel("remind_on_due_date")],
+                        heading=_("Reminders"),
+                    ),
+                ],
                 heading=_("Defaults"),
             ),
             ObjectList([FieldPanel("tax_mode")], heading=_("Tax")),

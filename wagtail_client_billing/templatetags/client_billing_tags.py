@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django import template
 from django.utils import formats, timezone
@@ -38,3 +39,11 @@ def relative_time(value: datetime | None) -> str:
 def site_display_name(site: Site) -> str:
     """``{{ invoice.site|site_display_name }}``: the site's name, else its host name."""
     return models.site_display_name(site)
+
+
+@register.filter
+def lifetime(value: Any) -> str:
+    """A payment link's lifetime (a ``timedelta``) as "7 days" or "36 hours"."""
+    from ..forms.due_dates import describe
+
+    return describe(value) if value else ""

@@ -34,6 +34,9 @@ from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
 from ..scope import invoices_for_user
 
+#: The name of the create form's "Save draft" button.
+DRAFT_ACTION = "action-draft"
+
 
 class InvoiceScopeMixin:
     """Load the invoice of the URL from the sites the user may bill for, or 404."""
@@ -112,12 +115,22 @@ class InvoiceCreateView(CreateView):
         else:
             form.add_error(None, exc)
 
+    @property
+    def saving_draft(self) -> bool:
+        """The editor pressed "Save draft": saved unsent (see :mod:`.admin_drafts`)."""
+        return bool(self.request.POST.get(DRAFT_ACTION))
+
     def save_instance(self) -> Invoice:
-        invoice = invoices.create(self.form.save(commit=False), user=self.request.user)
+        if self.saving_draft:
+            invoice = invoices.save_draft(self.form.save(commit=False), user=self.request.user)
+        else:
+            invoice = invoices.create(self.form.save(commit=False), user=self.request.user)
         self.form.save_m2m()
         return invoice
 
     def get_success_message(self, instance: Invoice) -> str:
+        if instance.is_draft:
+            return _("Draft for %(email)s saved. It has not been sent.") % {"email": instance.email}
         return _("Billing request %(number)s sent to %(email)s") % {
             "number": instance.number,
             "email": instance.email,
@@ -127,6 +140,8 @@ class InvoiceCreateView(CreateView):
         return [messages.button(_url("inspect", self.object), _("View"))]
 
     def get_success_url(self) -> str:
+        if self.object is not None and self.object.is_draft:
+            return _url("edit_draft", self.object)
         return get_valid_next_url_from_request(self.request) or reverse(self.index_url_name)
 
     def get_side_panels(self) -> MediaContainer:
@@ -136,6 +151,7 @@ class InvoiceCreateView(CreateView):
         context: dict[str, Any] = super().get_context_data(**kwargs)
         context["next"] = get_valid_next_url_from_request(self.request)
         context["copied_from"] = getattr(self, "source", None)
+        context["draft_action"] = DRAFT_ACTION
         # Each offered site's default currency, so picking a site can preselect it.
         sites = self.form.fields["site"].queryset if "site" in self.form.fields else []
         context["site_currencies"] = {

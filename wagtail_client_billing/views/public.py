@@ -223,6 +223,8 @@ def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
             "description": invoice.description,
             "billing_type": invoice.billing_type,
             "expires_at": invoice.expires_at.isoformat(),
+            "due_date": invoice.due_date.isoformat() if invoice.due_date else None,
+            "overdue": invoice.is_overdue,
             "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
             "payable": invoice.is_payable,
             "pay_url": invoice.get_pay_url(),

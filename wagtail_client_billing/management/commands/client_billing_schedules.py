@@ -1,7 +1,6 @@
 """``manage.py client_billing_schedules``: install the app's django-q2 schedules.
 
-Run it once after ``migrate`` (and again after changing ``REMINDER_BEFORE`` or
-``WEBHOOK_PAYLOAD_RETENTION``); it is
+Run it once after ``migrate`` (and again after changing ``WEBHOOK_PAYLOAD_RETENTION``); it is
 idempotent, so deploy scripts can run it every time.
 """
 
@@ -13,7 +12,7 @@ from ...tasks import install_schedules, schedule_specs
 class Command(BaseCommand):
     help = (
         "Create or update the django-q2 schedules: expire due invoices every minute, "
-        "send expiry reminders every 15 minutes (when REMINDER_BEFORE is set), reconcile "
+        "send the sites' reminder emails every 15 minutes, reconcile "
         "open Checkout Sessions every 15 minutes, resume lost emails, webhook events and "
         "session expiries every 5 minutes, purge old webhook payloads daily (when "
         "WEBHOOK_PAYLOAD_RETENTION is set). Safe to run repeatedly."
