@@ -229,11 +229,10 @@ def save_draft(invoice: Invoice, *, user: Any) -> Invoice:
 def update_draft(invoice: Invoice, *, user: Any) -> Invoice:
     """Save an editor's changes to a draft; raises :class:`NotAllowed` once it was sent."""
     with transaction.atomic():
-        status = (
-            Invoice.objects.select_for_update().values_list("status", flat=True).get(pk=invoice.pk)
-        )
-        if status != InvoiceStatus.DRAFT:
+        saved = Invoice.objects.select_for_update().get(pk=invoice.pk)
+        if saved.status != InvoiceStatus.DRAFT:
             raise NotAllowed(_("This billing request was sent already: it is no longer a draft."))
+        lines.follow_quick_path(invoice, saved)
         lines.prepare(invoice)
         invoice.expires_at = timezone.now() + lifetime(invoice)
         invoice.save()

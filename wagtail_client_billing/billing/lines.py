@@ -39,6 +39,23 @@ def prepare(invoice: Invoice) -> list[InvoiceLine]:
     return lines
 
 
+def follow_quick_path(invoice: Invoice, saved: Invoice) -> None:
+    """Before an edited draft is prepared again: when the draft as ``saved`` was on the
+    quick path and the editor's form left its line as it was (they changed the amount
+    and description, not the lines), drop that line so :func:`prepare` makes it anew
+    from the new amount and description."""
+    if not is_quick(saved):
+        return
+    key = [
+        (line.pk, line.quantity, line.unit_amount, line.description)
+        for line in invoice_lines(saved)
+    ]
+    if [
+        (line.pk, line.quantity, line.unit_amount, line.description) for line in invoice.lines.all()
+    ] == key:
+        invoice.lines = []  # type: ignore[assignment]
+
+
 def copy_lines(source: Invoice, new: Invoice) -> None:
     """Give ``new`` (made by "Send new invoice") copies of ``source``'s lines.
 
