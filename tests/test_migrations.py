@@ -1,5 +1,5 @@
 """Data: nothing is ever hard-deleted by the app, and its migrations are complete,
-reversible, and finish on a table of 100,000 invoices (SQLite and PostgreSQL)."""
+reversible, and are set-based on a table of 30,000 invoices (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.db.models import ProtectedError
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -30,7 +31,7 @@ from wagtail_client_billing.models import (
 
 APP = "wagtail_client_billing"
 PACKAGE = Path(__file__).resolve().parent.parent / APP
-LARGE = 100_000
+LARGE = 30_000
 
 #: ``.delete()`` calls the package may make, by file and receiver: none of them on the
 #: app's records. Schedules are django-q2's; the Stripe call deletes a test account on
@@ -366,27 +367,29 @@ def _insert_many(model, count: int, *, site_id: int, account_id: int, now) -> No
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_migrations_back_and_forth_finish_on_100000_invoices():
-    """Every migration after the first, down and up again, on a table of 100,000 rows."""
+def test_migrations_back_and_forth_are_set_based_on_30000_invoices():
+    """Every migration after the first, down and up again, on a table of 30,000 rows: statements independent of the rows."""
     names = _migrations()
     site, account = make_site("large.example"), make_account("acct_large")
     now = timezone.now()
     _migrate(names[0])
     executor = MigrationExecutor(connection)
     historical = executor.loader.project_state((APP, names[0])).apps.get_model(APP, "Invoice")
-    started = time.monotonic()
     _insert_many(historical, LARGE, site_id=site.pk, account_id=account.pk, now=now)
-    inserted = time.monotonic() - started
 
-    up = _migrate("latest")
-    down = _migrate(names[0]) if len(names) > 1 else 0.0
-    up_again = _migrate("latest")
+    with CaptureQueriesContext(connection) as statements:
+        _migrate("latest")
+        if len(names) > 1:
+            _migrate(names[0])
+        _migrate("latest")
 
     assert Invoice.objects.count() == LARGE
     assert Invoice.objects.filter(status="paid").count() == LARGE // 4
-    # Generous bounds: a migration that rewrote the table row by row would blow them.
-    assert up + down + up_again < 120, (inserted, up, down, up_again)
-    # Clean up here: flushing 100,000 rows is the test runner's slowest path.
+    # Set-based data migrations: a migration that rewrote the table row by row would
+    # run at least one statement per invoice. Statements, not seconds, so a busy
+    # machine cannot fail it (the time is the benchmarks' business).
+    assert len(statements) < LARGE // 10, len(statements)
+    # Clean up here: flushing the rows is the test runner's slowest path.
     InvoiceLine.objects.all()._raw_delete(connection.alias)
     Invoice.objects.all()._raw_delete(connection.alias)
 
