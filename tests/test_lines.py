@@ -11,6 +11,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from tests.emulator_helpers import make_client
@@ -382,3 +383,67 @@ def test_a_recurring_request_takes_at_most_twenty_lines(client, admin, connected
     assert "Stripe takes at most 20 lines on this billing type." in str(
         response.context["form"].non_field_errors()
     )
+
+
+# --- the catalogue's screens ----------------------------------------------------------------------
+
+
+CATALOGUE = "wagtail_client_billing_catalogue"
+
+
+def test_an_editor_adds_a_product_to_a_sites_catalogue_with_a_price_in_main_units(
+    client, admin, connected_site
+):
+    response = client.post(
+        reverse(f"{CATALOGUE}:add"),
+        {
+            "site": str(connected_site.pk),
+            "name": "Hosting",
+            "description": "Managed hosting, one month",
+            "currency": "KWD",
+            "unit_price": "1.5",
+            "active": "on",
+        },
+    )
+
+    assert response.status_code == 302
+    product = Product.objects.get()
+    assert (product.site, product.unit_amount, product.currency) == (connected_site, 1500, "KWD")
+    page = client.get(reverse(f"{CATALOGUE}:list")).content.decode()
+    assert "Hosting" in page and "KWD" in page
+
+
+def test_the_catalogue_shows_and_opens_only_the_products_of_the_editors_sites(client):
+    from wagtail import hooks as wagtail_hooks
+
+    from wagtail_client_billing import hooks
+
+    ours, theirs = make_site("ours.example"), make_site("theirs.example")
+    mine = Product.objects.create(site=ours, name="Ours", unit_amount=100, currency="USD")
+    other = Product.objects.create(site=theirs, name="Theirs", unit_amount=100, currency="USD")
+    editor = make_user(
+        "editor",
+        perms=(
+            "wagtailadmin.access_admin",
+            "wagtail_client_billing.add_product",
+            "wagtail_client_billing.change_product",
+        ),
+    )
+    client.force_login(editor)
+
+    def limit(user, sites):
+        return sites.filter(pk=ours.pk)
+
+    with wagtail_hooks.register_temporarily(hooks.SITES_FOR_USER, limit):
+        listing = client.get(reverse(f"{CATALOGUE}:list")).content.decode()
+        own = client.get(reverse(f"{CATALOGUE}:edit", args=[mine.pk]))
+        foreign = client.get(reverse(f"{CATALOGUE}:edit", args=[other.pk]))
+        add = client.get(reverse(f"{CATALOGUE}:add"))
+        history = client.get(reverse(f"{CATALOGUE}:history", args=[other.pk]))
+        delete = client.post(reverse(f"{CATALOGUE}:delete", args=[other.pk]))
+
+    assert "Ours" in listing and "Theirs" not in listing
+    assert (own.status_code, foreign.status_code) == (200, 404)
+    assert (history.status_code, delete.status_code) == (404, 404)
+    assert Product.objects.filter(pk=other.pk).exists()
+    assert list(add.context["form"].fields["site"].queryset) == [ours]

@@ -48,6 +48,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .viewsets_products import ProductViewSet
 from .viewsets_webhooks import WebhookEventViewSet
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
@@ -523,7 +524,7 @@ class InvoiceViewSet(SnippetViewSet):
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet, WebhookEventViewSet]
+    items = [InvoiceViewSet, WebhookEventViewSet, ProductViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"
