@@ -447,3 +447,84 @@ def test_the_catalogue_shows_and_opens_only_the_products_of_the_editors_sites(cl
     assert (history.status_code, delete.status_code) == (404, 404)
     assert Product.objects.filter(pk=other.pk).exists()
     assert list(add.context["form"].fields["site"].queryset) == [ours]
+
+
+# --- what the client and the editor read -----------------------------------------------------------
+
+
+def _three_line_invoice(client, site, currency="USD", prices=("1200", "15", "333.33")):
+    lines = [{**line, "unit_price": price} for line, price in zip(THREE, prices, strict=True)]
+    response = client.post(url("add"), with_lines(site, lines, currency=currency))
+    assert response.status_code == 302, form_errors(response)
+    return Invoice.objects.get()
+
+
+@pytest.mark.parametrize(
+    ("currency", "prices", "shown"),
+    [
+        ("USD", ("1200", "15", "333.33"), ("$1,200.00", "$15.00", "$999.99", "$2,379.99")),
+        ("JPY", ("120000", "1500", "333"), ("¥120,000", "¥1,500", "¥999", "¥138,999")),
+        (
+            "KWD",
+            ("120", "1.5", "3.33"),
+            ("KWD120.000", "KWD1.500", "KWD9.990", "KWD147.990"),
+        ),
+    ],
+)
+def test_the_email_lists_each_line_and_the_total(
+    client, admin, connected_site, currency, prices, shown
+):
+    from django.core import mail
+
+    from wagtail_client_billing import emails
+
+    invoice = _three_line_invoice(client, connected_site, currency, prices)
+    mail.outbox.clear()
+
+    emails.send_invoice_emails([invoice])
+
+    [message] = mail.outbox
+    text, html = message.body, message.alternatives[0][0]
+    unit, hosting, logos, total = shown
+    assert f"Homepage redesign: 1 × {unit} = {unit}" in text
+    assert f"Logo variants: 3 × " in text and f"= {logos}" in text
+    assert f"Amount: {total}" in text
+    for body in (text, html):
+        assert hosting in body and total in body
+    assert "What you are paying for" in html
+
+
+def test_a_single_amount_email_has_no_list_of_lines(client, admin, connected_site):
+    from django.core import mail
+
+    from wagtail_client_billing import emails
+
+    client.post(url("add"), form_data(connected_site))
+    mail.outbox.clear()
+
+    emails.send_invoice_emails([Invoice.objects.get()])
+
+    assert "What you are paying for" not in mail.outbox[0].body
+
+
+def test_the_inspect_page_lists_the_lines_and_their_total(client, admin, connected_site, hosting):
+    lines = [
+        {"product": str(hosting.pk), "description": "", "quantity": "12", "unit_price": ""},
+        THREE[0],
+    ]
+    client.post(url("add"), with_lines(connected_site, lines))
+    invoice = Invoice.objects.get()
+
+    page = client.get(url("inspect", invoice.pk)).content.decode()
+
+    assert "Managed hosting, one month" in page and "$180.00" in page
+    assert "Homepage redesign" in page and "$1,380.00" in page
+    assert 'class="listing wcb-lines"' in page
+
+
+def test_a_single_amount_inspect_page_shows_no_lines_table(client, admin, connected_site):
+    client.post(url("add"), form_data(connected_site))
+
+    page = client.get(url("inspect", Invoice.objects.get().pk)).content.decode()
+
+    assert "wcb-lines" not in page

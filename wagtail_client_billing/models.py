@@ -1144,3 +1144,24 @@ def invoice_lines(invoice: Invoice) -> list[InvoiceLine]:
 def lines_total(lines: list[InvoiceLine]) -> int:
     """The sum of the lines' totals, in minor units: integer arithmetic, no rounding."""
     return sum(line.line_total for line in lines)
+
+
+def is_single_amount(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> bool:
+    """Whether ``invoice`` is one line of its own amount and description (a request made
+    the quick way), which emails and pages show as before line items existed."""
+    lines = invoice_lines(invoice) if lines is None else lines
+    if len(lines) != 1:
+        return False
+    [line] = lines
+    return (
+        line.quantity == 1
+        and line.unit_amount == invoice.amount
+        and line.description == invoice.description
+        and line.product_id is None
+    )
+
+
+def shown_lines(invoice: Invoice) -> list[InvoiceLine]:
+    """The lines to list to the client and the editor: none for a single amount."""
+    lines = invoice_lines(invoice)
+    return [] if is_single_amount(invoice, lines) else lines

@@ -36,7 +36,7 @@ from wagtail.snippets.views.snippets import (
 from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
-from .models import Invoice, InvoiceStatus, site_display_name
+from .models import Invoice, InvoiceStatus, shown_lines, site_display_name
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
@@ -235,6 +235,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
             super()
             .get_invoice_queryset()
             .select_related("copied_from", "publish_page_when_paid", "unpublish_page_when_expired")
+            .prefetch_related("lines__product")
         )
 
     def get_page_subtitle(self) -> str:
@@ -272,6 +273,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
                 else ""
             ),
             inspect_url_name=viewset.get_url_name("inspect"),
+            lines=shown_lines(invoice),
         )
         return context
 

@@ -8,7 +8,14 @@ it is saved, in integer minor units, so nothing drifts by rounding.
 
 from __future__ import annotations
 
-from ..models import Invoice, InvoiceLine, Product, invoice_lines, lines_total
+from ..models import (
+    Invoice,
+    InvoiceLine,
+    Product,
+    invoice_lines,
+    is_single_amount,
+    lines_total,
+)
 from ..money import to_major
 
 #: Checkout's limits on a session's line items: 100 in payment mode; in subscription
@@ -61,18 +68,8 @@ def copy_lines(source: Invoice, new: Invoice) -> None:
 
 
 def is_quick(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> bool:
-    """Whether ``invoice`` is one line of its own amount and description (the quick path),
-    which the email and the pages show as before line items existed."""
-    lines = invoice_lines(invoice) if lines is None else lines
-    if len(lines) != 1:
-        return False
-    [line] = lines
-    return (
-        line.quantity == 1
-        and line.unit_amount == invoice.amount
-        and line.description == invoice.description
-        and line.product_id is None
-    )
+    """Whether ``invoice`` is one line of its own amount and description (the quick path)."""
+    return is_single_amount(invoice, lines)
 
 
 def line_from_product(product: Product) -> InvoiceLine:
