@@ -487,7 +487,7 @@ def test_the_email_lists_each_line_and_the_total(
     text, html = message.body, message.alternatives[0][0]
     unit, hosting, logos, total = shown
     assert f"Homepage redesign: 1 × {unit} = {unit}" in text
-    assert f"Logo variants: 3 × " in text and f"= {logos}" in text
+    assert "Logo variants: 3 × " in text and f"= {logos}" in text
     assert f"Amount: {total}" in text
     for body in (text, html):
         assert hosting in body and total in body
