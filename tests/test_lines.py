@@ -528,3 +528,59 @@ def test_a_single_amount_inspect_page_shows_no_lines_table(client, admin, connec
     page = client.get(url("inspect", Invoice.objects.get().pk)).content.decode()
 
     assert "wcb-lines" not in page
+
+
+# --- the exports ------------------------------------------------------------------------------------
+
+
+def _csv(response) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_invoice_export_sums_up_each_invoices_lines_in_one_row(client, admin, connected_site):
+    _three_line_invoice(client, connected_site)
+    client.post(url("add"), form_data(connected_site, email="quick@example.com"))
+
+    rows = _csv(client.get(url("list") + "?export=csv&ordering=created_at"))
+
+    assert len(rows) == 2
+    assert rows[0]["Amount"] == "2379.99"
+    assert rows[0]["Lines"] == (
+        "1 × Homepage redesign @ 1200.00; 12 × Hosting @ 15.00; 3 × Logo variants @ 333.33"
+    )
+    assert rows[1]["Lines"] == "1 × Website build, phase 2 @ 125.50"
+
+
+def test_the_lines_export_has_a_row_per_line_of_the_listed_invoices(client, admin, connected_site):
+    invoice = _three_line_invoice(client, connected_site, "JPY", ("120000", "1500", "333"))
+    client.post(url("add"), form_data(connected_site, currency="EUR", amount="9"))
+
+    rows = _csv(client.get(url("list") + "?export=csv&rows=lines&currency=JPY"))
+
+    assert [
+        (
+            r["Invoice number"],
+            r["Line"],
+            r["Description"],
+            r["Quantity"],
+            r["Unit price"],
+            r["Line total"],
+            r["Currency"],
+        )
+        for r in rows
+    ] == [
+        (invoice.number, "1", "Homepage redesign", "1", "120000", "120000", "JPY"),
+        (invoice.number, "2", "Hosting", "12", "1500", "18000", "JPY"),
+        (invoice.number, "3", "Logo variants", "3", "333", "999", "JPY"),
+    ]
+
+
+def test_the_listing_offers_the_lines_export_with_its_filters(client, admin, connected_site):
+    page = client.get(url("list") + "?currency=USD").content.decode()
+
+    assert "Download lines CSV" in page
+    assert "currency=USD&amp;export=csv&amp;rows=lines" in page

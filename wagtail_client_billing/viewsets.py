@@ -33,7 +33,9 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
+from . import line_exports
 from .billing import invoices
+from .billing.lines import summary
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, shown_lines, site_display_name
@@ -212,6 +214,7 @@ class InvoiceIndexView(IndexView):
             "billing_type": item.get_billing_type_display(),
             "site": site_display_name(item.site),
             "description": item.description,
+            "lines": summary(item),
             "created_at": item.created_at,
             "expires_at": item.expires_at,
             "paid_at": item.paid_at,
@@ -222,9 +225,33 @@ class InvoiceIndexView(IndexView):
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
-        # The export also names each row's Stripe account; prefetched per chunk.
-        queryset = queryset.prefetch_related("account")
+        if self.request.GET.get(line_exports.ROWS_PARAM) == line_exports.ROWS_LINES:
+            # A row per line of the same invoices (the listing's filters and search).
+            self.list_export = line_exports.LINE_EXPORT
+            self.export_headings = line_exports.LINE_HEADINGS
+            self.export_filename = "invoice-lines"
+            self.to_row_dict = line_exports.line_row  # type: ignore[method-assign,assignment]
+            return super().as_spreadsheet(line_exports.lines_of(queryset), spreadsheet_format)
+        # The export also names each row's Stripe account and sums up its lines; both
+        # prefetched per chunk.
+        queryset = queryset.prefetch_related("account", "lines")
         return super().as_spreadsheet(_ChunkedQuerySet(queryset), spreadsheet_format)
+
+    @cached_property
+    def header_more_buttons(self) -> list[Any]:
+        buttons: list[Any] = list(super().header_more_buttons)
+        if self.show_export_buttons:
+            for label, spreadsheet_format in (
+                (_("Download lines XLSX"), "xlsx"),
+                (_("Download lines CSV"), "csv"),
+            ):
+                params = self.request.GET.copy()
+                params.update(
+                    {"export": spreadsheet_format, line_exports.ROWS_PARAM: line_exports.ROWS_LINES}
+                )
+                url = self.request.path + "?" + params.urlencode()
+                buttons.append(Button(label, url=url, icon_name="download", priority=95))
+        return buttons
 
 
 class InvoiceInspectView(InvoiceScopeMixin, InspectView):
@@ -458,6 +485,7 @@ class InvoiceViewSet(SnippetViewSet):
         "billing_type",
         "site",
         "description",
+        "lines",
         "created_at",
         "expires_at",
         "paid_at",
@@ -476,6 +504,7 @@ class InvoiceViewSet(SnippetViewSet):
         "billing_type": gettext_lazy("Billing type"),
         "site": gettext_lazy("Site"),
         "description": gettext_lazy("Description"),
+        "lines": gettext_lazy("Lines"),
         "created_at": gettext_lazy("Created"),
         "expires_at": gettext_lazy("Expires"),
         "paid_at": gettext_lazy("Paid"),
