@@ -781,10 +781,10 @@ class Invoice(ClusterableModel):
         new = Invoice(copied_from=self)
         for name in self.COPIED_FIELDS:
             field = self._meta.get_field(name)
-            if field.is_relation and field.is_cached(self):  # type: ignore[union-attr]
+            if field.is_relation and field.is_cached(self):
                 setattr(new, name, getattr(self, name))
             else:
-                attname = field.attname  # type: ignore[union-attr]
+                attname = field.attname
                 setattr(new, attname, copy.deepcopy(getattr(self, attname)))
         return new
 

@@ -98,7 +98,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
     the same actions under the same conditions: the status table's flags (payable,
     withdrawn, deletable) and the editor's permissions.
     """
-    viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+    viewset = Invoice.snippet_viewset
 
     def url(name: str) -> str:
         return reverse(viewset.get_url_name(name), args=[quote(invoice.pk)])
@@ -288,7 +288,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
         invoice = self.object
-        viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+        viewset = Invoice.snippet_viewset
         context.update(
             invoice=invoice,
             pay_url=invoice.get_pay_url(),

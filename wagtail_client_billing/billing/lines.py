@@ -41,7 +41,7 @@ def prepare(invoice: Invoice) -> list[InvoiceLine]:
         lines = invoice_lines(invoice)  # the one line of its amount and description
     for position, line in enumerate(lines):
         line.position = position
-    invoice.lines = lines  # type: ignore[assignment]
+    invoice.lines = lines
     invoice.amount = lines_total(lines)
     return lines
 
@@ -55,7 +55,7 @@ def copy_lines(source: Invoice, new: Invoice) -> None:
     lines = invoice_lines(source)
     if is_quick(source, lines):
         return
-    new.lines = [  # type: ignore[assignment]
+    new.lines = [
         InvoiceLine(
             position=line.position,
             description=line.description,

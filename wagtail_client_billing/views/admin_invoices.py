@@ -58,7 +58,7 @@ class InvoiceScopeMixin:
 
 
 def _url(name: str, invoice: Invoice) -> str:
-    return reverse(Invoice.snippet_viewset.get_url_name(name), args=[quote(invoice.pk)])  # type: ignore[attr-defined]
+    return reverse(Invoice.snippet_viewset.get_url_name(name), args=[quote(invoice.pk)])
 
 
 # --- create and send new --------------------------------------------------------------------
@@ -356,5 +356,5 @@ class InvoiceDeleteBulkAction(BulkAction):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
-        context["header_icon"] = Invoice.snippet_viewset.icon  # type: ignore[attr-defined]
+        context["header_icon"] = Invoice.snippet_viewset.icon
         return context
