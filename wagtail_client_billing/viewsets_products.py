@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext
@@ -21,6 +21,7 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, ObjectList
 from wagtail.admin.ui.tables import BooleanColumn, Column
 from wagtail.models import Site
+from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views import chooser as chooser_views
 from wagtail.snippets.views.snippets import (
     CreateView,
@@ -88,12 +89,17 @@ class _ScopedQuerySet:
         return products_for_user(self.request.user, Product.objects.select_related("site"))
 
 
-class _Scoped(_ScopedQuerySet):
-    """The same for views that load their object with ``get_object`` alone."""
+class _Scoped:
+    """The same for views that load their object with ``get_object`` alone (history,
+    usage: their ``get_queryset`` is the list they show, not the products)."""
+
+    request: Any
+    kwargs: dict[str, Any]
+    pk_url_kwarg = "pk"
 
     def get_object(self, queryset: Any = None) -> Product:
-        pk = unquote(str(self.kwargs[self.pk_url_kwarg]))  # type: ignore[attr-defined]
-        product: Product = get_object_or_404(self.get_queryset(), pk=pk)
+        pk = unquote(str(self.kwargs[self.pk_url_kwarg]))
+        product: Product = get_object_or_404(products_for_user(self.request.user), pk=pk)
         return product
 
 
@@ -123,10 +129,27 @@ class ProductUsageView(_Scoped, UsageView):
 
 
 class _ScopedChooser:
+    """Wagtail's snippet chooser, limited like every other catalogue screen: only to
+    users with a catalogue permission, and to the products of their sites."""
+
     request: Any
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        allowed = ModelPermissionPolicy(Product).user_has_any_permission(
+            request.user, {"add", "change", "delete", "view"}
+        )
+        if not allowed:
+            raise PermissionDenied
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
 
     def get_object_list(self) -> QuerySet[Product]:
         return products_for_user(self.request.user, Product.objects.select_related("site"))
+
+    def get_object(self, pk: Any) -> Product:
+        return products_for_user(self.request.user).get(pk=pk)
+
+    def get_objects(self, pks: Any) -> QuerySet[Product]:
+        return products_for_user(self.request.user).filter(pk__in=pks)
 
 
 class ProductChooseView(_ScopedChooser, chooser_views.ChooseView):
@@ -137,9 +160,19 @@ class ProductChooseResultsView(_ScopedChooser, chooser_views.ChooseResultsView):
     pass
 
 
+class ProductChosenView(_ScopedChooser, chooser_views.SnippetChosenView):
+    pass
+
+
+class ProductChosenMultipleView(_ScopedChooser, chooser_views.SnippetChosenMultipleView):
+    pass
+
+
 class ProductChooserViewSet(chooser_views.SnippetChooserViewSet):
     choose_view_class = ProductChooseView
     choose_results_view_class = ProductChooseResultsView
+    chosen_view_class = ProductChosenView
+    chosen_multiple_view_class = ProductChosenMultipleView
 
 
 class SiteNameColumn(Column):
