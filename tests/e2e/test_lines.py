@@ -67,3 +67,27 @@ def test_an_editor_bills_three_lines_and_sees_their_total_live(stack, admin_page
         item = client.get_by_role("listitem").filter(has_text=description)
         expect(item).to_contain_text(f"× {quantity}")
     screenshot(client, "client-checkout-lines")
+
+
+def test_a_catalogue_product_fills_in_a_line_and_the_total(stack, admin_page):
+    page = admin_page
+    page.goto(stack.url("/admin/client-billing/catalogue/add/"))
+    field(page, "combobox", "Site").select_option(label="Client A Bakery")
+    field(page, "textbox", "Name").fill("Hosting")
+    field(page, "textbox", "Description").fill("Managed hosting, one month")
+    field(page, "combobox", "Currency").select_option("USD")
+    field(page, "textbox", "Unit price").fill("15")
+    page.get_by_role("button", name="Save").first.click()
+    expect(page.locator(".messages").first).to_contain_text("Hosting")
+
+    open_add_form(page, stack)
+    field(page, "combobox", "Currency").select_option("USD")
+    page.get_by_role("button", name="Add line").click()
+    page.locator('[name="lines-0-product"]').select_option(
+        label="Hosting · $15.00 · Client A Bakery"
+    )
+
+    expect(page.locator('[name="lines-0-description"]')).to_have_value("Managed hosting, one month")
+    expect(page.locator('[name="lines-0-unit_price"]')).to_have_value("15.00")
+    page.locator('[name="lines-0-quantity"]').fill("12")
+    expect(page.get_by_test_id("wcb-lines-total")).to_have_text("$180.00")
