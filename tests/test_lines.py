@@ -584,3 +584,43 @@ def test_the_listing_offers_the_lines_export_with_its_filters(client, admin, con
 
     assert "Download lines CSV" in page
     assert "currency=USD&amp;export=csv&amp;rows=lines" in page
+
+
+def test_site_code_creating_a_request_with_lines_gets_their_total_as_its_amount(
+    connected_site, account
+):
+    from wagtail_client_billing.billing import invoices
+    from wagtail_client_billing.models import InvoiceLine
+
+    invoice = Invoice(
+        site=connected_site,
+        account=account,
+        email="client@example.com",
+        currency="JPY",
+        amount=1,  # stale: the lines decide
+        success_url="https://client.example/ok",
+        cancel_url="https://client.example/no",
+    )
+    invoice.lines = [
+        InvoiceLine(description="Translation", quantity=3, unit_amount=12000),
+        InvoiceLine(description="Proofreading", quantity=1, unit_amount=5000),
+    ]
+
+    invoices.create(invoice, user=None)
+
+    invoice = Invoice.objects.get()
+    assert invoice.amount == 41000
+    assert stored_lines(invoice) == [(0, "Translation", 3, 12000), (1, "Proofreading", 1, 5000)]
+
+
+def test_send_new_from_a_single_amount_request_stays_a_single_amount(client, admin, connected_site):
+    from wagtail_client_billing import lifecycle
+
+    client.post(url("add"), form_data(connected_site))
+    old = Invoice.objects.get()
+    lifecycle.delete(old, user=admin)
+
+    form = client.get(url("copy", old.pk)).context["form"]
+
+    assert form.initial["amount"] == "125.50"
+    assert form.formsets["lines"].forms == []
