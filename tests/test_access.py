@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -36,7 +37,13 @@ from tests.utils import (
     needs_site_permissions,
 )
 from wagtail_client_billing import hooks
-from wagtail_client_billing.models import ClientBillingSettings, Invoice, Product, WebhookEvent
+from wagtail_client_billing.models import (
+    ClientBillingSettings,
+    Invoice,
+    Product,
+    TaxRate,
+    WebhookEvent,
+)
 from wagtail_client_billing.testing.webhooks import build_event
 
 pytestmark = pytest.mark.django_db
@@ -131,6 +138,19 @@ URLS: dict[str, Row] = {
     "wagtailsnippetchoosers_wagtail_client_billing_product:create": Row(
         about_other=False, posts=True
     ),
+    "wagtail_client_billing_invoices:figures": Row(about_other=False, posts=True),
+    "wagtail_client_billing_tax_rates:list": Row(about_other=False),
+    "wagtail_client_billing_tax_rates:list_results": Row(about_other=False),
+    "wagtail_client_billing_tax_rates:add": Row(about_other=False, posts=True),
+    "wagtail_client_billing_tax_rates:edit": Row("taxrate", posts=True),
+    "wagtail_client_billing_tax_rates:delete": Row("taxrate", posts=True),
+    "wagtail_client_billing_tax_rates:history": Row("taxrate"),
+    "wagtail_client_billing_tax_rates:history_results": Row("taxrate"),
+    "wagtail_client_billing_tax_rates:usage": Row("taxrate"),
+    "wagtailsnippetchoosers_wagtail_client_billing_taxrate:choose": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_taxrate:choose_results": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_taxrate:chosen": Row("taxrate"),
+    "wagtailsnippetchoosers_wagtail_client_billing_taxrate:chosen_multiple": Row(about_other=False),
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
@@ -221,6 +241,11 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
         return reverse(name, args=[product.pk])
     if kind == "pending":
         return reverse(name, args=[pending.pk])
+    if kind == "taxrate":
+        rate = TaxRate.objects.filter(site=site).first() or TaxRate.objects.create(
+            site=site, display_name="VAT", percentage=Decimal(20)
+        )
+        return reverse(name, args=[rate.pk])
     if kind == "event":
         return reverse(name, args=[event.pk])
     if kind == "site":

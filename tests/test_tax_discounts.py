@@ -447,3 +447,28 @@ def test_stripe_tax_on_an_account_without_it_is_refused_by_checkout(
     invoice = Invoice.objects.get()
     with pytest.raises(gateway.InvalidRequest, match="Stripe Tax has not been activated"):
         checkout_url(invoice)
+
+
+def test_send_new_invoice_offers_the_old_ones_discount_and_its_rate_as_it_is_now(
+    client, admin, taxed_site
+):
+    rate = sales_tax(taxed_site)
+    client.post(
+        url("add"),
+        with_lines(
+            taxed_site,
+            THREE[:1],
+            tax_rate=str(rate.pk),
+            discount_kind="amount",
+            discount_value="12.50",
+        ),
+    )
+    old = Invoice.objects.get()
+    Invoice.objects.filter(pk=old.pk).update(status="expired")  # sent anew once expired
+    new_rate = taxes.revise(rate, {"percentage": Decimal("9")})
+
+    form = client.get(url("copy", old.pk)).context["form"]
+
+    assert form.initial["tax_rate"] == new_rate.pk
+    assert form.initial["discount_value"] == "12.50"
+    assert form["discount_kind"].value() == "amount"

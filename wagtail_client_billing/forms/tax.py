@@ -77,10 +77,16 @@ class TaxDiscountFormMixin(WagtailAdminModelForm):
         self.fields["tax_rate"].queryset = rates if rates is not None else TaxRate.objects.none()
 
     def initial_discount(self) -> None:
-        """Show a copied request's discount as it was set."""
+        """Show a copied request's discount as it was set, and its tax rate as it is now."""
         instance = self.instance
         if self.is_bound:
             return
+        source = instance.copied_from
+        rate = source.tax_rate if source is not None else None
+        while rate is not None and not rate.active and rate.replaced_by_id:
+            rate = rate.replaced_by  # the rate as it is now, if it was changed since
+        if rate is not None and rate.active:
+            self.initial["tax_rate"] = self.initial.get("tax_rate") or rate.pk
         if instance.discount_kind == DiscountKind.AMOUNT and instance.discount_amount:
             self.initial["discount_value"] = str(
                 to_major(instance.discount_amount, instance.currency)

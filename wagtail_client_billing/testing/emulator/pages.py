@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import money
 from .core import EmulatorState
@@ -184,6 +185,7 @@ def _checkout_form(session: dict, error: str | None = None) -> PageResponse:
         f'<p class="amount" data-testid="amount">{html.escape(amount)}{per}</p>'
         f"<p>Currency: {session['currency'].upper()}</p>"
         f"<ul>{lines}</ul>"
+        f"{_totals(session)}"
         '<form method="post">'
         '<label for="email">Email</label>'
         f'<input id="email" name="email" type="email" value="{html.escape(email)}">'
@@ -198,6 +200,24 @@ def _checkout_form(session: dict, error: str | None = None) -> PageResponse:
         f"expires at {session['expires_at']} (Unix time)</p>"
     )
     return _page(f"Pay {amount}", body, 200)
+
+
+def _totals(session: dict[str, Any]) -> str:
+    """Subtotal, discount and tax, as Checkout lists them above the total (when any)."""
+    details = session["total_details"]
+    if not (details["amount_discount"] or details["amount_tax"]):
+        return ""
+    currency = session["currency"]
+    rows = [("Subtotal", session["amount_subtotal"])]
+    if details["amount_discount"]:
+        rows.append(("Discount", -details["amount_discount"]))
+    if details["amount_tax"]:
+        rows.append(("Tax", details["amount_tax"]))
+    cells = "".join(
+        f"<dt>{label}</dt><dd>{html.escape(money.format_amount(value, currency))}</dd>"
+        for label, value in rows
+    )
+    return f'<dl data-testid="totals">{cells}</dl>'
 
 
 def processing(state: EmulatorState, session_id: str, action: str | None) -> PageResponse:
