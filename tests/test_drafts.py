@@ -158,6 +158,9 @@ def test_a_refused_send_hands_out_no_number(admin, connected_site, account):
 
 def test_discarded_draft_is_deleted_like_any_invoice(client, admin, connected_site, account):
     draft = make_invoice(connected_site, account, status="draft")
+    assert "Discard this draft for client@example.com?" in (
+        client.get(url("delete", draft.pk)).content.decode()
+    )
     response = client.post(url("delete", draft.pk), follow=True)
     draft.refresh_from_db()
     assert draft.status == "deleted"
