@@ -45,6 +45,8 @@ def save_draft(client, site, **overrides):
 def test_save_draft_keeps_the_request_unsent_unnumbered_and_unpayable(
     client, admin, connected_site, django_capture_on_commit_callbacks
 ):
+    form = client.get(url("add")).content.decode()
+    assert 'name="action-draft"' in form and "Save draft" in form
     with django_capture_on_commit_callbacks(execute=True):
         response = save_draft(client, connected_site)
 
