@@ -109,6 +109,9 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_invoices:copy": Row("invoice", posts=True),
     "wagtail_client_billing_invoices:inspect": Row("invoice"),
     "wagtail_client_billing_invoices:resend": Row("pending", posts=True),
+    # A draft's send and edit screens; for a pending invoice they refuse or redirect.
+    "wagtail_client_billing_invoices:send": Row("pending", posts=True),
+    "wagtail_client_billing_invoices:edit_draft": Row("pending", posts=True),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen": Row("invoice"),
@@ -663,7 +666,7 @@ def test_every_state_changing_admin_post_needs_the_csrf_token(world, name):
 STRIPE_ID = re.compile(rb"\b(acct|cs|pi|sub|cus|evt|in)_(test|live)?_?[A-Za-z0-9]{6,}")
 
 
-@pytest.mark.parametrize("status", ["pending", "processing", "paid", "expired", "deleted"])
+@pytest.mark.parametrize("status", ["pending", "processing", "paid", "expired", "deleted", "draft"])
 def test_public_pages_leak_no_email_internal_id_or_stripe_object(client, world, status):
     invoice = make_invoice(
         world.site_a,

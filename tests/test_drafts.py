@@ -45,6 +45,8 @@ def save_draft(client, site, **overrides):
 def test_save_draft_keeps_the_request_unsent_unnumbered_and_unpayable(
     client, admin, connected_site, django_capture_on_commit_callbacks
 ):
+    form = client.get(url("add")).content.decode()
+    assert 'name="action-draft"' in form and "Save draft" in form
     with django_capture_on_commit_callbacks(execute=True):
         response = save_draft(client, connected_site)
 
@@ -158,6 +160,9 @@ def test_a_refused_send_hands_out_no_number(admin, connected_site, account):
 
 def test_discarded_draft_is_deleted_like_any_invoice(client, admin, connected_site, account):
     draft = make_invoice(connected_site, account, status="draft")
+    assert "Discard this draft for client@example.com?" in (
+        client.get(url("delete", draft.pk)).content.decode()
+    )
     response = client.post(url("delete", draft.pk), follow=True)
     draft.refresh_from_db()
     assert draft.status == "deleted"

@@ -272,6 +272,11 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
 
     @property
     def confirmation_message(self) -> str:
+        if self.object.is_draft:
+            return _(
+                "Discard this draft for %(email)s? It was never sent; the record stays, "
+                "marked Deleted."
+            ) % {"email": self.object.email}
         return _(
             "Delete billing request %(number)s? The client can no longer pay its link. "
             "The record stays, marked Deleted, and you can send a new one from it."
@@ -294,7 +299,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
             messages.success(
                 self.request,
                 _("Billing request %(number)s deleted. Its payment link no longer works.")
-                % {"number": invoice.number},
+                % {"number": invoice.display_number},
                 buttons=[messages.button(_url("copy", invoice), _("Send new invoice"))],
             )
         else:
