@@ -204,6 +204,16 @@ class InvoiceResendView(
     def get_page_subtitle(self) -> str:
         return str(self.object)
 
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        # Without them Wagtail's header reads "Home" and hides the page's heading.
+        viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+        return [
+            *self.breadcrumbs_items,
+            {"url": reverse(viewset.get_url_name("list")), "label": viewset.menu_label},
+            {"url": _url("inspect", self.object), "label": str(self.object)},
+            {"url": "", "label": self.get_page_title()},
+        ]
+
     def get_success_url(self) -> str:
         return get_valid_next_url_from_request(self.request) or _url("inspect", self.object)
 
