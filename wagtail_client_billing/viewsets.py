@@ -149,10 +149,10 @@ class _ChunkedQuerySet:
         return self.queryset.iterator(chunk_size=2000)
 
 
-class RelativeDateColumn(DateColumn):
-    """A date that may lie in the future ("in 23 hours"), unlike Wagtail's DateColumn."""
+class ExpiryColumn(DateColumn):
+    """When the payment link runs out, for the statuses where that means something."""
 
-    cell_template_name = "wagtail_client_billing/admin/invoices/relative_date_cell.html"
+    cell_template_name = "wagtail_client_billing/admin/invoices/expiry_cell.html"
 
 
 class InvoiceIndexView(IndexView):
@@ -440,7 +440,7 @@ class InvoiceViewSet(SnippetViewSet):
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        RelativeDateColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
+        ExpiryColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
         DateColumn("paid_at", label=gettext_lazy("Paid"), sort_key="paid_at"),
     ]
     list_export = [
