@@ -11,7 +11,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from tests.utils import make_invoice, make_user
+from tests.utils import connect, make_account, make_invoice, make_site, make_user
 from wagtail_client_billing.models import InvoiceStatus, settings_url
 
 NS = "wagtail_client_billing_invoices"
@@ -104,3 +104,55 @@ def test_expires_column_shows_a_time_only_where_the_link_can_still_run_out(
     expires = headings.index("Expires")
     assert cells_of(tab, pending.number)[expires].startswith("in ")
     assert cells_of(tab, paid.number)[expires] == "—"
+
+
+# --- 1. the same number on two sites ----------------------------------------------------------
+
+
+def messages_of(response) -> list[str]:
+    return [str(m).split("<span", 1)[0].strip() for m in response.context["messages"]]
+
+
+@pytest.fixture
+def same_number_on_two_sites(db):
+    site_a, site_b = (
+        make_site("a.example", title="Client A"),
+        make_site("b.example", title="Client B"),
+    )
+    account = make_account()
+    connect(site_a, account)
+    connect(site_b, account)
+    return make_invoice(site_a, account), make_invoice(site_b, account)
+
+
+def test_same_number_on_two_sites_is_told_apart_by_its_site_in_every_message(
+    client, admin, same_number_on_two_sites
+):
+    on_a, on_b = same_number_on_two_sites
+    assert on_a.number == on_b.number
+    bulk = (
+        reverse("wagtail_bulk_action", args=("wagtail_client_billing", "invoice", "delete"))
+        + f"?id={on_a.pk}&id={on_b.pk}"
+    )
+    confirmation = client.get(bulk).content.decode()
+    assert f"{on_a.number} (Client A)" in confirmation
+    assert f"{on_b.number} (Client B)" in confirmation
+
+    inspect = client.get(url("inspect", on_b.pk)).content.decode()
+    assert f"{on_b.number} (Client B)" in inspect
+    resend = client.post(url("resend", on_a.pk), follow=True)
+    assert f"Billing request {on_a.number} (Client A) will be sent again" in messages_of(resend)[0]
+    deleted = client.post(url("delete", on_b.pk), follow=True)
+    assert messages_of(deleted)[0].startswith(f"Billing request {on_b.number} (Client B) deleted.")
+    edit = client.post(url("edit", on_a.pk), {"description": "x", "note": ""}, follow=True)
+    assert f"{on_a.number} (Client A)" in messages_of(edit)[0]
+
+    found = client.get(url("list"), {"q": on_a.number, "status": ["pending", "deleted"]})
+    html = found.content.decode()
+    rows = [
+        r for r in re.findall(r"<tr[^>]*>(.*?)</tr>", html, re.S) if on_a.number in r and "<td" in r
+    ]
+    assert len(rows) == 2
+    assert {"Client A", "Client B"} <= {
+        site for row in rows for site in ("Client A", "Client B") if site in row
+    }

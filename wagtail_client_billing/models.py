@@ -690,6 +690,14 @@ class Invoice(models.Model):
             return
         super().save(*args, **kwargs)
 
+    @property
+    def label(self) -> str:
+        """The number with its site, ``INV-000001 (Client A)``: numbers are per site, so
+        the number alone is ambiguous wherever invoices of several sites are shown."""
+        if not self.number or self.site_id is None:
+            return str(self)
+        return f"{self.number} ({site_display_name(self.site)})"
+
     # --- money ------------------------------------------------------------------------------
 
     @property

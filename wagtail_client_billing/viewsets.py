@@ -236,7 +236,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
         )
 
     def get_page_subtitle(self) -> str:
-        return str(self.object)
+        return self.object.label
 
     @cached_property
     def _action_buttons(self) -> list[Button]:
@@ -276,6 +276,9 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
 
 class InvoiceEditView(EditView):
     """Edit the description and internal note; everything the client was sent stays fixed."""
+
+    def get_success_message(self) -> str:
+        return _("Billing request %(number)s updated.") % {"number": self.object.label}
 
     def get_queryset(self) -> QuerySet[Invoice]:
         # Wagtail's EditView loads the object through get_queryset (and keeps a "live"

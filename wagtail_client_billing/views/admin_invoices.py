@@ -119,7 +119,7 @@ class InvoiceCreateView(CreateView):
 
     def get_success_message(self, instance: Invoice) -> str:
         return _("Billing request %(number)s sent to %(email)s") % {
-            "number": instance.number,
+            "number": instance.label,
             "email": instance.email,
         }
 
@@ -202,7 +202,7 @@ class InvoiceResendView(
         self.object = self.get_object()
 
     def get_page_subtitle(self) -> str:
-        return str(self.object)
+        return self.object.label
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         # Without them Wagtail's header reads "Home" and hides the page's heading.
@@ -210,7 +210,7 @@ class InvoiceResendView(
         return [
             *self.breadcrumbs_items,
             {"url": reverse(viewset.get_url_name("list")), "label": viewset.menu_label},
-            {"url": _url("inspect", self.object), "label": str(self.object)},
+            {"url": _url("inspect", self.object), "label": self.object.label},
             {"url": "", "label": self.get_page_title()},
         ]
 
@@ -237,7 +237,7 @@ class InvoiceResendView(
             messages.success(
                 request,
                 _("Billing request %(number)s will be sent again to %(email)s")
-                % {"number": invoice.number, "email": invoice.email},
+                % {"number": invoice.label, "email": invoice.email},
             )
         return HttpResponseRedirect(self.get_success_url())
 
@@ -264,7 +264,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
         return _(
             "Delete billing request %(number)s? The client can no longer pay its link. "
             "The record stays, marked Deleted, and you can send a new one from it."
-        ) % {"number": self.object.number}
+        ) % {"number": self.object.label}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
@@ -283,7 +283,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
             messages.success(
                 self.request,
                 _("Billing request %(number)s deleted. Its payment link no longer works.")
-                % {"number": invoice.number},
+                % {"number": invoice.label},
                 buttons=[messages.button(_url("copy", invoice), _("Send new invoice"))],
             )
         else:
