@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
-from wagtail_client_billing.models import InvoiceStatus, settings_url
+from wagtail_client_billing.models import ClientBillingSettings, InvoiceStatus, settings_url
 
 NS = "wagtail_client_billing_invoices"
 
@@ -156,3 +156,49 @@ def test_same_number_on_two_sites_is_told_apart_by_its_site_in_every_message(
     assert {"Client A", "Client B"} <= {
         site for row in rows for site in ("Client A", "Client B") if site in row
     }
+
+
+# --- 5. the default currency ------------------------------------------------------------------
+
+
+def settings_form(config: ClientBillingSettings, **changes) -> dict:
+    data = {
+        "use_custom_smtp": "",
+        "smtp_host": "",
+        "smtp_port": "587",
+        "smtp_username": "",
+        "smtp_password": "",
+        "smtp_security": config.smtp_security,
+        "smtp_timeout": "10",
+        "from_email": "",
+        "reply_to": "",
+        "default_currency": "",
+        "payment_link_lifetime_hours": "",
+    }
+    data.update(changes)
+    return data
+
+
+def test_default_currency_is_a_choice_of_the_projects_currencies(
+    client, admin, connected_site, settings
+):
+    settings.WAGTAIL_CLIENT_BILLING = {"CURRENCIES": ["USD", "EUR", "GBP"]}
+    config = ClientBillingSettings.for_site(connected_site)
+    html = client.get(settings_url(connected_site)).content.decode()
+    select = re.search(r'<select name="default_currency".*?</select>', html, re.S)
+    assert select, "the default currency is not a select"
+    assert re.findall(r'<option value="([A-Z]*)"', select[0]) == ["", "USD", "EUR", "GBP"]
+
+    refused = client.post(
+        settings_url(connected_site), settings_form(config, default_currency="XYZ")
+    )
+    assert refused.status_code == 200
+    assert "Select a valid choice" in refused.content.decode()
+    config.refresh_from_db()
+    assert config.default_currency == ""
+
+    client.post(settings_url(connected_site), settings_form(config, default_currency="EUR"))
+    config.refresh_from_db()
+    assert config.default_currency == "EUR"
+    add = client.get(url("add"), {"site": connected_site.pk}).content.decode()
+    assert re.search(r'<option value="EUR"[^>]*selected', add)

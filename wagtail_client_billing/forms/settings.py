@@ -15,7 +15,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
+from ..conf import billing_settings
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+from ..money import currency_choices
 from ..scope import site_in_scope
 
 
@@ -92,6 +94,12 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             if stored
             else _("No password is stored. Leave blank if the server needs no login.")
         )
+        if "default_currency" in self.fields:
+            self.fields["default_currency"] = self.default_currency_field()
+            stored = (self.initial.get("default_currency") or "").upper()
+            self.initial["default_currency"] = (
+                stored if stored in billing_settings.CURRENCIES else ""
+            )
         if "from_email" in self.fields:
             self.fields["from_email"].help_text = _(
                 'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '
@@ -101,6 +109,21 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             self.fields["reply_to"].help_text = _(
                 "Where your clients' replies go, with either kind of connection."
             )
+
+    @staticmethod
+    def default_currency_field() -> forms.ChoiceField:
+        """A choice of the currencies the project bills in (``CURRENCIES``), not a text
+        box: a code outside them would save and then be silently replaced."""
+        allowed = list(billing_settings.CURRENCIES)
+        return forms.ChoiceField(
+            label=_("Default currency"),
+            required=False,
+            choices=[
+                ("", _("The project's default (%(code)s)") % {"code": allowed[0]}),
+                *currency_choices(allowed),
+            ],
+            help_text=_("Preselected on this site's new billing requests."),
+        )
 
     def clean_from_email(self) -> str:
         value = (self.cleaned_data.get("from_email") or "").strip()
