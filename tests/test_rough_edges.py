@@ -202,3 +202,29 @@ def test_default_currency_is_a_choice_of_the_projects_currencies(
     assert config.default_currency == "EUR"
     add = client.get(url("add"), {"site": connected_site.pk}).content.decode()
     assert re.search(r'<option value="EUR"[^>]*selected', add)
+
+
+# --- 6. the connect form when the mode's slot is taken -----------------------------------------
+
+
+def connect_page(site, mode: str = "") -> str:
+    return f"/admin/client-billing/connect/{site.pk}/" + (f"?mode={mode}" if mode else "")
+
+
+def test_connect_form_refuses_up_front_when_the_site_has_that_modes_account(
+    client, admin, connected_site
+):
+    response = client.get(connect_page(connected_site, "test"), follow=True)
+    assert response.redirect_chain[-1][0].startswith(settings_url(connected_site))
+    assert "This site already has a test account. Unlink it first." in messages_of(response)
+    assert 'name="privacy_policy_url"' not in response.content.decode()
+
+
+def test_connect_form_without_a_mode_offers_the_free_one(client, admin, connected_site):
+    html = client.get(connect_page(connected_site)).content.decode()
+    checkbox = re.search(r'<input type="checkbox" name="test_mode"[^>]*>', html)
+    assert checkbox and "checked" not in checkbox[0]
+    live = make_account("acct_live_1", test_mode=False)
+    connect(connected_site, live)
+    response = client.get(connect_page(connected_site), follow=True)
+    assert "already has a live and a test account" in messages_of(response)[0]
