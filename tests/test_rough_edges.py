@@ -5,9 +5,10 @@ would notice it, through Django's test client; the browser behaviours are in
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import time_machine
 from django.urls import reverse
 from django.utils import timezone
 
@@ -228,3 +229,36 @@ def test_connect_form_without_a_mode_offers_the_free_one(client, admin, connecte
     connect(connected_site, live)
     response = client.get(connect_page(connected_site), follow=True)
     assert "already has a live and a test account" in messages_of(response)[0]
+
+
+# --- 7. "Connected" is when the account was attached to this site -----------------------------
+
+
+def test_connected_shows_when_and_by_whom_the_account_was_attached_to_this_site(client, admin):
+    from django.utils import formats
+
+    from wagtail_client_billing.billing import accounts
+
+    first, second = make_user("first", superuser=True), make_user("second", superuser=True)
+    site_a, site_b = (
+        make_site("a.example", title="Client A"),
+        make_site("b.example", title="Client B"),
+    )
+    first_day = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    later = datetime(2026, 3, 20, 15, 30, tzinfo=UTC)
+    with time_machine.travel(first_day, tick=False):
+        account = make_account(connected_by=first, connected_at=first_day)
+        accounts.attach(site_a, account, user=first)
+    with time_machine.travel(later, tick=False):
+        accounts.attach(site_b, account, user=second, reused=True)
+
+    tab = " ".join(
+        re.sub(r"<[^>]+>", " ", client.get(settings_url(site_b)).content.decode()).split()
+    )
+    shown = formats.date_format(timezone.localtime(later), "DATETIME_FORMAT")
+    assert f"Connected to this site {shown} by second" in tab
+    tab_a = " ".join(
+        re.sub(r"<[^>]+>", " ", client.get(settings_url(site_a)).content.decode()).split()
+    )
+    first_shown = formats.date_format(timezone.localtime(first_day), "DATETIME_FORMAT")
+    assert f"Connected to this site {first_shown} by first" in tab_a

@@ -96,10 +96,8 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         )
         if "default_currency" in self.fields:
             self.fields["default_currency"] = self.default_currency_field()
-            stored = (self.initial.get("default_currency") or "").upper()
-            self.initial["default_currency"] = (
-                stored if stored in billing_settings.CURRENCIES else ""
-            )
+            code = (self.initial.get("default_currency") or "").upper()
+            self.initial["default_currency"] = code if code in billing_settings.CURRENCIES else ""
         if "from_email" in self.fields:
             self.fields["from_email"].help_text = _(
                 'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '

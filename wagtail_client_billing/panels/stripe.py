@@ -8,12 +8,14 @@ with its own permission check, and never through the settings form's Save button
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import Panel
 
+from ..billing.accounts import attached_at
 from ..forms.connect import country_name
 from ..models import Mode, StripeAccount, user_display
 from ..permissions import user_can_connect
@@ -31,6 +33,7 @@ class AccountSlot:
     heading: Promise
     account: StripeAccount | None
     connected_by: str = ""
+    connected_at: datetime | None = None
     country: str = ""
     connect_url: str = ""
     onboarding_url: str = ""
@@ -73,7 +76,8 @@ class StripeAccountsPanel(Panel):
             ):
                 slot = AccountSlot(mode=mode, heading=heading, account=account)
                 if account is not None:
-                    slot.connected_by = user_display(account.connected_by)
+                    when, who = attached_at(self.instance, account)
+                    slot.connected_at, slot.connected_by = when, user_display(who)
                     slot.country = country_name(account.country)
                 if can_connect:
                     site_pk = site.pk

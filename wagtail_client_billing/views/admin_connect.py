@@ -166,7 +166,7 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         mode = request.GET.get("mode")
-        taken = {
+        taken: dict[str, bool] = {
             Mode.LIVE: self.billing_settings.live_account is not None,
             Mode.TEST: self.billing_settings.test_account is not None,
         }
