@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from html import unescape
 
 import pytest
 import time_machine
@@ -262,3 +263,43 @@ def test_connected_shows_when_and_by_whom_the_account_was_attached_to_this_site(
     )
     first_shown = formats.date_format(timezone.localtime(first_day), "DATETIME_FORMAT")
     assert f"Connected to this site {first_shown} by first" in tab_a
+
+
+# --- 9. onboarding requirements in words, badges in distinct tones ----------------------------
+
+
+def test_stripe_tab_names_requirements_in_words_and_colours_each_state(client, admin, site):
+
+    incomplete = make_account(
+        "acct_incomplete",
+        charges_enabled=False,
+        requirements_due=["business_profile.mcc", "tos_acceptance.date", "tos_acceptance.ip"],
+        disabled_reason="requirements.past_due",
+    )
+    enabled = make_account("acct_enabled", test_mode=False)
+    connect(site, incomplete)
+    connect(site, enabled)
+    html = client.get(settings_url(site)).content.decode()
+    text = unescape(" ".join(re.sub(r"<[^>]+>", " ", html).split()))
+    assert "Business category (merchant category code)" in text
+    assert text.count("Acceptance of Stripe's terms of service") == 1
+    assert "business_profile.mcc" not in text and "tos_acceptance.ip" not in text
+    assert "information Stripe asked for was not given in time" in text
+    tones = dict(re.findall(r'data-tone="(\w+)" data-client-billing-state="(\w+)"', html)[::1])
+    assert set(tones.values()) == {"enabled", "incomplete"}
+    assert len(tones) == 2, "both states have the same tone"
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [
+        ("external_account", "Bank account or debit card for payouts"),
+        ("individual.dob.day", "Date of birth"),
+        ("representative.address.city", "Representative: address, city"),
+        ("person_1AbC.first_name", "A person on the account: first name"),
+    ],
+)
+def test_requirement_codes_read_as_words(code, words):
+    from wagtail_client_billing.requirements import requirement_label
+
+    assert requirement_label(code) == words
