@@ -102,8 +102,9 @@ def test_create_billing_request_saves_pending_invoice_and_queues_email(
     assert invoice.created_by == admin
     assert invoice.email_status == "queued"
     assert invoice.note == "Agreed on the phone"
-    assert "Billing request INV-000001 (client-a.example) sent to client@example.com" in messages_of(
-        response
+    assert (
+        "Billing request INV-000001 (client-a.example) sent to client@example.com"
+        in messages_of(response)
     )
     assert ClientBillingLogEntry.objects.filter(
         object_id=str(invoice.pk), action="wagtail_client_billing.created", user=admin
@@ -707,8 +708,9 @@ def test_send_new_copies_an_expired_invoice_into_a_new_one(client, admin, connec
     assert (new.description, new.note, new.email) == ("Hosting 2026", "Renewal", source.email)
     source.refresh_from_db()
     assert source.status == "expired"
-    assert "Billing request INV-000002 (client-a.example) sent to client@example.com" in messages_of(
-        response
+    assert (
+        "Billing request INV-000002 (client-a.example) sent to client@example.com"
+        in messages_of(response)
     )
 
 
