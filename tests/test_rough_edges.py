@@ -303,3 +303,24 @@ def test_requirement_codes_read_as_words(code, words):
     from wagtail_client_billing.requirements import requirement_label
 
     assert requirement_label(code) == words
+
+
+# --- 10. test mode on where the site has only a test account ----------------------------------
+
+
+def mode_checkbox(html: str) -> str:
+    match = re.search(r'<input type="checkbox" name="test_mode"[^>]*>', html)
+    assert match, "no test mode checkbox"
+    return match[0]
+
+
+def test_add_form_starts_in_test_mode_where_the_site_has_only_a_test_account(
+    client, admin, connected_site
+):
+    html = client.get(url("add"), {"site": connected_site.pk}).content.decode()
+    assert "checked" in mode_checkbox(html)
+    assert f'["{connected_site.pk}"]' in html  # for the site picker's script
+
+    connect(connected_site, make_account("acct_live_1", test_mode=False))
+    html = client.get(url("add"), {"site": connected_site.pk}).content.decode()
+    assert "checked" not in mode_checkbox(html)

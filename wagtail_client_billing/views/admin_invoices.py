@@ -30,6 +30,7 @@ from wagtail.snippets.views.snippets import CreateView, DeleteView
 
 from .. import lifecycle, status
 from ..billing import invoices
+from ..forms.invoices import test_only_site_ids
 from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
 from ..scope import invoices_for_user
@@ -142,6 +143,7 @@ class InvoiceCreateView(CreateView):
             str(settings.site_id): settings.currency
             for settings in ClientBillingSettings.objects.filter(site__in=sites)
         }
+        context["test_only_sites"] = [str(pk) for pk in sorted(test_only_site_ids(sites))]
         return context
 
     def get_add_url(self) -> str:
