@@ -324,3 +324,49 @@ def test_add_form_starts_in_test_mode_where_the_site_has_only_a_test_account(
     connect(connected_site, make_account("acct_live_1", test_mode=False))
     html = client.get(url("add"), {"site": connected_site.pk}).content.decode()
     assert "checked" not in mode_checkbox(html)
+
+
+# --- 13. exports: dates, amounts' decimals, file names ----------------------------------------
+
+
+@pytest.fixture
+def exported(connected_site, account):
+    created = datetime(2026, 11, 30, 4, 57, 53, 594566, tzinfo=UTC)
+    with time_machine.travel(created, tick=False):
+        make_invoice(connected_site, account, amount=3000, currency="USD", created_at=created)
+        make_invoice(connected_site, account, amount=500, currency="JPY", created_at=created)
+    return created
+
+
+def test_csv_export_writes_times_to_the_second_in_the_projects_time_zone(
+    client, admin, exported, settings
+):
+    import csv
+    import io
+
+    settings.TIME_ZONE = "Europe/Berlin"
+    with time_machine.travel(exported + timedelta(hours=1), tick=False):
+        response = client.get(url("list"), {"export": "csv"})
+    assert 'filename="invoices-2026-11-30.csv"' in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert {row["Created"] for row in rows} == {"2026-11-30 05:57:53"}
+
+
+def test_xlsx_export_shows_amounts_with_their_currencys_decimals(client, admin, exported):
+    import io
+
+    from openpyxl import load_workbook
+
+    with time_machine.travel(exported + timedelta(hours=1), tick=False):
+        response = client.get(url("list"), {"export": "xlsx"})
+    assert "invoices-2026-11-30.xlsx" in response["Content-Disposition"]
+    sheet = load_workbook(io.BytesIO(b"".join(response.streaming_content))).active
+    header, *rows = list(sheet.iter_rows())
+    columns = [cell.value for cell in header]
+    formats = {
+        row[columns.index("Currency")].value: row[columns.index("Amount")].number_format
+        for row in rows
+    }
+    assert formats == {"USD": "#,##0.00", "JPY": "#,##0"}
+    created = rows[0][columns.index("Created")].value
+    assert created == exported.replace(tzinfo=None, microsecond=0)

@@ -10,12 +10,14 @@ Client Billing settings show the same invoices for that site only
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.contrib.admin.utils import quote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -37,6 +39,7 @@ from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
+from .money import exponent
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
@@ -149,6 +152,13 @@ class _ChunkedQuerySet:
         return self.queryset.iterator(chunk_size=2000)
 
 
+def export_time(value: datetime) -> datetime:
+    """A time as the project's clock shows it, without microseconds or an offset."""
+    if timezone.is_aware(value):
+        value = timezone.make_naive(value)
+    return value.replace(microsecond=0)
+
+
 class ExpiryColumn(DateColumn):
     """When the payment link runs out, for the statuses where that means something."""
 
@@ -218,6 +228,32 @@ class InvoiceIndexView(IndexView):
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
         }
+
+    #: Export times in the project's time zone, to the second: Wagtail writes CSV dates as
+    #: ``str(datetime)`` (microseconds and an offset) and XLSX dates in UTC.
+    custom_value_preprocess = {
+        **IndexView.custom_value_preprocess,
+        datetime: {
+            IndexView.FORMAT_CSV: lambda value: export_time(value).strftime("%Y-%m-%d %H:%M:%S"),
+            IndexView.FORMAT_XLSX: export_time,
+        },
+    }
+
+    def get_filename(self) -> str:
+        """``invoices-2026-11-30``: the day of the export, so a second one does not
+        overwrite the first in the editor's downloads."""
+        return f"{self.export_filename}-{timezone.localdate():%Y-%m-%d}"
+
+    def generate_xlsx_row(self, worksheet: Any, row_dict: dict[str, Any], date_format: Any = None):
+        # The amount as a number with its currency's decimals (30.00 USD, 500 JPY), not in
+        # the General format that shows 30.00 as 30.
+        for field, cell in zip(
+            row_dict, super().generate_xlsx_row(worksheet, row_dict, date_format), strict=True
+        ):
+            if field == "amount" and row_dict.get("currency"):
+                places = exponent(row_dict["currency"])
+                cell.number_format = "#,##0" + ("." + "0" * places if places else "")
+            yield cell
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
         # The export also names each row's Stripe account; prefetched per chunk.
