@@ -370,3 +370,17 @@ def test_xlsx_export_shows_amounts_with_their_currencys_decimals(client, admin, 
     assert formats == {"USD": "#,##0.00", "JPY": "#,##0"}
     created = rows[0][columns.index("Created")].value
     assert created == exported.replace(tzinfo=None, microsecond=0)
+
+
+# --- 11. confirmations: the button that confirms is a danger button ---------------------------
+
+
+def test_yes_delete_and_yes_unlink_are_danger_buttons(client, admin, connected_site, account):
+    invoice = make_invoice(connected_site, account)
+    delete = client.get(url("delete", invoice.pk)).content.decode()
+    unlink = client.get(f"/admin/client-billing/connect/{connected_site.pk}/test/unlink/")
+    for html, label in ((delete, "Yes, delete"), (unlink.content.decode(), "Yes, unlink")):
+        button = re.search(rf'<button[^>]*class="([^"]*)"[^>]*>\s*{label}', html)
+        assert button, label
+        assert "wcb-button-danger" in button[1].split(), button[0]
+        assert "invoices.css" in html
