@@ -57,6 +57,7 @@ ICON = "client-billing"
 #: Where every invoice template is looked for first, so a project can override any of them.
 TEMPLATE_DIR = "wagtail_client_billing/admin/invoices/"
 STATIC_CSS = "wagtail_client_billing/admin/invoices.css"
+STATIC_JS = "wagtail_client_billing/admin/invoices.js"
 
 
 # --- columns -----------------------------------------------------------------------------------
@@ -70,6 +71,7 @@ class StatusTagColumn(Column):
 
     class Media:
         css = {"all": [STATIC_CSS]}
+        js = [STATIC_JS]
 
 
 class AmountColumn(Column):
@@ -85,6 +87,17 @@ class SiteColumn(Column):
 
 
 # --- views -------------------------------------------------------------------------------------
+
+def copy_link_attrs() -> dict[str, str]:
+    """What "Copy payment link" says after copying (read by ``invoices.js``)."""
+    return {
+        "data-wcb-copy-link": "",
+        "data-wcb-copied": _("Payment link copied to the clipboard."),
+        "data-wcb-copy-failed": _(
+            "The payment link could not be copied: open the invoice and copy it from there."
+        ),
+    }
+
 
 RESEND_PRIORITY = 30
 SEND_NEW_PRIORITY = 40
@@ -117,6 +130,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                     "data-controller": "w-clipboard",
                     "data-action": "w-clipboard#copy:prevent",
                     "data-w-clipboard-value-param": invoice.get_pay_url(),
+                    **copy_link_attrs(),
                 },
             )
         )
