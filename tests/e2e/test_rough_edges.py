@@ -101,3 +101,29 @@ def test_copy_payment_link_says_so_and_closes_the_menu_and_delete_is_a_danger_bu
     yes = page.get_by_role("button", name="Yes, unlink")
     expect(yes).to_be_visible()
     assert background(yes) not in PAGE_BACKGROUNDS
+
+
+def test_a_filter_shows_in_the_address_and_survives_a_reload(stack, admin_page):
+    page = admin_page
+    number = add_billing_request(
+        page, stack, email="f@client-a.example", currency="EUR", amount="30", description="F"
+    )
+    page.goto(stack.url(LISTING))
+    page.get_by_role("button", name="Show filters").click()
+    page.get_by_role("button", name=re.compile("^Currency")).click()
+    page.get_by_role("combobox", name="Currency").select_option("EUR")
+    page.wait_for_url(re.compile(r"\?currency=EUR$"))
+    expect(page.get_by_role("link", name=number, exact=True)).to_be_visible()
+    page.get_by_role("button", name=re.compile("^Back")).first.click()
+    page.get_by_role("button", name=re.compile("^Status")).click()
+    page.get_by_role("checkbox", name="Paid").check()
+    page.wait_for_url(re.compile(r"status=paid"))
+    assert "currency=EUR" in page.url
+    expect(page.get_by_role("link", name=number, exact=True)).to_have_count(0)
+
+    # A reload, or the address sent to a colleague, shows the same filtered view.
+    shared = page.url
+    page.goto(stack.url("/admin/"))
+    page.goto(shared)
+    expect(page.get_by_role("link", name=number, exact=True)).to_have_count(0)
+    expect(page.get_by_role("button", name="Show filters")).to_contain_text("2")
