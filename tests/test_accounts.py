@@ -59,7 +59,7 @@ def stripe_tab_requirements(client, site) -> dict[str, list[str]]:
     found = {}
     for block in page.select("[data-client-billing-requirements]"):
         found[block["data-client-billing-requirements"]] = [
-            code.get_text() for code in block.select("li code")
+            item["data-requirement"] for item in block.select("li[data-requirement]")
         ]
     return found
 

@@ -102,7 +102,10 @@ def test_create_billing_request_saves_pending_invoice_and_queues_email(
     assert invoice.created_by == admin
     assert invoice.email_status == "queued"
     assert invoice.note == "Agreed on the phone"
-    assert "Billing request INV-000001 sent to client@example.com" in messages_of(response)
+    assert (
+        "Billing request INV-000001 (client-a.example) sent to client@example.com"
+        in messages_of(response)
+    )
     assert ClientBillingLogEntry.objects.filter(
         object_id=str(invoice.pk), action="wagtail_client_billing.created", user=admin
     ).exists()
@@ -658,8 +661,9 @@ def test_resend_queues_the_email_again(client, admin, connected_site, account):
     response = client.post(url("resend", invoice.pk), follow=True)
     invoice.refresh_from_db()
     assert invoice.email_status == "queued"
-    assert "Billing request INV-000001 will be sent again to client@example.com" in messages_of(
-        response
+    assert (
+        "Billing request INV-000001 (client-a.example) will be sent again to client@example.com"
+        in messages_of(response)
     )
 
 
@@ -704,7 +708,10 @@ def test_send_new_copies_an_expired_invoice_into_a_new_one(client, admin, connec
     assert (new.description, new.note, new.email) == ("Hosting 2026", "Renewal", source.email)
     source.refresh_from_db()
     assert source.status == "expired"
-    assert "Billing request INV-000002 sent to client@example.com" in messages_of(response)
+    assert (
+        "Billing request INV-000002 (client-a.example) sent to client@example.com"
+        in messages_of(response)
+    )
 
 
 def test_send_new_refused_for_a_pending_invoice(client, admin, connected_site, account):

@@ -858,6 +858,14 @@ class Invoice(ClusterableModel):
             return
         super().save(*args, **kwargs)
 
+    @property
+    def label(self) -> str:
+        """The number with its site, ``INV-000001 (Client A)``: numbers are per site, so
+        the number alone is ambiguous wherever invoices of several sites are shown."""
+        if self.site_id is None:
+            return str(self)
+        return f"{self} ({site_display_name(self.site)})"
+
     # --- money ------------------------------------------------------------------------------
 
     @property

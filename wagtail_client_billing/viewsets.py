@@ -10,6 +10,7 @@ Client Billing settings show the same invoices for that site only
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -18,6 +19,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -41,6 +43,7 @@ from .billing.lines import summary
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, shown_lines, site_display_name
+from .money import exponent
 from .panels.figures import FiguresPanel
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
@@ -64,6 +67,7 @@ ICON = "client-billing"
 #: Where every invoice template is looked for first, so a project can override any of them.
 TEMPLATE_DIR = "wagtail_client_billing/admin/invoices/"
 STATIC_CSS = "wagtail_client_billing/admin/invoices.css"
+STATIC_JS = "wagtail_client_billing/admin/invoices.js"
 
 
 # --- columns -----------------------------------------------------------------------------------
@@ -77,6 +81,7 @@ class StatusTagColumn(Column):
 
     class Media:
         css = {"all": [STATIC_CSS]}
+        js = [STATIC_JS]
 
 
 class AmountColumn(Column):
@@ -92,6 +97,17 @@ class SiteColumn(Column):
 
 
 # --- views -------------------------------------------------------------------------------------
+
+def copy_link_attrs() -> dict[str, str]:
+    """What "Copy payment link" says after copying (read by ``invoices.js``)."""
+    return {
+        "data-wcb-copy-link": "",
+        "data-wcb-copied": _("Payment link copied to the clipboard."),
+        "data-wcb-copy-failed": _(
+            "The payment link could not be copied: open the invoice and copy it from there."
+        ),
+    }
+
 
 RESEND_PRIORITY = 30
 SEND_NEW_PRIORITY = 40
@@ -125,6 +141,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                     "data-controller": "w-clipboard",
                     "data-action": "w-clipboard#copy:prevent",
                     "data-w-clipboard-value-param": invoice.get_pay_url(),
+                    **copy_link_attrs(),
                 },
             )
         )
@@ -167,17 +184,17 @@ class _ChunkedQuerySet:
         return self.queryset.iterator(chunk_size=2000)
 
 
-class RelativeDateColumn(DateColumn):
-    """A date that may lie in the future ("in 23 hours"), unlike Wagtail's DateColumn."""
+def export_time(value: datetime) -> datetime:
+    """A time as the project's clock shows it, without microseconds or an offset."""
+    if timezone.is_aware(value):
+        value = timezone.make_naive(value)
+    return value.replace(microsecond=0)
 
-    cell_template_name = "wagtail_client_billing/admin/invoices/relative_date_cell.html"
 
+class ExpiryColumn(DateColumn):
+    """When the payment link runs out, for the statuses where that means something."""
 
-class ExpiresColumn(RelativeDateColumn):
-    """When the link expires; blank for a draft, whose lifetime starts when it is sent."""
-
-    def get_value(self, instance: Invoice) -> Any:
-        return None if instance.is_draft else super().get_value(instance)
+    cell_template_name = "wagtail_client_billing/admin/invoices/expiry_cell.html"
 
 
 class InvoiceIndexView(IndexView):
@@ -247,6 +264,32 @@ class InvoiceIndexView(IndexView):
             **export_figures(item),
         }
 
+    #: Export times in the project's time zone, to the second: Wagtail writes CSV dates as
+    #: ``str(datetime)`` (microseconds and an offset) and XLSX dates in UTC.
+    custom_value_preprocess = {
+        **IndexView.custom_value_preprocess,
+        datetime: {
+            IndexView.FORMAT_CSV: lambda value: export_time(value).strftime("%Y-%m-%d %H:%M:%S"),
+            IndexView.FORMAT_XLSX: export_time,
+        },
+    }
+
+    def get_filename(self) -> str:
+        """``invoices-2026-11-30``: the day of the export, so a second one does not
+        overwrite the first in the editor's downloads."""
+        return f"{self.export_filename}-{timezone.localdate():%Y-%m-%d}"
+
+    def generate_xlsx_row(self, worksheet: Any, row_dict: dict[str, Any], date_format: Any = None):
+        # The amount as a number with its currency's decimals (30.00 USD, 500 JPY), not in
+        # the General format that shows 30.00 as 30.
+        for field, cell in zip(
+            row_dict, super().generate_xlsx_row(worksheet, row_dict, date_format), strict=True
+        ):
+            if field == "amount" and row_dict.get("currency"):
+                places = exponent(row_dict["currency"])
+                cell.number_format = "#,##0" + ("." + "0" * places if places else "")
+            yield cell
+
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
         if self.request.GET.get(line_exports.ROWS_PARAM) == line_exports.ROWS_LINES:
             # A row per line of the same invoices (the listing's filters and search).
@@ -289,7 +332,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
         )
 
     def get_page_subtitle(self) -> str:
-        return str(self.object)
+        return self.object.label
 
     @cached_property
     def _action_buttons(self) -> list[Button]:
@@ -341,6 +384,9 @@ class InvoiceEditView(EditView):
                 reverse(viewset.get_url_name("edit_draft"), args=[quote(self.object.pk)])
             )
         return super().dispatch(request, *args, **kwargs)
+
+    def get_success_message(self) -> str:
+        return _("Billing request %(number)s updated.") % {"number": self.object.label}
 
     def get_queryset(self) -> QuerySet[Invoice]:
         # Wagtail's EditView loads the object through get_queryset (and keeps a "live"
@@ -529,7 +575,7 @@ class InvoiceViewSet(SnippetViewSet):
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
-        ExpiresColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
+        ExpiryColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
         DateColumn("paid_at", label=gettext_lazy("Paid"), sort_key="paid_at"),
     ]
     list_export = [

@@ -321,3 +321,25 @@ def _log_data(site: Site, account: StripeAccount, **extra: Any) -> dict[str, Any
         "mode": account.mode,
         **extra,
     }
+
+
+def attached_at(settings: ClientBillingSettings, account: StripeAccount) -> tuple[datetime, Any]:
+    """When ``account`` was last attached to the settings' site, and by whom.
+
+    Read from the site's log (the entry :func:`attach` writes), since one account may
+    serve several sites and its ``connected_at`` is when it was first connected at all;
+    an account attached without a log entry (before the log existed, or by site code)
+    falls back to that.
+    """
+    from wagtail.log_actions import registry
+
+    entry = (
+        registry.get_logs_for_instance(settings)
+        .filter(action=CONNECTED_ACTION, data__stripe_id=account.stripe_id)
+        .select_related("user")
+        .order_by("-timestamp", "-pk")
+        .first()
+    )
+    if entry is None:
+        return account.connected_at, account.connected_by
+    return entry.timestamp, entry.user

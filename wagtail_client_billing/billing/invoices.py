@@ -111,7 +111,7 @@ def resend(invoice: Invoice) -> None:
     if not invoice.is_payable:
         raise NotAllowed(
             _("%(number)s is %(status)s: only pending billing requests can be resent.")
-            % {"number": invoice.number, "status": invoice.get_status_display().lower()}
+            % {"number": invoice.label, "status": invoice.get_status_display().lower()}
         )
     queue_email(invoice)
 

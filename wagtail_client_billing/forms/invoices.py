@@ -109,6 +109,15 @@ def parse_amount(raw: str, currency: str) -> int:
     return minor
 
 
+def test_only_site_ids(sites: Any) -> set[int]:
+    """Of ``sites`` (ids or a queryset), those with a test account and no live one."""
+    return set(
+        ClientBillingSettings.objects.filter(
+            site__in=sites, test_account__isnull=False, live_account__isnull=True
+        ).values_list("site_id", flat=True)
+    )
+
+
 def account_problem(account: StripeAccount | None, site: Site, test_mode: bool) -> str | None:
     """Why an invoice cannot be sent with ``account``, or ``None`` when it can."""
     name = site_display_name(site)
@@ -218,6 +227,11 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
             self.initial["amount"] = str(to_major(instance.amount, instance.currency))
         self.initial_discount()
         set_initial_prices(self, instance.currency)
+        if not self.is_bound and instance.copied_from_id is None:
+            site = self.initial.get("site")
+            if site and test_only_site_ids([site]):
+                # The only account is a test one: a live request could not be sent.
+                self.initial["test_mode"] = True
 
     def clean_email(self) -> str:
         email: str = self.cleaned_data["email"]

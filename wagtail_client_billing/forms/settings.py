@@ -16,8 +16,10 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
 from ..billing.taxes import stripe_tax_problem
+from ..conf import billing_settings
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
 from ..models import TaxMode
+from ..money import currency_choices
 from ..scope import site_in_scope
 
 
@@ -96,6 +98,10 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         )
         if "tax_mode" in self.fields:
             self.fields["tax_mode"].required = False
+        if "default_currency" in self.fields:
+            self.fields["default_currency"] = self.default_currency_field()
+            code = (self.initial.get("default_currency") or "").upper()
+            self.initial["default_currency"] = code if code in billing_settings.CURRENCIES else ""
         if "from_email" in self.fields:
             self.fields["from_email"].help_text = _(
                 'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '
@@ -110,6 +116,21 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         # Not posted (a form built before the Tax tab): the site keeps its way of taxing.
         value = self.cleaned_data.get("tax_mode")
         return value or self.instance.tax_mode or TaxMode.NONE
+
+    @staticmethod
+    def default_currency_field() -> forms.ChoiceField:
+        """A choice of the currencies the project bills in (``CURRENCIES``), not a text
+        box: a code outside them would save and then be silently replaced."""
+        allowed = list(billing_settings.CURRENCIES)
+        return forms.ChoiceField(
+            label=_("Default currency"),
+            required=False,
+            choices=[
+                ("", _("The project's default (%(code)s)") % {"code": allowed[0]}),
+                *currency_choices(allowed),
+            ],
+            help_text=_("Preselected on this site's new billing requests."),
+        )
 
     def clean_from_email(self) -> str:
         value = (self.cleaned_data.get("from_email") or "").strip()

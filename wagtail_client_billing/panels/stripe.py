@@ -8,15 +8,18 @@ with its own permission check, and never through the settings form's Save button
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.panels import Panel
 
+from ..billing.accounts import attached_at
 from ..forms.connect import country_name
 from ..models import Mode, StripeAccount, user_display
 from ..permissions import user_can_connect
+from ..requirements import disabled_reason_label, requirement_labels
 from ..scope import can_use_client_billing
 
 if TYPE_CHECKING:
@@ -31,11 +34,21 @@ class AccountSlot:
     heading: Promise
     account: StripeAccount | None
     connected_by: str = ""
+    connected_at: datetime | None = None
+    past_due: list[tuple[str, str]] | None = None
+    due_now: list[tuple[str, str]] | None = None
+    disabled_reason: str = ""
+    tone: str = ""
     country: str = ""
     connect_url: str = ""
     onboarding_url: str = ""
     refresh_status_url: str = ""
     unlink_url: str = ""
+
+
+#: The tone of an account's state badge (the invoice status tags' colours): "Charges
+#: enabled" must not look like "Onboarding incomplete".
+STATE_TONES = {"enabled": "positive", "incomplete": "warning", "deauthorized": "neutral"}
 
 
 def connect_url(name: str, site_pk: int, mode: str | None = None) -> str:
@@ -73,7 +86,13 @@ class StripeAccountsPanel(Panel):
             ):
                 slot = AccountSlot(mode=mode, heading=heading, account=account)
                 if account is not None:
-                    slot.connected_by = user_display(account.connected_by)
+                    when, who = attached_at(self.instance, account)
+                    slot.connected_at, slot.connected_by = when, user_display(who)
+                    slot.past_due = requirement_labels(account.requirements_past_due)
+                    slot.due_now = requirement_labels(account.requirements_due_now)
+                    if account.disabled_reason:
+                        slot.disabled_reason = disabled_reason_label(account.disabled_reason)
+                    slot.tone = STATE_TONES.get(account.state, "critical")
                     slot.country = country_name(account.country)
                 if can_connect:
                     site_pk = site.pk

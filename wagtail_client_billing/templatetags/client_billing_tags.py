@@ -47,3 +47,15 @@ def lifetime(value: Any) -> str:
     from ..forms.due_dates import describe
 
     return describe(value) if value else ""
+
+
+@register.simple_tag
+def invoice_expiry(invoice: models.Invoice) -> str:
+    """The Expires column: when the link runs out while the client can pay it, when it ran
+    out for an expired invoice, and a dash for the others (paid, processing, deleted),
+    whose link no longer has an expiry that matters."""
+    if invoice.is_payable:
+        return relative_time(invoice.expires_at)
+    if invoice.effective_status == models.InvoiceStatus.EXPIRED:
+        return relative_time(invoice.expired_at or invoice.expires_at)
+    return format_html('<span aria-label="{}">—</span>', _("No expiry"))

@@ -165,8 +165,23 @@ class ConnectView(SiteAccountMixin, AdminPageMixin, TemplateView):
     page_title = _("Connect a Stripe account")
 
     def get(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        self.nonce(rotate=True)
         mode = request.GET.get("mode")
+        taken: dict[str, bool] = {
+            Mode.LIVE: self.billing_settings.live_account is not None,
+            Mode.TEST: self.billing_settings.test_account is not None,
+        }
+        if mode in taken and taken[mode] or all(taken.values()):
+            # Refused up front, not after the editor filled in the whole form.
+            messages.error(
+                request,
+                _slot_taken(mode == Mode.TEST)
+                if mode in taken
+                else gettext("This site already has a live and a test account. Unlink one first."),
+            )
+            return self.back_to_settings()
+        self.nonce(rotate=True)
+        if mode not in taken:
+            mode = Mode.LIVE if taken[Mode.TEST] else Mode.TEST
         initial = {"test_mode": mode != Mode.LIVE}
         previous = self.billing_settings.live_account or self.billing_settings.test_account
         if previous is not None:

@@ -33,6 +33,7 @@ from .. import lifecycle, status
 from ..billing import invoices
 from ..conf import billing_settings
 from ..forms import lines
+from ..forms.invoices import test_only_site_ids
 from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
 from ..scope import invoices_for_user
@@ -133,7 +134,7 @@ class InvoiceCreateView(CreateView):
         if instance.is_draft:
             return _("Draft for %(email)s saved. It has not been sent.") % {"email": instance.email}
         return _("Billing request %(number)s sent to %(email)s") % {
-            "number": instance.number,
+            "number": instance.label,
             "email": instance.email,
         }
 
@@ -163,6 +164,7 @@ class InvoiceCreateView(CreateView):
         context["currency_exponents_json"] = json.dumps(
             lines.currency_exponents(billing_settings.CURRENCIES)
         )
+        context["test_only_sites"] = [str(pk) for pk in sorted(test_only_site_ids(sites))]
         return context
 
     def get_add_url(self) -> str:
@@ -223,7 +225,17 @@ class InvoiceResendView(
         self.object = self.get_object()
 
     def get_page_subtitle(self) -> str:
-        return str(self.object)
+        return self.object.label
+
+    def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
+        # Without them Wagtail's header reads "Home" and hides the page's heading.
+        viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+        return [
+            *self.breadcrumbs_items,
+            {"url": reverse(viewset.get_url_name("list")), "label": viewset.menu_label},
+            {"url": _url("inspect", self.object), "label": self.object.label},
+            {"url": "", "label": self.get_page_title()},
+        ]
 
     def get_success_url(self) -> str:
         return get_valid_next_url_from_request(self.request) or _url("inspect", self.object)
@@ -248,7 +260,7 @@ class InvoiceResendView(
             messages.success(
                 request,
                 _("Billing request %(number)s will be sent again to %(email)s")
-                % {"number": invoice.number, "email": invoice.email},
+                % {"number": invoice.label, "email": invoice.email},
             )
         return HttpResponseRedirect(self.get_success_url())
 
@@ -280,7 +292,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
         return _(
             "Delete billing request %(number)s? The client can no longer pay its link. "
             "The record stays, marked Deleted, and you can send a new one from it."
-        ) % {"number": self.object.number}
+        ) % {"number": self.object.label}
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
@@ -299,7 +311,7 @@ class InvoiceDeleteView(InvoiceScopeMixin, DeleteView):
             messages.success(
                 self.request,
                 _("Billing request %(number)s deleted. Its payment link no longer works.")
-                % {"number": invoice.display_number},
+                % {"number": invoice.label},
                 buttons=[messages.button(_url("copy", invoice), _("Send new invoice"))],
             )
         else:
