@@ -14,9 +14,10 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
 
+from .billing.overview import EXPIRING_SOON, expiring_soon
 from .conf import billing_settings
 from .forms.fields import SiteChoiceField
-from .models import BillingType, Invoice, Mode
+from .models import BillingType, EmailStatus, Invoice, Mode
 from .money import currency_choices
 from .scope import site_choices
 from .status import choices as status_choices
@@ -77,12 +78,41 @@ class InvoiceFilterSet(WagtailFilterSet):
         label=_("Created"), widget=DateRangePickerWidget
     )
     paid_at = django_filters.DateFromToRangeFilter(label=_("Paid"), widget=DateRangePickerWidget)
+    # The dashboard's billing overview links here (billing/overview.py).
+    expiring = django_filters.ChoiceFilter(
+        label=_("Expiring"),
+        choices=[(EXPIRING_SOON, _("In the next 24 hours"))],
+        method="filter_expiring",
+        widget=forms.RadioSelect,
+        empty_label=_("Any time"),
+    )
+    email_status = django_filters.MultipleChoiceFilter(
+        label=_("Email"),
+        choices=EmailStatus.choices,
+        widget=forms.CheckboxSelectMultiple,
+        distinct=False,
+    )
 
     class Meta:
         model = Invoice
-        fields = ["site", "status", "mode", "currency", "billing_type", "created_at", "paid_at"]
+        fields = [
+            "site",
+            "status",
+            "mode",
+            "currency",
+            "billing_type",
+            "created_at",
+            "paid_at",
+            "expiring",
+            "email_status",
+        ]
 
     def filter_mode(self, queryset: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
         if not value:
             return queryset
         return queryset.filter(test_mode=value == Mode.TEST)
+
+    def filter_expiring(
+        self, queryset: QuerySet[Invoice], name: str, value: str
+    ) -> QuerySet[Invoice]:
+        return expiring_soon(queryset) if value else queryset

@@ -1028,6 +1028,9 @@ class InvoiceRollup(models.Model):
     ``docs/rollup.md`` has the details.
     """
 
+    #: The ``site_id`` of the buckets that add up every site.
+    ALL_SITES = 0
+
     site_id = models.IntegerField()
     currency = models.CharField(max_length=3)
     test_mode = models.BooleanField()

@@ -50,7 +50,7 @@ from .models import Invoice, InvoiceRollup
 from .status import InvoiceStatus
 
 #: The ``site_id`` of the buckets that add up every site.
-ALL_SITES = 0
+ALL_SITES = InvoiceRollup.ALL_SITES
 #: The pseudo-status of the buckets that count every invoice created, by creation month.
 CREATED = "_created"
 

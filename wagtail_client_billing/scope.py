@@ -20,7 +20,7 @@ from wagtail.models import Page, Site
 
 from . import hooks
 from .hooks import narrows_sites, sees_every_site, sites_for_user
-from .models import Invoice, StripeAccount, WebhookEvent
+from .models import Invoice, InvoiceRollup, StripeAccount, WebhookEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -139,3 +139,18 @@ def split_sites(user: Any, sites: list[Site]) -> tuple[list[Site], int]:
     )
     shown = [site for site in sites if site.pk in own]
     return shown, len(sites) - len(shown)
+
+
+def rollups_for_user(user: Any, *, site: Site | None = None) -> QuerySet[InvoiceRollup]:
+    """The invoice rollup's buckets (:mod:`.rollup`) that add up what ``user`` may see,
+    as :func:`invoices_for_user` would list it: those of every site together when no
+    hook narrows the sites, else those of each site they may bill for; of ``site``
+    alone when given (nothing if it is not theirs)."""
+    buckets = InvoiceRollup.objects.all()
+    if site is not None:
+        if not site_in_scope(user, site):
+            return buckets.none()
+        return buckets.filter(site_id=site.pk)
+    if not narrows_sites():
+        return buckets.filter(site_id=InvoiceRollup.ALL_SITES)
+    return buckets.filter(site_id__in=sites_for_user(user).values("pk"))

@@ -34,6 +34,7 @@ from wagtail.snippets.views.snippets import (
 )
 
 from .billing import invoices
+from .billing.overview import listing_totals
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
@@ -218,6 +219,19 @@ class InvoiceIndexView(IndexView):
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
         }
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        if not self.is_export:
+            # Per-currency totals of the current filter (billing/overview.py).
+            valid = self.filters is not None and self.filters.is_valid()
+            context["currency_totals"] = listing_totals(
+                self.request.user,
+                self.object_list,
+                dict(self.filters.form.cleaned_data) if valid else None,
+                searching=bool(self.is_searching),
+            )
+        return context
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
         # The export also names each row's Stripe account; prefetched per chunk.
