@@ -204,24 +204,21 @@ class PaySeconds(Func):
 
     output_field = IntegerField()
 
-    def as_sql(self, compiler: Any, conn: Any, **extra: Any) -> Any:  # pragma: no cover
-        raise NotImplementedError(conn.vendor)
-
-    def _columns(self, compiler: Any, conn: Any) -> tuple[str, str]:
+    def _columns(self, compiler: Any) -> tuple[str, str]:
         paid, _ = compiler.compile(F("paid_at").resolve_expression(compiler.query))
         created_sql, _ = compiler.compile(F("created_at").resolve_expression(compiler.query))
         return f"COALESCE({paid}, {created_sql})", created_sql
 
-    def as_sqlite(self, compiler: Any, conn: Any, **extra: Any) -> Any:
-        paid, created_sql = self._columns(compiler, conn)
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        paid, created_sql = self._columns(compiler)
         return (
             f"(CAST(strftime('%%s', {paid}) AS INTEGER) - "
             f"CAST(strftime('%%s', {created_sql}) AS INTEGER))",
             [],
         )
 
-    def as_postgresql(self, compiler: Any, conn: Any, **extra: Any) -> Any:
-        paid, created_sql = self._columns(compiler, conn)
+    def as_postgresql(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        paid, created_sql = self._columns(compiler)
         return (
             f"(CAST(EXTRACT(EPOCH FROM date_trunc('second', {paid})) AS bigint) - "
             f"CAST(EXTRACT(EPOCH FROM date_trunc('second', {created_sql})) AS bigint))",

@@ -297,7 +297,7 @@ def listing_totals(
             buckets = buckets.filter(test_mode=cleaned["mode"] == Mode.TEST)
         if cleaned.get("currency"):
             buckets = buckets.filter(currency=cleaned["currency"])
-        rows = (
+        rows: QuerySet[Any, Any] = (
             buckets.values("currency", "test_mode")
             .annotate(n=Sum("count"), a=Sum("amount"))
             .filter(n__gt=0)
