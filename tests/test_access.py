@@ -116,6 +116,11 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_connect:refresh_status": Row("site+mode", posts=True),
     "wagtail_client_billing_connect:unlink": Row("site+mode", posts=True),
     "wagtail_client_billing_email:send_test_email": Row("site_id", posts=True),
+    **{
+        f"wagtail_client_billing_reports:{name}{suffix}": Row(about_other=False)
+        for name in ("revenue", "time_to_pay", "expiry")
+        for suffix in ("", "_results")
+    },
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
