@@ -88,7 +88,9 @@ def test_dashboard_panel_reports_and_chart(stack, admin_page):
     panel.get_by_role("link", name="Expiring in the next 24 hours").click()
     expect(page).to_have_url(re.compile(re.escape(LISTING) + r"\?expiring=24h"))
     expect(page.locator("[data-listing-totals]")).to_contain_text("€250.00 (1 invoice)")
-    found["listing with totals"] = run_axe(page)
+    # Wagtail's own filter button, whose visible count of applied filters ("1") is not
+    # in its accessible name ("Filter"), on any filtered listing: Wagtail's chrome.
+    found["listing with totals"] = run_axe(page, [".w-slim-header-action-button"])
     page.go_back()
     page.get_by_role("region", name="Billing overview").get_by_role(
         "link", name="Outstanding (pending and processing)"
@@ -102,18 +104,26 @@ def test_dashboard_panel_reports_and_chart(stack, admin_page):
     expect(page.get_by_role("heading", name="Billing revenue", level=1)).to_be_visible()
     chart = page.get_by_role("img", name=re.compile(r"Revenue in USD \(test mode\)"))
     expect(chart).to_be_visible()
-    bars = page.locator("figure[data-chart] svg").first.locator("rect")
-    expect(bars).to_have_count(6)
-    figure = page.locator("figure[data-chart]").first
+    figure = page.locator("figure[data-chart]").filter(has=chart)
+    bars = figure.locator("svg rect")
+    # Six payments a month apart: five or six calendar months, one bar each.
+    count = bars.count()
+    assert count in (5, 6)
     figure.get_by_text("The chart's figures as a table").click()
     expect(figure.get_by_role("table")).to_be_visible()
-    expect(figure.get_by_role("row")).to_have_count(7)  # heading + six months
+    expect(figure.get_by_role("row")).to_have_count(count + 1)  # heading + a row per bar
     found["revenue report"] = run_axe(page)
     screenshot(page, "report-revenue")
     keep_for_docs("report-revenue")
-    with page.expect_download() as download:
-        page.get_by_role("link", name=re.compile("Download CSV")).first.click()
-    assert download.value.suggested_filename.startswith("billing-revenue-")
+    # The header's "Download CSV" (in its actions menu) exports the same figures.
+    page.get_by_role("button", name="Actions").click()
+    download_csv = page.get_by_role("link", name="Download CSV")
+    expect(download_csv).to_be_visible()
+    href = download_csv.get_attribute("href")
+    page.keyboard.press("Escape")
+    export = page.request.get(stack.url(href))
+    assert export.ok and export.text().startswith("Month,Site,Currency,Mode,Paid invoices")
+    assert "billing-revenue-" in export.headers["content-disposition"]
 
     for name, heading in (
         ("Billing time to pay", "Average time to pay, by month of payment"),

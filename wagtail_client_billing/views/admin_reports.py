@@ -38,7 +38,11 @@ class ReportFilterSet(WagtailFilterSet):
         label=_("Site"), queryset=_sites_for_request, empty_label=_("All"), method="keep"
     )
     by_site = django_filters.BooleanFilter(
-        label=_("One row per site"), widget=forms.CheckboxInput, method="keep"
+        label=_("One row per site"),
+        widget=forms.CheckboxInput,
+        method="keep",
+        # Unticked is the default: not "a filter is applied".
+        initial=False,
     )
     mode = django_filters.ChoiceFilter(
         label=_("Mode"),
