@@ -142,7 +142,9 @@ def add(rows: Iterable[tuple[Key, Figures]]) -> None:
     for key, figures in rows:
         for i, value in enumerate(figures):
             merged[key][i] += value
-    # A fixed order, so two transactions lock the same buckets in the same order.
+    # A fixed order (site 0 first, then by site, currency, mode, status and month, as
+    # :func:`_insert_grouped` writes too), so two transactions lock buckets in the same
+    # order and never wait for each other in a cycle.
     items = sorted((k, v) for k, v in merged.items() if any(v))
     for start in range(0, len(items), 100):
         chunk = items[start : start + 100]
@@ -258,7 +260,10 @@ def _insert_grouped(
     """For each ``(invoices, status, sign, paid)``, add ``sign`` × the invoices' figures
     to their buckets (of ``status``, or of each invoice's own when None), per site and
     for all sites: one statement per level, whatever the number of invoices."""
-    for per_site in (True, False):
+    # Every site's buckets (site_id 0) first, then each site's, each statement's rows in
+    # key order: the order in which :func:`add` writes buckets, so two transactions
+    # (the sweep and a payment, say) never hold buckets the other waits for.
+    for per_site in (False, True):
         selects, params = [], []
         for invoices, status, sign, paid in parts:
             sql, p = _grouped(invoices, status=status, paid=paid, per_site=per_site)
@@ -273,6 +278,12 @@ def _insert_grouped(
             f"INSERT INTO {_table()} ({', '.join(_COLUMNS)}) "  # noqa: S608
             f"SELECT * FROM ({body}) u WHERE true"
         )
+        if connection.vendor == "postgresql":
+            # Byte order, as Python sorts the keys in add() (SQLite has one writer).
+            sql += (
+                ' ORDER BY u.g_site, u.currency COLLATE "C", u.test_mode, '
+                'u.g_status COLLATE "C", u.g_month'
+            )
         if upsert:
             sql += _on_conflict()
         with connection.cursor() as cursor:
