@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated subset: sweep,listing,paylink,webhook,email (default: all)",
+        help="comma-separated subset: sweep,listing,paylink,webhook,email,overview (default: all)",
     )
     args = parser.parse_args(argv)
     if args.clean:

@@ -262,6 +262,47 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
         lambda r: " + ".join(str(n) for n in _get(r, "email_scale_out.tasks_per_worker")),
         "email_scale_out",
     )
+    for name in (
+        "dashboard_page",
+        "panel_alone",
+        "report_revenue",
+        "report_time_to_pay",
+        "report_expiry",
+        "listing_totals_all",
+        "listing_totals_paid",
+        "listing_paid_page",
+    ):
+        base = f"overview.figures.{name}"
+        add(
+            "overview",
+            f"{name}: time 100 -> N over 10,000 sites",
+            "",
+            lambda r, b=base: (
+                f"{_ms(_get(r, b + '.small_seconds'))} -> {_ms(_get(r, b + '.large_seconds'))}"
+            ),
+        )
+        add(
+            "overview",
+            f"{name}: time ratio",
+            "<= 3x",
+            lambda r, b=base: _x(_get(r, b + ".time_ratio")),
+        )
+        add(
+            "overview",
+            f"{name}: queries 100 | N",
+            "equal",
+            lambda r, b=base: (
+                f"{_n(_get(r, b + '.small_queries'))} | {_n(_get(r, b + '.large_queries'))}"
+            ),
+        )
+    add(
+        "overview",
+        "rollup rows at N (load + rebuild)",
+        "",
+        lambda r: (
+            f"{_n(_get(r, 'overview.rollup_rows'))} ({_s(_get(r, 'overview.load_large_seconds'))})"
+        ),
+    )
     return rows
 
 

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", required=True)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
-    parser.add_argument("--only", default="", help="sweep,listing,paylink,webhook,email")
+    parser.add_argument("--only", default="", help="sweep,listing,paylink,webhook,email,overview")
     args = parser.parse_args(argv)
     wanted = {name.strip() for name in args.only.split(",") if name.strip()}
 
@@ -223,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     from django.db import connection
 
     from . import data, listing, mail, paylink, sweep, webhook
+    from . import overview as overview_bench
 
     results: dict = {"database": args.db, "quick": args.quick, "size": size}
     global _checkpoint
@@ -299,6 +300,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         guarded(
             results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"]
+        )
+    if on("overview"):
+        # Last: it replaces the invoices with its own, over 10,000 sites.
+        guarded(
+            results,
+            "overview",
+            overview_bench.run,
+            total,
+            size["small"],
+            size["listing_repeats"],
+            fx,
+            t0,
         )
     results["stripe_calls_total"] = len(emulator.requests)
     results["total_seconds"] = round(time.perf_counter() - _started, 1)

@@ -154,6 +154,11 @@ URLS: dict[str, Row] = {
     "wagtailsnippetchoosers_wagtail_client_billing_taxrate:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_taxrate:chosen": Row("taxrate"),
     "wagtailsnippetchoosers_wagtail_client_billing_taxrate:chosen_multiple": Row(about_other=False),
+    **{
+        f"wagtail_client_billing_reports:{name}{suffix}": Row(about_other=False)
+        for name in ("revenue", "time_to_pay", "expiry")
+        for suffix in ("", "_results")
+    },
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),

@@ -15,6 +15,8 @@ from django.core import mail
 from django.urls import reverse
 
 from tests.test_admin_invoices import form_data, messages_of, url
+from tests.test_rollup import recomputed as rollup_recomputed
+from tests.test_rollup import stored as rollup_stored
 from tests.utils import make_invoice, make_user
 from wagtail_client_billing import lifecycle, status
 from wagtail_client_billing.billing import invoices
@@ -109,6 +111,9 @@ def test_draft_is_edited_with_every_field_then_sent_from_its_edit_form(
     ).exists()
     # No longer a draft: its edit form is the notes-only one again.
     assert client.get(url("edit_draft", draft.pk)).status_code == 302
+    # The dashboard's figures (the rollup) followed the edit: the sent invoice counts
+    # with its edited amount, and no draft is left over.
+    assert rollup_stored() == rollup_recomputed()
 
 
 def test_draft_sent_from_the_inspect_page(

@@ -18,7 +18,7 @@ class WagtailClientBillingAppConfig(AppConfig):
         from django.core.checks import register
         from django.core.signals import got_request_exception, setting_changed
 
-        from . import checks, conf, gateway
+        from . import checks, conf, gateway, rollup
         from .compat import register_permission_policy
         from .forms.settings import hide_password_from_error_reports
         from .models import WebhookEvent
@@ -36,3 +36,4 @@ class WagtailClientBillingAppConfig(AppConfig):
             hide_password_from_error_reports, dispatch_uid="wagtail_client_billing.smtp_password"
         )
         register_permission_policy(WebhookEvent, webhook_event_permission_policy())
+        rollup.connect()

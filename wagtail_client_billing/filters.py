@@ -14,9 +14,10 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
 
+from .billing.overview import EXPIRING_SOON, expiring_soon
 from .conf import billing_settings
 from .forms.fields import SiteChoiceField
-from .models import BillingType, Invoice, Mode
+from .models import BillingType, EmailStatus, Invoice, Mode
 from .money import currency_choices
 from .scope import site_choices
 from .status import choices as status_choices
@@ -83,6 +84,20 @@ class InvoiceFilterSet(WagtailFilterSet):
         widget=forms.CheckboxInput,
         help_text=_("Past the due date, still payable until the link expires."),
     )
+    # The dashboard's billing overview links here (billing/overview.py).
+    expiring = django_filters.ChoiceFilter(
+        label=_("Expiring"),
+        choices=[(EXPIRING_SOON, _("In the next 24 hours"))],
+        method="filter_expiring",
+        widget=forms.RadioSelect,
+        empty_label=_("Any time"),
+    )
+    email_status = django_filters.MultipleChoiceFilter(
+        label=_("Email"),
+        choices=EmailStatus.choices,
+        widget=forms.CheckboxSelectMultiple,
+        distinct=False,
+    )
 
     class Meta:
         model = Invoice
@@ -95,6 +110,8 @@ class InvoiceFilterSet(WagtailFilterSet):
             "created_at",
             "paid_at",
             "overdue",
+            "expiring",
+            "email_status",
         ]
 
     def filter_mode(self, queryset: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
@@ -109,3 +126,8 @@ class InvoiceFilterSet(WagtailFilterSet):
         if not value:
             return queryset
         return queryset & Invoice.objects.overdue()
+
+    def filter_expiring(
+        self, queryset: QuerySet[Invoice], name: str, value: str
+    ) -> QuerySet[Invoice]:
+        return expiring_soon(queryset) if value else queryset

@@ -26,7 +26,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
 
-from . import hooks, page_actions, status
+from . import hooks, page_actions, rollup, status
 from .conf import billing_settings
 from .models import ClientBillingLogEntry, Invoice
 from .signals import invoice_status_changed
@@ -125,6 +125,7 @@ def _change(
             updated = Invoice.objects.filter(pk=invoice.pk, status=guess).update(**values)
             if updated:
                 old = guess
+                old_paid_at = invoice.paid_at
                 for name, value in values.items():
                     setattr(invoice, name, value)
                 log(
@@ -133,6 +134,7 @@ def _change(
                     user=user,
                     data={"old": old, "new": new, "source": source, **(data or {})},
                 )
+                rollup.moved(invoice, old, old_paid_at)
                 _announce_on_commit([invoice], old, new, source)
                 return True
         guess = None
@@ -347,6 +349,7 @@ def expire_due(now: datetime | None = None, batch_size: int | None = None) -> li
             if not batch:
                 break
             _log_bulk(batch, now)
+            rollup.expired_set([e.pk for e in batch])
             _announce_batch(batch)
         expired.extend(batch)
         if len(batch) < batch_size:

@@ -840,6 +840,10 @@ class Invoice(ClusterableModel):
                 name="wcb_invoice_withdrawn_session",
                 condition=Q(status__in=["expired", "deleted"]) & ~Q(checkout_session_url=""),
             ),
+            # The dashboard's failed emails: a handful of rows whatever the table's size.
+            models.Index(
+                fields=["site"], name="wcb_invoice_email_failed", condition=Q(email_status="failed")
+            ),
         ]
         permissions = [
             ("connect_stripe_account", _("Can connect and unlink Stripe accounts")),
@@ -1544,3 +1548,45 @@ def shown_lines(invoice: Invoice) -> list[InvoiceLine]:
     """The lines to list to the client and the editor: none for a single amount."""
     lines = invoice_lines(invoice)
     return [] if is_single_amount(invoice, lines) else lines
+
+
+class InvoiceRollup(models.Model):
+    """Invoice counts and sums per site, currency, mode, status and month: what the
+    dashboard panel, the billing reports and the listing's totals read, so they cost the
+    same at a hundred invoices and at a million.
+
+    Kept current by :mod:`.rollup` (called by :mod:`.lifecycle` for every status change,
+    by the sweep's set-based path, and on invoice creation and deletion); rebuilt from
+    the invoices by ``manage.py client_billing_rebuild_rollup``. Each bucket is written
+    twice: once for its site and once for every site together (``site_id`` 0), which
+    is what a user who may bill for every site reads. The month is the first day of the
+    month in the project's time zone (``TIME_ZONE``): of ``paid_at`` for paid
+    invoices, of ``created_at`` for every other status and for the ``_created`` rows,
+    which count every invoice ever created (for the expiry rate).
+    ``docs/rollup.md`` has the details.
+    """
+
+    #: The ``site_id`` of the buckets that add up every site.
+    ALL_SITES = 0
+
+    site_id = models.IntegerField()
+    currency = models.CharField(max_length=3)
+    test_mode = models.BooleanField()
+    status = models.CharField(max_length=32)
+    month = models.DateField()
+    count = models.BigIntegerField(default=0)
+    amount = models.BigIntegerField(default=0)
+    #: Seconds from creation to payment, added up (paid buckets only): time to pay.
+    pay_seconds = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["site_id", "currency", "test_mode", "status", "month"],
+                name="wcb_rollup_bucket",
+            )
+        ]
+        indexes = [models.Index(fields=["site_id", "status", "month"], name="wcb_rollup_status")]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} {self.currency} {self.status} {self.month}: {self.count}"

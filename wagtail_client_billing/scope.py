@@ -20,7 +20,7 @@ from wagtail.models import Page, Site
 
 from . import hooks
 from .hooks import narrows_sites, sees_every_site, sites_for_user
-from .models import Invoice, Product, StripeAccount, WebhookEvent
+from .models import Invoice, InvoiceRollup, Product, StripeAccount, WebhookEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -148,3 +148,18 @@ def products_for_user(user: Any, queryset: QuerySet[Product] | None = None) -> Q
     if not narrows_sites():
         return queryset
     return queryset.filter(site__in=sites_for_user(user).values("pk"))
+
+
+def rollups_for_user(user: Any, *, site: Site | None = None) -> QuerySet[InvoiceRollup]:
+    """The invoice rollup's buckets (:mod:`.rollup`) that add up what ``user`` may see,
+    as :func:`invoices_for_user` would list it: those of every site together when no
+    hook narrows the sites, else those of each site they may bill for; of ``site``
+    alone when given (nothing if it is not theirs)."""
+    buckets = InvoiceRollup.objects.all()
+    if site is not None:
+        if not site_in_scope(user, site):
+            return buckets.none()
+        return buckets.filter(site_id=site.pk)
+    if not narrows_sites():
+        return buckets.filter(site_id=InvoiceRollup.ALL_SITES)
+    return buckets.filter(site_id__in=sites_for_user(user).values("pk"))

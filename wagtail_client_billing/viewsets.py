@@ -40,6 +40,7 @@ from wagtail.snippets.views.snippets import (
 from . import line_exports
 from .billing import invoices
 from .billing.lines import summary
+from .billing.overview import listing_totals
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, shown_lines, site_display_name
@@ -97,6 +98,7 @@ class SiteColumn(Column):
 
 
 # --- views -------------------------------------------------------------------------------------
+
 
 def copy_link_attrs() -> dict[str, str]:
     """What "Copy payment link" says after copying (read by ``invoices.js``)."""
@@ -289,6 +291,19 @@ class InvoiceIndexView(IndexView):
                 places = exponent(row_dict["currency"])
                 cell.number_format = "#,##0" + ("." + "0" * places if places else "")
             yield cell
+
+    def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
+        context = super().get_context_data(**kwargs)
+        if not self.is_export:
+            # Per-currency totals of the current filter (billing/overview.py).
+            valid = self.filters is not None and self.filters.is_valid()
+            context["currency_totals"] = listing_totals(
+                self.request.user,
+                self.object_list,
+                dict(self.filters.form.cleaned_data) if valid else None,
+                searching=bool(self.is_searching),
+            )
+        return context
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
         if self.request.GET.get(line_exports.ROWS_PARAM) == line_exports.ROWS_LINES:

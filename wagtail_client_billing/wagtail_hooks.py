@@ -179,3 +179,70 @@ hooks.register("register_bulk_action", _invoice_bulk_delete(), order=1)
 
 
 # --- end Invoices -----------------------------------------------------------------------------
+
+
+# --- Billing overview: the dashboard panel, summary item and reports ------------------------------
+
+
+@hooks.register("construct_homepage_panels")
+def add_billing_overview_panel(request, panels):
+    from .views.admin_overview import BillingOverviewPanel, may_see_overview
+
+    if may_see_overview(request.user):
+        panels.append(BillingOverviewPanel(request))
+
+
+@hooks.register("construct_homepage_summary_items")
+def add_billing_summary_item(request, items):
+    from .views.admin_overview import OutstandingSummaryItem
+
+    items.append(OutstandingSummaryItem(request))
+
+
+@hooks.register("register_admin_urls")
+def register_report_urls():
+    from django.urls import include, path
+
+    from .views import admin_reports
+
+    return [
+        path(
+            "reports/client-billing/",
+            include(
+                (admin_reports.urlpatterns, "wagtail_client_billing_reports"),
+                namespace="wagtail_client_billing_reports",
+            ),
+        )
+    ]
+
+
+def _report_menu_items():
+    from django.urls import reverse_lazy
+    from wagtail.admin.menu import MenuItem
+
+    from .views.admin_overview import may_see_overview
+    from .views.admin_reports import REPORTS
+
+    class BillingReportMenuItem(MenuItem):
+        def is_shown(self, request):
+            return may_see_overview(request.user)
+
+    for slug, _view, label, order in REPORTS:
+        name = slug.replace("-", "_")
+
+        def item(label=label, name=name, slug=slug, order=order):
+            return BillingReportMenuItem(
+                label,
+                reverse_lazy(f"wagtail_client_billing_reports:{name}"),
+                name=f"client-billing-{slug}",
+                icon_name="client-billing",
+                order=order,
+            )
+
+        hooks.register("register_reports_menu_item", item)
+
+
+_report_menu_items()
+
+
+# --- end Billing overview ---------------------------------------------------------------------

@@ -21,7 +21,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .. import hooks, lifecycle, taskqueue
+from .. import hooks, lifecycle, rollup, taskqueue
 from ..models import ClientBillingSettings, EmailStatus, Invoice, InvoiceCounter, InvoiceStatus
 from ..scope import can_use_client_billing
 from . import lines
@@ -236,6 +236,7 @@ def update_draft(invoice: Invoice, *, user: Any) -> Invoice:
         lines.prepare(invoice)
         invoice.expires_at = timezone.now() + lifetime(invoice)
         invoice.save()
+        rollup.replaced(saved, invoice)
         log(instance=invoice, action="wagtail.edit", user=user)
     return invoice
 
