@@ -140,7 +140,7 @@ def test_overdue_is_a_tag_and_a_filter_while_the_invoice_stays_payable(
     with time_machine.travel(NOW + timedelta(days=2), tick=False):
         overdue.refresh_from_db()
         assert overdue.is_overdue and overdue.is_payable and overdue.status == "pending"
-        listing = client.get(url("list") + "?overdue=on").content.decode()
+        listing = client.get(url("list") + "?overdue=overdue").content.decode()
         assert "late@client.example" in listing and "ontime@client.example" not in listing
         assert "Overdue" in listing
         status = client.get(
@@ -153,7 +153,10 @@ def test_overdue_is_a_tag_and_a_filter_while_the_invoice_stays_payable(
         lifecycle.expire_due()
         overdue.refresh_from_db()
         assert overdue.status == "expired" and not overdue.is_overdue
-        assert "late@client.example" not in client.get(url("list") + "?overdue=on").content.decode()
+        assert (
+            "late@client.example"
+            not in client.get(url("list") + "?overdue=overdue").content.decode()
+        )
 
 
 # --- a 7-day link across Checkout Sessions ----------------------------------------------------------

@@ -78,11 +78,13 @@ class InvoiceFilterSet(WagtailFilterSet):
         label=_("Created"), widget=DateRangePickerWidget
     )
     paid_at = django_filters.DateFromToRangeFilter(label=_("Paid"), widget=DateRangePickerWidget)
-    overdue = django_filters.BooleanFilter(
-        label=_("Overdue"),
+    overdue = django_filters.ChoiceFilter(
+        label=_("Due date"),
+        choices=[("overdue", _("Overdue"))],
         method="filter_overdue",
-        widget=forms.CheckboxInput,
-        help_text=_("Past the due date, still payable until the link expires."),
+        widget=forms.RadioSelect,
+        empty_label=_("All"),
+        help_text=_("Overdue: past the due date, still payable until the link expires."),
     )
     # The dashboard's billing overview links here (billing/overview.py).
     expiring = django_filters.ChoiceFilter(
@@ -120,7 +122,7 @@ class InvoiceFilterSet(WagtailFilterSet):
         return queryset.filter(test_mode=value == Mode.TEST)
 
     def filter_overdue(
-        self, queryset: QuerySet[Invoice], name: str, value: bool | None
+        self, queryset: QuerySet[Invoice], name: str, value: str
     ) -> QuerySet[Invoice]:
         """Overdue is derived (a due date past, the link still open), not a status."""
         if not value:

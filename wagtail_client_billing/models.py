@@ -485,7 +485,7 @@ class Invoice(ClusterableModel):
 
     Attributes:
         token: the unguessable part of the payment link; the only id a client sees.
-        number: per-site ``INV-000042``, assigned once at creation.
+        number: per-site ``INV-000042``, assigned once, when it is sent (a draft has none).
         amount: in minor units of ``currency`` (``12500`` USD is $125.00).
         status: written only by :mod:`wagtail_client_billing.lifecycle`.
         late_payment: money arrived after it had expired or was deleted.
