@@ -72,13 +72,20 @@ def copy_lines(source: Invoice, new: Invoice) -> None:
     lines = invoice_lines(source)
     if is_quick(source, lines):
         return
+    # A product retired from the catalogue since is not offered on the form any more:
+    # the new line keeps its copy of the description and price, without the product.
+    active = set(
+        Product.objects.filter(
+            pk__in=[line.product_id for line in lines if line.product_id], active=True
+        ).values_list("pk", flat=True)
+    )
     new.lines = [
         InvoiceLine(
             position=line.position,
             description=line.description,
             quantity=line.quantity,
             unit_amount=line.unit_amount,
-            product_id=line.product_id,
+            product_id=line.product_id if line.product_id in active else None,
         )
         for line in lines
     ]
