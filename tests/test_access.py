@@ -502,14 +502,14 @@ def offered_screens(ow: OfferedWorld) -> dict[str, Offered]:
             history + "?export=csv", hidden=OTHER_EMAIL, shown=OWN_EMAIL
         ),
         "create form: page to publish when paid": Offered(
-            add_url,
+            "/admin/client-billing/choose-page/",
             hidden=ow.other_page.title,
             shown=ow.own_page.title,
             post=(add_url, _invoice_form(w.site_a, publish_page_when_paid=ow.other_page.pk)),
             refused=no_invoice_names_a_client_b_page,
         ),
         "create form: page to unpublish when expired": Offered(
-            add_url,
+            "/admin/client-billing/choose-live-page/",
             hidden=ow.other_live_page.title,
             shown=w.site_a.root_page.title,
             post=(

@@ -173,3 +173,13 @@ hooks.register("register_bulk_action", _invoice_bulk_delete(), order=1)
 
 
 # --- end Invoices -----------------------------------------------------------------------------
+
+
+# --- Page choosers of the billing request form (the invoice's site only) ----------------------
+
+
+@hooks.register("register_admin_viewset")
+def register_page_choosers():
+    from .viewsets_pages import live_page_chooser, page_chooser
+
+    return [page_chooser, live_page_chooser]

@@ -34,6 +34,7 @@ from ..forms.invoices import test_only_site_ids
 from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
 from ..scope import invoices_for_user
+from ..viewsets_pages import live_page_chooser, page_chooser
 
 
 class InvoiceScopeMixin:
@@ -87,6 +88,13 @@ class InvoiceCreateView(CreateView):
 
     def get_form(self, form_class: Any = None) -> Any:
         form = super().get_form(form_class)
+        # Wagtail's chooser modal, limited to the site chosen in the form, not a dropdown.
+        for name, chooser in (
+            ("publish_page_when_paid", page_chooser),
+            ("unpublish_page_when_expired", live_page_chooser),
+        ):
+            if name in form.fields:
+                form.fields[name].widget = chooser.widget()
         if not form.is_bound and not form.initial.get("currency"):
             from ..conf import billing_settings
 
