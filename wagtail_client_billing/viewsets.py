@@ -88,6 +88,7 @@ class SiteColumn(Column):
 
 # --- views -------------------------------------------------------------------------------------
 
+
 def copy_link_attrs() -> dict[str, str]:
     """What "Copy payment link" says after copying (read by ``invoices.js``)."""
     return {
