@@ -7,7 +7,6 @@ import re
 
 from playwright.sync_api import expect
 
-from .conftest import screenshot
 from .flows import (
     LISTING,
     add_billing_request,
@@ -70,7 +69,6 @@ def test_refresh_status_comes_back_with_its_message_in_view(stack, admin_page):
     badge = page.locator("[data-client-billing-state]").first
     expect(badge).to_have_text("Charges enabled")
     assert background(badge) not in PAGE_BACKGROUNDS
-    screenshot(page, "settings-stripe-connected")
 
 
 def test_copy_payment_link_says_so_and_closes_the_menu_and_delete_is_a_danger_button(
