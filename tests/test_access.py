@@ -116,6 +116,12 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_connect:refresh_status": Row("site+mode", posts=True),
     "wagtail_client_billing_connect:unlink": Row("site+mode", posts=True),
     "wagtail_client_billing_email:send_test_email": Row("site_id", posts=True),
+    "wagtail_client_billing_pages:choose": Row(about_other=False),
+    "wagtail_client_billing_pages:choose_results": Row(about_other=False),
+    "wagtail_client_billing_pages:chosen": Row("page"),
+    "wagtail_client_billing_live_pages:choose": Row(about_other=False),
+    "wagtail_client_billing_live_pages:choose_results": Row(about_other=False),
+    "wagtail_client_billing_live_pages:chosen": Row("page"),
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
@@ -205,6 +211,8 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
         return reverse(name, kwargs={"site_pk": site.pk, "mode": "test"})
     if kind == "site_id":
         return reverse(name, kwargs={"site_id": site.pk})
+    if kind == "page":
+        return reverse(name, args=[site.root_page_id])
     if kind == "settings":
         return reverse(name, args=[APP, "clientbillingsettings", site.pk])
     if kind == "bulk":

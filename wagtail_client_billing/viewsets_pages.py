@@ -96,6 +96,15 @@ class InvoicePageChooserViewSet(ChooserViewSet):
     chosen_view_class = PageChosenView
     ordering = "path"
 
+    def get_urlpatterns(self) -> list[Any]:
+        # One page at a time, and no creation: Wagtail's generic "chosen multiple" and
+        # "create" views would read and make pages outside the invoice's site.
+        return [
+            pattern
+            for pattern in super().get_urlpatterns()
+            if getattr(pattern, "name", None) not in ("create", "chosen_multiple")
+        ]
+
     def widget(self) -> Any:
         """The form widget: sends the form's chosen site to the modal."""
         return self.widget_class(linked_fields={"site": SITE_FIELD})
