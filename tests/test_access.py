@@ -159,6 +159,12 @@ URLS: dict[str, Row] = {
         for name in ("revenue", "time_to_pay", "expiry")
         for suffix in ("", "_results")
     },
+    "wagtail_client_billing_pages:choose": Row(about_other=False),
+    "wagtail_client_billing_pages:choose_results": Row(about_other=False),
+    "wagtail_client_billing_pages:chosen": Row("page"),
+    "wagtail_client_billing_live_pages:choose": Row(about_other=False),
+    "wagtail_client_billing_live_pages:choose_results": Row(about_other=False),
+    "wagtail_client_billing_live_pages:chosen": Row("page"),
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
@@ -262,6 +268,8 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
         return reverse(name, kwargs={"site_pk": site.pk, "mode": "test"})
     if kind == "site_id":
         return reverse(name, kwargs={"site_id": site.pk})
+    if kind == "page":
+        return reverse(name, args=[site.root_page_id])
     if kind == "settings":
         return reverse(name, args=[APP, "clientbillingsettings", site.pk])
     if kind == "bulk":
@@ -563,14 +571,14 @@ def offered_screens(ow: OfferedWorld) -> dict[str, Offered]:
             history + "?export=csv", hidden=OTHER_EMAIL, shown=OWN_EMAIL
         ),
         "create form: page to publish when paid": Offered(
-            add_url,
+            "/admin/client-billing/choose-page/",
             hidden=ow.other_page.title,
             shown=ow.own_page.title,
             post=(add_url, _invoice_form(w.site_a, publish_page_when_paid=ow.other_page.pk)),
             refused=no_invoice_names_a_client_b_page,
         ),
         "create form: page to unpublish when expired": Offered(
-            add_url,
+            "/admin/client-billing/choose-live-page/",
             hidden=ow.other_live_page.title,
             shown=w.site_a.root_page.title,
             post=(

@@ -384,3 +384,35 @@ def test_yes_delete_and_yes_unlink_are_danger_buttons(client, admin, connected_s
         assert button, label
         assert "wcb-button-danger" in button[1].split(), button[0]
         assert "invoices.css" in html
+
+
+# --- 12. the page fields are choosers limited to the invoice's site ---------------------------
+
+
+def test_page_fields_are_choosers_of_the_invoices_site_pages(client, admin, connected_site):
+    from wagtail.models import Page
+
+    other = make_site("other.example", title="Other client")
+    mine = connected_site.root_page.add_child(instance=Page(title="Thank you A", slug="thanks-a"))
+    theirs = other.root_page.add_child(instance=Page(title="Thank you B", slug="thanks-b"))
+    draft = connected_site.root_page.add_child(
+        instance=Page(title="Draft A", slug="draft-a", live=False)
+    )
+
+    form = client.get(url("add"), {"site": connected_site.pk}).content.decode()
+    assert '<select name="publish_page_when_paid"' not in form
+    assert "Choose a page" in form
+    assert '"linkedFields": {"site": "#id_site"}' in unescape(form).replace("&quot;", '"')
+
+    choose = "/admin/client-billing/choose-page/"
+    listed = client.get(choose, {"site": connected_site.pk}).content.decode()
+    listed = unescape(listed)
+    assert "Thank you A" in listed and "Draft A" in listed
+    assert "Thank you B" not in listed and ">Root<" not in listed
+    assert "Thank you B" in client.get(choose, {"site": other.pk}).content.decode()
+    live = client.get("/admin/client-billing/choose-live-page/", {"site": connected_site.pk})
+    assert "Draft A" not in live.content.decode()
+    chosen = client.get(f"{choose}chosen/{theirs.pk}/", {"site": connected_site.pk})
+    assert chosen.status_code == 404
+    assert client.get(f"{choose}chosen/{mine.pk}/", {"site": connected_site.pk}).status_code == 200
+    assert draft.pk

@@ -246,3 +246,13 @@ _report_menu_items()
 
 
 # --- end Billing overview ---------------------------------------------------------------------
+
+
+# --- Page choosers of the billing request form (the invoice's site only) ----------------------
+
+
+@hooks.register("register_admin_viewset")
+def register_page_choosers():
+    from .viewsets_pages import live_page_chooser, page_chooser
+
+    return [page_chooser, live_page_chooser]

@@ -7,8 +7,14 @@ import re
 
 from playwright.sync_api import expect
 
-from .conftest import screenshot
-from .flows import LISTING, add_billing_request, field, open_settings_tab
+from .flows import (
+    LISTING,
+    add_billing_request,
+    field,
+    fill_billing_request,
+    open_add_form,
+    open_settings_tab,
+)
 
 PAGE_BACKGROUNDS = {"rgb(255, 255, 255)", "rgba(0, 0, 0, 0)", "transparent"}
 
@@ -63,7 +69,6 @@ def test_refresh_status_comes_back_with_its_message_in_view(stack, admin_page):
     badge = page.locator("[data-client-billing-state]").first
     expect(badge).to_have_text("Charges enabled")
     assert background(badge) not in PAGE_BACKGROUNDS
-    screenshot(page, "settings-stripe-connected")
 
 
 def test_copy_payment_link_says_so_and_closes_the_menu_and_delete_is_a_danger_button(
@@ -127,3 +132,23 @@ def test_a_filter_shows_in_the_address_and_survives_a_reload(stack, admin_page):
     page.goto(shared)
     expect(page.get_by_role("link", name=number, exact=True)).to_have_count(0)
     expect(page.get_by_role("button", name="Show filters")).to_contain_text("2")
+
+
+def test_page_to_publish_is_chosen_in_wagtails_chooser_among_the_sites_pages(stack, admin_page):
+    page = admin_page
+    open_add_form(page, stack)
+    fill_billing_request(
+        page, stack, email="pages@client-a.example", currency="EUR", amount="30", description="P"
+    )
+    expect(page.get_by_role("combobox", name=re.compile("Publish this page"))).to_have_count(0)
+    page.get_by_role("button", name="Choose a page").first.click()
+    modal = page.locator(".modal-content")
+    expect(modal.get_by_role("heading", name="Choose a page of the invoice's site")).to_be_visible()
+    expect(modal.get_by_text("Root", exact=True)).to_have_count(0)
+    choice = modal.locator("a[data-chooser-modal-choice]").first
+    title = choice.inner_text().strip()
+    choice.click()
+    expect(modal).to_be_hidden()
+    expect(page.locator("[data-chooser-title]").first).to_have_text(title)
+    page.get_by_role("button", name=re.compile(r"^(Send|Create|Save)")).first.click()
+    expect(page.locator(".messages").first).to_contain_text("pages@client-a.example")

@@ -37,6 +37,7 @@ from ..forms.invoices import test_only_site_ids
 from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
 from ..scope import invoices_for_user
+from ..viewsets_pages import live_page_chooser, page_chooser
 
 #: The name of the create form's "Save draft" button.
 DRAFT_ACTION = "action-draft"
@@ -93,6 +94,13 @@ class InvoiceCreateView(CreateView):
 
     def get_form(self, form_class: Any = None) -> Any:
         form = super().get_form(form_class)
+        # Wagtail's chooser modal, limited to the site chosen in the form, not a dropdown.
+        for name, chooser in (
+            ("publish_page_when_paid", page_chooser),
+            ("unpublish_page_when_expired", live_page_chooser),
+        ):
+            if name in form.fields:
+                form.fields[name].widget = chooser.widget()
         if not form.is_bound and not form.initial.get("currency"):
             form.initial["currency"] = form.instance.currency or billing_settings.CURRENCIES[0]
         return form
