@@ -896,6 +896,7 @@ class WebhookEvent(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="webhook_events",
+        db_index=False,  # a partial index in Meta.indexes: a new event has no invoice yet
     )
 
     class Meta:
@@ -907,6 +908,9 @@ class WebhookEvent(models.Model):
         ]
         indexes = [
             models.Index(fields=["outcome", "-received_at"], name="wcb_event_outcome"),
+            models.Index(
+                fields=["invoice"], name="wcb_event_invoice", condition=Q(invoice__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -15,7 +15,8 @@ run's queries used; ``tests/test_query_plans.py`` checks the plans):
   ``LIKE`` that nothing uses (every webhook delivery paid for the event id's).
 - The foreign keys that only ``on_delete=SET_NULL`` looks up (the deleting user, the
   original of a copy, the pages to publish or unpublish) get partial indexes over the
-  rows that have one: a sweep of invoices without one adds nothing to them.
+  rows that have one: a sweep of invoices without one adds nothing to them; so does
+  ``WebhookEvent.invoice``, which a new event (each webhook delivery's insert) lacks.
 """
 
 import django.db.models.deletion
@@ -75,6 +76,11 @@ class Migration(migrations.Migration):
             name='event_id',
             field=models.CharField(max_length=255, verbose_name='event id'),
         ),
+        migrations.AlterField(
+            model_name='webhookevent',
+            name='invoice',
+            field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='webhook_events', to='wagtail_client_billing.invoice', verbose_name='invoice'),
+        ),
         migrations.AddIndex(
             model_name='invoice',
             index=models.Index(condition=models.Q(('deleted_by__isnull', False)), fields=['deleted_by'], name='wcb_invoice_deleted_by'),
@@ -90,6 +96,10 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='invoice',
             index=models.Index(condition=models.Q(('unpublish_page_when_expired__isnull', False)), fields=['unpublish_page_when_expired'], name='wcb_invoice_unpublish_page'),
+        ),
+        migrations.AddIndex(
+            model_name='webhookevent',
+            index=models.Index(condition=models.Q(('invoice__isnull', False)), fields=['invoice'], name='wcb_event_invoice'),
         ),
         migrations.AddConstraint(
             model_name='invoice',
