@@ -300,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
         guarded(
             results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"]
         )
+    # Which invoice indexes the run's queries used (PostgreSQL's counters; the sweep's
+    # figures say which ones each sweep had to update).
+    results["invoice_index_scans"] = sweep.index_scans()
     results["stripe_calls_total"] = len(emulator.requests)
     results["total_seconds"] = round(time.perf_counter() - _started, 1)
 
