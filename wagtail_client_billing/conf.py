@@ -99,7 +99,7 @@ DEFAULTS: dict[str, Any] = {
     # New webhook events a web process queues as one task, and the most seconds the first
     # of them waits for the others (1 or 0: one task per event, queued at once).
     "WEBHOOK_QUEUE_BATCH": 100,
-    "WEBHOOK_QUEUE_DELAY": 0.02,
+    "WEBHOOK_QUEUE_DELAY": 0.1,
     # Stored webhook payloads (which hold clients' personal data) are emptied this long
     # after they were received; the event's record and outcome stay. None keeps them.
     "WEBHOOK_PAYLOAD_RETENTION": timedelta(days=90),
