@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -313,6 +314,8 @@ def resume_received_webhook_events() -> int:
     ]
     for pk in waiting:
         intake.queue_event(pk)
+    # Now, not on the batch's timer: django-q2 may end this worker process next.
+    transaction.on_commit(intake.batcher.flush)
     if waiting:
         logger.warning("Queued %d waiting Stripe events again", len(waiting))
     return len(waiting)
