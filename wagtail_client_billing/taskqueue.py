@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django_q.brokers import Broker, get_broker
 from django_q.tasks import async_task as _async_task
 
@@ -129,6 +129,9 @@ class Batcher:
                     continue
                 batch, self._items, self._deadline = self._items, [], None
             if batch:
+                # The ORM broker writes through this thread's own connection, which no
+                # request cycle closes: drop it if it broke or outlived CONN_MAX_AGE.
+                close_old_connections()
                 self._send(batch)
 
     def _send(self, batch: list[Any]) -> None:
