@@ -27,6 +27,84 @@ from django.db import migrations, models
 from wagtail_client_billing.compat import PAGE_MODEL
 
 
+#: Foreign key columns whose own index goes (SQLite: dropped by name, see below).
+UNINDEXED = {
+    "wagtail_client_billing_invoice": (
+        "site_id",
+        "deleted_by_id",
+        "copied_from_id",
+        "publish_page_when_paid_id",
+        "unpublish_page_when_expired_id",
+    ),
+    "wagtail_client_billing_webhookevent": ("invoice_id",),
+}
+
+
+class NotOnSQLite(migrations.operations.base.Operation):
+    """``operation`` in the migration state everywhere, in the database except on SQLite.
+
+    SQLite alters a column, or adds a unique constraint, by copying the whole table: on
+    a large invoice table this migration would copy it nine times for what are index
+    changes. There :func:`drop_fk_indexes` drops the foreign keys' own indexes, and
+    ``token`` and ``event_id`` keep their unique index under its old name (SQLite has no
+    LIKE index to save); a later migration that copies the table builds it from the
+    state.
+    """
+
+    reversible = True
+
+    def __init__(self, operation):
+        self.operation = operation
+
+    def deconstruct(self):
+        return (self.__class__.__name__, [self.operation], {})
+
+    def state_forwards(self, app_label, state):
+        self.operation.state_forwards(app_label, state)
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "sqlite":
+            self.operation.database_forwards(app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor != "sqlite":
+            self.operation.database_backwards(app_label, schema_editor, from_state, to_state)
+
+    def describe(self):
+        return f"{self.operation.describe()} (SQLite: indexes only)"
+
+
+def _fk_indexes(schema_editor):
+    connection = schema_editor.connection
+    with connection.cursor() as cursor:
+        for table, columns in UNINDEXED.items():
+            constraints = connection.introspection.get_constraints(cursor, table)
+            for name, info in constraints.items():
+                single = info["index"] and not info["unique"] and len(info["columns"]) == 1
+                if single and info["columns"][0] in columns and not name.startswith("wcb_"):
+                    yield table, name
+
+
+def drop_fk_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    qn = schema_editor.quote_name
+    for _table, name in list(_fk_indexes(schema_editor)):
+        schema_editor.execute(f"DROP INDEX IF EXISTS {qn(name)}")
+
+
+def create_fk_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "sqlite":
+        return
+    qn = schema_editor.quote_name
+    for table, columns in UNINDEXED.items():
+        for column in columns:
+            name = f"{table}_{column}_perf24"
+            schema_editor.execute(
+                f"CREATE INDEX IF NOT EXISTS {qn(name)} ON {qn(table)} ({qn(column)})"
+            )
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -37,50 +115,51 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(drop_fk_indexes, create_fk_indexes, elidable=False),
         migrations.RemoveIndex(
             model_name='invoice',
             name='wcb_invoice_email',
         ),
-        migrations.AlterField(
+        NotOnSQLite(migrations.AlterField(
             model_name='invoice',
             name='copied_from',
             field=models.ForeignKey(blank=True, db_index=False, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='copies', to='wagtail_client_billing.invoice', verbose_name='copied from'),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='invoice',
             name='deleted_by',
             field=models.ForeignKey(blank=True, db_index=False, editable=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL, verbose_name='deleted by'),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='invoice',
             name='publish_page_when_paid',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=PAGE_MODEL, verbose_name='publish this page when paid'),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='invoice',
             name='site',
             field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT, related_name='client_billing_invoices', to='wagtailcore.site', verbose_name='site'),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='invoice',
             name='token',
             field=models.CharField(default=wagtail_client_billing.models.new_token, editable=False, max_length=64),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='invoice',
             name='unpublish_page_when_expired',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=PAGE_MODEL, verbose_name='unpublish this page when expired'),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='webhookevent',
             name='event_id',
             field=models.CharField(max_length=255, verbose_name='event id'),
-        ),
-        migrations.AlterField(
+        )),
+        NotOnSQLite(migrations.AlterField(
             model_name='webhookevent',
             name='invoice',
             field=models.ForeignKey(blank=True, db_index=False, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='webhook_events', to='wagtail_client_billing.invoice', verbose_name='invoice'),
-        ),
+        )),
         migrations.AddIndex(
             model_name='invoice',
             index=models.Index(condition=models.Q(('deleted_by__isnull', False)), fields=['deleted_by'], name='wcb_invoice_deleted_by'),
@@ -101,12 +180,12 @@ class Migration(migrations.Migration):
             model_name='webhookevent',
             index=models.Index(condition=models.Q(('invoice__isnull', False)), fields=['invoice'], name='wcb_event_invoice'),
         ),
-        migrations.AddConstraint(
+        NotOnSQLite(migrations.AddConstraint(
             model_name='invoice',
             constraint=models.UniqueConstraint(fields=('token',), name='wcb_invoice_token_unique'),
-        ),
-        migrations.AddConstraint(
+        )),
+        NotOnSQLite(migrations.AddConstraint(
             model_name='webhookevent',
             constraint=models.UniqueConstraint(fields=('event_id',), name='wcb_event_event_id_unique'),
-        ),
+        )),
     ]
