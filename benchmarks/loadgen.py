@@ -24,7 +24,10 @@ class Request:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-def run(port: int, requests: list[Request], concurrency: int) -> dict:
+def run(port: int, requests: list[Request], concurrency: int, rate: float | None = None) -> dict:
+    """Send ``requests`` over ``concurrency`` connections, as fast as they are answered,
+    or, with ``rate``, request ``i`` no earlier than ``i / rate`` seconds after the start
+    (an open-loop load: a slow answer does not slow down the ones after it)."""
     latencies: list[float] = [0.0] * len(requests)
     statuses: list[int] = [0] * len(requests)
     counter = itertools.count()
@@ -37,6 +40,10 @@ def run(port: int, requests: list[Request], concurrency: int) -> dict:
             if index >= len(requests):
                 break
             req = requests[index]
+            if rate:
+                wait = started_at + index / rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
             headers = dict(req.headers)
             if req.body:
                 headers.setdefault("Content-Type", "application/json")
@@ -62,7 +69,7 @@ def run(port: int, requests: list[Request], concurrency: int) -> dict:
         conn.close()
 
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
+    started = started_at = time.perf_counter()
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -9,7 +9,15 @@ on Redis and lets one, then two ``qcluster`` processes work them off.
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from django.utils import timezone
@@ -22,7 +30,17 @@ from wagtail_client_billing.models import (
     SMTPSecurity,
 )
 
-from .util import QClusters, captured, free_port, median, redis_broker_error, wait_until
+from . import smtp_sink
+from .util import (
+    REPO,
+    QClusters,
+    captured,
+    free_port,
+    median,
+    process_group_cpu,
+    redis_broker_error,
+    wait_until,
+)
 
 
 class CountingSink:
@@ -50,17 +68,20 @@ class SMTPSink:
         return self.handler.count
 
 
-def configure_site(site_id: int, port: int) -> None:
+def configure_site(
+    site_id: int, port: int, security: str = SMTPSecurity.NONE
+) -> ClientBillingSettings:
     config = ClientBillingSettings.objects.get(site_id=site_id)
     config.use_custom_smtp = True
     config.smtp_host = "127.0.0.1"
     config.smtp_port = port
     config.smtp_username = ""
     config.set_smtp_password("")
-    config.smtp_security = SMTPSecurity.NONE
+    config.smtp_security = security
     config.from_email = "Client 0 <billing@client0.example>"
     config.reply_to = "accounts@client0.example"
     config.save()
+    return config
 
 
 def payable(site_id: int) -> list[int]:
@@ -73,13 +94,73 @@ def payable(site_id: int) -> list[int]:
     )
 
 
-def run(site_id: int, messages: int, repeats: int) -> dict:
+class DelayedTLSSink:
+    """:mod:`benchmarks.smtp_sink` in a process of its own, trusted by this process."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def __enter__(self) -> DelayedTLSSink:
+        self.folder = Path(tempfile.mkdtemp(prefix="wcb_bench_smtp_"))
+        cert, key = smtp_sink.self_signed(self.folder)
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.smtp_sink", "--port", str(self.port)]
+            + ["--cert", str(cert), "--key", str(key), "--delay", str(self.delay)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the SMTP sink did not start")
+        # The client verifies the sink's certificate (Django's SMTP backend uses
+        # ssl.create_default_context(), which reads SSL_CERT_FILE).
+        self.previous = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = str(cert)
+        self.count = 0
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = self.previous
+        self.process.send_signal(signal.SIGTERM)
+        out, _err = self.process.communicate(timeout=30)
+        self.count = int(out.split()[-1]) if out.split() else 0
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+#: Replies a message costs: on a new connection (greeting, EHLO, STARTTLS, EHLO, MAIL,
+#: RCPT, DATA, end of data, QUIT), and on one already open (MAIL, RCPT, DATA, end of data).
+REPLIES_NEW, REPLIES_REUSED, REPLIES_SETUP = 9, 4, 5
+
+
+def _bound(delay: float, messages: int) -> dict:
+    """What the round trips allow one connection: messages/s one per connection, and
+    with reuse (one set-up and QUIT for the ``messages``, 4 replies each)."""
+    return {
+        "per_connection_per_second": 1 / (REPLIES_NEW * delay),
+        "reuse_per_second": messages / ((REPLIES_SETUP + REPLIES_REUSED * messages) * delay),
+        "reuse_limit_per_second": 1 / (REPLIES_REUSED * delay),
+    }
+
+
+def run(site_id: int, messages: int, repeats: int, delay: float = smtp_sink.DEFAULT_DELAY,
+        sites: int = 100, per_site: int = 10) -> dict:  # fmt: skip
+    """One site: ``emails.send_invoice_emails`` for ``messages`` invoices (one connection)
+    against one call per invoice (a connection each), rendering included. ``sites`` at
+    once: a site's mailer each, ``per_site`` messages rendered beforehand, sent by a
+    thread per site over its own connection (or a connection per message)."""
     from wagtail_client_billing import emails
 
     pks = payable(site_id)[:messages]
     assert len(pks) == messages, len(pks)
-    with SMTPSink() as sink:
-        configure_site(site_id, sink.port)
+    result: dict = {"delay_ms": delay * 1000, "messages": messages}
+    with DelayedTLSSink(delay) as sink:
+        configure_site(site_id, sink.port, SMTPSecurity.STARTTLS)
 
         def load() -> list[Invoice]:
             return list(Invoice.objects.filter(pk__in=pks).select_related("site"))
@@ -95,7 +176,6 @@ def run(site_id: int, messages: int, repeats: int) -> dict:
 
         reuse_times, single_times, queries = [], [], []
         for _ in range(repeats):
-            before = sink.count
             with captured() as ctx:
                 started = time.perf_counter()
                 batch()
@@ -104,15 +184,87 @@ def run(site_id: int, messages: int, repeats: int) -> dict:
             started = time.perf_counter()
             one_by_one()
             single_times.append(time.perf_counter() - started)
-            assert wait_until(lambda before=before: sink.count == before + 2 * messages, 10)
-    reuse, single = median(reuse_times), median(single_times)
+        reuse, single = median(reuse_times), median(single_times)
+        one = {
+            "reuse_per_second": messages / reuse,
+            "per_connection_per_second": messages / single,
+            "ratio": single / reuse,
+            "bound": _bound(delay, messages),
+            "queries_per_batch": median(queries),
+        }
+        one["reuse_of_bound"] = one["reuse_per_second"] / one["bound"]["reuse_per_second"]
+        one["per_connection_of_bound"] = (
+            one["per_connection_per_second"] / one["bound"]["per_connection_per_second"]
+        )
+        one["bound"]["ratio"] = (
+            one["bound"]["reuse_per_second"] / one["bound"]["per_connection_per_second"]
+        )
+        result["one_site"] = one
+        result["many_sites"] = _many_sites(site_id, sink.process.pid, delay, sites, per_site)
+    expected = 2 * messages * repeats + 2 * sites * per_site
+    result["delivered"] = sink.count
+    result["all_delivered"] = sink.count == expected
+    # The figures the earlier runs reported, kept at the same keys.
+    result.update({k: one[k] for k in ("reuse_per_second", "per_connection_per_second", "ratio")})
+    return result
+
+
+def _many_sites(site_id: int, sink_pid: int, delay: float, sites: int, per_site: int) -> dict:
+    """``sites`` mailers (each site's own SMTP settings and connection) sending at once."""
+    from wagtail_client_billing import emails
+
+    config = ClientBillingSettings.objects.get(site_id=site_id)
+    invoices = list(
+        Invoice.objects.filter(pk__in=payable(site_id)[:per_site]).select_related("site")
+    )
+    mailers, outgoing = [], []
+    for n in range(sites):
+        config.from_email = f"Client {n} <billing@client{n}.example>"
+        mailer = emails.mailer_for_site(invoices[0].site, config)
+        mailers.append(mailer)
+        outgoing.append([emails.build_invoice_message(i, mailer) for i in invoices])
+
+    def send(index: int, reuse: bool) -> None:
+        connection = mailers[index].connection
+        if reuse:
+            connection.open()
+            sent = connection.send_messages(outgoing[index])
+            connection.close()
+        else:
+            sent = 0
+            for message in outgoing[index]:
+                connection.open()
+                sent += connection.send_messages([message])
+                connection.close()
+        assert sent == per_site, sent
+
+    figures, cpu = {}, {}
+    for reuse in (True, False):
+        with ThreadPoolExecutor(max_workers=sites) as pool:
+            sink_cpu = process_group_cpu(sink_pid)
+            own_cpu = time.process_time()
+            started = time.perf_counter()
+            list(pool.map(lambda i, reuse=reuse: send(i, reuse), range(sites)))
+            wall = time.perf_counter() - started
+            figures[reuse] = sites * per_site / wall
+            # CPU seconds per wall second: near the cores this run gets, it is CPU-bound.
+            cpu[reuse] = {
+                "senders": (time.process_time() - own_cpu) / wall,
+                "sink": (process_group_cpu(sink_pid) - sink_cpu) / wall,
+            }
+    bound = _bound(delay, per_site)
+    bound = {k: v * sites for k, v in bound.items()}
+    bound["ratio"] = bound["reuse_per_second"] / bound["per_connection_per_second"]
     return {
-        "messages": messages,
-        "reuse_per_second": messages / reuse,
-        "per_connection_per_second": messages / single,
-        "ratio": single / reuse,
-        "queries_per_batch": median(queries),
-        "delivered": sink.count,
+        "sites": sites,
+        "messages_per_site": per_site,
+        "reuse_per_second": figures[True],
+        "per_connection_per_second": figures[False],
+        "ratio": figures[True] / figures[False],
+        "bound": bound,
+        "reuse_of_bound": figures[True] / bound["reuse_per_second"],
+        "per_connection_of_bound": figures[False] / bound["per_connection_per_second"],
+        "cpu_per_wall_second": {"reuse": cpu[True], "per_connection": cpu[False]},
     }
 
 

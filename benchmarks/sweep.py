@@ -94,6 +94,8 @@ def run(due_total: int, due_small: int, sample: int, repeats: int) -> dict:
         loop_queries.append(queries)
         reset()
 
+    result["indexes"] = index_upkeep()
+
     per_invoice = median(loop_times) / sample
     loop_estimate = per_invoice * due_total
     set_based = median(full_times)
@@ -124,3 +126,95 @@ def _batch_size() -> int:
     from wagtail_client_billing.conf import billing_settings
 
     return int(billing_settings.EXPIRE_BATCH_SIZE)
+
+
+def invoice_indexes() -> dict[str, str]:
+    """The invoice table's indexes: name -> definition (SQL)."""
+    from django.db import connection
+
+    table = Invoice._meta.db_table
+    with connection.cursor() as cursor:
+        if data.is_postgres():
+            cursor.execute(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table]
+            )
+        else:
+            cursor.execute(
+                "SELECT name, COALESCE(sql, '') FROM sqlite_master "
+                "WHERE type = 'index' AND tbl_name = %s",
+                [table],
+            )
+        return dict(cursor.fetchall())
+
+
+def index_scans() -> dict[str, int]:
+    """PostgreSQL: how often each invoice index was used by a query plan since the
+    database was made (``pg_stat_user_indexes.idx_scan``); empty on SQLite."""
+    from django.db import connection
+
+    if not data.is_postgres():
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelname, idx_scan FROM pg_stat_user_indexes WHERE relname = %s",
+            [Invoice._meta.db_table],
+        )
+        return dict(cursor.fetchall())
+
+
+def _sizes() -> dict[str, int]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexrelname, pg_relation_size(indexrelid) FROM pg_stat_user_indexes "
+            "WHERE relname = %s",
+            [Invoice._meta.db_table],
+        )
+        return dict(cursor.fetchall())
+
+
+def index_upkeep() -> list[dict]:
+    """Which of the invoice table's indexes one full sweep adds entries to.
+
+    PostgreSQL: an index whose size grew during the sweep (a sweep's UPDATE changes
+    ``status``, which is indexed, so no update is HOT: every index whose predicate the
+    new row meets gets an entry). SQLite: an index over (or with a predicate on) a
+    column the sweep's UPDATE sets. Run once more after the timed runs, then reset.
+    """
+    import re
+
+    definitions = invoice_indexes()
+    if data.is_postgres():
+        before = _sizes()
+        lifecycle.expire_due()
+        after = _sizes()
+        reset()
+        return [
+            {
+                "name": name,
+                "updated": after.get(name, 0) > before.get(name, 0),
+                "growth_bytes": after.get(name, 0) - before.get(name, 0),
+            }
+            for name in sorted(definitions)
+        ]
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as ctx:
+        lifecycle.expire_due()
+    reset()
+    update = next(q["sql"] for q in ctx.captured_queries if q["sql"].startswith("UPDATE"))
+    set_clause = update.split(" SET ", 1)[1].split(" WHERE ", 1)[0]
+    changed = set(re.findall(r'"(\w+)" = ', set_clause))
+    out = []
+    for name in sorted(definitions):
+        with connection.cursor() as cursor:
+            cursor.execute(f"PRAGMA index_info({connection.ops.quote_name(name)})")
+            columns = {row[2] for row in cursor.fetchall()}
+        predicate = (
+            definitions[name].split(" WHERE ", 1)[1] if " WHERE " in definitions[name] else ""
+        )
+        touched = bool(columns & changed) or any(c in predicate for c in changed)
+        out.append({"name": name, "updated": touched, "columns": sorted(c for c in columns if c)})
+    return out

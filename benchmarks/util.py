@@ -8,6 +8,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -64,15 +65,32 @@ def child_env(**extra: str) -> dict[str, str]:
 
 
 def start(args: list[str], **extra_env: str) -> subprocess.Popen:
-    """Start a child in its own process group, so stopping it stops its workers too."""
-    return subprocess.Popen(
+    """Start a child in its own process group, so stopping it stops its workers too.
+
+    Its stderr goes to a temporary file (``process.log``, read back with
+    :func:`stderr_tail`): a pipe nobody reads fills up after 64 KiB of log lines, and a
+    worker blocked writing a warning holds whatever it locked (SQLite's write lock).
+    """
+    log = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 (closed with the process)
+    process = subprocess.Popen(
         [sys.executable, *args],
         cwd=REPO,
         env=child_env(**extra_env),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
         start_new_session=True,
     )
+    process.log = log  # type: ignore[attr-defined]
+    return process
+
+
+def stderr_tail(process: subprocess.Popen, chars: int = 2000) -> str:
+    """The end of what a child started by :func:`start` wrote to stderr."""
+    log = getattr(process, "log", None)
+    if log is None:
+        return ""
+    log.seek(0)
+    return log.read()[-chars:].decode("utf-8", "replace")
 
 
 def stop(process: subprocess.Popen, timeout: float = 15) -> None:
@@ -114,8 +132,8 @@ class QClusters:
     (counted by :mod:`benchmarks.apps`), largest first.
     """
 
-    def __init__(self, n: int) -> None:
-        self.n = n
+    def __init__(self, n: int, workers: int = 1) -> None:
+        self.n, self.workers = n, workers
         self.processes: list[subprocess.Popen] = []
 
     def __enter__(self) -> QClusters:
@@ -126,16 +144,22 @@ class QClusters:
         self.connection = get_broker().connection
         self.connection.delete(SPREAD_KEY)
         self.processes = [
-            start(["-m", "django", "qcluster"], BENCH_Q_WORKERS="1") for _ in range(self.n)
+            start(["-m", "django", "qcluster"], BENCH_Q_WORKERS=str(self.workers))
+            for _ in range(self.n)
         ]
-        if not wait_until(lambda: _clusters_ready(self.n), 60, 0.2):
+        if not wait_until(lambda: _clusters_ready(self.n), 120, 0.2):
+            logs = " | ".join(stderr_tail(p, 500) for p in self.processes)
             self.__exit__()
-            raise RuntimeError("qcluster did not start")
+            raise RuntimeError(f"qcluster did not start: {logs!r}")
         return self
 
     def __exit__(self, *exc: Any) -> None:
         for process in self.processes:
             stop(process)
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) of every process of the clusters so far."""
+        return sum(process_group_cpu(p.pid) for p in self.processes)
 
     def spread(self) -> list[int]:
         from .apps import SPREAD_KEY
@@ -153,3 +177,41 @@ def redis_broker_error() -> str:
     except Exception as exc:
         return f"Redis broker not reachable ({exc})"
     return ""
+
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system, with reaped children) of the live processes of a
+    process group, read from ``/proc`` (Linux); 0 elsewhere."""
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid pgrp ... utime(14) stime(15) cutime cstime
+        if int(fields[2]) == pgid:
+            total += sum(int(v) for v in fields[11:15])
+    return total / _TICKS
+
+
+def app_cpu() -> tuple[float, int]:
+    """(CPU seconds inside task functions, tasks) counted by :mod:`benchmarks.apps`."""
+    from django_q.brokers import get_broker
+
+    from .apps import APP_CPU_KEY
+
+    values = get_broker().connection.hgetall(APP_CPU_KEY)
+    return float(values.get(b"seconds", 0)), int(values.get(b"tasks", 0))
+
+
+def reset_app_cpu() -> None:
+    from django_q.brokers import get_broker
+
+    from .apps import APP_CPU_KEY
+
+    get_broker().connection.delete(APP_CPU_KEY)

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import Max, Min
 from django.urls import reverse
 from django.utils import timezone
 
@@ -36,11 +37,15 @@ from wagtail_client_billing.webhooks import intake
 from . import data, loadgen
 from .util import (
     QClusters,
+    app_cpu,
     captured,
     free_port,
     median,
+    percentile,
     redis_broker_error,
+    reset_app_cpu,
     start,
+    stderr_tail,
     stop,
     wait_until,
 )
@@ -79,7 +84,7 @@ class Gunicorn:
 
         if not wait_until(ready, 60, 0.2):
             stop(self.process)
-            raise RuntimeError(f"gunicorn did not start: {self.process.stderr.read()[-2000:]!r}")
+            raise RuntimeError(f"gunicorn did not start: {stderr_tail(self.process)!r}")
         # Every worker imports Django lazily; a few requests each warm them up.
         loadgen.run(self.port, [loadgen.Request("GET", path)] * (8 * self.workers), 4)
         return self
@@ -185,24 +190,82 @@ def duplicates(server: Gunicorn, pool: InvoicePool, distinct: int, copies: int, 
     return loadgen.run(server.port, requests, concurrency), batch
 
 
+def queued_events(broker) -> tuple[int, int]:
+    """``(tasks, events)`` waiting on the Redis queue: the view queues events in batches."""
+    from django_q.signing import SignedPackage
+
+    tasks_ = events = 0
+    for body in broker.connection.lrange(broker.list_key, 0, -1):
+        task = SignedPackage.loads(body)
+        tasks_ += 1
+        events += len(task["args"][0]) if task["func"].endswith("_events") else 1
+    return tasks_, events
+
+
 def apply(event_pks: list[int], clusters: int) -> dict:
     """Queue the stored events as the view does and time ``clusters`` qclusters applying
-    them, from the first task queued to the last event processed."""
+    them, from the first task queued to the last event processed; with the clusters' CPU
+    time, split into the task functions' (the app's work) and the rest (django-q2's)."""
     waiting = WebhookEvent.objects.filter(pk__in=event_pks, outcome=WebhookOutcome.RECEIVED)
     with QClusters(clusters) as running:
+        reset_app_cpu()
+        cpu_before = running.cpu_seconds()
         started = time.perf_counter()
         for pk in event_pks:
             intake.queue_event(pk)
+        intake.batcher.flush()
         done = wait_until(lambda: not waiting.exists(), 600, 0.05)
         elapsed = time.perf_counter() - started
+        cpu = running.cpu_seconds() - cpu_before
         if not done:
             raise RuntimeError(f"{waiting.count()} of {len(event_pks)} events not applied")
         spread = running.spread()
+        app_seconds, task_count = app_cpu()
+    events = len(event_pks)
     return {
-        "events": len(event_pks),
+        "events": events,
         "seconds": elapsed,
-        "per_second": len(event_pks) / elapsed,
+        "per_second": events / elapsed,
         "tasks_per_worker": spread,
+        "tasks": task_count,
+        "cpu_ms_per_event": cpu * 1000 / events,
+        "app_cpu_ms_per_event": app_seconds * 1000 / events,
+        "queue_cpu_ms_per_event": (cpu - app_seconds) * 1000 / events,
+        "queue_over_app": (cpu - app_seconds) / app_seconds if app_seconds else None,
+    }
+
+
+def latency(server: Gunicorn, pool: InvoicePool, events: int, rate: float, workers: int) -> dict:
+    """Events posted at ``rate`` a second (open loop) while one ``qcluster`` with
+    ``workers`` workers applies them: the time from each event's ``received_at`` (stored)
+    to its ``processed_at`` (applied by a worker), p50 and p99."""
+    pks = pool.take(events)
+    batch = Batch(pks, [completed_event(pk) for pk in pks])
+    path = reverse("wagtail_client_billing:stripe_webhook")
+    stored = WebhookEvent.objects.filter(event_id__in=_event_ids(batch.bodies))
+    with QClusters(1, workers=workers):
+        stats = loadgen.run(
+            server.port, [signed(path, body) for body in batch.bodies], 8, rate=rate
+        )
+        done = wait_until(
+            lambda: not stored.filter(outcome=WebhookOutcome.RECEIVED).exists(), 600, 0.05
+        )
+    if not done:
+        raise RuntimeError("the events posted for the latency figure were not all applied")
+    delays = [
+        (processed - received).total_seconds()
+        for received, processed in stored.values_list("received_at", "processed_at")
+    ]
+    span = stored.aggregate(first=Min("received_at"), last=Max("processed_at"))
+    return {
+        "events": events,
+        "rate_asked": rate,
+        "rate_sent": stats["per_second"],
+        "statuses": stats["statuses"],
+        "applied_per_second": events / (span["last"] - span["first"]).total_seconds(),
+        "p50_ms": median(delays) * 1000,
+        "p99_ms": percentile(delays, 99) * 1000,
+        "workers": workers,
     }
 
 
@@ -224,6 +287,7 @@ def queries_per_event(pool: InvoicePool) -> dict:
                 HTTP_STRIPE_SIGNATURE=dict(request.headers)["Stripe-Signature"],
             )
         assert response.status_code == 200, response.content
+        intake.batcher.flush()
         get_broker().purge_queue()
         record = WebhookEvent.objects.get(event_id=_event_ids([body])[0])
         with captured() as worker:
@@ -244,8 +308,19 @@ def _summary(runs: list[dict]) -> dict:
     }
 
 
+#: The load of the latency figure, as a share of the intake rate measured in the same run.
+LATENCY_LOAD = 0.7
+
+
 def run(
-    emulator, *, events: int, repeats: int, concurrency: int, workers: int, threads: int
+    emulator,
+    *,
+    events: int,
+    repeats: int,
+    concurrency: int,
+    workers: int,
+    threads: int,
+    latency_events: int = 2000,
 ) -> dict:
     from django_q.brokers import get_broker
 
@@ -265,8 +340,15 @@ def run(
             app_runs.append(stats)
             batches.append(batch)
         dup_stats, dup_batch = duplicates(server, pool, max(10, events // 10), 10, concurrency)
-    tasks_queued = broker.queue_size()
-    broker.purge_queue()  # applied below, by one and then two clusters, timed
+        expected = events * repeats + len(dup_batch.pks)
+        # Each worker queues what it holds within WEBHOOK_QUEUE_DELAY of its last event.
+        wait_until(lambda: queued_events(broker)[1] >= expected, 10, 0.05)
+        tasks_queued, events_queued = queued_events(broker)
+        broker.purge_queue()  # applied below, by one and then two clusters, timed
+        capacity = median([r["per_second"] for r in app_runs])
+        result["latency"] = latency(
+            server, pool, latency_events, LATENCY_LOAD * capacity, workers=workers
+        )
 
     event_pks = list(
         WebhookEvent.objects.filter(
@@ -290,6 +372,7 @@ def run(
     dup = _check_applied(dup_batch)
     distinct = len(dup_batch.pks)
     result["tasks_queued"] = tasks_queued
+    result["events_queued"] = events_queued
     result["tasks_expected"] = events * repeats + distinct
     result["duplicates"] = {
         "per_second": dup_stats["per_second"],

@@ -98,6 +98,10 @@ DEFAULTS: dict[str, Any] = {
     # retry delay (doubled for each further attempt).
     "WEBHOOK_MAX_ATTEMPTS": 8,
     "WEBHOOK_RETRY_BACKOFF": timedelta(minutes=1),
+    # New webhook events a web process queues as one task, and the most seconds the first
+    # of them waits for the others (1 or 0: one task per event, queued at once).
+    "WEBHOOK_QUEUE_BATCH": 100,
+    "WEBHOOK_QUEUE_DELAY": 0.1,
     # Stored webhook payloads (which hold clients' personal data) are emptied this long
     # after they were received; the event's record and outcome stay. None keeps them.
     "WEBHOOK_PAYLOAD_RETENTION": timedelta(days=90),

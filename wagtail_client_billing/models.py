@@ -498,12 +498,15 @@ class Invoice(ClusterableModel):
         checkout_attempt: bumped for each new Checkout Session, part of its idempotency key.
     """
 
-    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    # Unique through Meta.constraints: a unique field would get a second, LIKE-only index
+    # on PostgreSQL, which every status change updates and no query uses (issue 24).
+    token = models.CharField(max_length=64, default=new_token, editable=False)
     site = models.ForeignKey(
         Site,
         verbose_name=_("site"),
         on_delete=models.PROTECT,
         related_name="client_billing_invoices",
+        db_index=False,  # the (site, ...) indexes of Meta.indexes start with it
     )
     account = models.ForeignKey(
         StripeAccount,
@@ -641,6 +644,7 @@ class Invoice(ClusterableModel):
         on_delete=models.SET_NULL,
         related_name="+",
         editable=False,
+        db_index=False,  # a partial index in Meta.indexes
     )
     copied_from = models.ForeignKey(
         "self",
@@ -650,6 +654,7 @@ class Invoice(ClusterableModel):
         on_delete=models.SET_NULL,
         related_name="copies",
         editable=False,
+        db_index=False,  # a partial index in Meta.indexes
     )
 
     email_status = models.CharField(
@@ -708,6 +713,7 @@ class Invoice(ClusterableModel):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,  # a partial index in Meta.indexes
     )
     unpublish_page_when_expired = models.ForeignKey(
         PAGE_MODEL,
@@ -716,6 +722,7 @@ class Invoice(ClusterableModel):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,  # a partial index in Meta.indexes
     )
     metadata = models.JSONField(default=dict, blank=True)
 
@@ -812,6 +819,7 @@ class Invoice(ClusterableModel):
         ordering = ["-created_at", "-pk"]
         constraints = [
             models.UniqueConstraint(fields=["site", "sequence"], name="wcb_invoice_site_sequence"),
+            models.UniqueConstraint(fields=["token"], name="wcb_invoice_token_unique"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="wcb_invoice_amount_positive"),
         ]
         indexes = [
@@ -827,7 +835,6 @@ class Invoice(ClusterableModel):
             models.Index(fields=["status", "-created_at"], name="wcb_invoice_status_created"),
             # The listing filtered by site and status, and its page count.
             models.Index(fields=["site", "status", "-created_at"], name="wcb_invoice_site_status"),
-            models.Index(fields=["email"], name="wcb_invoice_email"),
             # The listing's search for a whole email address (any letter case) or invoice
             # number: an exact match through these, at any table size.
             models.Index(Lower("email"), name="wcb_invoice_email_ci"),
@@ -843,6 +850,29 @@ class Invoice(ClusterableModel):
             # The dashboard's failed emails: a handful of rows whatever the table's size.
             models.Index(
                 fields=["site"], name="wcb_invoice_email_failed", condition=Q(email_status="failed")
+            ),
+            # What deleting a user, an invoice or a page looks up (SET_NULL): only the rows
+            # that have one, so a status change of an invoice without one (every row of
+            # an expiry sweep, in practice) adds no entry to them (issue 24).
+            models.Index(
+                fields=["deleted_by"],
+                name="wcb_invoice_deleted_by",
+                condition=Q(deleted_by__isnull=False),
+            ),
+            models.Index(
+                fields=["copied_from"],
+                name="wcb_invoice_copied_from",
+                condition=Q(copied_from__isnull=False),
+            ),
+            models.Index(
+                fields=["publish_page_when_paid"],
+                name="wcb_invoice_publish_page",
+                condition=Q(publish_page_when_paid__isnull=False),
+            ),
+            models.Index(
+                fields=["unpublish_page_when_expired"],
+                name="wcb_invoice_unpublish_page",
+                condition=Q(unpublish_page_when_expired__isnull=False),
             ),
         ]
         permissions = [
@@ -1144,7 +1174,9 @@ class WebhookEvent(models.Model):
             local variables or the settings' secrets); emptied when it succeeds.
     """
 
-    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    # Unique through Meta.constraints (what every delivery's ON CONFLICT uses), not
+    # unique=True, which adds a LIKE-only index on PostgreSQL that each insert pays for.
+    event_id = models.CharField(_("event id"), max_length=255)
     type = models.CharField(_("type"), max_length=100)
     account = models.CharField(_("account"), max_length=64, blank=True)
     livemode = models.BooleanField(_("live mode"), default=False)
@@ -1164,14 +1196,21 @@ class WebhookEvent(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="webhook_events",
+        db_index=False,  # a partial index in Meta.indexes: a new event has no invoice yet
     )
 
     class Meta:
         verbose_name = _("webhook event")
         verbose_name_plural = _("webhook events")
         ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["event_id"], name="wcb_event_event_id_unique"),
+        ]
         indexes = [
             models.Index(fields=["outcome", "-received_at"], name="wcb_event_outcome"),
+            models.Index(
+                fields=["invoice"], name="wcb_event_invoice", condition=Q(invoice__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:

@@ -25,8 +25,9 @@ The tasks, and what makes each safe to run twice:
 - :func:`apply_webhook_event` applies a stored Stripe event (the webhook view only
   verifies, stores and queues it); the event's row lock makes a second run a no-op,
   and a failure is retried with exponential backoff.
+  :func:`apply_webhook_events` applies a batch of them, as the web processes queue them.
 - :func:`resume_received_webhook_events` (every 5 minutes) queues again the stored
-  events whose task was lost.
+  events whose task was lost (or whose web process died before queueing them).
 
 ``manage.py client_billing_schedules`` installs the schedules (:func:`install_schedules`).
 """
@@ -42,6 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
@@ -258,6 +260,32 @@ def apply_webhook_event(event_pk: int) -> str:
     return str(record.outcome)
 
 
+def apply_webhook_events(event_pks: list[int]) -> dict[str, int]:
+    """Apply a batch of stored events, one after the other (:func:`apply_webhook_event`
+    each, in its own transaction); returns how many ended in each outcome.
+
+    The web processes queue new events in batches (:data:`.webhooks.intake.batcher`),
+    so django-q2 hands over, runs and records one task per batch, not per event. One
+    event that raises (a database error; a handler's failure is recorded on the event
+    and retried by :func:`apply_webhook_event`) does not stop the others: it stays
+    *received* for :func:`resume_received_webhook_events`, and the task is reported
+    failed once the batch is done.
+    """
+    outcomes: dict[str, int] = defaultdict(int)
+    errors: list[Exception] = []
+    for pk in event_pks:
+        try:
+            outcomes[apply_webhook_event(pk)] += 1
+        except WebhookEvent.DoesNotExist:
+            outcomes["gone"] += 1
+        except Exception as exc:
+            logger.exception("Stripe event %s could not be applied; left for the sweep", pk)
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return dict(outcomes)
+
+
 def resume_received_webhook_events() -> int:
     """Queue again every stored event whose task was lost; returns how many.
 
@@ -288,6 +316,8 @@ def resume_received_webhook_events() -> int:
     ]
     for pk in waiting:
         intake.queue_event(pk)
+    # Now, not on the batch's timer: django-q2 may end this worker process next.
+    transaction.on_commit(intake.batcher.flush)
     if waiting:
         logger.warning("Queued %d waiting Stripe events again", len(waiting))
     return len(waiting)

@@ -301,11 +301,28 @@ def receive(payload: bytes, signature: str | None) -> Receipt:
     return Receipt(record, duplicate=not created)
 
 
+#: New events waiting in this process to be queued together (``WEBHOOK_QUEUE_BATCH``,
+#: ``WEBHOOK_QUEUE_DELAY``): one task per batch, not one per event.
+batcher = taskqueue.Batcher(
+    f"{taskqueue.TASKS}.apply_webhook_events",
+    group="client_billing_webhook",
+    limits=lambda: (
+        int(billing_settings.WEBHOOK_QUEUE_BATCH),
+        float(billing_settings.WEBHOOK_QUEUE_DELAY),
+    ),
+)
+
+
 def queue_event(event_pk: int) -> None:
-    """Apply the stored event in a worker (:func:`.tasks.apply_webhook_event`) after commit."""
-    taskqueue.on_commit(
-        f"{taskqueue.TASKS}.apply_webhook_event", event_pk, group="client_billing_webhook"
-    )
+    """Apply the stored event in a worker (:func:`.tasks.apply_webhook_events`) after commit.
+
+    The event joins this process's :data:`batcher`: it is queued with the others stored
+    within ``WEBHOOK_QUEUE_DELAY`` (at most ``WEBHOOK_QUEUE_BATCH`` a task). The stored
+    row, not the queue, is what keeps it: an event whose process died before its batch
+    was queued stays *received*, and :func:`.tasks.resume_received_webhook_events`
+    queues it again.
+    """
+    transaction.on_commit(lambda: batcher.add(event_pk))
 
 
 def process(event_pk: int, *, force: bool = False) -> Receipt:

@@ -1,0 +1,175 @@
+"""New webhook events are queued in batches by the web process (issue 24): one django-q2
+task per batch, and an event whose batch never reached the queue (its process was
+killed) is found again by the resume sweep and applied once."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.test import TestCase
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.signing import SignedPackage
+
+from tests.utils import make_invoice
+from tests.webhook_helpers import completed, post_event
+from wagtail_client_billing import taskqueue, tasks
+from wagtail_client_billing.models import WebhookEvent
+from wagtail_client_billing.webhooks import intake
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def queued(monkeypatch, settings):
+    """django-q2 as a deployment runs it (not ``sync``), on the tests' ORM broker; yields
+    a function that takes the queued tasks off the broker as ``(func, args)``."""
+    monkeypatch.setattr(Conf, "SYNC", False)
+    broker = get_broker()
+    broker.purge_queue()
+    intake.batcher.flush()
+
+    def take() -> list[tuple[str, tuple]]:
+        tasks_ = []
+        while message := broker.dequeue():
+            for ack_id, body in message:
+                task = SignedPackage.loads(body)
+                tasks_.append((task["func"], task["args"]))
+                broker.acknowledge(ack_id)
+        return tasks_
+
+    yield take
+    intake.batcher.flush()
+    broker.purge_queue()
+
+
+def pending_invoices(invoice, n: int) -> list:
+    return [
+        make_invoice(invoice.site, invoice.account, checkout_session_id=f"cs_test_a1batch{i}")
+        for i in range(n)
+    ]
+
+
+def test_events_stored_together_are_queued_as_one_task_and_applied(
+    client, invoice, queued, settings
+):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_QUEUE_BATCH": 3,
+        "WEBHOOK_QUEUE_DELAY": 3600,
+    }
+    invoices = pending_invoices(invoice, 3)
+    for paid in invoices:
+        assert post_event(client, completed(paid, paid.checkout_session_id)).status_code == 200
+        assert paid.__class__.objects.get(pk=paid.pk).status == "pending"  # not applied yet
+
+    (task,) = queued()  # the third event filled the batch
+    records = list(WebhookEvent.objects.order_by("pk").values_list("pk", flat=True))
+    assert task == ("wagtail_client_billing.tasks.apply_webhook_events", (records,))
+
+    assert tasks.apply_webhook_events(*task[1]) == {"processed": 3}
+    assert {i.__class__.objects.get(pk=i.pk).status for i in invoices} == {"paid"}
+    # Applied once: a second delivery of the same batch changes nothing.
+    assert tasks.apply_webhook_events(*task[1]) == {"already handled": 3}
+
+
+def test_a_partial_batch_waits_in_the_process_until_it_is_flushed(
+    client, invoice, queued, settings
+):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_QUEUE_BATCH": 100,
+        "WEBHOOK_QUEUE_DELAY": 3600,
+    }
+    post_event(client, completed(invoice, "cs_test_a1current"))
+    assert queued() == []
+    assert intake.batcher.waiting() == 1
+
+    assert intake.batcher.flush() == 1  # what the timer, or the process's exit, does
+
+    ((func, (pks,)),) = queued()
+    assert pks == [WebhookEvent.objects.get().pk]
+
+
+def test_a_batch_size_of_one_queues_each_event_at_once(client, invoice, queued, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_QUEUE_BATCH": 1,
+    }
+    post_event(client, completed(invoice, "cs_test_a1current"))
+    assert len(queued()) == 1
+    assert intake.batcher.waiting() == 0
+
+
+def test_the_timer_thread_queues_a_partial_batch_after_the_delay(monkeypatch):
+    monkeypatch.setattr(Conf, "SYNC", False)
+    sent: list[list[int]] = []
+    done = threading.Event()
+    batcher = taskqueue.Batcher("x.y", group="g", limits=lambda: (10, 0.05))
+
+    def send(batch):
+        sent.append(batch)
+        done.set()
+
+    batcher._send = send  # type: ignore[method-assign]
+    batcher.add(1)
+    batcher.add(2)
+    assert done.wait(30)  # a deadline for a broken timer, not a timing assertion
+    assert sent == [[1, 2]]
+    assert batcher.waiting() == 0
+    batcher.add(3)  # the timer keeps serving later batches
+    done.clear()
+    assert done.wait(30)
+    assert sent == [[1, 2], [3]]
+
+
+def test_events_lost_with_a_killed_web_process_are_applied_by_the_sweep(
+    client, invoice, queued, settings
+):
+    """SIGKILL of a web worker takes the batch it held with it: the events were stored
+    and acknowledged to Stripe, so nothing redelivers them; the sweep finds them."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_QUEUE_BATCH": 100,
+        "WEBHOOK_QUEUE_DELAY": 3600,
+    }
+    others = pending_invoices(invoice, 2)
+    with time_machine.travel(timezone.now() - timedelta(minutes=10)):
+        for paid in [invoice, *others]:
+            assert post_event(client, completed(paid, paid.checkout_session_id)).status_code == 200
+    assert intake.batcher.waiting() == 3
+    intake.batcher._reset()  # the process dies: what it held is gone, not queued
+    assert queued() == []
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert tasks.resume_received_webhook_events() == 3
+    intake.batcher.flush()
+    batches = queued()
+    assert [func for func, _args in batches] == [
+        "wagtail_client_billing.tasks.apply_webhook_events"
+    ]
+    for _func, args in batches:
+        tasks.apply_webhook_events(*args)
+    assert set(WebhookEvent.objects.values_list("outcome", flat=True)) == {"processed"}
+    assert {i.__class__.objects.get(pk=i.pk).status for i in [invoice, *others]} == {"paid"}
+
+
+def test_one_event_that_raises_does_not_stop_the_rest_of_its_batch(invoice, monkeypatch):
+    others = pending_invoices(invoice, 2)
+    records = [intake.store(completed(i, i.checkout_session_id))[0] for i in [invoice, *others]]
+    real = tasks.apply_webhook_event
+
+    def broken_database(pk):
+        if pk == records[0].pk:
+            raise RuntimeError("connection lost")
+        return real(pk)
+
+    monkeypatch.setattr(tasks, "apply_webhook_event", broken_database)
+    with pytest.raises(RuntimeError):
+        tasks.apply_webhook_events([r.pk for r in records])
+    outcomes = [WebhookEvent.objects.get(pk=r.pk).outcome for r in records]
+    assert outcomes == ["received", "processed", "processed"]  # the first waits for the sweep
