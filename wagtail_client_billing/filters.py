@@ -16,7 +16,7 @@ from wagtail.models import Site
 
 from .conf import billing_settings
 from .forms.fields import SiteChoiceField
-from .models import BillingType, Invoice, Mode
+from .models import CLOSED_DISPUTE_STATUSES, BillingType, DisputeStatus, Invoice, Mode
 from .money import currency_choices
 from .scope import site_choices
 from .status import choices as status_choices
@@ -37,6 +37,10 @@ def _sites_for_request(request: HttpRequest | None) -> QuerySet[Site]:
 
 def _currencies(request: HttpRequest | None = None) -> list[tuple[str, str]]:
     return currency_choices(billing_settings.CURRENCIES)
+
+
+#: The dispute filter: an open dispute (awaiting a response or under review), one lost.
+DISPUTE_FILTER_CHOICES = [("open", _("Open dispute")), ("lost", _("Dispute lost"))]
 
 
 class InvoiceFilterSet(WagtailFilterSet):
@@ -77,12 +81,39 @@ class InvoiceFilterSet(WagtailFilterSet):
         label=_("Created"), widget=DateRangePickerWidget
     )
     paid_at = django_filters.DateFromToRangeFilter(label=_("Paid"), widget=DateRangePickerWidget)
+    dispute = django_filters.ChoiceFilter(
+        label=_("Dispute"),
+        choices=DISPUTE_FILTER_CHOICES,
+        method="filter_dispute",
+        widget=forms.RadioSelect,
+        empty_label=_("All"),
+    )
 
     class Meta:
         model = Invoice
-        fields = ["site", "status", "mode", "currency", "billing_type", "created_at", "paid_at"]
+        fields = [
+            "site",
+            "status",
+            "mode",
+            "currency",
+            "billing_type",
+            "created_at",
+            "paid_at",
+            "dispute",
+        ]
 
     def filter_mode(self, queryset: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
         if not value:
             return queryset
         return queryset.filter(test_mode=value == Mode.TEST)
+
+    def filter_dispute(
+        self, queryset: QuerySet[Invoice], name: str, value: str
+    ) -> QuerySet[Invoice]:
+        if value == "open":
+            return queryset.exclude(dispute_status="").exclude(
+                dispute_status__in=CLOSED_DISPUTE_STATUSES
+            )
+        if value == "lost":
+            return queryset.filter(dispute_status=DisputeStatus.LOST)
+        return queryset

@@ -1172,3 +1172,20 @@ def _check_value(value: Any, tp: Any, name: str) -> None:
     else:
         problem = _TYPE_NAMES.get(base, lambda: _("wrong type"))()
     _refuse(name, problem)
+
+
+# --- disputes ------------------------------------------------------------------------------------
+
+
+def list_disputes(
+    *, test_mode: bool, account_id: str, payment_intent: str = "", limit: int = 10
+) -> list[dict[str, Any]]:
+    """A connected account's disputes (of one payment intent, when given), newest first,
+    as plain dicts for :func:`.billing.disputes.from_stripe`."""
+    client = get_client(test_mode)
+    params: dict[str, Any] = {"limit": limit}
+    if payment_intent:
+        params["payment_intent"] = payment_intent
+    with _calling("list_disputes", test_mode=test_mode, account_id=account_id):
+        page = client.v1.disputes.list(params, {"stripe_account": account_id})  # type: ignore[arg-type]
+    return [_plain(dispute) for dispute in page.data]

@@ -251,6 +251,16 @@ class ClientBillingSettings(BaseSiteSetting):
         help_text=_('For example "Acme Studio <billing@acme.example>". Blank: DEFAULT_FROM_EMAIL.'),
     )
     reply_to = models.EmailField(_("Reply-To"), blank=True)
+    billing_contacts = models.TextField(
+        _("billing contacts"),
+        blank=True,
+        default="",
+        help_text=_(
+            "Who at your agency hears of disputes, failed renewals and payments: one or more "
+            "email addresses, one a line or separated by commas. Blank: the author of each "
+            "invoice."
+        ),
+    )
 
     default_currency = models.CharField(_("default currency"), max_length=3, blank=True)
     payment_link_lifetime_hours = models.PositiveIntegerField(
@@ -285,6 +295,13 @@ class ClientBillingSettings(BaseSiteSetting):
     def has_smtp_password(self) -> bool:
         return bool(self.smtp_password_encrypted)
 
+    # --- billing contacts ---------------------------------------------------------------------
+
+    @property
+    def billing_contact_list(self) -> list[str]:
+        """The addresses of :attr:`billing_contacts`, in order, without repeats."""
+        return split_addresses(self.billing_contacts)
+
     # --- defaults ---------------------------------------------------------------------------
 
     @property
@@ -300,6 +317,16 @@ class ClientBillingSettings(BaseSiteSetting):
         if self.default_currency and self.default_currency.upper() in allowed:
             return self.default_currency.upper()
         return allowed[0]
+
+
+def split_addresses(value: str) -> list[str]:
+    """Addresses separated by commas, semicolons or line breaks, in order, without repeats."""
+    seen: dict[str, str] = {}
+    for part in value.replace(";", ",").replace("\n", ",").split(","):
+        address = part.strip()
+        if address and address.lower() not in seen:
+            seen[address.lower()] = address
+    return list(seen.values())
 
 
 def settings_url(site: Site, tab: str = "") -> str:
@@ -549,6 +576,26 @@ class Invoice(models.Model):
     delayed_payment_resolved_session = models.CharField(
         max_length=255, blank=True, default="", db_default="", editable=False
     )
+    #: The dispute state beside the status (written by ``webhooks.disputes`` from the
+    #: invoice's :class:`InvoiceDispute` rows): the open dispute, else a lost one, else
+    #: blank. ``dispute_status`` is Stripe's (``needs_response``, ``lost``...).
+    dispute_id = models.CharField(_("dispute"), max_length=255, blank=True, editable=False)
+    dispute_status = models.CharField(
+        _("dispute status"), max_length=32, blank=True, default="", editable=False
+    )
+    dispute_reason = models.CharField(
+        _("dispute reason"), max_length=64, blank=True, default="", editable=False
+    )
+    dispute_amount = models.PositiveBigIntegerField(
+        _("disputed amount"), null=True, blank=True, editable=False
+    )
+    dispute_currency = models.CharField(max_length=3, blank=True, default="", editable=False)
+    dispute_evidence_due_by = models.DateTimeField(
+        _("dispute evidence due by"), null=True, blank=True, editable=False
+    )
+    dispute_amount_lost = models.PositiveBigIntegerField(
+        _("amount lost to disputes"), default=0, editable=False
+    )
 
     publish_page_when_paid = models.ForeignKey(
         PAGE_MODEL,
@@ -638,6 +685,13 @@ class Invoice(models.Model):
         "last_renewal_paid_at",
         "subscription_state_at",
         "delayed_payment_resolved_session",
+        "dispute_id",
+        "dispute_status",
+        "dispute_reason",
+        "dispute_amount",
+        "dispute_currency",
+        "dispute_evidence_due_by",
+        "dispute_amount_lost",
     )
 
     class Meta:
@@ -824,6 +878,47 @@ class Invoice(models.Model):
             f"https://dashboard.stripe.com/{self.account.stripe_id}/{prefix}{target or 'payments'}"
         )
 
+    # --- the dispute state beside the status -------------------------------------------------
+
+    @property
+    def dispute_is_open(self) -> bool:
+        return bool(self.dispute_status) and self.dispute_status not in CLOSED_DISPUTE_STATUSES
+
+    @property
+    def dispute_status_label(self) -> str:
+        if not self.dispute_status:
+            return ""
+        try:
+            return str(DisputeStatus(self.dispute_status).label)
+        except ValueError:
+            return self.dispute_status
+
+    @property
+    def formatted_dispute_amount(self) -> str:
+        currency = self.dispute_currency or self.currency
+        return format_money(self.dispute_amount or 0, currency)
+
+    @property
+    def formatted_dispute_amount_lost(self) -> str:
+        return format_money(self.dispute_amount_lost, self.dispute_currency or self.currency)
+
+    def admin_url(self) -> str:
+        """The absolute URL of this invoice's page in the admin, for notices to editors:
+        ``WAGTAILADMIN_BASE_URL``, else the site's root URL."""
+        viewset = getattr(type(self), "snippet_viewset", None)
+        if viewset is None:
+            return ""
+        path = reverse(viewset.get_url_name("inspect"), args=[self.pk])
+        base = getattr(settings, "WAGTAILADMIN_BASE_URL", "") or self.site.root_url
+        return base.rstrip("/") + path
+
+    def dispute_dashboard_url(self) -> str:
+        """The dispute in the connected account's Stripe Dashboard (test or live)."""
+        if not self.dispute_id:
+            return ""
+        prefix = "test/" if self.test_mode else ""
+        return f"https://dashboard.stripe.com/{self.account.stripe_id}/{prefix}disputes/{self.dispute_id}"
+
 
 class WebhookOutcome(models.TextChoices):
     RECEIVED = "received", _("Received")
@@ -1006,3 +1101,79 @@ class ClientBillingLogEntry(BaseLogEntry):
 
     def __str__(self) -> str:
         return f"ClientBillingLogEntry {self.pk}: {self.action!r} on {self.object_id}"
+
+
+class DisputeStatus(models.TextChoices):
+    """Stripe's dispute statuses (``dispute.status``)."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response", _("Inquiry: needs response")
+    WARNING_UNDER_REVIEW = "warning_under_review", _("Inquiry: under review")
+    WARNING_CLOSED = "warning_closed", _("Inquiry closed")
+    NEEDS_RESPONSE = "needs_response", _("Needs response")
+    UNDER_REVIEW = "under_review", _("Under review")
+    WON = "won", _("Won")
+    LOST = "lost", _("Lost")
+    PREVENTED = "prevented", _("Prevented")
+
+
+#: Statuses after which a dispute never changes again (``charge.dispute.closed``).
+CLOSED_DISPUTE_STATUSES = frozenset(
+    {DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.WARNING_CLOSED, DisputeStatus.PREVENTED}
+)
+
+
+class InvoiceDispute(models.Model):
+    """One Stripe dispute of a payment of an invoice: a row per dispute id.
+
+    The unique ``stripe_dispute_id`` makes a dispute's opening count once; ``state_at``
+    (the newest applied event's ``created``) and the closed statuses keep an older or
+    duplicated event from undoing a newer state. The invoice's ``dispute_*`` fields are
+    derived from these rows.
+
+    Attributes:
+        amount / currency: the disputed amount, in minor units of ``currency``.
+        evidence_due_by: Stripe's ``evidence_details.due_by``.
+        amount_lost: the amount lost when the dispute closed as lost, else 0.
+        notice_sent_at: when the billing contacts were told (found again by a sweep).
+    """
+
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="disputes"
+    )
+    stripe_dispute_id = models.CharField(_("Stripe dispute"), max_length=255, unique=True)
+    charge_id = models.CharField(max_length=255, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(_("status"), max_length=32, blank=True)
+    reason = models.CharField(_("reason"), max_length=64, blank=True)
+    amount = models.PositiveBigIntegerField(_("amount"), default=0)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    evidence_due_by = models.DateTimeField(_("evidence due by"), null=True, blank=True)
+    amount_lost = models.PositiveBigIntegerField(_("amount lost"), default=0)
+    state_at = models.DateTimeField()
+    opened_at = models.DateTimeField(_("opened"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    notice_sent_at = models.DateTimeField(null=True, blank=True)
+    notice_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ["-opened_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["opened_at"],
+                name="wcb_dispute_notice_due",
+                condition=Q(notice_sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_dispute_id} ({self.invoice_id})"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in CLOSED_DISPUTE_STATUSES
+
+    @property
+    def formatted_amount(self) -> str:
+        return format_money(self.amount, self.currency) if self.currency else str(self.amount)

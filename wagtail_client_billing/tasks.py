@@ -47,7 +47,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, invoices
+from .billing import checkout, disputes, invoices
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -597,6 +597,7 @@ def schedule_specs() -> list[ScheduleSpec]:
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
         ),
         ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
+        ScheduleSpec("client_billing_resume_dispute_notices", f"{TASKS}.resume_dispute_notices", 5),
         ScheduleSpec(
             "client_billing_purge_webhook_payloads",
             f"{TASKS}.purge_webhook_payloads",
@@ -642,3 +643,35 @@ def install_schedules() -> dict[str, str]:
         else:
             outcome[spec.name] = "unchanged"
     return outcome
+
+
+# --- disputes -----------------------------------------------------------------------------------
+
+
+def send_dispute_notice(dispute_pk: int, attempt: int = 0) -> str:
+    """Tell the billing contacts of a new dispute (:func:`.billing.disputes.send_notice`);
+    retry a failed delivery with the email backoff, up to ``EMAIL_MAX_ATTEMPTS``."""
+    what, error = disputes.send_notice(dispute_pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_dispute_notice",
+            f"dispute_notice_{dispute_pk}",
+            (dispute_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Dispute {dispute_pk} notice ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def resume_dispute_notices() -> int:
+    """Queue again every dispute notice whose task was lost; returns how many."""
+    due = disputes.notices_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
+    for pk, attempts in due:
+        async_task(f"{TASKS}.send_dispute_notice", pk, attempts)
+    return len(due)

@@ -62,6 +62,8 @@ def register_log_actions(actions):
     ):
         actions.register_action(action, label, message)
     actions.register_action("wagtail_client_billing.amount_mismatch")(AmountMismatchFormatter)
+    actions.register_action("wagtail_client_billing.dispute_opened")(DisputeOpenedFormatter)
+    actions.register_action("wagtail_client_billing.dispute_closed")(DisputeClosedFormatter)
 
 
 class AmountMismatchFormatter(LogFormatter):
@@ -80,6 +82,42 @@ class AmountMismatchFormatter(LogFormatter):
             "Paid through Checkout for %(paid)s before tax and discounts; the invoice "
             "is for %(asked)s. Check the payment in Stripe."
         ) % {"paid": paid, "asked": asked}
+
+
+def _dispute_amount(data: dict, key: str = "amount") -> str:
+    try:
+        return format_money(data[key], data["currency"])
+    except (KeyError, TypeError, ValueError):
+        return "?"
+
+
+class DisputeOpenedFormatter(LogFormatter):
+    """The client disputed a payment with their card issuer."""
+
+    label = _("Dispute opened")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        return gettext("Dispute opened for %(amount)s (reason: %(reason)s)") % {
+            "amount": _dispute_amount(data),
+            "reason": str(data.get("reason") or "?").replace("_", " "),
+        }
+
+
+class DisputeClosedFormatter(LogFormatter):
+    """A dispute closed: won, lost, or an inquiry closed."""
+
+    label = _("Dispute closed")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        if data.get("status") == "won":
+            return gettext("Dispute won: the disputed amount stays with you")
+        if data.get("status") == "lost":
+            return gettext("Dispute lost: %(amount)s lost") % {
+                "amount": _dispute_amount(data, "amount_lost")
+            }
+        return gettext("Dispute closed (%(status)s)") % {"status": data.get("status") or "?"}
 
 
 # --- the Client Billing settings screen (tabs in panels/) ------------------------------------

@@ -16,6 +16,7 @@ from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
+from ..models import split_addresses
 from ..scope import site_in_scope
 
 
@@ -113,6 +114,26 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         if value:
             validate_reply_to(value)
         return value
+
+    def clean_billing_contacts(self) -> str:
+        """One or more plain addresses; stored one a line."""
+        addresses = split_addresses(self.cleaned_data.get("billing_contacts") or "")
+        wrong = []
+        for address in addresses:
+            try:
+                name, _plain = check_address(address)
+            except InvalidAddress:
+                wrong.append(address)
+            else:
+                if name or "<" in address:
+                    wrong.append(address)
+        if wrong:
+            raise ValidationError(
+                _("Not an email address: %(addresses)s. Enter plain addresses, one a line.")
+                % {"addresses": ", ".join(wrong)},
+                code="invalid",
+            )
+        return "\n".join(addresses)
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -443,6 +443,25 @@ class StripeEmulator:
         """End the subscription: ``customer.subscription.deleted``."""
         return self.state.cancel_subscription(subscription_id)
 
+    def open_dispute(
+        self, payment: str, *, reason: str = "fraudulent", inquiry: bool = False
+    ) -> dict[str, Any]:
+        """The cardholder disputed a payment (a payment intent or its charge):
+        ``charge.dispute.created`` and, for a chargeback, ``.funds_withdrawn``."""
+        return self.state.open_dispute(payment, reason=reason, inquiry=inquiry)
+
+    def submit_dispute_evidence(self, dispute_id: str) -> dict[str, Any]:
+        """Evidence submitted: ``charge.dispute.updated`` (under review)."""
+        return self.state.submit_dispute_evidence(dispute_id)
+
+    def win_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The dispute is won: ``charge.dispute.closed`` and ``.funds_reinstated``."""
+        return self.state.win_dispute(dispute_id)
+
+    def lose_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The dispute is lost: ``charge.dispute.closed``."""
+        return self.state.lose_dispute(dispute_id)
+
     # -- the same controls over HTTP --------------------------------------------------
 
     def control(self, method: str, path: str, data: dict[str, Any]) -> Any:
@@ -452,7 +471,9 @@ class StripeEmulator:
         connect_in_both_modes}``, ``POST /_emulator/events`` ``{"type", "object",
         "account", "livemode"}``,
         ``POST /_emulator/checkout/sessions/<id>/{pay,pay_delayed,settle,fail_payment,expire}``,
-        ``POST /_emulator/subscriptions/<id>/{renew,cancel}``, ``POST /_emulator/reset``,
+        ``POST /_emulator/subscriptions/<id>/{renew,cancel}``,
+        ``POST /_emulator/{payment_intents,charges}/<id>/dispute`` ``{"reason", "inquiry"}``,
+        ``POST /_emulator/disputes/<id>/{submit_evidence,win,lose}``, ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
         ``POST /_emulator/clock`` ``{"advance": seconds}``,
         ``POST /_emulator/settings`` ``{"webhooks_enabled", "duplicate_deliveries",
@@ -471,7 +492,17 @@ class StripeEmulator:
             "checkout/sessions/expire": self.expire_session,
             "subscriptions/renew": self.renew_subscription,
             "subscriptions/cancel": self.cancel_subscription,
+            "disputes/submit_evidence": self.submit_dispute_evidence,
+            "disputes/win": self.win_dispute,
+            "disputes/lose": self.lose_dispute,
         }
+        opening = re.fullmatch(r"/_emulator/(?:payment_intents|charges)/([^/]+)/dispute/?", path)
+        if method == "POST" and opening:
+            return self.open_dispute(
+                opening.group(1),
+                reason=str(data.get("reason") or "fraudulent"),
+                inquiry=bool(data.get("inquiry", False)),
+            )
         match = re.fullmatch(r"/_emulator/(.+)/([^/]+)/([a-z_]+)/?", path)
         if method == "POST" and match:
             handler = object_routes.get(f"{match.group(1)}/{match.group(3)}")

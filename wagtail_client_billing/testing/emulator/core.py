@@ -20,6 +20,7 @@ from typing import Any
 from . import rules
 from .checkout import CheckoutMixin
 from .delivery import Delivery, Target, WebhookDispatcher
+from .disputes import DisputesMixin
 from .errors import StripeError
 from .store import ApiResponse, Fault, RequestContext, RequestRecord
 from .webhook_endpoints import WebhookEndpointsMixin
@@ -28,7 +29,7 @@ from .webhook_endpoints import WebhookEndpointsMixin
 FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 
 
-class EmulatorState(CheckoutMixin, WebhookEndpointsMixin):
+class EmulatorState(CheckoutMixin, DisputesMixin, WebhookEndpointsMixin):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
     The state and its attributes are :class:`~.store.Store`'s; each resource's
@@ -143,6 +144,8 @@ class EmulatorState(CheckoutMixin, WebhookEndpointsMixin):
             ("GET", r"/v1/checkout/sessions", self.api_list_sessions),
             ("GET", r"/v1/checkout/sessions/([^/]+)", self.api_retrieve_session),
             ("POST", r"/v1/checkout/sessions/([^/]+)/expire", self.api_expire_session),
+            ("GET", r"/v1/disputes", self.api_list_disputes),
+            ("GET", r"/v1/disputes/([^/]+)", self.api_retrieve_dispute),
             ("POST", r"/v1/webhook_endpoints", self.api_create_webhook_endpoint),
             ("GET", r"/v1/webhook_endpoints", self.api_list_webhook_endpoints),
             ("GET", r"/v1/webhook_endpoints/([^/]+)", self.api_retrieve_webhook_endpoint),

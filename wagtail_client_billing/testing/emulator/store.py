@@ -159,6 +159,8 @@ def _params_types() -> dict[str, type]:
         AccountRetrieveCurrentParams,
         AccountRetrieveParams,
         AccountUpdateParams,
+        DisputeListParams,
+        DisputeRetrieveParams,
         WebhookEndpointCreateParams,
         WebhookEndpointDeleteParams,
         WebhookEndpointListParams,
@@ -174,6 +176,8 @@ def _params_types() -> dict[str, type]:
 
     return {
         "account.create": AccountCreateParams,
+        "dispute.list": DisputeListParams,
+        "dispute.retrieve": DisputeRetrieveParams,
         "account.retrieve": AccountRetrieveParams,
         "account.update": AccountUpdateParams,
         "account.delete": AccountDeleteParams,
@@ -228,6 +232,7 @@ class Store:
             self.subscriptions: dict[str, dict[str, Any]] = {}
             self.invoices: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.disputes: dict[str, dict[str, Any]] = {}
             self.webhook_endpoints: dict[str, dict[str, Any]] = {}
             self.endpoint_targets = {}
             self.events: list[dict[str, Any]] = []
@@ -246,6 +251,7 @@ class Store:
         "subscriptions",
         "invoices",
         "payment_intents",
+        "disputes",
         "webhook_endpoints",
     )
 
