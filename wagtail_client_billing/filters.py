@@ -16,7 +16,14 @@ from wagtail.models import Site
 
 from .conf import billing_settings
 from .forms.fields import SiteChoiceField
-from .models import CLOSED_DISPUTE_STATUSES, BillingType, DisputeStatus, Invoice, Mode
+from .models import (
+    CLOSED_DISPUTE_STATUSES,
+    BillingType,
+    DisputeStatus,
+    Invoice,
+    Mode,
+    SubscriptionState,
+)
 from .money import currency_choices
 from .scope import site_choices
 from .status import choices as status_choices
@@ -81,6 +88,12 @@ class InvoiceFilterSet(WagtailFilterSet):
         label=_("Created"), widget=DateRangePickerWidget
     )
     paid_at = django_filters.DateFromToRangeFilter(label=_("Paid"), widget=DateRangePickerWidget)
+    subscription_status = django_filters.MultipleChoiceFilter(
+        label=_("Subscription"),
+        choices=SubscriptionState.choices,
+        widget=forms.CheckboxSelectMultiple,
+        distinct=False,
+    )
     dispute = django_filters.ChoiceFilter(
         label=_("Dispute"),
         choices=DISPUTE_FILTER_CHOICES,
@@ -99,6 +112,7 @@ class InvoiceFilterSet(WagtailFilterSet):
             "billing_type",
             "created_at",
             "paid_at",
+            "subscription_status",
             "dispute",
         ]
 

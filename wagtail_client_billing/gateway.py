@@ -1189,3 +1189,48 @@ def list_disputes(
     with _calling("list_disputes", test_mode=test_mode, account_id=account_id):
         page = client.v1.disputes.list(params, {"stripe_account": account_id})  # type: ignore[arg-type]
     return [_plain(dispute) for dispute in page.data]
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+
+
+def _subscription_key(subscription_id: str, action: str, version: str) -> str:
+    """``wcb-sub-<id>-<action>-<version>``: ``version`` is the recorded state the editor
+    acted on, so a double click or a retry after a timeout asks Stripe once, and the
+    same action asked again after a change (schedule, undo, schedule) is a new request."""
+    return f"wcb-sub-{subscription_id}-{action}-{version}"[:255]
+
+
+def cancel_subscription(
+    *, test_mode: bool, account_id: str, subscription_id: str, version: str = ""
+) -> dict[str, Any]:
+    """Cancel a connected account's subscription now (``DELETE /v1/subscriptions/<id>``);
+    the subscription as Stripe has it then."""
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": _subscription_key(subscription_id, "cancel", version),
+    }
+    with _calling("cancel_subscription", test_mode=test_mode, account_id=account_id):
+        subscription = client.v1.subscriptions.cancel(subscription_id, options=options)
+    _log_ok("cancel_subscription", subscription, test_mode=test_mode, account_id=account_id)
+    return _plain(subscription)
+
+
+def set_cancel_at_period_end(
+    *, test_mode: bool, account_id: str, subscription_id: str, cancel: bool, version: str = ""
+) -> dict[str, Any]:
+    """Schedule (``cancel=True``) or undo the end of a subscription at its current
+    period's end (``POST /v1/subscriptions/<id>`` with ``cancel_at_period_end``)."""
+    client = get_client(test_mode)
+    action = "cancel-at-period-end" if cancel else "keep"
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": _subscription_key(subscription_id, action, version),
+    }
+    with _calling("update_subscription", test_mode=test_mode, account_id=account_id):
+        subscription = client.v1.subscriptions.update(
+            subscription_id, {"cancel_at_period_end": cancel}, options=options
+        )
+    _log_ok("update_subscription", subscription, test_mode=test_mode, account_id=account_id)
+    return _plain(subscription)

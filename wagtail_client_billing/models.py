@@ -596,6 +596,21 @@ class Invoice(models.Model):
     dispute_amount_lost = models.PositiveBigIntegerField(
         _("amount lost to disputes"), default=0, editable=False
     )
+    #: The subscription's schedule, from its ``customer.subscription.*`` events and the
+    #: editor's cancellations: the current period's end, and a cancellation to come.
+    subscription_current_period_end = models.DateTimeField(
+        _("current period ends"), null=True, blank=True, editable=False
+    )
+    subscription_cancel_at_period_end = models.BooleanField(
+        _("cancels at period end"), default=False, editable=False
+    )
+    subscription_canceled_at = models.DateTimeField(
+        _("subscription cancelled"), null=True, blank=True, editable=False
+    )
+    #: Failed renewal attempts (``invoice.payment_failed``), one per Stripe invoice and
+    #: attempt (:class:`RenewalFailure`).
+    renewal_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_renewal_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     publish_page_when_paid = models.ForeignKey(
         PAGE_MODEL,
@@ -692,6 +707,11 @@ class Invoice(models.Model):
         "dispute_currency",
         "dispute_evidence_due_by",
         "dispute_amount_lost",
+        "subscription_current_period_end",
+        "subscription_cancel_at_period_end",
+        "subscription_canceled_at",
+        "renewal_failures",
+        "last_renewal_failed_at",
     )
 
     class Meta:
@@ -731,6 +751,7 @@ class Invoice(models.Model):
         ]
         permissions = [
             ("connect_stripe_account", _("Can connect and unlink Stripe accounts")),
+            ("cancel_subscription", _("Can cancel subscriptions")),
         ]
 
     def __str__(self) -> str:
@@ -877,6 +898,31 @@ class Invoice(models.Model):
         return (
             f"https://dashboard.stripe.com/{self.account.stripe_id}/{prefix}{target or 'payments'}"
         )
+
+    # --- the subscription's own state ----------------------------------------------------------
+
+    @property
+    def subscription_state_label(self) -> str:
+        """The subscription's state in words ("Active", "Past due"...), "" when none."""
+        if not self.subscription_status:
+            return ""
+        try:
+            return str(SubscriptionState(self.subscription_status).label)
+        except ValueError:
+            return self.subscription_status.replace("_", " ")
+
+    @property
+    def subscription_is_live(self) -> bool:
+        """Stripe still bills it (it has not ended)."""
+        return bool(self.subscription_id) and self.subscription_status in LIVE_SUBSCRIPTION_STATES
+
+    @property
+    def next_renewal_at(self):
+        """When Stripe next bills the subscription: the current period's end, unless it
+        ends then or has ended."""
+        if self.subscription_is_live and not self.subscription_cancel_at_period_end:
+            return self.subscription_current_period_end
+        return None
 
     # --- the dispute state beside the status -------------------------------------------------
 
@@ -1177,3 +1223,71 @@ class InvoiceDispute(models.Model):
     @property
     def formatted_amount(self) -> str:
         return format_money(self.amount, self.currency) if self.currency else str(self.amount)
+
+
+class SubscriptionState(models.TextChoices):
+    """Stripe's subscription statuses an editor sees (``subscription.status``)."""
+
+    ACTIVE = "active", _("Active")
+    TRIALING = "trialing", _("Trialing")
+    PAST_DUE = "past_due", _("Past due")
+    UNPAID = "unpaid", _("Unpaid")
+    CANCELED = "canceled", _("Cancelled")
+    INCOMPLETE = "incomplete", _("Incomplete")
+    INCOMPLETE_EXPIRED = "incomplete_expired", _("Incomplete, expired")
+    PAUSED = "paused", _("Paused")
+
+
+#: States in which Stripe still bills the subscription, and an editor may cancel it.
+LIVE_SUBSCRIPTION_STATES = frozenset(
+    {
+        SubscriptionState.ACTIVE,
+        SubscriptionState.TRIALING,
+        SubscriptionState.PAST_DUE,
+        SubscriptionState.UNPAID,
+        SubscriptionState.PAUSED,
+    }
+)
+
+
+class RenewalFailure(models.Model):
+    """One failed attempt to collect a renewal: a row per Stripe invoice and attempt.
+
+    The unique pair makes an attempt count, log and email once, however often its
+    ``invoice.payment_failed`` is delivered.
+
+    Attributes:
+        hosted_invoice_url: Stripe's page where the client pays and updates the card.
+        next_attempt_at: when Stripe retries (``next_payment_attempt``), if it will.
+        client_notified_at / contacts_notified_at: when the emails went.
+    """
+
+    invoice = models.ForeignKey(
+        Invoice,
+        verbose_name=_("invoice"),
+        on_delete=models.PROTECT,
+        related_name="renewal_failures_set",
+    )
+    stripe_invoice_id = models.CharField(_("Stripe invoice"), max_length=255)
+    attempt_count = models.PositiveIntegerField(_("attempt"), default=1)
+    amount = models.PositiveBigIntegerField(_("amount"), default=0)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    hosted_invoice_url = models.URLField(max_length=2000, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    client_notified_at = models.DateTimeField(null=True, blank=True)
+    contacts_notified_at = models.DateTimeField(null=True, blank=True)
+    notice_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("failed renewal")
+        verbose_name_plural = _("failed renewals")
+        ordering = ["-failed_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_invoice_id", "attempt_count"], name="wcb_renewal_failure_attempt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_invoice_id} #{self.attempt_count} ({self.invoice_id})"

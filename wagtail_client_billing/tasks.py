@@ -47,7 +47,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, disputes, invoices
+from .billing import checkout, disputes, invoices, subscriptions
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -599,6 +599,11 @@ def schedule_specs() -> list[ScheduleSpec]:
         ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
         ScheduleSpec("client_billing_resume_dispute_notices", f"{TASKS}.resume_dispute_notices", 5),
         ScheduleSpec(
+            "client_billing_resume_renewal_failure_notices",
+            f"{TASKS}.resume_renewal_failure_notices",
+            5,
+        ),
+        ScheduleSpec(
             "client_billing_purge_webhook_payloads",
             f"{TASKS}.purge_webhook_payloads",
             24 * 60,
@@ -674,4 +679,38 @@ def resume_dispute_notices() -> int:
     due = disputes.notices_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
     for pk, attempts in due:
         async_task(f"{TASKS}.send_dispute_notice", pk, attempts)
+    return len(due)
+
+
+# --- failed renewals ------------------------------------------------------------------------------
+
+
+def send_renewal_failure_notices(failure_pk: int, attempt: int = 0) -> str:
+    """Email the client and the billing contacts about a failed renewal
+    (:func:`.billing.subscriptions.send_renewal_failure_notices`); retry a failed delivery."""
+    what, error = subscriptions.send_renewal_failure_notices(failure_pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_renewal_failure_notices",
+            f"renewal_failure_{failure_pk}",
+            (failure_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Failed renewal {failure_pk} notices ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def resume_renewal_failure_notices() -> int:
+    """Queue again the emails of every failed renewal whose task was lost."""
+    due = subscriptions.notices_due(
+        timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS
+    )
+    for pk, attempts in due:
+        async_task(f"{TASKS}.send_renewal_failure_notices", pk, attempts)
     return len(due)

@@ -37,6 +37,7 @@ from .billing import invoices
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, site_display_name
+from .money import to_major
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
@@ -47,6 +48,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
 from .viewsets_webhooks import WebhookEventViewSet
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
@@ -74,6 +76,12 @@ class AmountColumn(Column):
 
     def get_value(self, instance: Invoice) -> str:
         return instance.formatted_amount
+
+
+class SubscriptionColumn(Column):
+    """A recurring invoice's subscription: its state, and when it renews or ends."""
+
+    cell_template_name = TEMPLATE_DIR + "subscription_cell.html"
 
 
 class SiteColumn(Column):
@@ -133,6 +141,13 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
     if view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
     buttons.append(Button(_("History"), url=url("history"), icon_name="history", priority=60))
+    if invoice.subscription_is_live and may_cancel(view.request.user):
+        label = (
+            _("Undo or change the cancellation")
+            if invoice.subscription_cancel_at_period_end
+            else _("Cancel subscription")
+        )
+        buttons.append(Button(label, url=url("subscription"), icon_name="cross", priority=65))
     if invoice.can_be_deleted and view.user_has_permission("delete"):
         buttons.append(Button(_("Delete"), url=url("delete"), icon_name="bin", priority=70))
     return buttons
@@ -217,6 +232,16 @@ class InvoiceIndexView(IndexView):
             "late_payment": item.late_payment,
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
+            "subscription_status": item.subscription_state_label,
+            "subscription_current_period_end": item.subscription_current_period_end,
+            "next_renewal_at": item.next_renewal_at,
+            "renewal_failures": item.renewal_failures,
+            "dispute_status": item.dispute_status_label,
+            "dispute_amount_lost": (
+                to_major(item.dispute_amount_lost, item.dispute_currency or item.currency)
+                if item.dispute_amount_lost
+                else 0
+            ),
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
@@ -270,6 +295,11 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
                 else ""
             ),
             inspect_url_name=viewset.get_url_name("inspect"),
+            subscription_url=(
+                reverse(viewset.get_url_name("subscription"), args=[quote(invoice.pk)])
+                if invoice.subscription_is_live and may_cancel(self.request.user)
+                else ""
+            ),
         )
         return context
 
@@ -438,6 +468,11 @@ class InvoiceViewSet(SnippetViewSet):
         Column("email", label=gettext_lazy("Client email"), sort_key="email"),
         AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
+        SubscriptionColumn(
+            "subscription_status",
+            label=gettext_lazy("Subscription"),
+            sort_key="subscription_status",
+        ),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
         RelativeDateColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
@@ -460,6 +495,12 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment",
         "stripe_account",
         "payment_intent_id",
+        "subscription_status",
+        "subscription_current_period_end",
+        "next_renewal_at",
+        "renewal_failures",
+        "dispute_status",
+        "dispute_amount_lost",
     ]
     export_headings = {
         "number": gettext_lazy("Number"),
@@ -478,6 +519,12 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment": gettext_lazy("Paid late"),
         "stripe_account": gettext_lazy("Stripe account"),
         "payment_intent_id": gettext_lazy("Stripe payment"),
+        "subscription_status": gettext_lazy("Subscription"),
+        "subscription_current_period_end": gettext_lazy("Current period ends"),
+        "next_renewal_at": gettext_lazy("Next renewal"),
+        "renewal_failures": gettext_lazy("Failed renewals"),
+        "dispute_status": gettext_lazy("Dispute"),
+        "dispute_amount_lost": gettext_lazy("Lost to disputes"),
     }
     export_filename = "invoices"
 
@@ -511,10 +558,15 @@ class InvoiceViewSet(SnippetViewSet):
             inspect_url_name=self.get_url_name("inspect"),
         )
 
+    @property
+    def subscription_view(self) -> Any:
+        return InvoiceSubscriptionView.as_view()
+
     def get_urlpatterns(self) -> list[Any]:
         return [
             *super().get_urlpatterns(),
             path("resend/<int:pk>/", self.resend_view, name="resend"),
+            path("subscription/<int:pk>/", self.subscription_view, name="subscription"),
         ]
 
 

@@ -35,6 +35,26 @@ def register_log_actions(actions):
         ),
         ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
         (
+            "wagtail_client_billing.renewal_failed",
+            _("Renewal failed"),
+            _("Subscription renewal payment failed; the client was sent Stripe's payment page"),
+        ),
+        (
+            "wagtail_client_billing.subscription_cancelled",
+            _("Subscription cancelled"),
+            _("Subscription cancelled: no further renewals"),
+        ),
+        (
+            "wagtail_client_billing.cancellation_scheduled",
+            _("Cancellation scheduled"),
+            _("Subscription set to cancel at the end of the current period"),
+        ),
+        (
+            "wagtail_client_billing.cancellation_undone",
+            _("Cancellation undone"),
+            _("Scheduled cancellation undone: the subscription renews again"),
+        ),
+        (
             "wagtail_client_billing.account_connected",
             _("Stripe account connected"),
             _("Stripe account connected"),
@@ -150,7 +170,8 @@ def register_connect_permission():
     from django.contrib.auth.models import Permission
 
     return Permission.objects.filter(
-        content_type__app_label="wagtail_client_billing", codename="connect_stripe_account"
+        content_type__app_label="wagtail_client_billing",
+        codename__in=["connect_stripe_account", "cancel_subscription"],
     )
 
 

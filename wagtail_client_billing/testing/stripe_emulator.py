@@ -462,6 +462,22 @@ class StripeEmulator:
         """The dispute is lost: ``charge.dispute.closed``."""
         return self.state.lose_dispute(dispute_id)
 
+    def schedule_cancellation(self, subscription_id: str) -> dict[str, Any]:
+        """The customer cancels at the period's end: ``customer.subscription.updated``."""
+        return self.state.schedule_cancellation(subscription_id)
+
+    def undo_cancellation(self, subscription_id: str) -> dict[str, Any]:
+        """The scheduled cancellation is withdrawn: ``customer.subscription.updated``."""
+        return self.state.undo_cancellation(subscription_id)
+
+    def fail_renewal(self, subscription_id: str) -> dict[str, Any]:
+        """The renewal's charge fails: ``invoice.payment_failed``, subscription past due."""
+        return self.state.fail_renewal(subscription_id)
+
+    def end_period(self, subscription_id: str) -> dict[str, Any]:
+        """The period ends: deleted if set to cancel then, else renewed."""
+        return self.state.end_period(subscription_id)
+
     # -- the same controls over HTTP --------------------------------------------------
 
     def control(self, method: str, path: str, data: dict[str, Any]) -> Any:
@@ -471,7 +487,8 @@ class StripeEmulator:
         connect_in_both_modes}``, ``POST /_emulator/events`` ``{"type", "object",
         "account", "livemode"}``,
         ``POST /_emulator/checkout/sessions/<id>/{pay,pay_delayed,settle,fail_payment,expire}``,
-        ``POST /_emulator/subscriptions/<id>/{renew,cancel}``,
+        ``POST /_emulator/subscriptions/<id>/{renew,cancel,schedule_cancellation,
+        undo_cancellation,fail_renewal,end_period}``,
         ``POST /_emulator/{payment_intents,charges}/<id>/dispute`` ``{"reason", "inquiry"}``,
         ``POST /_emulator/disputes/<id>/{submit_evidence,win,lose}``, ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
@@ -492,6 +509,10 @@ class StripeEmulator:
             "checkout/sessions/expire": self.expire_session,
             "subscriptions/renew": self.renew_subscription,
             "subscriptions/cancel": self.cancel_subscription,
+            "subscriptions/schedule_cancellation": self.schedule_cancellation,
+            "subscriptions/undo_cancellation": self.undo_cancellation,
+            "subscriptions/fail_renewal": self.fail_renewal,
+            "subscriptions/end_period": self.end_period,
             "disputes/submit_evidence": self.submit_dispute_evidence,
             "disputes/win": self.win_dispute,
             "disputes/lose": self.lose_dispute,

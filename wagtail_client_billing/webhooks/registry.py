@@ -27,6 +27,7 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": subscriptions.on_subscription_changed,
     "customer.subscription.updated": subscriptions.on_subscription_changed,
     "customer.subscription.deleted": subscriptions.on_subscription_changed,
+    "invoice.payment_failed": subscriptions.on_invoice_payment_failed,
     "account.updated": accounts.on_account_updated,
     "account.application.deauthorized": accounts.on_account_deauthorized,
     "charge.dispute.created": disputes.on_dispute_event,

@@ -14,12 +14,12 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Case, F, Q, Value, When
-from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import lifecycle
+from ..billing import subscriptions
 from ..models import Invoice, SubscriptionRenewal
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
 from .base import Applied, Ignored, event_created, find_invoice, locked_invoice
@@ -122,11 +122,12 @@ def on_invoice_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
 
 
 def on_subscription_changed(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
-    """Record the subscription's status on its invoice.
+    """Record the subscription's state on its invoice (:func:`.billing.subscriptions.apply_state`).
 
     An ended subscription stays ended whatever arrives after, and otherwise the newest
     event (by Stripe's ``created``) wins, so a late ``updated`` cannot overwrite a newer
-    state.
+    state. A cancellation made in Stripe (now or at the period's end) or its undoing is
+    logged as an editor's would be.
     """
     subscription_id = expandable_id(obj.get("id"))
     invoice = locked_invoice(
@@ -134,24 +135,37 @@ def on_subscription_changed(event: dict[str, Any], obj: dict[str, Any]) -> Appli
     )
     if invoice.subscription_id and invoice.subscription_id != subscription_id:
         raise Ignored(_("The invoice belongs to another subscription."), invoice)
-    status = text(obj.get("status"))
-    if event["type"] == "customer.subscription.deleted":
-        status = status if status in TERMINAL_SUBSCRIPTION_STATUSES else "canceled"
-    elif invoice.subscription_status in TERMINAL_SUBSCRIPTION_STATUSES:
-        raise Ignored(_("The subscription has ended; a later change cannot revive it."), invoice)
-    state_at = unix_time(event_created(event)) or EPOCH
-    recorded = Invoice.objects.filter(pk=invoice.pk)
-    if event["type"] != "customer.subscription.deleted":
-        recorded = recorded.filter(
-            Q(subscription_state_at__isnull=True) | Q(subscription_state_at__lte=state_at)
+    try:
+        subscriptions.apply_state(
+            invoice,
+            obj,
+            unix_time(event_created(event)) or EPOCH,
+            deleted=event["type"] == "customer.subscription.deleted",
         )
-    if not recorded.update(
-        subscription_status=status[:32],
-        subscription_id=invoice.subscription_id or subscription_id,
-        customer_id=invoice.customer_id or expandable_id(obj.get("customer")),
-        subscription_state_at=Greatest(
-            Coalesce("subscription_state_at", Value(state_at)), Value(state_at)
-        ),
-    ):
-        raise Ignored(_("A newer state of the subscription was recorded already."), invoice)
+    except subscriptions.Stale as stale:
+        raise Ignored(str(stale), invoice) from None
+    return Applied(invoice=invoice)
+
+
+def on_invoice_payment_failed(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
+    """A renewal's charge failed: record the attempt once, set the subscription past due,
+    and tell the client (Stripe's hosted invoice page) and the billing contacts.
+
+    The first payment's failure (``billing_reason=subscription_create``) is Checkout's
+    to report, and ignored here.
+    """
+    subscription_id, metadata = _subscription_of_invoice(obj)
+    if not subscription_id:
+        raise Ignored(_("Not a subscription payment."))
+    invoice = locked_invoice(
+        event,
+        find_invoice(pk=positive_int(metadata.get("invoice_id")), subscription_id=subscription_id),
+    )
+    if obj.get("billing_reason") == "subscription_create":
+        raise Ignored(_("The first payment of a subscription is Checkout's."), invoice)
+    if invoice.subscription_id and invoice.subscription_id != subscription_id:
+        raise Ignored(_("The invoice belongs to another subscription."), invoice)
+    failure = subscriptions.record_renewal_failure(invoice, obj, unix_time(event_created(event)))
+    if failure is None:
+        raise Ignored(_("This attempt was recorded already."), invoice)
     return Applied(invoice=invoice)

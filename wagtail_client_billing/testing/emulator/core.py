@@ -23,13 +23,14 @@ from .delivery import Delivery, Target, WebhookDispatcher
 from .disputes import DisputesMixin
 from .errors import StripeError
 from .store import ApiResponse, Fault, RequestContext, RequestRecord
+from .subscription_changes import SubscriptionChangesMixin
 from .webhook_endpoints import WebhookEndpointsMixin
 
 #: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
 FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 
 
-class EmulatorState(CheckoutMixin, DisputesMixin, WebhookEndpointsMixin):
+class EmulatorState(CheckoutMixin, DisputesMixin, SubscriptionChangesMixin, WebhookEndpointsMixin):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
     The state and its attributes are :class:`~.store.Store`'s; each resource's
@@ -146,6 +147,8 @@ class EmulatorState(CheckoutMixin, DisputesMixin, WebhookEndpointsMixin):
             ("POST", r"/v1/checkout/sessions/([^/]+)/expire", self.api_expire_session),
             ("GET", r"/v1/disputes", self.api_list_disputes),
             ("GET", r"/v1/disputes/([^/]+)", self.api_retrieve_dispute),
+            ("POST", r"/v1/subscriptions/([^/]+)", self.api_update_subscription),
+            ("DELETE", r"/v1/subscriptions/([^/]+)", self.api_cancel_subscription),
             ("POST", r"/v1/webhook_endpoints", self.api_create_webhook_endpoint),
             ("GET", r"/v1/webhook_endpoints", self.api_list_webhook_endpoints),
             ("GET", r"/v1/webhook_endpoints/([^/]+)", self.api_retrieve_webhook_endpoint),
