@@ -474,6 +474,10 @@ class StripeEmulator:
         """The renewal's charge fails: ``invoice.payment_failed``, subscription past due."""
         return self.state.fail_renewal(subscription_id)
 
+    def pay_failed_renewal(self, subscription_id: str) -> dict[str, Any]:
+        """The failed renewal is paid after all: ``invoice.paid``, subscription active."""
+        return self.state.pay_failed_renewal(subscription_id)
+
     def end_period(self, subscription_id: str) -> dict[str, Any]:
         """The period ends: deleted if set to cancel then, else renewed."""
         return self.state.end_period(subscription_id)
@@ -488,7 +492,7 @@ class StripeEmulator:
         "account", "livemode"}``,
         ``POST /_emulator/checkout/sessions/<id>/{pay,pay_delayed,settle,fail_payment,expire}``,
         ``POST /_emulator/subscriptions/<id>/{renew,cancel,schedule_cancellation,
-        undo_cancellation,fail_renewal,end_period}``,
+        undo_cancellation,fail_renewal,pay_failed_renewal,end_period}``,
         ``POST /_emulator/{payment_intents,charges}/<id>/dispute`` ``{"reason", "inquiry"}``,
         ``POST /_emulator/disputes/<id>/{submit_evidence,win,lose}``, ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
@@ -513,6 +517,7 @@ class StripeEmulator:
             "subscriptions/undo_cancellation": self.undo_cancellation,
             "subscriptions/fail_renewal": self.fail_renewal,
             "subscriptions/end_period": self.end_period,
+            "subscriptions/pay_failed_renewal": self.pay_failed_renewal,
             "disputes/submit_evidence": self.submit_dispute_evidence,
             "disputes/win": self.win_dispute,
             "disputes/lose": self.lose_dispute,

@@ -16,6 +16,7 @@ from django.http import HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
+from django.views.defaults import permission_denied
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.views.generic import WagtailAdminTemplateMixin
@@ -45,7 +46,9 @@ class InvoiceSubscriptionView(InvoiceScopeMixin, WagtailAdminTemplateMixin, Temp
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:
         if not may_cancel(request.user):
-            raise PermissionDenied
+            # A 403, not Wagtail's redirect to the dashboard: the URL is not for this user,
+            # and a script that posts to it learns so plainly.
+            return permission_denied(request, PermissionDenied())
         self.object = self.get_object()
         return super().dispatch(request, *args, **kwargs)
 

@@ -143,6 +143,35 @@ class SubscriptionChangesMixin(SubscriptionsMixin):
                 )
             return public(invoice)
 
+    def pay_failed_renewal(self, subscription_id: str) -> dict[str, Any]:
+        """A retry succeeds, or the customer pays on the hosted invoice page: the open
+        invoice is paid (``invoice.paid``) and the subscription active again."""
+        with self.lock:
+            subscription = self.subscription(subscription_id)
+            invoice = self.invoices.get(subscription.get("latest_invoice") or "")
+            if invoice is None or invoice["status"] != "open":
+                raise EmulatorError(f"Subscription {subscription_id} has no unpaid renewal.", 409)
+            now = self.now()
+            invoice.update(
+                status="paid",
+                amount_paid=invoice["amount_due"],
+                amount_remaining=0,
+                next_payment_attempt=None,
+                status_transitions={"paid_at": now},
+            )
+            account, livemode = subscription["_account"], subscription["livemode"]
+            self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+            previous = {"status": subscription["status"]}
+            subscription["status"] = "active"
+            self.emit(
+                "customer.subscription.updated",
+                subscription,
+                account=account,
+                livemode=livemode,
+                previous_attributes=previous,
+            )
+            return public(invoice)
+
     def end_period(self, subscription_id: str) -> dict[str, Any]:
         """The current period ends: a subscription set to cancel at its end is deleted;
         any other renews (``renew_subscription``)."""
