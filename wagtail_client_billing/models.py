@@ -251,6 +251,21 @@ class ClientBillingSettings(BaseSiteSetting):
         help_text=_('For example "Acme Studio <billing@acme.example>". Blank: DEFAULT_FROM_EMAIL.'),
     )
     reply_to = models.EmailField(_("Reply-To"), blank=True)
+    paid_notices = models.CharField(
+        _("paid notices"),
+        max_length=10,
+        choices=[
+            ("off", _("Off")),
+            ("each", _("For each payment")),
+            ("daily", _("A daily digest")),
+        ],
+        default="off",
+        blank=True,
+        help_text=_(
+            "Tell the billing contacts when a client pays (the first payment and every "
+            "renewal): at once, once a day, or not at all."
+        ),
+    )
     billing_contacts = models.TextField(
         _("billing contacts"),
         blank=True,
@@ -1291,3 +1306,41 @@ class RenewalFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_invoice_id} #{self.attempt_count} ({self.invoice_id})"
+
+
+class PaidNotice(models.Model):
+    """A payment the billing contacts are to hear of: one row per payment (``key``).
+
+    Made when the money arrives if the site's ``paid_notices`` is on, in the mode it was
+    then. ``digest`` names the one daily digest that claimed the row (``UPDATE ... WHERE
+    digest = ''``), so each payment is in exactly one digest; ``sent_at`` says it went.
+
+    Attributes:
+        key: ``invoice:<pk>`` for the first payment, ``renewal:<Stripe invoice>`` after.
+    """
+
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="paid_notices"
+    )
+    key = models.CharField(max_length=300, unique=True)
+    mode = models.CharField(max_length=10)
+    amount = models.PositiveBigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    paid_at = models.DateTimeField()
+    digest = models.CharField(max_length=64, blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("paid notice")
+        verbose_name_plural = _("paid notices")
+        indexes = [
+            models.Index(
+                fields=["mode", "paid_at"],
+                name="wcb_paid_notice_unsent",
+                condition=Q(sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -47,7 +47,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, disputes, invoices, subscriptions
+from .billing import checkout, disputes, invoices, notices, subscriptions
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -598,6 +598,8 @@ def schedule_specs() -> list[ScheduleSpec]:
         ),
         ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
         ScheduleSpec("client_billing_resume_dispute_notices", f"{TASKS}.resume_dispute_notices", 5),
+        ScheduleSpec("client_billing_resume_paid_notices", f"{TASKS}.resume_paid_notices", 5),
+        ScheduleSpec("client_billing_paid_digest", f"{TASKS}.send_paid_digests", 24 * 60),
         ScheduleSpec(
             "client_billing_resume_renewal_failure_notices",
             f"{TASKS}.resume_renewal_failure_notices",
@@ -714,3 +716,40 @@ def resume_renewal_failure_notices() -> int:
     for pk, attempts in due:
         async_task(f"{TASKS}.send_renewal_failure_notices", pk, attempts)
     return len(due)
+
+
+# --- paid notices -----------------------------------------------------------------------------------
+
+
+def send_paid_notice(notice_pk: int, attempt: int = 0) -> str:
+    """Tell the billing contacts of one payment (:func:`.billing.notices.send_one`)."""
+    what, error = notices.send_one(notice_pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_paid_notice",
+            f"paid_notice_{notice_pk}",
+            (notice_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Paid notice {notice_pk} ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def resume_paid_notices() -> int:
+    """Queue again every paid notice whose task was lost; returns how many."""
+    due = notices.each_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
+    for pk, attempts in due:
+        async_task(f"{TASKS}.send_paid_notice", pk, attempts)
+    return len(due)
+
+
+def send_paid_digests() -> str:
+    """The daily digest of payments for the sites that asked for one (once a day)."""
+    result = notices.send_digests()
+    return f"{result['digests']} digests, {result['payments']} payments"

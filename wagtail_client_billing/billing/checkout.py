@@ -31,6 +31,7 @@ from .. import gateway, lifecycle, status
 from ..conf import billing_settings
 from ..models import Invoice, InvoiceStatus
 from ..stripe_api import positive_int
+from . import notices
 
 logger = logging.getLogger(__name__)
 
@@ -342,14 +343,21 @@ def session_paid(
 ) -> None:
     """The money of ``session`` is there: paid, and what Stripe charged recorded."""
     close_session(invoice, session.id)
-    lifecycle.mark_paid(
+    if lifecycle.mark_paid(
         invoice,
         source=source,
         paid_at=at,
         payment_intent_id=session.payment_intent,
         subscription_id=session.subscription,
         customer_id=session.customer,
-    )
+    ):
+        notices.record_payment(
+            invoice,
+            key=f"invoice:{invoice.pk}",
+            amount=session.amount_total if session.amount_total is not None else invoice.amount,
+            currency=session.currency or invoice.currency,
+            paid_at=at or timezone.now(),
+        )
     record_checkout_amounts(invoice, session)
 
 

@@ -115,6 +115,10 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
             validate_reply_to(value)
         return value
 
+    def clean_paid_notices(self) -> str:
+        """Off unless a choice is made (a form of an older release sends none)."""
+        return self.cleaned_data.get("paid_notices") or "off"
+
     def clean_billing_contacts(self) -> str:
         """One or more plain addresses; stored one a line."""
         addresses = split_addresses(self.cleaned_data.get("billing_contacts") or "")

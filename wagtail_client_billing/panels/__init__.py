@@ -23,7 +23,10 @@ def build_edit_handler() -> TabbedInterface:
                 [FieldPanel("default_currency"), FieldPanel("payment_link_lifetime_hours")],
                 heading=_("Defaults"),
             ),
-            ObjectList([FieldPanel("billing_contacts")], heading=_("Notices")),
+            ObjectList(
+                [FieldPanel("billing_contacts"), FieldPanel("paid_notices")],
+                heading=_("Notices"),
+            ),
             ObjectList([SiteInvoicesPanel()], heading=_("Invoices")),
         ],
         # A class, not a dotted path: Panel.get_form_class() does not import strings.

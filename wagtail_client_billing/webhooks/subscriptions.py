@@ -19,7 +19,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import lifecycle
-from ..billing import subscriptions
+from ..billing import notices, subscriptions
 from ..models import Invoice, SubscriptionRenewal
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
 from .base import Applied, Ignored, event_created, find_invoice, locked_invoice
@@ -73,13 +73,20 @@ def on_invoice_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
         or timezone.now()
     )
     customer = expandable_id(obj.get("customer"))
-    lifecycle.mark_paid(
+    if lifecycle.mark_paid(
         invoice,
         source=lifecycle.Source.WEBHOOK,
         paid_at=paid_at,
         subscription_id=subscription_id,
         customer_id=customer,
-    )
+    ):
+        notices.record_payment(
+            invoice,
+            key=f"invoice:{invoice.pk}",
+            amount=positive_int(obj.get("amount_paid")) or invoice.amount,
+            currency=text(obj.get("currency")).upper()[:3],
+            paid_at=paid_at,
+        )
     if obj.get("billing_reason") == "subscription_create":
         return Applied(invoice=invoice)
     stripe_invoice = expandable_id(obj.get("id"))
@@ -107,6 +114,13 @@ def on_invoice_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
         ),
     )
     invoice.refresh_from_db(fields=["renewals_paid", "last_renewal_paid_at"])
+    notices.record_payment(
+        invoice,
+        key=f"renewal:{stripe_invoice}",
+        amount=renewal.amount,
+        currency=renewal.currency,
+        paid_at=paid_at,
+    )
     log(
         instance=invoice,
         action="wagtail_client_billing.renewal_paid",
