@@ -524,3 +524,37 @@ def test_gateway_lists_a_payments_disputes_on_its_account_only(stripe_emulator, 
         idempotency_key="wcb-test-disputes-other",
     )
     assert gateway.list_disputes(test_mode=True, account_id=other.id) == []
+
+
+def test_the_dispute_signal_and_hook_run_once_per_change(client, paid):
+    from wagtail import hooks as wagtail_hooks
+
+    from wagtail_client_billing import hooks
+    from wagtail_client_billing.signals import dispute_changed
+
+    seen = []
+
+    def receiver(sender, invoice, dispute, what, **kwargs):
+        seen.append(("signal", what, dispute.stripe_dispute_id))
+
+    dispute_changed.connect(receiver)
+    created = dispute_event("charge.dispute.created", paid, T0)
+    try:
+        with wagtail_hooks.register_temporarily(
+            hooks.DISPUTE_CHANGED, lambda invoice, dispute, what: seen.append(("hook", what))
+        ):
+            deliver(
+                client,
+                created,
+                created,
+                dispute_event("charge.dispute.closed", paid, T0 + 9, status="lost"),
+            )
+    finally:
+        dispute_changed.disconnect(receiver)
+
+    assert seen == [
+        ("signal", "opened", "du_test_1"),
+        ("hook", "opened"),
+        ("signal", "closed", "du_test_1"),
+        ("hook", "closed"),
+    ]

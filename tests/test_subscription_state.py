@@ -361,3 +361,39 @@ def test_listing_shows_and_filters_the_subscription_state(client, connected_site
     header = export.splitlines()[0]
     assert "Subscription" in header and "Next renewal" in header and "Dispute" in header
     assert "Past due" in export
+
+
+def test_the_subscription_signal_and_hook_tell_of_each_change(stripe_emulator, monthly_paid):
+    from wagtail import hooks as wagtail_hooks
+
+    from wagtail_client_billing import hooks
+    from wagtail_client_billing.signals import subscription_changed
+
+    seen = []
+
+    def receiver(sender, invoice, what, **kwargs):
+        seen.append(what)
+
+    subscription_changed.connect(receiver)
+    try:
+        with wagtail_hooks.register_temporarily(
+            hooks.SUBSCRIPTION_CHANGED, lambda invoice, what: seen.append(f"hook:{what}")
+        ):
+            stripe_emulator.fail_renewal(monthly_paid.subscription_id)
+            deliver(stripe_emulator)
+            stripe_emulator.schedule_cancellation(monthly_paid.subscription_id)
+            deliver(stripe_emulator)
+            stripe_emulator.undo_cancellation(monthly_paid.subscription_id)
+            deliver(stripe_emulator)
+            stripe_emulator.cancel_subscription(monthly_paid.subscription_id)
+            deliver(stripe_emulator)
+    finally:
+        subscription_changed.disconnect(receiver)
+
+    assert [w for w in seen if not w.startswith("hook:")] == [
+        "renewal_failed",
+        "cancellation_scheduled",
+        "cancellation_undone",
+        "cancelled",
+    ]
+    assert len([w for w in seen if w.startswith("hook:")]) == 4

@@ -594,7 +594,9 @@ class Invoice(models.Model):
     #: The dispute state beside the status (written by ``webhooks.disputes`` from the
     #: invoice's :class:`InvoiceDispute` rows): the open dispute, else a lost one, else
     #: blank. ``dispute_status`` is Stripe's (``needs_response``, ``lost``...).
-    dispute_id = models.CharField(_("dispute"), max_length=255, blank=True, editable=False)
+    dispute_id = models.CharField(
+        _("dispute"), max_length=255, blank=True, default="", editable=False
+    )
     dispute_status = models.CharField(
         _("dispute status"), max_length=32, blank=True, default="", editable=False
     )

@@ -26,9 +26,10 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from wagtail.log_actions import log
 
-from .. import emails, taskqueue
+from .. import emails, hooks, taskqueue
 from ..models import CLOSED_DISPUTE_STATUSES, DisputeStatus, Invoice, InvoiceDispute
 from ..money import format_money
+from ..signals import dispute_changed
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
 
 logger = logging.getLogger(__name__)
@@ -166,9 +167,22 @@ def apply(invoice: Invoice, state: DisputeState, state_at: datetime | None) -> O
         taskqueue.on_commit(f"{taskqueue.TASKS}.send_dispute_notice", row.pk)
     if (opened and state.closed) or closed_now:
         log(instance=invoice, action=CLOSED_ACTION, data=_log_data(row))
-    if opened:
-        return Outcome("opened", row)
-    return Outcome("closed" if closed_now else "updated", row)
+    what = "opened" if opened else ("closed" if closed_now else "updated")
+    _announce_on_commit(invoice, row, what)
+    return Outcome(what, row)
+
+
+def _announce_on_commit(invoice: Invoice, row: InvoiceDispute, what: str) -> None:
+    """The ``dispute_changed`` signal and hook, once the change commits."""
+
+    def announce() -> None:
+        try:
+            dispute_changed.send(sender=Invoice, invoice=invoice, dispute=row, what=what)
+            hooks.run(hooks.DISPUTE_CHANGED, invoice, row, what)
+        except Exception:
+            logger.exception("After dispute %s %s: a receiver failed", row.stripe_dispute_id, what)
+
+    transaction.on_commit(announce, robust=True)
 
 
 def _log_data(row: InvoiceDispute) -> dict[str, Any]:

@@ -17,6 +17,7 @@ contacts a notice.
 from __future__ import annotations
 
 import contextlib
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,10 +28,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .. import emails, gateway, lifecycle, taskqueue
+from .. import emails, gateway, hooks, lifecycle, taskqueue
 from ..models import Invoice, RenewalFailure, SubscriptionState
 from ..money import format_money
+from ..signals import subscription_changed
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
+
+logger = logging.getLogger(__name__)
 
 #: Subscription statuses after which Stripe never bills the subscription again.
 TERMINAL = frozenset({"canceled", "incomplete_expired"})
@@ -128,6 +132,7 @@ def _log_change(invoice: Invoice, before: tuple[str, bool], user: Any) -> None:
     data = {"subscription": invoice.subscription_id}
     if invoice.subscription_status in TERMINAL and old_status not in TERMINAL:
         log(instance=invoice, action=CANCELLED_ACTION, user=user, data=data)
+        announce_on_commit(invoice, "cancelled")
     elif invoice.subscription_cancel_at_period_end and not old_cancel_at_end:
         end = invoice.subscription_current_period_end
         log(
@@ -136,12 +141,29 @@ def _log_change(invoice: Invoice, before: tuple[str, bool], user: Any) -> None:
             user=user,
             data={**data, "period_end": end.isoformat() if end else None},
         )
+        announce_on_commit(invoice, "cancellation_scheduled")
     elif (
         old_cancel_at_end
         and not invoice.subscription_cancel_at_period_end
         and invoice.subscription_status not in TERMINAL
     ):
         log(instance=invoice, action=CANCEL_UNDONE_ACTION, user=user, data=data)
+        announce_on_commit(invoice, "cancellation_undone")
+    elif invoice.subscription_status != old_status:
+        announce_on_commit(invoice, "updated")
+
+
+def announce_on_commit(invoice: Invoice, what: str) -> None:
+    """The ``subscription_changed`` signal and hook, once the change commits."""
+
+    def announce() -> None:
+        try:
+            subscription_changed.send(sender=Invoice, invoice=invoice, what=what)
+            hooks.run(hooks.SUBSCRIPTION_CHANGED, invoice, what)
+        except Exception:
+            logger.exception("After subscription of %s %s: a receiver failed", invoice.number, what)
+
+    transaction.on_commit(announce, robust=True)
 
 
 # --- an editor's cancellation ------------------------------------------------------------------
@@ -292,6 +314,7 @@ def record_renewal_failure(
         },
     )
     taskqueue.on_commit(f"{taskqueue.TASKS}.send_renewal_failure_notices", failure.pk)
+    announce_on_commit(invoice, "renewal_failed")
     return failure
 
 

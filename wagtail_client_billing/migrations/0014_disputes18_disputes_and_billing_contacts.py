@@ -4,6 +4,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from ._columns import AddColumn
+
 
 class Migration(migrations.Migration):
 
@@ -12,42 +14,42 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
+        AddColumn(
             model_name='clientbillingsettings',
             name='billing_contacts',
             field=models.TextField(blank=True, default='', help_text='Who at your agency hears of disputes, failed renewals and payments: one or more email addresses, one a line or separated by commas. Blank: the author of each invoice.', verbose_name='billing contacts'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_amount',
             field=models.PositiveBigIntegerField(blank=True, editable=False, null=True, verbose_name='disputed amount'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_amount_lost',
             field=models.PositiveBigIntegerField(default=0, editable=False, verbose_name='amount lost to disputes'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_currency',
             field=models.CharField(blank=True, default='', editable=False, max_length=3),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_evidence_due_by',
             field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='dispute evidence due by'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_id',
-            field=models.CharField(blank=True, editable=False, max_length=255, verbose_name='dispute'),
+            field=models.CharField(blank=True, default='', editable=False, max_length=255, verbose_name='dispute'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_reason',
             field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='dispute reason'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='dispute_status',
             field=models.CharField(blank=True, default='', editable=False, max_length=32, verbose_name='dispute status'),

@@ -4,6 +4,8 @@ import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
 
+from ._columns import AddColumn
+
 
 class Migration(migrations.Migration):
 
@@ -16,27 +18,27 @@ class Migration(migrations.Migration):
             name='invoice',
             options={'ordering': ['-created_at', '-pk'], 'permissions': [('connect_stripe_account', 'Can connect and unlink Stripe accounts'), ('cancel_subscription', 'Can cancel subscriptions')], 'verbose_name': 'invoice', 'verbose_name_plural': 'invoices'},
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='last_renewal_failed_at',
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='renewal_failures',
             field=models.PositiveIntegerField(default=0, editable=False),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='subscription_cancel_at_period_end',
             field=models.BooleanField(default=False, editable=False, verbose_name='cancels at period end'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='subscription_canceled_at',
             field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='subscription cancelled'),
         ),
-        migrations.AddField(
+        AddColumn(
             model_name='invoice',
             name='subscription_current_period_end',
             field=models.DateTimeField(blank=True, editable=False, null=True, verbose_name='current period ends'),

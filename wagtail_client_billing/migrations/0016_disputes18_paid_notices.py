@@ -3,6 +3,8 @@
 import django.db.models.deletion
 from django.db import migrations, models
 
+from ._columns import AddColumn
+
 
 class Migration(migrations.Migration):
 
@@ -11,7 +13,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
+        AddColumn(
             model_name='clientbillingsettings',
             name='paid_notices',
             field=models.CharField(blank=True, choices=[('off', 'Off'), ('each', 'For each payment'), ('daily', 'A daily digest')], default='off', help_text='Tell the billing contacts when a client pays (the first payment and every renewal): at once, once a day, or not at all.', max_length=10, verbose_name='paid notices'),
