@@ -1006,3 +1006,8 @@ class ClientBillingLogEntry(BaseLogEntry):
 
     def __str__(self) -> str:
         return f"ClientBillingLogEntry {self.pk}: {self.action!r} on {self.object_id}"
+
+
+# --- payments (one row per payment an invoice received) -------------------------------------
+
+from .models_payments import Payment, PaymentKind, StripeInvoicePayment  # noqa: E402, F401

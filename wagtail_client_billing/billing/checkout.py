@@ -29,8 +29,9 @@ from wagtail.log_actions import log
 
 from .. import gateway, lifecycle, status
 from ..conf import billing_settings
-from ..models import Invoice, InvoiceStatus
+from ..models import Invoice, InvoiceStatus, PaymentKind
 from ..stripe_api import positive_int
+from . import payments
 
 logger = logging.getLogger(__name__)
 
@@ -351,6 +352,16 @@ def session_paid(
         customer_id=session.customer,
     )
     record_checkout_amounts(invoice, session)
+    payments.record_payment(
+        invoice,
+        kind=PaymentKind.SUBSCRIPTION_CREATE if session.subscription else PaymentKind.CHECKOUT,
+        amount=session.amount_total,
+        currency=session.currency,
+        paid_at=at or invoice.paid_at,
+        checkout_session_id=session.id,
+        payment_intent_id=session.payment_intent,
+        stripe_invoice_id=session.invoice,
+    )
 
 
 def record_checkout_amounts(invoice: Invoice, session: gateway.CheckoutSession) -> bool:
