@@ -558,3 +558,28 @@ def test_the_dispute_signal_and_hook_run_once_per_change(client, paid):
         ("signal", "closed", "du_test_1"),
         ("hook", "closed"),
     ]
+
+
+def test_a_dispute_on_a_renewals_charge_finds_its_invoice_by_the_payment(client, monthly):
+    from wagtail_client_billing.models import Payment, PaymentKind
+
+    Invoice.objects.filter(pk=monthly.pk).update(status="paid", subscription_id="sub_1")
+    monthly.refresh_from_db()
+    Payment.objects.create(
+        invoice=monthly,
+        kind=PaymentKind.RENEWAL,
+        stripe_invoice_id="in_renewal_2",
+        payment_intent_id="pi_renewal_2",
+        charge_id="ch_renewal_2",
+        amount=monthly.amount,
+        currency="USD",
+        paid_at=timezone.now(),
+    )
+    event = dispute_event(
+        "charge.dispute.created", monthly, T0, payment_intent=None, charge="ch_renewal_2"
+    )
+
+    deliver(client, event)
+
+    monthly.refresh_from_db()
+    assert (monthly.dispute_id, monthly.dispute_status) == ("du_test_1", "needs_response")

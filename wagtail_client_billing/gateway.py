@@ -202,6 +202,8 @@ class CheckoutSession:
     payment_intent: str = ""
     subscription: str = ""
     customer: str = ""
+    #: The Stripe invoice of a subscription-mode session's first payment.
+    invoice: str = ""
     client_reference_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     currency: str = ""
@@ -761,6 +763,7 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
         payment_intent=expandable_id(session.get("payment_intent")),
         subscription=expandable_id(session.get("subscription")),
         customer=expandable_id(session.get("customer")),
+        invoice=expandable_id(session.get("invoice")),
         client_reference_id=(
             str(reference)
             if isinstance(reference, str | int) and not isinstance(reference, bool)

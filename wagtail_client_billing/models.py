@@ -1346,3 +1346,8 @@ class PaidNotice(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# --- payments (one row per payment an invoice received) -------------------------------------
+
+from .models_payments import Payment, PaymentKind, StripeInvoicePayment  # noqa: E402, F401

@@ -29,9 +29,9 @@ from wagtail.log_actions import log
 
 from .. import gateway, lifecycle, status
 from ..conf import billing_settings
-from ..models import Invoice, InvoiceStatus
+from ..models import Invoice, InvoiceStatus, PaymentKind
 from ..stripe_api import positive_int
-from . import notices
+from . import notices, payments
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +359,16 @@ def session_paid(
             paid_at=at or timezone.now(),
         )
     record_checkout_amounts(invoice, session)
+    payments.record_payment(
+        invoice,
+        kind=PaymentKind.SUBSCRIPTION_CREATE if session.subscription else PaymentKind.CHECKOUT,
+        amount=session.amount_total,
+        currency=session.currency,
+        paid_at=at or invoice.paid_at,
+        checkout_session_id=session.id,
+        payment_intent_id=session.payment_intent,
+        stripe_invoice_id=session.invoice,
+    )
 
 
 def record_checkout_amounts(invoice: Invoice, session: gateway.CheckoutSession) -> bool:

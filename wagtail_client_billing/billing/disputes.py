@@ -31,6 +31,7 @@ from ..models import CLOSED_DISPUTE_STATUSES, DisputeStatus, Invoice, InvoiceDis
 from ..money import format_money
 from ..signals import dispute_changed
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
+from . import payments
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +87,18 @@ def from_stripe(obj: dict[str, Any]) -> DisputeState:
 
 def find_invoice(state: DisputeState) -> Invoice | None:
     """The invoice whose payment ``state`` disputes: the one a row of this dispute names,
-    else the one paid by its payment intent."""
+    else the one of the payment (:class:`~.models.Payment`) with its payment intent or
+    charge, a renewal's included, else the invoice paid by its payment intent."""
     invoices = Invoice.objects.select_related("account")
     known = InvoiceDispute.objects.filter(stripe_dispute_id=state.dispute_id).first()
     if known is not None:
         return invoices.filter(pk=known.invoice_id).first()
-    if state.payment_intent_id:
+    payment = payments.payment_for(
+        payment_intent_id=state.payment_intent_id, charge_id=state.charge_id
+    )
+    if payment is not None:
+        return invoices.filter(pk=payment.invoice_id).first()
+    if state.payment_intent_id:  # paid before payments were recorded one by one
         return invoices.filter(payment_intent_id=state.payment_intent_id).first()
     return None
 

@@ -24,6 +24,7 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.async_payment_failed": checkout.on_async_payment_failed,
     "checkout.session.expired": checkout.on_session_expired,
     "invoice.paid": subscriptions.on_invoice_paid,
+    "invoice_payment.paid": subscriptions.on_invoice_payment_paid,
     "customer.subscription.created": subscriptions.on_subscription_changed,
     "customer.subscription.updated": subscriptions.on_subscription_changed,
     "customer.subscription.deleted": subscriptions.on_subscription_changed,

@@ -19,8 +19,8 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import lifecycle
-from ..billing import notices, subscriptions
-from ..models import Invoice, SubscriptionRenewal
+from ..billing import notices, payments, subscriptions
+from ..models import Invoice, PaymentKind, SubscriptionRenewal
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
 from .base import Applied, Ignored, event_created, find_invoice, locked_invoice
 
@@ -87,9 +87,21 @@ def on_invoice_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
             currency=text(obj.get("currency")).upper()[:3],
             paid_at=paid_at,
         )
-    if obj.get("billing_reason") == "subscription_create":
-        return Applied(invoice=invoice)
     stripe_invoice = expandable_id(obj.get("id"))
+    first = obj.get("billing_reason") == "subscription_create"
+    payments.record_payment(
+        invoice,
+        kind=PaymentKind.SUBSCRIPTION_CREATE if first else PaymentKind.RENEWAL,
+        amount=positive_int(obj.get("amount_paid")) or 0,
+        currency=text(obj.get("currency")),
+        paid_at=paid_at,
+        stripe_invoice_id=stripe_invoice,
+        # Before 2025-03-31.basil the invoice named them; since, invoice_payment.paid does.
+        payment_intent_id=expandable_id(obj.get("payment_intent")),
+        charge_id=expandable_id(obj.get("charge")),
+    )
+    if first:
+        return Applied(invoice=invoice)
     renewal = SubscriptionRenewal(
         invoice=invoice,
         stripe_invoice_id=stripe_invoice[:255],
@@ -182,4 +194,40 @@ def on_invoice_payment_failed(event: dict[str, Any], obj: dict[str, Any]) -> App
     failure = subscriptions.record_renewal_failure(invoice, obj, unix_time(event_created(event)))
     if failure is None:
         raise Ignored(_("This attempt was recorded already."), invoice)
+    return Applied(invoice=invoice)
+
+
+def _invoice_payment_ids(obj: dict[str, Any]) -> tuple[str, str]:
+    """The payment intent and charge an ``invoice_payment`` names: under ``payment`` since
+    2025-03-31.basil, at the top level in later previews."""
+    payment = mapping(obj.get("payment"))
+    intent = expandable_id(payment.get("payment_intent")) or expandable_id(
+        obj.get("payment_intent")
+    )
+    charge = expandable_id(payment.get("charge")) or expandable_id(obj.get("charge"))
+    return intent, charge
+
+
+def on_invoice_payment_paid(event: dict[str, Any], obj: dict[str, Any]) -> Applied:
+    """``invoice_payment.paid``: which payment intent (or charge) paid a Stripe invoice.
+
+    Recorded on that Stripe invoice's payment, so that its refunds and disputes, which
+    name the payment intent or the charge, find it. When it arrives before the
+    ``invoice.paid`` it belongs to, the ids are kept until that is applied.
+    """
+    stripe_invoice = expandable_id(obj.get("invoice"))
+    intent, charge = _invoice_payment_ids(obj)
+    if not stripe_invoice or not (intent or charge):
+        raise Ignored(_("The invoice payment names no Stripe invoice or no payment."))
+    if text(obj.get("status")) not in ("", "paid"):
+        raise Ignored(_("The invoice payment is not paid."))
+    payment = payments.payment_of_stripe_invoice(stripe_invoice)
+    if payment is None:
+        payments.keep_invoice_payment(stripe_invoice, payment_intent_id=intent, charge_id=charge)
+        return Applied(
+            reason=_("No payment of Stripe invoice %(id)s is recorded yet; its ids are kept.")
+            % {"id": stripe_invoice}
+        )
+    invoice = locked_invoice(event, payment.invoice)
+    payments.record_invoice_payment(stripe_invoice, payment_intent_id=intent, charge_id=charge)
     return Applied(invoice=invoice)
