@@ -583,3 +583,45 @@ def test_a_dispute_on_a_renewals_charge_finds_its_invoice_by_the_payment(client,
 
     monthly.refresh_from_db()
     assert (monthly.dispute_id, monthly.dispute_status) == ("du_test_1", "needs_response")
+
+
+def test_reconcile_records_a_dispute_whose_webhooks_were_lost(stripe_emulator, emulated_paid):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    stripe_emulator.webhooks_enabled = False
+    dispute = stripe_emulator.open_dispute(emulated_paid.payment_intent_id)
+    stripe_emulator.lose_dispute(dispute["id"])
+
+    out = StringIO()
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        call_command("client_billing_reconcile", stdout=out, stderr=StringIO())
+
+    emulated_paid.refresh_from_db()
+    assert (emulated_paid.dispute_status, emulated_paid.dispute_amount_lost) == (
+        "lost",
+        emulated_paid.amount,
+    )
+    assert "1 opened or closed here" in out.getvalue()
+    assert [m.to for m in mail.outbox if "Dispute" in m.subject] == [["boss@agency.example"]]
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        call_command("client_billing_reconcile", stdout=out, stderr=StringIO())
+    assert actions(emulated_paid).count("wagtail_client_billing.dispute_opened") == 1
+
+
+def test_reconcile_leaves_payments_older_than_the_window(stripe_emulator, emulated_paid, settings):
+    from wagtail_client_billing.billing import disputes
+
+    stripe_emulator.webhooks_enabled = False
+    stripe_emulator.open_dispute(emulated_paid.payment_intent_id)
+    Invoice.objects.filter(pk=emulated_paid.pk).update(
+        paid_at=timezone.now() - timedelta(days=200)
+    )
+
+    report = disputes.reconcile()
+
+    assert report.accounts == 0
+    emulated_paid.refresh_from_db()
+    assert emulated_paid.dispute_status == ""

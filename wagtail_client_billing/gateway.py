@@ -1181,14 +1181,25 @@ def _check_value(value: Any, tp: Any, name: str) -> None:
 
 
 def list_disputes(
-    *, test_mode: bool, account_id: str, payment_intent: str = "", limit: int = 10
+    *,
+    test_mode: bool,
+    account_id: str,
+    payment_intent: str = "",
+    created_gte: int | None = None,
+    starting_after: str = "",
+    limit: int = 10,
 ) -> list[dict[str, Any]]:
-    """A connected account's disputes (of one payment intent, when given), newest first,
-    as plain dicts for :func:`.billing.disputes.from_stripe`."""
+    """A connected account's disputes (of one payment intent, when given; created since
+    ``created_gte``), newest first, one page after ``starting_after``, as plain dicts for
+    :func:`.billing.disputes.from_stripe`."""
     client = get_client(test_mode)
     params: dict[str, Any] = {"limit": limit}
     if payment_intent:
         params["payment_intent"] = payment_intent
+    if created_gte is not None:
+        params["created"] = {"gte": created_gte}
+    if starting_after:
+        params["starting_after"] = starting_after
     with _calling("list_disputes", test_mode=test_mode, account_id=account_id):
         page = client.v1.disputes.list(params, {"stripe_account": account_id})  # type: ignore[arg-type]
     return [_plain(dispute) for dispute in page.data]

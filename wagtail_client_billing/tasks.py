@@ -592,6 +592,7 @@ def schedule_specs() -> list[ScheduleSpec]:
             setting="REMINDER_BEFORE",
         ),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
+        ScheduleSpec("client_billing_reconcile_disputes", f"{TASKS}.reconcile_disputes", 60),
         ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
         ScheduleSpec(
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
@@ -753,3 +754,8 @@ def send_paid_digests() -> str:
     """The daily digest of payments for the sites that asked for one (once a day)."""
     result = notices.send_digests()
     return f"{result['digests']} digests, {result['payments']} payments"
+
+
+def reconcile_disputes() -> str:
+    """Record the disputes whose webhooks were lost (:func:`.billing.disputes.reconcile`)."""
+    return str(disputes.reconcile())

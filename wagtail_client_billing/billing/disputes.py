@@ -16,8 +16,8 @@ once; the closing is logged once, because ``closed_at`` is set once.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -26,12 +26,14 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from wagtail.log_actions import log
 
-from .. import emails, hooks, taskqueue
+from .. import emails, gateway, hooks, lifecycle, taskqueue
+from ..conf import billing_settings
 from ..models import CLOSED_DISPUTE_STATUSES, DisputeStatus, Invoice, InvoiceDispute
 from ..money import format_money
 from ..signals import dispute_changed
 from ..stripe_api import expandable_id, mapping, positive_int, text, unix_time
 from . import payments
+from .checkout import Pacer
 
 logger = logging.getLogger(__name__)
 
@@ -292,3 +294,87 @@ def notices_due(older_than: datetime, max_attempts: int) -> list[tuple[int, int]
         .order_by("pk")
         .values_list("pk", "notice_attempts")[:500]
     )
+
+
+# --- reconciliation: disputes whose webhooks were lost --------------------------------------------
+
+
+@dataclass
+class ReconcileReport:
+    """What :func:`reconcile` did: accounts asked, disputes seen, recorded, errors."""
+
+    accounts: int = 0
+    seen: int = 0
+    #: Disputes opened or closed here (their webhook was lost).
+    changed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.accounts} accounts, {self.seen} disputes seen, {self.changed} opened or "
+            "closed here, "
+            f"{len(self.errors)} errors"
+        )
+
+
+def reconcile(now: datetime | None = None) -> ReconcileReport:
+    """Ask Stripe for the disputes of every connected account with a payment within
+    ``RECONCILE_PAYMENTS_WINDOW_DAYS`` and record those a lost webhook did not.
+
+    A dispute found this way is applied as of its own ``created``: any event Stripe
+    delivers for it is newer and wins, and a closed state still closes an open one.
+    One Stripe request per page of an account's disputes, at ``STRIPE_TASK_RATE_LIMIT``.
+    """
+    now = now or timezone.now()
+    since = now - timedelta(days=int(billing_settings.RECONCILE_PAYMENTS_WINDOW_DAYS))
+    report = ReconcileReport()
+    rates = billing_settings.STRIPE_TASK_RATE_LIMIT
+    pacers = {mode: Pacer(rates.get(mode, 20)) for mode in ("test", "live")}
+    accounts = (
+        Invoice.objects.filter(paid_at__gte=since)
+        .values_list("account__stripe_id", "test_mode")
+        .distinct()
+        .order_by("account__stripe_id", "test_mode")
+    )
+    for account_id, test_mode in accounts:
+        report.accounts += 1
+        after = ""
+        while True:
+            pacers["test" if test_mode else "live"].wait()
+            try:
+                page = gateway.list_disputes(
+                    test_mode=test_mode,
+                    account_id=account_id,
+                    created_gte=int(since.timestamp()),
+                    starting_after=after,
+                    limit=100,
+                )
+            except gateway.GatewayError as exc:
+                report.errors.append(f"{account_id}: {exc}")
+                break
+            for obj in page:
+                report.seen += 1
+                if _reconcile_one(obj, account_id, test_mode):
+                    report.changed += 1
+            if len(page) < 100:
+                break
+            after = expandable_id(page[-1].get("id"))
+    if report.accounts:
+        logger.info("Reconciled disputes: %s", report)
+    return report
+
+
+def _reconcile_one(obj: dict[str, Any], account_id: str, test_mode: bool) -> bool:
+    state = from_stripe(obj)
+    if not state.dispute_id or not state.status:
+        return False
+    invoice = find_invoice(state)
+    if invoice is None or invoice.account.stripe_id != account_id or invoice.test_mode != test_mode:
+        return False
+    with transaction.atomic():
+        invoice = lifecycle.lock(invoice)
+        try:
+            outcome = apply(invoice, state, state.created)
+        except ValueError:
+            return False
+    return outcome.what in ("opened", "closed")

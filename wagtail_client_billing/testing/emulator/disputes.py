@@ -215,4 +215,17 @@ class DisputesMixin(Store):
         for name in ("charge", "payment_intent"):
             if name in p:
                 disputes = [d for d in disputes if d[name] == p[name]]
+        created = p.get("created")
+        if isinstance(created, dict):
+            bounds = {k: int(v) for k, v in created.items() if k in ("gt", "gte", "lt", "lte")}
+            disputes = [
+                d
+                for d in disputes
+                if d["created"] >= bounds.get("gte", d["created"])
+                and d["created"] > bounds.get("gt", d["created"] - 1)
+                and d["created"] <= bounds.get("lte", d["created"])
+                and d["created"] < bounds.get("lt", d["created"] + 1)
+            ]
+        elif created is not None:
+            disputes = [d for d in disputes if d["created"] == int(created)]
         return rules.paginate(disputes, p, url="/v1/disputes", object_name="dispute", render=public)
