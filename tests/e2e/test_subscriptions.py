@@ -77,5 +77,9 @@ def test_a_failed_renewal_and_a_cancellation_show_in_the_listing_and_on_the_invo
     reload_until_subscription(admin_page, stack, number, "Cancelled")
     admin_page.get_by_role("link", name=number, exact=True).click()
     admin_page.get_by_role("link", name="History").first.click()
-    expect(admin_page.get_by_text("Subscription cancelled").first).to_be_visible()
-    expect(admin_page.get_by_text("Renewal failed").first).to_be_visible()
+    expect(
+        admin_page.get_by_role("row", name=re.compile("^Subscription cancelled"))
+    ).to_be_visible()
+    expect(
+        admin_page.get_by_role("row", name=re.compile("^Subscription renewal payment failed"))
+    ).to_be_visible()
