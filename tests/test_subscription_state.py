@@ -397,3 +397,29 @@ def test_the_subscription_signal_and_hook_tell_of_each_change(stripe_emulator, m
         "cancelled",
     ]
     assert len([w for w in seen if w.startswith("hook:")]) == 4
+
+
+def test_a_failed_first_payment_or_an_unknown_subscription_is_stored_and_ignored(
+    client, connected_site, account
+):
+    from wagtail_client_billing.models import WebhookEvent, WebhookOutcome
+
+    invoice = make_invoice(connected_site, account, billing_type="monthly", status="paid")
+    Invoice.objects.filter(pk=invoice.pk).update(subscription_id="sub_known")
+    first = stripe_invoice_obj(invoice, "sub_known", "subscription_create")
+    first.update(status="open", attempt_count=1)
+    unknown = stripe_invoice_obj(invoice, "sub_unknown", "subscription_cycle")
+    unknown["parent"]["subscription_details"]["metadata"] = {}
+    events = [
+        session_event("invoice.payment_failed", invoice, first),
+        session_event("invoice.payment_failed", invoice, unknown),
+    ]
+
+    for event in events:
+        assert post_event(client, event).status_code == 200
+
+    outcomes = [WebhookEvent.objects.get(event_id=e["id"]).outcome for e in events]
+    assert outcomes == [WebhookOutcome.IGNORED, WebhookOutcome.IGNORED]
+    invoice.refresh_from_db()
+    assert (invoice.renewal_failures, invoice.subscription_status) == (0, "")
+    assert mail.outbox == []
