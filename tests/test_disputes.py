@@ -616,9 +616,7 @@ def test_reconcile_leaves_payments_older_than_the_window(stripe_emulator, emulat
 
     stripe_emulator.webhooks_enabled = False
     stripe_emulator.open_dispute(emulated_paid.payment_intent_id)
-    Invoice.objects.filter(pk=emulated_paid.pk).update(
-        paid_at=timezone.now() - timedelta(days=200)
-    )
+    Invoice.objects.filter(pk=emulated_paid.pk).update(paid_at=timezone.now() - timedelta(days=200))
 
     report = disputes.reconcile()
 
