@@ -112,6 +112,7 @@ URLS: dict[str, Row] = {
     # A draft's send and edit screens; for a pending invoice they refuse or redirect.
     "wagtail_client_billing_invoices:send": Row("pending", posts=True),
     "wagtail_client_billing_invoices:edit_draft": Row("pending", posts=True),
+    "wagtail_client_billing_invoices:subscription": Row("invoice", posts=True),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen": Row("invoice"),

@@ -185,6 +185,7 @@ def test_json_status_for_headless_front_ends(client, invoice):
         "paid_at": None,
         "payable": True,
         "pay_url": invoice.get_pay_url(),
+        "subscription": None,
     }
     assert "secret-client@example.com" not in response.content.decode()
     assert invoice.account.stripe_id not in response.content.decode()

@@ -521,6 +521,23 @@ def test_schedules_command_is_idempotent(settings):
             "wagtail_client_billing.tasks.purge_webhook_payloads",
             24 * 60,
         ),
+        "client_billing_reconcile_disputes": (
+            "wagtail_client_billing.tasks.reconcile_disputes",
+            60,
+        ),
+        "client_billing_resume_dispute_notices": (
+            "wagtail_client_billing.tasks.resume_dispute_notices",
+            5,
+        ),
+        "client_billing_resume_paid_notices": (
+            "wagtail_client_billing.tasks.resume_paid_notices",
+            5,
+        ),
+        "client_billing_paid_digest": ("wagtail_client_billing.tasks.send_paid_digests", 24 * 60),
+        "client_billing_resume_renewal_failure_notices": (
+            "wagtail_client_billing.tasks.resume_renewal_failure_notices",
+            5,
+        ),
     }
     assert "client_billing_expire: unchanged" in out.getvalue()
 

@@ -906,3 +906,67 @@ def _classify(exc: BaseException, where: dict) -> tuple[str, bool, str]:
         _("The email could not be sent because of an unexpected error (%(error)s).")
         % {"error": exc.__class__.__name__},
     )
+
+
+# --- notices to the agency's billing contacts -------------------------------------------------
+
+#: The dispute notice's templates: ``wagtail_client_billing/emails/dispute_opened.*``.
+DISPUTE_OPENED = "dispute_opened"
+
+
+def billing_contacts(invoice: Invoice) -> list[str]:
+    """Who at the agency hears about ``invoice``: its site's billing contacts, else its
+    author (when the author has an address)."""
+    contacts = ClientBillingSettings.for_site(invoice.site).billing_contact_list
+    if contacts:
+        return contacts
+    author = invoice.created_by
+    address = getattr(author, "email", "") if author is not None else ""
+    return [address] if address else []
+
+
+def notice_context(invoice: Invoice, **extra: Any) -> dict:
+    """What a notice's templates get: the invoice and its admin page, plus ``extra``."""
+    site = invoice.site
+    return {
+        "invoice": invoice,
+        "site": site,
+        "site_name": site_display_name(site),
+        "number": invoice.number,
+        "client": invoice.email,
+        "amount": format_money(invoice.amount, invoice.currency),
+        "admin_url": invoice.admin_url(),
+        **extra,
+    }
+
+
+def send_notice(
+    invoice: Invoice, kind: str, to: Sequence[str], **extra: Any
+) -> DeliveryError | None:
+    """Send the plain-text notice ``kind`` about ``invoice`` to ``to`` through the
+    invoice's site's connection, in the site's language; the error, or None once sent."""
+    try:
+        mailer = mailer_for_site(invoice.site)
+    except Exception as exc:
+        return describe_error(exc)
+    try:
+        with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
+            context = notice_context(invoice, **extra)
+            base = f"wagtail_client_billing/emails/{kind}"
+            message = EmailMultiAlternatives(
+                subject=_render_subject(f"{base}.subject.txt", context),
+                body=render_text(f"{base}.txt", context),
+                from_email=mailer.from_email,
+                to=[_recipient(address) for address in to],
+                reply_to=mailer.reply_to,
+                connection=mailer.connection,
+            )
+        mailer.connection.open()
+        mailer.connection.send_messages([message])
+    except Exception as exc:
+        error = describe_error(exc, mailer)
+        _log_failure(error, mailer, [invoice.pk])
+        return error
+    finally:
+        _close_quietly(mailer.connection)
+    return None

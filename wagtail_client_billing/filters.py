@@ -17,7 +17,15 @@ from wagtail.models import Site
 from .billing.overview import EXPIRING_SOON, expiring_soon
 from .conf import billing_settings
 from .forms.fields import SiteChoiceField
-from .models import BillingType, EmailStatus, Invoice, Mode
+from .models import (
+    CLOSED_DISPUTE_STATUSES,
+    BillingType,
+    DisputeStatus,
+    EmailStatus,
+    Invoice,
+    Mode,
+    SubscriptionState,
+)
 from .money import currency_choices
 from .scope import site_choices
 from .status import choices as status_choices
@@ -38,6 +46,10 @@ def _sites_for_request(request: HttpRequest | None) -> QuerySet[Site]:
 
 def _currencies(request: HttpRequest | None = None) -> list[tuple[str, str]]:
     return currency_choices(billing_settings.CURRENCIES)
+
+
+#: The dispute filter: an open dispute (awaiting a response or under review), one lost.
+DISPUTE_FILTER_CHOICES = [("open", _("Open dispute")), ("lost", _("Dispute lost"))]
 
 
 class InvoiceFilterSet(WagtailFilterSet):
@@ -100,6 +112,19 @@ class InvoiceFilterSet(WagtailFilterSet):
         widget=forms.CheckboxSelectMultiple,
         distinct=False,
     )
+    subscription_status = django_filters.MultipleChoiceFilter(
+        label=_("Subscription"),
+        choices=SubscriptionState.choices,
+        widget=forms.CheckboxSelectMultiple,
+        distinct=False,
+    )
+    dispute = django_filters.ChoiceFilter(
+        label=_("Dispute"),
+        choices=DISPUTE_FILTER_CHOICES,
+        method="filter_dispute",
+        widget=forms.RadioSelect,
+        empty_label=_("All"),
+    )
 
     class Meta:
         model = Invoice
@@ -114,6 +139,8 @@ class InvoiceFilterSet(WagtailFilterSet):
             "overdue",
             "expiring",
             "email_status",
+            "subscription_status",
+            "dispute",
         ]
 
     def filter_mode(self, queryset: QuerySet[Invoice], name: str, value: str) -> QuerySet[Invoice]:
@@ -133,3 +160,14 @@ class InvoiceFilterSet(WagtailFilterSet):
         self, queryset: QuerySet[Invoice], name: str, value: str
     ) -> QuerySet[Invoice]:
         return expiring_soon(queryset) if value else queryset
+
+    def filter_dispute(
+        self, queryset: QuerySet[Invoice], name: str, value: str
+    ) -> QuerySet[Invoice]:
+        if value == "open":
+            return queryset.exclude(dispute_status="").exclude(
+                dispute_status__in=CLOSED_DISPUTE_STATUSES
+            )
+        if value == "lost":
+            return queryset.filter(dispute_status=DisputeStatus.LOST)
+        return queryset

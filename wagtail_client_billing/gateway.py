@@ -202,6 +202,8 @@ class CheckoutSession:
     payment_intent: str = ""
     subscription: str = ""
     customer: str = ""
+    #: The Stripe invoice of a subscription-mode session's first payment.
+    invoice: str = ""
     client_reference_id: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
     currency: str = ""
@@ -761,6 +763,7 @@ def session_from_stripe(obj: Any) -> CheckoutSession:
         payment_intent=expandable_id(session.get("payment_intent")),
         subscription=expandable_id(session.get("subscription")),
         customer=expandable_id(session.get("customer")),
+        invoice=expandable_id(session.get("invoice")),
         client_reference_id=(
             str(reference)
             if isinstance(reference, str | int) and not isinstance(reference, bool)
@@ -1313,3 +1316,76 @@ def _check_value(value: Any, tp: Any, name: str) -> None:
     else:
         problem = _TYPE_NAMES.get(base, lambda: _("wrong type"))()
     _refuse(name, problem)
+
+
+# --- disputes ------------------------------------------------------------------------------------
+
+
+def list_disputes(
+    *,
+    test_mode: bool,
+    account_id: str,
+    payment_intent: str = "",
+    created_gte: int | None = None,
+    starting_after: str = "",
+    limit: int = 10,
+) -> list[dict[str, Any]]:
+    """A connected account's disputes (of one payment intent, when given; created since
+    ``created_gte``), newest first, one page after ``starting_after``, as plain dicts for
+    :func:`.billing.disputes.from_stripe`."""
+    client = get_client(test_mode)
+    params: dict[str, Any] = {"limit": limit}
+    if payment_intent:
+        params["payment_intent"] = payment_intent
+    if created_gte is not None:
+        params["created"] = {"gte": created_gte}
+    if starting_after:
+        params["starting_after"] = starting_after
+    with _calling("list_disputes", test_mode=test_mode, account_id=account_id):
+        page = client.v1.disputes.list(params, {"stripe_account": account_id})  # type: ignore[arg-type]
+    return [_plain(dispute) for dispute in page.data]
+
+
+# --- subscriptions -------------------------------------------------------------------------------
+
+
+def _subscription_key(subscription_id: str, action: str, version: str) -> str:
+    """``wcb-sub-<id>-<action>-<version>``: ``version`` is the recorded state the editor
+    acted on, so a double click or a retry after a timeout asks Stripe once, and the
+    same action asked again after a change (schedule, undo, schedule) is a new request."""
+    return f"wcb-sub-{subscription_id}-{action}-{version}"[:255]
+
+
+def cancel_subscription(
+    *, test_mode: bool, account_id: str, subscription_id: str, version: str = ""
+) -> dict[str, Any]:
+    """Cancel a connected account's subscription now (``DELETE /v1/subscriptions/<id>``);
+    the subscription as Stripe has it then."""
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": _subscription_key(subscription_id, "cancel", version),
+    }
+    with _calling("cancel_subscription", test_mode=test_mode, account_id=account_id):
+        subscription = client.v1.subscriptions.cancel(subscription_id, options=options)
+    _log_ok("cancel_subscription", subscription, test_mode=test_mode, account_id=account_id)
+    return _plain(subscription)
+
+
+def set_cancel_at_period_end(
+    *, test_mode: bool, account_id: str, subscription_id: str, cancel: bool, version: str = ""
+) -> dict[str, Any]:
+    """Schedule (``cancel=True``) or undo the end of a subscription at its current
+    period's end (``POST /v1/subscriptions/<id>`` with ``cancel_at_period_end``)."""
+    client = get_client(test_mode)
+    action = "cancel-at-period-end" if cancel else "keep"
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": _subscription_key(subscription_id, action, version),
+    }
+    with _calling("update_subscription", test_mode=test_mode, account_id=account_id):
+        subscription = client.v1.subscriptions.update(
+            subscription_id, {"cancel_at_period_end": cancel}, options=options
+        )
+    _log_ok("update_subscription", subscription, test_mode=test_mode, account_id=account_id)
+    return _plain(subscription)

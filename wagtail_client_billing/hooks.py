@@ -36,6 +36,12 @@ EMAIL_MESSAGE = "client_billing_email_message"
 #: ``(invoice, old, new, source) -> None``: after any status change, on commit.
 INVOICE_STATUS_CHANGED = "client_billing_invoice_status_changed"
 
+#: ``(invoice, dispute, what) -> None``: a dispute was opened, updated or closed, on commit.
+DISPUTE_CHANGED = "client_billing_dispute_changed"
+#: ``(invoice, what) -> None``: a subscription was cancelled, its cancellation scheduled or
+#: undone, a renewal failed, or its state changed, on commit.
+SUBSCRIPTION_CHANGED = "client_billing_subscription_changed"
+
 ALL_HOOKS = (
     CAN_USE,
     SITES_FOR_USER,
@@ -43,6 +49,8 @@ ALL_HOOKS = (
     CHECKOUT_PARAMS,
     EMAIL_MESSAGE,
     INVOICE_STATUS_CHANGED,
+    DISPUTE_CHANGED,
+    SUBSCRIPTION_CHANGED,
 )
 
 

@@ -278,6 +278,31 @@ class ClientBillingSettings(BaseSiteSetting):
         help_text=_('For example "Acme Studio <billing@acme.example>". Blank: DEFAULT_FROM_EMAIL.'),
     )
     reply_to = models.EmailField(_("Reply-To"), blank=True)
+    paid_notices = models.CharField(
+        _("paid notices"),
+        max_length=10,
+        choices=[
+            ("off", _("Off")),
+            ("each", _("For each payment")),
+            ("daily", _("A daily digest")),
+        ],
+        default="off",
+        blank=True,
+        help_text=_(
+            "Tell the billing contacts when a client pays (the first payment and every "
+            "renewal): at once, once a day, or not at all."
+        ),
+    )
+    billing_contacts = models.TextField(
+        _("billing contacts"),
+        blank=True,
+        default="",
+        help_text=_(
+            "Who at your agency hears of disputes, failed renewals and payments: one or more "
+            "email addresses, one a line or separated by commas. Blank: the author of each "
+            "invoice."
+        ),
+    )
 
     default_currency = models.CharField(_("default currency"), max_length=3, blank=True)
     payment_link_lifetime_hours = models.PositiveIntegerField(
@@ -350,6 +375,13 @@ class ClientBillingSettings(BaseSiteSetting):
     def has_smtp_password(self) -> bool:
         return bool(self.smtp_password_encrypted)
 
+    # --- billing contacts ---------------------------------------------------------------------
+
+    @property
+    def billing_contact_list(self) -> list[str]:
+        """The addresses of :attr:`billing_contacts`, in order, without repeats."""
+        return split_addresses(self.billing_contacts)
+
     # --- defaults ---------------------------------------------------------------------------
 
     @property
@@ -382,6 +414,16 @@ class ClientBillingSettings(BaseSiteSetting):
         if self.default_currency and self.default_currency.upper() in allowed:
             return self.default_currency.upper()
         return allowed[0]
+
+
+def split_addresses(value: str) -> list[str]:
+    """Addresses separated by commas, semicolons or line breaks, in order, without repeats."""
+    seen: dict[str, str] = {}
+    for part in value.replace(";", ",").replace("\n", ",").split(","):
+        address = part.strip()
+        if address and address.lower() not in seen:
+            seen[address.lower()] = address
+    return list(seen.values())
 
 
 def settings_url(site: Site, tab: str = "") -> str:
@@ -705,6 +747,43 @@ class Invoice(ClusterableModel):
     delayed_payment_resolved_session = models.CharField(
         max_length=255, blank=True, default="", db_default="", editable=False
     )
+    #: The dispute state beside the status (written by ``webhooks.disputes`` from the
+    #: invoice's :class:`InvoiceDispute` rows): the open dispute, else a lost one, else
+    #: blank. ``dispute_status`` is Stripe's (``needs_response``, ``lost``...).
+    dispute_id = models.CharField(
+        _("dispute"), max_length=255, blank=True, default="", editable=False
+    )
+    dispute_status = models.CharField(
+        _("dispute status"), max_length=32, blank=True, default="", editable=False
+    )
+    dispute_reason = models.CharField(
+        _("dispute reason"), max_length=64, blank=True, default="", editable=False
+    )
+    dispute_amount = models.PositiveBigIntegerField(
+        _("disputed amount"), null=True, blank=True, editable=False
+    )
+    dispute_currency = models.CharField(max_length=3, blank=True, default="", editable=False)
+    dispute_evidence_due_by = models.DateTimeField(
+        _("dispute evidence due by"), null=True, blank=True, editable=False
+    )
+    dispute_amount_lost = models.PositiveBigIntegerField(
+        _("amount lost to disputes"), default=0, editable=False
+    )
+    #: The subscription's schedule, from its ``customer.subscription.*`` events and the
+    #: editor's cancellations: the current period's end, and a cancellation to come.
+    subscription_current_period_end = models.DateTimeField(
+        _("current period ends"), null=True, blank=True, editable=False
+    )
+    subscription_cancel_at_period_end = models.BooleanField(
+        _("cancels at period end"), default=False, editable=False
+    )
+    subscription_canceled_at = models.DateTimeField(
+        _("subscription cancelled"), null=True, blank=True, editable=False
+    )
+    #: Failed renewal attempts (``invoice.payment_failed``), one per Stripe invoice and
+    #: attempt (:class:`RenewalFailure`).
+    renewal_failures = models.PositiveIntegerField(default=0, editable=False)
+    last_renewal_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     publish_page_when_paid = models.ForeignKey(
         PAGE_MODEL,
@@ -811,6 +890,18 @@ class Invoice(ClusterableModel):
         "tax_inclusive",
         "automatic_tax",
         "stripe_coupon_id",
+        "dispute_id",
+        "dispute_status",
+        "dispute_reason",
+        "dispute_amount",
+        "dispute_currency",
+        "dispute_evidence_due_by",
+        "dispute_amount_lost",
+        "subscription_current_period_end",
+        "subscription_cancel_at_period_end",
+        "subscription_canceled_at",
+        "renewal_failures",
+        "last_renewal_failed_at",
     )
 
     class Meta:
@@ -877,6 +968,7 @@ class Invoice(ClusterableModel):
         ]
         permissions = [
             ("connect_stripe_account", _("Can connect and unlink Stripe accounts")),
+            ("cancel_subscription", _("Can cancel subscriptions")),
         ]
 
     def __str__(self) -> str:
@@ -1153,6 +1245,72 @@ class Invoice(ClusterableModel):
         return (
             f"https://dashboard.stripe.com/{self.account.stripe_id}/{prefix}{target or 'payments'}"
         )
+
+    # --- the subscription's own state ----------------------------------------------------------
+
+    @property
+    def subscription_state_label(self) -> str:
+        """The subscription's state in words ("Active", "Past due"...), "" when none."""
+        if not self.subscription_status:
+            return ""
+        try:
+            return str(SubscriptionState(self.subscription_status).label)
+        except ValueError:
+            return self.subscription_status.replace("_", " ")
+
+    @property
+    def subscription_is_live(self) -> bool:
+        """Stripe still bills it (it has not ended)."""
+        return bool(self.subscription_id) and self.subscription_status in LIVE_SUBSCRIPTION_STATES
+
+    @property
+    def next_renewal_at(self):
+        """When Stripe next bills the subscription: the current period's end, unless it
+        ends then or has ended."""
+        if self.subscription_is_live and not self.subscription_cancel_at_period_end:
+            return self.subscription_current_period_end
+        return None
+
+    # --- the dispute state beside the status -------------------------------------------------
+
+    @property
+    def dispute_is_open(self) -> bool:
+        return bool(self.dispute_status) and self.dispute_status not in CLOSED_DISPUTE_STATUSES
+
+    @property
+    def dispute_status_label(self) -> str:
+        if not self.dispute_status:
+            return ""
+        try:
+            return str(DisputeStatus(self.dispute_status).label)
+        except ValueError:
+            return self.dispute_status
+
+    @property
+    def formatted_dispute_amount(self) -> str:
+        currency = self.dispute_currency or self.currency
+        return format_money(self.dispute_amount or 0, currency)
+
+    @property
+    def formatted_dispute_amount_lost(self) -> str:
+        return format_money(self.dispute_amount_lost, self.dispute_currency or self.currency)
+
+    def admin_url(self) -> str:
+        """The absolute URL of this invoice's page in the admin, for notices to editors:
+        ``WAGTAILADMIN_BASE_URL``, else the site's root URL."""
+        viewset = getattr(type(self), "snippet_viewset", None)
+        if viewset is None:
+            return ""
+        path = reverse(viewset.get_url_name("inspect"), args=[self.pk])
+        base = getattr(settings, "WAGTAILADMIN_BASE_URL", "") or self.site.root_url
+        return base.rstrip("/") + path
+
+    def dispute_dashboard_url(self) -> str:
+        """The dispute in the connected account's Stripe Dashboard (test or live)."""
+        if not self.dispute_id:
+            return ""
+        prefix = "test/" if self.test_mode else ""
+        return f"https://dashboard.stripe.com/{self.account.stripe_id}/{prefix}disputes/{self.dispute_id}"
 
 
 class WebhookOutcome(models.TextChoices):
@@ -1629,3 +1787,190 @@ class InvoiceRollup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.site_id} {self.currency} {self.status} {self.month}: {self.count}"
+
+
+class DisputeStatus(models.TextChoices):
+    """Stripe's dispute statuses (``dispute.status``)."""
+
+    WARNING_NEEDS_RESPONSE = "warning_needs_response", _("Inquiry: needs response")
+    WARNING_UNDER_REVIEW = "warning_under_review", _("Inquiry: under review")
+    WARNING_CLOSED = "warning_closed", _("Inquiry closed")
+    NEEDS_RESPONSE = "needs_response", _("Needs response")
+    UNDER_REVIEW = "under_review", _("Under review")
+    WON = "won", _("Won")
+    LOST = "lost", _("Lost")
+    PREVENTED = "prevented", _("Prevented")
+
+
+#: Statuses after which a dispute never changes again (``charge.dispute.closed``).
+CLOSED_DISPUTE_STATUSES = frozenset(
+    {DisputeStatus.WON, DisputeStatus.LOST, DisputeStatus.WARNING_CLOSED, DisputeStatus.PREVENTED}
+)
+
+
+class InvoiceDispute(models.Model):
+    """One Stripe dispute of a payment of an invoice: a row per dispute id.
+
+    The unique ``stripe_dispute_id`` makes a dispute's opening count once; ``state_at``
+    (the newest applied event's ``created``) and the closed statuses keep an older or
+    duplicated event from undoing a newer state. The invoice's ``dispute_*`` fields are
+    derived from these rows.
+
+    Attributes:
+        amount / currency: the disputed amount, in minor units of ``currency``.
+        evidence_due_by: Stripe's ``evidence_details.due_by``.
+        amount_lost: the amount lost when the dispute closed as lost, else 0.
+        notice_sent_at: when the billing contacts were told (found again by a sweep).
+    """
+
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="disputes"
+    )
+    stripe_dispute_id = models.CharField(_("Stripe dispute"), max_length=255, unique=True)
+    charge_id = models.CharField(max_length=255, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True)
+    status = models.CharField(_("status"), max_length=32, blank=True)
+    reason = models.CharField(_("reason"), max_length=64, blank=True)
+    amount = models.PositiveBigIntegerField(_("amount"), default=0)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    evidence_due_by = models.DateTimeField(_("evidence due by"), null=True, blank=True)
+    amount_lost = models.PositiveBigIntegerField(_("amount lost"), default=0)
+    state_at = models.DateTimeField()
+    opened_at = models.DateTimeField(_("opened"), default=timezone.now)
+    closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    notice_sent_at = models.DateTimeField(null=True, blank=True)
+    notice_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ["-opened_at", "-pk"]
+        indexes = [
+            models.Index(
+                fields=["opened_at"],
+                name="wcb_dispute_notice_due",
+                condition=Q(notice_sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_dispute_id} ({self.invoice_id})"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in CLOSED_DISPUTE_STATUSES
+
+    @property
+    def formatted_amount(self) -> str:
+        return format_money(self.amount, self.currency) if self.currency else str(self.amount)
+
+
+class SubscriptionState(models.TextChoices):
+    """Stripe's subscription statuses an editor sees (``subscription.status``)."""
+
+    ACTIVE = "active", _("Active")
+    TRIALING = "trialing", _("Trialing")
+    PAST_DUE = "past_due", _("Past due")
+    UNPAID = "unpaid", _("Unpaid")
+    CANCELED = "canceled", _("Cancelled")
+    INCOMPLETE = "incomplete", _("Incomplete")
+    INCOMPLETE_EXPIRED = "incomplete_expired", _("Incomplete, expired")
+    PAUSED = "paused", _("Paused")
+
+
+#: States in which Stripe still bills the subscription, and an editor may cancel it.
+LIVE_SUBSCRIPTION_STATES = frozenset(
+    {
+        SubscriptionState.ACTIVE,
+        SubscriptionState.TRIALING,
+        SubscriptionState.PAST_DUE,
+        SubscriptionState.UNPAID,
+        SubscriptionState.PAUSED,
+    }
+)
+
+
+class RenewalFailure(models.Model):
+    """One failed attempt to collect a renewal: a row per Stripe invoice and attempt.
+
+    The unique pair makes an attempt count, log and email once, however often its
+    ``invoice.payment_failed`` is delivered.
+
+    Attributes:
+        hosted_invoice_url: Stripe's page where the client pays and updates the card.
+        next_attempt_at: when Stripe retries (``next_payment_attempt``), if it will.
+        client_notified_at / contacts_notified_at: when the emails went.
+    """
+
+    invoice = models.ForeignKey(
+        Invoice,
+        verbose_name=_("invoice"),
+        on_delete=models.PROTECT,
+        related_name="renewal_failures_set",
+    )
+    stripe_invoice_id = models.CharField(_("Stripe invoice"), max_length=255)
+    attempt_count = models.PositiveIntegerField(_("attempt"), default=1)
+    amount = models.PositiveBigIntegerField(_("amount"), default=0)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    hosted_invoice_url = models.URLField(max_length=2000, blank=True)
+    failed_at = models.DateTimeField(_("failed at"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(_("next attempt"), null=True, blank=True)
+    client_notified_at = models.DateTimeField(null=True, blank=True)
+    contacts_notified_at = models.DateTimeField(null=True, blank=True)
+    notice_attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("failed renewal")
+        verbose_name_plural = _("failed renewals")
+        ordering = ["-failed_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_invoice_id", "attempt_count"], name="wcb_renewal_failure_attempt"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_invoice_id} #{self.attempt_count} ({self.invoice_id})"
+
+
+class PaidNotice(models.Model):
+    """A payment the billing contacts are to hear of: one row per payment (``key``).
+
+    Made when the money arrives if the site's ``paid_notices`` is on, in the mode it was
+    then. ``digest`` names the one daily digest that claimed the row (``UPDATE ... WHERE
+    digest = ''``), so each payment is in exactly one digest; ``sent_at`` says it went.
+
+    Attributes:
+        key: ``invoice:<pk>`` for the first payment, ``renewal:<Stripe invoice>`` after.
+    """
+
+    invoice = models.ForeignKey(
+        Invoice, verbose_name=_("invoice"), on_delete=models.PROTECT, related_name="paid_notices"
+    )
+    key = models.CharField(max_length=300, unique=True)
+    mode = models.CharField(max_length=10)
+    amount = models.PositiveBigIntegerField(default=0)
+    currency = models.CharField(max_length=3, blank=True)
+    paid_at = models.DateTimeField()
+    digest = models.CharField(max_length=64, blank=True, default="")
+    sent_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("paid notice")
+        verbose_name_plural = _("paid notices")
+        indexes = [
+            models.Index(
+                fields=["mode", "paid_at"],
+                name="wcb_paid_notice_unsent",
+                condition=Q(sent_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+# --- payments (one row per payment an invoice received) -------------------------------------
+
+from .models_payments import Payment, PaymentKind, StripeInvoicePayment  # noqa: E402, F401

@@ -23,9 +23,23 @@ event, after the app's own handling, for every event (handled or not), with ``ev
 ``outcome`` and ``invoice`` (or ``None``). A receiver that raises rolls the whole event
 back and marks it failed, so Stripe retries it: handle your own event types here,
 idempotently.
+
+``dispute_changed`` is sent after the transaction that recorded a dispute's state
+commits, with ``invoice``, ``dispute`` (the
+:class:`~wagtail_client_billing.models.InvoiceDispute`) and ``what`` (``opened``,
+``updated`` or ``closed``); a stale or repeated event sends nothing.
+
+``subscription_changed`` is sent after a recurring invoice's subscription changed and
+the change committed, with ``invoice`` and ``what``: ``cancelled``,
+``cancellation_scheduled``, ``cancellation_undone``, ``renewal_failed`` or ``updated``.
+
+The same events run the hooks ``client_billing_dispute_changed`` and
+``client_billing_subscription_changed`` with the same arguments, positionally.
 """
 
 from django.dispatch import Signal
 
 invoice_status_changed = Signal()
 stripe_event_applied = Signal()
+dispute_changed = Signal()
+subscription_changed = Signal()

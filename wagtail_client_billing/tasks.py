@@ -50,7 +50,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, invoices
+from .billing import checkout, disputes, invoices, notices, subscriptions
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -673,11 +673,20 @@ def schedule_specs() -> list[ScheduleSpec]:
         # Always on: each site configures its reminders in its settings.
         ScheduleSpec("client_billing_reminders", f"{TASKS}.send_expiry_reminders", 15),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
+        ScheduleSpec("client_billing_reconcile_disputes", f"{TASKS}.reconcile_disputes", 60),
         ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
         ScheduleSpec(
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
         ),
         ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
+        ScheduleSpec("client_billing_resume_dispute_notices", f"{TASKS}.resume_dispute_notices", 5),
+        ScheduleSpec("client_billing_resume_paid_notices", f"{TASKS}.resume_paid_notices", 5),
+        ScheduleSpec("client_billing_paid_digest", f"{TASKS}.send_paid_digests", 24 * 60),
+        ScheduleSpec(
+            "client_billing_resume_renewal_failure_notices",
+            f"{TASKS}.resume_renewal_failure_notices",
+            5,
+        ),
         ScheduleSpec(
             "client_billing_purge_webhook_payloads",
             f"{TASKS}.purge_webhook_payloads",
@@ -723,3 +732,111 @@ def install_schedules() -> dict[str, str]:
         else:
             outcome[spec.name] = "unchanged"
     return outcome
+
+
+# --- disputes -----------------------------------------------------------------------------------
+
+
+def send_dispute_notice(dispute_pk: int, attempt: int = 0) -> str:
+    """Tell the billing contacts of a new dispute (:func:`.billing.disputes.send_notice`);
+    retry a failed delivery with the email backoff, up to ``EMAIL_MAX_ATTEMPTS``."""
+    what, error = disputes.send_notice(dispute_pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_dispute_notice",
+            f"dispute_notice_{dispute_pk}",
+            (dispute_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Dispute {dispute_pk} notice ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def resume_dispute_notices() -> int:
+    """Queue again every dispute notice whose task was lost; returns how many."""
+    due = disputes.notices_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
+    for pk, attempts in due:
+        async_task(f"{TASKS}.send_dispute_notice", pk, attempts)
+    return len(due)
+
+
+# --- failed renewals ------------------------------------------------------------------------------
+
+
+def send_renewal_failure_notices(failure_pk: int, attempt: int = 0) -> str:
+    """Email the client and the billing contacts about a failed renewal
+    (:func:`.billing.subscriptions.send_renewal_failure_notices`); retry a failed delivery."""
+    what, error = subscriptions.send_renewal_failure_notices(failure_pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_renewal_failure_notices",
+            f"renewal_failure_{failure_pk}",
+            (failure_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Failed renewal {failure_pk} notices ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def resume_renewal_failure_notices() -> int:
+    """Queue again the emails of every failed renewal whose task was lost."""
+    due = subscriptions.notices_due(
+        timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS
+    )
+    for pk, attempts in due:
+        async_task(f"{TASKS}.send_renewal_failure_notices", pk, attempts)
+    return len(due)
+
+
+# --- paid notices -----------------------------------------------------------------------------------
+
+
+def send_paid_notice(notice_pk: int, attempt: int = 0) -> str:
+    """Tell the billing contacts of one payment (:func:`.billing.notices.send_one`)."""
+    what, error = notices.send_one(notice_pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_paid_notice",
+            f"paid_notice_{notice_pk}",
+            (notice_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Paid notice {notice_pk} ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def resume_paid_notices() -> int:
+    """Queue again every paid notice whose task was lost; returns how many."""
+    due = notices.each_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
+    for pk, attempts in due:
+        async_task(f"{TASKS}.send_paid_notice", pk, attempts)
+    return len(due)
+
+
+def send_paid_digests() -> str:
+    """The daily digest of payments for the sites that asked for one (once a day)."""
+    result = notices.send_digests()
+    return f"{result['digests']} digests, {result['payments']} payments"
+
+
+def reconcile_disputes() -> str:
+    """Record the disputes whose webhooks were lost (:func:`.billing.disputes.reconcile`)."""
+    return str(disputes.reconcile())

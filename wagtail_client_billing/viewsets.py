@@ -44,7 +44,7 @@ from .billing.overview import listing_totals
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
 from .models import Invoice, InvoiceStatus, shown_lines, site_display_name
-from .money import exponent
+from .money import exponent, to_major
 from .panels.figures import FiguresPanel
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
@@ -59,6 +59,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
 from .viewsets_products import ProductViewSet
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
@@ -90,6 +91,12 @@ class AmountColumn(Column):
 
     def get_value(self, instance: Invoice) -> str:
         return instance.formatted_amount
+
+
+class SubscriptionColumn(Column):
+    """A recurring invoice's subscription: its state, and when it renews or ends."""
+
+    cell_template_name = TEMPLATE_DIR + "subscription_cell.html"
 
 
 class SiteColumn(Column):
@@ -170,6 +177,13 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
     elif view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
     buttons.append(Button(_("History"), url=url("history"), icon_name="history", priority=60))
+    if invoice.subscription_is_live and may_cancel(view.request.user):
+        label = (
+            _("Undo or change the cancellation")
+            if invoice.subscription_cancel_at_period_end
+            else _("Cancel subscription")
+        )
+        buttons.append(Button(label, url=url("subscription"), icon_name="cross", priority=65))
     if invoice.can_be_deleted and view.user_has_permission("delete"):
         buttons.append(Button(_("Delete"), url=url("delete"), icon_name="bin", priority=70))
     return buttons
@@ -264,6 +278,16 @@ class InvoiceIndexView(IndexView):
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
             **export_figures(item),
+            "subscription_status": item.subscription_state_label,
+            "subscription_current_period_end": item.subscription_current_period_end,
+            "next_renewal_at": item.next_renewal_at,
+            "renewal_failures": item.renewal_failures,
+            "dispute_status": item.dispute_status_label,
+            "dispute_amount_lost": (
+                to_major(item.dispute_amount_lost, item.dispute_currency or item.currency)
+                if item.dispute_amount_lost
+                else 0
+            ),
         }
 
     #: Export times in the project's time zone, to the second: Wagtail writes CSV dates as
@@ -382,6 +406,11 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
             ),
             inspect_url_name=viewset.get_url_name("inspect"),
             lines=shown_lines(invoice),
+            subscription_url=(
+                reverse(viewset.get_url_name("subscription"), args=[quote(invoice.pk)])
+                if invoice.subscription_is_live and may_cancel(self.request.user)
+                else ""
+            ),
         )
         return context
 
@@ -588,6 +617,11 @@ class InvoiceViewSet(SnippetViewSet):
         Column("email", label=gettext_lazy("Client email"), sort_key="email"),
         AmountColumn("amount", label=gettext_lazy("Amount"), sort_key="amount"),
         StatusTagColumn("status", label=gettext_lazy("Status"), sort_key="status"),
+        SubscriptionColumn(
+            "subscription_status",
+            label=gettext_lazy("Subscription"),
+            sort_key="subscription_status",
+        ),
         SiteColumn("site", label=gettext_lazy("Site")),
         DateColumn("created_at", label=gettext_lazy("Created"), sort_key="created_at"),
         ExpiryColumn("expires_at", label=gettext_lazy("Expires"), sort_key="expires_at"),
@@ -613,6 +647,12 @@ class InvoiceViewSet(SnippetViewSet):
         "stripe_account",
         "payment_intent_id",
         *EXPORT_FIGURES,
+        "subscription_status",
+        "subscription_current_period_end",
+        "next_renewal_at",
+        "renewal_failures",
+        "dispute_status",
+        "dispute_amount_lost",
     ]
     export_headings = {
         "number": gettext_lazy("Number"),
@@ -634,6 +674,12 @@ class InvoiceViewSet(SnippetViewSet):
         "stripe_account": gettext_lazy("Stripe account"),
         "payment_intent_id": gettext_lazy("Stripe payment"),
         **EXPORT_FIGURE_HEADINGS,
+        "subscription_status": gettext_lazy("Subscription"),
+        "subscription_current_period_end": gettext_lazy("Current period ends"),
+        "next_renewal_at": gettext_lazy("Next renewal"),
+        "renewal_failures": gettext_lazy("Failed renewals"),
+        "dispute_status": gettext_lazy("Dispute"),
+        "dispute_amount_lost": gettext_lazy("Lost to disputes"),
     }
     export_filename = "invoices"
 
@@ -685,6 +731,10 @@ class InvoiceViewSet(SnippetViewSet):
             ),
         )
 
+    @property
+    def subscription_view(self) -> Any:
+        return InvoiceSubscriptionView.as_view()
+
     def get_urlpatterns(self) -> list[Any]:
         return [
             *super().get_urlpatterns(),
@@ -696,6 +746,7 @@ class InvoiceViewSet(SnippetViewSet):
             ),
             path("send/<int:pk>/", self.send_view, name="send"),
             path("edit-draft/<str:pk>/", self.edit_draft_view, name="edit_draft"),
+            path("subscription/<int:pk>/", self.subscription_view, name="subscription"),
         ]
 
 

@@ -41,6 +41,26 @@ def register_log_actions(actions):
         ),
         ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
         (
+            "wagtail_client_billing.renewal_failed",
+            _("Renewal failed"),
+            _("Subscription renewal payment failed; the client was sent Stripe's payment page"),
+        ),
+        (
+            "wagtail_client_billing.subscription_cancelled",
+            _("Subscription cancelled"),
+            _("Subscription cancelled: no further renewals"),
+        ),
+        (
+            "wagtail_client_billing.cancellation_scheduled",
+            _("Cancellation scheduled"),
+            _("Subscription set to cancel at the end of the current period"),
+        ),
+        (
+            "wagtail_client_billing.cancellation_undone",
+            _("Cancellation undone"),
+            _("Scheduled cancellation undone: the subscription renews again"),
+        ),
+        (
             "wagtail_client_billing.account_connected",
             _("Stripe account connected"),
             _("Stripe account connected"),
@@ -68,6 +88,8 @@ def register_log_actions(actions):
     ):
         actions.register_action(action, label, message)
     actions.register_action("wagtail_client_billing.amount_mismatch")(AmountMismatchFormatter)
+    actions.register_action("wagtail_client_billing.dispute_opened")(DisputeOpenedFormatter)
+    actions.register_action("wagtail_client_billing.dispute_closed")(DisputeClosedFormatter)
 
 
 class AmountMismatchFormatter(LogFormatter):
@@ -86,6 +108,42 @@ class AmountMismatchFormatter(LogFormatter):
             "Paid through Checkout for %(paid)s before tax and discounts; the invoice "
             "is for %(asked)s. Check the payment in Stripe."
         ) % {"paid": paid, "asked": asked}
+
+
+def _dispute_amount(data: dict, key: str = "amount") -> str:
+    try:
+        return format_money(data[key], data["currency"])
+    except (KeyError, TypeError, ValueError):
+        return "?"
+
+
+class DisputeOpenedFormatter(LogFormatter):
+    """The client disputed a payment with their card issuer."""
+
+    label = _("Dispute opened")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        return gettext("Dispute opened for %(amount)s (reason: %(reason)s)") % {
+            "amount": _dispute_amount(data),
+            "reason": str(data.get("reason") or "?").replace("_", " "),
+        }
+
+
+class DisputeClosedFormatter(LogFormatter):
+    """A dispute closed: won, lost, or an inquiry closed."""
+
+    label = _("Dispute closed")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        if data.get("status") == "won":
+            return gettext("Dispute won: the disputed amount stays with you")
+        if data.get("status") == "lost":
+            return gettext("Dispute lost: %(amount)s lost") % {
+                "amount": _dispute_amount(data, "amount_lost")
+            }
+        return gettext("Dispute closed (%(status)s)") % {"status": data.get("status") or "?"}
 
 
 # --- the Client Billing settings screen (tabs in panels/) ------------------------------------
@@ -118,7 +176,8 @@ def register_connect_permission():
     from django.contrib.auth.models import Permission
 
     return Permission.objects.filter(
-        content_type__app_label="wagtail_client_billing", codename="connect_stripe_account"
+        content_type__app_label="wagtail_client_billing",
+        codename__in=["connect_stripe_account", "cancel_subscription"],
     )
 
 

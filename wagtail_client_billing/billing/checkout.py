@@ -29,9 +29,9 @@ from wagtail.log_actions import log
 
 from .. import gateway, lifecycle, status
 from ..conf import billing_settings
-from ..models import Invoice, InvoiceStatus
+from ..models import Invoice, InvoiceStatus, PaymentKind
 from ..stripe_api import positive_int
-from . import taxes
+from . import notices, payments, taxes
 
 logger = logging.getLogger(__name__)
 
@@ -345,15 +345,32 @@ def session_paid(
 ) -> None:
     """The money of ``session`` is there: paid, and what Stripe charged recorded."""
     close_session(invoice, session.id)
-    lifecycle.mark_paid(
+    if lifecycle.mark_paid(
         invoice,
         source=source,
         paid_at=at,
         payment_intent_id=session.payment_intent,
         subscription_id=session.subscription,
         customer_id=session.customer,
-    )
+    ):
+        notices.record_payment(
+            invoice,
+            key=f"invoice:{invoice.pk}",
+            amount=session.amount_total if session.amount_total is not None else invoice.amount,
+            currency=session.currency or invoice.currency,
+            paid_at=at or timezone.now(),
+        )
     record_checkout_amounts(invoice, session)
+    payments.record_payment(
+        invoice,
+        kind=PaymentKind.SUBSCRIPTION_CREATE if session.subscription else PaymentKind.CHECKOUT,
+        amount=session.amount_total,
+        currency=session.currency,
+        paid_at=at or invoice.paid_at,
+        checkout_session_id=session.id,
+        payment_intent_id=session.payment_intent,
+        stripe_invoice_id=session.invoice,
+    )
 
 
 def record_checkout_amounts(invoice: Invoice, session: gateway.CheckoutSession) -> bool:

@@ -18,7 +18,7 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from ..billing.taxes import stripe_tax_problem
 from ..conf import billing_settings
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
-from ..models import TaxMode
+from ..models import TaxMode, split_addresses
 from ..money import currency_choices
 from ..scope import site_in_scope
 
@@ -143,6 +143,30 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         if value:
             validate_reply_to(value)
         return value
+
+    def clean_paid_notices(self) -> str:
+        """Off unless a choice is made (a form of an older release sends none)."""
+        return self.cleaned_data.get("paid_notices") or "off"
+
+    def clean_billing_contacts(self) -> str:
+        """One or more plain addresses; stored one a line."""
+        addresses = split_addresses(self.cleaned_data.get("billing_contacts") or "")
+        wrong = []
+        for address in addresses:
+            try:
+                name, _plain = check_address(address)
+            except InvalidAddress:
+                wrong.append(address)
+            else:
+                if name or "<" in address:
+                    wrong.append(address)
+        if wrong:
+            raise ValidationError(
+                _("Not an email address: %(addresses)s. Enter plain addresses, one a line.")
+                % {"addresses": ", ".join(wrong)},
+                code="invalid",
+            )
+        return "\n".join(addresses)
 
     def clean(self) -> dict:
         cleaned = super().clean()

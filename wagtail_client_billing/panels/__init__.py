@@ -32,6 +32,10 @@ def build_edit_handler() -> TabbedInterface:
                 heading=_("Defaults"),
             ),
             ObjectList([FieldPanel("tax_mode")], heading=_("Tax")),
+            ObjectList(
+                [FieldPanel("billing_contacts"), FieldPanel("paid_notices")],
+                heading=_("Notices"),
+            ),
             ObjectList([SiteInvoicesPanel()], heading=_("Invoices")),
         ],
         # A class, not a dotted path: Panel.get_form_class() does not import strings.

@@ -443,6 +443,45 @@ class StripeEmulator:
         """End the subscription: ``customer.subscription.deleted``."""
         return self.state.cancel_subscription(subscription_id)
 
+    def open_dispute(
+        self, payment: str, *, reason: str = "fraudulent", inquiry: bool = False
+    ) -> dict[str, Any]:
+        """The cardholder disputed a payment (a payment intent or its charge):
+        ``charge.dispute.created`` and, for a chargeback, ``.funds_withdrawn``."""
+        return self.state.open_dispute(payment, reason=reason, inquiry=inquiry)
+
+    def submit_dispute_evidence(self, dispute_id: str) -> dict[str, Any]:
+        """Evidence submitted: ``charge.dispute.updated`` (under review)."""
+        return self.state.submit_dispute_evidence(dispute_id)
+
+    def win_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The dispute is won: ``charge.dispute.closed`` and ``.funds_reinstated``."""
+        return self.state.win_dispute(dispute_id)
+
+    def lose_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The dispute is lost: ``charge.dispute.closed``."""
+        return self.state.lose_dispute(dispute_id)
+
+    def schedule_cancellation(self, subscription_id: str) -> dict[str, Any]:
+        """The customer cancels at the period's end: ``customer.subscription.updated``."""
+        return self.state.schedule_cancellation(subscription_id)
+
+    def undo_cancellation(self, subscription_id: str) -> dict[str, Any]:
+        """The scheduled cancellation is withdrawn: ``customer.subscription.updated``."""
+        return self.state.undo_cancellation(subscription_id)
+
+    def fail_renewal(self, subscription_id: str) -> dict[str, Any]:
+        """The renewal's charge fails: ``invoice.payment_failed``, subscription past due."""
+        return self.state.fail_renewal(subscription_id)
+
+    def pay_failed_renewal(self, subscription_id: str) -> dict[str, Any]:
+        """The failed renewal is paid after all: ``invoice.paid``, subscription active."""
+        return self.state.pay_failed_renewal(subscription_id)
+
+    def end_period(self, subscription_id: str) -> dict[str, Any]:
+        """The period ends: deleted if set to cancel then, else renewed."""
+        return self.state.end_period(subscription_id)
+
     # -- the same controls over HTTP --------------------------------------------------
 
     def activate_stripe_tax(self, account_id: str) -> dict[str, Any]:
@@ -466,7 +505,10 @@ class StripeEmulator:
         connect_in_both_modes}``, ``POST /_emulator/events`` ``{"type", "object",
         "account", "livemode"}``,
         ``POST /_emulator/checkout/sessions/<id>/{pay,pay_delayed,settle,fail_payment,expire}``,
-        ``POST /_emulator/subscriptions/<id>/{renew,cancel}``, ``POST /_emulator/reset``,
+        ``POST /_emulator/subscriptions/<id>/{renew,cancel,schedule_cancellation,
+        undo_cancellation,fail_renewal,pay_failed_renewal,end_period}``,
+        ``POST /_emulator/{payment_intents,charges}/<id>/dispute`` ``{"reason", "inquiry"}``,
+        ``POST /_emulator/disputes/<id>/{submit_evidence,win,lose}``, ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
         ``POST /_emulator/clock`` ``{"advance": seconds}``,
         ``POST /_emulator/settings`` ``{"webhooks_enabled", "duplicate_deliveries",
@@ -486,7 +528,22 @@ class StripeEmulator:
             "checkout/sessions/expire": self.expire_session,
             "subscriptions/renew": self.renew_subscription,
             "subscriptions/cancel": self.cancel_subscription,
+            "subscriptions/schedule_cancellation": self.schedule_cancellation,
+            "subscriptions/undo_cancellation": self.undo_cancellation,
+            "subscriptions/fail_renewal": self.fail_renewal,
+            "subscriptions/end_period": self.end_period,
+            "subscriptions/pay_failed_renewal": self.pay_failed_renewal,
+            "disputes/submit_evidence": self.submit_dispute_evidence,
+            "disputes/win": self.win_dispute,
+            "disputes/lose": self.lose_dispute,
         }
+        opening = re.fullmatch(r"/_emulator/(?:payment_intents|charges)/([^/]+)/dispute/?", path)
+        if method == "POST" and opening:
+            return self.open_dispute(
+                opening.group(1),
+                reason=str(data.get("reason") or "fraudulent"),
+                inquiry=bool(data.get("inquiry", False)),
+            )
         match = re.fullmatch(r"/_emulator/(.+)/([^/]+)/([a-z_]+)/?", path)
         if method == "POST" and match:
             handler = object_routes.get(f"{match.group(1)}/{match.group(3)}")

@@ -228,5 +228,20 @@ def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
             "paid_at": invoice.paid_at.isoformat() if invoice.paid_at else None,
             "payable": invoice.is_payable,
             "pay_url": invoice.get_pay_url(),
+            "subscription": _subscription_json(invoice),
         }
     )
+
+
+def _subscription_json(invoice: Invoice) -> dict[str, Any] | None:
+    """A recurring invoice's subscription as its client may see it (no Stripe ids)."""
+    if not invoice.subscription_status:
+        return None
+    end = invoice.subscription_current_period_end
+    renewal = invoice.next_renewal_at
+    return {
+        "status": invoice.subscription_status,
+        "current_period_end": end.isoformat() if end else None,
+        "next_renewal_at": renewal.isoformat() if renewal else None,
+        "cancel_at_period_end": invoice.subscription_cancel_at_period_end,
+    }

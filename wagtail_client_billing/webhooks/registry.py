@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import accounts, checkout, subscriptions
+from . import accounts, checkout, disputes, subscriptions
 from .base import Applied
 
 #: A handler: ``(event, event["data"]["object"]) -> Applied``; it may raise
@@ -24,11 +24,18 @@ HANDLERS: dict[str, Handler] = {
     "checkout.session.async_payment_failed": checkout.on_async_payment_failed,
     "checkout.session.expired": checkout.on_session_expired,
     "invoice.paid": subscriptions.on_invoice_paid,
+    "invoice_payment.paid": subscriptions.on_invoice_payment_paid,
     "customer.subscription.created": subscriptions.on_subscription_changed,
     "customer.subscription.updated": subscriptions.on_subscription_changed,
     "customer.subscription.deleted": subscriptions.on_subscription_changed,
+    "invoice.payment_failed": subscriptions.on_invoice_payment_failed,
     "account.updated": accounts.on_account_updated,
     "account.application.deauthorized": accounts.on_account_deauthorized,
+    "charge.dispute.created": disputes.on_dispute_event,
+    "charge.dispute.updated": disputes.on_dispute_event,
+    "charge.dispute.closed": disputes.on_dispute_event,
+    "charge.dispute.funds_withdrawn": disputes.on_dispute_event,
+    "charge.dispute.funds_reinstated": disputes.on_dispute_event,
 }
 
 #: The event types to select for the webhook endpoint in the Stripe dashboard.

@@ -4,10 +4,15 @@ For webhooks that never arrived (endpoint down, a secret misconfigured): each pe
 processing or recently expired invoice that holds a Checkout Session has that session
 read from Stripe and applied through the same function the webhooks use. The schedule
 (``tasks.reconcile_open_sessions``) does the same every 15 minutes.
+
+Then the disputes of every connected account with a payment within
+``RECONCILE_PAYMENTS_WINDOW_DAYS`` are read, and one whose webhook was lost recorded
+(``tasks.reconcile_disputes`` does that every hour).
 """
 
 from django.core.management.base import BaseCommand
 
+from ...billing import disputes
 from ...billing.checkout import reconcile_open_sessions
 
 
@@ -27,3 +32,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Reconciled Checkout Sessions: {report}.")
         for error in report.errors:
             self.stderr.write(error)
+        if limit is None:
+            found = disputes.reconcile()
+            self.stdout.write(f"Reconciled disputes: {found}.")
+            for error in found.errors:
+                self.stderr.write(error)

@@ -20,15 +20,17 @@ from typing import Any
 from . import rules
 from .checkout import CheckoutMixin
 from .delivery import Delivery, Target, WebhookDispatcher
+from .disputes import DisputesMixin
 from .errors import StripeError
 from .store import ApiResponse, Fault, RequestContext, RequestRecord
+from .subscription_changes import SubscriptionChangesMixin
 from .webhook_endpoints import WebhookEndpointsMixin
 
 #: Fault kinds accepted by :meth:`StripeEmulator.inject_fault`.
 FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 
 
-class EmulatorState(CheckoutMixin, WebhookEndpointsMixin):
+class EmulatorState(CheckoutMixin, DisputesMixin, SubscriptionChangesMixin, WebhookEndpointsMixin):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
     The state and its attributes are :class:`~.store.Store`'s; each resource's
@@ -151,6 +153,10 @@ class EmulatorState(CheckoutMixin, WebhookEndpointsMixin):
             ("GET", r"/v1/coupons/([^/]+)", self.api_retrieve_coupon),
             ("POST", r"/v1/promotion_codes", self.api_create_promotion_code),
             ("GET", r"/v1/tax/settings", self.api_retrieve_tax_settings),
+            ("GET", r"/v1/disputes", self.api_list_disputes),
+            ("GET", r"/v1/disputes/([^/]+)", self.api_retrieve_dispute),
+            ("POST", r"/v1/subscriptions/([^/]+)", self.api_update_subscription),
+            ("DELETE", r"/v1/subscriptions/([^/]+)", self.api_cancel_subscription),
             ("POST", r"/v1/webhook_endpoints", self.api_create_webhook_endpoint),
             ("GET", r"/v1/webhook_endpoints", self.api_list_webhook_endpoints),
             ("GET", r"/v1/webhook_endpoints/([^/]+)", self.api_retrieve_webhook_endpoint),

@@ -161,7 +161,11 @@ def _params_types() -> dict[str, type]:
         AccountUpdateParams,
         CouponCreateParams,
         CouponRetrieveParams,
+        DisputeListParams,
+        DisputeRetrieveParams,
         PromotionCodeCreateParams,
+        SubscriptionCancelParams,
+        SubscriptionUpdateParams,
         TaxRateCreateParams,
         TaxRateRetrieveParams,
         TaxRateUpdateParams,
@@ -182,6 +186,10 @@ def _params_types() -> dict[str, type]:
 
     return {
         "account.create": AccountCreateParams,
+        "dispute.list": DisputeListParams,
+        "dispute.retrieve": DisputeRetrieveParams,
+        "subscription.cancel": SubscriptionCancelParams,
+        "subscription.update": SubscriptionUpdateParams,
         "account.retrieve": AccountRetrieveParams,
         "account.update": AccountUpdateParams,
         "account.delete": AccountDeleteParams,
@@ -244,6 +252,7 @@ class Store:
             self.subscriptions: dict[str, dict[str, Any]] = {}
             self.invoices: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.disputes: dict[str, dict[str, Any]] = {}
             self.webhook_endpoints: dict[str, dict[str, Any]] = {}
             self.endpoint_targets = {}
             self.events: list[dict[str, Any]] = []
@@ -262,6 +271,7 @@ class Store:
         "subscriptions",
         "invoices",
         "payment_intents",
+        "disputes",
         "webhook_endpoints",
     )
 

@@ -1,0 +1,159 @@
+"""Recording the payments an invoice receives: one :class:`~..models.Payment` per payment.
+
+Called by the Checkout domain (a Checkout Session paid) and by the subscription webhooks
+(``invoice.paid`` for a subscription's first payment and each renewal,
+``invoice_payment.paid`` for the payment intent or charge that paid a Stripe invoice).
+The callers hold the invoice's row lock; each payment's Stripe ids are unique, so the same
+payment reported twice (redelivered, or by two different events) is one row, whose
+missing ids the later report fills in.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from ..models import Invoice, Payment, PaymentKind, StripeInvoicePayment
+
+logger = logging.getLogger(__name__)
+
+#: The ids a payment is matched by, in the order they are trusted.
+ID_FIELDS = ("checkout_session_id", "stripe_invoice_id", "payment_intent_id", "charge_id")
+
+
+def _matching(invoice: Invoice, kind: str, ids: dict[str, str]) -> Payment | None:
+    match = Q(pk__in=[])
+    for name, value in ids.items():
+        if value:
+            match |= Q(**{name: value})
+    if kind == PaymentKind.SUBSCRIPTION_CREATE:
+        match |= Q(invoice=invoice, kind=PaymentKind.SUBSCRIPTION_CREATE)
+    return Payment.objects.filter(match, invoice=invoice).order_by("pk").first()
+
+
+def record_payment(
+    invoice: Invoice,
+    *,
+    kind: str,
+    amount: int | None,
+    currency: str,
+    paid_at: datetime | None,
+    checkout_session_id: str = "",
+    payment_intent_id: str = "",
+    charge_id: str = "",
+    stripe_invoice_id: str = "",
+) -> tuple[Payment | None, bool]:
+    """Record a payment of ``invoice`` once; return it and whether this call created it
+    (``None`` when its ids are another invoice's payment's).
+
+    A payment already recorded under one of the ids (or, for a subscription's first
+    payment, the invoice's first payment) gets the ids it lacked; its amount is kept
+    unless it was unknown (0). The caller holds the invoice's row lock.
+    """
+    ids = {
+        "checkout_session_id": checkout_session_id[:255],
+        "stripe_invoice_id": stripe_invoice_id[:255],
+        "payment_intent_id": payment_intent_id[:255],
+        "charge_id": charge_id[:255],
+    }
+    if stripe_invoice_id and not (payment_intent_id or charge_id):
+        staged = StripeInvoicePayment.objects.filter(stripe_invoice_id=stripe_invoice_id).first()
+        if staged is not None:
+            ids["payment_intent_id"] = staged.payment_intent_id
+            ids["charge_id"] = staged.charge_id
+    existing = _matching(invoice, kind, ids)
+    if existing is None:
+        payment = Payment(
+            invoice=invoice,
+            kind=kind,
+            amount=max(amount or 0, 0),
+            currency=(currency or invoice.currency).upper()[:3],
+            paid_at=paid_at or timezone.now(),
+            **ids,
+        )
+        try:
+            with transaction.atomic():
+                payment.save(force_insert=True)
+        except IntegrityError:
+            existing = _matching(invoice, kind, ids)
+            if existing is None:
+                # One of its ids is another invoice's payment: Stripe never pays two
+                # invoices with one payment, so the report is not this invoice's to record.
+                logger.warning(
+                    "Payment %s of invoice %s not recorded: its ids belong to another invoice",
+                    ids,
+                    invoice.number,
+                )
+                return None, False
+        else:
+            return payment, True
+    return _complete(existing, ids, amount, currency), False
+
+
+def _complete(payment: Payment, ids: dict[str, str], amount: int | None, currency: str) -> Payment:
+    """Fill in what ``payment`` lacked: ids it had none of, an unknown amount."""
+    values: dict[str, Any] = {
+        name: value for name, value in ids.items() if value and not getattr(payment, name)
+    }
+    if not payment.amount and amount:
+        values["amount"] = amount
+        if currency:
+            values["currency"] = currency.upper()[:3]
+    if values:
+        try:
+            with transaction.atomic():
+                Payment.objects.filter(pk=payment.pk).update(**values)
+        except IntegrityError:
+            return payment  # another payment holds one of those ids: keep what is recorded
+        for name, value in values.items():
+            setattr(payment, name, value)
+    return payment
+
+
+def payment_of_stripe_invoice(stripe_invoice_id: str) -> Payment | None:
+    """The recorded payment of a subscription's Stripe invoice, with its invoice."""
+    if not stripe_invoice_id:
+        return None
+    return (
+        Payment.objects.select_related("invoice__account")
+        .filter(stripe_invoice_id=stripe_invoice_id)
+        .first()
+    )
+
+
+def keep_invoice_payment(
+    stripe_invoice_id: str, *, payment_intent_id: str = "", charge_id: str = ""
+) -> None:
+    """Keep what ``invoice_payment.paid`` said for the Stripe invoice's payment, which
+    :func:`record_payment` takes once ``invoice.paid`` is applied."""
+    StripeInvoicePayment.objects.get_or_create(
+        stripe_invoice_id=stripe_invoice_id[:255],
+        defaults={"payment_intent_id": payment_intent_id[:255], "charge_id": charge_id[:255]},
+    )
+
+
+def record_invoice_payment(
+    stripe_invoice_id: str, *, payment_intent_id: str = "", charge_id: str = ""
+) -> Payment | None:
+    """Fill in the payment intent or charge that paid a Stripe invoice on its payment
+    (``invoice_payment.paid``). The caller holds the invoice's row lock."""
+    payment = Payment.objects.filter(stripe_invoice_id=stripe_invoice_id).first()
+    if payment is None:
+        return None
+    ids = {"payment_intent_id": payment_intent_id[:255], "charge_id": charge_id[:255]}
+    return _complete(payment, ids, None, "")
+
+
+def payment_for(*, payment_intent_id: str = "", charge_id: str = "") -> Payment | None:
+    """The recorded payment a refund or dispute names, by its payment intent or charge."""
+    match = Q(pk__in=[])
+    if payment_intent_id:
+        match |= Q(payment_intent_id=payment_intent_id)
+    if charge_id:
+        match |= Q(charge_id=charge_id)
+    return Payment.objects.select_related("invoice").filter(match).order_by("pk").first()
