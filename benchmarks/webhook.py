@@ -111,12 +111,13 @@ class InvoicePool:
         return taken
 
 
-def completed_event(pk: int, amount: int = 5000) -> bytes:
+def completed_event(pk: int, amount: int = 5000, currency: str = "usd") -> bytes:
     session = {
         "id": random_id("cs_test_a1", 56),
         "object": "checkout.session",
+        "amount_subtotal": amount,
         "amount_total": amount,
-        "currency": "usd",
+        "currency": currency,
         "client_reference_id": str(pk),
         "customer": None,
         "customer_details": {"email": "client@example.com"},
@@ -166,9 +167,17 @@ def _check_applied(batch: Batch) -> dict:
     }
 
 
+def completed_events(pks: list[int]) -> list[bytes]:
+    """A paid Checkout Session's event for each invoice, for its own amount and currency
+    (as Stripe sends it), so applying it is the usual path, not the amount-mismatch one."""
+    figures = dict(Invoice.objects.filter(pk__in=pks).values_list("pk", "amount").order_by())
+    currencies = dict(Invoice.objects.filter(pk__in=pks).values_list("pk", "currency").order_by())
+    return [completed_event(pk, figures[pk], currencies[pk].lower()) for pk in pks]
+
+
 def ingest(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int):
     pks = pool.take(events)
-    batch = Batch(pks, [completed_event(pk) for pk in pks])
+    batch = Batch(pks, completed_events(pks))
     path = reverse("wagtail_client_billing:stripe_webhook")
     stats = loadgen.run(server.port, [signed(path, body) for body in batch.bodies], concurrency)
     return stats, batch
@@ -183,7 +192,7 @@ def baseline(server: Gunicorn, events: int, concurrency: int) -> dict:
 def duplicates(server: Gunicorn, pool: InvoicePool, distinct: int, copies: int, concurrency: int):
     """Each event ``copies`` times, shuffled, so copies of one event arrive concurrently."""
     pks = pool.take(distinct)
-    batch = Batch(pks, [completed_event(pk) for pk in pks])
+    batch = Batch(pks, completed_events(pks))
     path = reverse("wagtail_client_billing:stripe_webhook")
     requests = [signed(path, body) for body in batch.bodies for _ in range(copies)]
     random.Random(11).shuffle(requests)
@@ -240,7 +249,7 @@ def latency(server: Gunicorn, pool: InvoicePool, events: int, rate: float, worke
     ``workers`` workers applies them: the time from each event's ``received_at`` (stored)
     to its ``processed_at`` (applied by a worker), p50 and p99."""
     pks = pool.take(events)
-    batch = Batch(pks, [completed_event(pk) for pk in pks])
+    batch = Batch(pks, completed_events(pks))
     path = reverse("wagtail_client_billing:stripe_webhook")
     stored = WebhookEvent.objects.filter(event_id__in=_event_ids(batch.bodies))
     with QClusters(1, workers=workers):
@@ -277,7 +286,7 @@ def queries_per_event(pool: InvoicePool) -> dict:
 
     counts = {}
     for pk in pool.take(2):
-        body = completed_event(pk)
+        [body] = completed_events([pk])
         request = signed(reverse("wagtail_client_billing:stripe_webhook"), body)
         with captured() as view:
             response = Client().post(
