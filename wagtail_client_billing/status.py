@@ -15,7 +15,9 @@ The moves the table allows today::
     processing -> paid, pending (payment failed), expired (failed after its expiry)
     expired    -> paid   (money received wins; flagged as a late payment), deleted
     deleted    -> paid   (money received wins; flagged as a late payment)
-    paid       -> (nothing)
+    paid       -> partially_refunded, refunded
+    partially_refunded -> refunded, paid (its refund failed)
+    refunded   -> partially_refunded (a refund failed, or a renewal was paid), paid
 
 Where things live, and why migrations stay still:
 
@@ -60,6 +62,8 @@ class InvoiceStatus(models.TextChoices):
     PAID = "paid", _("Paid")
     EXPIRED = "expired", _("Expired")
     DELETED = "deleted", _("Deleted")
+    PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
+    REFUNDED = "refunded", _("Refunded")
 
 
 S = InvoiceStatus
@@ -171,13 +175,13 @@ STATUSES: dict[str, Status] = {
         ),
         Status(
             S.PAID,
-            targets=_t(),
+            targets=_t(S.PARTIALLY_REFUNDED, S.REFUNDED),
             log_action="wagtail_client_billing.paid",
             log_label=_("Paid"),
             log_message=_("Marked paid"),
             tone=Tone.POSITIVE,
             page=ClientPage("paid.html"),
-            refusal=_("A paid invoice cannot be deleted; refund it in Stripe instead."),
+            refusal=_("A paid invoice cannot be deleted; refund it instead."),
         ),
         Status(
             S.EXPIRED,
@@ -200,6 +204,30 @@ STATUSES: dict[str, Status] = {
             page=ClientPage("withdrawn.html", 410),
             withdrawn=True,
             refusal=_("This billing request is already deleted."),
+        ),
+        Status(
+            S.PARTIALLY_REFUNDED,
+            targets=_t(S.REFUNDED, S.PAID),
+            log_action="wagtail_client_billing.partially_refunded",
+            log_label=_("Partially refunded"),
+            log_message=_("Part of the payment refunded"),
+            tone=Tone.WARNING,
+            page=ClientPage("refunded.html"),
+            refusal=_(
+                "A refunded invoice cannot be deleted: its payment and refunds stay on record."
+            ),
+        ),
+        Status(
+            S.REFUNDED,
+            targets=_t(S.PARTIALLY_REFUNDED, S.PAID),
+            log_action="wagtail_client_billing.refunded_in_full",
+            log_label=_("Refunded"),
+            log_message=_("Payment refunded in full"),
+            tone=Tone.NEUTRAL,
+            page=ClientPage("refunded.html"),
+            refusal=_(
+                "A refunded invoice cannot be deleted: its payment and refunds stay on record."
+            ),
         ),
     )
 }

@@ -47,6 +47,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .views.admin_refunds import InvoiceRefundView
 from .viewsets_webhooks import WebhookEventViewSet
 
 #: The icon of the menu and of the invoice screens (registered in ``wagtail_hooks.py``).
@@ -84,6 +85,8 @@ class SiteColumn(Column):
 # --- views -------------------------------------------------------------------------------------
 
 RESEND_PRIORITY = 30
+#: The statuses an invoice may be refunded in (what it received is not all refunded).
+REFUNDABLE_STATUSES = (InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_REFUNDED)
 SEND_NEW_PRIORITY = 40
 
 
@@ -130,6 +133,8 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                 priority=SEND_NEW_PRIORITY,
             )
         )
+    if invoice.status in REFUNDABLE_STATUSES and view.user_has_permission("refund"):
+        buttons.append(Button(_("Refund"), url=url("refund"), icon_name="undo", priority=45))
     if view.user_has_permission("change"):
         buttons.append(Button(_("Edit note"), url=url("edit"), icon_name="edit", priority=50))
     buttons.append(Button(_("History"), url=url("history"), icon_name="history", priority=60))
@@ -217,6 +222,7 @@ class InvoiceIndexView(IndexView):
             "late_payment": item.late_payment,
             "stripe_account": item.account.stripe_id,
             "payment_intent_id": item.payment_intent_id,
+            "amount_refunded": item.amount_refunded_major,
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
@@ -270,6 +276,9 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
                 else ""
             ),
             inspect_url_name=viewset.get_url_name("inspect"),
+            payments=list(
+                invoice.payments.prefetch_related("refunds__created_by").order_by("paid_at", "pk")
+            ),
         )
         return context
 
@@ -423,6 +432,7 @@ class InvoiceViewSet(SnippetViewSet):
     history_view_class = InvoiceHistoryView
     usage_view_class = InvoiceUsageView
     resend_view_class = InvoiceResendView
+    refund_view_class = InvoiceRefundView
     chooser_viewset_class = InvoiceChooserViewSet
 
     inspect_view_enabled = True
@@ -460,6 +470,7 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment",
         "stripe_account",
         "payment_intent_id",
+        "amount_refunded",
     ]
     export_headings = {
         "number": gettext_lazy("Number"),
@@ -478,6 +489,7 @@ class InvoiceViewSet(SnippetViewSet):
         "late_payment": gettext_lazy("Paid late"),
         "stripe_account": gettext_lazy("Stripe account"),
         "payment_intent_id": gettext_lazy("Stripe payment"),
+        "amount_refunded": gettext_lazy("Amount refunded"),
     }
     export_filename = "invoices"
 
@@ -511,10 +523,15 @@ class InvoiceViewSet(SnippetViewSet):
             inspect_url_name=self.get_url_name("inspect"),
         )
 
+    @property
+    def refund_view(self) -> Any:
+        return self.construct_view(self.refund_view_class)
+
     def get_urlpatterns(self) -> list[Any]:
         return [
             *super().get_urlpatterns(),
             path("resend/<int:pk>/", self.resend_view, name="resend"),
+            path("refund/<int:pk>/", self.refund_view, name="refund"),
         ]
 
 

@@ -34,6 +34,7 @@ def register_log_actions(actions):
             _("Client opened Stripe Checkout"),
         ),
         ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
+        ("wagtail_client_billing.refund_failed", _("Refund failed"), _("A refund failed")),
         (
             "wagtail_client_billing.account_connected",
             _("Stripe account connected"),
@@ -62,6 +63,7 @@ def register_log_actions(actions):
     ):
         actions.register_action(action, label, message)
     actions.register_action("wagtail_client_billing.amount_mismatch")(AmountMismatchFormatter)
+    actions.register_action("wagtail_client_billing.refunded")(RefundFormatter)
 
 
 class AmountMismatchFormatter(LogFormatter):
@@ -80,6 +82,20 @@ class AmountMismatchFormatter(LogFormatter):
             "Paid through Checkout for %(paid)s before tax and discounts; the invoice "
             "is for %(asked)s. Check the payment in Stripe."
         ) % {"paid": paid, "asked": asked}
+
+
+class RefundFormatter(LogFormatter):
+    """A refund of a payment (made here or in Stripe): its amount and reason."""
+
+    label = _("Refunded")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        try:
+            amount = format_money(data["amount"], data["currency"])
+        except (KeyError, TypeError, ValueError):
+            return gettext("Refund made")
+        return gettext("%(amount)s refunded") % {"amount": amount}
 
 
 # --- the Client Billing settings screen (tabs in panels/) ------------------------------------
@@ -112,7 +128,8 @@ def register_connect_permission():
     from django.contrib.auth.models import Permission
 
     return Permission.objects.filter(
-        content_type__app_label="wagtail_client_billing", codename="connect_stripe_account"
+        content_type__app_label="wagtail_client_billing",
+        codename__in=["connect_stripe_account", "refund_invoice"],
     )
 
 

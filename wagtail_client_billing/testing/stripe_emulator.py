@@ -443,6 +443,15 @@ class StripeEmulator:
         """End the subscription: ``customer.subscription.deleted``."""
         return self.state.cancel_subscription(subscription_id)
 
+    def fail_refund(self, refund_id: str) -> dict[str, Any]:
+        """The refund failed after it was made: ``refund.updated`` and ``refund.failed``."""
+        return self.state.fail_refund(refund_id)
+
+    def charge(self, charge_id: str) -> dict[str, Any]:
+        """A charge as Stripe holds it (with ``amount_refunded``)."""
+        with self.state.lock:
+            return public(self.state.charge(charge_id))
+
     # -- the same controls over HTTP --------------------------------------------------
 
     def control(self, method: str, path: str, data: dict[str, Any]) -> Any:
@@ -452,7 +461,8 @@ class StripeEmulator:
         connect_in_both_modes}``, ``POST /_emulator/events`` ``{"type", "object",
         "account", "livemode"}``,
         ``POST /_emulator/checkout/sessions/<id>/{pay,pay_delayed,settle,fail_payment,expire}``,
-        ``POST /_emulator/subscriptions/<id>/{renew,cancel}``, ``POST /_emulator/reset``,
+        ``POST /_emulator/subscriptions/<id>/{renew,cancel}``, ``POST /_emulator/refunds/<id>/fail``,
+        ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
         ``POST /_emulator/clock`` ``{"advance": seconds}``,
         ``POST /_emulator/settings`` ``{"webhooks_enabled", "duplicate_deliveries",
@@ -471,6 +481,7 @@ class StripeEmulator:
             "checkout/sessions/expire": self.expire_session,
             "subscriptions/renew": self.renew_subscription,
             "subscriptions/cancel": self.cancel_subscription,
+            "refunds/fail": self.fail_refund,
         }
         match = re.fullmatch(r"/_emulator/(.+)/([^/]+)/([a-z_]+)/?", path)
         if method == "POST" and match:

@@ -159,6 +159,9 @@ def _params_types() -> dict[str, type]:
         AccountRetrieveCurrentParams,
         AccountRetrieveParams,
         AccountUpdateParams,
+        RefundCreateParams,
+        RefundListParams,
+        RefundRetrieveParams,
         WebhookEndpointCreateParams,
         WebhookEndpointDeleteParams,
         WebhookEndpointListParams,
@@ -184,6 +187,9 @@ def _params_types() -> dict[str, type]:
         "session.retrieve": SessionRetrieveParams,
         "session.list": SessionListParams,
         "session.expire": SessionExpireParams,
+        "refund.create": RefundCreateParams,
+        "refund.retrieve": RefundRetrieveParams,
+        "refund.list": RefundListParams,
         "webhook_endpoint.create": WebhookEndpointCreateParams,
         "webhook_endpoint.list": WebhookEndpointListParams,
         "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
@@ -228,6 +234,8 @@ class Store:
             self.subscriptions: dict[str, dict[str, Any]] = {}
             self.invoices: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, dict[str, Any]] = {}
+            self.charges: dict[str, dict[str, Any]] = {}
+            self.refunds: dict[str, dict[str, Any]] = {}
             self.webhook_endpoints: dict[str, dict[str, Any]] = {}
             self.endpoint_targets = {}
             self.events: list[dict[str, Any]] = []
@@ -246,6 +254,8 @@ class Store:
         "subscriptions",
         "invoices",
         "payment_intents",
+        "charges",
+        "refunds",
         "webhook_endpoints",
     )
 
