@@ -86,6 +86,11 @@ class Payment(models.Model):
     #: (a refund whose own event was lost still counts), and that event's time.
     charge_amount_refunded = models.PositiveBigIntegerField(default=0, db_default=0)
     charge_refunded_at = models.DateTimeField(null=True, blank=True)
+    #: The client's receipt: when it was wanted (``None``: none is sent, e.g. the site
+    #: turned receipts off), when a worker took it, when it went out.
+    receipt_queued_at = models.DateTimeField(null=True, blank=True)
+    receipt_claimed_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("payment")
@@ -242,6 +247,11 @@ class Refund(models.Model):
     )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     status_at = models.DateTimeField(null=True, blank=True)
+    #: The client's receipt: when it was wanted (``None``: none is sent, e.g. the site
+    #: turned receipts off), when a worker took it, when it went out.
+    receipt_queued_at = models.DateTimeField(null=True, blank=True)
+    receipt_claimed_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("refund")

@@ -28,6 +28,7 @@ from ..models import (
     Refund,
     StripeInvoicePayment,
 )
+from . import receipts
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +101,8 @@ def record_payment(
                 )
                 return None, False
         else:
+            if payment.amount:
+                receipts.queue_receipt("payment", payment, invoice)
             attach_refunds(payment)
             refresh_refund_totals(invoice, source=lifecycle.Source.WEBHOOK)
             return payment, True

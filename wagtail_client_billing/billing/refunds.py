@@ -37,7 +37,7 @@ from ..models import (
 )
 from ..money import format_money
 from ..stripe_api import expandable_id, mapping, positive_int
-from . import payments
+from . import payments, receipts
 
 logger = logging.getLogger(__name__)
 
@@ -84,16 +84,6 @@ def site_refunds_application_fee(invoice: Invoice) -> bool:
         .values_list("refund_application_fee", flat=True)
         .first()
     )
-
-
-def site_sends_receipts(invoice: Invoice) -> bool:
-    """Whether the site emails its clients receipts (on unless the site turned them off)."""
-    value = (
-        ClientBillingSettings.objects.filter(site_id=invoice.site_id)
-        .values_list("send_receipts", flat=True)
-        .first()
-    )
-    return value is None or bool(value)
 
 
 def check_refund(invoice: Invoice, payment: Payment | None, amount: int) -> None:
@@ -313,6 +303,8 @@ def apply_refund(
             Payment.objects.filter(pk=row.payment_id).update(
                 charge_amount_refunded=0, charge_refunded_at=at or timezone.now()
             )
+        if became_active:
+            receipts.queue_receipt("refund", row, target)
         if became_active or new == RefundStatus.FAILED:
             log(
                 instance=target,

@@ -19,7 +19,7 @@ from wagtail.admin import messages
 from wagtail.admin.views.generic import WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 
-from ..billing import refunds
+from ..billing import receipts, refunds
 from ..forms.refunds import RefundForm
 from ..models import Invoice, site_display_name
 from ..money import format_money
@@ -64,7 +64,7 @@ class InvoiceRefundView(
             action_url=self.request.get_full_path(),
             site_name=site_display_name(invoice.site),
             fee_refunded=refunds.site_refunds_application_fee(invoice),
-            invoice_site_sends_receipts=refunds.site_sends_receipts(invoice),
+            invoice_site_sends_receipts=receipts.site_sends_receipts(invoice),
         )
         context.setdefault("form", self.get_form())
         return context
