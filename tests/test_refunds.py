@@ -337,3 +337,42 @@ def test_an_editor_refunds_through_the_form_and_its_confirmation(
     shown = client.get(inspect).content.decode()
     assert "Refunded: $12.50" in shown
     assert Refund.objects.get().created_by == editor
+
+
+# --- reconciliation -----------------------------------------------------------------------------
+
+
+def test_reconcile_catches_a_dashboard_refund_whose_webhook_was_lost(
+    stripe_emulator, paid_invoice, settings
+):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from wagtail_client_billing import gateway
+
+    stripe_emulator.webhooks_enabled = False  # the refund's events never arrive
+    payment = paid_invoice.payments.get()
+    gateway.create_refund(
+        test_mode=True,
+        account_id=paid_invoice.account.stripe_id,
+        refund_pk=0,
+        amount=3000,
+        payment_intent=payment.payment_intent_id,
+    )
+    out = StringIO()
+    call_command("client_billing_reconcile", stdout=out)
+    assert "Reconciled refunds: 1 checked, 1 refunds_applied" in out.getvalue()
+    paid_invoice.refresh_from_db()
+    assert (paid_invoice.status, paid_invoice.amount_refunded) == ("partially_refunded", 3000)
+
+    call_command("client_billing_reconcile", stdout=out)  # again: nothing new
+    paid_invoice.refresh_from_db()
+    assert paid_invoice.amount_refunded == 3000
+    assert paid_invoice.refunds.count() == 1
+
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REFUND_RECONCILE_WINDOW": None,
+    }
+    assert not refunds.payments_to_reconcile().exists()

@@ -107,6 +107,9 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRE_BATCH_SIZE": 5000,
     # Stripe API requests per second the background tasks allow themselves, per mode.
     "STRIPE_TASK_RATE_LIMIT": {"test": 20, "live": 80},
+    # Reconciliation also reads the refunds of payments made within this time (a refund
+    # whose webhook was lost); None reads none. Stripe's dispute window is about 120 days.
+    "REFUND_RECONCILE_WINDOW": timedelta(days=120),
     # Requests a minute one client address may make to the public pages (pay link, return,
     # cancel, JSON status) before it gets 429; 0 turns the limit off.
     "PUBLIC_RATE_LIMIT": 60,
@@ -117,7 +120,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 #: Keys where ``None`` is a choice of the site developer (off), not "use the default".
-NONE_MEANS_OFF = frozenset({"WEBHOOK_PAYLOAD_RETENTION"})
+NONE_MEANS_OFF = frozenset({"WEBHOOK_PAYLOAD_RETENTION", "REFUND_RECONCILE_WINDOW"})
 
 #: Keys read from the environment when the settings dict does not set them.
 ENV_KEYS = {

@@ -26,6 +26,7 @@ from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
 from .. import gateway, lifecycle
+from ..conf import billing_settings
 from ..models import (
     ACTIVE_REFUND_STATUSES,
     ClientBillingSettings,
@@ -37,7 +38,7 @@ from ..models import (
 )
 from ..money import format_money
 from ..stripe_api import expandable_id, mapping, positive_int
-from . import payments, receipts
+from . import checkout, payments, receipts
 
 logger = logging.getLogger(__name__)
 
@@ -352,3 +353,59 @@ def apply_charge(
         if isinstance(item, dict):
             apply_refund(gateway.refund_from_stripe(item), invoice=invoice, source=source, at=at)
     payments.refresh_refund_totals(invoice, source=source)
+
+
+# --- reconciliation: refunds whose webhook was lost ------------------------------------------
+
+
+def payments_to_reconcile(now: datetime | None = None) -> Any:
+    """Payments made within ``REFUND_RECONCILE_WINDOW`` of invoices that received money,
+    with an id Stripe's refunds can be listed by; none when the window is off."""
+    window = billing_settings.REFUND_RECONCILE_WINDOW
+    if not window:
+        return Payment.objects.none()
+    now = now or timezone.now()
+    return (
+        Payment.objects.select_related("invoice__account")
+        .filter(paid_at__gte=now - window, invoice__status__in=lifecycle.MONEY_RECEIVED)
+        .exclude(payment_intent_id="", charge_id="")
+        .order_by("pk")
+    )
+
+
+def reconcile_refunds(limit: int | None = None) -> checkout.ReconcileReport:
+    """List each recent payment's refunds from Stripe and apply them, at the background
+    tasks' rate (``STRIPE_TASK_RATE_LIMIT``): one Stripe request per payment; a failure
+    is reported and the run goes on. Called by the reconciliation task and command."""
+    report = checkout.ReconcileReport()
+    rates = billing_settings.STRIPE_TASK_RATE_LIMIT
+    pacers = {mode: checkout.Pacer(rates.get(mode, 20)) for mode in ("test", "live")}
+    candidates = payments_to_reconcile()
+    if limit:
+        candidates = candidates[:limit]
+    for payment in candidates.iterator(chunk_size=500):
+        invoice = payment.invoice
+        report.checked += 1
+        pacers["test" if invoice.test_mode else "live"].wait()
+        try:
+            states = gateway.list_refunds(
+                test_mode=invoice.test_mode,
+                account_id=invoice.account.stripe_id,
+                payment_intent=payment.payment_intent_id,
+                charge=payment.charge_id if not payment.payment_intent_id else "",
+            )
+        except gateway.GatewayError as exc:
+            report.errors.append(f"{invoice.number}: {exc}")
+            report.count("error")
+            continue
+        changed = 0
+        with transaction.atomic():
+            lifecycle.lock(invoice)
+            for state in states:
+                changed += apply_refund(
+                    state, invoice=invoice, source=lifecycle.Source.RECONCILE
+                ).changed
+        report.count("refunds_applied" if changed else "refunds_unchanged")
+    if report.checked:
+        logger.info("Reconciled refunds: %s", report)
+    return report

@@ -20,7 +20,12 @@ def build_edit_handler() -> TabbedInterface:
             ObjectList([StripeAccountsPanel()], heading=_("Stripe")),
             ObjectList(email_panels(), heading=_("Email")),
             ObjectList(
-                [FieldPanel("default_currency"), FieldPanel("payment_link_lifetime_hours")],
+                [
+                    FieldPanel("default_currency"),
+                    FieldPanel("payment_link_lifetime_hours"),
+                    FieldPanel("send_receipts"),
+                    FieldPanel("refund_application_fee"),
+                ],
                 heading=_("Defaults"),
             ),
             ObjectList([SiteInvoicesPanel()], heading=_("Invoices")),

@@ -3,12 +3,15 @@
 For webhooks that never arrived (endpoint down, a secret misconfigured): each pending,
 processing or recently expired invoice that holds a Checkout Session has that session
 read from Stripe and applied through the same function the webhooks use. The schedule
-(``tasks.reconcile_open_sessions``) does the same every 15 minutes.
+(``tasks.reconcile_open_sessions``) does the same every 15 minutes. Then the refunds of
+payments made within ``REFUND_RECONCILE_WINDOW`` are listed from Stripe and applied, for
+a refund whose webhook was lost.
 """
 
 from django.core.management.base import BaseCommand
 
 from ...billing.checkout import reconcile_open_sessions
+from ...billing.refunds import reconcile_refunds
 
 
 class Command(BaseCommand):
@@ -26,4 +29,8 @@ class Command(BaseCommand):
         report = reconcile_open_sessions(limit=limit)
         self.stdout.write(f"Reconciled Checkout Sessions: {report}.")
         for error in report.errors:
+            self.stderr.write(error)
+        refunds = reconcile_refunds(limit=limit)
+        self.stdout.write(f"Reconciled refunds: {refunds}.")
+        for error in refunds.errors:
             self.stderr.write(error)
