@@ -102,6 +102,7 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_invoices:copy": Row("invoice", posts=True),
     "wagtail_client_billing_invoices:inspect": Row("invoice"),
     "wagtail_client_billing_invoices:resend": Row("pending", posts=True),
+    "wagtail_client_billing_invoices:refund": Row("invoice", posts=True),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen": Row("invoice"),

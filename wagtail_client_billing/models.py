@@ -735,13 +735,6 @@ class Invoice(models.Model):
         return to_major(self.amount_refunded, self.currency)
 
     @property
-    def refundable_total(self) -> int:
-        """What its payments received, in minor units (the most that can be refunded);
-        the invoice's amount when no payment is recorded (paid before payments were)."""
-        total = sum(p.amount for p in self.payments.all())
-        return total or self.amount
-
-    @property
     def checkout_figures(self) -> list[tuple[str, str]]:
         """What Stripe's Checkout charged, as ``(label, formatted amount)`` rows.
 
