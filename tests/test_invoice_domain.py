@@ -299,7 +299,7 @@ def test_delete_of_a_paid_request_is_refused_with_the_lifecycles_message(connect
     with pytest.raises(lifecycle.TransitionNotAllowed) as refused:
         invoices.delete(invoice, user=None)
 
-    assert str(refused.value) == "A paid invoice cannot be deleted; refund it in Stripe instead."
+    assert str(refused.value) == "A paid invoice cannot be deleted; refund it instead."
     assert Invoice.objects.get(pk=invoice.pk).status == InvoiceStatus.PAID
 
 

@@ -22,7 +22,7 @@ def _lines_migration() -> tuple[str, str]:
     names = sorted(
         name for app, name in MigrationExecutor(connection).loader.disk_migrations if app == APP
     )
-    ours = next(name for name in names if name.endswith("_lines19_lines"))
+    ours = next(name for name in names if name.endswith("_invoice_lines"))
     return names[names.index(ours) - 1], ours
 
 

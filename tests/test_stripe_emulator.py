@@ -796,7 +796,9 @@ def test_subscription_checkout_renewal_and_cancellation(
         "checkout.session.completed",
         "customer.subscription.created",
         "invoice.paid",
+        "invoice_payment.paid",
         "invoice.paid",
+        "invoice_payment.paid",
         "customer.subscription.updated",
         "customer.subscription.deleted",
     ]

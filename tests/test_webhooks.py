@@ -264,7 +264,7 @@ def test_event_of_the_other_mode_is_ignored(client, invoice):
 
 def test_a_handler_returns_what_it_did_and_the_invoice_it_concerns(invoice):
     paid = completed(invoice, "cs_test_a1current")
-    unknown = build_event("charge.refunded", {"id": "ch_1", "object": "charge"})
+    unknown = build_event("payout.paid", {"id": "po_1", "object": "payout"})
     other_mode = completed(invoice, "cs_test_a1current")
     other_mode["livemode"] = True
 

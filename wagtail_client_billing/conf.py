@@ -114,8 +114,8 @@ DEFAULTS: dict[str, Any] = {
     "EXPIRE_BATCH_SIZE": 5000,
     # Stripe API requests per second the background tasks allow themselves, per mode.
     "STRIPE_TASK_RATE_LIMIT": {"test": 20, "live": 80},
-    # Reconciliation looks for disputes (whose webhooks were lost) of payments made within
-    # this many days: Stripe's dispute window is about 120 days.
+    # Reconciliation looks for refunds and disputes (whose webhooks were lost) of payments
+    # made within this many days (Stripe's dispute window is about 120 days); 0: neither.
     "RECONCILE_PAYMENTS_WINDOW_DAYS": 120,
     # Requests a minute one client address may make to the public pages (pay link, return,
     # cancel, JSON status) before it gets 429; 0 turns the limit off.

@@ -970,3 +970,54 @@ def send_notice(
     finally:
         _close_quietly(mailer.connection)
     return None
+
+
+# --- receipts ----------------------------------------------------------------------------
+
+RECEIPT = "receipt"
+REFUND_RECEIPT = "refund_receipt"
+
+
+def send_receipt(
+    invoice: Invoice, kind: str, *, amount: int, currency: str, at: Any, reference: str = ""
+) -> SendResult:
+    """Send the client the receipt of a payment (``kind=RECEIPT``) or a refund
+    (``REFUND_RECEIPT``) through the site's connection; never raises.
+
+    Rendered in the site's language from overridable templates
+    (``wagtail_client_billing/emails/<kind>.{subject.txt,txt,html}``).
+    """
+    try:
+        mailer = mailer_for_site(invoice.site)
+    except Exception as exc:
+        return SendResult(invoice.pk, describe_error(exc))
+    try:
+        with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
+            local = timezone.localtime(at)
+            context = {
+                **email_context(invoice, kind),
+                "receipt_amount": format_money(amount, currency),
+                "receipt_date": date_format(local, "DATETIME_FORMAT"),
+                "reference": reference,
+                "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
+            }
+            base = f"wagtail_client_billing/emails/{kind}"
+            message = EmailMultiAlternatives(
+                subject=_render_subject(f"{base}.subject.txt", context),
+                body=render_text(f"{base}.txt", context),
+                from_email=mailer.from_email,
+                to=[_recipient(invoice.email)],
+                reply_to=mailer.reply_to,
+                connection=mailer.connection,
+            )
+            message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
+        hooks.run(hooks.EMAIL_MESSAGE, invoice, message)
+        mailer.connection.open()
+        mailer.connection.send_messages([message])
+    except Exception as exc:
+        error = describe_error(exc, mailer)
+        _log_failure(error, mailer, [invoice.pk])
+        return SendResult(invoice.pk, error)
+    finally:
+        _close_quietly(mailer.connection)
+    return SendResult(invoice.pk)

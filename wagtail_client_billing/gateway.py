@@ -1389,3 +1389,109 @@ def set_cancel_at_period_end(
         )
     _log_ok("update_subscription", subscription, test_mode=test_mode, account_id=account_id)
     return _plain(subscription)
+
+
+# --- refunds ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RefundState:
+    """A Stripe refund as the app reads it (an API answer or an event's object)."""
+
+    id: str
+    amount: int
+    currency: str
+    status: str
+    payment_intent: str = ""
+    charge: str = ""
+    reason: str = ""
+    failure_reason: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def refund_from_stripe(obj: Any) -> RefundState:
+    """A :class:`RefundState` from a ``refund`` as Stripe sends it; a field of the wrong
+    type reads as empty."""
+    refund = _plain(obj) if not isinstance(obj, dict) else obj
+    metadata = refund.get("metadata")
+    return RefundState(
+        id=text(refund.get("id")),
+        amount=_amount(refund.get("amount")) or 0,
+        currency=text(refund.get("currency")).upper(),
+        status=text(refund.get("status")),
+        payment_intent=expandable_id(refund.get("payment_intent")),
+        charge=expandable_id(refund.get("charge")),
+        reason=text(refund.get("reason")),
+        failure_reason=text(refund.get("failure_reason")),
+        metadata={
+            str(k): v
+            for k, v in (metadata.items() if isinstance(metadata, dict) else ())
+            if isinstance(v, str)
+        },
+    )
+
+
+def refund_idempotency_key(refund_pk: int, attempt: int = 0) -> str:
+    """``wcb-refund-<pk>-<attempt>``: one per refund row (one per editor's confirmation),
+    so a double click or a retry after a timeout replays the same request; a new
+    ``attempt`` only after an error that spent the key."""
+    return f"wcb-refund-{refund_pk}-{attempt}"
+
+
+def create_refund(
+    *,
+    test_mode: bool,
+    account_id: str,
+    refund_pk: int,
+    amount: int,
+    payment_intent: str = "",
+    charge: str = "",
+    reason: str = "",
+    refund_application_fee: bool = False,
+    invoice_id: int | None = None,
+    attempt: int = 0,
+) -> RefundState:
+    """Refund ``amount`` of a payment on its connected account (a direct charge's refund).
+
+    ``refund_application_fee`` returns the platform's fee in proportion to the amount
+    refunded (Stripe's rule for direct charges). The refund's metadata names the app's
+    refund row, which its events are then matched by.
+    """
+    params: dict[str, Any] = {
+        "amount": amount,
+        "metadata": {"refund_id": str(refund_pk), "invoice_id": str(invoice_id or "")},
+    }
+    if payment_intent:
+        params["payment_intent"] = payment_intent
+    elif charge:
+        params["charge"] = charge
+    else:
+        raise InvalidRequest(_("The payment has no Stripe payment to refund."))
+    if reason:
+        params["reason"] = reason
+    if refund_application_fee:
+        params["refund_application_fee"] = True
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": refund_idempotency_key(refund_pk, attempt),
+    }
+    with _calling("create_refund", test_mode=test_mode, account_id=account_id):
+        refund = client.v1.refunds.create(params, options)  # type: ignore[arg-type]
+    _log_ok("create_refund", refund, test_mode=test_mode, account_id=account_id)
+    return refund_from_stripe(refund)
+
+
+def list_refunds(
+    *, test_mode: bool, account_id: str, payment_intent: str = "", charge: str = ""
+) -> list[RefundState]:
+    """The refunds of one payment (its payment intent or charge), newest first."""
+    params: dict[str, Any] = {"limit": 100}
+    if payment_intent:
+        params["payment_intent"] = payment_intent
+    elif charge:
+        params["charge"] = charge
+    client = get_client(test_mode)
+    with _calling("list_refunds", test_mode=test_mode, account_id=account_id):
+        page = client.v1.refunds.list(params, {"stripe_account": account_id})  # type: ignore[arg-type]
+    return [refund_from_stripe(item) for item in _get(page, "data", [])]

@@ -45,6 +45,13 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 LOG_ACTIONS: dict[str, str] = {value: row.log_action for value, row in status.STATUSES.items()}
 
 
+#: The statuses money has not reached yet: what :func:`mark_paid` moves from.
+UNPAID = (S.PENDING, S.PROCESSING, S.EXPIRED, S.DELETED)
+
+#: The statuses of an invoice whose money came in: paid, and its refunds.
+MONEY_RECEIVED = (S.PAID, S.PARTIALLY_REFUNDED, S.REFUNDED)
+
+
 class Source(models.TextChoices):
     """What caused a change; stored on the invoice and passed to signal receivers."""
 
@@ -219,6 +226,8 @@ def mark_paid(
         user=user,
         fields=fields,
         per_old_fields={S.EXPIRED: late, S.DELETED: late},
+        # Paid once: a refunded invoice is not "paid" again by a redelivered payment.
+        from_statuses=UNPAID,
     )
 
 
@@ -494,3 +503,13 @@ def _log_bulk(batch: list[Expired], now: datetime) -> None:
     params = [content_type.pk, LOG_ACTIONS[S.EXPIRED], data, stamp, False, False, *rows_params]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def set_refund_state(
+    invoice: Invoice, new: str, *, source: str, user: Any = None, data: dict[str, Any] | None = None
+) -> bool:
+    """Paid, partially refunded or refunded, as the invoice's payments and refunds add up
+    (:func:`..billing.refunds.refund_state`): only between those three."""
+    if new not in MONEY_RECEIVED or invoice.status == new:
+        return False
+    return _change(invoice, new, source=source, user=user, data=data, from_statuses=MONEY_RECEIVED)

@@ -351,6 +351,25 @@ class ClientBillingSettings(BaseSiteSetting):
         ),
     )
 
+    refund_application_fee = models.BooleanField(
+        _("refund the platform's fee with a refund"),
+        default=False,
+        db_default=False,
+        help_text=_(
+            "On: a refund also returns the platform's application fee, in proportion to the "
+            "amount refunded. Off: the connected account bears the whole refund."
+        ),
+    )
+    send_receipts = models.BooleanField(
+        _("email receipts to clients"),
+        default=True,
+        db_default=True,
+        help_text=_(
+            "A receipt from this site for each payment (each renewal too) and each refund. "
+            "Turn off if the connected account's Stripe receipts are on."
+        ),
+    )
+
     class Meta:
         verbose_name = _("Client Billing")
         verbose_name_plural = _("Client Billing")
@@ -737,6 +756,11 @@ class Invoice(ClusterableModel):
     subscription_status = models.CharField(max_length=32, blank=True, editable=False)
     customer_id = models.CharField(max_length=255, blank=True, editable=False)
     renewals_paid = models.PositiveIntegerField(default=0, editable=False)
+    #: What was refunded of its payments, in minor units of ``currency`` (pending and
+    #: succeeded refunds); written by :mod:`.billing.refunds`.
+    amount_refunded = models.PositiveBigIntegerField(
+        _("amount refunded (minor units)"), default=0, db_default=0, editable=False
+    )
     last_renewal_paid_at = models.DateTimeField(null=True, blank=True, editable=False)
     #: Stripe's ``created`` of the ``customer.subscription.*`` event whose state
     #: ``subscription_status`` holds; an older event is not applied over it.
@@ -881,6 +905,7 @@ class Invoice(ClusterableModel):
         "customer_id",
         "renewals_paid",
         "last_renewal_paid_at",
+        "amount_refunded",
         "subscription_state_at",
         "delayed_payment_resolved_session",
         # The tax is the site's as it is when the new request is made (the form picks).
@@ -969,6 +994,7 @@ class Invoice(ClusterableModel):
         permissions = [
             ("connect_stripe_account", _("Can connect and unlink Stripe accounts")),
             ("cancel_subscription", _("Can cancel subscriptions")),
+            ("refund_invoice", _("Can refund paid invoices")),
         ]
 
     def __str__(self) -> str:
@@ -1001,6 +1027,14 @@ class Invoice(ClusterableModel):
     @property
     def formatted_amount(self) -> str:
         return format_money(self.amount, self.currency)
+
+    @property
+    def formatted_amount_refunded(self) -> str:
+        return format_money(self.amount_refunded, self.currency)
+
+    @property
+    def amount_refunded_major(self):
+        return to_major(self.amount_refunded, self.currency)
 
     @property
     def checkout_figures(self) -> list[tuple[str, str]]:
@@ -1973,4 +2007,12 @@ class PaidNotice(models.Model):
 
 # --- payments (one row per payment an invoice received) -------------------------------------
 
-from .models_payments import Payment, PaymentKind, StripeInvoicePayment  # noqa: E402, F401
+from .models_payments import (  # noqa: E402, F401
+    ACTIVE_REFUND_STATUSES,
+    Payment,
+    PaymentKind,
+    Refund,
+    RefundReason,
+    RefundStatus,
+    StripeInvoicePayment,
+)

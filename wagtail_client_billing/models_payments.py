@@ -12,6 +12,7 @@ the app but :mod:`.money`, so it cannot take part in an import cycle.
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -81,6 +82,15 @@ class Payment(models.Model):
     )
     paid_at = models.DateTimeField(_("paid at"))
     created_at = models.DateTimeField(_("recorded at"), default=timezone.now)
+    #: The charge's own ``amount_refunded`` as the newest ``charge.refunded`` gave it
+    #: (a refund whose own event was lost still counts), and that event's time.
+    charge_amount_refunded = models.PositiveBigIntegerField(default=0, db_default=0)
+    charge_refunded_at = models.DateTimeField(null=True, blank=True)
+    #: The client's receipt: when it was wanted (``None``: none is sent, e.g. the site
+    #: turned receipts off), when a worker took it, when it went out.
+    receipt_queued_at = models.DateTimeField(null=True, blank=True)
+    receipt_claimed_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name = _("payment")
@@ -150,3 +160,121 @@ class StripeInvoicePayment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_invoice_id}: {self.payment_intent_id or self.charge_id}"
+
+
+class RefundReason(models.TextChoices):
+    """Stripe's reasons for a refund (``reason`` of a Refund create call)."""
+
+    REQUESTED_BY_CUSTOMER = "requested_by_customer", _("Requested by the client")
+    DUPLICATE = "duplicate", _("Duplicate payment")
+    FRAUDULENT = "fraudulent", _("Fraudulent payment")
+
+
+class RefundStatus(models.TextChoices):
+    #: Asked of Stripe; no answer yet (a timeout): asking again replays the same request.
+    REQUESTED = "requested", _("Requested")
+    PENDING = "pending", _("Pending")
+    REQUIRES_ACTION = "requires_action", _("Requires action")
+    SUCCEEDED = "succeeded", _("Succeeded")
+    FAILED = "failed", _("Failed")
+    CANCELED = "canceled", _("Canceled")
+
+
+#: Refund statuses whose money has left (or is leaving) the connected account.
+ACTIVE_REFUND_STATUSES = (
+    RefundStatus.PENDING,
+    RefundStatus.REQUIRES_ACTION,
+    RefundStatus.SUCCEEDED,
+)
+
+
+class Refund(models.Model):
+    """A refund of one payment, made here or anywhere else (the Stripe dashboard).
+
+    One row per Stripe refund (``stripe_refund_id`` unique); one made here is saved
+    before Stripe is asked, keyed by the editor's confirmation (``request_key``), so a
+    double click or a retry after a timeout is the same refund with the same idempotency
+    key. A refund whose event arrives before its payment is recorded keeps the payment
+    intent or charge it names and is attached when that payment is recorded.
+
+    Attributes:
+        status: Stripe's, or ``requested`` until Stripe answers.
+        failure_reason: Stripe's ``failure_reason`` of a failed refund.
+        note: the editor's note (kept here, never sent to Stripe or the client).
+        status_at: Stripe's ``created`` of the event whose status is recorded.
+    """
+
+    payment = models.ForeignKey(
+        Payment,
+        verbose_name=_("payment"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+    )
+    invoice = models.ForeignKey(
+        "wagtail_client_billing.Invoice",
+        verbose_name=_("invoice"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="refunds",
+    )
+    stripe_refund_id = models.CharField(_("Stripe refund"), max_length=255, blank=True, default="")
+    payment_intent_id = models.CharField(max_length=255, blank=True, default="")
+    charge_id = models.CharField(max_length=255, blank=True, default="")
+    account_id = models.CharField(max_length=64, blank=True, default="")
+    amount = models.PositiveBigIntegerField(_("amount (minor units)"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(
+        _("reason"), max_length=32, choices=RefundReason.choices, blank=True, default=""
+    )
+    note = models.TextField(_("note"), blank=True, default="")
+    status = models.CharField(
+        _("status"), max_length=20, choices=RefundStatus.choices, default=RefundStatus.REQUESTED
+    )
+    failure_reason = models.CharField(_("failure reason"), max_length=64, blank=True, default="")
+    refund_application_fee = models.BooleanField(_("application fee refunded"), default=False)
+    request_key = models.CharField(max_length=64, blank=True, default="")
+    request_error = models.CharField(_("last error"), max_length=500, blank=True, default="")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("refunded by"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    status_at = models.DateTimeField(null=True, blank=True)
+    #: The client's receipt: when it was wanted (``None``: none is sent, e.g. the site
+    #: turned receipts off), when a worker took it, when it went out.
+    receipt_queued_at = models.DateTimeField(null=True, blank=True)
+    receipt_claimed_at = models.DateTimeField(null=True, blank=True)
+    receipt_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_refund_id"],
+                condition=~Q(stripe_refund_id=""),
+                name="wcb_refund_stripe_id",
+            ),
+            models.UniqueConstraint(
+                fields=["request_key"], condition=~Q(request_key=""), name="wcb_refund_request"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stripe_refund_id or self.request_key} ({self.formatted_amount})"
+
+    @property
+    def formatted_amount(self) -> str:
+        return format_money(self.amount, self.currency)
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_REFUND_STATUSES

@@ -16,7 +16,9 @@ The moves the table allows today::
     expired    -> paid   (money received wins; flagged as a late payment), deleted
     deleted    -> paid   (money received wins; flagged as a late payment)
     draft      -> pending (sent: numbered, emailed, its lifetime starts), deleted
-    paid       -> (nothing)
+    paid       -> partially_refunded, refunded
+    partially_refunded -> refunded, paid (its refund failed)
+    refunded   -> partially_refunded (a refund failed, or a renewal was paid), paid
 
 Where things live, and why migrations stay still:
 
@@ -62,6 +64,8 @@ class InvoiceStatus(models.TextChoices):
     EXPIRED = "expired", _("Expired")
     DELETED = "deleted", _("Deleted")
     DRAFT = "draft", _("Draft")
+    PARTIALLY_REFUNDED = "partially_refunded", _("Partially refunded")
+    REFUNDED = "refunded", _("Refunded")
 
 
 S = InvoiceStatus
@@ -173,13 +177,13 @@ STATUSES: dict[str, Status] = {
         ),
         Status(
             S.PAID,
-            targets=_t(),
+            targets=_t(S.PARTIALLY_REFUNDED, S.REFUNDED),
             log_action="wagtail_client_billing.paid",
             log_label=_("Paid"),
             log_message=_("Marked paid"),
             tone=Tone.POSITIVE,
             page=ClientPage("paid.html"),
-            refusal=_("A paid invoice cannot be deleted; refund it in Stripe instead."),
+            refusal=_("A paid invoice cannot be deleted; refund it instead."),
         ),
         Status(
             S.EXPIRED,
@@ -213,6 +217,30 @@ STATUSES: dict[str, Status] = {
             log_message=_("Saved as a draft"),
             tone=Tone.NEUTRAL,
             page=ClientPage("draft.html"),
+        ),
+        Status(
+            S.PARTIALLY_REFUNDED,
+            targets=_t(S.REFUNDED, S.PAID),
+            log_action="wagtail_client_billing.partially_refunded",
+            log_label=_("Partially refunded"),
+            log_message=_("Part of the payment refunded"),
+            tone=Tone.WARNING,
+            page=ClientPage("refunded.html"),
+            refusal=_(
+                "A refunded invoice cannot be deleted: its payment and refunds stay on record."
+            ),
+        ),
+        Status(
+            S.REFUNDED,
+            targets=_t(S.PARTIALLY_REFUNDED, S.PAID),
+            log_action="wagtail_client_billing.refunded_in_full",
+            log_label=_("Refunded"),
+            log_message=_("Payment refunded in full"),
+            tone=Tone.NEUTRAL,
+            page=ClientPage("refunded.html"),
+            refusal=_(
+                "A refunded invoice cannot be deleted: its payment and refunds stay on record."
+            ),
         ),
     )
 }

@@ -50,7 +50,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, disputes, invoices, notices, subscriptions
+from .billing import checkout, disputes, invoices, notices, receipts, subscriptions
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -633,7 +633,64 @@ def resume_abandoned_emails() -> int:
         )
     if lost:
         logger.warning("Queued %d lost invoice emails again", len(lost))
-    return len(lost)
+    return len(lost) + resume_receipts()
+
+
+# --- receipts -------------------------------------------------------------------------------
+
+
+def send_receipt(kind: str, pk: int) -> str:
+    """Email the client the receipt of a payment or refund, once.
+
+    Claimed first (``receipt_claimed_at``, taken over when older than the task timeout),
+    so a duplicate delivery of the task sends nothing; a failed send leaves it wanted, and
+    :func:`resume_receipts` queues it again later.
+    """
+    model = receipts.KINDS[kind]
+    now = timezone.now()
+    lease = claim_lease()
+    claimed = (
+        model._default_manager.filter(
+            pk=pk, receipt_sent_at__isnull=True, receipt_queued_at__isnull=False
+        )
+        .filter(Q(receipt_claimed_at__isnull=True) | Q(receipt_claimed_at__lt=now - lease))
+        .update(receipt_claimed_at=now)
+    )
+    if not claimed:
+        return "already handled"
+    obj = model._default_manager.select_related("invoice__site").get(pk=pk)
+    invoice = obj.invoice
+    if invoice is None:
+        return "no invoice"
+    result = emails.send_receipt(
+        invoice,
+        emails.RECEIPT if kind == "payment" else emails.REFUND_RECEIPT,
+        amount=obj.amount,
+        currency=obj.currency,
+        at=getattr(obj, "paid_at", None) or obj.created_at,
+        reference=invoice.number,
+    )
+    if result.sent:
+        model._default_manager.filter(pk=pk).update(receipt_sent_at=timezone.now())
+        return "sent"
+    # Wanted again from now: the sweep retries once the lease has passed.
+    model._default_manager.filter(pk=pk).update(
+        receipt_claimed_at=None, receipt_queued_at=timezone.now()
+    )
+    return f"failed: {result.error}"
+
+
+def resume_receipts() -> int:
+    """Queue again the receipts whose task was lost or whose sending failed."""
+    lease = claim_lease()
+    count = 0
+    for kind in receipts.KINDS:
+        for pk in receipts.due(kind, lease).values_list("pk", flat=True)[:500]:
+            async_task(f"{TASKS}.send_receipt", kind, pk, group="client_billing_email")
+            count += 1
+    if count:
+        logger.warning("Queued %d lost receipts again", count)
+    return count
 
 
 # --- reconciliation ---------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .views.admin_refunds import InvoiceRefundView
 from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
 from .viewsets_products import ProductViewSet
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
@@ -119,6 +120,8 @@ def copy_link_attrs() -> dict[str, str]:
 
 
 RESEND_PRIORITY = 30
+#: The statuses an invoice may be refunded in (what it received is not all refunded).
+REFUNDABLE_STATUSES = (InvoiceStatus.PAID, InvoiceStatus.PARTIALLY_REFUNDED)
 SEND_NEW_PRIORITY = 40
 SEND_DRAFT_PRIORITY = 35
 
@@ -167,6 +170,8 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                 priority=SEND_NEW_PRIORITY,
             )
         )
+    if invoice.status in REFUNDABLE_STATUSES and view.user_has_permission("refund"):
+        buttons.append(Button(_("Refund"), url=url("refund"), icon_name="undo", priority=45))
     if invoice.is_draft and view.user_has_permission("change"):
         buttons.append(
             Button(_("Send"), url=url("send"), icon_name="mail", priority=SEND_DRAFT_PRIORITY)
@@ -288,6 +293,7 @@ class InvoiceIndexView(IndexView):
                 if item.dispute_amount_lost
                 else 0
             ),
+            "amount_refunded": item.amount_refunded_major,
         }
 
     #: Export times in the project's time zone, to the second: Wagtail writes CSV dates as
@@ -410,6 +416,9 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
                 reverse(viewset.get_url_name("subscription"), args=[quote(invoice.pk)])
                 if invoice.subscription_is_live and may_cancel(self.request.user)
                 else ""
+            ),
+            payments=list(
+                invoice.payments.prefetch_related("refunds__created_by").order_by("paid_at", "pk")
             ),
         )
         return context
@@ -602,6 +611,7 @@ class InvoiceViewSet(SnippetViewSet):
     resend_view_class = InvoiceResendView
     send_view_class = InvoiceSendView
     edit_draft_view_class = InvoiceDraftEditView
+    refund_view_class = InvoiceRefundView
     chooser_viewset_class = InvoiceChooserViewSet
 
     inspect_view_enabled = True
@@ -653,6 +663,7 @@ class InvoiceViewSet(SnippetViewSet):
         "renewal_failures",
         "dispute_status",
         "dispute_amount_lost",
+        "amount_refunded",
     ]
     export_headings = {
         "number": gettext_lazy("Number"),
@@ -680,6 +691,7 @@ class InvoiceViewSet(SnippetViewSet):
         "renewal_failures": gettext_lazy("Failed renewals"),
         "dispute_status": gettext_lazy("Dispute"),
         "dispute_amount_lost": gettext_lazy("Lost to disputes"),
+        "amount_refunded": gettext_lazy("Amount refunded"),
     }
     export_filename = "invoices"
 
@@ -735,6 +747,10 @@ class InvoiceViewSet(SnippetViewSet):
     def subscription_view(self) -> Any:
         return InvoiceSubscriptionView.as_view()
 
+    @property
+    def refund_view(self) -> Any:
+        return self.construct_view(self.refund_view_class)
+
     def get_urlpatterns(self) -> list[Any]:
         return [
             *super().get_urlpatterns(),
@@ -747,6 +763,7 @@ class InvoiceViewSet(SnippetViewSet):
             path("send/<int:pk>/", self.send_view, name="send"),
             path("edit-draft/<str:pk>/", self.edit_draft_view, name="edit_draft"),
             path("subscription/<int:pk>/", self.subscription_view, name="subscription"),
+            path("refund/<int:pk>/", self.refund_view, name="refund"),
         ]
 
 

@@ -40,6 +40,7 @@ def register_log_actions(actions):
             _("Client opened Stripe Checkout"),
         ),
         ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
+        ("wagtail_client_billing.refund_failed", _("Refund failed"), _("A refund failed")),
         (
             "wagtail_client_billing.renewal_failed",
             _("Renewal failed"),
@@ -90,6 +91,7 @@ def register_log_actions(actions):
     actions.register_action("wagtail_client_billing.amount_mismatch")(AmountMismatchFormatter)
     actions.register_action("wagtail_client_billing.dispute_opened")(DisputeOpenedFormatter)
     actions.register_action("wagtail_client_billing.dispute_closed")(DisputeClosedFormatter)
+    actions.register_action("wagtail_client_billing.refunded")(RefundFormatter)
 
 
 class AmountMismatchFormatter(LogFormatter):
@@ -146,6 +148,20 @@ class DisputeClosedFormatter(LogFormatter):
         return gettext("Dispute closed (%(status)s)") % {"status": data.get("status") or "?"}
 
 
+class RefundFormatter(LogFormatter):
+    """A refund of a payment (made here or in Stripe): its amount and reason."""
+
+    label = _("Refunded")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        try:
+            amount = format_money(data["amount"], data["currency"])
+        except (KeyError, TypeError, ValueError):
+            return gettext("Refund made")
+        return gettext("%(amount)s refunded") % {"amount": amount}
+
+
 # --- the Client Billing settings screen (tabs in panels/) ------------------------------------
 
 ClientBillingSettings.edit_handler = build_edit_handler()
@@ -177,7 +193,7 @@ def register_connect_permission():
 
     return Permission.objects.filter(
         content_type__app_label="wagtail_client_billing",
-        codename__in=["connect_stripe_account", "cancel_subscription"],
+        codename__in=["connect_stripe_account", "cancel_subscription", "refund_invoice"],
     )
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -319,15 +319,17 @@ class ReconcileReport:
 
 def reconcile(now: datetime | None = None) -> ReconcileReport:
     """Ask Stripe for the disputes of every connected account with a payment within
-    ``RECONCILE_PAYMENTS_WINDOW_DAYS`` and record those a lost webhook did not.
+    ``RECONCILE_PAYMENTS_WINDOW_DAYS`` (none when it is 0) and record those a lost webhook
+    did not.
 
     A dispute found this way is applied as of its own ``created``: any event Stripe
     delivers for it is newer and wins, and a closed state still closes an open one.
     One Stripe request per page of an account's disputes, at ``STRIPE_TASK_RATE_LIMIT``.
     """
-    now = now or timezone.now()
-    since = now - timedelta(days=int(billing_settings.RECONCILE_PAYMENTS_WINDOW_DAYS))
+    since = payments.reconcile_window_start(now)
     report = ReconcileReport()
+    if since is None:
+        return report
     rates = billing_settings.STRIPE_TASK_RATE_LIMIT
     pacers = {mode: Pacer(rates.get(mode, 20)) for mode in ("test", "live")}
     accounts = (

@@ -11,14 +11,25 @@ missing ids the later report fills in.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from ..models import Invoice, Payment, PaymentKind, StripeInvoicePayment
+from .. import lifecycle
+from ..conf import billing_settings
+from ..models import (
+    ACTIVE_REFUND_STATUSES,
+    Invoice,
+    InvoiceStatus,
+    Payment,
+    PaymentKind,
+    Refund,
+    StripeInvoicePayment,
+)
+from . import receipts
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +102,15 @@ def record_payment(
                 )
                 return None, False
         else:
+            if payment.amount:
+                receipts.queue_receipt("payment", payment, invoice)
+            attach_refunds(payment)
+            refresh_refund_totals(invoice, source=lifecycle.Source.WEBHOOK)
             return payment, True
-    return _complete(existing, ids, amount, currency), False
+    completed = _complete(existing, ids, amount, currency)
+    if attach_refunds(completed):
+        refresh_refund_totals(invoice, source=lifecycle.Source.WEBHOOK)
+    return completed, False
 
 
 def _complete(payment: Payment, ids: dict[str, str], amount: int | None, currency: str) -> Payment:
@@ -157,3 +175,71 @@ def payment_for(*, payment_intent_id: str = "", charge_id: str = "") -> Payment 
     if charge_id:
         match |= Q(charge_id=charge_id)
     return Payment.objects.select_related("invoice").filter(match).order_by("pk").first()
+
+
+# --- refunded amounts -------------------------------------------------------------------------
+
+
+def attach_refunds(payment: Payment) -> int:
+    """Refunds whose events came before their payment was recorded, now attached to it."""
+    match = Q(pk__in=[])
+    if payment.payment_intent_id:
+        match |= Q(payment_intent_id=payment.payment_intent_id)
+    if payment.charge_id:
+        match |= Q(charge_id=payment.charge_id)
+    return Refund.objects.filter(match, payment__isnull=True).update(
+        payment=payment, invoice=payment.invoice_id
+    )
+
+
+def refund_state(refunded: int, paid: int) -> str:
+    """The status an invoice's money is in: refunded in full, in part, or paid."""
+    if refunded <= 0 or paid <= 0:
+        return InvoiceStatus.PAID
+    return InvoiceStatus.REFUNDED if refunded >= paid else InvoiceStatus.PARTIALLY_REFUNDED
+
+
+def refresh_refund_totals(
+    invoice: Invoice, *, source: str, user: Any = None, data: dict[str, Any] | None = None
+) -> str:
+    """Add up each payment's refunds, and the invoice's; move its status to paid,
+    partially refunded or refunded accordingly. The caller holds the invoice's row lock.
+
+    A payment's refunded amount is what its pending and succeeded refunds add up to, or
+    its charge's own ``amount_refunded`` when that says more (a refund whose event was
+    lost), never more than the payment. Returns the invoice's status.
+    """
+    total_refunded = total_paid = 0
+    for payment in Payment.objects.filter(invoice=invoice):
+        active = sum(
+            payment.refunds.filter(status__in=ACTIVE_REFUND_STATUSES).values_list(
+                "amount", flat=True
+            )
+        )
+        refunded = min(max(active, payment.charge_amount_refunded), payment.amount)
+        if refunded != payment.amount_refunded:
+            Payment.objects.filter(pk=payment.pk).update(amount_refunded=refunded)
+        total_refunded += refunded
+        total_paid += payment.amount
+    if total_refunded != invoice.amount_refunded:
+        Invoice.objects.filter(pk=invoice.pk).update(amount_refunded=total_refunded)
+        invoice.amount_refunded = total_refunded
+    if invoice.status in lifecycle.MONEY_RECEIVED:
+        lifecycle.set_refund_state(
+            invoice,
+            refund_state(total_refunded, total_paid),
+            source=source,
+            user=user,
+            data={"amount_refunded": total_refunded, **(data or {})},
+        )
+    return invoice.status
+
+
+def reconcile_window_start(now: datetime | None = None) -> datetime | None:
+    """The oldest payment whose refunds and disputes reconciliation still looks for:
+    ``RECONCILE_PAYMENTS_WINDOW_DAYS`` ago (Stripe's dispute window is about 120 days),
+    or ``None`` when the setting is 0 and reconciliation reads neither."""
+    days = int(billing_settings.RECONCILE_PAYMENTS_WINDOW_DAYS or 0)
+    if days <= 0:
+        return None
+    return (now or timezone.now()) - timedelta(days=days)

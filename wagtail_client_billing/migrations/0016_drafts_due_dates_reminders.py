@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_client_billing', '0015_tax19_tax_and_discounts'),
+        ('wagtail_client_billing', '0015_tax_and_discounts'),
     ]
 
     operations = [

@@ -28,6 +28,8 @@ def build_edit_handler() -> TabbedInterface:
                         [FieldPanel("reminder_before_hours"), FieldPanel("remind_on_due_date")],
                         heading=_("Reminders"),
                     ),
+                    FieldPanel("send_receipts"),
+                    FieldPanel("refund_application_fee"),
                 ],
                 heading=_("Defaults"),
             ),

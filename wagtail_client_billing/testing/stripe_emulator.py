@@ -482,6 +482,15 @@ class StripeEmulator:
         """The period ends: deleted if set to cancel then, else renewed."""
         return self.state.end_period(subscription_id)
 
+    def fail_refund(self, refund_id: str) -> dict[str, Any]:
+        """The refund failed after it was made: ``refund.updated`` and ``refund.failed``."""
+        return self.state.fail_refund(refund_id)
+
+    def charge(self, charge_id: str) -> dict[str, Any]:
+        """A charge as Stripe holds it (with ``amount_refunded``)."""
+        with self.state.lock:
+            return public(self.state.charge(charge_id))
+
     # -- the same controls over HTTP --------------------------------------------------
 
     def activate_stripe_tax(self, account_id: str) -> dict[str, Any]:
@@ -508,7 +517,8 @@ class StripeEmulator:
         ``POST /_emulator/subscriptions/<id>/{renew,cancel,schedule_cancellation,
         undo_cancellation,fail_renewal,pay_failed_renewal,end_period}``,
         ``POST /_emulator/{payment_intents,charges}/<id>/dispute`` ``{"reason", "inquiry"}``,
-        ``POST /_emulator/disputes/<id>/{submit_evidence,win,lose}``, ``POST /_emulator/reset``,
+        ``POST /_emulator/disputes/<id>/{submit_evidence,win,lose}``,
+        ``POST /_emulator/refunds/<id>/fail``, ``POST /_emulator/reset``,
         ``POST /_emulator/faults`` ``{"kind", "count", "path_prefix"}``,
         ``POST /_emulator/clock`` ``{"advance": seconds}``,
         ``POST /_emulator/settings`` ``{"webhooks_enabled", "duplicate_deliveries",
@@ -536,6 +546,7 @@ class StripeEmulator:
             "disputes/submit_evidence": self.submit_dispute_evidence,
             "disputes/win": self.win_dispute,
             "disputes/lose": self.lose_dispute,
+            "refunds/fail": self.fail_refund,
         }
         opening = re.fullmatch(r"/_emulator/(?:payment_intents|charges)/([^/]+)/dispute/?", path)
         if method == "POST" and opening:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import accounts, checkout, disputes, subscriptions
+from . import accounts, checkout, disputes, refunds, subscriptions
 from .base import Applied
 
 #: A handler: ``(event, event["data"]["object"]) -> Applied``; it may raise
@@ -29,6 +29,10 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.updated": subscriptions.on_subscription_changed,
     "customer.subscription.deleted": subscriptions.on_subscription_changed,
     "invoice.payment_failed": subscriptions.on_invoice_payment_failed,
+    "charge.refunded": refunds.on_charge_refunded,
+    "refund.created": refunds.on_refund,
+    "refund.updated": refunds.on_refund,
+    "refund.failed": refunds.on_refund,
     "account.updated": accounts.on_account_updated,
     "account.application.deauthorized": accounts.on_account_deauthorized,
     "charge.dispute.created": disputes.on_dispute_event,

@@ -8,12 +8,16 @@ read from Stripe and applied through the same function the webhooks use. The sch
 Then the disputes of every connected account with a payment within
 ``RECONCILE_PAYMENTS_WINDOW_DAYS`` are read, and one whose webhook was lost recorded
 (``tasks.reconcile_disputes`` does that every hour).
+ Then the refunds of
+payments made within the same window are listed from Stripe and applied, for a refund
+whose webhook was lost.
 """
 
 from django.core.management.base import BaseCommand
 
 from ...billing import disputes
 from ...billing.checkout import reconcile_open_sessions
+from ...billing.refunds import reconcile_refunds
 
 
 class Command(BaseCommand):
@@ -31,6 +35,10 @@ class Command(BaseCommand):
         report = reconcile_open_sessions(limit=limit)
         self.stdout.write(f"Reconciled Checkout Sessions: {report}.")
         for error in report.errors:
+            self.stderr.write(error)
+        refunds = reconcile_refunds(limit=limit)
+        self.stdout.write(f"Reconciled refunds: {refunds}.")
+        for error in refunds.errors:
             self.stderr.write(error)
         if limit is None:
             found = disputes.reconcile()

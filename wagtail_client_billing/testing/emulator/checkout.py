@@ -647,9 +647,12 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
                     "status": "processing" if delayed else "succeeded",
                     "metadata": dict(session["_payment_intent_data"].get("metadata", {})),
                     "livemode": livemode,
+                    "_account": account,
                 }
                 self.payment_intents[intent["id"]] = intent
                 session["payment_intent"] = intent["id"]
+                if not delayed:
+                    self._charge_session(session, intent)
             if session["mode"] == "subscription":
                 # Made before the completed event, which names them as Stripe's does.
                 subscription = self._create_subscription(session, delayed)
@@ -666,8 +669,19 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
                     livemode=livemode,
                 )
                 if not delayed:
-                    self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+                    self._emit_invoice_paid(invoice, account=account, livemode=livemode)
             return public(session)
+
+    def _charge_session(self, session: dict[str, Any], intent: dict[str, Any]) -> None:
+        """The charge of a paid payment-mode session's payment intent."""
+        self._create_charge(
+            amount=intent["amount"],
+            currency=intent["currency"],
+            account=session["_account"],
+            livemode=session["livemode"],
+            payment_intent=intent["id"],
+            application_fee_amount=session["_payment_intent_data"].get("application_fee_amount"),
+        )
 
     def resolve_delayed(self, session_id: str, *, succeeded: bool) -> dict[str, Any]:
         """The bank debit of a ``pay_delayed`` session settled or failed."""
@@ -685,6 +699,8 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
             intent = self.payment_intents.get(session["payment_intent"] or "")
             if intent is not None:
                 intent["status"] = "succeeded" if succeeded else "requires_payment_method"
+                if succeeded:
+                    self._charge_session(session, intent)
             event = (
                 "checkout.session.async_payment_succeeded"
                 if succeeded
@@ -699,7 +715,7 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
                     invoice.update(
                         status="paid", amount_paid=invoice["amount_due"], amount_remaining=0
                     )
-                    self.emit("invoice.paid", invoice, account=account, livemode=livemode)
+                    self._emit_invoice_paid(invoice, account=account, livemode=livemode)
                 else:
                     subscription["status"] = "incomplete_expired"
             return public(session)

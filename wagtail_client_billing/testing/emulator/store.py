@@ -164,6 +164,9 @@ def _params_types() -> dict[str, type]:
         DisputeListParams,
         DisputeRetrieveParams,
         PromotionCodeCreateParams,
+        RefundCreateParams,
+        RefundListParams,
+        RefundRetrieveParams,
         SubscriptionCancelParams,
         SubscriptionUpdateParams,
         TaxRateCreateParams,
@@ -201,6 +204,9 @@ def _params_types() -> dict[str, type]:
         "session.list": SessionListParams,
         "session.expire": SessionExpireParams,
         "session.line_items": SessionLineItemListParams,
+        "refund.create": RefundCreateParams,
+        "refund.retrieve": RefundRetrieveParams,
+        "refund.list": RefundListParams,
         "webhook_endpoint.create": WebhookEndpointCreateParams,
         "webhook_endpoint.list": WebhookEndpointListParams,
         "webhook_endpoint.retrieve": WebhookEndpointRetrieveParams,
@@ -253,6 +259,8 @@ class Store:
             self.invoices: dict[str, dict[str, Any]] = {}
             self.payment_intents: dict[str, dict[str, Any]] = {}
             self.disputes: dict[str, dict[str, Any]] = {}
+            self.charges: dict[str, dict[str, Any]] = {}
+            self.refunds: dict[str, dict[str, Any]] = {}
             self.webhook_endpoints: dict[str, dict[str, Any]] = {}
             self.endpoint_targets = {}
             self.events: list[dict[str, Any]] = []
@@ -272,6 +280,8 @@ class Store:
         "invoices",
         "payment_intents",
         "disputes",
+        "charges",
+        "refunds",
         "webhook_endpoints",
     )
 

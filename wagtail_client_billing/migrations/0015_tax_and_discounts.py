@@ -8,7 +8,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wagtail_client_billing", "0014_lines19_lines"),
+        ("wagtail_client_billing", "0014_invoice_lines"),
         ("wagtailcore", "0089_log_entry_data_json_null_to_object"),  # in every Wagtail >= 6.0
     ]
 
