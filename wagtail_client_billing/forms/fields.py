@@ -1,17 +1,88 @@
-"""Form fields the app's forms and filters share: a web address, a site."""
+"""Form fields the app's forms and filters share: a web address, a site, an amount of money."""
 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.models import Site
 
 from ..models import site_display_name
+from ..money import (
+    MAXIMUM_AMOUNT,
+    THREE_DECIMAL,
+    MoneyError,
+    exponent,
+    format_money,
+    minimum_amount,
+    to_minor,
+)
+
+#: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
+#: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
+MONEY_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+
+
+def parse_money(raw: str, currency: str, *, invalid: str, free: bool = False) -> int:
+    """An amount typed in the currency's main unit (``"125.50", "USD"`` -> ``12550``), or
+    a ``ValidationError`` an editor can act on: the one reading of typed money, for a
+    request's amount, a line's unit price (``free``: zero allowed, no minimum) and a
+    refund.
+
+    Checks, in order: a plain number (else ``invalid``), not zero, the currency's
+    decimal places, Stripe's minimum (unless ``free``) and maximum for the currency, and
+    the trailing zero Stripe needs in three-decimal currencies. The limits are named in
+    the editor's locale.
+    """
+    raw = (raw or "").strip()
+    if raw.startswith("-") and not free:
+        raise ValidationError(gettext("Enter an amount greater than zero."), code="negative")
+    if not MONEY_RE.match(raw):
+        raise ValidationError(invalid, code="invalid")
+    value = Decimal(raw)
+    if value == 0 and not free:
+        raise ValidationError(gettext("Enter an amount greater than zero."), code="zero")
+    digits = exponent(currency)
+    try:
+        minor = to_minor(value, currency)
+    except MoneyError as exc:
+        if digits == 0:
+            message = gettext("%(currency)s amounts have no decimal places.") % {
+                "currency": currency
+            }
+        else:
+            message = ngettext(
+                "%(currency)s amounts have at most %(digits)d decimal place.",
+                "%(currency)s amounts have at most %(digits)d decimal places.",
+                digits,
+            ) % {"currency": currency, "digits": digits}
+        raise ValidationError(message, code="decimal_places") from exc
+    if not free and minor < minimum_amount(currency):
+        raise ValidationError(
+            gettext("The minimum for %(currency)s is %(limit)s.")
+            % {"currency": currency, "limit": format_money(minimum_amount(currency), currency)},
+            code="min_amount",
+        )
+    if minor > MAXIMUM_AMOUNT:
+        raise ValidationError(
+            gettext("The maximum for %(currency)s is %(limit)s.")
+            % {"currency": currency, "limit": format_money(MAXIMUM_AMOUNT, currency)},
+            code="max_amount",
+        )
+    if currency in THREE_DECIMAL and minor % 10:
+        raise ValidationError(
+            gettext("%(currency)s amounts must end in 0: Stripe charges them to 0.01.")
+            % {"currency": currency},
+            code="three_decimal",
+        )
+    return minor
+
 
 #: A web address a browser may be sent to.
 HTTP_URL_RE = re.compile(r"^https?://", re.IGNORECASE)

@@ -9,13 +9,11 @@ rather than a guess.
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.models import Page, Site
@@ -25,24 +23,16 @@ from ..emails import InvalidAddress, check_address
 from ..models import ClientBillingSettings, Invoice, StripeAccount, site_display_name
 from ..money import (
     MAXIMUM_AMOUNT,
-    THREE_DECIMAL,
-    MoneyError,
     currency_choices,
-    exponent,
     format_money,
     minimum_amount,
     to_major,
-    to_minor,
 )
 from ..scope import pages_for_user, site_choices
 from .due_dates import DueDateFormMixin
-from .fields import HttpURLField, SiteChoiceField
+from .fields import HttpURLField, SiteChoiceField, parse_money
 from .lines import clean_lines, set_initial_prices, without_lines_allowed
 from .tax import TaxDiscountFormMixin
-
-#: ASCII digits, optionally a decimal point and more digits. Nothing else: no sign, no
-#: exponent, and no digits of other scripts (``\d`` would take "١٢٣" as 123).
-AMOUNT_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 
 
 class PageChoiceField(forms.ModelChoiceField):
@@ -56,57 +46,13 @@ class PageChoiceField(forms.ModelChoiceField):
 
 
 def parse_amount(raw: str, currency: str) -> int:
-    """``"125.50", "USD"`` -> ``12550``, or a ``ValidationError`` an editor can act on.
-
-    Checks, in order: a plain positive number, the currency's decimal places, Stripe's
-    minimum and maximum for the currency, and the trailing zero Stripe needs in
-    three-decimal currencies. The limits are named in the editor's locale.
-    """
-    raw = (raw or "").strip()
-    if raw.startswith("-"):
-        raise ValidationError(gettext("Enter an amount greater than zero."), code="negative")
-    if not AMOUNT_RE.match(raw):
-        raise ValidationError(
-            gettext("Enter the amount as a number such as 125 or 125.50 (no currency sign)."),
-            code="invalid",
-        )
-    value = Decimal(raw)
-    if value == 0:
-        raise ValidationError(gettext("Enter an amount greater than zero."), code="zero")
-    digits = exponent(currency)
-    try:
-        minor = to_minor(value, currency)
-    except MoneyError as exc:
-        if digits == 0:
-            message = gettext("%(currency)s amounts have no decimal places.") % {
-                "currency": currency
-            }
-        else:
-            message = ngettext(
-                "%(currency)s amounts have at most %(digits)d decimal place.",
-                "%(currency)s amounts have at most %(digits)d decimal places.",
-                digits,
-            ) % {"currency": currency, "digits": digits}
-        raise ValidationError(message, code="decimal_places") from exc
-    if minor < minimum_amount(currency):
-        raise ValidationError(
-            gettext("The minimum for %(currency)s is %(limit)s.")
-            % {"currency": currency, "limit": format_money(minimum_amount(currency), currency)},
-            code="min_amount",
-        )
-    if minor > MAXIMUM_AMOUNT:
-        raise ValidationError(
-            gettext("The maximum for %(currency)s is %(limit)s.")
-            % {"currency": currency, "limit": format_money(MAXIMUM_AMOUNT, currency)},
-            code="max_amount",
-        )
-    if currency in THREE_DECIMAL and minor % 10:
-        raise ValidationError(
-            gettext("%(currency)s amounts must end in 0: Stripe charges them to 0.01.")
-            % {"currency": currency},
-            code="three_decimal",
-        )
-    return minor
+    """``"125.50", "USD"`` -> ``12550``, or a ``ValidationError`` an editor can act on
+    (:func:`.fields.parse_money`, within Stripe's minimum and maximum)."""
+    return parse_money(
+        raw,
+        currency,
+        invalid=gettext("Enter the amount as a number such as 125 or 125.50 (no currency sign)."),
+    )
 
 
 def test_only_site_ids(sites: Any) -> set[int]:

@@ -9,8 +9,6 @@ must be of the request's site and currency, and the total must be one Stripe can
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -24,19 +22,15 @@ from ..billing.lines import MAX_LINES_ONE_TIME, MAX_LINES_RECURRING
 from ..models import InvoiceLine, Product, site_display_name
 from ..money import (
     MAXIMUM_AMOUNT,
-    THREE_DECIMAL,
-    MoneyError,
     exponent,
     format_money,
     to_major,
-    to_minor,
 )
 from ..scope import products_for_user, site_choices
+from .fields import parse_money
 
 #: The formset's name: the invoice's related name for its lines.
 LINES = "lines"
-#: ASCII digits, optionally a decimal point and more digits (as the request's amount).
-PRICE_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
 
 
 class ProductChoiceField(forms.ModelChoiceField):
@@ -88,40 +82,12 @@ class InvoiceLineForm(WagtailAdminModelForm):
 
 def parse_unit_price(raw: str, currency: str) -> int:
     """``"15.50", "USD"`` -> ``1550``: a line's unit price, zero allowed (a free line)."""
-    raw = (raw or "").strip()
-    if not PRICE_RE.match(raw):
-        raise ValidationError(
-            gettext("Enter the price as a number such as 15 or 15.50 (no currency sign)."),
-            code="invalid",
-        )
-    try:
-        minor = to_minor(Decimal(raw), currency)
-    except MoneyError as exc:
-        digits = exponent(currency)
-        if digits == 0:
-            message = gettext("%(currency)s amounts have no decimal places.") % {
-                "currency": currency
-            }
-        else:
-            message = ngettext(
-                "%(currency)s amounts have at most %(digits)d decimal place.",
-                "%(currency)s amounts have at most %(digits)d decimal places.",
-                digits,
-            ) % {"currency": currency, "digits": digits}
-        raise ValidationError(message, code="decimal_places") from exc
-    if minor > MAXIMUM_AMOUNT:
-        raise ValidationError(
-            gettext("The maximum for %(currency)s is %(limit)s.")
-            % {"currency": currency, "limit": format_money(MAXIMUM_AMOUNT, currency)},
-            code="max_amount",
-        )
-    if currency in THREE_DECIMAL and minor % 10:
-        raise ValidationError(
-            gettext("%(currency)s amounts must end in 0: Stripe charges them to 0.01.")
-            % {"currency": currency},
-            code="three_decimal",
-        )
-    return minor
+    return parse_money(
+        raw,
+        currency,
+        free=True,
+        invalid=gettext("Enter the price as a number such as 15 or 15.50 (no currency sign)."),
+    )
 
 
 def without_lines_allowed(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, Any]:

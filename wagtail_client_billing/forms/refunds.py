@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from decimal import Decimal
 from typing import Any
 
 from django import forms
@@ -13,31 +12,19 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from ..models import Payment, RefundReason
-from ..money import MoneyError, exponent, format_money, to_major, to_minor
-
-#: ASCII digits, optionally a decimal point and more digits (no sign, no exponent).
-AMOUNT_RE = re.compile(r"^[0-9]+(?:\.[0-9]+)?$")
+from ..money import format_money, to_major
+from .fields import parse_money
 
 
 def parse_refund_amount(raw: str, currency: str) -> int:
-    """``"12.50", "USD"`` -> ``1250``, or a ``ValidationError`` the editor can act on."""
-    raw = (raw or "").strip()
-    if not AMOUNT_RE.match(raw):
-        raise ValidationError(
-            gettext("Enter the amount as a number such as 25 or 25.50 (no currency sign)."),
-            code="invalid",
-        )
-    value = Decimal(raw)
-    if value == 0:
-        raise ValidationError(gettext("Enter an amount greater than zero."), code="zero")
-    try:
-        return to_minor(value, currency)
-    except MoneyError as exc:
-        raise ValidationError(
-            gettext("%(currency)s amounts have at most %(digits)d decimal places.")
-            % {"currency": currency, "digits": exponent(currency)},
-            code="decimal_places",
-        ) from exc
+    """``"12.50", "USD"`` -> ``1250``, or a ``ValidationError`` the editor can act on
+    (:func:`.fields.parse_money`; whether the payment has that much left is the form's)."""
+    return parse_money(
+        raw,
+        currency,
+        free=False,
+        invalid=gettext("Enter the amount as a number such as 25 or 25.50 (no currency sign)."),
+    )
 
 
 class PaymentChoiceField(forms.ModelChoiceField):
