@@ -37,7 +37,13 @@ from tests.utils import (
     needs_site_permissions,
 )
 from wagtail_client_billing import hooks
-from wagtail_client_billing.models import ClientBillingSettings, Invoice, TaxRate, WebhookEvent
+from wagtail_client_billing.models import (
+    ClientBillingSettings,
+    Invoice,
+    Product,
+    TaxRate,
+    WebhookEvent,
+)
 from wagtail_client_billing.testing.webhooks import build_event
 
 pytestmark = pytest.mark.django_db
@@ -130,6 +136,21 @@ URLS: dict[str, Row] = {
     "wagtailsnippetchoosers_wagtail_client_billing_taxrate:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_taxrate:chosen": Row("taxrate"),
     "wagtailsnippetchoosers_wagtail_client_billing_taxrate:chosen_multiple": Row(about_other=False),
+    "wagtail_client_billing_catalogue:list": Row(about_other=False),
+    "wagtail_client_billing_catalogue:list_results": Row(about_other=False),
+    "wagtail_client_billing_catalogue:add": Row(about_other=False, posts=True),
+    "wagtail_client_billing_catalogue:edit": Row("product", posts=True),
+    "wagtail_client_billing_catalogue:delete": Row("product", posts=True),
+    "wagtail_client_billing_catalogue:usage": Row("product"),
+    "wagtail_client_billing_catalogue:history": Row("product"),
+    "wagtail_client_billing_catalogue:history_results": Row("product"),
+    "wagtailsnippetchoosers_wagtail_client_billing_product:choose": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_product:choose_results": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_product:chosen": Row("product"),
+    "wagtailsnippetchoosers_wagtail_client_billing_product:chosen_multiple": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_product:create": Row(
+        about_other=False, posts=True
+    ),
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
@@ -161,6 +182,8 @@ class World:
     other_pending: Invoice
     own_event: WebhookEvent
     other_event: WebhookEvent
+    own_product: Product | None = None
+    other_product: Product | None = None
 
 
 @pytest.fixture
@@ -198,6 +221,9 @@ def world(db) -> World:
         other_pending,
         event(own, account_a),
         event(other, account_b),
+        # Catalogue products; client-b's is named so that showing it leaks OTHER_EMAIL.
+        Product.objects.create(site=site_a, name="Own hosting", unit_amount=100, currency="USD"),
+        Product.objects.create(site=site_b, name=OTHER_EMAIL, unit_amount=100, currency="USD"),
     )
 
 
@@ -207,8 +233,12 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
     pending = world.other_pending if other else world.own_pending
     event = world.other_event if other else world.own_event
     site = world.site_b if other else world.site_a
+    product = world.other_product if other else world.own_product
     if kind == "invoice":
         return reverse(name, args=[invoice.pk])
+    if kind == "product":
+        assert product is not None
+        return reverse(name, args=[product.pk])
     if kind == "pending":
         return reverse(name, args=[pending.pk])
     if kind == "taxrate":
@@ -231,6 +261,9 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
             reverse(name, args=[APP, "invoice", "delete"])
             + f"?id={world.other_pending.pk}&id={world.own_pending.pk}"
         )
+    if name.endswith("_product:chosen_multiple"):
+        assert product is not None
+        return reverse(name) + f"?id={product.pk}"
     if name.endswith(":chosen_multiple"):
         return reverse(name) + f"?id={invoice.pk}"
     return reverse(name)
@@ -247,6 +280,7 @@ def snapshot() -> tuple:
             )
         ),
         Invoice.objects.count(),
+        sorted(Product.objects.values_list("pk", "name", "unit_amount", "active")),
     )
 
 

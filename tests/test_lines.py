@@ -11,6 +11,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
 from tests.emulator_helpers import make_client
@@ -382,3 +383,244 @@ def test_a_recurring_request_takes_at_most_twenty_lines(client, admin, connected
     assert "Stripe takes at most 20 lines on this billing type." in str(
         response.context["form"].non_field_errors()
     )
+
+
+# --- the catalogue's screens ----------------------------------------------------------------------
+
+
+CATALOGUE = "wagtail_client_billing_catalogue"
+
+
+def test_an_editor_adds_a_product_to_a_sites_catalogue_with_a_price_in_main_units(
+    client, admin, connected_site
+):
+    response = client.post(
+        reverse(f"{CATALOGUE}:add"),
+        {
+            "site": str(connected_site.pk),
+            "name": "Hosting",
+            "description": "Managed hosting, one month",
+            "currency": "KWD",
+            "unit_price": "1.5",
+            "active": "on",
+        },
+    )
+
+    assert response.status_code == 302
+    product = Product.objects.get()
+    assert (product.site, product.unit_amount, product.currency) == (connected_site, 1500, "KWD")
+    page = client.get(reverse(f"{CATALOGUE}:list")).content.decode()
+    assert "Hosting" in page and "KWD" in page
+
+
+def test_the_catalogue_shows_and_opens_only_the_products_of_the_editors_sites(client):
+    from wagtail import hooks as wagtail_hooks
+
+    from wagtail_client_billing import hooks
+
+    ours, theirs = make_site("ours.example"), make_site("theirs.example")
+    mine = Product.objects.create(site=ours, name="Ours", unit_amount=100, currency="USD")
+    other = Product.objects.create(site=theirs, name="Theirs", unit_amount=100, currency="USD")
+    editor = make_user(
+        "editor",
+        perms=(
+            "wagtailadmin.access_admin",
+            "wagtail_client_billing.add_product",
+            "wagtail_client_billing.change_product",
+        ),
+    )
+    client.force_login(editor)
+
+    def limit(user, sites):
+        return sites.filter(pk=ours.pk)
+
+    with wagtail_hooks.register_temporarily(hooks.SITES_FOR_USER, limit):
+        listing = client.get(reverse(f"{CATALOGUE}:list")).content.decode()
+        own = client.get(reverse(f"{CATALOGUE}:edit", args=[mine.pk]))
+        foreign = client.get(reverse(f"{CATALOGUE}:edit", args=[other.pk]))
+        add = client.get(reverse(f"{CATALOGUE}:add"))
+        history = client.get(reverse(f"{CATALOGUE}:history", args=[other.pk]))
+        delete = client.post(reverse(f"{CATALOGUE}:delete", args=[other.pk]))
+
+    assert "Ours" in listing and "Theirs" not in listing
+    assert (own.status_code, foreign.status_code) == (200, 404)
+    assert (history.status_code, delete.status_code) == (404, 404)
+    assert Product.objects.filter(pk=other.pk).exists()
+    assert list(add.context["form"].fields["site"].queryset) == [ours]
+
+
+# --- what the client and the editor read -----------------------------------------------------------
+
+
+def _three_line_invoice(client, site, currency="USD", prices=("1200", "15", "333.33")):
+    lines = [{**line, "unit_price": price} for line, price in zip(THREE, prices, strict=True)]
+    response = client.post(url("add"), with_lines(site, lines, currency=currency))
+    assert response.status_code == 302, form_errors(response)
+    return Invoice.objects.get()
+
+
+@pytest.mark.parametrize(
+    ("currency", "prices", "shown"),
+    [
+        ("USD", ("1200", "15", "333.33"), ("$1,200.00", "$15.00", "$999.99", "$2,379.99")),
+        ("JPY", ("120000", "1500", "333"), ("¥120,000", "¥1,500", "¥999", "¥138,999")),
+        (
+            "KWD",
+            ("120", "1.5", "3.33"),
+            ("KWD120.000", "KWD1.500", "KWD9.990", "KWD147.990"),
+        ),
+    ],
+)
+def test_the_email_lists_each_line_and_the_total(
+    client, admin, connected_site, currency, prices, shown
+):
+    from django.core import mail
+
+    from wagtail_client_billing import emails
+
+    invoice = _three_line_invoice(client, connected_site, currency, prices)
+    mail.outbox.clear()
+
+    emails.send_invoice_emails([invoice])
+
+    [message] = mail.outbox
+    text, html = message.body, message.alternatives[0][0]
+    unit, hosting, logos, total = shown
+    assert f"Homepage redesign: 1 × {unit} = {unit}" in text
+    assert "Logo variants: 3 × " in text and f"= {logos}" in text
+    assert f"Amount: {total}" in text
+    for body in (text, html):
+        assert hosting in body and total in body
+    assert "What you are paying for" in html
+
+
+def test_a_single_amount_email_has_no_list_of_lines(client, admin, connected_site):
+    from django.core import mail
+
+    from wagtail_client_billing import emails
+
+    client.post(url("add"), form_data(connected_site))
+    mail.outbox.clear()
+
+    emails.send_invoice_emails([Invoice.objects.get()])
+
+    assert "What you are paying for" not in mail.outbox[0].body
+
+
+def test_the_inspect_page_lists_the_lines_and_their_total(client, admin, connected_site, hosting):
+    lines = [
+        {"product": str(hosting.pk), "description": "", "quantity": "12", "unit_price": ""},
+        THREE[0],
+    ]
+    client.post(url("add"), with_lines(connected_site, lines))
+    invoice = Invoice.objects.get()
+
+    page = client.get(url("inspect", invoice.pk)).content.decode()
+
+    assert "Managed hosting, one month" in page and "$180.00" in page
+    assert "Homepage redesign" in page and "$1,380.00" in page
+    assert 'class="listing wcb-lines"' in page
+
+
+def test_a_single_amount_inspect_page_shows_no_lines_table(client, admin, connected_site):
+    client.post(url("add"), form_data(connected_site))
+
+    page = client.get(url("inspect", Invoice.objects.get().pk)).content.decode()
+
+    assert "wcb-lines" not in page
+
+
+# --- the exports ------------------------------------------------------------------------------------
+
+
+def _csv(response) -> list[dict[str, str]]:
+    import csv
+    import io
+
+    assert response.status_code == 200
+    return list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+
+
+def test_the_invoice_export_sums_up_each_invoices_lines_in_one_row(client, admin, connected_site):
+    _three_line_invoice(client, connected_site)
+    client.post(url("add"), form_data(connected_site, email="quick@example.com"))
+
+    rows = _csv(client.get(url("list") + "?export=csv&ordering=created_at"))
+
+    assert len(rows) == 2
+    assert rows[0]["Amount"] == "2379.99"
+    assert rows[0]["Lines"] == (
+        "1 × Homepage redesign @ 1200.00; 12 × Hosting @ 15.00; 3 × Logo variants @ 333.33"
+    )
+    assert rows[1]["Lines"] == "1 × Website build, phase 2 @ 125.50"
+
+
+def test_the_lines_export_has_a_row_per_line_of_the_listed_invoices(client, admin, connected_site):
+    invoice = _three_line_invoice(client, connected_site, "JPY", ("120000", "1500", "333"))
+    client.post(url("add"), form_data(connected_site, currency="EUR", amount="9"))
+
+    rows = _csv(client.get(url("list") + "?export=csv&rows=lines&currency=JPY"))
+
+    assert [
+        (
+            r["Invoice number"],
+            r["Line"],
+            r["Description"],
+            r["Quantity"],
+            r["Unit price"],
+            r["Line total"],
+            r["Currency"],
+        )
+        for r in rows
+    ] == [
+        (invoice.number, "1", "Homepage redesign", "1", "120000", "120000", "JPY"),
+        (invoice.number, "2", "Hosting", "12", "1500", "18000", "JPY"),
+        (invoice.number, "3", "Logo variants", "3", "333", "999", "JPY"),
+    ]
+
+
+def test_the_listing_offers_the_lines_export_with_its_filters(client, admin, connected_site):
+    page = client.get(url("list") + "?currency=USD").content.decode()
+
+    assert "Download lines CSV" in page
+    assert "currency=USD&amp;export=csv&amp;rows=lines" in page
+
+
+def test_site_code_creating_a_request_with_lines_gets_their_total_as_its_amount(
+    connected_site, account
+):
+    from wagtail_client_billing.billing import invoices
+    from wagtail_client_billing.models import InvoiceLine
+
+    invoice = Invoice(
+        site=connected_site,
+        account=account,
+        email="client@example.com",
+        currency="JPY",
+        amount=1,  # stale: the lines decide
+        success_url="https://client.example/ok",
+        cancel_url="https://client.example/no",
+    )
+    invoice.lines = [
+        InvoiceLine(description="Translation", quantity=3, unit_amount=12000),
+        InvoiceLine(description="Proofreading", quantity=1, unit_amount=5000),
+    ]
+
+    invoices.create(invoice, user=None)
+
+    invoice = Invoice.objects.get()
+    assert invoice.amount == 41000
+    assert stored_lines(invoice) == [(0, "Translation", 3, 12000), (1, "Proofreading", 1, 5000)]
+
+
+def test_send_new_from_a_single_amount_request_stays_a_single_amount(client, admin, connected_site):
+    from wagtail_client_billing import lifecycle
+
+    client.post(url("add"), form_data(connected_site))
+    old = Invoice.objects.get()
+    lifecycle.delete(old, user=admin)
+
+    form = client.get(url("copy", old.pk)).context["form"]
+
+    assert form.initial["amount"] == "125.50"
+    assert form.formsets["lines"].forms == []

@@ -66,6 +66,7 @@ from .models import (
     ClientBillingSettings,
     Invoice,
     SMTPSecurity,
+    shown_lines,
     site_display_name,
     site_language,
 )
@@ -501,6 +502,15 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "amount": payable_amount(invoice),
         "figure_rows": figure_rows(invoice),
         "description": invoice.description,
+        "lines": [
+            {
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_amount": format_money(line.unit_amount, invoice.currency),
+                "total": format_money(line.line_total, invoice.currency),
+            }
+            for line in shown_lines(invoice)
+        ],
         "is_recurring": invoice.is_recurring,
         "recurring_note": recurring_note(invoice),
         "expires_at": invoice.expires_at,

@@ -982,10 +982,10 @@ class Invoice(ClusterableModel):
         new = Invoice(copied_from=self)
         for name in self.COPIED_FIELDS:
             field = self._meta.get_field(name)
-            if field.is_relation and field.is_cached(self):  # type: ignore[union-attr]
+            if field.is_relation and field.is_cached(self):
                 setattr(new, name, getattr(self, name))
             else:
-                attname = field.attname  # type: ignore[union-attr]
+                attname = field.attname
                 setattr(new, attname, copy.deepcopy(getattr(self, attname)))
         return new
 
@@ -1430,3 +1430,24 @@ def invoice_lines(invoice: Invoice) -> list[InvoiceLine]:
 def lines_total(lines: list[InvoiceLine]) -> int:
     """The sum of the lines' totals, in minor units: integer arithmetic, no rounding."""
     return sum(line.line_total for line in lines)
+
+
+def is_single_amount(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> bool:
+    """Whether ``invoice`` is one line of its own amount and description (a request made
+    the quick way), which emails and pages show as before line items existed."""
+    lines = invoice_lines(invoice) if lines is None else lines
+    if len(lines) != 1:
+        return False
+    [line] = lines
+    return (
+        line.quantity == 1
+        and line.unit_amount == invoice.amount
+        and line.description == invoice.description
+        and line.product_id is None
+    )
+
+
+def shown_lines(invoice: Invoice) -> list[InvoiceLine]:
+    """The lines to list to the client and the editor: none for a single amount."""
+    lines = invoice_lines(invoice)
+    return [] if is_single_amount(invoice, lines) else lines

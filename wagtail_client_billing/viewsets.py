@@ -34,10 +34,12 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
+from . import line_exports
 from .billing import invoices
+from .billing.lines import summary
 from .filters import InvoiceFilterSet
 from .forms.invoices import InvoiceCreateForm, InvoiceEditForm
-from .models import Invoice, InvoiceStatus, site_display_name
+from .models import Invoice, InvoiceStatus, shown_lines, site_display_name
 from .panels.figures import FiguresPanel
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
@@ -51,6 +53,7 @@ from .views.admin_invoices import (
     InvoiceScopeMixin,
     InvoiceSendNewView,
 )
+from .viewsets_products import ProductViewSet
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
 
@@ -99,7 +102,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
     the same actions under the same conditions: the status table's flags (payable,
     withdrawn, deletable) and the editor's permissions.
     """
-    viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+    viewset = Invoice.snippet_viewset
 
     def url(name: str) -> str:
         return reverse(viewset.get_url_name(name), args=[quote(invoice.pk)])
@@ -215,6 +218,7 @@ class InvoiceIndexView(IndexView):
             "billing_type": item.get_billing_type_display(),
             "site": site_display_name(item.site),
             "description": item.description,
+            "lines": summary(item),
             "created_at": item.created_at,
             "expires_at": item.expires_at,
             "paid_at": item.paid_at,
@@ -226,9 +230,33 @@ class InvoiceIndexView(IndexView):
         }
 
     def as_spreadsheet(self, queryset: QuerySet[Invoice], spreadsheet_format: str) -> Any:
-        # The export also names each row's Stripe account; prefetched per chunk.
+        if self.request.GET.get(line_exports.ROWS_PARAM) == line_exports.ROWS_LINES:
+            # A row per line of the same invoices (the listing's filters and search).
+            self.list_export = line_exports.LINE_EXPORT
+            self.export_headings = line_exports.LINE_HEADINGS
+            self.export_filename = "invoice-lines"
+            self.to_row_dict = line_exports.line_row  # type: ignore[method-assign,assignment]
+            return super().as_spreadsheet(line_exports.lines_of(queryset), spreadsheet_format)
+        # The export also names each row's Stripe account and sums up its lines; both
+        # prefetched per chunk.
         queryset = queryset.prefetch_related("account", "lines")
         return super().as_spreadsheet(_ChunkedQuerySet(queryset), spreadsheet_format)
+
+    @cached_property
+    def header_more_buttons(self) -> list[Any]:
+        buttons: list[Any] = list(super().header_more_buttons)
+        if self.show_export_buttons:
+            for label, spreadsheet_format in (
+                (_("Download lines XLSX"), "xlsx"),
+                (_("Download lines CSV"), "csv"),
+            ):
+                params = self.request.GET.copy()
+                params.update(
+                    {"export": spreadsheet_format, line_exports.ROWS_PARAM: line_exports.ROWS_LINES}
+                )
+                url = self.request.path + "?" + params.urlencode()
+                buttons.append(Button(label, url=url, icon_name="download", priority=95))
+        return buttons
 
 
 class InvoiceInspectView(InvoiceScopeMixin, InspectView):
@@ -239,6 +267,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
             super()
             .get_invoice_queryset()
             .select_related("copied_from", "publish_page_when_paid", "unpublish_page_when_expired")
+            .prefetch_related("lines__product")
         )
 
     def get_page_subtitle(self) -> str:
@@ -264,7 +293,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
         invoice = self.object
-        viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+        viewset = Invoice.snippet_viewset
         context.update(
             invoice=invoice,
             pay_url=invoice.get_pay_url(),
@@ -276,6 +305,7 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
                 else ""
             ),
             inspect_url_name=viewset.get_url_name("inspect"),
+            lines=shown_lines(invoice),
         )
         return context
 
@@ -474,6 +504,7 @@ class InvoiceViewSet(SnippetViewSet):
         "billing_type",
         "site",
         "description",
+        "lines",
         "created_at",
         "expires_at",
         "paid_at",
@@ -493,6 +524,7 @@ class InvoiceViewSet(SnippetViewSet):
         "billing_type": gettext_lazy("Billing type"),
         "site": gettext_lazy("Site"),
         "description": gettext_lazy("Description"),
+        "lines": gettext_lazy("Lines"),
         "created_at": gettext_lazy("Created"),
         "expires_at": gettext_lazy("Expires"),
         "paid_at": gettext_lazy("Paid"),
@@ -549,7 +581,7 @@ class InvoiceViewSet(SnippetViewSet):
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet, WebhookEventViewSet, TaxRateViewSet]
+    items = [InvoiceViewSet, WebhookEventViewSet, ProductViewSet, TaxRateViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"

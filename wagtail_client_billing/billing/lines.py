@@ -8,7 +8,14 @@ it is saved, in integer minor units, so nothing drifts by rounding.
 
 from __future__ import annotations
 
-from ..models import Invoice, InvoiceLine, Product, invoice_lines, lines_total
+from ..models import (
+    Invoice,
+    InvoiceLine,
+    Product,
+    invoice_lines,
+    is_single_amount,
+    lines_total,
+)
 from ..money import to_major
 
 #: Checkout's limits on a session's line items: 100 in payment mode; in subscription
@@ -34,7 +41,7 @@ def prepare(invoice: Invoice) -> list[InvoiceLine]:
         lines = invoice_lines(invoice)  # the one line of its amount and description
     for position, line in enumerate(lines):
         line.position = position
-    invoice.lines = lines  # type: ignore[assignment]
+    invoice.lines = lines
     invoice.amount = lines_total(lines)
     return lines
 
@@ -48,31 +55,28 @@ def copy_lines(source: Invoice, new: Invoice) -> None:
     lines = invoice_lines(source)
     if is_quick(source, lines):
         return
-    new.lines = [  # type: ignore[assignment]
+    # A product retired from the catalogue since is not offered on the form any more:
+    # the new line keeps its copy of the description and price, without the product.
+    active = set(
+        Product.objects.filter(
+            pk__in=[line.product_id for line in lines if line.product_id], active=True
+        ).values_list("pk", flat=True)
+    )
+    new.lines = [
         InvoiceLine(
             position=line.position,
             description=line.description,
             quantity=line.quantity,
             unit_amount=line.unit_amount,
-            product_id=line.product_id,
+            product_id=line.product_id if line.product_id in active else None,
         )
         for line in lines
     ]
 
 
 def is_quick(invoice: Invoice, lines: list[InvoiceLine] | None = None) -> bool:
-    """Whether ``invoice`` is one line of its own amount and description (the quick path),
-    which the email and the pages show as before line items existed."""
-    lines = invoice_lines(invoice) if lines is None else lines
-    if len(lines) != 1:
-        return False
-    [line] = lines
-    return (
-        line.quantity == 1
-        and line.unit_amount == invoice.amount
-        and line.description == invoice.description
-        and line.product_id is None
-    )
+    """Whether ``invoice`` is one line of its own amount and description (the quick path)."""
+    return is_single_amount(invoice, lines)
 
 
 def line_from_product(product: Product) -> InvoiceLine:

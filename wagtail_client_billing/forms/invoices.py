@@ -171,6 +171,11 @@ class InvoiceCreateForm(TaxDiscountFormMixin, WagtailAdminModelForm):
         help_text=_("A live page of the invoice's site, unpublished if the link expires unpaid."),
     )
 
+    class Media:
+        #: The lines' live total (a Stimulus controller on Wagtail's own application).
+        js = ["wagtail_client_billing/admin/invoice-lines.js"]
+        css = {"all": ["wagtail_client_billing/admin/invoices.css"]}
+
     class Meta:
         model = Invoice
         fields = [

@@ -239,3 +239,25 @@ def clean_lines(form: Any, currency: str | None, site: Any, recurring: bool) -> 
         line_form.instance.unit_amount = unit_amount
         total += unit_amount * quantity
     return total
+
+
+def catalogue(user: Any) -> dict[str, dict[str, Any]]:
+    """The active products ``user`` may bill with, for the form's script: what choosing
+    one copies into a line, and which site and currency it is offered for."""
+    products = products_for_user(user, Product.objects.filter(active=True)).filter(
+        site__in=site_choices(user)
+    )
+    return {
+        str(product.pk): {
+            "description": product.line_description,
+            "unit_price": str(to_major(product.unit_amount, product.currency)),
+            "currency": product.currency.upper(),
+            "site": product.site_id,
+        }
+        for product in products
+    }
+
+
+def currency_exponents(codes: list[str]) -> dict[str, int]:
+    """Each offered currency's decimal places as Stripe counts them, for the live total."""
+    return {code: exponent(code) for code in codes}

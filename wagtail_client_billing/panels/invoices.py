@@ -49,7 +49,7 @@ class SiteInvoicesPanel(Panel):
             context: dict[str, Any] = super().get_context_data(parent_context)
             site = self.site
             assert site is not None  # is_shown() is False without a site
-            viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+            viewset = Invoice.snippet_viewset
             queryset = (
                 Invoice.objects.visible()
                 .filter(site=self.site)

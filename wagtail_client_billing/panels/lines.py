@@ -37,6 +37,10 @@ class LinesPanel(InlinePanel):
         )
         super().__init__(relation_name, **kwargs)
 
+    class BoundPanel(InlinePanel.BoundPanel):
+        #: Wagtail's inline panel, with the lines' live total under "Add line".
+        template_name = "wagtail_client_billing/admin/invoices/lines_panel.html"
+
     def get_form_options(self) -> dict[str, Any]:
         options: dict[str, Any] = super().get_form_options()
         formset = options["formsets"][self.relation_name]

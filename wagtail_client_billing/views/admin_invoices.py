@@ -8,6 +8,7 @@ so another site's invoice in a URL is a 404. What each action does is
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib.admin.utils import quote, unquote
@@ -30,6 +31,8 @@ from wagtail.snippets.views.snippets import CreateView, DeleteView
 
 from .. import lifecycle, status
 from ..billing import invoices
+from ..conf import billing_settings
+from ..forms import lines
 from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
 from ..scope import invoices_for_user
@@ -55,7 +58,7 @@ class InvoiceScopeMixin:
 
 
 def _url(name: str, invoice: Invoice) -> str:
-    return reverse(Invoice.snippet_viewset.get_url_name(name), args=[quote(invoice.pk)])  # type: ignore[attr-defined]
+    return reverse(Invoice.snippet_viewset.get_url_name(name), args=[quote(invoice.pk)])
 
 
 # --- create and send new --------------------------------------------------------------------
@@ -87,8 +90,6 @@ class InvoiceCreateView(CreateView):
     def get_form(self, form_class: Any = None) -> Any:
         form = super().get_form(form_class)
         if not form.is_bound and not form.initial.get("currency"):
-            from ..conf import billing_settings
-
             form.initial["currency"] = form.instance.currency or billing_settings.CURRENCIES[0]
         return form
 
@@ -142,6 +143,10 @@ class InvoiceCreateView(CreateView):
             str(settings.site_id): settings.currency
             for settings in ClientBillingSettings.objects.filter(site__in=sites)
         }
+        context["line_catalogue_json"] = json.dumps(lines.catalogue(self.request.user))
+        context["currency_exponents_json"] = json.dumps(
+            lines.currency_exponents(billing_settings.CURRENCIES)
+        )
         return context
 
     def get_add_url(self) -> str:
@@ -351,5 +356,5 @@ class InvoiceDeleteBulkAction(BulkAction):
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         context: dict[str, Any] = super().get_context_data(**kwargs)
-        context["header_icon"] = Invoice.snippet_viewset.icon  # type: ignore[attr-defined]
+        context["header_icon"] = Invoice.snippet_viewset.icon
         return context
