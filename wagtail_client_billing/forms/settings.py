@@ -96,6 +96,11 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         )
         if "tax_mode" in self.fields:
             self.fields["tax_mode"].required = False
+            self.fields["tax_mode"].help_text = _(
+                "Tax rates: you define them under Client billing → Tax rates and pick one "
+                "per request. Stripe Tax: Stripe calculates the tax at checkout from the "
+                "client's address (set it up in the account's Stripe Dashboard first)."
+            )
         if "from_email" in self.fields:
             self.fields["from_email"].help_text = _(
                 'For the custom SMTP server, for example "Acme Studio <billing@acme.example>". '
