@@ -770,7 +770,7 @@ class InvoiceViewSet(SnippetViewSet):
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet, WebhookEventViewSet, TaxRateViewSet, ProductViewSet]
+    items = [InvoiceViewSet, WebhookEventViewSet, ProductViewSet, TaxRateViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"

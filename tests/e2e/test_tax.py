@@ -37,11 +37,11 @@ def test_a_taxed_discounted_request_shows_one_total_from_the_form_to_checkout(
     field(admin_page, "combobox", "Discount").select_option(label="A percentage off")
     field(admin_page, "textbox", "Discount amount or percentage").fill("10")
 
-    # The live total: 2,379.99 less 10% (238.00), plus 8.25% tax (176.72 after rounding
-    # per line) is 2,318.71, as pricing computes it.
+    # The live total: 2,379.99 less 10% (238.00) is 2,141.99; 8.25% tax on it, rounded,
+    # is 176.71; 2,318.70 in all, as pricing computes it.
     live = admin_page.locator('[data-controller="wcb-figures"] table')
-    expect(live).to_contain_text("$2,318.71")
-    expect(live).to_contain_text("$176.72")
+    expect(live).to_contain_text("$2,318.70")
+    expect(live).to_contain_text("$176.71")
     live.scroll_into_view_if_needed()
     screenshot(admin_page, "request-tax-discount")
 
@@ -53,13 +53,13 @@ def test_a_taxed_discounted_request_shows_one_total_from_the_form_to_checkout(
 
     email = stack.mailbox.wait_for(to="tess@client-a.example")
     body = text_body(email)
-    assert "$2,318.71" in body
-    assert "Sales tax 8.25%: $176.72" in body
+    assert "$2,318.70" in body
+    assert "Sales tax 8.25%: $176.71" in body
 
     client = new_context().new_page()
     client.goto(payment_link(email))
-    expect(client.get_by_test_id("amount")).to_have_text("2,318.71 USD")
-    expect(client.get_by_test_id("totals")).to_contain_text("176.72 USD")
+    expect(client.get_by_test_id("amount")).to_have_text("2,318.70 USD")
+    expect(client.get_by_test_id("totals")).to_contain_text("176.71 USD")
     screenshot(client, "client-checkout-tax")
     client.get_by_role("button", name="Pay", exact=True).click()
     client.wait_for_url(re.compile(re.escape(stack.url("/?paid=1"))))

@@ -98,6 +98,11 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
         )
         if "tax_mode" in self.fields:
             self.fields["tax_mode"].required = False
+            self.fields["tax_mode"].help_text = _(
+                "Tax rates: you define them under Client billing → Tax rates and pick one "
+                "per request. Stripe Tax: Stripe calculates the tax at checkout from the "
+                "client's address (set it up in the account's Stripe Dashboard first)."
+            )
         if "default_currency" in self.fields:
             self.fields["default_currency"] = self.default_currency_field()
             code = (self.initial.get("default_currency") or "").upper()

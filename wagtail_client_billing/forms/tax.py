@@ -48,7 +48,7 @@ class TaxDiscountFormMixin(WagtailAdminModelForm):
         queryset=TaxRate.objects.none(),
         required=False,
         empty_label=_("No tax"),
-        help_text=_("Applied to every line. Manage the rates under Snippets → Tax rates."),
+        help_text=_("Applied to every line. Manage the rates under Client billing → Tax rates."),
     )
     discount_kind = forms.ChoiceField(
         label=_("Discount"), choices=DiscountKind.choices, required=False

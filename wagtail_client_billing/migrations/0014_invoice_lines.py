@@ -28,7 +28,7 @@ def one_line_per_invoice(apps, schema_editor):
 class Migration(migrations.Migration):
     dependencies = [
         ("wagtail_client_billing", "0013_subscription_renewal_and_idempotency_columns"),
-        ("wagtailcore", "0098_apitoken"),
+        ("wagtailcore", "0089_log_entry_data_json_null_to_object"),  # in every Wagtail >= 6.0
     ]
 
     operations = [
