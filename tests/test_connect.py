@@ -192,7 +192,7 @@ def test_an_account_not_finished_on_stripe_shows_what_stripe_still_requires(
     text = test_slot.get_text(" ", strip=True)
     assert "Onboarding incomplete" in text
     assert "Stripe still requires" in text
-    assert "external_account" in text
+    assert "Bank account or debit card for payouts" in text
     assert "Continue onboarding" in button_texts(test_slot)
 
 

@@ -157,7 +157,7 @@ def test_resend_refuses_a_request_that_cannot_be_paid(connected_site, account, s
         invoices.resend(invoice)
 
     assert str(refused.value) == (
-        f"{invoice.number} is {status}: only pending billing requests can be resent."
+        f"{invoice.label} is {status}: only pending billing requests can be resent."
     )
     assert Invoice.objects.get(pk=invoice.pk).email_status == EmailStatus.SENT
     assert mail.outbox == []
