@@ -432,7 +432,7 @@ class InvoiceEditView(EditView):
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if self.object.is_draft:
-            viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+            viewset = Invoice.snippet_viewset
             return redirect(
                 reverse(viewset.get_url_name("edit_draft"), args=[quote(self.object.pk)])
             )

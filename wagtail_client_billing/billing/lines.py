@@ -60,7 +60,7 @@ def follow_quick_path(invoice: Invoice, saved: Invoice) -> None:
     if [
         (line.pk, line.quantity, line.unit_amount, line.description) for line in invoice.lines.all()
     ] == key:
-        invoice.lines = []  # type: ignore[assignment]
+        invoice.lines = []
 
 
 def copy_lines(source: Invoice, new: Invoice) -> None:

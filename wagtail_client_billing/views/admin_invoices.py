@@ -237,7 +237,7 @@ class InvoiceResendView(
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
         # Without them Wagtail's header reads "Home" and hides the page's heading.
-        viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+        viewset = Invoice.snippet_viewset
         return [
             *self.breadcrumbs_items,
             {"url": reverse(viewset.get_url_name("list")), "label": viewset.menu_label},

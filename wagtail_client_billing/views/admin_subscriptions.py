@@ -56,7 +56,7 @@ class InvoiceSubscriptionView(InvoiceScopeMixin, WagtailAdminTemplateMixin, Temp
         return str(self.object)
 
     def inspect_url(self) -> str:
-        viewset = Invoice.snippet_viewset  # type: ignore[attr-defined]
+        viewset = Invoice.snippet_viewset
         return reverse(viewset.get_url_name("inspect"), args=[quote(self.object.pk)])
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
