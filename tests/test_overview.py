@@ -255,3 +255,29 @@ def test_a_new_row_is_one_entry_in_the_list(world, monkeypatch):
     html = superuser_client().get(reverse("wagtailadmin_home")).content.decode()
     assert panel_rows(html)["disputes"] == "Disputes needing a response 7"
     assert 'data-row="disputes" data-tone="critical"' in html
+
+
+@time_machine.travel(NOW, tick=False)
+def test_panel_counts_disputes_to_answer_and_past_due_subscriptions_and_links_to_them(world):
+    account, a = world["account"], world["a"]
+    with time_machine.travel(NOW - timedelta(days=3), tick=False):
+        disputed, won, monthly, active = (
+            make_invoice(a, account, currency="USD", amount=5000) for _ in range(4)
+        )
+    Invoice.objects.filter(pk=disputed.pk).update(dispute_status="needs_response")
+    Invoice.objects.filter(pk=won.pk).update(dispute_status="won")
+    Invoice.objects.filter(pk=monthly.pk).update(
+        billing_type="monthly", subscription_id="sub_1", subscription_status="past_due"
+    )
+    Invoice.objects.filter(pk=active.pk).update(
+        billing_type="monthly", subscription_id="sub_2", subscription_status="active"
+    )
+    client = superuser_client()
+    html = client.get(reverse("wagtailadmin_home")).content.decode()
+    rows = panel_rows(html)
+    assert rows["disputes"].startswith("Disputes needing a response 1")
+    assert rows["past-due"].startswith("Subscriptions past due 1")
+    links = dict(re.findall(r'data-row="([\w-]+)"[^>]*>\s*<th scope="row"><a href="([^"]+)"', html))
+    links = {k: v.replace("&amp;", "&") for k, v in links.items()}
+    assert listing_numbers(client, links["disputes"]) == [disputed.number]
+    assert listing_numbers(client, links["past-due"]) == [monthly.number]

@@ -967,6 +967,17 @@ class Invoice(ClusterableModel):
             models.Index(
                 fields=["site"], name="wcb_invoice_email_failed", condition=Q(email_status="failed")
             ),
+            # The dashboard's disputes to answer and past-due subscriptions, likewise.
+            models.Index(
+                fields=["site"],
+                name="wcb_invoice_dispute_response",
+                condition=Q(dispute_status__in=["needs_response", "warning_needs_response"]),
+            ),
+            models.Index(
+                fields=["site"],
+                name="wcb_invoice_past_due",
+                condition=Q(subscription_status__in=["past_due", "unpaid"]),
+            ),
             # What deleting a user, an invoice or a page looks up (SET_NULL): only the rows
             # that have one, so a status change of an invoice without one (every row of
             # an expiry sweep, in practice) adds no entry to them (issue 24).

@@ -27,7 +27,7 @@ from django.utils.dates import MONTHS
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from ..models import EmailStatus, Invoice, Mode
+from ..models import DisputeStatus, EmailStatus, Invoice, Mode, SubscriptionState
 from ..money import format_money
 from ..scope import invoices_for_user, rollups_for_user
 from ..status import InvoiceStatus
@@ -206,6 +206,24 @@ def _failed(ctx: Context) -> Figures:
     return Figures(count=failed_emails(invoices_for_user(ctx.user)).count())
 
 
+#: Dispute statuses that wait for the agency's evidence (before the deadline).
+NEEDS_RESPONSE = [str(DisputeStatus.NEEDS_RESPONSE), str(DisputeStatus.WARNING_NEEDS_RESPONSE)]
+#: Subscription states whose renewal was not paid.
+PAST_DUE = [str(SubscriptionState.PAST_DUE), str(SubscriptionState.UNPAID)]
+
+
+def _disputes(ctx: Context) -> Figures:
+    """Disputes waiting for a response (through their partial index)."""
+    found = invoices_for_user(ctx.user).filter(dispute_status__in=NEEDS_RESPONSE)
+    return Figures(count=found.count())
+
+
+def _past_due(ctx: Context) -> Figures:
+    """Subscriptions whose renewal failed (through their partial index)."""
+    found = invoices_for_user(ctx.user).filter(subscription_status__in=PAST_DUE)
+    return Figures(count=found.count())
+
+
 #: The panel's rows, in order. Append an :class:`OverviewRow` to add one.
 ROWS: list[OverviewRow] = [
     OverviewRow(
@@ -239,6 +257,20 @@ ROWS: list[OverviewRow] = [
         _failed,
         lambda ctx: {"email_status": [str(EmailStatus.FAILED)]},
         tone="critical",
+    ),
+    OverviewRow(
+        "disputes",
+        lambda ctx: _("Disputes needing a response"),
+        _disputes,
+        lambda ctx: {"dispute": "open"},
+        tone="critical",
+    ),
+    OverviewRow(
+        "past-due",
+        lambda ctx: _("Subscriptions past due"),
+        _past_due,
+        lambda ctx: {"subscription_status": PAST_DUE},
+        tone="warning",
     ),
 ]
 
