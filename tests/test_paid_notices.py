@@ -79,7 +79,8 @@ def test_without_contacts_the_author_hears(client, connected_site, account):
         connected_site, account, checkout_session_id="cs_test_a1auth", created_by=make_user("ann")
     )
     pay(client, invoice, "cs_test_a1auth")
-    assert [m.to for m in mail.outbox] == [["ann@example.com"]]
+    # The author gets the notice; the client, its receipt.
+    assert sorted(m.to for m in mail.outbox) == sorted([["ann@example.com"], [invoice.email]])
 
 
 def test_a_daily_digest_has_each_payment_exactly_once(client, connected_site, account):

@@ -560,7 +560,7 @@ class Invoice(ClusterableModel):
     """
 
     # Unique through Meta.constraints: a unique field would get a second, LIKE-only index
-    # on PostgreSQL, which every status change updates and no query uses (issue 24).
+    # on PostgreSQL, which every status change updates and no query uses.
     token = models.CharField(max_length=64, default=new_token, editable=False)
     site = models.ForeignKey(
         Site,
@@ -980,7 +980,7 @@ class Invoice(ClusterableModel):
             ),
             # What deleting a user, an invoice or a page looks up (SET_NULL): only the rows
             # that have one, so a status change of an invoice without one (every row of
-            # an expiry sweep, in practice) adds no entry to them (issue 24).
+            # an expiry sweep, in practice) adds no entry to them.
             models.Index(
                 fields=["deleted_by"],
                 name="wcb_invoice_deleted_by",

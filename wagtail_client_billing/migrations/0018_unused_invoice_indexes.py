@@ -1,4 +1,4 @@
-"""Indexes the invoice table keeps up for nothing (issue 24).
+"""Indexes the invoice table keeps up for nothing.
 
 A status change updates ``status``, which is indexed, so on PostgreSQL no such update
 is HOT and every index of the table gets a new entry for the row: an expiry sweep of
