@@ -775,23 +775,25 @@ class Invoice(ClusterableModel):
     #: invoice's :class:`InvoiceDispute` rows): the open dispute, else a lost one, else
     #: blank. ``dispute_status`` is Stripe's (``needs_response``, ``lost``...).
     dispute_id = models.CharField(
-        _("dispute"), max_length=255, blank=True, default="", editable=False
+        _("dispute"), max_length=255, blank=True, db_default="", default="", editable=False
     )
     dispute_status = models.CharField(
-        _("dispute status"), max_length=32, blank=True, default="", editable=False
+        _("dispute status"), max_length=32, blank=True, db_default="", default="", editable=False
     )
     dispute_reason = models.CharField(
-        _("dispute reason"), max_length=64, blank=True, default="", editable=False
+        _("dispute reason"), max_length=64, blank=True, db_default="", default="", editable=False
     )
     dispute_amount = models.PositiveBigIntegerField(
         _("disputed amount"), null=True, blank=True, editable=False
     )
-    dispute_currency = models.CharField(max_length=3, blank=True, default="", editable=False)
+    dispute_currency = models.CharField(
+        max_length=3, blank=True, db_default="", default="", editable=False
+    )
     dispute_evidence_due_by = models.DateTimeField(
         _("dispute evidence due by"), null=True, blank=True, editable=False
     )
     dispute_amount_lost = models.PositiveBigIntegerField(
-        _("amount lost to disputes"), default=0, editable=False
+        _("amount lost to disputes"), db_default=0, default=0, editable=False
     )
     #: The subscription's schedule, from its ``customer.subscription.*`` events and the
     #: editor's cancellations: the current period's end, and a cancellation to come.
@@ -799,14 +801,14 @@ class Invoice(ClusterableModel):
         _("current period ends"), null=True, blank=True, editable=False
     )
     subscription_cancel_at_period_end = models.BooleanField(
-        _("cancels at period end"), default=False, editable=False
+        _("cancels at period end"), db_default=False, default=False, editable=False
     )
     subscription_canceled_at = models.DateTimeField(
         _("subscription cancelled"), null=True, blank=True, editable=False
     )
     #: Failed renewal attempts (``invoice.payment_failed``), one per Stripe invoice and
     #: attempt (:class:`RenewalFailure`).
-    renewal_failures = models.PositiveIntegerField(default=0, editable=False)
+    renewal_failures = models.PositiveIntegerField(db_default=0, default=0, editable=False)
     last_renewal_failed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     publish_page_when_paid = models.ForeignKey(

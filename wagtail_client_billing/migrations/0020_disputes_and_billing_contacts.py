@@ -27,12 +27,12 @@ class Migration(migrations.Migration):
         AddColumn(
             model_name='invoice',
             name='dispute_amount_lost',
-            field=models.PositiveBigIntegerField(default=0, editable=False, verbose_name='amount lost to disputes'),
+            field=models.PositiveBigIntegerField(db_default=0, default=0, editable=False, verbose_name='amount lost to disputes'),
         ),
         AddColumn(
             model_name='invoice',
             name='dispute_currency',
-            field=models.CharField(blank=True, default='', editable=False, max_length=3),
+            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=3),
         ),
         AddColumn(
             model_name='invoice',
@@ -42,17 +42,17 @@ class Migration(migrations.Migration):
         AddColumn(
             model_name='invoice',
             name='dispute_id',
-            field=models.CharField(blank=True, default='', editable=False, max_length=255, verbose_name='dispute'),
+            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=255, verbose_name='dispute'),
         ),
         AddColumn(
             model_name='invoice',
             name='dispute_reason',
-            field=models.CharField(blank=True, default='', editable=False, max_length=64, verbose_name='dispute reason'),
+            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=64, verbose_name='dispute reason'),
         ),
         AddColumn(
             model_name='invoice',
             name='dispute_status',
-            field=models.CharField(blank=True, default='', editable=False, max_length=32, verbose_name='dispute status'),
+            field=models.CharField(blank=True, db_default='', default='', editable=False, max_length=32, verbose_name='dispute status'),
         ),
         migrations.CreateModel(
             name='InvoiceDispute',

@@ -26,12 +26,12 @@ class Migration(migrations.Migration):
         AddColumn(
             model_name='invoice',
             name='renewal_failures',
-            field=models.PositiveIntegerField(default=0, editable=False),
+            field=models.PositiveIntegerField(db_default=0, default=0, editable=False),
         ),
         AddColumn(
             model_name='invoice',
             name='subscription_cancel_at_period_end',
-            field=models.BooleanField(default=False, editable=False, verbose_name='cancels at period end'),
+            field=models.BooleanField(db_default=False, default=False, editable=False, verbose_name='cancels at period end'),
         ),
         AddColumn(
             model_name='invoice',
