@@ -39,7 +39,7 @@ import smtplib
 import socket
 import ssl
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from email.utils import getaddresses, parseaddr
 from typing import Any
@@ -940,27 +940,40 @@ def notice_context(invoice: Invoice, **extra: Any) -> dict:
     }
 
 
-def send_notice(
-    invoice: Invoice, kind: str, to: Sequence[str], **extra: Any
+def _send_one(
+    invoice: Invoice,
+    kind: str,
+    to: Sequence[str],
+    context: Callable[[], dict],
+    *,
+    for_client: bool,
 ) -> DeliveryError | None:
-    """Send the plain-text notice ``kind`` about ``invoice`` to ``to`` through the
-    invoice's site's connection, in the site's language; the error, or None once sent."""
+    """Send the message ``kind`` about ``invoice`` to ``to`` through the invoice's site's
+    connection, in the site's language, from the overridable templates
+    ``wagtail_client_billing/emails/<kind>.{subject.txt,txt[,html]}``; the error (logged),
+    or None once sent. Never raises. A message ``for_client`` has an HTML part too, and
+    the ``client_billing_email_message`` hook sees it first; a notice to the agency is
+    plain text."""
     try:
         mailer = mailer_for_site(invoice.site)
     except Exception as exc:
         return describe_error(exc)
     try:
         with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
-            context = notice_context(invoice, **extra)
+            values = context()
             base = f"wagtail_client_billing/emails/{kind}"
             message = EmailMultiAlternatives(
-                subject=_render_subject(f"{base}.subject.txt", context),
-                body=render_text(f"{base}.txt", context),
+                subject=_render_subject(f"{base}.subject.txt", values),
+                body=render_text(f"{base}.txt", values),
                 from_email=mailer.from_email,
                 to=[_recipient(address) for address in to],
                 reply_to=mailer.reply_to,
                 connection=mailer.connection,
             )
+            if for_client:
+                message.attach_alternative(render_to_string(f"{base}.html", values), "text/html")
+        if for_client:
+            hooks.run(hooks.EMAIL_MESSAGE, invoice, message)
         mailer.connection.open()
         mailer.connection.send_messages([message])
     except Exception as exc:
@@ -970,6 +983,14 @@ def send_notice(
     finally:
         _close_quietly(mailer.connection)
     return None
+
+
+def send_notice(
+    invoice: Invoice, kind: str, to: Sequence[str], **extra: Any
+) -> DeliveryError | None:
+    """Send the plain-text notice ``kind`` about ``invoice`` to ``to`` through the
+    invoice's site's connection, in the site's language; the error, or None once sent."""
+    return _send_one(invoice, kind, to, lambda: notice_context(invoice, **extra), for_client=False)
 
 
 # --- receipts ----------------------------------------------------------------------------
@@ -987,37 +1008,16 @@ def send_receipt(
     Rendered in the site's language from overridable templates
     (``wagtail_client_billing/emails/<kind>.{subject.txt,txt,html}``).
     """
-    try:
-        mailer = mailer_for_site(invoice.site)
-    except Exception as exc:
-        return SendResult(invoice.pk, describe_error(exc))
-    try:
-        with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
-            local = timezone.localtime(at)
-            context = {
-                **email_context(invoice, kind),
-                "receipt_amount": format_money(amount, currency),
-                "receipt_date": date_format(local, "DATETIME_FORMAT"),
-                "reference": reference,
-                "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
-            }
-            base = f"wagtail_client_billing/emails/{kind}"
-            message = EmailMultiAlternatives(
-                subject=_render_subject(f"{base}.subject.txt", context),
-                body=render_text(f"{base}.txt", context),
-                from_email=mailer.from_email,
-                to=[_recipient(invoice.email)],
-                reply_to=mailer.reply_to,
-                connection=mailer.connection,
-            )
-            message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
-        hooks.run(hooks.EMAIL_MESSAGE, invoice, message)
-        mailer.connection.open()
-        mailer.connection.send_messages([message])
-    except Exception as exc:
-        error = describe_error(exc, mailer)
-        _log_failure(error, mailer, [invoice.pk])
-        return SendResult(invoice.pk, error)
-    finally:
-        _close_quietly(mailer.connection)
-    return SendResult(invoice.pk)
+
+    def context() -> dict:
+        return {
+            **email_context(invoice, kind),
+            "receipt_amount": format_money(amount, currency),
+            "receipt_date": date_format(timezone.localtime(at), "DATETIME_FORMAT"),
+            "reference": reference,
+            "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
+        }
+
+    return SendResult(
+        invoice.pk, _send_one(invoice, kind, [invoice.email], context, for_client=True)
+    )
