@@ -24,7 +24,7 @@ from wagtail.admin.views.generic import WagtailAdminTemplateMixin
 from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.snippets.views.snippets import EditView
 
-from ..billing import invoices
+from ..billing import invoices, lines
 from ..models import Invoice
 from ..scope import invoices_for_user
 from .admin_invoices import InvoiceCreateView, InvoiceScopeMixin, _url
@@ -53,6 +53,14 @@ class InvoiceDraftEditView(EditView):
         return invoices_for_user(self.request.user, Invoice.objects.select_related("site"))
 
     object: Invoice
+
+    def get_object(self, queryset: Any = None) -> Invoice:
+        invoice: Invoice = super().get_object(queryset)
+        if invoice.is_draft and lines.is_quick(invoice):
+            # A draft made the quick way is edited as it was made, by its amount and
+            # description, not as the one line they stand for (saving makes it anew).
+            invoice.lines = []
+        return invoice
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         if not self.object.is_draft:
