@@ -91,6 +91,8 @@ def test_both_menus_show_and_both_listings_answer(client, admin):
     assert menu(admin)["client-billing"] == [
         "client-billing-invoices",
         "client-billing-webhook-events",
+        "client-billing-catalogue",
+        "client-billing-tax-rates",
     ]
 
     home = client.get("/admin/")
@@ -159,6 +161,8 @@ def test_the_guides_recipe_puts_client_billing_inside_the_sites_group(
         "suppliers",
         "client-billing-invoices",
         "client-billing-webhook-events",
+        "client-billing-catalogue",
+        "client-billing-tax-rates",
     ]
     assert client.get("/admin/").status_code == 200
 
