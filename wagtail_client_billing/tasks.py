@@ -227,6 +227,47 @@ def _retry_later(
     return retry_at
 
 
+def _send_notice(
+    task: str,
+    send: Callable[[int, int], tuple[str, emails.DeliveryError | None]],
+    pk: int,
+    attempt: int,
+    *,
+    key: str,
+    about: str,
+) -> str:
+    """The shape of every notice task: ``send(pk, attempt)`` claims the notice, sends it
+    and records a failure on its row (the domain's); a transient failure is tried again
+    by the task ``task`` with the email backoff, up to ``EMAIL_MAX_ATTEMPTS``. Returns
+    what ``send`` did, or ``"retrying"``."""
+    what, error = send(pk, attempt)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            task,
+            key,
+            (pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"{about} ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
+
+
+def _queue_notices_again(task: str, due: Callable[[datetime, int], list[tuple[int, int]]]) -> int:
+    """Queue the task ``task`` again for each notice ``due(older_than, max_attempts)``
+    finds unsent, with attempts left, and older than the task timeout (its task may have
+    been lost); the task's claim makes one queued twice send once. Returns how many."""
+    found = due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
+    for pk, attempts in found:
+        async_task(f"{TASKS}.{task}", pk, attempts)
+    return len(found)
+
+
 # --- webhook events -------------------------------------------------------------------------
 
 
@@ -797,30 +838,19 @@ def install_schedules() -> dict[str, str]:
 def send_dispute_notice(dispute_pk: int, attempt: int = 0) -> str:
     """Tell the billing contacts of a new dispute (:func:`.billing.disputes.send_notice`);
     retry a failed delivery with the email backoff, up to ``EMAIL_MAX_ATTEMPTS``."""
-    what, error = disputes.send_notice(dispute_pk, attempt)
-    if (
-        error is not None
-        and error.transient
-        and _retry_later(
-            "send_dispute_notice",
-            f"dispute_notice_{dispute_pk}",
-            (dispute_pk, attempt + 1),
-            attempt=attempt + 1,
-            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
-            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
-            about=f"Dispute {dispute_pk} notice ({error.kind})",
-        )
-    ):
-        return "retrying"
-    return what
+    return _send_notice(
+        "send_dispute_notice",
+        disputes.send_notice,
+        dispute_pk,
+        attempt,
+        key=f"dispute_notice_{dispute_pk}",
+        about=f"Dispute {dispute_pk} notice",
+    )
 
 
 def resume_dispute_notices() -> int:
     """Queue again every dispute notice whose task was lost; returns how many."""
-    due = disputes.notices_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
-    for pk, attempts in due:
-        async_task(f"{TASKS}.send_dispute_notice", pk, attempts)
-    return len(due)
+    return _queue_notices_again("send_dispute_notice", disputes.notices_due)
 
 
 # --- failed renewals ------------------------------------------------------------------------------
@@ -829,32 +859,19 @@ def resume_dispute_notices() -> int:
 def send_renewal_failure_notices(failure_pk: int, attempt: int = 0) -> str:
     """Email the client and the billing contacts about a failed renewal
     (:func:`.billing.subscriptions.send_renewal_failure_notices`); retry a failed delivery."""
-    what, error = subscriptions.send_renewal_failure_notices(failure_pk, attempt)
-    if (
-        error is not None
-        and error.transient
-        and _retry_later(
-            "send_renewal_failure_notices",
-            f"renewal_failure_{failure_pk}",
-            (failure_pk, attempt + 1),
-            attempt=attempt + 1,
-            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
-            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
-            about=f"Failed renewal {failure_pk} notices ({error.kind})",
-        )
-    ):
-        return "retrying"
-    return what
+    return _send_notice(
+        "send_renewal_failure_notices",
+        subscriptions.send_renewal_failure_notices,
+        failure_pk,
+        attempt,
+        key=f"renewal_failure_{failure_pk}",
+        about=f"Failed renewal {failure_pk} notices",
+    )
 
 
 def resume_renewal_failure_notices() -> int:
     """Queue again the emails of every failed renewal whose task was lost."""
-    due = subscriptions.notices_due(
-        timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS
-    )
-    for pk, attempts in due:
-        async_task(f"{TASKS}.send_renewal_failure_notices", pk, attempts)
-    return len(due)
+    return _queue_notices_again("send_renewal_failure_notices", subscriptions.notices_due)
 
 
 # --- paid notices -----------------------------------------------------------------------------------
@@ -862,30 +879,19 @@ def resume_renewal_failure_notices() -> int:
 
 def send_paid_notice(notice_pk: int, attempt: int = 0) -> str:
     """Tell the billing contacts of one payment (:func:`.billing.notices.send_one`)."""
-    what, error = notices.send_one(notice_pk, attempt)
-    if (
-        error is not None
-        and error.transient
-        and _retry_later(
-            "send_paid_notice",
-            f"paid_notice_{notice_pk}",
-            (notice_pk, attempt + 1),
-            attempt=attempt + 1,
-            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
-            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
-            about=f"Paid notice {notice_pk} ({error.kind})",
-        )
-    ):
-        return "retrying"
-    return what
+    return _send_notice(
+        "send_paid_notice",
+        notices.send_one,
+        notice_pk,
+        attempt,
+        key=f"paid_notice_{notice_pk}",
+        about=f"Paid notice {notice_pk}",
+    )
 
 
 def resume_paid_notices() -> int:
     """Queue again every paid notice whose task was lost; returns how many."""
-    due = notices.each_due(timezone.now() - claim_lease(), billing_settings.EMAIL_MAX_ATTEMPTS)
-    for pk, attempts in due:
-        async_task(f"{TASKS}.send_paid_notice", pk, attempts)
-    return len(due)
+    return _queue_notices_again("send_paid_notice", notices.each_due)
 
 
 def send_paid_digests() -> str:
