@@ -31,7 +31,13 @@ from . import hooks, pricing
 from . import status as status_table
 from .compat import PAGE_MODEL
 from .conf import billing_settings
-from .money import format_money, format_percent, to_major
+from .money import (
+    FormattedAmount,
+    FormattedRefundedAmount,
+    format_money,
+    format_percent,
+    to_major,
+)
 from .status import InvoiceStatus  # declared with the status table; importable from here too
 
 if TYPE_CHECKING:
@@ -541,7 +547,7 @@ class InvoiceQuerySet(models.QuerySet["Invoice"]):
         return self.select_related("site", "account", "created_by")
 
 
-class Invoice(ClusterableModel):
+class Invoice(FormattedRefundedAmount, ClusterableModel):
     """A billing request sent to a client, payable through a link until it expires.
 
     Attributes:
@@ -1038,14 +1044,6 @@ class Invoice(ClusterableModel):
         return to_major(self.amount, self.currency)
 
     @property
-    def formatted_amount(self) -> str:
-        return format_money(self.amount, self.currency)
-
-    @property
-    def formatted_amount_refunded(self) -> str:
-        return format_money(self.amount_refunded, self.currency)
-
-    @property
     def amount_refunded_major(self):
         return to_major(self.amount_refunded, self.currency)
 
@@ -1422,7 +1420,7 @@ class WebhookEvent(models.Model):
         return f"{self.type} {self.event_id}"
 
 
-class SubscriptionRenewal(models.Model):
+class SubscriptionRenewal(FormattedAmount, models.Model):
     """One paid renewal of a recurring invoice's subscription: a row per Stripe invoice.
 
     The unique ``stripe_invoice_id`` is what makes a renewal count once, however often
@@ -1454,10 +1452,6 @@ class SubscriptionRenewal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_invoice_id} ({self.invoice_id})"
-
-    @property
-    def formatted_amount(self) -> str:
-        return format_money(self.amount, self.currency) if self.currency else str(self.amount)
 
 
 def user_display(user: AbstractBaseUser | None) -> str:
@@ -1855,7 +1849,7 @@ CLOSED_DISPUTE_STATUSES = frozenset(
 )
 
 
-class InvoiceDispute(models.Model):
+class InvoiceDispute(FormattedAmount, models.Model):
     """One Stripe dispute of a payment of an invoice: a row per dispute id.
 
     The unique ``stripe_dispute_id`` makes a dispute's opening count once; ``state_at``
@@ -1906,10 +1900,6 @@ class InvoiceDispute(models.Model):
     @property
     def is_closed(self) -> bool:
         return self.status in CLOSED_DISPUTE_STATUSES
-
-    @property
-    def formatted_amount(self) -> str:
-        return format_money(self.amount, self.currency) if self.currency else str(self.amount)
 
 
 class SubscriptionState(models.TextChoices):

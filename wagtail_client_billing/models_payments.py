@@ -18,7 +18,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .money import format_money
+from .money import FormattedAmount, FormattedRefundedAmount
 
 
 class PaymentKind(models.TextChoices):
@@ -33,7 +33,7 @@ def _unique_when_set(name: str) -> models.UniqueConstraint:
     )
 
 
-class Payment(models.Model):
+class Payment(FormattedRefundedAmount, models.Model):
     """One payment an invoice received.
 
     Each Stripe id is unique when it is set, so an event delivered again (or the same
@@ -131,14 +131,6 @@ class Payment(models.Model):
         """What is left to refund, in minor units."""
         return max(self.amount - self.amount_refunded, 0)
 
-    @property
-    def formatted_amount(self) -> str:
-        return format_money(self.amount, self.currency)
-
-    @property
-    def formatted_amount_refunded(self) -> str:
-        return format_money(self.amount_refunded, self.currency)
-
 
 class StripeInvoicePayment(models.Model):
     """What ``invoice_payment.paid`` said about a Stripe invoice before its ``invoice.paid``
@@ -188,7 +180,7 @@ ACTIVE_REFUND_STATUSES = (
 )
 
 
-class Refund(models.Model):
+class Refund(FormattedAmount, models.Model):
     """A refund of one payment, made here or anywhere else (the Stripe dashboard).
 
     One row per Stripe refund (``stripe_refund_id`` unique); one made here is saved
@@ -270,10 +262,6 @@ class Refund(models.Model):
 
     def __str__(self) -> str:
         return f"{self.stripe_refund_id or self.request_key} ({self.formatted_amount})"
-
-    @property
-    def formatted_amount(self) -> str:
-        return format_money(self.amount, self.currency)
 
     @property
     def is_active(self) -> bool:

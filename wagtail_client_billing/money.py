@@ -9,6 +9,7 @@ exponents the app uses; Babel provides names, symbols and locale formatting.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Protocol
 
 from babel import Locale
 from babel.numbers import format_currency, get_currency_name
@@ -194,6 +195,35 @@ def format_money(minor: int, currency: str, locale: str | None = None) -> str:
         locale=locale or current_locale(),
         currency_digits=True,
     )
+
+
+class _Amount(Protocol):
+    amount: int
+    currency: str
+
+
+class _RefundedAmount(_Amount, Protocol):
+    amount_refunded: int
+
+
+class FormattedAmount:
+    """``formatted_amount`` for a model with ``amount`` (minor units) and ``currency``: the
+    one way an invoice, a payment, a refund, a renewal and a dispute show their amount.
+    A row without a currency (a renewal or dispute whose event named none) shows the
+    bare number."""
+
+    @property
+    def formatted_amount(self: _Amount) -> str:
+        return format_money(self.amount, self.currency) if self.currency else str(self.amount)
+
+
+class FormattedRefundedAmount(FormattedAmount):
+    """:class:`FormattedAmount`, and ``formatted_amount_refunded`` for a model that also
+    counts ``amount_refunded`` in the same currency."""
+
+    @property
+    def formatted_amount_refunded(self: _RefundedAmount) -> str:
+        return format_money(self.amount_refunded, self.currency)
 
 
 def currency_name(currency: str, locale: str | None = None) -> str:
