@@ -140,9 +140,6 @@ URLS: dict[str, Row] = {
     "wagtailsnippetchoosers_wagtail_client_billing_product:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_product:chosen": Row("product"),
     "wagtailsnippetchoosers_wagtail_client_billing_product:chosen_multiple": Row(about_other=False),
-    "wagtailsnippetchoosers_wagtail_client_billing_product:create": Row(
-        about_other=False, posts=True
-    ),
     "wagtail_client_billing_invoices:figures": Row(about_other=False, posts=True),
     "wagtail_client_billing_tax_rates:list": Row(about_other=False),
     "wagtail_client_billing_tax_rates:list_results": Row(about_other=False),
@@ -631,16 +628,17 @@ def test_every_offered_screen_is_in_the_table(offered_world):
     assert sorted(offered_screens(offered_world)) == sorted(OFFERED)
 
 
+@pytest.mark.parametrize("model", ["invoice", "taxrate", "product"])
 @pytest.mark.parametrize("superuser", [False, True])
-def test_the_invoice_chooser_offers_no_creation(world, superuser):
-    """Billing requests are made on their own form (which checks the site, the account
-    and the hooks), never in the chooser's modal."""
+def test_no_chooser_offers_creation(world, superuser, model):
+    """Billing requests, tax rates and products are made on their own forms (which check
+    the site, the account and the hooks), never in a chooser's modal."""
     user = make_user("chooser", superuser=superuser)
     if not superuser:
         user.groups.get().permissions.add(*Permission.objects.filter(content_type__app_label=APP))
     client = Client(raise_request_exception=False)
     client.force_login(user)
-    choose = reverse("wagtailsnippetchoosers_wagtail_client_billing_invoice:choose")
+    choose = reverse(f"wagtailsnippetchoosers_wagtail_client_billing_{model}:choose")
     before = snapshot()
     for method in ("get", "post"):
         response = getattr(client, method)(choose + "create/", {"email": "x@example.com"})

@@ -15,7 +15,6 @@ from functools import partial
 from typing import Any
 
 from django.contrib.admin.utils import quote
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import redirect
 from django.urls import path, reverse
@@ -26,7 +25,6 @@ from django.utils.translation import gettext_lazy
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, HelpPanel, MultiFieldPanel, ObjectList
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.admin.widgets.button import Button, HeaderButton
-from wagtail.snippets.views import chooser as chooser_views
 from wagtail.snippets.views.snippets import (
     EditView,
     HistoryView,
@@ -62,6 +60,7 @@ from .views.admin_invoices import (
 from .views.admin_refunds import InvoiceRefundView
 from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
 from .viewsets_products import ProductViewSet
+from .viewsets_scoped import scoped_chooser_viewset
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
 
@@ -523,70 +522,8 @@ def edit_edit_handler() -> ObjectList:
 # --- the viewset -------------------------------------------------------------------------------
 
 
-class _ScopedToBillableInvoices:
-    """Wagtail's snippet chooser, limited like every other invoice screen.
-
-    Out of the box the chooser checks no invoice permission and lists every invoice of
-    every site; a page or snippet with a ForeignKey to Invoice would let an editor read
-    numbers and emails of sites they may not bill for.
-    """
-
-    request: Any
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        allowed = invoice_permission_policy().user_has_any_permission(
-            request.user, {"add", "change", "delete", "view"}
-        )
-        if not allowed:
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-
-    def get_object_list(self) -> QuerySet[Invoice]:
-        return invoices_for_user(self.request.user, Invoice.objects.for_listing())
-
-    def get_object(self, pk: Any) -> Invoice:
-        return invoices_for_user(self.request.user).get(pk=pk)
-
-    def get_objects(self, pks: Any) -> QuerySet[Invoice]:
-        return invoices_for_user(self.request.user).filter(pk__in=pks)
-
-    def can_create(self) -> bool:
-        # Wagtail offers creation to anyone with the add permission, even without a
-        # creation form; billing requests are made on their own form only.
-        return False
-
-
-class InvoiceChooseView(_ScopedToBillableInvoices, chooser_views.ChooseView):
-    pass
-
-
-class InvoiceChooseResultsView(_ScopedToBillableInvoices, chooser_views.ChooseResultsView):
-    pass
-
-
-class InvoiceChosenView(_ScopedToBillableInvoices, chooser_views.SnippetChosenView):
-    pass
-
-
-class InvoiceChosenMultipleView(_ScopedToBillableInvoices, chooser_views.SnippetChosenMultipleView):
-    pass
-
-
-class InvoiceChooserViewSet(chooser_views.SnippetChooserViewSet):
-    choose_view_class = InvoiceChooseView
-    choose_results_view_class = InvoiceChooseResultsView
-    chosen_view_class = InvoiceChosenView
-    chosen_multiple_view_class = InvoiceChosenMultipleView
-    create_action_label = None
-
-    def get_urlpatterns(self) -> list[Any]:
-        # No "create" URL: a billing request needs the site, account and hook checks of
-        # its own form, which a chooser modal has none of.
-        return [
-            pattern
-            for pattern in super().get_urlpatterns()
-            if getattr(pattern, "name", None) != "create"
-        ]
+def _invoices_for_listing(user: Any) -> QuerySet[Invoice]:
+    return invoices_for_user(user, Invoice.objects.for_listing())
 
 
 class InvoiceViewSet(SnippetViewSet):
@@ -612,7 +549,9 @@ class InvoiceViewSet(SnippetViewSet):
     send_view_class = InvoiceSendView
     edit_draft_view_class = InvoiceDraftEditView
     refund_view_class = InvoiceRefundView
-    chooser_viewset_class = InvoiceChooserViewSet
+    chooser_viewset_class = scoped_chooser_viewset(
+        Invoice, invoices_for_user, listed=_invoices_for_listing, policy=invoice_permission_policy
+    )
 
     inspect_view_enabled = True
     copy_view_enabled = True

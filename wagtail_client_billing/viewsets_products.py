@@ -11,18 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
-from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, ObjectList
 from wagtail.admin.ui.tables import BooleanColumn, Column
 from wagtail.models import Site
-from wagtail.permission_policies import ModelPermissionPolicy
-from wagtail.snippets.views import chooser as chooser_views
 from wagtail.snippets.views.snippets import (
     CreateView,
     DeleteView,
@@ -39,6 +35,7 @@ from .forms.lines import parse_unit_price
 from .models import Product, site_display_name
 from .money import currency_choices, to_major
 from .scope import products_for_user, site_choices
+from .viewsets_scoped import scoped_chooser_viewset, scoped_object_view
 
 
 class ProductForm(WagtailAdminModelForm):
@@ -79,6 +76,10 @@ class ProductForm(WagtailAdminModelForm):
         return cleaned
 
 
+def _products_with_sites(user: Any) -> QuerySet[Product]:
+    return products_for_user(user, Product.objects.select_related("site"))
+
+
 class _ScopedQuerySet:
     """Load products only from the sites the user may bill for: another site's is a 404.
     (Wagtail's edit and delete views load their object through ``get_queryset``.)"""
@@ -86,21 +87,7 @@ class _ScopedQuerySet:
     request: Any
 
     def get_queryset(self) -> QuerySet[Product]:
-        return products_for_user(self.request.user, Product.objects.select_related("site"))
-
-
-class _Scoped:
-    """The same for views that load their object with ``get_object`` alone (history,
-    usage: their ``get_queryset`` is the list they show, not the products)."""
-
-    request: Any
-    kwargs: dict[str, Any]
-    pk_url_kwarg = "pk"
-
-    def get_object(self, queryset: Any = None) -> Product:
-        pk = unquote(str(self.kwargs[self.pk_url_kwarg]))
-        product: Product = get_object_or_404(products_for_user(self.request.user), pk=pk)
-        return product
+        return _products_with_sites(self.request.user)
 
 
 class ProductIndexView(IndexView):
@@ -118,61 +105,6 @@ class ProductEditView(_ScopedQuerySet, EditView):
 
 class ProductDeleteView(_ScopedQuerySet, DeleteView):
     pass
-
-
-class ProductHistoryView(_Scoped, HistoryView):
-    pass
-
-
-class ProductUsageView(_Scoped, UsageView):
-    pass
-
-
-class _ScopedChooser:
-    """Wagtail's snippet chooser, limited like every other catalogue screen: only to
-    users with a catalogue permission, and to the products of their sites."""
-
-    request: Any
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        allowed = ModelPermissionPolicy(Product).user_has_any_permission(
-            request.user, {"add", "change", "delete", "view"}
-        )
-        if not allowed:
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-
-    def get_object_list(self) -> QuerySet[Product]:
-        return products_for_user(self.request.user, Product.objects.select_related("site"))
-
-    def get_object(self, pk: Any) -> Product:
-        return products_for_user(self.request.user).get(pk=pk)
-
-    def get_objects(self, pks: Any) -> QuerySet[Product]:
-        return products_for_user(self.request.user).filter(pk__in=pks)
-
-
-class ProductChooseView(_ScopedChooser, chooser_views.ChooseView):
-    pass
-
-
-class ProductChooseResultsView(_ScopedChooser, chooser_views.ChooseResultsView):
-    pass
-
-
-class ProductChosenView(_ScopedChooser, chooser_views.SnippetChosenView):
-    pass
-
-
-class ProductChosenMultipleView(_ScopedChooser, chooser_views.SnippetChosenMultipleView):
-    pass
-
-
-class ProductChooserViewSet(chooser_views.SnippetChooserViewSet):
-    choose_view_class = ProductChooseView
-    choose_results_view_class = ProductChooseResultsView
-    chosen_view_class = ProductChosenView
-    chosen_multiple_view_class = ProductChosenMultipleView
 
 
 class SiteNameColumn(Column):
@@ -199,9 +131,11 @@ class ProductViewSet(SnippetViewSet):
     add_view_class = ProductCreateView
     edit_view_class = ProductEditView
     delete_view_class = ProductDeleteView
-    history_view_class = ProductHistoryView
-    usage_view_class = ProductUsageView
-    chooser_viewset_class = ProductChooserViewSet
+    history_view_class = scoped_object_view(HistoryView, products_for_user)
+    usage_view_class = scoped_object_view(UsageView, products_for_user)
+    chooser_viewset_class = scoped_chooser_viewset(
+        Product, products_for_user, listed=_products_with_sites
+    )
     copy_view_enabled = False
     list_display = [
         "name",

@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from wagtail.admin import messages
@@ -24,8 +22,6 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, ObjectList
 from wagtail.admin.ui.tables import BooleanColumn, Column
 from wagtail.log_actions import log
-from wagtail.permission_policies import ModelPermissionPolicy
-from wagtail.snippets.views import chooser as chooser_views
 from wagtail.snippets.views.snippets import (
     DeleteView,
     EditView,
@@ -40,6 +36,7 @@ from .forms.fields import SiteChoiceField
 from .models import Invoice, TaxRate
 from .money import to_major
 from .scope import site_choices
+from .viewsets_scoped import scoped_chooser_viewset, scoped_object_view
 
 ICON = "client-billing"
 
@@ -107,16 +104,21 @@ def tax_rates_for_user(user: Any) -> QuerySet[TaxRate]:
     return TaxRate.objects.filter(site__in=site_choices(user).values("pk")).select_related("site")
 
 
+def active_tax_rates_for_user(user: Any) -> QuerySet[TaxRate]:
+    """The rates an editor may still pick (an archived one is kept for history only)."""
+    return tax_rates_for_user(user).filter(active=True)
+
+
 class TaxRateIndexView(IndexView):
     def get_base_queryset(self) -> QuerySet[TaxRate]:
-        return tax_rates_for_user(self.request.user).filter(active=True)
+        return active_tax_rates_for_user(self.request.user)
 
 
 class TaxRateEditView(EditView):
     """Saving a change makes a new rate and archives this one (Stripe's rule)."""
 
     def get_queryset(self) -> QuerySet[TaxRate]:
-        return tax_rates_for_user(self.request.user).filter(active=True)
+        return active_tax_rates_for_user(self.request.user)
 
     object: TaxRate
 
@@ -139,7 +141,7 @@ class TaxRateDeleteView(DeleteView):
     """ "Delete" archives: the rate is no longer offered, and is archived on Stripe."""
 
     def get_queryset(self) -> QuerySet[TaxRate]:
-        return tax_rates_for_user(self.request.user).filter(active=True)
+        return active_tax_rates_for_user(self.request.user)
 
     template_name = "wagtail_client_billing/admin/tax_rates/delete.html"
     usage_url_name = None
@@ -161,83 +163,6 @@ class TaxRateDeleteView(DeleteView):
         }
 
 
-class _ScopedObject:
-    """Load the rate of the URL from the sites the user may bill for, or 404."""
-
-    request: Any
-    kwargs: dict[str, Any]
-    pk_url_kwarg = "pk"
-
-    def get_object(self, queryset: Any = None) -> TaxRate:
-        pk = unquote(str(self.kwargs[self.pk_url_kwarg]))
-        rate: TaxRate = get_object_or_404(tax_rates_for_user(self.request.user), pk=pk)
-        return rate
-
-
-class TaxRateHistoryView(_ScopedObject, HistoryView):
-    pass
-
-
-class TaxRateUsageView(_ScopedObject, UsageView):
-    pass
-
-
-class _ScopedChooser:
-    """Wagtail's snippet chooser, limited to the rates of the user's sites (and no
-    creation from a modal: a rate is made on its own form)."""
-
-    request: Any
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        policy = ModelPermissionPolicy(TaxRate)
-        if not policy.user_has_any_permission(request.user, {"add", "change", "delete", "view"}):
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-
-    def get_object_list(self) -> QuerySet[TaxRate]:
-        return tax_rates_for_user(self.request.user).filter(active=True)
-
-    def get_object(self, pk: Any) -> TaxRate:
-        return tax_rates_for_user(self.request.user).get(pk=pk)
-
-    def get_objects(self, pks: Any) -> QuerySet[TaxRate]:
-        return tax_rates_for_user(self.request.user).filter(pk__in=pks)
-
-    def can_create(self) -> bool:
-        return False
-
-
-class TaxRateChooseView(_ScopedChooser, chooser_views.ChooseView):
-    pass
-
-
-class TaxRateChooseResultsView(_ScopedChooser, chooser_views.ChooseResultsView):
-    pass
-
-
-class TaxRateChosenView(_ScopedChooser, chooser_views.SnippetChosenView):
-    pass
-
-
-class TaxRateChosenMultipleView(_ScopedChooser, chooser_views.SnippetChosenMultipleView):
-    pass
-
-
-class TaxRateChooserViewSet(chooser_views.SnippetChooserViewSet):
-    choose_view_class = TaxRateChooseView
-    choose_results_view_class = TaxRateChooseResultsView
-    chosen_view_class = TaxRateChosenView
-    chosen_multiple_view_class = TaxRateChosenMultipleView
-    create_action_label = None
-
-    def get_urlpatterns(self) -> list[Any]:
-        return [
-            pattern
-            for pattern in super().get_urlpatterns()
-            if getattr(pattern, "name", None) != "create"
-        ]
-
-
 class TaxRateViewSet(SnippetViewSet):
     model = TaxRate
     icon = ICON
@@ -249,9 +174,11 @@ class TaxRateViewSet(SnippetViewSet):
     index_view_class = TaxRateIndexView
     edit_view_class = TaxRateEditView
     delete_view_class = TaxRateDeleteView
-    history_view_class = TaxRateHistoryView
-    usage_view_class = TaxRateUsageView
-    chooser_viewset_class = TaxRateChooserViewSet
+    history_view_class = scoped_object_view(HistoryView, tax_rates_for_user)
+    usage_view_class = scoped_object_view(UsageView, tax_rates_for_user)
+    chooser_viewset_class = scoped_chooser_viewset(
+        TaxRate, tax_rates_for_user, listed=active_tax_rates_for_user
+    )
     copy_view_enabled = False
     inspect_view_enabled = False
     list_display = [
