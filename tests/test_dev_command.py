@@ -39,6 +39,7 @@ from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.management import CommandError, call_command
 from wagtail.models import Page, Site
 
+from wagtail_client_billing.conf import SQLITE_OPTIONS
 from wagtail_client_billing.devserver import config
 from wagtail_client_billing.devserver.mailsink import MailSink
 from wagtail_client_billing.management.commands.client_billing_dev import Command
@@ -385,6 +386,7 @@ def test_the_children_get_the_emulator_a_test_key_a_secret_and_the_sink(settings
         DATABASES={
             "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": "db.sqlite3"},
             "other": {"ENGINE": "django.db.backends.sqlite3", "OPTIONS": {"timeout": 5}},
+            "memory": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
             "pg": {"ENGINE": "django.db.backends.postgresql"},
         },
         ALLOWED_HOSTS=["www.example.com"],
@@ -401,9 +403,13 @@ def test_the_children_get_the_emulator_a_test_key_a_secret_and_the_sink(settings
     }
     assert plan.patches["EMAIL_BACKEND"] == "django.core.mail.backends.smtp.EmailBackend"
     assert (plan.patches["EMAIL_HOST"], plan.patches["EMAIL_PORT"]) == ("127.0.0.1", 2)
+    # The options the W010 check asks for, where the project set none of its own; an
+    # in-memory database is one process's alone.
     assert plan.patches["DATABASES"] == {
-        "default": {"OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"}},
-        "other": {"OPTIONS": {"transaction_mode": "IMMEDIATE"}},
+        "default": {"OPTIONS": SQLITE_OPTIONS},
+        "other": {
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
+        },
     }
     assert plan.patches["Q_CLUSTER"]["orm"] == "default"
     assert plan.patches["ALLOWED_HOSTS"] == ["www.example.com", "127.0.0.1"]
@@ -420,6 +426,7 @@ def test_the_children_get_the_emulator_a_test_key_a_secret_and_the_sink(settings
     assert namespace["DATABASES"]["other"]["OPTIONS"] == {
         "timeout": 5,
         "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL;",
     }
 
 

@@ -20,7 +20,13 @@ from django.core.checks import CheckMessage, Error, Info, Tags, Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from . import stripe_api
-from .conf import DEFAULTS, SETTINGS_NAME, billing_settings
+from .conf import (
+    DEFAULTS,
+    SETTINGS_NAME,
+    SQLITE_OPTIONS,
+    billing_settings,
+    shared_sqlite_databases,
+)
 from .emails import parse_allowed_networks, parse_allowed_ports
 from .money import MoneyError, fee_percent
 
@@ -539,28 +545,12 @@ def _is_local_or_plain_http(url: str) -> bool:
         return False
 
 
-#: The SQLite options that let the web server, the qcluster and webhooks write side by
-#: side (Django 5.1+), as the example project sets them.
-SQLITE_OPTIONS = {
-    "timeout": 20,
-    "transaction_mode": "IMMEDIATE",
-    "init_command": "PRAGMA journal_mode=WAL;",
-}
-
-
 def check_sqlite_options(app_configs: Any = None, **kwargs: Any) -> list[Warning]:
     """SQLite's default deferred transactions fail with ``database is locked`` when the
     qcluster and the web server write at once (a burst of webhooks does). Settings only:
     no connection is opened."""
     messages: list[Warning] = []
-    for alias, database in settings.DATABASES.items():
-        engine = str(database.get("ENGINE", ""))
-        name = str(database.get("NAME", ""))
-        if not engine.endswith((".sqlite3", ".spatialite")):
-            continue
-        if name == ":memory:" or "mode=memory" in name:
-            continue  # one process only: nobody to wait for
-        options = database.get("OPTIONS") or {}
+    for alias, options in shared_sqlite_databases(settings.DATABASES):
         if str(options.get("transaction_mode", "")).upper() == "IMMEDIATE":
             continue
         messages.append(

@@ -398,6 +398,33 @@ def derive_key(secret: str) -> str:
 billing_settings = BillingSettings()
 
 
+#: The SQLite options that let the web server, the qcluster and webhooks write side by
+#: side (Django 5.1+), as the example project sets them: writers queue for the lock
+#: instead of failing with "database is locked", and write-ahead logging lets readers
+#: work beside the writer. The W010 check suggests them; ``client_billing_dev`` adds the
+#: ones a database lacks.
+SQLITE_OPTIONS = {
+    "timeout": 20,
+    "transaction_mode": "IMMEDIATE",
+    "init_command": "PRAGMA journal_mode=WAL;",
+}
+
+
+def shared_sqlite_databases(databases: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(alias, OPTIONS)`` of each SQLite database in ``databases`` (Django's
+    ``DATABASES``) that several processes open: a file, not an in-memory database."""
+    found = []
+    for alias, database in databases.items():
+        engine = str(database.get("ENGINE", ""))
+        name = str(database.get("NAME", ""))
+        if not engine.endswith((".sqlite3", ".spatialite")):
+            continue
+        if name == ":memory:" or "mode=memory" in name:
+            continue  # one process only: nobody to wait for
+        found.append((alias, dict(database.get("OPTIONS") or {})))
+    return found
+
+
 def reload_on_setting_changed(*, setting: str, **kwargs: Any) -> None:
     """Receiver of Django's ``setting_changed`` (connected in ``AppConfig.ready()``)."""
     if setting in (SETTINGS_NAME, "SECRET_KEY"):

@@ -37,9 +37,6 @@ DEV_Q_CLUSTER = {
     "catch_up": False,
     "orm": "default",
 }
-#: SQLite options that let the dev server, the qcluster and the webhooks write side by
-#: side: writers queue for the lock instead of failing with "database is locked".
-SQLITE_OPTIONS = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
 
 
 @dataclass
@@ -89,7 +86,7 @@ def plan(settings: Any, *, api_base: str, smtp_host: str, smtp_port: int) -> Pla
     """
     from django.http.request import validate_host
 
-    from ..conf import billing_settings
+    from ..conf import SQLITE_OPTIONS, billing_settings, shared_sqlite_databases
 
     test_secrets = [
         s for e in billing_settings.webhook_endpoints() if not e.live for s in e.secrets
@@ -125,10 +122,8 @@ def plan(settings: Any, *, api_base: str, smtp_host: str, smtp_port: int) -> Pla
         notes.append("the emulator signs webhooks with your first test endpoint's secret")
     result.patch("WAGTAIL_CLIENT_BILLING", billing, "WAGTAIL_CLIENT_BILLING: " + "; ".join(notes))
 
-    for alias, database in settings.DATABASES.items():
-        if not str(database.get("ENGINE", "")).endswith("sqlite3"):
-            continue
-        options = database.get("OPTIONS") or {}
+    # The options of the W010 check, where the project set none of its own.
+    for alias, options in shared_sqlite_databases(settings.DATABASES):
         missing = {k: v for k, v in SQLITE_OPTIONS.items() if k not in options}
         if missing:
             result.patch(
