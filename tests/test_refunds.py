@@ -376,3 +376,43 @@ def test_reconcile_catches_a_dashboard_refund_whose_webhook_was_lost(
         "RECONCILE_PAYMENTS_WINDOW_DAYS": 0,
     }
     assert not refunds.payments_to_reconcile().exists()
+
+
+@pytest.mark.parametrize("window_days", [120, 0])
+def test_the_15_minute_schedule_also_finds_lost_refunds_and_disputes(
+    stripe_emulator, paid_invoice, settings, django_capture_on_commit_callbacks, window_days
+):
+    """The scheduled reconciliation reads what the command reads: a refund made in the
+    Dashboard and a dispute opened, both of whose webhooks were lost, are recorded by
+    its next run, for payments within ``RECONCILE_PAYMENTS_WINDOW_DAYS``; 0 turns that
+    off (the Checkout Sessions are still read)."""
+    from wagtail_client_billing import gateway, tasks
+
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "RECONCILE_PAYMENTS_WINDOW_DAYS": window_days,
+    }
+    stripe_emulator.webhooks_enabled = False  # neither the refund's nor the dispute's arrive
+    payment = paid_invoice.payments.get()
+    gateway.create_refund(
+        test_mode=True,
+        account_id=paid_invoice.account.stripe_id,
+        refund_pk=0,
+        amount=3000,
+        payment_intent=payment.payment_intent_id,
+    )
+    stripe_emulator.open_dispute(payment.payment_intent_id)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = tasks.reconcile_open_sessions()
+
+    paid_invoice.refresh_from_db()
+    if window_days:
+        assert (paid_invoice.status, paid_invoice.amount_refunded) == ("partially_refunded", 3000)
+        assert paid_invoice.dispute_status == "needs_response"
+        assert "1 refunds_applied" in summary and "1 opened or closed here" in summary
+    else:
+        assert (paid_invoice.status, paid_invoice.amount_refunded) == ("paid", 0)
+        assert paid_invoice.dispute_status == ""
+        assert not paid_invoice.refunds.exists() and not paid_invoice.disputes.exists()
+        assert "0 accounts" in summary

@@ -521,10 +521,6 @@ def test_schedules_command_is_idempotent(settings):
             "wagtail_client_billing.tasks.purge_webhook_payloads",
             24 * 60,
         ),
-        "client_billing_reconcile_disputes": (
-            "wagtail_client_billing.tasks.reconcile_disputes",
-            60,
-        ),
         "client_billing_resume_dispute_notices": (
             "wagtail_client_billing.tasks.resume_dispute_notices",
             5,
@@ -565,6 +561,23 @@ def test_schedules_command_repairs_a_changed_schedule():
 
     assert installed()["client_billing_expire"][1] == 1
     assert "client_billing_expire: updated" in out.getvalue()
+
+
+def test_schedules_command_removes_the_retired_hourly_dispute_reconciliation():
+    """Disputes are reconciled every 15 minutes with the rest now: the hourly schedule an
+    earlier release installed is removed, and its task still runs meanwhile."""
+    Schedule.objects.create(
+        name="client_billing_reconcile_disputes",
+        func="wagtail_client_billing.tasks.reconcile_disputes",
+        schedule_type=Schedule.MINUTES,
+        minutes=60,
+    )
+    assert "0 accounts" in tasks.reconcile_disputes()
+
+    call_command("client_billing_schedules", stdout=(out := StringIO()))
+
+    assert "client_billing_reconcile_disputes" not in installed()
+    assert "client_billing_reconcile_disputes: removed" in out.getvalue()
 
 
 def test_reconcile_task_runs_the_reconciliation(site):

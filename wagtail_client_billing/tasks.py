@@ -18,7 +18,8 @@ The tasks, and what makes each safe to run twice:
   ``due_reminder_claimed_at``) before sending, so a reminder goes once; a claim left
   by a dead worker is taken over by a later run.
 - :func:`reconcile_open_sessions` (every 15 minutes) asks Stripe about open Checkout
-  Sessions, for the payments a lost webhook would otherwise leave unnoticed.
+  Sessions, and about the refunds and disputes of recent payments, for what a lost
+  webhook would otherwise leave unnoticed.
 - :func:`resume_abandoned_emails` (every 5 minutes) queues again the emails whose
   worker died mid-send; with django-q2's Redis broker, which has no delivery receipts,
   nothing else would hand such a task out again.
@@ -50,7 +51,7 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, disputes, invoices, notices, receipts, subscriptions
+from .billing import checkout, disputes, invoices, notices, receipts, refunds, subscriptions
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -738,13 +739,20 @@ def resume_receipts() -> int:
 
 
 def reconcile_open_sessions() -> str:
-    """Ask Stripe about open Checkout Sessions and apply what it says (every 15 minutes).
+    """Find what lost webhooks would leave unnoticed, and apply it (every 15 minutes).
 
-    The work is :func:`wagtail_client_billing.billing.checkout.reconcile_open_sessions`, shared
-    with ``manage.py client_billing_reconcile``; this is its scheduled entry point.
-    Returns the run's summary for django-q2's task result.
+    Three readings of Stripe, the same ``manage.py client_billing_reconcile`` makes: the
+    open Checkout Sessions (:func:`.billing.checkout.reconcile_open_sessions`), then the
+    refunds of every payment made within ``RECONCILE_PAYMENTS_WINDOW_DAYS``
+    (:func:`.billing.refunds.reconcile_refunds`) and the disputes of the accounts that
+    took them (:func:`.billing.disputes.reconcile`); a window of 0 turns the last two off.
+    Each part reports its Stripe errors and the next one still runs. Returns the run's
+    summary for django-q2's task result.
     """
-    return str(checkout.reconcile_open_sessions())
+    sessions = checkout.reconcile_open_sessions()
+    found_refunds = refunds.reconcile_refunds()
+    found_disputes = disputes.reconcile()
+    return f"sessions: {sessions}; refunds: {found_refunds}; disputes: {found_disputes}"
 
 
 # --- schedules --------------------------------------------------------------------------------
@@ -771,7 +779,6 @@ def schedule_specs() -> list[ScheduleSpec]:
         # Always on: each site configures its reminders in its settings.
         ScheduleSpec("client_billing_reminders", f"{TASKS}.send_expiry_reminders", 15),
         ScheduleSpec("client_billing_reconcile", f"{TASKS}.reconcile_open_sessions", 15),
-        ScheduleSpec("client_billing_reconcile_disputes", f"{TASKS}.reconcile_disputes", 60),
         ScheduleSpec("client_billing_resume_emails", f"{TASKS}.resume_abandoned_emails", 5),
         ScheduleSpec(
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
@@ -795,14 +802,25 @@ def schedule_specs() -> list[ScheduleSpec]:
     ]
 
 
+#: Schedules of earlier releases whose work another schedule does now.
+RETIRED_SCHEDULES = (
+    # Disputes are reconciled every 15 minutes by ``client_billing_reconcile``.
+    "client_billing_reconcile_disputes",
+)
+
+
 def install_schedules() -> dict[str, str]:
     """Create, update or remove the schedules so they match :func:`schedule_specs`.
 
     Idempotent: running it again changes nothing. A new schedule runs first right
-    away; an existing one keeps its next run. Returns ``{name: what happened}``.
+    away; an existing one keeps its next run; a retired one is removed. Returns
+    ``{name: what happened}``.
     """
     outcome: dict[str, str] = {}
     now = timezone.now()
+    for name in RETIRED_SCHEDULES:
+        if Schedule.objects.filter(name=name).delete()[0]:
+            outcome[name] = "removed"
     for spec in schedule_specs():
         same_name = list(Schedule.objects.filter(name=spec.name).order_by("pk"))
         existing = same_name[0] if same_name else None
@@ -901,5 +919,9 @@ def send_paid_digests() -> str:
 
 
 def reconcile_disputes() -> str:
-    """Record the disputes whose webhooks were lost (:func:`.billing.disputes.reconcile`)."""
+    """Record the disputes whose webhooks were lost (:func:`.billing.disputes.reconcile`).
+
+    Kept for the ``client_billing_reconcile_disputes`` schedule of earlier releases, until
+    ``client_billing_schedules`` removes it: :func:`reconcile_open_sessions` does this now.
+    """
     return str(disputes.reconcile())

@@ -6,11 +6,9 @@ read from Stripe and applied through the same function the webhooks use. The sch
 (``tasks.reconcile_open_sessions``) does the same every 15 minutes.
 
 Then the disputes of every connected account with a payment within
-``RECONCILE_PAYMENTS_WINDOW_DAYS`` are read, and one whose webhook was lost recorded
-(``tasks.reconcile_disputes`` does that every hour).
- Then the refunds of
-payments made within the same window are listed from Stripe and applied, for a refund
-whose webhook was lost.
+``RECONCILE_PAYMENTS_WINDOW_DAYS`` are read, and one whose webhook was lost recorded.
+Then the refunds of payments made within the same window are listed from Stripe and
+applied, for a refund whose webhook was lost. The 15-minute schedule does all three.
 """
 
 from django.core.management.base import BaseCommand
