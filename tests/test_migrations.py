@@ -41,6 +41,8 @@ LARGE = 30_000
 ALLOWED_DELETES = {
     ("tasks.py", "duplicate"),
     ("tasks.py", "existing"),
+    # install_schedules removes the django-q2 schedules of earlier releases.
+    ("tasks.py", "Schedule.objects.filter(name=name)"),
     ("gateway.py", "client.v1.accounts"),
     ("billing/invoices.py", "lifecycle"),
     ("views/admin_invoices.py", "invoices"),

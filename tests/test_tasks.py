@@ -517,6 +517,10 @@ def test_schedules_command_is_idempotent(settings):
             "wagtail_client_billing.tasks.resume_session_expiry",
             5,
         ),
+        "client_billing_resume_tax_rate_archives": (
+            "wagtail_client_billing.tasks.resume_tax_rate_archives",
+            15,
+        ),
         "client_billing_purge_webhook_payloads": (
             "wagtail_client_billing.tasks.purge_webhook_payloads",
             24 * 60,

@@ -323,27 +323,38 @@ def test_checkout_takes_a_coupon_or_promotion_codes_never_both(stripe_emulator, 
 # --- tax rates ----------------------------------------------------------------------------------
 
 
-def test_changing_a_rate_makes_a_new_one_and_archives_the_old_on_stripe(
-    client, admin, stripe_emulator, taxed_site
-):
-    rate = sales_tax(taxed_site)
-    response = client.post(url("add"), with_lines(taxed_site, THREE[:1], tax_rate=str(rate.pk)))
+def rate_on_stripe(client, site) -> tuple[TaxRate, str]:
+    """A rate a sent request's Checkout made on the site's account, and its Stripe id."""
+    rate = sales_tax(site)
+    response = client.post(url("add"), with_lines(site, THREE[:1], tax_rate=str(rate.pk)))
     assert response.status_code == 302, form_errors(response)
-    sent = Invoice.objects.get()
-    client.get(urlsplit(sent.get_pay_url()).path)
+    client.get(urlsplit(Invoice.objects.get().get_pay_url()).path)
     rate.refresh_from_db()
-    (old_stripe_id,) = rate.stripe_ids.values()
+    (stripe_id,) = rate.stripe_ids.values()
+    return rate, stripe_id
 
-    edit = client.post(
+
+def edit_rate(client, rate, percentage="9.5"):
+    return client.post(
         reverse("wagtail_client_billing_tax_rates:edit", args=[rate.pk]),
         {
             "display_name": "Sales tax",
-            "percentage": "9.5",
+            "percentage": percentage,
             "inclusive": "",
             "country": "us",
             "state": "ca",
         },
     )
+
+
+def test_changing_a_rate_makes_a_new_one_and_archives_the_old_on_stripe(
+    client, admin, stripe_emulator, taxed_site, django_capture_on_commit_callbacks
+):
+    rate, old_stripe_id = rate_on_stripe(client, taxed_site)
+    sent = Invoice.objects.get()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        edit = edit_rate(client, rate)
     assert edit.status_code == 302
 
     rate.refresh_from_db()
@@ -364,6 +375,87 @@ def test_deleting_a_rate_archives_it(client, admin, taxed_site):
     assert response.status_code == 302
     rate.refresh_from_db()
     assert rate.active is False
+    assert rate.stripe_archive_due_at is None  # never made on Stripe: nothing to archive
+
+
+@pytest.mark.parametrize("change", ["edit", "delete"])
+def test_archiving_on_stripe_is_retried_while_stripe_fails(
+    client, admin, stripe_emulator, taxed_site, django_capture_on_commit_callbacks, change
+):
+    """Stripe failing does not fail the editor's save: the rate is archived here at once,
+    and archiving its Stripe tax rate is a task that records the error and tries again
+    later, with a new idempotency key (Stripe replays a stored 500 to the same one)."""
+    import ast
+
+    from django_q.models import Schedule
+
+    from wagtail_client_billing import tasks
+
+    rate, stripe_id = rate_on_stripe(client, taxed_site)
+    stripe_emulator.inject_fault("500-stored", path_prefix=f"/v1/tax_rates/{stripe_id}")
+
+    # The suite's django-q2 runs tasks in-process: the worker's failure is raised here.
+    with pytest.raises(gateway.StripeUnavailable), django_capture_on_commit_callbacks(execute=True):
+        if change == "edit":
+            response = edit_rate(client, rate)
+        else:
+            response = client.post(
+                reverse("wagtail_client_billing_tax_rates:delete", args=[rate.pk])
+            )
+
+    assert response.status_code == 302
+    rate.refresh_from_db()
+    assert rate.active is False
+    assert stripe_emulator.get_tax_rate(stripe_id)["active"] is True  # Stripe failed
+    assert (rate.stripe_archive_attempts, rate.stripe_archive_due_at is not None) == (1, True)
+    assert rate.stripe_archive_error  # recorded, in plain words
+    retry = Schedule.objects.get(name=f"client_billing_archive_tax_rate_{rate.pk}_1")
+    assert retry.func == "wagtail_client_billing.tasks.archive_stripe_tax_rates"
+
+    assert tasks.archive_stripe_tax_rates(*ast.literal_eval(retry.args)) == "archived"
+
+    assert stripe_emulator.get_tax_rate(stripe_id)["active"] is False
+    rate.refresh_from_db()
+    assert (rate.stripe_archive_due_at, rate.stripe_archive_error) == (None, "")
+    first, second = [r for r in stripe_emulator.requests if r.path == f"/v1/tax_rates/{stripe_id}"]
+    assert first.idempotency_key != second.idempotency_key
+    assert tasks.archive_stripe_tax_rates(rate.pk, 2) == "not due"  # a late duplicate
+
+
+def test_the_tries_run_out_and_a_lost_archive_is_found_again(
+    client, admin, stripe_emulator, taxed_site, time_machine
+):
+    """After ``TAX_RATE_ARCHIVE_MAX_ATTEMPTS`` failures the task gives up (the error
+    stays on the rate); a task lost with its worker is queued again by the sweep."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.models import Schedule
+
+    from wagtail_client_billing import tasks
+
+    rate, stripe_id = rate_on_stripe(client, taxed_site)
+    TaxRate.objects.filter(pk=rate.pk).update(active=False, stripe_archive_due_at=timezone.now())
+    stripe_emulator.inject_fault("500", count=100, path_prefix=f"/v1/tax_rates/{stripe_id}")
+    last = tasks.TAX_RATE_ARCHIVE_MAX_ATTEMPTS - 1
+    with pytest.raises(gateway.GatewayError):
+        tasks.archive_stripe_tax_rates(rate.pk, last)
+    rate.refresh_from_db()
+    assert rate.stripe_archive_due_at is None and rate.stripe_archive_error
+    assert not Schedule.objects.filter(name__startswith="client_billing_archive_tax_rate_")
+    assert tasks.resume_tax_rate_archives() == 0  # given up: not found again
+
+    with stripe_emulator.state.lock:
+        stripe_emulator.state.faults.clear()
+    # A task lost with its worker: due, and older than the task timeout.
+    TaxRate.objects.filter(pk=rate.pk).update(stripe_archive_due_at=timezone.now())
+    assert tasks.resume_tax_rate_archives() == 0  # its task may still be running
+    time_machine.move_to(timezone.now() + tasks.claim_lease() + timedelta(seconds=1))
+    assert tasks.resume_tax_rate_archives() == 1  # queued, and run (the suite's sync cluster)
+
+    assert stripe_emulator.get_tax_rate(stripe_id)["active"] is False
+    rate.refresh_from_db()
+    assert rate.stripe_archive_due_at is None
 
 
 def test_an_inclusive_rate_is_part_of_the_prices(client, admin, stripe_emulator, taxed_site):

@@ -1041,12 +1041,18 @@ def create_tax_rate(
     return str(rate.id)
 
 
-def archive_tax_rate(*, test_mode: bool, account_id: str, tax_rate_id: str) -> None:
-    """Archive a tax rate (``active=false``): Stripe keeps it for what used it."""
+def archive_tax_rate(
+    *, test_mode: bool, account_id: str, tax_rate_id: str, attempt: int = 0
+) -> None:
+    """Archive a tax rate (``active=false``): Stripe keeps it for what used it.
+
+    The idempotency key names the ``attempt``: Stripe replays a stored 500 to every retry
+    with the same key, and archiving twice changes nothing.
+    """
     client = get_client(test_mode)
     options: stripe.RequestOptions = {
         "stripe_account": account_id,
-        "idempotency_key": f"wcb-taxrate-archive-{tax_rate_id}",
+        "idempotency_key": f"wcb-taxrate-archive-{tax_rate_id}-{attempt}",
     }
     with _calling("archive_tax_rate", test_mode=test_mode, account_id=account_id):
         client.v1.tax_rates.update(tax_rate_id, {"active": False}, options)

@@ -1567,6 +1567,11 @@ class TaxRate(models.Model):
             subdivision without the country prefix), both optional.
         stripe_ids: the Stripe tax rate made for each connected account it was used on,
             by the account's id; filled when a Checkout Session first needs it.
+        stripe_archive_due_at: once the rate is archived here, when its Stripe tax rates
+            are next to be archived (the task's first try, then each retry); ``None``
+            once Stripe archived them, or the tries ran out. A sweep finds a lost task.
+        stripe_archive_attempts / stripe_archive_error: the tries made, and the last
+            one's error.
     """
 
     site = models.ForeignKey(
@@ -1604,6 +1609,11 @@ class TaxRate(models.Model):
     )
     stripe_ids = models.JSONField(default=dict, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+    stripe_archive_due_at = models.DateTimeField(null=True, blank=True, editable=False)
+    stripe_archive_attempts = models.PositiveIntegerField(default=0, db_default=0, editable=False)
+    stripe_archive_error = models.CharField(
+        max_length=500, blank=True, default="", db_default="", editable=False
+    )
 
     objects = TaxRateQuerySet.as_manager()
 

@@ -29,6 +29,9 @@ The tasks, and what makes each safe to run twice:
   :func:`apply_webhook_events` applies a batch of them, as the web processes queue them.
 - :func:`resume_received_webhook_events` (every 5 minutes) queues again the stored
   events whose task was lost (or whose web process died before queueing them).
+- :func:`archive_stripe_tax_rates` archives a superseded or deleted tax rate's Stripe tax
+  rates, retried with backoff while Stripe fails; :func:`resume_tax_rate_archives`
+  (every 15 minutes) queues again the ones whose task was lost.
 
 ``manage.py client_billing_schedules`` installs the schedules (:func:`install_schedules`).
 """
@@ -51,7 +54,16 @@ from django_q.models import Schedule
 from wagtail.log_actions import log
 
 from . import emails, gateway, lifecycle
-from .billing import checkout, disputes, invoices, notices, receipts, refunds, subscriptions
+from .billing import (
+    checkout,
+    disputes,
+    invoices,
+    notices,
+    receipts,
+    refunds,
+    subscriptions,
+    taxes,
+)
 from .conf import billing_settings
 from .models import (
     ClientBillingLogEntry,
@@ -527,6 +539,57 @@ def resume_session_expiry() -> int:
     return len(open_sessions)
 
 
+# --- tax rates --------------------------------------------------------------------------------
+
+#: Tries of :func:`archive_stripe_tax_rates` while Stripe fails.
+TAX_RATE_ARCHIVE_MAX_ATTEMPTS = 5
+#: The wait after its first failed try; it doubles with each one after.
+TAX_RATE_ARCHIVE_RETRY_BACKOFF = timedelta(minutes=1)
+
+
+def archive_stripe_tax_rates(rate_pk: int, attempt: int = 0) -> str:
+    """Archive an archived tax rate's Stripe tax rates (:func:`.billing.taxes.archive_on_stripe`).
+
+    A gateway error (Stripe down, a 5xx, a rate limit) is recorded on the rate and the
+    task tried again with backoff, up to ``TAX_RATE_ARCHIVE_MAX_ATTEMPTS`` tries, each with
+    an idempotency key of its own; the error is raised, so django-q2 records the failure.
+    :func:`resume_tax_rate_archives` finds a rate whose task was lost.
+    """
+    try:
+        return taxes.archive_on_stripe(rate_pk, attempt)
+    except gateway.GatewayError as exc:
+        error = exc
+        retry_at = _retry_later(
+            "archive_stripe_tax_rates",
+            f"archive_tax_rate_{rate_pk}",
+            (rate_pk, attempt + 1),
+            attempt=attempt + 1,
+            backoff=TAX_RATE_ARCHIVE_RETRY_BACKOFF,
+            max_attempts=TAX_RATE_ARCHIVE_MAX_ATTEMPTS,
+            about=f"Archiving the Stripe tax rates of tax rate {rate_pk}",
+            guard=lambda when: taxes.archive_retry_failed(rate_pk, attempt, error, when),
+        )
+        if retry_at is None:
+            taxes.archive_retry_failed(rate_pk, attempt, error, None)
+            logger.error(
+                "Tax rate %s: its Stripe tax rates could not be archived after %d tries: %s",
+                rate_pk,
+                attempt + 1,
+                exc,
+            )
+        raise
+
+
+def resume_tax_rate_archives() -> int:
+    """Queue again every tax rate archive whose task was lost; returns how many."""
+    due = taxes.archives_due(timezone.now() - claim_lease())
+    for pk, attempts in due:
+        async_task(f"{TASKS}.archive_stripe_tax_rates", pk, attempts, group="client_billing_stripe")
+    if due:
+        logger.warning("Queued the Stripe archive of %d tax rates again", len(due))
+    return len(due)
+
+
 # --- reminders --------------------------------------------------------------------------------
 
 
@@ -784,6 +847,9 @@ def schedule_specs() -> list[ScheduleSpec]:
             "client_billing_resume_webhooks", f"{TASKS}.resume_received_webhook_events", 5
         ),
         ScheduleSpec("client_billing_resume_session_expiry", f"{TASKS}.resume_session_expiry", 5),
+        ScheduleSpec(
+            "client_billing_resume_tax_rate_archives", f"{TASKS}.resume_tax_rate_archives", 15
+        ),
         ScheduleSpec("client_billing_resume_dispute_notices", f"{TASKS}.resume_dispute_notices", 5),
         ScheduleSpec("client_billing_resume_paid_notices", f"{TASKS}.resume_paid_notices", 5),
         ScheduleSpec("client_billing_paid_digest", f"{TASKS}.send_paid_digests", 24 * 60),

@@ -4,7 +4,8 @@
   first time a Checkout Session there needs it (:func:`stripe_tax_rate_id`), and its id
   is kept per account. Stripe does not let a tax rate's percentage or inclusiveness
   change, so :func:`revise` makes a new rate for any change an editor makes and archives
-  the old one, here and (``active=false``) on every account it was made on.
+  the old one, here at once and (``active=false``) on every account it was made on by a
+  task (:func:`archive_on_stripe`), retried while Stripe fails.
 * A request's editor-set discount becomes a coupon on the connected account the first
   time a Checkout Session needs it (:func:`coupon_id`).
 * Stripe Tax needs the connected account's tax settings to be active
@@ -14,11 +15,13 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import gateway
+from .. import gateway, taskqueue
 from ..models import (
     ClientBillingSettings,
     DiscountKind,
@@ -41,8 +44,8 @@ def revise(rate: TaxRate, changes: dict[str, object]) -> TaxRate:
 
     Nothing changed: ``rate`` itself. Otherwise a new, active rate with the changes
     replaces it; ``rate`` is archived (``active`` false, ``replaced_by`` the new one) and
-    its Stripe tax rates are archived too. A Stripe error is logged and does not undo
-    the change: Checkout only ever uses the new rate's Stripe tax rates from now on.
+    its Stripe tax rates are archived by a task once this commits (:func:`archive_on_stripe`,
+    retried while Stripe fails): Checkout only ever uses the new rate's from now on.
     """
     changed = {
         name: value
@@ -58,44 +61,81 @@ def revise(rate: TaxRate, changes: dict[str, object]) -> TaxRate:
             setattr(new, name, changed.get(name, getattr(old, name)))
         new.save()
         TaxRate.objects.filter(pk=old.pk).update(active=False, replaced_by=new)
-        stripe_ids = dict(old.stripe_ids)
-    account_modes = dict(
-        StripeAccount.objects.filter(stripe_id__in=list(stripe_ids)).values_list(
-            "stripe_id", "test_mode"
-        )
-    )
-    for account_id, tax_rate_id in stripe_ids.items():
-        if account_id not in account_modes:
-            continue
-        try:
-            gateway.archive_tax_rate(
-                test_mode=account_modes[account_id],
-                account_id=account_id,
-                tax_rate_id=tax_rate_id,
-            )
-        except gateway.GatewayError:
-            logger.warning("Could not archive Stripe tax rate %s on %s", tax_rate_id, account_id)
+        _queue_stripe_archive(old)
     return new
 
 
 def archive(rate: TaxRate) -> None:
     """Stop offering ``rate`` for new requests, and archive its Stripe tax rates."""
-    TaxRate.objects.filter(pk=rate.pk).update(active=False)
+    with transaction.atomic():
+        TaxRate.objects.filter(pk=rate.pk).update(active=False)
+        _queue_stripe_archive(rate)
+
+
+def _queue_stripe_archive(rate: TaxRate) -> None:
+    """Have a worker archive ``rate``'s Stripe tax rates once this transaction commits
+    (the editor's save does not wait for Stripe, nor fail with it); the due time lets
+    ``tasks.resume_tax_rate_archives`` find the work again if the task is lost."""
+    made_on_stripe = TaxRate.objects.filter(pk=rate.pk).exclude(stripe_ids={})
+    if not made_on_stripe.update(stripe_archive_due_at=timezone.now()):
+        return
+    taskqueue.on_commit(
+        f"{taskqueue.TASKS}.archive_stripe_tax_rates", rate.pk, group="client_billing_stripe"
+    )
+
+
+def archive_on_stripe(rate_pk: int, attempt: int) -> str:
+    """Archive the Stripe tax rates of an archived rate, on every account it was made on.
+
+    Archiving is idempotent on Stripe (``active=false`` again changes nothing), so a try
+    repeats the accounts an earlier one already did. Raises the first
+    :class:`~..gateway.GatewayError`, for the task to record and retry; done, the rate is
+    no longer due. Returns what happened, for the task's result.
+    """
+    rate = TaxRate.objects.filter(pk=rate_pk, stripe_archive_due_at__isnull=False).first()
+    if rate is None:
+        return "not due"
     modes = dict(
         StripeAccount.objects.filter(stripe_id__in=list(rate.stripe_ids)).values_list(
             "stripe_id", "test_mode"
         )
     )
     for account_id, tax_rate_id in rate.stripe_ids.items():
-        if account_id in modes:
-            try:
-                gateway.archive_tax_rate(
-                    test_mode=modes[account_id], account_id=account_id, tax_rate_id=tax_rate_id
-                )
-            except gateway.GatewayError:
-                logger.warning(
-                    "Could not archive Stripe tax rate %s on %s", tax_rate_id, account_id
-                )
+        if account_id in modes:  # an account deleted since has nothing to archive
+            gateway.archive_tax_rate(
+                test_mode=modes[account_id],
+                account_id=account_id,
+                tax_rate_id=tax_rate_id,
+                attempt=attempt,
+            )
+    TaxRate.objects.filter(pk=rate.pk).update(
+        stripe_archive_due_at=None, stripe_archive_attempts=attempt + 1, stripe_archive_error=""
+    )
+    return "archived"
+
+
+def archive_retry_failed(
+    rate_pk: int, attempt: int, error: Exception, retry_at: datetime | None
+) -> bool:
+    """Record try number ``attempt + 1``'s failure on the rate: due again at ``retry_at``,
+    or, ``None``, given up (no longer due). Returns whether the rate was still due."""
+    return bool(
+        TaxRate.objects.filter(pk=rate_pk, stripe_archive_due_at__isnull=False).update(
+            stripe_archive_due_at=retry_at,
+            stripe_archive_attempts=attempt + 1,
+            stripe_archive_error=str(error)[:500],
+        )
+    )
+
+
+def archives_due(older_than: datetime) -> list[tuple[int, int]]:
+    """``(pk, attempts)`` of the rates whose Stripe archive was due before ``older_than``:
+    a task lost with its worker, or a retry whose schedule did not run."""
+    return list(
+        TaxRate.objects.filter(stripe_archive_due_at__lt=older_than)
+        .order_by("pk")
+        .values_list("pk", "stripe_archive_attempts")[:500]
+    )
 
 
 def stripe_tax_rate_id(invoice: Invoice) -> str | None:
