@@ -342,6 +342,19 @@ def test_an_editor_refunds_through_the_form_and_its_confirmation(
 # --- reconciliation -----------------------------------------------------------------------------
 
 
+def dashboard_refund(invoice, amount: int) -> None:
+    """A refund made in Stripe's Dashboard (not here): on Stripe only."""
+    from wagtail_client_billing import gateway
+
+    gateway.create_refund(
+        test_mode=True,
+        account_id=invoice.account.stripe_id,
+        refund_pk=0,
+        amount=amount,
+        payment_intent=invoice.payments.get().payment_intent_id,
+    )
+
+
 def test_reconcile_catches_a_dashboard_refund_whose_webhook_was_lost(
     stripe_emulator, paid_invoice, settings
 ):
@@ -349,17 +362,8 @@ def test_reconcile_catches_a_dashboard_refund_whose_webhook_was_lost(
 
     from django.core.management import call_command
 
-    from wagtail_client_billing import gateway
-
     stripe_emulator.webhooks_enabled = False  # the refund's events never arrive
-    payment = paid_invoice.payments.get()
-    gateway.create_refund(
-        test_mode=True,
-        account_id=paid_invoice.account.stripe_id,
-        refund_pk=0,
-        amount=3000,
-        payment_intent=payment.payment_intent_id,
-    )
+    dashboard_refund(paid_invoice, 3000)
     out = StringIO()
     call_command("client_billing_reconcile", stdout=out)
     assert "Reconciled refunds: 1 checked, 1 refunds_applied" in out.getvalue()
@@ -386,22 +390,15 @@ def test_the_15_minute_schedule_also_finds_lost_refunds_and_disputes(
     Dashboard and a dispute opened, both of whose webhooks were lost, are recorded by
     its next run, for payments within ``RECONCILE_PAYMENTS_WINDOW_DAYS``; 0 turns that
     off (the Checkout Sessions are still read)."""
-    from wagtail_client_billing import gateway, tasks
+    from wagtail_client_billing import tasks
 
     settings.WAGTAIL_CLIENT_BILLING = {
         **settings.WAGTAIL_CLIENT_BILLING,
         "RECONCILE_PAYMENTS_WINDOW_DAYS": window_days,
     }
     stripe_emulator.webhooks_enabled = False  # neither the refund's nor the dispute's arrive
-    payment = paid_invoice.payments.get()
-    gateway.create_refund(
-        test_mode=True,
-        account_id=paid_invoice.account.stripe_id,
-        refund_pk=0,
-        amount=3000,
-        payment_intent=payment.payment_intent_id,
-    )
-    stripe_emulator.open_dispute(payment.payment_intent_id)
+    dashboard_refund(paid_invoice, 3000)
+    stripe_emulator.open_dispute(paid_invoice.payments.get().payment_intent_id)
 
     with django_capture_on_commit_callbacks(execute=True):
         summary = tasks.reconcile_open_sessions()
