@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from tests.utils import make_emulated_invoice, make_invoice, make_user
 from tests.webhook_helpers import post_event
 from wagtail_client_billing import gateway, tasks
 from wagtail_client_billing.models import (
@@ -431,20 +431,8 @@ def test_a_wrong_billing_contact_is_a_field_error(client, admin, site):
 
 @pytest.fixture
 def emulated_paid(stripe_emulator, client):
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://disputes.example/",
-        idempotency_key="wcb-test-disputes-1",
-    )
-    stripe_emulator.complete_onboarding(state.id)
-    account = make_account(state.id)
-    site = make_site("disputes.example")
-    connect(site, account)
-    set_contacts(site, "boss@agency.example")
-    invoice = make_invoice(site, account)
+    invoice = make_emulated_invoice(stripe_emulator, "disputes.example")
+    set_contacts(invoice.site, "boss@agency.example")
     from urllib.parse import urlsplit
 
     client.get(urlsplit(invoice.get_pay_url()).path)

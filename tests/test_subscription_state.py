@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from tests.utils import connect, make_account, make_invoice, make_site, make_user
+from tests.utils import make_emulated_invoice, make_invoice, make_user
 from tests.webhook_helpers import post_event, session_event, stripe_invoice_obj, subscription_obj
-from wagtail_client_billing import gateway, tasks
+from wagtail_client_billing import tasks
 from wagtail_client_billing.models import (
     ClientBillingLogEntry,
     ClientBillingSettings,
@@ -53,22 +53,12 @@ def deliver(emulator) -> None:
 @pytest.fixture
 def monthly_paid(stripe_emulator, client):
     """A monthly invoice paid through the emulator's Checkout: an active subscription."""
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://monthly.example/",
-        idempotency_key="wcb-test-subscription-state-1",
+    invoice = make_emulated_invoice(
+        stripe_emulator, "monthly.example", billing_type="monthly", email="payer@client.example"
     )
-    stripe_emulator.complete_onboarding(state.id)
-    account = make_account(state.id)
-    site = make_site("monthly.example")
-    connect(site, account)
-    config = ClientBillingSettings.for_site(site)
+    config = ClientBillingSettings.for_site(invoice.site)
     config.billing_contacts = "boss@agency.example"
     config.save()
-    invoice = make_invoice(site, account, billing_type="monthly", email="payer@client.example")
     client.get(urlsplit(invoice.get_pay_url()).path)
     invoice.refresh_from_db()
     stripe_emulator.pay(invoice.checkout_session_id)
