@@ -50,13 +50,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import stripe
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
+from .languages import invoice_language
 from .models import invoice_lines, site_display_name
-from .stripe_api import STRIPE_API_VERSION, expandable_id, text, unix_time
+from .stripe_api import STRIPE_API_VERSION, checkout_locale, expandable_id, text, unix_time
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -838,7 +839,31 @@ def checkout_params(
     extras: CheckoutExtras | None = None,
 ) -> SessionCreateParams:
     """The Checkout Session parameters for an invoice, before hooks run; the session's
-    lifetime is reckoned from ``requested_at`` (default now)."""
+    lifetime is reckoned from ``requested_at`` (default now). In the invoice's language:
+    Checkout's ``locale`` and the lines' descriptions."""
+    language = invoice_language(invoice)
+    with translation.override(language):
+        params = _checkout_params(
+            invoice,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            expires_at=expires_at,
+            requested_at=requested_at,
+            extras=extras,
+        )
+    params["locale"] = typing.cast(Any, checkout_locale(language))
+    return params
+
+
+def _checkout_params(
+    invoice: Invoice,
+    *,
+    success_url: str,
+    cancel_url: str,
+    expires_at: datetime,
+    requested_at: datetime | None,
+    extras: CheckoutExtras | None,
+) -> SessionCreateParams:
     metadata = {
         "invoice_id": str(invoice.pk),
         "invoice_number": invoice.number,

@@ -590,6 +590,16 @@ class Invoice(ClusterableModel):
     )
     success_url = models.URLField(_("success URL"), max_length=2000)
     cancel_url = models.URLField(_("cancel URL"), max_length=2000)
+    #: A code of ``settings.LANGUAGES`` (the form offers them); blank: the default rule of
+    #: :func:`..languages.default_language`, resolved whenever the client is addressed.
+    language = models.CharField(
+        _("language"),
+        max_length=15,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The language of the emails, pages, PDF and payment page the client sees."),
+    )
 
     status = models.CharField(
         _("status"),
@@ -854,6 +864,7 @@ class Invoice(ClusterableModel):
         "discount_percent",
         "discount_duration",
         "payment_link_lifetime",
+        "language",
     )
     #: What the new request gets afresh: its own identity, number, account (the site's
     #: account for the mode as it is now, chosen by the form), expiry, status and
