@@ -462,11 +462,15 @@ def recurring_note(invoice: Invoice) -> str:
     """ "One-time payment" or "then every month": how often the client will pay."""
     interval = invoice.recurring_interval
     if interval == "week":
+        # Translators: client-facing.
         return _("then every week until cancelled")
     if interval == "month":
+        # Translators: client-facing.
         return _("then every month until cancelled")
     if interval == "year":
+        # Translators: client-facing.
         return _("then every year until cancelled")
+    # Translators: client-facing.
     return _("one-time payment")
 
 
@@ -479,6 +483,7 @@ def payable_amount(invoice: Invoice) -> str:
     """The total the client pays, formatted; under Stripe Tax, "… + tax"."""
     total = format_money(invoice.figures.gross, invoice.currency)
     if invoice.automatic_tax:
+        # Translators: client-facing.
         return _("%(amount)s + tax") % {"amount": total}
     return total
 

@@ -871,6 +871,7 @@ def _checkout_params(
         "platform": PLATFORM,
     }
     interval = invoice.recurring_interval
+    # Translators: client-facing. Stripe's payment page shows it under each line.
     from_line = _("Invoice %(number)s from %(site)s") % {
         "number": invoice.number,
         "site": site_display_name(invoice.site),

@@ -72,6 +72,7 @@ def rate_limited(view=None, *, as_json: bool = False):
                 return view(request, *args, **kwargs)
             response: HttpResponse
             if as_json:
+                # Translators: client-facing.
                 message = gettext("Too many requests. Please try again in a minute.")
                 body = {"error": "rate_limited", "message": message}
                 response = JsonResponse({**body, "retry_after": verdict.retry_after}, status=429)
