@@ -90,7 +90,7 @@ def format_date(value: date | datetime | None, locale: str | None = None) -> str
 
 
 def format_datetime(value: datetime | None, locale: str | None = None) -> str:
-    """``3. Dezember 2026 um 14:30 UTC``: the long date and the short time in the
+    """``3. Dezember 2026, 14:30 UTC``: the long date and the short time in the
     project's time zone, joined as the language joins them, with the zone's name."""
     if value is None:
         return ""

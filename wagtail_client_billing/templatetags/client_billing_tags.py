@@ -70,5 +70,5 @@ def client_date(value: Any) -> str:
 
 @register.filter
 def client_datetime(value: Any) -> str:
-    """``{{ invoice.expires_at|client_datetime }}``: ``3. Dezember 2026 um 14:30 UTC``."""
+    """``{{ invoice.expires_at|client_datetime }}``: ``3. Dezember 2026, 14:30 UTC``."""
     return languages.format_datetime(value) if value else ""
