@@ -10,8 +10,7 @@ import pytest
 import stripe
 import time_machine
 from django.core import mail
-from django.test import TestCase, override_settings
-from django.urls import reverse
+from django.test import TestCase
 from wagtail.models import Locale, Page, Site
 
 from tests.emulator_helpers import error_of, make_client, session_params
