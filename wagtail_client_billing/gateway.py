@@ -839,31 +839,9 @@ def checkout_params(
     extras: CheckoutExtras | None = None,
 ) -> SessionCreateParams:
     """The Checkout Session parameters for an invoice, before hooks run; the session's
-    lifetime is reckoned from ``requested_at`` (default now). In the invoice's language:
-    Checkout's ``locale`` and the lines' descriptions."""
+    lifetime is reckoned from ``requested_at`` (default now). Checkout's ``locale`` and the
+    lines' descriptions are in the invoice's language."""
     language = invoice_language(invoice)
-    with translation.override(language):
-        params = _checkout_params(
-            invoice,
-            success_url=success_url,
-            cancel_url=cancel_url,
-            expires_at=expires_at,
-            requested_at=requested_at,
-            extras=extras,
-        )
-    params["locale"] = typing.cast(Any, checkout_locale(language))
-    return params
-
-
-def _checkout_params(
-    invoice: Invoice,
-    *,
-    success_url: str,
-    cancel_url: str,
-    expires_at: datetime,
-    requested_at: datetime | None,
-    extras: CheckoutExtras | None,
-) -> SessionCreateParams:
     metadata = {
         "invoice_id": str(invoice.pk),
         "invoice_number": invoice.number,
@@ -871,11 +849,12 @@ def _checkout_params(
         "platform": PLATFORM,
     }
     interval = invoice.recurring_interval
-    # Translators: client-facing. Stripe's payment page shows it under each line.
-    from_line = _("Invoice %(number)s from %(site)s") % {
-        "number": invoice.number,
-        "site": site_display_name(invoice.site),
-    }
+    with translation.override(language):
+        # Translators: client-facing. Stripe's payment page shows it under each line.
+        from_line = _("Invoice %(number)s from %(site)s") % {
+            "number": invoice.number,
+            "site": site_display_name(invoice.site),
+        }
     line_items: list[SessionCreateParamsLineItem] = []
     # One Checkout line per invoice line (a request made the quick way has one, of its
     # amount and description); Checkout's subtotal is their sum, as the invoice's amount.
@@ -902,6 +881,7 @@ def _checkout_params(
         "success_url": success_url,
         "cancel_url": cancel_url,
         "expires_at": clamp_checkout_expiry(expires_at, requested_at),
+        "locale": typing.cast(Any, checkout_locale(language)),
     }
     apply_tax_and_discount(params, invoice, extras)
     percent = application_fee_percent()

@@ -335,7 +335,7 @@ def send_renewal_failure_notices(
     )
     invoice = failure.invoice
     currency = failure.currency or invoice.currency
-    extra = {
+    extra: dict[str, Any] = {
         # Formatted in each message's language (the client's, the agency's).
         "renewal_amount": lambda: format_money(failure.amount, currency),
         "hosted_invoice_url": failure.hosted_invoice_url,
