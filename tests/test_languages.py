@@ -342,3 +342,15 @@ def test_a_request_left_automatic_follows_the_site(client, connected_site):
     assert invoice.language == ""
     assert languages.invoice_language(invoice) == "de"
     assert invoice.copy_for_new_request().language == ""
+
+
+def test_the_inspect_view_says_which_language_the_client_reads(client, connected_site, account):
+    from tests.test_admin_invoices import url
+
+    client.force_login(make_user("boss", superuser=True))
+    chosen = make_invoice(connected_site, account, language="nl")
+    automatic = make_invoice(connected_site, account)
+
+    assert "<dd>Nederlands</dd>" in client.get(url("inspect", chosen.pk)).content.decode()
+    page = client.get(url("inspect", automatic.pk)).content.decode()
+    assert "<dd>English (automatic)</dd>" in page

@@ -76,6 +76,11 @@ def language_choices() -> list[tuple[str, Any]]:
     return [(code, name) for code, name in settings.LANGUAGES]
 
 
+def language_name(code: str) -> str:
+    """The name ``LANGUAGES`` gives ``code``, else the code itself."""
+    return str(dict(language_choices()).get(code, code))
+
+
 # --- dates in the active language ------------------------------------------------------------
 
 

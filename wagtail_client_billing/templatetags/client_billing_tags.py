@@ -62,6 +62,16 @@ def invoice_expiry(invoice: models.Invoice) -> str:
 
 
 @register.filter
+def invoice_language(invoice: models.Invoice) -> str:
+    """The inspect view's Language: ``Deutsch``, or ``Deutsch (automatic)`` when the
+    editor left it to :func:`..languages.default_language`."""
+    name = languages.language_name(languages.invoice_language(invoice))
+    if languages.available_language(invoice.language):
+        return name
+    return _("%(language)s (automatic)") % {"language": name}
+
+
+@register.filter
 def client_date(value: Any) -> str:
     """``{{ invoice.due_date|client_date }}``: ``3. Dezember 2026`` in the active language
     (the invoice's, on the client's pages and in their emails), with Babel."""
