@@ -65,8 +65,12 @@ build: venv ## Build the sdist and the wheel into dist/
 migrations: venv ## Regenerate the app's migrations after a model change (before the first release)
 	DJANGO_SETTINGS_MODULE=tests.settings $(PY) -m django makemigrations wagtail_client_billing
 
-messages: venv ## Refresh the message catalogue translators start from (locale/en) and compile it
-	cd wagtail_client_billing && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(PY) -m django makemessages -l en --ignore "testing/*"
+# The languages the app ships catalogues for; locale/en is the source translators start from.
+LANGUAGES_SHIPPED ?= en de fr es nl pt_BR
+
+messages: venv ## Refresh every shipped message catalogue (locale/en is the translators' source) and compile them
+	cd wagtail_client_billing && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(PY) -m django makemessages \
+		$(foreach language,$(LANGUAGES_SHIPPED),-l $(language)) --ignore "testing/*"
 	cd wagtail_client_billing && DJANGO_SETTINGS_MODULE=tests.settings PYTHONPATH=.. ../$(PY) -m django compilemessages
 
 clean: ## Remove the venv, builds and the demo database

@@ -10,7 +10,8 @@ wheel_files=$(python3 -m zipfile -l "$wheel")
 sdist_files=$(tar tzf "$sdist")
 for pattern in 'templates/wagtail_client_billing/public/base.html' \
                'templates/wagtail_client_billing/emails/invoice_request.html' \
-               'static/wagtail_client_billing/' 'locale/' 'migrations/0001_initial.py'; do
+               'static/wagtail_client_billing/' 'locale/' 'locale/de/LC_MESSAGES/django.mo' \
+               'locale/pt_BR/LC_MESSAGES/django.mo' 'migrations/0001_initial.py'; do
     grep -q "wagtail_client_billing/$pattern" <<<"$wheel_files" \
         || { echo "wheel lacks $pattern"; exit 1; }
     grep -q "wagtail_client_billing/$pattern" <<<"$sdist_files" \
@@ -42,4 +43,9 @@ for url in ("/admin/", "/admin/client-billing/invoices/", "/admin/settings/wagta
     response = client.get(url, HTTP_HOST="localhost", follow=True)
     assert response.status_code == 200, (url, response.status_code)
 print("installed wheel serves the admin")
+from django.utils import translation
+for language, expected in (("de", "Dieser Zahlungslink ist abgelaufen"), ("pt-br", "Este link de pagamento expirou")):
+    with translation.override(language):
+        assert translation.gettext("This payment link has expired") == expected, language
+print("installed wheel carries the compiled catalogues")
 PY

@@ -54,21 +54,20 @@ from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.template import Context
 from django.template.loader import get_template, render_to_string
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.encoding import punycode
-from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
 from . import hooks
 from .conf import billing_settings
+from .languages import default_language, format_date, format_datetime, invoice_language
 from .models import (
     ClientBillingSettings,
     Invoice,
     SMTPSecurity,
     shown_lines,
     site_display_name,
-    site_language,
 )
 from .money import format_money
 
@@ -463,24 +462,28 @@ def recurring_note(invoice: Invoice) -> str:
     """ "One-time payment" or "then every month": how often the client will pay."""
     interval = invoice.recurring_interval
     if interval == "week":
+        # Translators: client-facing.
         return _("then every week until cancelled")
     if interval == "month":
+        # Translators: client-facing.
         return _("then every month until cancelled")
     if interval == "year":
+        # Translators: client-facing.
         return _("then every year until cancelled")
+    # Translators: client-facing.
     return _("one-time payment")
 
 
 def format_expiry(invoice: Invoice) -> str:
     """The expiry date and time in the project's time zone, with the zone's name."""
-    local = timezone.localtime(invoice.expires_at)
-    return f"{date_format(local, 'DATETIME_FORMAT')} {local.tzname() or ''}".strip()
+    return format_datetime(invoice.expires_at)
 
 
 def payable_amount(invoice: Invoice) -> str:
     """The total the client pays, formatted; under Stripe Tax, "… + tax"."""
     total = format_money(invoice.figures.gross, invoice.currency)
     if invoice.automatic_tax:
+        # Translators: client-facing.
         return _("%(amount)s + tax") % {"amount": total}
     return total
 
@@ -518,7 +521,7 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "expires_at": invoice.expires_at,
         "expires": format_expiry(invoice),
         "due_date": invoice.due_date,
-        "due": date_format(invoice.due_date, "DATE_FORMAT") if invoice.due_date else "",
+        "due": format_date(invoice.due_date),
         "pay_url": invoice.get_pay_url(),
         "language_code": translation.get_language() or settings.LANGUAGE_CODE,
     }
@@ -556,11 +559,12 @@ def build_invoice_message(
 ) -> EmailMultiAlternatives:
     """The multipart (text + HTML) email for one invoice, ready for ``mailer``.
 
-    Rendered in the site's language from templates a project can override
-    (``wagtail_client_billing/emails/<kind>.{subject.txt,txt,html}``); the
-    ``client_billing_email_message`` hook may adjust the message afterwards.
+    Rendered in the invoice's language (:func:`.languages.invoice_language`) from
+    templates a project can override (``wagtail_client_billing/emails/<kind>.{subject.txt,
+    txt,html}``); the ``client_billing_email_message`` hook may adjust the message
+    afterwards.
     """
-    with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
+    with translation.override(invoice_language(invoice)):
         context = email_context(invoice, kind)
         base = f"wagtail_client_billing/emails/{kind}"
         message = EmailMultiAlternatives(
@@ -578,7 +582,7 @@ def build_invoice_message(
 
 def build_test_message(site: Site, mailer: SiteMailer, to: str) -> EmailMultiAlternatives:
     """The plain-text message the "Send test email" button sends."""
-    with translation.override(site_language(site) or settings.LANGUAGE_CODE):
+    with translation.override(default_language(site)):
         context = {
             "site": site,
             "site_name": site_display_name(site),
@@ -926,7 +930,10 @@ def billing_contacts(invoice: Invoice) -> list[str]:
 
 
 def notice_context(invoice: Invoice, **extra: Any) -> dict:
-    """What a notice's templates get: the invoice and its admin page, plus ``extra``."""
+    """What a notice's templates get: the invoice and its admin page, plus ``extra``
+    (a callable value is called here, in the message's language: pass amounts and dates
+    to format as ``lambda: format_money(...)``)."""
+    extra = {name: value() if callable(value) else value for name, value in extra.items()}
     site = invoice.site
     return {
         "invoice": invoice,
@@ -947,19 +954,23 @@ def _send_one(
     context: Callable[[], dict],
     *,
     for_client: bool,
+    html: bool | None = None,
 ) -> DeliveryError | None:
     """Send the message ``kind`` about ``invoice`` to ``to`` through the invoice's site's
-    connection, in the site's language, from the overridable templates
+    connection, from the overridable templates
     ``wagtail_client_billing/emails/<kind>.{subject.txt,txt[,html]}``; the error (logged),
-    or None once sent. Never raises. A message ``for_client`` has an HTML part too, and
-    the ``client_billing_email_message`` hook sees it first; a notice to the agency is
-    plain text."""
+    or None once sent. Never raises. A message ``for_client`` is in the invoice's
+    language, has an HTML part too, and the ``client_billing_email_message`` hook sees it
+    first; a notice to the agency is plain text, in the site's language. ``html=False``
+    leaves out the HTML part of a message for the client."""
+    html = for_client if html is None else html
     try:
         mailer = mailer_for_site(invoice.site)
     except Exception as exc:
         return describe_error(exc)
     try:
-        with translation.override(site_language(invoice.site) or settings.LANGUAGE_CODE):
+        language = invoice_language(invoice) if for_client else default_language(invoice.site)
+        with translation.override(language):
             values = context()
             base = f"wagtail_client_billing/emails/{kind}"
             message = EmailMultiAlternatives(
@@ -970,7 +981,7 @@ def _send_one(
                 reply_to=mailer.reply_to,
                 connection=mailer.connection,
             )
-            if for_client:
+            if html:
                 message.attach_alternative(render_to_string(f"{base}.html", values), "text/html")
         if for_client:
             hooks.run(hooks.EMAIL_MESSAGE, invoice, message)
@@ -986,11 +997,19 @@ def _send_one(
 
 
 def send_notice(
-    invoice: Invoice, kind: str, to: Sequence[str], **extra: Any
+    invoice: Invoice, kind: str, to: Sequence[str], *, for_client: bool = False, **extra: Any
 ) -> DeliveryError | None:
     """Send the plain-text notice ``kind`` about ``invoice`` to ``to`` through the
-    invoice's site's connection, in the site's language; the error, or None once sent."""
-    return _send_one(invoice, kind, to, lambda: notice_context(invoice, **extra), for_client=False)
+    invoice's site's connection, in the site's language (``for_client``: in the
+    invoice's, as a message to the client); the error, or None once sent."""
+    return _send_one(
+        invoice,
+        kind,
+        to,
+        lambda: notice_context(invoice, **extra),
+        for_client=for_client,
+        html=False,
+    )
 
 
 # --- receipts ----------------------------------------------------------------------------
@@ -1005,7 +1024,7 @@ def send_receipt(
     """Send the client the receipt of a payment (``kind=RECEIPT``) or a refund
     (``REFUND_RECEIPT``) through the site's connection; never raises.
 
-    Rendered in the site's language from overridable templates
+    Rendered in the invoice's language from overridable templates
     (``wagtail_client_billing/emails/<kind>.{subject.txt,txt,html}``).
     """
 
@@ -1013,7 +1032,7 @@ def send_receipt(
         return {
             **email_context(invoice, kind),
             "receipt_amount": format_money(amount, currency),
-            "receipt_date": date_format(timezone.localtime(at), "DATETIME_FORMAT"),
+            "receipt_date": format_datetime(at),
             "reference": reference,
             "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
         }

@@ -50,13 +50,14 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import stripe
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from . import __version__, hooks, money
 from .conf import SETTINGS_NAME, billing_settings
+from .languages import invoice_language
 from .models import invoice_lines, site_display_name
-from .stripe_api import STRIPE_API_VERSION, expandable_id, text, unix_time
+from .stripe_api import STRIPE_API_VERSION, checkout_locale, expandable_id, text, unix_time
 
 if TYPE_CHECKING:
     from stripe._base_address import BaseAddresses
@@ -838,7 +839,9 @@ def checkout_params(
     extras: CheckoutExtras | None = None,
 ) -> SessionCreateParams:
     """The Checkout Session parameters for an invoice, before hooks run; the session's
-    lifetime is reckoned from ``requested_at`` (default now)."""
+    lifetime is reckoned from ``requested_at`` (default now). Checkout's ``locale`` and the
+    lines' descriptions are in the invoice's language."""
+    language = invoice_language(invoice)
     metadata = {
         "invoice_id": str(invoice.pk),
         "invoice_number": invoice.number,
@@ -846,10 +849,12 @@ def checkout_params(
         "platform": PLATFORM,
     }
     interval = invoice.recurring_interval
-    from_line = _("Invoice %(number)s from %(site)s") % {
-        "number": invoice.number,
-        "site": site_display_name(invoice.site),
-    }
+    with translation.override(language):
+        # Translators: client-facing. Stripe's payment page shows it under each line.
+        from_line = _("Invoice %(number)s from %(site)s") % {
+            "number": invoice.number,
+            "site": site_display_name(invoice.site),
+        }
     line_items: list[SessionCreateParamsLineItem] = []
     # One Checkout line per invoice line (a request made the quick way has one, of its
     # amount and description); Checkout's subtotal is their sum, as the invoice's amount.
@@ -876,6 +881,7 @@ def checkout_params(
         "success_url": success_url,
         "cancel_url": cancel_url,
         "expires_at": clamp_checkout_expiry(expires_at, requested_at),
+        "locale": typing.cast(Any, checkout_locale(language)),
     }
     apply_tax_and_discount(params, invoice, extras)
     percent = application_fee_percent()

@@ -596,6 +596,16 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
     )
     success_url = models.URLField(_("success URL"), max_length=2000)
     cancel_url = models.URLField(_("cancel URL"), max_length=2000)
+    #: A code of ``settings.LANGUAGES`` (the form offers them); blank: the default rule of
+    #: :func:`..languages.default_language`, resolved whenever the client is addressed.
+    language = models.CharField(
+        _("language"),
+        max_length=15,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The language of the emails, pages, PDF and payment page the client sees."),
+    )
 
     status = models.CharField(
         _("status"),
@@ -860,6 +870,7 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
         "discount_percent",
         "discount_duration",
         "payment_link_lifetime",
+        "language",
     )
     #: What the new request gets afresh: its own identity, number, account (the site's
     #: account for the mode as it is now, chosen by the form), expiry, status and
@@ -1112,19 +1123,30 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
         money = self.currency
         rows: list[tuple[str, str]] = []
         if not (figures.discount or self.pricing_tax() or self.automatic_tax):
+            # Translators: client-facing.
             return [(str(_("Total")), format_money(figures.gross, money))]
+        # Translators: client-facing.
         rows.append((str(_("Subtotal")), format_money(figures.subtotal, money)))
         if figures.discount:
             rows.append(
                 (str(self.discount_label), "\N{MINUS SIGN}" + format_money(figures.discount, money))
             )
         if self.pricing_tax() is not None:
+            # Translators: client-facing.
             rows.append((str(_("Net")), format_money(figures.net, money)))
             rows.append((self.tax_label, format_money(figures.tax, money)))
             rows.append((str(_("Total")), format_money(figures.gross, money)))
         elif self.automatic_tax:
+            # Translators: client-facing.
             rows.append((str(_("Total before tax")), format_money(figures.gross, money)))
-            rows.append((str(_("Tax")), str(_("calculated at checkout"))))
+            # Translators: client-facing.
+            rows.append(
+                (
+                    str(_("Tax")),
+                    # Translators: client-facing.
+                    str(_("calculated at checkout")),
+                )
+            )
         else:
             rows.append((str(_("Total")), format_money(figures.gross, money)))
         return rows
@@ -1157,20 +1179,25 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
     @property
     def tax_label(self) -> str:
         if self.tax_percentage is None:
+            # Translators: client-facing.
             return str(_("Tax"))
         percent = format_percent(self.tax_percentage)
         if self.tax_inclusive:
             return str(
+                # Translators: client-facing.
                 _("%(name)s %(percent)s (included)") % {"name": self.tax_name, "percent": percent}
             )
+        # Translators: client-facing.
         return str(_("%(name)s %(percent)s") % {"name": self.tax_name, "percent": percent})
 
     @property
     def discount_label(self) -> str:
         if self.discount_kind == DiscountKind.PERCENT and self.discount_percent is not None:
             return str(
+                # Translators: client-facing.
                 _("Discount %(percent)s") % {"percent": format_percent(self.discount_percent)}
             )
+        # Translators: client-facing.
         return str(_("Discount"))
 
     # --- state ------------------------------------------------------------------------------

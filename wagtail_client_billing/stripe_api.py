@@ -54,6 +54,46 @@ def installed() -> tuple[str, str]:
     return str(getattr(stripe, "VERSION", "?")), str(getattr(stripe, "api_version", "") or "")
 
 
+# --- Checkout's languages ------------------------------------------------------------
+
+#: The ``locale`` values a Checkout Session accepts (Stripe's API reference, Create a
+#: Checkout Session); ``auto`` lets Checkout follow the browser.
+CHECKOUT_LOCALES = frozenset(
+    {
+        "auto", "bg", "cs", "da", "de", "el", "en", "en-GB", "es", "es-419", "et", "fi",
+        "fil", "fr", "fr-CA", "hi-IN", "hr", "hu", "id", "it", "ja", "ko", "lt", "lv", "ms",
+        "mt", "nb", "nl", "pl", "pt", "pt-BR", "ro", "ru", "sk", "sl", "sv", "th", "tr",
+        "vi", "zh", "zh-HK", "zh-TW",
+    }
+)  # fmt: skip
+
+#: Django language codes whose Checkout locale is not their own code nor their base
+#: language's: Latin American Spanish, Norwegian, and Chinese by script.
+CHECKOUT_LOCALE_ALIASES = {
+    "es-ar": "es-419",
+    "es-co": "es-419",
+    "es-mx": "es-419",
+    "es-ni": "es-419",
+    "es-ve": "es-419",
+    "no": "nb",
+    "nn": "nb",
+    "zh-hans": "zh",
+    "zh-cn": "zh",
+    "zh-hant": "zh-TW",
+}
+
+
+def checkout_locale(language: str | None) -> str:
+    """The Checkout ``locale`` of a Django language code: ``pt-br`` -> ``pt-BR``,
+    ``de-at`` -> ``de``, ``es-mx`` -> ``es-419``; ``auto`` (the browser's language) for
+    a language Checkout does not have."""
+    code = (language or "").strip().lower().replace("_", "-")
+    by_lower = {locale.lower(): locale for locale in CHECKOUT_LOCALES}
+    if code in CHECKOUT_LOCALE_ALIASES:
+        return CHECKOUT_LOCALE_ALIASES[code]
+    return by_lower.get(code) or by_lower.get(code.split("-")[0]) or "auto"
+
+
 # --- reading Stripe's objects ---------------------------------------------------------
 
 

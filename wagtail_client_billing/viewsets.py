@@ -463,6 +463,7 @@ def create_edit_handler() -> ObjectList:
         [
             FieldPanel("site"),
             FieldPanel("email"),
+            FieldPanel("language"),
             FieldRowPanel([FieldPanel("currency"), FieldPanel("amount")]),
             FieldPanel("billing_type"),
             tax_discount_panel(),

@@ -588,6 +588,8 @@ DOCS_IMAGES = {
     "client-expired": "client-expired.png",
     "client-withdrawn": "client-withdrawn.png",
     "invoice-draft-edit": "invoice-draft-edit.png",
+    "client-withdrawn-de": "client-page-de.png",
+    "client-paid-fr": "client-page-fr.png",
 }
 
 

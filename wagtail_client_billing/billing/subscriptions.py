@@ -334,8 +334,10 @@ def send_renewal_failure_notices(
         pk=failure_pk
     )
     invoice = failure.invoice
-    extra = {
-        "renewal_amount": format_money(failure.amount, failure.currency or invoice.currency),
+    currency = failure.currency or invoice.currency
+    extra: dict[str, Any] = {
+        # Formatted in each message's language (the client's, the agency's).
+        "renewal_amount": lambda: format_money(failure.amount, currency),
         "hosted_invoice_url": failure.hosted_invoice_url,
         "attempt": failure.attempt_count,
         "next_attempt": (
@@ -344,7 +346,9 @@ def send_renewal_failure_notices(
     }
     if failure.client_notified_at is None:
         if failure.hosted_invoice_url:
-            error = emails.send_notice(invoice, RENEWAL_FAILED_CLIENT, [invoice.email], **extra)
+            error = emails.send_notice(
+                invoice, RENEWAL_FAILED_CLIENT, [invoice.email], for_client=True, **extra
+            )
             if error is not None:
                 return "failed", error
         RenewalFailure.objects.filter(pk=failure.pk).update(client_notified_at=timezone.now())

@@ -20,6 +20,7 @@ from wagtail.models import Page, Site
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
+from ..languages import language_choices
 from ..models import ClientBillingSettings, Invoice, StripeAccount, site_display_name
 from ..money import (
     MAXIMUM_AMOUNT,
@@ -114,6 +115,14 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
     cancel_url = HttpURLField(
         label=_("Cancel URL"), help_text=_("Where the client lands if they cancel on Stripe.")
     )
+    language = forms.ChoiceField(
+        label=_("Language"),
+        required=False,
+        help_text=_(
+            "The language of the emails, pages, PDF and payment page the client sees. "
+            "Automatic: the client's language, else the site's, else the project's."
+        ),
+    )
     publish_page_when_paid = PageChoiceField(
         label=_("Publish this page when paid"),
         queryset=Page.objects.none(),
@@ -137,6 +146,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
         fields = [
             "site",
             "email",
+            "language",
             "currency",
             "amount",
             "billing_type",
@@ -160,6 +170,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
             if len(only) == 1:  # nothing to choose: preselect the one site
                 self.initial["site"] = only[0].pk
         self.fields["currency"].choices = currency_choices(billing_settings.CURRENCIES)
+        self.fields["language"].choices = [("", _("Automatic")), *language_choices()]
         self._limit_pages(sites)
         self.fields["test_mode"].help_text = _(
             "Uses the site's test Stripe account: no real money moves."

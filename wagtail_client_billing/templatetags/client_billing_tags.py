@@ -1,4 +1,4 @@
-"""Template helpers for the app's admin screens."""
+"""Template helpers for the app's admin screens and its client-facing pages and emails."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.utils.timesince import timesince, timeuntil
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from .. import models
+from .. import languages, models
 
 register = template.Library()
 
@@ -59,3 +59,26 @@ def invoice_expiry(invoice: models.Invoice) -> str:
     if invoice.effective_status == models.InvoiceStatus.EXPIRED:
         return relative_time(invoice.expired_at or invoice.expires_at)
     return format_html('<span aria-label="{}">—</span>', _("No expiry"))
+
+
+@register.filter
+def invoice_language(invoice: models.Invoice) -> str:
+    """The inspect view's Language: ``Deutsch``, or ``Deutsch (automatic)`` when the
+    editor left it to :func:`..languages.default_language`."""
+    name = languages.language_name(languages.invoice_language(invoice))
+    if languages.available_language(invoice.language):
+        return name
+    return _("%(language)s (automatic)") % {"language": name}
+
+
+@register.filter
+def client_date(value: Any) -> str:
+    """``{{ invoice.due_date|client_date }}``: ``3. Dezember 2026`` in the active language
+    (the invoice's, on the client's pages and in their emails), with Babel."""
+    return languages.format_date(value) if value else ""
+
+
+@register.filter
+def client_datetime(value: Any) -> str:
+    """``{{ invoice.expires_at|client_datetime }}``: ``3. Dezember 2026, 14:30 UTC``."""
+    return languages.format_datetime(value) if value else ""

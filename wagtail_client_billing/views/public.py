@@ -1,7 +1,8 @@
 """The client's pages: the payment link, Checkout's return and cancel, the JSON status.
 
 A client reaches these through the link in their email, so every answer is a page for
-a person in the site's language (never a Stripe error, never the client's email or any
+a person in the invoice's language (:func:`..languages.invoice_language`, the language of
+the email that brought them here, whatever the browser asks for) (never a Stripe error, never the client's email or any
 internal id), and none of them may be cached or indexed: the token in the URL is the
 only key to the invoice. The templates live under
 ``templates/wagtail_client_billing/public/`` and extend ``base.html`` there, which a
@@ -26,7 +27,8 @@ from django.views.decorators.http import require_GET
 
 from .. import gateway, ratelimit
 from ..billing import checkout
-from ..models import ClientBillingSettings, Invoice, site_display_name, site_language
+from ..languages import invoice_language
+from ..models import ClientBillingSettings, Invoice, site_display_name
 from ..status import UNKNOWN_PAGE
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ def rate_limited(view=None, *, as_json: bool = False):
                 return view(request, *args, **kwargs)
             response: HttpResponse
             if as_json:
+                # Translators: client-facing.
                 message = gettext("Too many requests. Please try again in a minute.")
                 body = {"error": "rate_limited", "message": message}
                 response = JsonResponse({**body, "retry_after": verdict.retry_after}, status=429)
@@ -116,8 +119,12 @@ def contact_html(contact: dict[str, str], site_name: str) -> str:
 def render_page(
     request: HttpRequest, invoice: Invoice, name: str, status: int = 200, **context: Any
 ) -> HttpResponse:
-    """Render one of the public pages in the site's language."""
-    language = site_language(invoice.site)
+    """Render one of the public pages in the invoice's language.
+
+    Not the browser's (``Accept-Language``): the client reads the page in the language
+    of the email and the PDF they were sent, which the editor chose for them, and a
+    shared or borrowed browser does not change it.
+    """
     site_name = site_display_name(invoice.site)
     contact = contact_for(invoice)
     context = {
@@ -127,7 +134,7 @@ def render_page(
         "contact_html": contact_html(contact, site_name),
         **context,
     }
-    with translation.override(language or translation.get_language()):
+    with translation.override(invoice_language(invoice)):
         response = render(request, TEMPLATE_DIR + name, context, status=status)
         response["Content-Language"] = translation.get_language() or ""
     return response

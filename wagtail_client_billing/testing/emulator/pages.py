@@ -198,6 +198,9 @@ def _checkout_form(session: dict, error: str | None = None) -> PageResponse:
         "</form>"
         f'<p class="note">{"Live" if session["livemode"] else "Test"} mode · '
         f"expires at {session['expires_at']} (Unix time)</p>"
+        # Stripe renders Checkout in this language; the emulator only says which.
+        f'<p class="note">Locale: <span data-testid="locale">'
+        f"{html.escape(session['locale'] or 'auto')}</span></p>"
     )
     return _page(f"Pay {amount}", body, 200)
 
