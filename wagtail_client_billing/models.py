@@ -383,7 +383,11 @@ class ClientBillingSettings(BaseSiteSetting):
         help_text=_("The agency's legal name on invoices and receipts. Blank: the site's name."),
     )
     seller_address = models.TextField(
-        _("address"), blank=True, default="", db_default="", help_text=_("As printed, one line each.")
+        _("address"),
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("As printed, one line each."),
     )
     seller_tax_id = models.CharField(
         _("tax or VAT number"), max_length=64, blank=True, default="", db_default=""
@@ -2066,8 +2070,10 @@ class PaidNotice(models.Model):
         return self.key
 
 
-# --- payments (one row per payment an invoice received) -------------------------------------
+# --- payments (one row per payment an invoice received); documents (a sent invoice's seller
+# snapshot and stored PDF) ---------------------------------------------------------------------
 
+from .models_documents import InvoiceDocument  # noqa: E402, F401
 from .models_payments import (  # noqa: E402, F401
     ACTIVE_REFUND_STATUSES,
     Payment,
@@ -2077,7 +2083,3 @@ from .models_payments import (  # noqa: E402, F401
     RefundStatus,
     StripeInvoicePayment,
 )
-
-# --- documents (the seller snapshot and the stored PDF of a sent invoice) ------------------
-
-from .models_documents import InvoiceDocument  # noqa: E402, F401

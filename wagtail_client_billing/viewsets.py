@@ -172,9 +172,7 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
             )
         )
     if invoice.number and not for_listing:
-        buttons.append(
-            Button(_("Download PDF"), url=url("pdf"), icon_name="download", priority=50)
-        )
+        buttons.append(Button(_("Download PDF"), url=url("pdf"), icon_name="download", priority=50))
     if invoice.status in REFUNDABLE_STATUSES and view.user_has_permission("refund"):
         buttons.append(Button(_("Refund"), url=url("refund"), icon_name="undo", priority=45))
     if invoice.is_draft and view.user_has_permission("change"):

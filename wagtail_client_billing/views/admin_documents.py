@@ -22,7 +22,7 @@ class InvoicePdfView(InvoiceScopeMixin, View):
     http_method_names = ["get"]
 
     def get(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        policy = Invoice.snippet_viewset.permission_policy  # type: ignore[attr-defined]
+        policy = Invoice.snippet_viewset.permission_policy
         if not policy.user_has_any_permission(request.user, ["view", "change"]):
             raise PermissionDenied
         response = documents.pdf_response(self.get_object(), as_attachment=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.cache import add_never_cache_headers
@@ -237,7 +238,7 @@ def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
 @private
 @rate_limited
 @require_GET
-def invoice_pdf(request: HttpRequest, token: str) -> HttpResponse:
+def invoice_pdf(request: HttpRequest, token: str) -> HttpResponseBase:
     """The invoice's PDF, the very file the client was emailed; the token is the key."""
     return documents.pdf_response(get_invoice(token), as_attachment=False)
 
