@@ -210,7 +210,7 @@ def _draw(html: str, *, footer: str, test_mode: bool, title: str) -> bytes:
         pdf.set_font(family, size=7)
         pdf.set_text_color(110, 110, 110)
         if footer:
-            pdf.multi_cell(0, 3.5, footer, align="C")
+            pdf.multi_cell(0, 3.5, footer, align="C", new_x="LMARGIN", new_y="NEXT")
         if marking:
             pdf.set_text_color(180, 30, 30)
             pdf.cell(0, 4, marking, align="C")
@@ -222,6 +222,16 @@ def _draw(html: str, *, footer: str, test_mode: bool, title: str) -> bytes:
     pdf.set_font(family, size=10)
     pdf.write_html(html, font_family=family)
     return bytes(pdf.output())
+
+
+def _render(template: str, context: dict[str, Any], title: str) -> bytes:
+    """The PDF of a document template, with the seller's footer and any test marking."""
+    return _draw(
+        render_to_string(template, context),
+        footer=context["seller"].get("footer", ""),
+        test_mode=context["test_mode"],
+        title=title,
+    )
 
 
 def _qr_data_uri(url: str) -> str:
@@ -292,13 +302,7 @@ def pdf_filename(invoice: Invoice, kind: str = "invoice") -> str:
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     """A new PDF of ``invoice`` in the active language (nothing is stored)."""
     context = document_context(invoice)
-    html = render_to_string(INVOICE_TEMPLATE, context)
-    return _draw(
-        html,
-        footer=context["seller"].get("footer", ""),
-        test_mode=invoice.test_mode,
-        title=_("Invoice %(number)s") % {"number": context["number"]},
-    )
+    return _render(INVOICE_TEMPLATE, context, _("Invoice %(number)s") % context)
 
 
 def invoice_pdf(invoice: Invoice) -> bytes:
@@ -367,10 +371,4 @@ def receipt_pdf(
         ],
         "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
     }
-    html = render_to_string(RECEIPT_TEMPLATE, context)
-    return _draw(
-        html,
-        footer=context["seller"].get("footer", ""),
-        test_mode=invoice.test_mode,
-        title=_("Receipt for %(number)s") % {"number": context["number"]},
-    )
+    return _render(RECEIPT_TEMPLATE, context, _("Receipt for %(number)s") % context)
