@@ -88,6 +88,7 @@ def test_branded_client_pages_in_german_and_japanese_at_375_and_1280(stack, admi
             context, page = open_client_page(browser, link, width)
             try:
                 expect(page.get_by_text(number)).to_be_visible()
+                expect(page.locator("html")).to_have_attribute("lang", language)
                 # The test-mode marking in the page's language (English until translated).
                 expect(page.locator(".test-mode")).to_be_visible()
                 assert_finished(page)
