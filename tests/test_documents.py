@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pypdfium2
 import pytest
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -405,3 +406,22 @@ def test_a_bad_accent_colour_is_a_field_error(berlin):
     with pytest.raises(ValidationError) as caught:
         config.full_clean()
     assert "accent_colour" in caught.value.message_dict
+
+
+def test_an_svg_logo_is_drawn_as_it_is(berlin):
+    site, account = berlin
+    svg = (
+        b'<svg xmlns="http://www.w3.org/2000/svg" width="120" height="40" viewBox="0 0 120 40">'
+        b'<rect width="120" height="40" fill="#00ff00"/></svg>'
+    )
+    upload = SimpleUploadedFile("logo.svg", svg, content_type="image/svg+xml")
+    seller(site, logo=Image.objects.create(title="Acme", file=upload))
+    invoice = three_line_invoice(site, account, "EUR", [("Design", 1, 1000)])
+    invoice.status = InvoiceStatus.PAID  # no QR code
+    snapshot = documents.seller_for(invoice)
+    assert snapshot["logo"].startswith("data:image/svg+xml;base64,")
+    data = documents.render_invoice_pdf(invoice)
+    page = pypdfium2.PdfDocument(io.BytesIO(data))[0].render(scale=1).to_pil().convert("RGB")
+    green = {colour: count for count, colour in page.getcolors(1 << 24)}.get((0, 255, 0), 0)
+    assert green > 500  # the logo's green rectangle, drawn from the SVG
+    assert "Acme Studio GmbH" in pdf_text(data)

@@ -18,8 +18,10 @@ import base64
 import io
 import logging
 import re
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import segno
@@ -220,8 +222,24 @@ def _draw(html: str, *, footer: str, test_mode: bool, title: str) -> bytes:
     pdf.set_creator("wagtail-client-billing")
     pdf.add_page()
     pdf.set_font(family, size=10)
-    pdf.write_html(html, font_family=family)
-    return bytes(pdf.output())
+    with tempfile.TemporaryDirectory(prefix="wcb-pdf-") as folder:
+        pdf.write_html(html, font_family=family, image_map=_svg_to_file(Path(folder)))
+        return bytes(pdf.output())
+
+
+def _svg_to_file(folder: Path) -> Callable[[str], str]:
+    """fpdf2 draws an SVG logo from a ``.svg`` file only (a data URI goes to Pillow, which
+    reads no SVG): an ``<img>``'s SVG data URI becomes a file in ``folder``."""
+    prefix = "data:image/svg+xml;base64,"
+
+    def image_map(src: str) -> str:
+        if not src.startswith(prefix):
+            return src
+        path = folder / f"{len(list(folder.iterdir()))}.svg"
+        path.write_bytes(base64.b64decode(src[len(prefix) :]))
+        return str(path)
+
+    return image_map
 
 
 def _render(template: str, context: dict[str, Any], title: str) -> bytes:
