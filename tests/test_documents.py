@@ -425,3 +425,15 @@ def test_an_svg_logo_is_drawn_as_it_is(berlin):
     green = {colour: count for count, colour in page.getcolors(1 << 24)}.get((0, 255, 0), 0)
     assert green > 500  # the logo's green rectangle, drawn from the SVG
     assert "Acme Studio GmbH" in pdf_text(data)
+
+
+def test_markup_in_editors_text_is_printed_as_text(berlin):
+    site, account = berlin
+    seller(site, seller_name="Smith & Sons <b>Ltd</b>", document_footer='<img src="/etc/passwd">')
+    invoice = three_line_invoice(site, account, "EUR", [("<h1>Big</h1> & small", 1, 1000)])
+    data = documents.render_invoice_pdf(invoice)
+    text = pdf_text(data)
+    assert "Smith & Sons <b>Ltd</b>" in text
+    assert "<h1>Big</h1> & small" in text
+    assert '<img src="/etc/passwd">' in text
+    assert pdf_images(data) == 1  # the QR code only
