@@ -1,6 +1,7 @@
 """Settings for the test suite: SQLite by default, PostgreSQL with DATABASE_URL."""
 
 import os
+import tempfile
 from datetime import timedelta
 
 import dj_database_url
@@ -67,6 +68,9 @@ USE_I18N = True
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "/static/"
+# Stored PDF invoices and image renditions: a folder of this run's own.
+MEDIA_ROOT = tempfile.mkdtemp(prefix="wcb-test-media-")
+MEDIA_URL = "/media/"
 WAGTAIL_SITE_NAME = "Tests"
 WAGTAILADMIN_BASE_URL = "http://testserver"
 

@@ -114,6 +114,7 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_invoices:edit_draft": Row("pending", posts=True),
     "wagtail_client_billing_invoices:subscription": Row("invoice", posts=True),
     "wagtail_client_billing_invoices:refund": Row("invoice", posts=True),
+    "wagtail_client_billing_invoices:pdf": Row("invoice"),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_invoice:chosen": Row("invoice"),

@@ -51,6 +51,8 @@ def test_invoice_subject_and_text_body_read_as_typed(bakery, account, smtp_serve
         "\n"
         "Smith & Sons' Bakery has sent you an invoice.\n"
         "\n"
+        "*** Test mode — no real payment ***\n"  # a test-mode invoice says so
+        "\n"
         f"Number: {invoice.number}\n"
         "Amount: $10.00 (one-time payment)\n"
         "For: Tea & <cakes> for 'Ann'\n"

@@ -27,6 +27,7 @@ from .conf import (
     billing_settings,
     shared_sqlite_databases,
 )
+from .documents import font_problems
 from .emails import parse_allowed_networks, parse_allowed_ports
 from .money import MoneyError, fee_percent
 
@@ -602,6 +603,23 @@ def check_default_site_port(
     return []
 
 
+def check_pdf_fonts(app_configs: Any = None, **kwargs: Any) -> list[Error]:
+    """Each ``PDF_FONTS`` file exists and is a font fpdf2 can embed: a missing one would
+    leave every invoice email without its PDF."""
+    return [
+        Error(
+            f"WAGTAIL_CLIENT_BILLING['PDF_FONTS']: {path}: {problem}.",
+            hint=(
+                "Name TTF or OTF files the web server and the qcluster workers can read, "
+                "e.g. /usr/share/fonts/opentype/ipafont-gothic/ipag.ttf from Debian's "
+                "fonts-ipafont-gothic for Japanese. See docs/documents.md."
+            ),
+            id="wagtail_client_billing.E019",
+        )
+        for path, problem in font_problems()
+    ]
+
+
 #: Each check and its tags, registered with Django by ``AppConfig.ready()``.
 CHECKS = (
     (check_installed_apps, (Tags.compatibility,)),
@@ -613,4 +631,5 @@ CHECKS = (
     (check_production_settings, ()),
     (check_sqlite_options, ()),
     (check_default_site_port, (Tags.database,)),
+    (check_pdf_fonts, ()),
 )

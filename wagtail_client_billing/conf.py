@@ -124,6 +124,12 @@ DEFAULTS: dict[str, Any] = {
     "PUBLIC_RATE_LIMIT_CACHE": "default",
     # Proxies in front of Django that each append to X-Forwarded-For (0: use REMOTE_ADDR).
     "TRUSTED_PROXY_COUNT": 0,
+    # Font files (TTF or OTF paths) the PDF invoices and receipts embed, in order: the
+    # first sets the text, each next one draws the characters the ones before it lack
+    # (a CJK font after a Latin one). Empty: the PDF's built-in Helvetica (Latin only).
+    "PDF_FONTS": [],
+    # The PDF page size: "A4" or "Letter".
+    "PDF_PAGE_SIZE": "A4",
 }
 
 #: Keys where ``None`` is a choice of the site developer (off), not "use the default".

@@ -59,7 +59,7 @@ from django.utils.encoding import punycode
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from . import hooks
+from . import documents, hooks
 from .conf import billing_settings
 from .languages import default_language, format_date, format_datetime, invoice_language
 from .models import (
@@ -524,6 +524,8 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "due": format_date(invoice.due_date),
         "pay_url": invoice.get_pay_url(),
         "language_code": translation.get_language() or settings.LANGUAGE_CODE,
+        # The seller's logo, accent colour and footer; the test-mode marking.
+        **documents.branding(invoice),
     }
 
 
@@ -576,8 +578,25 @@ def build_invoice_message(
             connection=mailer.connection,
         )
         message.attach_alternative(render_to_string(f"{base}.html", context), "text/html")
+        if kind == INVOICE_REQUEST:
+            _attach_pdf(message, invoice, lambda: documents.invoice_pdf(invoice))
     hooks.run(hooks.EMAIL_MESSAGE, invoice, message)
     return message
+
+
+def _attach_pdf(
+    message: EmailMultiAlternatives, invoice: Invoice, make: Callable[[], bytes], kind: str = ""
+) -> None:
+    """Attach the PDF ``make`` returns, named with the invoice's number. A PDF that
+    cannot be made (a font ``PDF_FONTS`` names is gone) is logged and the email goes
+    without it: the client can still pay, and the download makes it again."""
+    try:
+        data = make()
+    except Exception:
+        logger.exception("Invoice %s: the PDF could not be made", invoice.pk)
+        return
+    filename = documents.pdf_filename(invoice, kind or "invoice")
+    message.attach(filename, data, documents.PDF_MIMETYPE)
 
 
 def build_test_message(site: Site, mailer: SiteMailer, to: str) -> EmailMultiAlternatives:
@@ -955,6 +974,7 @@ def _send_one(
     *,
     for_client: bool,
     html: bool | None = None,
+    attachment: Callable[[], bytes] | None = None,
 ) -> DeliveryError | None:
     """Send the message ``kind`` about ``invoice`` to ``to`` through the invoice's site's
     connection, from the overridable templates
@@ -962,7 +982,8 @@ def _send_one(
     or None once sent. Never raises. A message ``for_client`` is in the invoice's
     language, has an HTML part too, and the ``client_billing_email_message`` hook sees it
     first; a notice to the agency is plain text, in the site's language. ``html=False``
-    leaves out the HTML part of a message for the client."""
+    leaves out the HTML part of a message for the client. ``attachment`` makes a PDF to
+    attach (in the same language)."""
     html = for_client if html is None else html
     try:
         mailer = mailer_for_site(invoice.site)
@@ -983,6 +1004,8 @@ def _send_one(
             )
             if html:
                 message.attach_alternative(render_to_string(f"{base}.html", values), "text/html")
+            if attachment is not None:
+                _attach_pdf(message, invoice, attachment, kind)
         if for_client:
             hooks.run(hooks.EMAIL_MESSAGE, invoice, message)
         mailer.connection.open()
@@ -1037,6 +1060,12 @@ def send_receipt(
             "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
         }
 
+    def pdf() -> bytes:
+        return documents.receipt_pdf(
+            invoice, refund=kind == REFUND_RECEIPT, amount=amount, currency=currency, at=at
+        )
+
     return SendResult(
-        invoice.pk, _send_one(invoice, kind, [invoice.email], context, for_client=True)
+        invoice.pk,
+        _send_one(invoice, kind, [invoice.email], context, for_client=True, attachment=pdf),
     )

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet, MultiFernet
 from django.conf import settings
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
 from django.db.models import CharField, JSONField, Q, Value
 from django.db.models.functions import Cast, Lower
@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from modelcluster.fields import ParentalKey
 from modelcluster.models import ClusterableModel
 from wagtail.contrib.settings.models import BaseSiteSetting, register_setting
+from wagtail.images import get_image_model_string
 from wagtail.models import BaseLogEntry, BaseLogEntryManager, Site
 
 from . import hooks, pricing
@@ -374,6 +375,57 @@ class ClientBillingSettings(BaseSiteSetting):
             "A receipt from this site for each payment (each renewal too) and each refund. "
             "Turn off if the connected account's Stripe receipts are on."
         ),
+    )
+
+    # The seller on the client's documents, pages and emails (see docs/documents.md):
+    # copied into each invoice when it is sent (``InvoiceDocument.seller``), so a change
+    # here never alters an invoice already sent.
+    seller_name = models.CharField(
+        _("legal name"),
+        max_length=200,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The agency's legal name on invoices and receipts. Blank: the site's name."),
+    )
+    seller_address = models.TextField(
+        _("address"),
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("As printed, one line each."),
+    )
+    seller_tax_id = models.CharField(
+        _("tax or VAT number"), max_length=64, blank=True, default="", db_default=""
+    )
+    logo = models.ForeignKey(
+        get_image_model_string(),
+        verbose_name=_("logo"),
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text=_("Shown on the client's pages, emails and PDFs (a PNG rendition in PDFs)."),
+    )
+    accent_colour = models.CharField(
+        _("accent colour"),
+        max_length=7,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[
+            RegexValidator(
+                r"^#[0-9a-fA-F]{6}$", _("Enter a colour like #1d6fa5 (# and six hex digits).")
+            )
+        ],
+        help_text=_("Headings and buttons on the client's pages, emails and PDFs, e.g. #1d6fa5."),
+    )
+    document_footer = models.TextField(
+        _("footer text"),
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("Printed at the foot of client pages, emails and PDFs: bank details, terms."),
     )
 
     class Meta:
@@ -2045,8 +2097,10 @@ class PaidNotice(models.Model):
         return self.key
 
 
-# --- payments (one row per payment an invoice received) -------------------------------------
+# --- payments (one row per payment an invoice received); documents (a sent invoice's seller
+# snapshot and stored PDF) ---------------------------------------------------------------------
 
+from .models_documents import InvoiceDocument  # noqa: E402, F401
 from .models_payments import (  # noqa: E402, F401
     ACTIVE_REFUND_STATUSES,
     Payment,

@@ -48,6 +48,7 @@ from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
 from .scope import invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
+from .views.admin_documents import InvoicePdfView
 from .views.admin_drafts import InvoiceDraftEditView, InvoiceSendView
 from .views.admin_figures import figures_view
 from .views.admin_invoices import (
@@ -169,6 +170,8 @@ def invoice_action_buttons(view: Any, invoice: Invoice, *, for_listing: bool) ->
                 priority=SEND_NEW_PRIORITY,
             )
         )
+    if invoice.number and not for_listing:
+        buttons.append(Button(_("Download PDF"), url=url("pdf"), icon_name="download", priority=50))
     if invoice.status in REFUNDABLE_STATUSES and view.user_has_permission("refund"):
         buttons.append(Button(_("Refund"), url=url("refund"), icon_name="undo", priority=45))
     if invoice.is_draft and view.user_has_permission("change"):
@@ -704,6 +707,7 @@ class InvoiceViewSet(SnippetViewSet):
             path("edit-draft/<str:pk>/", self.edit_draft_view, name="edit_draft"),
             path("subscription/<int:pk>/", self.subscription_view, name="subscription"),
             path("refund/<int:pk>/", self.refund_view, name="refund"),
+            path("pdf/<int:pk>/", InvoicePdfView.as_view(), name="pdf"),
         ]
 
 

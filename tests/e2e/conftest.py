@@ -577,6 +577,9 @@ def serve_default_avatar(route: Any) -> None:
 
 #: Screenshots the README and docs show: ``E2E_DOCS_IMAGES=1 make e2e`` refreshes them.
 DOCS_IMAGES = {
+    "client-branded-de-375": "client-branded-de-375.png",
+    "client-branded-ja-1280": "client-branded-ja-1280.png",
+    "invoice-pdf": "invoice-pdf.png",
     "settings-stripe-connected": "settings-stripe.png",
     "settings-invoices-tab": "settings-invoices.png",
     "settings-email-error": "settings-email-test.png",

@@ -21,7 +21,7 @@ from django.utils.formats import date_format
 from django.utils.translation import gettext as _
 from wagtail.log_actions import log
 
-from .. import hooks, lifecycle, rollup, taskqueue
+from .. import documents, hooks, lifecycle, rollup, taskqueue
 from ..models import ClientBillingSettings, EmailStatus, Invoice, InvoiceCounter, InvoiceStatus
 from ..scope import can_use_client_billing
 from . import lines
@@ -59,7 +59,8 @@ def create(invoice: Invoice, *, user: Any) -> Invoice:
     The invoice gets the site's next number (:class:`..models.InvoiceCounter`) and the
     site's payment link lifetime; its creation is logged and its email queued, all in
     one transaction (the email task is queued once it commits). Its lines are saved with
-    it, and its amount is their total (:func:`.lines.prepare`).
+    it, and its amount is their total (:func:`.lines.prepare`). The site's seller details
+    are copied into it (:func:`..documents.take_snapshot`).
     """
     lines.prepare(invoice)
     invoice.expires_at = timezone.now() + lifetime(invoice)
@@ -78,6 +79,7 @@ def create(invoice: Invoice, *, user: Any) -> Invoice:
                 "copied_from": invoice.copied_from_id,
             },
         )
+        documents.take_snapshot(invoice)
         queue_email(invoice)
     return invoice
 
@@ -248,7 +250,8 @@ def send(invoice: Invoice, *, user: Any) -> Invoice:
 
     The number is taken from the site's :class:`..models.InvoiceCounter` in the same
     transaction as the change to pending, under the draft's row lock, and a refusal
-    rolls both back: a number is never handed out to a draft that stays unsent.
+    rolls both back: a number is never handed out to a draft that stays unsent. The
+    site's seller details are copied into it as they are now.
     """
     with transaction.atomic():
         lifecycle.lock(invoice)
@@ -278,5 +281,6 @@ def send(invoice: Invoice, *, user: Any) -> Invoice:
         }
         if not lifecycle.send_draft(invoice, user=user, fields=fields):
             raise NotAllowed(_("This draft was deleted or sent meanwhile."))
+        documents.take_snapshot(invoice)
         queue_email(invoice)
     return invoice

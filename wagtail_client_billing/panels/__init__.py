@@ -1,7 +1,8 @@
 """The Client Billing settings screen: one tab per concern.
 
 Settings -> Client Billing shows, per site (Wagtail's site switcher), the tabs Stripe
-(:mod:`.stripe`), Email (:mod:`.email`), Defaults and Invoices (:mod:`.invoices`).
+(:mod:`.stripe`), Email (:mod:`.email`), Defaults, Tax, Documents (the seller's details
+and branding), Notices and Invoices (:mod:`.invoices`).
 The tab layout lives here so each tab's module owns only its own panels.
 """
 
@@ -34,6 +35,26 @@ def build_edit_handler() -> TabbedInterface:
                 heading=_("Defaults"),
             ),
             ObjectList([FieldPanel("tax_mode")], heading=_("Tax")),
+            ObjectList(
+                [
+                    MultiFieldPanel(
+                        [
+                            FieldPanel("seller_name"),
+                            FieldPanel("seller_address"),
+                            FieldPanel("seller_tax_id"),
+                        ],
+                        heading=_("Seller"),
+                        help_text=_(
+                            "Printed on invoices and receipts; copied into each invoice when "
+                            "it is sent, so a change here never alters one already sent."
+                        ),
+                    ),
+                    FieldPanel("logo"),
+                    FieldPanel("accent_colour"),
+                    FieldPanel("document_footer"),
+                ],
+                heading=_("Documents"),
+            ),
             ObjectList(
                 [FieldPanel("billing_contacts"), FieldPanel("paid_notices")],
                 heading=_("Notices"),

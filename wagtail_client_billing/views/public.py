@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 from django.utils import translation
 from django.utils.cache import add_never_cache_headers
@@ -25,7 +26,7 @@ from django.utils.html import conditional_escape, format_html
 from django.utils.translation import gettext
 from django.views.decorators.http import require_GET
 
-from .. import gateway, ratelimit
+from .. import documents, gateway, ratelimit
 from ..billing import checkout
 from ..languages import invoice_language
 from ..models import ClientBillingSettings, Invoice, site_display_name
@@ -128,6 +129,7 @@ def render_page(
     site_name = site_display_name(invoice.site)
     contact = contact_for(invoice)
     context = {
+        **documents.branding(invoice),
         "invoice": invoice,
         "site_name": site_name,
         "contact": contact,
@@ -238,6 +240,14 @@ def invoice_status(request: HttpRequest, token: str) -> HttpResponse:
             "subscription": _subscription_json(invoice),
         }
     )
+
+
+@private
+@rate_limited
+@require_GET
+def invoice_pdf(request: HttpRequest, token: str) -> HttpResponseBase:
+    """The invoice's PDF, the very file the client was emailed; the token is the key."""
+    return documents.pdf_response(get_invoice(token), as_attachment=False)
 
 
 def _subscription_json(invoice: Invoice) -> dict[str, Any] | None:
