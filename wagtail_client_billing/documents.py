@@ -30,7 +30,6 @@ from django.db import IntegrityError, transaction
 from django.http import FileResponse, Http404
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
-from django.utils.formats import date_format
 from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 
@@ -41,8 +40,8 @@ from .models import (
     InvoiceDocument,
     invoice_lines,
     site_display_name,
-    site_language,
 )
+from .languages import format_date, format_datetime, invoice_language
 from .money import format_money
 
 if TYPE_CHECKING:
@@ -296,10 +295,10 @@ def document_context(invoice: Invoice) -> dict[str, Any]:
         "seller_address_lines": [line for line in seller.get("address", "").splitlines() if line],
         "accent": seller.get("accent") or DEFAULT_ACCENT,
         "client_email": invoice.email,
-        "issued": date_format(timezone.localtime(invoice.created_at), "DATE_FORMAT"),
-        "sent": date_format(timezone.localtime(sent_at), "DATE_FORMAT") if sent_at else "",
-        "due": date_format(invoice.due_date, "DATE_FORMAT") if invoice.due_date else "",
-        "expires": date_format(timezone.localtime(invoice.expires_at), "DATETIME_FORMAT"),
+        "issued": format_date(invoice.created_at),
+        "sent": format_date(sent_at) if sent_at else "",
+        "due": format_date(invoice.due_date),
+        "expires": format_datetime(invoice.expires_at),
         "lines": _lines(invoice),
         "figure_rows": invoice.figure_rows,
         "total": format_money(invoice.figures.gross, invoice.currency),
@@ -345,11 +344,11 @@ def invoice_pdf(invoice: Invoice) -> bytes:
 
 
 def pdf_response(invoice: Invoice, *, as_attachment: bool) -> FileResponse:
-    """A download of the invoice's stored PDF (made in the site's language the first
+    """A download of the invoice's stored PDF (made in the invoice's language the first
     time); 404 for a draft, which was never sent."""
     if not invoice.number:
         raise Http404
-    with translation.override(site_language(invoice.site) or translation.get_language()):
+    with translation.override(invoice_language(invoice)):
         data = invoice_pdf(invoice)
     return FileResponse(
         io.BytesIO(data),
@@ -377,12 +376,12 @@ def receipt_pdf(
         **document_context(invoice),
         "refund": refund,
         "receipt_amount": format_money(amount, currency),
-        "receipt_date": date_format(timezone.localtime(at), "DATETIME_FORMAT"),
+        "receipt_date": format_datetime(at),
         "method": method,
         "refunds": [
             {
                 "amount": format_money(r.amount, r.currency),
-                "date": date_format(timezone.localtime(r.created_at), "DATE_FORMAT"),
+                "date": format_date(r.created_at),
                 "status": r.get_status_display(),
             }
             for r in invoice.refunds.order_by("created_at", "pk")

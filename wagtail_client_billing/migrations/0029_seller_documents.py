@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('wagtail_client_billing', '0026_overview_dispute_and_past_due_indexes'),
+        ('wagtail_client_billing', '0028_invoice_language'),
         ('wagtailimages', '0027_image_description'),
     ]
 

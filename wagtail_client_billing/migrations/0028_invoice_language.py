@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("wagtail_client_billing", "0026_overview_dispute_and_past_due_indexes"),
+        ("wagtail_client_billing", "0027_tax_rate_stripe_archive"),
     ]
 
     operations = [
