@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.ui.components import MediaContainer
@@ -29,9 +29,9 @@ from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views.snippets import CreateView, DeleteView, InspectView
-from wagtail.snippets.widgets import AdminSnippetChooser
 
 from ..billing import clients, overview
+from ..forms.fields import ScopedChooser
 from ..models import Client, Invoice
 from ..scope import clients_for_user, invoices_for_user
 
@@ -188,8 +188,9 @@ class MergeForm(forms.Form):
     def __init__(self, *args: Any, user: Any, keep: Client, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["other"]
-        field.queryset = clients_for_user(user).exclude(pk=keep.pk)  # type: ignore[attr-defined]
-        field.widget = AdminSnippetChooser(Client)
+        others = clients_for_user(user).exclude(pk=keep.pk)
+        field.queryset = others  # type: ignore[attr-defined]
+        field.widget = ScopedChooser(Client, others)
 
 
 class _ClientActionView(
@@ -278,7 +279,11 @@ class ClientMergeView(_ClientActionView):
             return self.render_to_response(self.get_context_data(form=form))
         messages.success(
             request,
-            _("%(other)s merged into %(client)s: %(count)s billing requests moved.")
+            ngettext(
+                "%(other)s merged into %(client)s: %(count)s billing request moved.",
+                "%(other)s merged into %(client)s: %(count)s billing requests moved.",
+                result.invoices,
+            )
             % {"other": other, "client": self.object, "count": result.invoices},
         )
         return HttpResponseRedirect(client_url("inspect", self.object))
@@ -336,9 +341,12 @@ class ClientEraseView(_ClientActionView):
             return self.render_to_response(self.get_context_data())
         messages.success(
             request,
-            _(
+            ngettext(
+                "Personal data erased; %(count)s billing request keeps its number, amount, "
+                "dates and tax.",
                 "Personal data erased; %(count)s billing requests keep their numbers, "
-                "amounts, dates and tax."
+                "amounts, dates and tax.",
+                summary["invoices"],
             )
             % {"count": summary["invoices"]},
         )
