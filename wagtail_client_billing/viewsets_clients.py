@@ -71,7 +71,7 @@ class ClientForm(WagtailAdminModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["language"].choices = [  # type: ignore[attr-defined]
+        self.fields["language"].choices = [
             ("", gettext("The site's language")),
             *((code, gettext(name)) for code, name in settings.LANGUAGES),
         ]

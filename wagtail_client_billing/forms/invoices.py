@@ -186,7 +186,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
         the address typed finds or adds the client when the request is saved."""
         client = self.fields["client"]
         choices = clients_for_user(self.for_user).filter(erased_at__isnull=True)
-        client.queryset = choices  # type: ignore[attr-defined]
+        client.queryset = choices
         client.help_text = _("Choose a client, or type a new client's email address below.")
         if getattr(Client, "snippet_viewset", None) is not None:
             client.widget = ScopedChooser(Client, choices)

@@ -40,8 +40,13 @@ TEMPLATE_DIR = "wagtail_client_billing/admin/clients/"
 INVOICES_PER_PAGE = 25
 
 
+def _viewset(model: type[Any]) -> Any:
+    """The snippet viewset ``register_snippet`` gave ``model`` (see ``wagtail_hooks``)."""
+    return getattr(model, "snippet_viewset")  # noqa: B009 (set on the model at registration)
+
+
 def client_url(name: str, client: Client) -> str:
-    return reverse(Client.snippet_viewset.get_url_name(name), args=[quote(client.pk)])
+    return reverse(_viewset(Client).get_url_name(name), args=[quote(client.pk)])
 
 
 def _policy() -> ModelPermissionPolicy:
@@ -144,7 +149,7 @@ class ClientPageView(ClientScopeMixin, InspectView):
 
     @cached_property
     def header_buttons(self) -> list[Any]:
-        add = Invoice.snippet_viewset
+        add = _viewset(Invoice)
         user = self.request.user
         if self.object.erased_at or not add.permission_policy.user_has_permission(user, "add"):
             return []
@@ -161,7 +166,7 @@ class ClientPageView(ClientScopeMixin, InspectView):
             .select_related("site")
             .order_by("-created_at", "-pk")[:50]
         )
-        inspect = Invoice.snippet_viewset.get_url_name("inspect")
+        inspect = _viewset(Invoice).get_url_name("inspect")
         context.update(
             client=self.object,
             totals=overview.client_totals(invoices),
@@ -200,7 +205,7 @@ class _ClientActionView(
     permission_required = ""
 
     @property
-    def permission_policy(self) -> ModelPermissionPolicy:  # type: ignore[override]
+    def permission_policy(self) -> ModelPermissionPolicy:
         return _policy()
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -213,7 +218,7 @@ class _ClientActionView(
         return str(self.object)
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
-        viewset = Client.snippet_viewset
+        viewset = _viewset(Client)
         return [
             *self.breadcrumbs_items,
             {"url": reverse(viewset.get_url_name("list")), "label": _("Clients")},
