@@ -761,3 +761,9 @@ def test_a_limited_editor_cannot_erase_a_client_billed_on_sites_they_cannot_see(
     assert "sites you cannot see" in response.content.decode()
     world["shared"].refresh_from_db()
     assert world["shared"].erased_at is None
+
+
+def test_an_invoices_page_links_to_its_client(world):
+    http = logged_in(make_user("boss", superuser=True))
+    page = http.get(reverse("wagtail_client_billing_invoices:inspect", args=[world["on_a"].pk]))
+    assert url("inspect", world["shared"].pk) in page.content.decode()
