@@ -767,3 +767,33 @@ def test_an_invoices_page_links_to_its_client(world):
     http = logged_in(make_user("boss", superuser=True))
     page = http.get(reverse("wagtail_client_billing_invoices:inspect", args=[world["on_a"].pk]))
     assert url("inspect", world["shared"].pk) in page.content.decode()
+
+
+def test_a_failed_renewal_notice_to_the_client_copies_their_extra_addresses(world):
+    from wagtail_client_billing import emails
+    from wagtail_client_billing.billing.subscriptions import RENEWAL_FAILED_CLIENT
+
+    shared = world["shared"]
+    shared.extra_emails = "books@shared.example"
+    shared.save()
+    invoice = Invoice.objects.get(pk=world["on_a"].pk)
+    extra = {
+        "renewal_amount": "$10.00",
+        "hosted_invoice_url": "https://invoice.stripe.example/i/1",
+        "attempt": 1,
+        "next_attempt": None,
+    }
+    assert emails.send_notice(invoice, RENEWAL_FAILED_CLIENT, [invoice.email], **extra) is None
+    assert mail.outbox[-1].cc == ["books@shared.example"]
+    assert (
+        emails.send_notice(invoice, RENEWAL_FAILED_CLIENT, ["agency@example.com"], **extra) is None
+    )
+    assert mail.outbox[-1].cc == []  # a notice to the agency copies nobody
+
+
+def test_the_client_chooser_refuses_nonsense_ids(world):
+    http = logged_in(make_user("boss", superuser=True))
+    name = "wagtailsnippetchoosers_wagtail_client_billing_client:chosen"
+    for pk in ("abc", "0", "99999999999999999999"):
+        path = reverse(name, args=[1]).replace("/1/", f"/{pk}/")
+        assert http.get(path).status_code == 404, pk

@@ -570,6 +570,10 @@ def client_cc(invoice: Invoice) -> list[str]:
     return copied
 
 
+def _to_client(invoice: Invoice, to: Sequence[str]) -> bool:
+    return [a.lower() for a in to] == [(invoice.email or "").lower()]
+
+
 def build_invoice_message(
     invoice: Invoice, mailer: SiteMailer, kind: str = INVOICE_REQUEST
 ) -> EmailMultiAlternatives:
@@ -987,7 +991,9 @@ def _send_one(
                 body=render_text(f"{base}.txt", values),
                 from_email=mailer.from_email,
                 to=[_recipient(address) for address in to],
-                cc=client_cc(invoice) if for_client else [],
+                # Whatever goes to the client (a request, a receipt, a failed renewal's
+                # notice) copies their extra addresses; a notice to the agency does not.
+                cc=client_cc(invoice) if for_client or _to_client(invoice, to) else [],
                 reply_to=mailer.reply_to,
                 connection=mailer.connection,
             )
