@@ -556,6 +556,29 @@ def _recipient(address: str) -> str:
     return address
 
 
+def client_cc(invoice: Invoice) -> list[str]:
+    """The client's extra addresses, copied on every email to the client: those that are
+    plain valid addresses, without the one the email goes to (a bad one is skipped, not
+    a reason to fail the client's email)."""
+    client = invoice.client if invoice.client_id is not None else None
+    if client is None:
+        return []
+    to = (invoice.email or "").lower()
+    copied = []
+    for address in client.cc_emails:
+        try:
+            check_address(address)
+        except InvalidAddress:
+            continue
+        if address.lower() != to:
+            copied.append(address)
+    return copied
+
+
+def _to_client(invoice: Invoice, to: Sequence[str]) -> bool:
+    return [a.lower() for a in to] == [(invoice.email or "").lower()]
+
+
 def build_invoice_message(
     invoice: Invoice, mailer: SiteMailer, kind: str = INVOICE_REQUEST
 ) -> EmailMultiAlternatives:
@@ -574,6 +597,7 @@ def build_invoice_message(
             body=render_text(f"{base}.txt", context),
             from_email=mailer.from_email,
             to=[_recipient(invoice.email)],
+            cc=client_cc(invoice),
             reply_to=mailer.reply_to,
             connection=mailer.connection,
         )
@@ -999,6 +1023,9 @@ def _send_one(
                 body=render_text(f"{base}.txt", values),
                 from_email=mailer.from_email,
                 to=[_recipient(address) for address in to],
+                # Whatever goes to the client (a request, a receipt, a failed renewal's
+                # notice) copies their extra addresses; a notice to the agency does not.
+                cc=client_cc(invoice) if for_client or _to_client(invoice, to) else [],
                 reply_to=mailer.reply_to,
                 connection=mailer.connection,
             )

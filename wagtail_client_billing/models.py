@@ -32,6 +32,7 @@ from . import hooks, pricing
 from . import status as status_table
 from .compat import PAGE_MODEL
 from .conf import billing_settings
+from .models_clients import Client, ClientStripeCustomer, split_addresses  # noqa: F401
 from .money import (
     FormattedAmount,
     FormattedRefundedAmount,
@@ -493,16 +494,6 @@ class ClientBillingSettings(BaseSiteSetting):
         return allowed[0]
 
 
-def split_addresses(value: str) -> list[str]:
-    """Addresses separated by commas, semicolons or line breaks, in order, without repeats."""
-    seen: dict[str, str] = {}
-    for part in value.replace(";", ",").replace("\n", ",").split(","):
-        address = part.strip()
-        if address and address.lower() not in seen:
-            seen[address.lower()] = address
-    return list(seen.values())
-
-
 def settings_url(site: Site, tab: str = "") -> str:
     """The admin URL of ``site``'s Client Billing settings, opened on ``tab`` (``stripe``,
     ``email``, ``invoices``: Wagtail names a tab's anchor after its heading)."""
@@ -639,6 +630,18 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
     number = models.CharField(_("number"), max_length=32, blank=True, editable=False)
 
     email = models.EmailField(_("client email"), max_length=254)
+    #: The client in the directory; ``email`` stays the address this request went to.
+    #: PROTECT: a client with invoices is never deleted (merged or erased instead), so
+    #: no financial record loses its client.
+    client = models.ForeignKey(
+        Client,
+        verbose_name=_("client"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+        db_index=False,  # wcb_invoice_client_created in Meta.indexes
+    )
     currency = models.CharField(_("currency"), max_length=3)
     amount = models.PositiveBigIntegerField(_("amount (minor units)"))
     description = models.CharField(_("description"), max_length=500, blank=True)
@@ -907,6 +910,7 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
         "site",
         "test_mode",
         "email",
+        "client",
         "currency",
         "amount",
         "description",
@@ -1025,6 +1029,8 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
             # The listing's search for a whole email address (any letter case) or invoice
             # number: an exact match through these, at any table size.
             models.Index(Lower("email"), name="wcb_invoice_email_ci"),
+            # A client's page: their invoices, newest first; also what PROTECT looks up.
+            models.Index(fields=["client", "-created_at"], name="wcb_invoice_client_created"),
             models.Index(fields=["number"], name="wcb_invoice_number"),
             models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
             # The sweep of withdrawn invoices whose Checkout Session may still be open: a
@@ -1566,7 +1572,7 @@ class ClientBillingLogEntryManager(BaseLogEntryManager):
         )
 
     def viewable_by_user(self, user: Any) -> models.QuerySet[ClientBillingLogEntry]:
-        """Entries of the invoices and settings of the sites ``user`` may bill for; entries
+        """Entries of the invoices, settings and clients of the sites ``user`` may bill for; entries
         of Stripe accounts (which may serve several clients' sites) only to users who see
         every site. Each model's entries only to users with a permission on it, as Wagtail
         does for its own log models.
@@ -1574,7 +1580,7 @@ class ClientBillingLogEntryManager(BaseLogEntryManager):
         # Not super().viewable_by_user(): Wagtail caches the permitted content types on
         # the user from whichever log model asks first, which leaves this table's out.
         visible = Q(pk__in=[])
-        for model in (Invoice, ClientBillingSettings, StripeAccount):
+        for model in (Invoice, ClientBillingSettings, StripeAccount, Client):
             content_type = ContentType.objects.get_for_model(model)
             if _has_any_permission(user, content_type):
                 visible |= Q(content_type=content_type) & self._on_users_sites(model, user)
@@ -1584,6 +1590,15 @@ class ClientBillingLogEntryManager(BaseLogEntryManager):
     def _on_users_sites(model: type[models.Model], user: Any) -> Q:
         if model is StripeAccount or not hooks.narrows_sites():
             return Q() if hooks.sees_every_site(user) else Q(pk__in=[])
+        if model is Client:
+            # A client's entries: those of clients billed on the user's sites (the access
+            # scope's rule for clients, :func:`..scope.clients_for_user`, in its short form).
+            billed = Invoice.objects.filter(
+                site__in=hooks.sites_for_user(user).values("pk"), client__isnull=False
+            )
+            return Q(
+                object_id__in=billed.annotate(key=Cast("client_id", CharField())).values("key")
+            )
         on_sites = model._default_manager.filter(site__in=hooks.sites_for_user(user).values("pk"))
         return Q(object_id__in=on_sites.annotate(key=Cast("pk", CharField())).values("key"))
 

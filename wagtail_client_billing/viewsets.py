@@ -46,7 +46,7 @@ from .money import exponent, to_major
 from .panels.figures import FiguresPanel
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
-from .scope import invoices_for_user
+from .scope import clients_for_user, invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
 from .views.admin_documents import InvoicePdfView
 from .views.admin_drafts import InvoiceDraftEditView, InvoiceSendView
@@ -60,6 +60,7 @@ from .views.admin_invoices import (
 )
 from .views.admin_refunds import InvoiceRefundView
 from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
+from .viewsets_clients import ClientViewSet
 from .viewsets_products import ProductViewSet
 from .viewsets_scoped import scoped_chooser_viewset
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
@@ -422,6 +423,12 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
             payments=list(
                 invoice.payments.prefetch_related("refunds__created_by").order_by("paid_at", "pk")
             ),
+            client=invoice_client(self.request.user, invoice),
+            client_url=(
+                reverse(f"{ClientViewSet.url_namespace}:inspect", args=[invoice.client_id])
+                if invoice.client_id
+                else ""
+            ),
         )
         return context
 
@@ -457,6 +464,14 @@ class InvoiceUsageView(InvoiceScopeMixin, UsageView):
     pass
 
 
+def invoice_client(user: Any, invoice: Invoice) -> Any:
+    """The invoice's client as its page names it: one the user sees (an invoice they may
+    see makes its client visible to them), else None."""
+    if invoice.client_id is None:
+        return None
+    return clients_for_user(user).filter(pk=invoice.client_id).first()
+
+
 # --- panels ------------------------------------------------------------------------------------
 
 
@@ -465,6 +480,7 @@ def create_edit_handler() -> ObjectList:
     return ObjectList(
         [
             FieldPanel("site"),
+            FieldPanel("client"),
             FieldPanel("email"),
             FieldPanel("language"),
             FieldRowPanel([FieldPanel("currency"), FieldPanel("amount")]),
@@ -714,7 +730,7 @@ class InvoiceViewSet(SnippetViewSet):
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet, WebhookEventViewSet, ProductViewSet, TaxRateViewSet]
+    items = [InvoiceViewSet, ClientViewSet, WebhookEventViewSet, ProductViewSet, TaxRateViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"

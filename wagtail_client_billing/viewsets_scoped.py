@@ -66,10 +66,12 @@ def scoped_chooser_viewset(
             return (listed or objects)(self.request.user)
 
         def get_object(self, pk: Any) -> Any:
+            if not str(pk).isdigit():  # a hostile id is "not found", never a server error
+                raise model.DoesNotExist
             return objects(self.request.user).get(pk=pk)
 
         def get_objects(self, pks: Any) -> QuerySet[Any]:
-            return objects(self.request.user).filter(pk__in=pks)
+            return objects(self.request.user).filter(pk__in=[p for p in pks if str(p).isdigit()])
 
         def can_create(self) -> bool:
             # Wagtail offers creation to anyone with the add permission.
