@@ -16,7 +16,7 @@ from wagtail.models import Locale, Page, Site
 from tests.emulator_helpers import error_of, make_client, session_params
 from tests.utils import make_emulated_invoice, make_invoice, make_site, make_user
 from wagtail_client_billing import emails, languages, lifecycle, tasks
-from wagtail_client_billing.models import ClientBillingSettings, Invoice, RenewalFailure
+from wagtail_client_billing.models import Client, ClientBillingSettings, Invoice, RenewalFailure
 from wagtail_client_billing.stripe_api import checkout_locale
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +72,18 @@ def test_without_a_choice_the_client_language_then_the_site_then_the_project(sit
     assert languages.default_language(site, None) == "en"  # the root page's locale, en
     invoice = make_invoice(german_site("d.example"), account)
     assert languages.invoice_language(invoice) == "de"
+
+
+def test_a_request_left_automatic_follows_its_clients_language(account):
+    client = Client.objects.create(name="Nora", email="nora@example.nl", language="nl")
+    invoice = make_invoice(german_site(), account, email=client.email)
+    invoice.client = client
+    invoice.save(update_fields=["client"])
+    assert languages.invoice_language(invoice) == "nl"
+    client.language = ""
+    client.save()
+    invoice.refresh_from_db()
+    assert languages.invoice_language(invoice) == "de"  # then the site's
 
 
 def test_a_language_the_project_no_longer_offers_falls_back_to_the_default(account, settings):

@@ -53,14 +53,9 @@ def default_language(site: Site, client_language: str | None = None) -> str:
 
 
 def client_language_of(invoice: Invoice) -> str | None:
-    """The language of the invoice's client record, if it has one with a language.
-
-    The hook point of the client directory: once an invoice links a ``client`` that has
-    a ``language``, that language is the invoice's default.
-    """
-    client = getattr(invoice, "client", None)
-    language = getattr(client, "language", None) if client is not None else None
-    return language or None
+    """The language of the invoice's client in the directory, if it names one."""
+    client = invoice.client
+    return (client.language or None) if client is not None else None
 
 
 def invoice_language(invoice: Invoice) -> str:
