@@ -414,7 +414,7 @@ def test_cancelling_in_the_customer_portal_shows_canceled_in_the_admin(
     editor = make_user("admin", superuser=True)
     client.force_login(editor)
     inspect = reverse("wagtail_client_billing_invoices:inspect", args=[subscribed.pk])
-    assert "Canceled" in client.get(inspect).content.decode()
+    assert "Cancelled" in client.get(inspect).content.decode()
 
 
 def test_cancelling_at_the_period_end_shows_when_it_ends(client, stripe_emulator, subscribed):

@@ -588,6 +588,8 @@ DOCS_IMAGES = {
     "client-expired": "client-expired.png",
     "client-withdrawn": "client-withdrawn.png",
     "invoice-draft-edit": "invoice-draft-edit.png",
+    "portal-375": "portal-375.png",
+    "portal-1280": "portal-1280.png",
 }
 
 
