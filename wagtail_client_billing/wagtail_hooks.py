@@ -40,6 +40,11 @@ def register_log_actions(actions):
             _("Client opened Stripe Checkout"),
         ),
         ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
+        (
+            "wagtail_client_billing.portal_links_revoked",
+            _("Portal links revoked"),
+            _("Client portal links revoked: earlier links no longer open the portal"),
+        ),
         ("wagtail_client_billing.refund_failed", _("Refund failed"), _("A refund failed")),
         (
             "wagtail_client_billing.renewal_failed",
