@@ -31,6 +31,7 @@ from . import hooks, pricing
 from . import status as status_table
 from .compat import PAGE_MODEL
 from .conf import billing_settings
+from .models_clients import Client, ClientStripeCustomer, split_addresses  # noqa: F401
 from .money import format_money, format_percent, to_major
 from .status import InvoiceStatus  # declared with the status table; importable from here too
 
@@ -446,16 +447,6 @@ class ClientBillingSettings(BaseSiteSetting):
         return allowed[0]
 
 
-def split_addresses(value: str) -> list[str]:
-    """Addresses separated by commas, semicolons or line breaks, in order, without repeats."""
-    seen: dict[str, str] = {}
-    for part in value.replace(";", ",").replace("\n", ",").split(","):
-        address = part.strip()
-        if address and address.lower() not in seen:
-            seen[address.lower()] = address
-    return list(seen.values())
-
-
 def settings_url(site: Site, tab: str = "") -> str:
     """The admin URL of ``site``'s Client Billing settings, opened on ``tab`` (``stripe``,
     ``email``, ``invoices``: Wagtail names a tab's anchor after its heading)."""
@@ -592,6 +583,18 @@ class Invoice(ClusterableModel):
     number = models.CharField(_("number"), max_length=32, blank=True, editable=False)
 
     email = models.EmailField(_("client email"), max_length=254)
+    #: The client in the directory; ``email`` stays the address this request went to.
+    #: PROTECT: a client with invoices is never deleted (merged or erased instead), so
+    #: no financial record loses its client.
+    client = models.ForeignKey(
+        Client,
+        verbose_name=_("client"),
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="invoices",
+        db_index=False,  # wcb_invoice_client_created in Meta.indexes
+    )
     currency = models.CharField(_("currency"), max_length=3)
     amount = models.PositiveBigIntegerField(_("amount (minor units)"))
     description = models.CharField(_("description"), max_length=500, blank=True)
@@ -850,6 +853,7 @@ class Invoice(ClusterableModel):
         "site",
         "test_mode",
         "email",
+        "client",
         "currency",
         "amount",
         "description",
@@ -967,6 +971,8 @@ class Invoice(ClusterableModel):
             # The listing's search for a whole email address (any letter case) or invoice
             # number: an exact match through these, at any table size.
             models.Index(Lower("email"), name="wcb_invoice_email_ci"),
+            # A client's page: their invoices, newest first; also what PROTECT looks up.
+            models.Index(fields=["client", "-created_at"], name="wcb_invoice_client_created"),
             models.Index(fields=["number"], name="wcb_invoice_number"),
             models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
             # The sweep of withdrawn invoices whose Checkout Session may still be open: a
