@@ -53,7 +53,7 @@ class BillingPortalMixin(SubscriptionChangesMixin):
         _check_urls(p)
         now = self.now()
         self._created_seq += 1
-        configuration = {
+        configuration: dict[str, Any] = {
             "id": new_id("bpc_", 24),
             "object": "billing_portal.configuration",
             "active": True,
