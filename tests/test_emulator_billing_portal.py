@@ -71,6 +71,18 @@ def portal_session(stripe_client, account: str, **params: Any) -> Any:
     )
 
 
+def open_portal(stripe_client, subscribed: dict[str, Any], **configuration_params: Any) -> Any:
+    """A portal session for the subscribed customer, returning to client.example/back/."""
+    made = configuration(stripe_client, subscribed["account"], **configuration_params)
+    return portal_session(
+        stripe_client,
+        subscribed["account"],
+        customer=subscribed["customer"],
+        configuration=made.id,
+        return_url="https://client.example/back/",
+    )
+
+
 def test_a_configuration_has_stripes_shape_and_defaults(stripe_client, onboarded_account):
     made = configuration(
         stripe_client,
@@ -231,15 +243,7 @@ def test_cancelling_immediately_sends_subscription_deleted(
 def test_updating_the_card_sends_payment_method_attached_and_customer_updated(
     emu, stripe_client, subscribed, recorder
 ):
-    account = subscribed["account"]
-    made = configuration(stripe_client, account)
-    session = portal_session(
-        stripe_client,
-        account,
-        customer=subscribed["customer"],
-        configuration=made.id,
-        return_url="https://client.example/back/",
-    )
+    session = open_portal(stripe_client, subscribed)
     assert post_form(session.url, {"action": "update_card", "card": "4000 0566 5566 5556"}) == (
         303,
         "https://client.example/back/",
@@ -257,28 +261,14 @@ def test_the_hosted_portal_cancels_only_the_sessions_customers_subscriptions(
 ):
     other = create_session(stripe_client, onboarded_account, recurring="month")
     other_sub = emu.pay(other.id)["subscription"]
-    made = configuration(stripe_client, subscribed["account"])
-    session = portal_session(
-        stripe_client,
-        subscribed["account"],
-        customer=subscribed["customer"],
-        configuration=made.id,
-        return_url="https://client.example/back/",
-    )
+    session = open_portal(stripe_client, subscribed)
     status, _body = post_form(session.url, {"action": "cancel", "subscription": other_sub})
     assert status == 404
     assert emu.get_subscription(other_sub)["cancel_at_period_end"] is False
 
 
 def test_a_portal_session_expires(emu, stripe_client, subscribed):
-    made = configuration(stripe_client, subscribed["account"])
-    session = portal_session(
-        stripe_client,
-        subscribed["account"],
-        customer=subscribed["customer"],
-        configuration=made.id,
-        return_url="https://client.example/back/",
-    )
+    session = open_portal(stripe_client, subscribed)
     emu.advance_clock(3601)
     assert get_page(session.url)[0] == 410
     status, _body = post_form(session.url, {"action": "cancel", "subscription": subscribed["sub"]})

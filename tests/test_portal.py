@@ -19,8 +19,9 @@ from django.utils import timezone
 from wagtail.log_actions import registry as log_registry
 
 from tests.test_emulator_billing_portal import get_page, post_form
+from tests.test_subscription_state import monthly_paid  # noqa: F401 (a fixture)
 from tests.utils import connect, make_account, make_invoice, make_site, make_user
-from wagtail_client_billing import emails, gateway, lifecycle, portal_links
+from wagtail_client_billing import emails, lifecycle, portal_links
 from wagtail_client_billing.billing import portal
 from wagtail_client_billing.models import (
     Client,
@@ -305,32 +306,14 @@ def test_the_limit_ends_with_its_hour(client, world, settings):
 
 
 @pytest.fixture
-def subscribed(stripe_emulator, client):
-    """A client whose monthly invoice was paid through the emulator's Checkout."""
-    state = gateway.create_account(
-        test_mode=True,
-        country="US",
-        privacy_policy_url="https://agency.example/privacy",
-        terms_of_service_url="https://agency.example/terms",
-        site_url="https://monthly.example/",
-        idempotency_key="wcb-test-portal-1",
-    )
-    stripe_emulator.complete_onboarding(state.id)
-    account = make_account(state.id)
-    site = make_site("monthly.example")
-    connect(site, account)
-    who = Client.objects.create(email="payer@client.example")
-    invoice = make_invoice(site, account, billing_type="monthly", email=who.email)
-    Invoice.objects.filter(pk=invoice.pk).update(client=who)
-    client.get(urlsplit(invoice.get_pay_url()).path)
-    invoice.refresh_from_db()
-    stripe_emulator.pay(invoice.checkout_session_id)
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        stripe_emulator.deliver_pending()
-    invoice.refresh_from_db()
-    assert (invoice.status, invoice.subscription_status) == ("paid", "active")
-    client.get(urlsplit(portal_links.portal_url(who, site)).path)
-    return invoice
+def subscribed(monthly_paid, client):  # noqa: F811 (the imported fixture)
+    """A client whose monthly invoice was paid through the emulator's Checkout, with
+    their portal open in ``client``."""
+    who = Client.objects.create(email=monthly_paid.email)
+    Invoice.objects.filter(pk=monthly_paid.pk).update(client=who)
+    monthly_paid.refresh_from_db()
+    client.get(urlsplit(portal_links.portal_url(who, monthly_paid.site)).path)
+    return monthly_paid
 
 
 def manage(client, invoice):

@@ -11,7 +11,7 @@ from typing import Any
 from playwright.sync_api import expect
 
 from .conftest import DEADLINE, payment_link, screenshot, text_body
-from .flows import field, fill_billing_request, open_add_form, reload_until_status
+from .flows import add_monthly_request, reload_until_status
 
 PHONE = {"width": 375, "height": 812}
 DESKTOP = {"width": 1280, "height": 800}
@@ -43,18 +43,13 @@ def reload_until(page: Any, url: str, text: str) -> None:
 def test_a_client_walks_the_portal_on_a_phone_and_cancels_in_stripes_portal(
     stack, admin_page, browser
 ):
-    open_add_form(admin_page, stack)
-    fill_billing_request(
+    number = add_monthly_request(
         admin_page,
         stack,
         email="mo@client-a.example",
-        currency="USD",
         amount="49.00",
         description="Hosting and care plan",
     )
-    field(admin_page, "combobox", "Billing type").select_option(label="Recurring monthly")
-    admin_page.get_by_role("button", name=re.compile(r"^(Send|Create|Save)")).first.click()
-    number = re.search(r"INV-\d+", admin_page.locator(".messages").first.inner_text()).group(0)
 
     phone = browser.new_context(viewport=PHONE, locale="en-US", is_mobile=True, has_touch=True)
     phone.set_default_timeout(15_000)
