@@ -422,3 +422,41 @@ def test_deleted_invoices_are_hidden(client, world):
     Invoice.objects.filter(pk=world["alice_b"].pk).update(status=InvoiceStatus.DELETED)
     page = open_portal(client, world["alice"])
     assert "Alice&#x27;s hosting" not in page
+
+
+# --- system checks --------------------------------------------------------------------------
+
+
+def check_ids(settings, debug=False, **values) -> list[str]:
+    from wagtail_client_billing.checks import check_client_portal
+
+    settings.DEBUG = debug
+    settings.WAGTAIL_CLIENT_BILLING = {**settings.WAGTAIL_CLIENT_BILLING, **values}
+    return [message.id for message in check_client_portal()]
+
+
+def test_the_default_portal_settings_pass_the_checks(settings):
+    assert check_ids(settings) == []
+
+
+@pytest.mark.parametrize("max_age", [timedelta(0), timedelta(days=-1), 14, "14 days"])
+def test_a_link_lifetime_that_is_not_a_positive_timedelta_is_e023(settings, max_age):
+    assert check_ids(settings, PORTAL_LINK_MAX_AGE=max_age) == ["wagtail_client_billing.E023"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"PORTAL_CANCEL_MODE": "at_end"},
+        {"PORTAL_LINK_REQUESTS_PER_EMAIL": -1},
+        {"PORTAL_LINK_REQUESTS_PER_ADDRESS": "10"},
+        {"PORTAL_LINK_REQUESTS_PER_ADDRESS": True},
+    ],
+)
+def test_a_cancel_mode_or_limit_stripe_or_the_form_cannot_use_is_e024(settings, values):
+    assert check_ids(settings, **values) == ["wagtail_client_billing.E024"]
+
+
+def test_a_new_link_limit_turned_off_in_production_is_w016(settings):
+    assert check_ids(settings, PORTAL_LINK_REQUESTS_PER_EMAIL=0) == ["wagtail_client_billing.W016"]
+    assert check_ids(settings, debug=True, PORTAL_LINK_REQUESTS_PER_EMAIL=0) == []

@@ -11,6 +11,9 @@ Requests are counted per client address in fixed windows of a minute: the first
 ``PUBLIC_RATE_LIMIT_CACHE``; it is shared by every worker only when that cache is
 (Redis or Memcached): a process-local cache counts per process, which
 ``wagtail_client_billing.W005`` points out.
+
+:func:`count` counts any key in windows of any length: the client portal's "send me a
+new link" form counts per client address and per email address, an hour each.
 """
 
 from __future__ import annotations

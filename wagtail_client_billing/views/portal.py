@@ -138,11 +138,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return client
     invoices = list(portal.invoices_for(client).prefetch_related("payments", "refunds"))
     rows = [_row(invoice) for invoice in invoices]
-    return _render(
-        request,
-        "home.html",
-        {"client": client, "rows": rows, "notice": request.GET.get("notice", "")[:20]},
-    )
+    return _render(request, "home.html", {"client": client, "rows": rows})
 
 
 def _row(invoice: Invoice) -> dict[str, Any]:
