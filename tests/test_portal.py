@@ -460,3 +460,13 @@ def test_a_cancel_mode_or_limit_stripe_or_the_form_cannot_use_is_e024(settings, 
 def test_a_new_link_limit_turned_off_in_production_is_w016(settings):
     assert check_ids(settings, PORTAL_LINK_REQUESTS_PER_EMAIL=0) == ["wagtail_client_billing.W016"]
     assert check_ids(settings, debug=True, PORTAL_LINK_REQUESTS_PER_EMAIL=0) == []
+
+
+def test_amounts_are_formatted_in_the_clients_language(client, world):
+    Client.objects.filter(pk=world["alice"].pk).update(language="de")
+    world["alice"].refresh_from_db()
+    response = client.get(urlsplit(portal_links.portal_url(world["alice"], world["sites"][0])).path)
+    page = client.get(PORTAL)
+    assert page["Content-Language"] == "de"
+    assert "125,00" in page.content.decode() and "$125.00" not in page.content.decode()
+    assert response.status_code == 303

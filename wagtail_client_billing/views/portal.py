@@ -30,7 +30,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from wagtail.models import Site
 
-from .. import ratelimit
+from .. import emails, ratelimit
 from ..billing import portal
 from ..conf import billing_settings
 from ..models import Client, Invoice, RefundStatus, site_display_name, site_language
@@ -59,15 +59,19 @@ def _site_name(request: HttpRequest) -> str:
     return getattr(settings, "WAGTAIL_SITE_NAME", "")
 
 
+def _language(request: HttpRequest, client: Client | None = None) -> str:
+    """The portal's language: the client's own, else the site's, else the request's."""
+    site = Site.find_for_request(request)
+    language = getattr(client, "language", "") or (site_language(site) if site else None)
+    return language or translation.get_language() or settings.LANGUAGE_CODE
+
+
 def _render(
     request: HttpRequest, name: str, context: dict[str, Any], status: int = 200
 ) -> HttpResponse:
     """One of the portal's pages, in the client's language (else the site's)."""
-    site = Site.find_for_request(request)
-    client = context.get("client")
-    language = getattr(client, "language", "") or (site_language(site) if site else None)
     context = {"site_name": _site_name(request), **context}
-    with translation.override(language or translation.get_language()):
+    with translation.override(_language(request, context.get("client"))):
         response = render(request, TEMPLATE_DIR + name, context, status=status)
         response["Content-Language"] = translation.get_language() or ""
     return response
@@ -137,7 +141,8 @@ def home(request: HttpRequest) -> HttpResponse:
     if isinstance(client, HttpResponse):
         return client
     invoices = list(portal.invoices_for(client).prefetch_related("payments", "refunds"))
-    rows = [_row(invoice) for invoice in invoices]
+    with translation.override(_language(request, client)):  # amounts in the client's locale
+        rows = [_row(invoice) for invoice in invoices]
     return _render(request, "home.html", {"client": client, "rows": rows})
 
 
@@ -151,6 +156,8 @@ def _row(invoice: Invoice) -> dict[str, Any]:
     return {
         "invoice": invoice,
         "site_name": site_display_name(invoice.site),
+        # What the client pays: after any discount, with any tax rate's tax.
+        "amount": emails.payable_amount(invoice),
         "status": invoice.effective_status_definition,
         "payable": invoice.is_payable,
         "payments": list(invoice.payments.all()),
