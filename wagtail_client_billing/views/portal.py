@@ -18,6 +18,7 @@ the answer nor its timing tells whether an address is known.
 from __future__ import annotations
 
 import logging
+from functools import wraps
 from typing import Any
 
 from django import forms
@@ -46,6 +47,22 @@ COOKIE_NAME = "wcb_portal"
 
 #: Seconds in the window of the "send me a new link" limits.
 LINK_REQUEST_WINDOW = 3600
+
+
+def portal_page(view):
+    """:func:`.public.private`, but ``Referrer-Policy: same-origin``: the portal's own
+    forms post back to it, and under ``no-referrer`` a browser sends ``Origin: null``,
+    which Django's CSRF check refuses. No portal address but the emailed link's holds a
+    secret, and that one keeps ``no-referrer``; other sites still get no Referer."""
+    inner = private(view)
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = inner(request, *args, **kwargs)
+        response["Referrer-Policy"] = "same-origin"
+        return response
+
+    return wrapped
 
 
 def _portal_path() -> str:
@@ -132,7 +149,7 @@ def open_link(request: HttpRequest, token: str) -> HttpResponse:
     return response
 
 
-@private
+@portal_page
 @rate_limited
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
@@ -171,7 +188,7 @@ def _row(invoice: Invoice) -> dict[str, Any]:
     }
 
 
-@private
+@portal_page
 @rate_limited
 @require_GET
 def pay(request: HttpRequest, pk: int) -> HttpResponse:
@@ -186,7 +203,7 @@ def pay(request: HttpRequest, pk: int) -> HttpResponse:
     )
 
 
-@private
+@portal_page
 @rate_limited
 @require_POST
 def manage_subscription(request: HttpRequest, pk: int) -> HttpResponse:
@@ -212,7 +229,7 @@ def manage_subscription(request: HttpRequest, pk: int) -> HttpResponse:
     return HttpResponseSeeOther(url)
 
 
-@private
+@portal_page
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
     """Forget the portal link in this browser."""
@@ -224,7 +241,7 @@ class LinkRequestForm(forms.Form):
     email = forms.EmailField(label=_("Your email address"), max_length=254)
 
 
-@private
+@portal_page
 @rate_limited
 @require_http_methods(["GET", "POST"])
 def request_link(request: HttpRequest) -> HttpResponse:
