@@ -37,6 +37,7 @@ from tests.utils import (
     needs_site_permissions,
 )
 from wagtail_client_billing import hooks
+from wagtail_client_billing.models import Client as BillingClient
 from wagtail_client_billing.models import (
     ClientBillingSettings,
     Invoice,
@@ -167,6 +168,22 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_live_pages:choose": Row(about_other=False),
     "wagtail_client_billing_live_pages:choose_results": Row(about_other=False),
     "wagtail_client_billing_live_pages:chosen": Row("page"),
+    "wagtail_client_billing_clients:list": Row(about_other=False),
+    "wagtail_client_billing_clients:list_results": Row(about_other=False),
+    "wagtail_client_billing_clients:add": Row(about_other=False, posts=True),
+    "wagtail_client_billing_clients:edit": Row("client", posts=True),
+    "wagtail_client_billing_clients:delete": Row("client", posts=True),
+    "wagtail_client_billing_clients:usage": Row("client"),
+    "wagtail_client_billing_clients:history": Row("client"),
+    "wagtail_client_billing_clients:history_results": Row("client"),
+    "wagtail_client_billing_clients:inspect": Row("client"),
+    "wagtail_client_billing_clients:merge": Row("client", posts=True),
+    "wagtail_client_billing_clients:export": Row("client"),
+    "wagtail_client_billing_clients:erase": Row("client", posts=True),
+    "wagtailsnippetchoosers_wagtail_client_billing_client:choose": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_client:choose_results": Row(about_other=False),
+    "wagtailsnippetchoosers_wagtail_client_billing_client:chosen": Row("client"),
+    "wagtailsnippetchoosers_wagtail_client_billing_client:chosen_multiple": Row(about_other=False),
     # Wagtail's own views serving this app's objects:
     "wagtailsettings:edit": Row("settings", posts=True),
     "wagtail_bulk_action": Row("bulk", about_other=False, posts=True),
@@ -200,6 +217,8 @@ class World:
     other_event: WebhookEvent
     own_product: Product | None = None
     other_product: Product | None = None
+    own_client: BillingClient | None = None
+    other_client: BillingClient | None = None
 
 
 @pytest.fixture
@@ -208,10 +227,15 @@ def world(db) -> World:
     account_a, account_b = make_account("acct_test_a"), make_account("acct_test_b")
     connect(site_a, account_a)
     connect(site_b, account_b)
-    own = make_invoice(site_a, account_a, email=OWN_EMAIL, status="expired")
-    own_pending = make_invoice(site_a, account_a, email=OWN_EMAIL)
-    other = make_invoice(site_b, account_b, email=OTHER_EMAIL, status="expired")
-    other_pending = make_invoice(site_b, account_b, email=OTHER_EMAIL)
+    # Clients: client-b's is named so that showing it leaks OTHER_EMAIL.
+    own_client = BillingClient.objects.create(email=OWN_EMAIL, name="Own client")
+    other_client = BillingClient.objects.create(email=OTHER_EMAIL, name=OTHER_EMAIL)
+    own = make_invoice(site_a, account_a, email=OWN_EMAIL, status="expired", client=own_client)
+    own_pending = make_invoice(site_a, account_a, email=OWN_EMAIL, client=own_client)
+    other = make_invoice(
+        site_b, account_b, email=OTHER_EMAIL, status="expired", client=other_client
+    )
+    other_pending = make_invoice(site_b, account_b, email=OTHER_EMAIL, client=other_client)
 
     def event(invoice, account):
         payload = build_event(
@@ -240,6 +264,8 @@ def world(db) -> World:
         # Catalogue products; client-b's is named so that showing it leaks OTHER_EMAIL.
         Product.objects.create(site=site_a, name="Own hosting", unit_amount=100, currency="USD"),
         Product.objects.create(site=site_b, name=OTHER_EMAIL, unit_amount=100, currency="USD"),
+        own_client,
+        other_client,
     )
 
 
@@ -255,6 +281,10 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
     if kind == "product":
         assert product is not None
         return reverse(name, args=[product.pk])
+    if kind == "client":
+        client = world.other_client if other else world.own_client
+        assert client is not None
+        return reverse(name, args=[client.pk])
     if kind == "pending":
         return reverse(name, args=[pending.pk])
     if kind == "taxrate":
@@ -279,6 +309,10 @@ def url_for(name: str, world: World, *, other: bool = True) -> str:
             reverse(name, args=[APP, "invoice", "delete"])
             + f"?id={world.other_pending.pk}&id={world.own_pending.pk}"
         )
+    if name.endswith("_client:chosen_multiple"):
+        client = world.other_client if other else world.own_client
+        assert client is not None
+        return reverse(name) + f"?id={client.pk}"
     if name.endswith("_product:chosen_multiple"):
         assert product is not None
         return reverse(name) + f"?id={product.pk}"
@@ -299,6 +333,7 @@ def snapshot() -> tuple:
         ),
         Invoice.objects.count(),
         sorted(Product.objects.values_list("pk", "name", "unit_amount", "active")),
+        sorted(BillingClient.objects.values_list("pk", "name", "email", "notes", "erased_at")),
     )
 
 

@@ -564,6 +564,24 @@ def _recipient(address: str) -> str:
     return address
 
 
+def client_cc(invoice: Invoice) -> list[str]:
+    """The client's extra addresses, copied on every email to the client: those that are
+    plain valid addresses, without the one the email goes to (a bad one is skipped, not
+    a reason to fail the client's email)."""
+    if invoice.client_id is None:
+        return []
+    to = (invoice.email or "").lower()
+    copied = []
+    for address in invoice.client.cc_emails:
+        try:
+            check_address(address)
+        except InvalidAddress:
+            continue
+        if address.lower() != to:
+            copied.append(address)
+    return copied
+
+
 def build_invoice_message(
     invoice: Invoice, mailer: SiteMailer, kind: str = INVOICE_REQUEST
 ) -> EmailMultiAlternatives:
@@ -581,6 +599,7 @@ def build_invoice_message(
             body=render_text(f"{base}.txt", context),
             from_email=mailer.from_email,
             to=[_recipient(invoice.email)],
+            cc=client_cc(invoice),
             reply_to=mailer.reply_to,
             connection=mailer.connection,
         )
@@ -980,6 +999,7 @@ def _send_one(
                 body=render_text(f"{base}.txt", values),
                 from_email=mailer.from_email,
                 to=[_recipient(address) for address in to],
+                cc=client_cc(invoice) if for_client else [],
                 reply_to=mailer.reply_to,
                 connection=mailer.connection,
             )

@@ -870,7 +870,6 @@ def checkout_params(
     params: SessionCreateParams = {
         "mode": "subscription" if interval else "payment",
         "line_items": line_items,
-        "customer_email": invoice.email,
         "client_reference_id": str(invoice.pk),
         "metadata": dict(metadata),
         "success_url": success_url,
@@ -878,6 +877,7 @@ def checkout_params(
         "expires_at": clamp_checkout_expiry(expires_at, requested_at),
     }
     apply_tax_and_discount(params, invoice, extras)
+    apply_customer(params, invoice, extras)
     percent = application_fee_percent()
     if interval:
         params["subscription_data"] = {"metadata": dict(metadata)}
@@ -996,10 +996,12 @@ def expire_checkout_session(
 
 @dataclass(frozen=True)
 class CheckoutExtras:
-    """What a Checkout Session names that was made on Stripe before it (``billing.taxes``)."""
+    """What a Checkout Session names that was made on Stripe before it: the tax rate and
+    coupon (``billing.taxes``), the client's customer on the account (``billing.clients``)."""
 
     tax_rate_id: str | None = None
     coupon_id: str | None = None
+    customer_id: str | None = None
 
 
 def create_tax_rate(
@@ -1117,6 +1119,25 @@ def apply_tax_and_discount(
         params["discounts"] = [{"coupon": extras.coupon_id}]
     elif invoice.discount_kind == "promotion_code":
         params["allow_promotion_codes"] = True
+
+
+def apply_customer(
+    params: SessionCreateParams, invoice: Invoice, extras: CheckoutExtras | None
+) -> None:
+    """Who pays: the client's Stripe customer on this account when there is one
+    (``customer``; Stripe then prefills the email from it and refuses ``customer_email``
+    or ``customer_creation`` beside it), else the request's address (``customer_email``).
+    A one-time payment of a client in the directory creates a customer
+    (``customer_creation=always``), so that their next Checkout on the account reuses it.
+    """
+    customer_id = extras.customer_id if extras else None
+    if customer_id:
+        params["customer"] = customer_id
+        params.pop("customer_creation", None)
+        return
+    params["customer_email"] = invoice.email
+    if params.get("mode") == "payment" and invoice.client_id is not None:
+        params["customer_creation"] = "always"
 
 
 # --- validating parameters against the stripe package's TypedDicts ---------------------

@@ -1510,7 +1510,7 @@ class ClientBillingLogEntryManager(BaseLogEntryManager):
         )
 
     def viewable_by_user(self, user: Any) -> models.QuerySet[ClientBillingLogEntry]:
-        """Entries of the invoices and settings of the sites ``user`` may bill for; entries
+        """Entries of the invoices, settings and clients of the sites ``user`` may bill for; entries
         of Stripe accounts (which may serve several clients' sites) only to users who see
         every site. Each model's entries only to users with a permission on it, as Wagtail
         does for its own log models.
@@ -1518,7 +1518,7 @@ class ClientBillingLogEntryManager(BaseLogEntryManager):
         # Not super().viewable_by_user(): Wagtail caches the permitted content types on
         # the user from whichever log model asks first, which leaves this table's out.
         visible = Q(pk__in=[])
-        for model in (Invoice, ClientBillingSettings, StripeAccount):
+        for model in (Invoice, ClientBillingSettings, StripeAccount, Client):
             content_type = ContentType.objects.get_for_model(model)
             if _has_any_permission(user, content_type):
                 visible |= Q(content_type=content_type) & self._on_users_sites(model, user)
@@ -1528,6 +1528,15 @@ class ClientBillingLogEntryManager(BaseLogEntryManager):
     def _on_users_sites(model: type[models.Model], user: Any) -> Q:
         if model is StripeAccount or not hooks.narrows_sites():
             return Q() if hooks.sees_every_site(user) else Q(pk__in=[])
+        if model is Client:
+            # A client's entries: those of clients billed on the user's sites (the access
+            # scope's rule for clients, :func:`..scope.clients_for_user`, in its short form).
+            billed = Invoice.objects.filter(
+                site__in=hooks.sites_for_user(user).values("pk"), client__isnull=False
+            )
+            return Q(
+                object_id__in=billed.annotate(key=Cast("client_id", CharField())).values("key")
+            )
         on_sites = model._default_manager.filter(site__in=hooks.sites_for_user(user).values("pk"))
         return Q(object_id__in=on_sites.annotate(key=Cast("pk", CharField())).values("key"))
 

@@ -109,6 +109,11 @@ class Client(models.Model):
         return label
 
     @property
+    def display_name(self) -> str:
+        """The name, else the company, else the billing email: what listings show."""
+        return str(self)
+
+    @property
     def cc_emails(self) -> list[str]:
         """The extra addresses, without the primary one: whom every email copies."""
         primary = (self.email or "").lower()

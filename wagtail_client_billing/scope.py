@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from wagtail.models import Page, Site
 
 from . import hooks
 from .hooks import narrows_sites, sees_every_site, sites_for_user
-from .models import Invoice, InvoiceRollup, Product, StripeAccount, WebhookEvent
+from .models import Client, Invoice, InvoiceRollup, Product, StripeAccount, WebhookEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -163,3 +163,27 @@ def rollups_for_user(user: Any, *, site: Site | None = None) -> QuerySet[Invoice
     if not narrows_sites():
         return buckets.filter(site_id=InvoiceRollup.ALL_SITES)
     return buckets.filter(site_id__in=sites_for_user(user).values("pk"))
+
+
+def clients_for_user(user: Any, queryset: QuerySet[Client] | None = None) -> QuerySet[Client]:
+    """The clients ``user`` may see: through the invoices they may see.
+
+    The directory is the installation's, but an editor whom the
+    ``client_billing_sites_for_user`` hook keeps to some sites sees only the clients
+    with an invoice (of any status) on one of those sites; a client with none stays
+    invisible, even if the editor types its address. A client with no invoice at all
+    yet (just added) is visible to the editor who added it and to those who see every
+    site (:func:`~.hooks.sees_every_site`). Without the hook everyone sees every client.
+    """
+    queryset = Client.objects.all() if queryset is None else queryset
+    if not narrows_sites():
+        return queryset
+    billed_here = Exists(
+        Invoice.objects.filter(client=OuterRef("pk"), site__in=sites_for_user(user).values("pk"))
+    )
+    unbilled = ~Exists(Invoice.objects.filter(client=OuterRef("pk")))
+    if sees_every_site(user):
+        return queryset.filter(billed_here | unbilled)
+    if getattr(user, "pk", None) is None:
+        return queryset.filter(billed_here)
+    return queryset.filter(billed_here | (unbilled & Q(created_by=user)))

@@ -61,6 +61,7 @@ from .views.admin_invoices import (
 )
 from .views.admin_refunds import InvoiceRefundView
 from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
+from .viewsets_clients import ClientViewSet
 from .viewsets_products import ProductViewSet
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
@@ -463,6 +464,7 @@ def create_edit_handler() -> ObjectList:
     return ObjectList(
         [
             FieldPanel("site"),
+            FieldPanel("client"),
             FieldPanel("email"),
             FieldRowPanel([FieldPanel("currency"), FieldPanel("amount")]),
             FieldPanel("billing_type"),
@@ -770,7 +772,7 @@ class InvoiceViewSet(SnippetViewSet):
 class ClientBillingViewSetGroup(SnippetViewSetGroup):
     """The Client billing menu. Add a viewset to ``items`` to put a screen under it."""
 
-    items = [InvoiceViewSet, WebhookEventViewSet, ProductViewSet, TaxRateViewSet]
+    items = [InvoiceViewSet, ClientViewSet, WebhookEventViewSet, ProductViewSet, TaxRateViewSet]
     menu_label = gettext_lazy("Client billing")
     menu_icon = ICON
     menu_name = "client-billing"

@@ -6,7 +6,7 @@ from wagtail import hooks
 from wagtail.log_actions import LogFormatter
 
 from . import status
-from .models import ClientBillingLogEntry, ClientBillingSettings, Invoice, StripeAccount
+from .models import Client, ClientBillingLogEntry, ClientBillingSettings, Invoice, StripeAccount
 from .money import format_money
 from .panels import build_edit_handler
 
@@ -17,7 +17,7 @@ from .panels import build_edit_handler
 def register_log_actions(actions):
     # The app's objects log to a table of their own, whose manager limits Wagtail's
     # Site history report to the sites each editor may bill for.
-    for model in (Invoice, ClientBillingSettings, StripeAccount):
+    for model in (Invoice, ClientBillingSettings, StripeAccount, Client):
         actions.register_model(model, ClientBillingLogEntry)
     created = _("Billing request created")
     actions.register_action("wagtail_client_billing.created", created, created)
@@ -93,6 +93,20 @@ def register_log_actions(actions):
         ),
     ):
         actions.register_action(action, label, message)
+    for action, label, message in (
+        (
+            "wagtail_client_billing.client_exported",
+            _("Personal data exported"),
+            _("Everything held about the client exported (JSON)"),
+        ),
+        (
+            "wagtail_client_billing.client_erased",
+            _("Personal data erased"),
+            _("The client's personal data erased; the financial records kept"),
+        ),
+    ):
+        actions.register_action(action, label, message)
+    actions.register_action("wagtail_client_billing.client_merged")(ClientMergedFormatter)
     actions.register_action("wagtail_client_billing.amount_mismatch")(AmountMismatchFormatter)
     actions.register_action("wagtail_client_billing.dispute_opened")(DisputeOpenedFormatter)
     actions.register_action("wagtail_client_billing.dispute_closed")(DisputeClosedFormatter)
@@ -115,6 +129,33 @@ class AmountMismatchFormatter(LogFormatter):
             "Paid through Checkout for %(paid)s before tax and discounts; the invoice "
             "is for %(asked)s. Check the payment in Stripe."
         ) % {"paid": paid, "asked": asked}
+
+
+class ClientMergedFormatter(LogFormatter):
+    """Another client merged into this one: whose invoices moved, and the Stripe customer
+    ids that moved or were dropped (the same account had one for each)."""
+
+    label = _("Clients merged")
+
+    def format_message(self, log_entry):
+        data = log_entry.data or {}
+        merged = data.get("merged") or {}
+        message = gettext(
+            "%(client)s merged into this client: %(count)s billing requests moved"
+        ) % {
+            "client": merged.get("email") or merged.get("name") or "?",
+            "count": data.get("invoices", 0),
+        }
+        dropped = data.get("customers_dropped") or []
+        if dropped:
+            message += "; " + gettext("Stripe customers not kept: %(ids)s") % {
+                "ids": ", ".join(
+                    f"{d.get('customer')} ({d.get('account')})"
+                    for d in dropped
+                    if isinstance(d, dict)
+                )
+            }
+        return message
 
 
 def _dispute_amount(data: dict, key: str = "amount") -> str:
@@ -198,7 +239,14 @@ def register_connect_permission():
 
     return Permission.objects.filter(
         content_type__app_label="wagtail_client_billing",
-        codename__in=["connect_stripe_account", "cancel_subscription", "refund_invoice"],
+        codename__in=[
+            "connect_stripe_account",
+            "cancel_subscription",
+            "refund_invoice",
+            "merge_client",
+            "export_client",
+            "erase_client",
+        ],
     )
 
 

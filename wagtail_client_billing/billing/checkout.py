@@ -14,6 +14,7 @@ learns about it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from .. import gateway, lifecycle, status
 from ..conf import billing_settings
 from ..models import Invoice, InvoiceStatus, PaymentKind
 from ..stripe_api import positive_int
-from . import notices, payments, taxes
+from . import clients, notices, payments, taxes
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,10 @@ def checkout_url(invoice: Invoice) -> str:
     recorded_attempt, requested_at = _attempt_started(invoice)
     attempt = recorded_attempt + 1
     invoice.checkout_attempt = attempt  # the gateway derives the idempotency key from it
-    prepared = taxes.prepare_checkout(invoice)  # the tax rate and coupon it names
+    prepared = dataclasses.replace(
+        taxes.prepare_checkout(invoice),  # the tax rate and coupon it names
+        customer_id=clients.customer_for(invoice) or None,  # and the client's customer
+    )
     try:
         session = gateway.create_checkout_session(
             invoice,
@@ -473,6 +477,7 @@ def remember_ids(invoice: Invoice, session: gateway.CheckoutSession) -> None:
         Invoice.objects.filter(pk=invoice.pk).update(**values)
         for name, value in values.items():
             setattr(invoice, name, value)
+    clients.remember_customer(invoice, session.customer or "")
 
 
 def _delayed_payment_resolved(invoice: Invoice, session_id: str) -> bool:

@@ -24,7 +24,7 @@ from wagtail.log_actions import log
 from .. import hooks, lifecycle, rollup, taskqueue
 from ..models import ClientBillingSettings, EmailStatus, Invoice, InvoiceCounter, InvoiceStatus
 from ..scope import can_use_client_billing
-from . import lines
+from . import clients, lines
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -56,7 +56,8 @@ def check_new(request: HttpRequest, invoice: Invoice) -> None:
 def create(invoice: Invoice, *, user: Any) -> Invoice:
     """Save the new ``invoice`` as pending and send it to the client.
 
-    The invoice gets the site's next number (:class:`..models.InvoiceCounter`) and the
+    The invoice gets its client (the one chosen, else that of its address, added when
+    new: :func:`.clients.link`), the site's next number (:class:`..models.InvoiceCounter`) and the
     site's payment link lifetime; its creation is logged and its email queued, all in
     one transaction (the email task is queued once it commits). Its lines are saved with
     it, and its amount is their total (:func:`.lines.prepare`).
@@ -65,6 +66,7 @@ def create(invoice: Invoice, *, user: Any) -> Invoice:
     invoice.expires_at = timezone.now() + lifetime(invoice)
     invoice.created_by = user
     with transaction.atomic(savepoint=False):
+        clients.link(invoice, user=user)
         invoice.save()
         log(
             instance=invoice,
@@ -216,6 +218,7 @@ def save_draft(invoice: Invoice, *, user: Any) -> Invoice:
     invoice.expires_at = timezone.now() + lifetime(invoice)
     invoice.created_by = user
     with transaction.atomic(savepoint=False):
+        clients.link(invoice, user=user)
         invoice.save()
         log(
             instance=invoice,
@@ -234,6 +237,9 @@ def update_draft(invoice: Invoice, *, user: Any) -> Invoice:
             raise NotAllowed(_("This billing request was sent already: it is no longer a draft."))
         lines.follow_quick_path(invoice, saved)
         lines.prepare(invoice)
+        if invoice.client_id == saved.client_id and invoice.email.lower() != saved.email.lower():
+            invoice.client = None  # the address changed, the client was not: its client
+        clients.link(invoice, user=user)
         invoice.expires_at = timezone.now() + lifetime(invoice)
         invoice.save()
         rollup.replaced(saved, invoice)

@@ -27,7 +27,7 @@ from django.utils.dates import MONTHS
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from ..models import DisputeStatus, EmailStatus, Invoice, Mode, SubscriptionState
+from ..models import DisputeStatus, EmailStatus, Invoice, Mode, Payment, SubscriptionState
 from ..money import format_money
 from ..scope import invoices_for_user, rollups_for_user
 from ..status import InvoiceStatus
@@ -344,3 +344,55 @@ def listing_totals(
             .annotate(n=Count("pk"), a=Sum("amount"))
         )
     return [Amount(r["currency"], r["test_mode"], int(r["n"]), int(r["a"])) for r in rows]
+
+
+# --- a client's totals ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClientTotal:
+    """What one client paid, owes and got back in one currency and mode (minor units)."""
+
+    currency: str
+    test_mode: bool
+    paid: int = 0
+    outstanding: int = 0
+    refunded: int = 0
+
+    @property
+    def formatted_paid(self) -> str:
+        return format_money(self.paid, self.currency)
+
+    @property
+    def formatted_outstanding(self) -> str:
+        return format_money(self.outstanding, self.currency)
+
+    @property
+    def formatted_refunded(self) -> str:
+        return format_money(self.refunded, self.currency)
+
+
+def client_totals(invoices: QuerySet[Invoice]) -> list[ClientTotal]:
+    """Per-currency totals of ``invoices`` (one client's, already scoped), in two queries
+    at any number of invoices: outstanding (pending and processing requests, as the
+    listing sums them: :func:`listing_totals`) and paid and refunded (the payments they
+    received, renewals included, and what was refunded of them)."""
+    keyed: dict[tuple[str, bool], dict[str, int]] = {}
+    owed = listing_totals(None, invoices.filter(status__in=OUTSTANDING), None, searching=True)
+    for amount in owed:
+        keyed.setdefault((amount.currency.upper(), amount.test_mode), {})["outstanding"] = (
+            amount.amount
+        )
+    received = (
+        Payment.objects.filter(invoice__in=invoices.order_by().values("pk"))
+        .values("currency", "invoice__test_mode")
+        .annotate(paid=Sum("amount"), refunded=Sum("amount_refunded"))
+        .order_by()
+    )
+    for row in received:
+        figures = keyed.setdefault((row["currency"].upper(), row["invoice__test_mode"]), {})
+        figures["paid"] = int(row["paid"] or 0)
+        figures["refunded"] = int(row["refunded"] or 0)
+    totals = [ClientTotal(c, t, **figures) for (c, t), figures in keyed.items()]
+    totals.sort(key=lambda total: (total.test_mode, total.currency))  # live money first
+    return totals

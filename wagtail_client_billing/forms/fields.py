@@ -1,4 +1,5 @@
-"""Form fields the app's forms and filters share: a web address, a site, an amount of money."""
+"""Form fields the app's forms and filters share: a web address, a site, an amount of money,
+a list of email addresses."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.models import Site
 
-from ..models import site_display_name
+from ..emails import InvalidAddress, check_address
+from ..models import site_display_name, split_addresses
 from ..money import (
     MAXIMUM_AMOUNT,
     THREE_DECIMAL,
@@ -121,3 +123,26 @@ class SiteChoiceField(forms.ModelChoiceField):
 
     def label_from_instance(self, obj: Site) -> str:
         return site_display_name(obj)
+
+
+def clean_address_list(raw: str) -> str:
+    """Plain addresses separated by commas, semicolons or line breaks, as stored: one a
+    line, without repeats; a ``ValidationError`` naming those that are not plain
+    addresses (a display name, several in one, a control character)."""
+    addresses = split_addresses(raw or "")
+    wrong = []
+    for address in addresses:
+        try:
+            name, _plain = check_address(address)
+        except InvalidAddress:
+            wrong.append(address)
+        else:
+            if name or "<" in address:
+                wrong.append(address)
+    if wrong:
+        raise ValidationError(
+            gettext("Not an email address: %(addresses)s. Enter plain addresses, one a line.")
+            % {"addresses": ", ".join(wrong)},
+            code="invalid",
+        )
+    return "\n".join(addresses)

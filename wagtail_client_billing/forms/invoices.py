@@ -17,10 +17,11 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.models import Page, Site
+from wagtail.snippets.widgets import AdminSnippetChooser
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
-from ..models import ClientBillingSettings, Invoice, StripeAccount, site_display_name
+from ..models import Client, ClientBillingSettings, Invoice, StripeAccount, site_display_name
 from ..money import (
     MAXIMUM_AMOUNT,
     currency_choices,
@@ -28,7 +29,7 @@ from ..money import (
     minimum_amount,
     to_major,
 )
-from ..scope import pages_for_user, site_choices
+from ..scope import clients_for_user, pages_for_user, site_choices
 from .due_dates import DueDateFormMixin
 from .fields import HttpURLField, SiteChoiceField, parse_money
 from .lines import clean_lines, set_initial_prices, without_lines_allowed
@@ -136,6 +137,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
         model = Invoice
         fields = [
             "site",
+            "client",
             "email",
             "currency",
             "amount",
@@ -160,6 +162,7 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
             if len(only) == 1:  # nothing to choose: preselect the one site
                 self.initial["site"] = only[0].pk
         self.fields["currency"].choices = currency_choices(billing_settings.CURRENCIES)
+        self._limit_clients()
         self._limit_pages(sites)
         self.fields["test_mode"].help_text = _(
             "Uses the site's test Stripe account: no real money moves."
@@ -179,8 +182,24 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
                 # The only account is a test one: a live request could not be sent.
                 self.initial["test_mode"] = True
 
+    def _limit_clients(self) -> None:
+        """The client is one the editor may see (Wagtail's chooser, scoped); without one,
+        the address typed finds or adds the client when the request is saved."""
+        client = self.fields["client"]
+        client.queryset = clients_for_user(self.for_user).filter(erased_at__isnull=True)  # type: ignore[attr-defined]
+        client.help_text = _("Choose a client, or type a new client's email address below.")
+        if getattr(Client, "snippet_viewset", None) is not None:
+            client.widget = AdminSnippetChooser(Client)
+        email = self.fields["email"]
+        email.required = False
+        email.help_text = _(
+            "Where the billing request goes. Blank: the chosen client's billing email."
+        )
+
     def clean_email(self) -> str:
-        email: str = self.cleaned_data["email"]
+        email: str = self.cleaned_data.get("email") or ""
+        if not email:
+            return email
         try:
             check_address(email)
         except InvalidAddress:
@@ -199,6 +218,18 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
 
     def clean(self) -> dict[str, Any]:
         cleaned: dict[str, Any] = super().clean()
+        if not cleaned.get("email") and "email" not in self.errors:
+            client = cleaned.get("client")
+            if client is not None:
+                cleaned["email"] = client.email
+            elif "client" not in self.errors:
+                self.add_error(
+                    "email",
+                    ValidationError(
+                        _("An email address is required: choose a client or type their address."),
+                        code="required",
+                    ),
+                )
         currency = cleaned.get("currency")
         raw_amount = cleaned.get("amount")
         site = cleaned.get("site")

@@ -18,9 +18,10 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from ..billing.taxes import stripe_tax_problem
 from ..conf import billing_settings
 from ..emails import InvalidAddress, OutboundPolicyError, check_address, resolve_smtp_host
-from ..models import TaxMode, split_addresses
+from ..models import TaxMode
 from ..money import currency_choices
 from ..scope import site_in_scope
+from .fields import clean_address_list
 
 
 def hide_password_from_error_reports(sender: Any, request: Any = None, **kwargs: Any) -> None:
@@ -155,23 +156,7 @@ class ClientBillingSettingsForm(WagtailAdminModelForm):
 
     def clean_billing_contacts(self) -> str:
         """One or more plain addresses; stored one a line."""
-        addresses = split_addresses(self.cleaned_data.get("billing_contacts") or "")
-        wrong = []
-        for address in addresses:
-            try:
-                name, _plain = check_address(address)
-            except InvalidAddress:
-                wrong.append(address)
-            else:
-                if name or "<" in address:
-                    wrong.append(address)
-        if wrong:
-            raise ValidationError(
-                _("Not an email address: %(addresses)s. Enter plain addresses, one a line.")
-                % {"addresses": ", ".join(wrong)},
-                code="invalid",
-            )
-        return "\n".join(addresses)
+        return clean_address_list(self.cleaned_data.get("billing_contacts") or "")
 
     def clean(self) -> dict:
         cleaned = super().clean()

@@ -36,7 +36,7 @@ from ..forms import lines
 from ..forms.invoices import test_only_site_ids
 from ..models import ClientBillingSettings, Invoice
 from ..permissions import invoice_permission_policy
-from ..scope import invoices_for_user
+from ..scope import clients_for_user, invoices_for_user
 from ..viewsets_pages import live_page_chooser, page_chooser
 
 #: The name of the create form's "Save draft" button.
@@ -90,6 +90,11 @@ class InvoiceCreateView(CreateView):
             initial["site"] = int(site_id)
             settings = ClientBillingSettings.objects.filter(site_id=int(site_id)).first()
             initial["currency"] = settings.currency if settings else None
+        client_id = self.request.GET.get("client")
+        if client_id and client_id.isdigit():  # "Add billing request" on a client's page
+            visible = clients_for_user(self.request.user).filter(erased_at__isnull=True)
+            if visible.filter(pk=int(client_id)).exists():
+                initial["client"] = int(client_id)
         return initial
 
     def get_form(self, form_class: Any = None) -> Any:

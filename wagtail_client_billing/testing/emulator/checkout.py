@@ -113,7 +113,11 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
                     "creation is currently disabled, look at the `requirements.disabled_reason`"
                     f" property on this account (/v1/accounts/{account['id']}).",
                 )
-        if "customer" in p and p["customer"] not in self.customers:
+        if "customer" in p and (
+            p["customer"] not in self.customers
+            # A customer belongs to one account: another account's is "no such customer".
+            or self.customers[p["customer"]].get("_account") != ctx.account
+        ):
             raise resource_missing("customer", p["customer"], param="customer")
         prefix = "cs_live_" if ctx.livemode else "cs_test_"
         session_id = prefix + "a1" + new_id("", 56)
@@ -621,7 +625,10 @@ class CheckoutMixin(SubscriptionsMixin, TaxMixin, AccountsMixin):
                 session["payment_status"] = "no_payment_required"
             else:
                 session["payment_status"] = "unpaid" if delayed else "paid"
-            email = session["customer_email"] or "customer@example.com"
+            named = self.customers.get(session["customer"] or "", {})
+            # A session for an existing customer takes the customer's email (Checkout
+            # prefills it and does not let the payer change it).
+            email = named.get("email") or session["customer_email"] or "customer@example.com"
             session["customer_details"] = {
                 "address": None,
                 "business_name": None,
