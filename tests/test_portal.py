@@ -473,3 +473,56 @@ def test_amounts_are_formatted_in_the_clients_language(client, world):
     assert page["Content-Language"] == "de"
     assert "125,00" in page.content.decode() and "$125.00" not in page.content.decode()
     assert response.status_code == 303
+
+
+# --- the editor's "Revoke portal links" ------------------------------------------------------
+
+
+def revoke_url(who) -> str:
+    return reverse("wagtail_client_billing_portal:revoke", args=[who.pk])
+
+
+def test_an_editor_revokes_a_clients_links_from_the_clients_listing(client, world):
+    alice = world["alice"]
+    link = urlsplit(portal_links.portal_url(alice, world["sites"][0])).path
+    editor = make_user("boss", superuser=True)
+    client.force_login(editor)
+    listing = client.get(reverse("wagtail_client_billing_clients:list")).content.decode()
+    assert revoke_url(alice) in listing and "Revoke portal links" in listing
+    page = client.get(revoke_url(alice))
+    assert page.status_code == 200 and "stops working at once" in page.content.decode()
+    response = client.post(revoke_url(alice))
+    assert response.status_code == 302
+    client.logout()
+    assert client.get(link).status_code == 410
+    entry = log_registry.get_logs_for_instance(alice).get(action=portal.REVOKED_ACTION)
+    assert entry.user_id == editor.pk
+
+
+def test_revoking_needs_the_change_client_permission(client, world):
+    client.force_login(make_user("viewer", perms=("wagtail_client_billing.view_client",)))
+    assert client.post(revoke_url(world["alice"])).status_code == 403
+    alice = Client.objects.get(pk=world["alice"].pk)
+    assert alice.portal_links_version == world["alice"].portal_links_version
+
+
+def test_revoking_a_client_outside_the_editors_sites_is_404(client, world):
+    from wagtail_client_billing import hooks as billing_hooks
+
+    editor = make_user(
+        "site_a_editor",
+        perms=("wagtail_client_billing.change_client", "wagtail_client_billing.view_client"),
+    )
+    carol = Client.objects.create(email="carol@elsewhere.example")
+    make_invoice(world["sites"][1], world["account"], email=carol.email)
+    Invoice.objects.filter(email=carol.email).update(client=carol)
+
+    def only_site_a(user, sites):
+        return sites.filter(pk=world["sites"][0].pk)
+
+    from wagtail import hooks as wagtail_hooks
+
+    with wagtail_hooks.register_temporarily(billing_hooks.SITES_FOR_USER, only_site_a):
+        client.force_login(editor)
+        assert client.post(revoke_url(carol)).status_code == 404
+        assert client.post(revoke_url(world["alice"])).status_code == 302
