@@ -43,9 +43,10 @@ class RevokePortalLinksView(WagtailAdminTemplateMixin, TemplateView):
         if not may_revoke(request.user):
             return permission_denied(request, PermissionDenied())
         visible = scope.clients_for_user(request.user)
-        self.object = visible.filter(pk=kwargs["pk"], erased_at__isnull=True).first()
-        if self.object is None:
+        found = visible.filter(pk=kwargs["pk"], erased_at__isnull=True).first()
+        if found is None:
             raise Http404
+        self.object: Client = found
         return super().dispatch(request, *args, **kwargs)
 
     def get_page_subtitle(self) -> str:
