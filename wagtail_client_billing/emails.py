@@ -568,11 +568,12 @@ def client_cc(invoice: Invoice) -> list[str]:
     """The client's extra addresses, copied on every email to the client: those that are
     plain valid addresses, without the one the email goes to (a bad one is skipped, not
     a reason to fail the client's email)."""
-    if invoice.client_id is None:
+    client = invoice.client if invoice.client_id is not None else None
+    if client is None:
         return []
     to = (invoice.email or "").lower()
     copied = []
-    for address in invoice.client.cc_emails:
+    for address in client.cc_emails:
         try:
             check_address(address)
         except InvalidAddress:

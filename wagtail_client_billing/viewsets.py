@@ -48,7 +48,7 @@ from .money import exponent, to_major
 from .panels.figures import FiguresPanel
 from .panels.lines import LinesPanel
 from .permissions import invoice_permission_policy
-from .scope import invoices_for_user
+from .scope import clients_for_user, invoices_for_user
 from .search import SEARCH_FIELDS, search_invoices
 from .views.admin_drafts import InvoiceDraftEditView, InvoiceSendView
 from .views.admin_figures import figures_view
@@ -421,6 +421,12 @@ class InvoiceInspectView(InvoiceScopeMixin, InspectView):
             payments=list(
                 invoice.payments.prefetch_related("refunds__created_by").order_by("paid_at", "pk")
             ),
+            client=invoice_client(self.request.user, invoice),
+            client_url=(
+                reverse(f"{ClientViewSet.url_namespace}:inspect", args=[invoice.client_id])
+                if invoice.client_id
+                else ""
+            ),
         )
         return context
 
@@ -454,6 +460,14 @@ class InvoiceHistoryView(InvoiceScopeMixin, HistoryView):
 
 class InvoiceUsageView(InvoiceScopeMixin, UsageView):
     pass
+
+
+def invoice_client(user: Any, invoice: Invoice) -> Any:
+    """The invoice's client as its page names it: one the user sees (an invoice they may
+    see makes its client visible to them), else None."""
+    if invoice.client_id is None:
+        return None
+    return clients_for_user(user).filter(pk=invoice.client_id).first()
 
 
 # --- panels ------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.admin.utils import quote, unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.http import Http404
@@ -24,7 +24,6 @@ from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.admin.panels import FieldPanel, FieldRowPanel, ObjectList
 from wagtail.admin.ui.tables import Column, DateColumn, TitleColumn
 from wagtail.permission_policies import ModelPermissionPolicy
-from wagtail.snippets.views import chooser as chooser_views
 from wagtail.snippets.views.snippets import (
     EditView,
     HistoryView,
@@ -46,6 +45,7 @@ from .views.admin_clients import (
     ClientPageView,
     ClientScopeMixin,
 )
+from .viewsets_choosers import scoped_chooser_viewset
 
 ICON = "group"
 
@@ -71,7 +71,7 @@ class ClientForm(WagtailAdminModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["language"].choices = [  # type: ignore[attr-defined]
+        self.fields["language"].choices = [
             ("", gettext("The site's language")),
             *((code, gettext(name)) for code, name in settings.LANGUAGES),
         ]
@@ -139,66 +139,21 @@ class ClientUsageView(ClientScopeMixin, UsageView):
     pass
 
 
-class _ScopedChooser:
-    """Wagtail's snippet chooser, limited like every client screen: only users with a
-    client permission, only the clients they may see, none erased."""
-
-    request: Any
-
-    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        allowed = ModelPermissionPolicy(Client).user_has_any_permission(
-            request.user, {"add", "change", "delete", "view"}
-        )
-        if not allowed:
-            raise PermissionDenied
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
-
-    def _clients(self) -> QuerySet[Client]:
-        return clients_for_user(self.request.user).filter(erased_at__isnull=True)
-
-    def get_object_list(self) -> QuerySet[Client]:
-        return self._clients()
-
-    def get_object(self, pk: Any) -> Client:
-        if not str(pk).isdigit():
-            raise Client.DoesNotExist
-        return self._clients().get(pk=pk)
-
-    def get_objects(self, pks: Any) -> QuerySet[Client]:
-        return self._clients().filter(pk__in=[pk for pk in pks if str(pk).isdigit()])
+def _choosable(user: Any) -> QuerySet[Client]:
+    """What the client chooser offers: the clients ``user`` may see, none erased."""
+    return clients_for_user(user).filter(erased_at__isnull=True)
 
 
-class ClientChooseView(_ScopedChooser, chooser_views.ChooseView):
-    pass
+def _may_choose(user: Any) -> bool:
+    return ModelPermissionPolicy(Client).user_has_any_permission(
+        user, {"add", "change", "delete", "view"}
+    )
 
 
-class ClientChooseResultsView(_ScopedChooser, chooser_views.ChooseResultsView):
-    pass
-
-
-class ClientChosenView(_ScopedChooser, chooser_views.SnippetChosenView):
-    pass
-
-
-class ClientChosenMultipleView(_ScopedChooser, chooser_views.SnippetChosenMultipleView):
-    pass
-
-
-class ClientChooserViewSet(chooser_views.SnippetChooserViewSet):
-    choose_view_class = ClientChooseView
-    choose_results_view_class = ClientChooseResultsView
-    chosen_view_class = ClientChosenView
-    chosen_multiple_view_class = ClientChosenMultipleView
-    create_action_label = None
-
-    def get_urlpatterns(self) -> list[Any]:
-        # No "create" URL: a new client comes from the request form's email field (or
-        # the Clients screen), which records who added it.
-        return [
-            pattern
-            for pattern in super().get_urlpatterns()
-            if getattr(pattern, "name", None) != "create"
-        ]
+#: Wagtail's chooser, limited like every client screen. No "create" in it: a new client
+#: comes from the request form's email field or the Clients screen, which record who
+#: added it.
+ClientChooserViewSet = scoped_chooser_viewset(_choosable, _may_choose)
 
 
 class EmailColumn(Column):

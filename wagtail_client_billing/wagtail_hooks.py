@@ -2,7 +2,7 @@
 
 from urllib.parse import urlencode
 
-from django.utils.translation import gettext
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
 from wagtail.log_actions import LogFormatter
@@ -142,12 +142,12 @@ class ClientMergedFormatter(LogFormatter):
     def format_message(self, log_entry):
         data = log_entry.data or {}
         merged = data.get("merged") or {}
-        message = gettext(
-            "%(client)s merged into this client: %(count)s billing requests moved"
-        ) % {
-            "client": merged.get("email") or merged.get("name") or "?",
-            "count": data.get("invoices", 0),
-        }
+        count = data.get("invoices", 0)
+        message = ngettext(
+            "Merged %(client)s into this client: %(count)s billing request moved",
+            "Merged %(client)s into this client: %(count)s billing requests moved",
+            count if isinstance(count, int) else 0,
+        ) % {"client": merged.get("email") or merged.get("name") or "?", "count": count}
         dropped = data.get("customers_dropped") or []
         if dropped:
             message += "; " + gettext("Stripe customers not kept: %(ids)s") % {

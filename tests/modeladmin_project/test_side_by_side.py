@@ -90,6 +90,7 @@ def test_both_menus_show_and_both_listings_answer(client, admin):
     assert menu(admin)["office"] == ["suppliers"]
     assert menu(admin)["client-billing"] == [
         "client-billing-invoices",
+        "client-billing-clients",
         "client-billing-webhook-events",
         "client-billing-catalogue",
         "client-billing-tax-rates",
@@ -160,6 +161,7 @@ def test_the_guides_recipe_puts_client_billing_inside_the_sites_group(
     assert after["office"] == [
         "suppliers",
         "client-billing-invoices",
+        "client-billing-clients",
         "client-billing-webhook-events",
         "client-billing-catalogue",
         "client-billing-tax-rates",

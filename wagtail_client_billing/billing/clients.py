@@ -97,9 +97,10 @@ def client_for_email(email: str, *, user: Any = None) -> Client:
 def link(invoice: Invoice, *, user: Any = None) -> None:
     """Give a new billing request its client: the one chosen, else the client of its
     address (added when there is none). An address left blank takes the client's."""
-    if invoice.client_id is not None:
+    chosen = invoice.client if invoice.client_id is not None else None
+    if chosen is not None:
         if not invoice.email:
-            invoice.email = invoice.client.email
+            invoice.email = chosen.email
         return
     if invoice.email:
         invoice.client = client_for_email(invoice.email, user=user)

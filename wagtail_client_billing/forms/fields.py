@@ -13,6 +13,7 @@ from django.core.validators import URLValidator
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.models import Site
+from wagtail.snippets.widgets import AdminSnippetChooser
 
 from ..emails import InvalidAddress, check_address
 from ..models import site_display_name, split_addresses
@@ -146,3 +147,20 @@ def clean_address_list(raw: str) -> str:
             code="invalid",
         )
     return "\n".join(addresses)
+
+
+class ScopedChooser(AdminSnippetChooser):
+    """Wagtail's snippet chooser whose value is read back only from ``queryset`` (the
+    objects the editor may see): a form sent back with another object's id, or with
+    nonsense, shows an empty chooser instead of that object's name (or a server error)."""
+
+    def __init__(self, model: Any, queryset: Any, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.queryset = queryset
+
+    def get_instance(self, value: Any) -> Any:
+        if value is None or isinstance(value, self.model_class):
+            return value
+        if not str(value).isdigit():
+            return None
+        return self.queryset.filter(pk=int(value)).first()

@@ -17,7 +17,6 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.forms import WagtailAdminModelForm
 from wagtail.models import Page, Site
-from wagtail.snippets.widgets import AdminSnippetChooser
 
 from ..conf import billing_settings
 from ..emails import InvalidAddress, check_address
@@ -31,7 +30,7 @@ from ..money import (
 )
 from ..scope import clients_for_user, pages_for_user, site_choices
 from .due_dates import DueDateFormMixin
-from .fields import HttpURLField, SiteChoiceField, parse_money
+from .fields import HttpURLField, ScopedChooser, SiteChoiceField, parse_money
 from .lines import clean_lines, set_initial_prices, without_lines_allowed
 from .tax import TaxDiscountFormMixin
 
@@ -186,10 +185,11 @@ class InvoiceCreateForm(TaxDiscountFormMixin, DueDateFormMixin, WagtailAdminMode
         """The client is one the editor may see (Wagtail's chooser, scoped); without one,
         the address typed finds or adds the client when the request is saved."""
         client = self.fields["client"]
-        client.queryset = clients_for_user(self.for_user).filter(erased_at__isnull=True)  # type: ignore[attr-defined]
+        choices = clients_for_user(self.for_user).filter(erased_at__isnull=True)
+        client.queryset = choices
         client.help_text = _("Choose a client, or type a new client's email address below.")
         if getattr(Client, "snippet_viewset", None) is not None:
-            client.widget = AdminSnippetChooser(Client)
+            client.widget = ScopedChooser(Client, choices)
         email = self.fields["email"]
         email.required = False
         email.help_text = _(

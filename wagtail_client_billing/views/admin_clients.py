@@ -20,7 +20,7 @@ from django.urls import reverse
 from django.utils.functional import cached_property
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.generic import TemplateView
 from wagtail.admin import messages
 from wagtail.admin.ui.components import MediaContainer
@@ -29,9 +29,9 @@ from wagtail.admin.views.generic.permissions import PermissionCheckedMixin
 from wagtail.admin.widgets.button import Button, HeaderButton
 from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views.snippets import CreateView, DeleteView, InspectView
-from wagtail.snippets.widgets import AdminSnippetChooser
 
 from ..billing import clients, overview
+from ..forms.fields import ScopedChooser
 from ..models import Client, Invoice
 from ..scope import clients_for_user, invoices_for_user
 
@@ -40,8 +40,13 @@ TEMPLATE_DIR = "wagtail_client_billing/admin/clients/"
 INVOICES_PER_PAGE = 25
 
 
+def _viewset(model: type[Any]) -> Any:
+    """The snippet viewset ``register_snippet`` gave ``model`` (see ``wagtail_hooks``)."""
+    return getattr(model, "snippet_viewset")  # noqa: B009 (set on the model at registration)
+
+
 def client_url(name: str, client: Client) -> str:
-    return reverse(Client.snippet_viewset.get_url_name(name), args=[quote(client.pk)])
+    return reverse(_viewset(Client).get_url_name(name), args=[quote(client.pk)])
 
 
 def _policy() -> ModelPermissionPolicy:
@@ -144,7 +149,7 @@ class ClientPageView(ClientScopeMixin, InspectView):
 
     @cached_property
     def header_buttons(self) -> list[Any]:
-        add = Invoice.snippet_viewset
+        add = _viewset(Invoice)
         user = self.request.user
         if self.object.erased_at or not add.permission_policy.user_has_permission(user, "add"):
             return []
@@ -161,7 +166,7 @@ class ClientPageView(ClientScopeMixin, InspectView):
             .select_related("site")
             .order_by("-created_at", "-pk")[:50]
         )
-        inspect = Invoice.snippet_viewset.get_url_name("inspect")
+        inspect = _viewset(Invoice).get_url_name("inspect")
         context.update(
             client=self.object,
             totals=overview.client_totals(invoices),
@@ -188,8 +193,9 @@ class MergeForm(forms.Form):
     def __init__(self, *args: Any, user: Any, keep: Client, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         field = self.fields["other"]
-        field.queryset = clients_for_user(user).exclude(pk=keep.pk)  # type: ignore[attr-defined]
-        field.widget = AdminSnippetChooser(Client)
+        others = clients_for_user(user).exclude(pk=keep.pk)
+        field.queryset = others  # type: ignore[attr-defined]
+        field.widget = ScopedChooser(Client, others)
 
 
 class _ClientActionView(
@@ -199,7 +205,7 @@ class _ClientActionView(
     permission_required = ""
 
     @property
-    def permission_policy(self) -> ModelPermissionPolicy:  # type: ignore[override]
+    def permission_policy(self) -> ModelPermissionPolicy:
         return _policy()
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
@@ -212,7 +218,7 @@ class _ClientActionView(
         return str(self.object)
 
     def get_breadcrumbs_items(self) -> list[dict[str, Any]]:
-        viewset = Client.snippet_viewset
+        viewset = _viewset(Client)
         return [
             *self.breadcrumbs_items,
             {"url": reverse(viewset.get_url_name("list")), "label": _("Clients")},
@@ -278,7 +284,11 @@ class ClientMergeView(_ClientActionView):
             return self.render_to_response(self.get_context_data(form=form))
         messages.success(
             request,
-            _("%(other)s merged into %(client)s: %(count)s billing requests moved.")
+            ngettext(
+                "%(other)s merged into %(client)s: %(count)s billing request moved.",
+                "%(other)s merged into %(client)s: %(count)s billing requests moved.",
+                result.invoices,
+            )
             % {"other": other, "client": self.object, "count": result.invoices},
         )
         return HttpResponseRedirect(client_url("inspect", self.object))
@@ -336,9 +346,12 @@ class ClientEraseView(_ClientActionView):
             return self.render_to_response(self.get_context_data())
         messages.success(
             request,
-            _(
+            ngettext(
+                "Personal data erased; %(count)s billing request keeps its number, amount, "
+                "dates and tax.",
                 "Personal data erased; %(count)s billing requests keep their numbers, "
-                "amounts, dates and tax."
+                "amounts, dates and tax.",
+                summary["invoices"],
             )
             % {"count": summary["invoices"]},
         )
