@@ -357,6 +357,62 @@ def check_public_rate_limit(app_configs: Any = None, **kwargs: Any) -> list[Erro
     return messages
 
 
+#: The ways a cancellation in Stripe's customer portal may take effect.
+PORTAL_CANCEL_MODES = ("at_period_end", "immediately")
+
+
+def check_client_portal(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
+    """The client portal's settings: a positive link lifetime (E023), a cancel mode Stripe
+    knows and whole numbers for the new-link limits (E024); with ``DEBUG`` off, a warning
+    when either limit is off (W016)."""
+    from datetime import timedelta
+
+    messages: list[Error | Warning] = []
+    max_age = billing_settings.PORTAL_LINK_MAX_AGE
+    if not isinstance(max_age, timedelta) or max_age.total_seconds() <= 0:
+        messages.append(
+            Error(
+                "PORTAL_LINK_MAX_AGE must be a positive timedelta.",
+                hint="For example timedelta(days=14): how long a client portal link works.",
+                id="wagtail_client_billing.E023",
+            )
+        )
+    mode = billing_settings.PORTAL_CANCEL_MODE
+    if mode not in PORTAL_CANCEL_MODES:
+        messages.append(
+            Error(
+                f"PORTAL_CANCEL_MODE is {mode!r}, not 'at_period_end' or 'immediately'.",
+                hint="How a client's cancellation in Stripe's customer portal takes effect.",
+                id="wagtail_client_billing.E024",
+            )
+        )
+    limits = ("PORTAL_LINK_REQUESTS_PER_ADDRESS", "PORTAL_LINK_REQUESTS_PER_EMAIL")
+    bad = False
+    for name in limits:
+        value = getattr(billing_settings, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            bad = True
+            messages.append(
+                Error(
+                    f"{name} must be a whole number of requests an hour.",
+                    hint="For example 3; 0 turns that limit off.",
+                    id="wagtail_client_billing.E024",
+                )
+            )
+    if not bad and not settings.DEBUG:
+        off = [name for name in limits if not getattr(billing_settings, name)]
+        if off:
+            messages.append(
+                Warning(
+                    f"{' and '.join(off)} is 0: the portal's 'send me a new link' form "
+                    "sends as many emails as anyone asks for.",
+                    hint="Set a limit, such as 10 an hour per address and 3 per email.",
+                    id="wagtail_client_billing.W016",
+                )
+            )
+    return messages
+
+
 #: The app's URLs a check resolves: Stripe posts to the webhook, clients open the pay link.
 URL_PROBES: tuple[tuple[str, dict[str, str], str], ...] = (
     ("stripe_webhook", {}, "the Stripe webhook"),
@@ -626,6 +682,7 @@ CHECKS = (
     (check_settings, ()),
     (check_stripe_api_version, (Tags.compatibility,)),
     (check_public_rate_limit, (Tags.caches,)),
+    (check_client_portal, ()),
     (check_urls, (Tags.urls,)),
     (check_q_cluster, (Tags.compatibility,)),
     (check_production_settings, ()),

@@ -130,6 +130,16 @@ DEFAULTS: dict[str, Any] = {
     "PDF_FONTS": [],
     # The PDF page size: "A4" or "Letter".
     "PDF_PAGE_SIZE": "A4",
+    # How long a client portal link (in every client email, or asked for on the portal's
+    # "send me a new link" form) opens the portal; a timedelta.
+    "PORTAL_LINK_MAX_AGE": timedelta(days=14),
+    # "Send me a new link" requests an hour, per client address and per email address
+    # (0 turns that limit off), counted in PUBLIC_RATE_LIMIT_CACHE.
+    "PORTAL_LINK_REQUESTS_PER_ADDRESS": 10,
+    "PORTAL_LINK_REQUESTS_PER_EMAIL": 3,
+    # How a client's cancellation in Stripe's customer portal takes effect:
+    # "at_period_end" (the plan runs to the end of the paid period) or "immediately".
+    "PORTAL_CANCEL_MODE": "at_period_end",
 }
 
 #: Keys where ``None`` is a choice of the site developer (off), not "use the default".

@@ -54,15 +54,17 @@ from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
 from django.template import Context
 from django.template.loader import get_template, render_to_string
-from django.utils import translation
+from django.utils import timezone, translation
 from django.utils.encoding import punycode
+from django.utils.timesince import timeuntil
 from django.utils.translation import gettext as _
 from wagtail.models import Site
 
-from . import documents, hooks
+from . import documents, hooks, portal_links
 from .conf import billing_settings
 from .languages import default_language, format_date, format_datetime, invoice_language
 from .models import (
+    Client,
     ClientBillingSettings,
     Invoice,
     SMTPSecurity,
@@ -523,10 +525,21 @@ def email_context(invoice: Invoice, kind: str = INVOICE_REQUEST) -> dict:
         "due_date": invoice.due_date,
         "due": format_date(invoice.due_date),
         "pay_url": invoice.get_pay_url(),
+        # The client portal (all their invoices and receipts), when the invoice has a client.
+        "portal_url": client_portal_url(invoice),
         "language_code": translation.get_language() or settings.LANGUAGE_CODE,
         # The seller's logo, accent colour and footer; the test-mode marking.
         **documents.branding(invoice),
     }
+
+
+def client_portal_url(invoice: Invoice) -> str:
+    """A fresh portal link for the invoice's client, on the invoice's site; ``""``
+    without a client (or for an erased one)."""
+    client = invoice.client
+    if client is None or client.erased_at is not None:
+        return ""
+    return portal_links.portal_url(client, invoice.site)
 
 
 def render_text(template_name: str, context: dict) -> str:
@@ -1096,3 +1109,52 @@ def send_receipt(
         invoice.pk,
         _send_one(invoice, kind, [invoice.email], context, for_client=True, attachment=pdf),
     )
+
+
+# --- the client portal's new link ------------------------------------------------------------
+
+PORTAL_LINK = "portal_link"
+
+
+def send_portal_link(client: Client, site: Site) -> DeliveryError | None:
+    """Email ``client`` a new portal link, built on ``site``'s address and sent through
+    its connection, in the client's language (else the site's), from the overridable
+    templates ``wagtail_client_billing/emails/portal_link.{subject.txt,txt,html}``; the
+    error (logged), or None once sent. Never raises."""
+    try:
+        mailer = mailer_for_site(site)
+    except Exception as exc:
+        return describe_error(exc)
+    try:
+        with translation.override(default_language(site, client.language)):
+            values = {
+                "site_name": site_display_name(site),
+                "portal_url": portal_links.portal_url(client, site),
+                "valid_for": timesince_text(billing_settings.PORTAL_LINK_MAX_AGE),
+                "language_code": translation.get_language() or settings.LANGUAGE_CODE,
+            }
+            base = f"wagtail_client_billing/emails/{PORTAL_LINK}"
+            message = EmailMultiAlternatives(
+                subject=_render_subject(f"{base}.subject.txt", values),
+                body=render_text(f"{base}.txt", values),
+                from_email=mailer.from_email,
+                to=[_recipient(client.email)],
+                reply_to=mailer.reply_to,
+                connection=mailer.connection,
+            )
+            message.attach_alternative(render_to_string(f"{base}.html", values), "text/html")
+        mailer.connection.open()
+        mailer.connection.send_messages([message])
+    except Exception as exc:
+        error = describe_error(exc, mailer)
+        _log_failure(error, mailer, f"portal link of client {client.pk}")
+        return error
+    finally:
+        _close_quietly(mailer.connection)
+    return None
+
+
+def timesince_text(delta: Any) -> str:
+    """``2 weeks``, ``1 hour``: how long a link works, in words of the active language."""
+    now = timezone.now()
+    return timeuntil(now + delta, now)

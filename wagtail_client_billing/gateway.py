@@ -1528,3 +1528,87 @@ def list_refunds(
     with _calling("list_refunds", test_mode=test_mode, account_id=account_id):
         page = client.v1.refunds.list(params, {"stripe_account": account_id})  # type: ignore[arg-type]
     return [refund_from_stripe(item) for item in _get(page, "data", [])]
+
+
+# --- the customer portal ---------------------------------------------------------------
+
+
+def portal_configuration_params(
+    *, privacy_policy_url: str, terms_of_service_url: str, default_return_url: str
+) -> dict[str, Any]:
+    """The customer portal the app offers a client on a connected account: update the
+    card, see Stripe's invoice history, cancel a subscription (at the period's end, or
+    immediately: ``PORTAL_CANCEL_MODE``); nothing else (no plan or customer changes,
+    which would drift from the invoice the editor sent)."""
+    mode = billing_settings.PORTAL_CANCEL_MODE
+    params: dict[str, Any] = {
+        "features": {
+            "payment_method_update": {"enabled": True},
+            "invoice_history": {"enabled": True},
+            "subscription_cancel": {"enabled": True, "mode": mode, "proration_behavior": "none"},
+            "customer_update": {"enabled": False},
+            "subscription_update": {"enabled": False},
+        },
+        "default_return_url": default_return_url,
+        "metadata": {"platform": PLATFORM},
+    }
+    profile = {
+        name: url
+        for name, url in (
+            ("privacy_policy_url", privacy_policy_url),
+            ("terms_of_service_url", terms_of_service_url),
+        )
+        if url
+    }
+    if profile:
+        params["business_profile"] = profile
+    return params
+
+
+def create_portal_configuration(
+    *, test_mode: bool, account_id: str, params: dict[str, Any], replaces: str = ""
+) -> str:
+    """Create the customer portal configuration of a connected account; its id.
+
+    Idempotency key ``wcb-portal-config-<account>-<hash of the parameters>-<replaces>``:
+    two clients opening the portal at once make one configuration, and replacing one
+    that Stripe no longer has (``replaces`` is its id) is a new request.
+    """
+    from stripe.params.billing_portal import ConfigurationCreateParams
+
+    validate_params(params, ConfigurationCreateParams)
+    canonical = json.dumps(params, sort_keys=True, default=str)
+    digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+    key = f"wcb-portal-config-{account_id}-{digest}-{replaces or 'first'}"[:255]
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {"stripe_account": account_id, "idempotency_key": key}
+    with _calling("create_portal_configuration", test_mode=test_mode, account_id=account_id):
+        configuration = client.v1.billing_portal.configurations.create(
+            typing.cast(Any, params), options
+        )
+    _log_ok(
+        "create_portal_configuration", configuration, test_mode=test_mode, account_id=account_id
+    )
+    return str(configuration.id)
+
+
+def create_portal_session(
+    *, test_mode: bool, account_id: str, customer_id: str, configuration_id: str, return_url: str
+) -> str:
+    """A customer portal session on a connected account; its URL (short-lived, for one
+    visit: never stored or logged). Each click is a new session, so the idempotency key
+    is random (the client's own network retries reuse it)."""
+    params: dict[str, Any] = {
+        "customer": customer_id,
+        "configuration": configuration_id,
+        "return_url": return_url,
+    }
+    client = get_client(test_mode)
+    options: stripe.RequestOptions = {
+        "stripe_account": account_id,
+        "idempotency_key": f"wcb-portal-session-{uuid.uuid4().hex}",
+    }
+    with _calling("create_portal_session", test_mode=test_mode, account_id=account_id):
+        session = client.v1.billing_portal.sessions.create(typing.cast(Any, params), options)
+    _log_ok("create_portal_session", session, test_mode=test_mode, account_id=account_id)
+    return str(session.url)

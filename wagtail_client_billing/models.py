@@ -100,6 +100,9 @@ class StripeAccount(models.Model):
             account was deleted on Stripe).
         deauthorized_event_id: the ``account.application.deauthorized`` event that
             recorded it, so a redelivered event is not applied and logged twice.
+        portal_configuration_id: ``bpc_...``, the customer portal configuration the app
+            made on the account (lazily, the first time a client opens the portal), and
+            made again when Stripe no longer has it; see ``billing.portal``.
     """
 
     stripe_id = models.CharField(_("Stripe account id"), max_length=64, unique=True)
@@ -131,6 +134,14 @@ class StripeAccount(models.Model):
         _("deauthorization event"), max_length=255, blank=True, default="", db_default=""
     )
     synced_at = models.DateTimeField(_("last synced"), null=True, blank=True)
+    portal_configuration_id = models.CharField(
+        _("customer portal configuration"),
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        editable=False,
+    )
 
     class Meta:
         verbose_name = _("Stripe account")

@@ -11,10 +11,14 @@ Requests are counted per client address in fixed windows of a minute: the first
 ``PUBLIC_RATE_LIMIT_CACHE``; it is shared by every worker only when that cache is
 (Redis or Memcached): a process-local cache counts per process, which
 ``wagtail_client_billing.W005`` points out.
+
+:func:`count` counts any key in windows of any length: the client portal's "send me a
+new link" form counts per client address and per email address, an hour each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import math
 import time
@@ -76,22 +80,31 @@ class Verdict:
 
 def check(request: HttpRequest, scope: str = "public") -> Verdict:
     """Count this request against its address's limit and say whether it passes."""
-    limit = billing_settings.PUBLIC_RATE_LIMIT
+    return count(
+        f"{scope}:{client_address(request)}", billing_settings.PUBLIC_RATE_LIMIT, WINDOW_SECONDS
+    )
+
+
+def count(key: str, limit: int, window_seconds: int) -> Verdict:
+    """Count one use of ``key`` in fixed windows of ``window_seconds``: the first
+    ``limit`` of a window pass (``0`` is no limit). ``key`` may hold anything (an email
+    address): it is hashed into the cache key."""
     if not limit:
         return Verdict(True)
     now = time.time()
-    window = int(now // WINDOW_SECONDS)
-    key = f"wcb:rate:{scope}:{client_address(request)}:{window}"
+    window = int(now // window_seconds)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    cache_key = f"wcb:rate:{digest}:{window_seconds}:{window}"
     cache = caches[billing_settings.PUBLIC_RATE_LIMIT_CACHE]
     # add() then incr(): both are atomic on Redis and Memcached, so concurrent workers
     # cannot lose a count. The key outlives its window a little, never the next one's.
-    cache.add(key, 0, timeout=WINDOW_SECONDS + 5)
+    cache.add(cache_key, 0, timeout=window_seconds + 5)
     try:
-        count = cache.incr(key)
+        used = cache.incr(cache_key)
     except ValueError:  # evicted between the two calls (or a cache that keeps nothing)
-        cache.set(key, 1, timeout=WINDOW_SECONDS + 5)
-        count = 1
-    if count <= limit:
+        cache.set(cache_key, 1, timeout=window_seconds + 5)
+        used = 1
+    if used <= limit:
         return Verdict(True)
-    ends = (window + 1) * WINDOW_SECONDS
+    ends = (window + 1) * window_seconds
     return Verdict(False, retry_after=max(1, math.ceil(ends - now)))

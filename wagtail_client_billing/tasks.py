@@ -59,6 +59,7 @@ from .billing import (
     disputes,
     invoices,
     notices,
+    portal,
     receipts,
     refunds,
     subscriptions,
@@ -935,6 +936,41 @@ def send_dispute_notice(dispute_pk: int, attempt: int = 0) -> str:
 def resume_dispute_notices() -> int:
     """Queue again every dispute notice whose task was lost; returns how many."""
     return _queue_notices_again("send_dispute_notice", disputes.notices_due)
+
+
+# --- the client portal ----------------------------------------------------------------------
+
+
+def send_portal_link(email: str, site_id: int | None = None) -> str:
+    """The portal's "send me a new link": email a new link if ``email`` is a client's
+    billing address, else nothing. The form answers the same before this runs, so
+    neither its answer nor its timing tells whether the address is known."""
+    client = portal.client_for_email(email)
+    if client is None:
+        return "unknown"
+    return send_client_portal_link(client.pk, site_id)
+
+
+def send_client_portal_link(client_pk: int, site_id: int | None, attempt: int = 0) -> str:
+    """Email a client a new portal link; a transient failure is retried with the email
+    backoff (by the client's id: no address is kept in a schedule). A lost task is not
+    swept up: nothing records the request, and the client asks again."""
+    what, error = portal.send_link(client_pk, site_id)
+    if (
+        error is not None
+        and error.transient
+        and _retry_later(
+            "send_client_portal_link",
+            f"portal_link_{client_pk}",
+            (client_pk, site_id, attempt + 1),
+            attempt=attempt + 1,
+            backoff=billing_settings.EMAIL_RETRY_BACKOFF,
+            max_attempts=billing_settings.EMAIL_MAX_ATTEMPTS,
+            about=f"Client {client_pk} portal link ({error.kind})",
+        )
+    ):
+        return "retrying"
+    return what
 
 
 # --- failed renewals ------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Everything this app registers with the Wagtail admin, in one place."""
 
+from urllib.parse import urlencode
+
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail import hooks
@@ -40,6 +42,11 @@ def register_log_actions(actions):
             _("Client opened Stripe Checkout"),
         ),
         ("wagtail_client_billing.renewal_paid", _("Renewal paid"), _("Subscription renewal paid")),
+        (
+            "wagtail_client_billing.portal_links_revoked",
+            _("Portal links revoked"),
+            _("Client portal links revoked: earlier links no longer open the portal"),
+        ),
         ("wagtail_client_billing.refund_failed", _("Refund failed"), _("A refund failed")),
         (
             "wagtail_client_billing.renewal_failed",
@@ -249,6 +256,38 @@ def register_connect_permission():
 
 
 # --- Email: the "Send test email" button's view ---------------------------------------------------
+
+
+@hooks.register("register_admin_urls")
+def register_portal_urls():
+    from django.urls import include, path
+
+    from .views import admin_portal
+
+    return [
+        path(
+            "client-billing/clients/",
+            include(
+                (admin_portal.urlpatterns, "wagtail_client_billing_portal"),
+                namespace="wagtail_client_billing_portal",
+            ),
+        )
+    ]
+
+
+@hooks.register("register_snippet_listing_buttons")
+def client_portal_buttons(snippet, user, next_url=None):
+    """ "Revoke portal links" in a client's "More" menu of the clients listing."""
+    from wagtail.admin.widgets import Button
+
+    from .views import admin_portal
+
+    if not isinstance(snippet, Client) or not admin_portal.may_revoke(user):
+        return
+    url = admin_portal.revoke_url(snippet)
+    if next_url:
+        url += "?" + urlencode({"next": next_url})
+    yield Button(_("Revoke portal links"), url, icon_name="lock", priority=60)
 
 
 @hooks.register("register_admin_urls")

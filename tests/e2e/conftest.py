@@ -593,6 +593,8 @@ DOCS_IMAGES = {
     "invoice-draft-edit": "invoice-draft-edit.png",
     "client-withdrawn-de": "client-page-de.png",
     "client-paid-fr": "client-page-fr.png",
+    "portal-375": "portal-375.png",
+    "portal-1280": "portal-1280.png",
 }
 
 

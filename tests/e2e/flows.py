@@ -66,6 +66,19 @@ def add_billing_request(page: Any, stack: Stack, **fields: str) -> str:
     return number.group(0)
 
 
+def add_monthly_request(
+    page: Any, stack: Stack, *, email: str, amount: str, description: str
+) -> str:
+    """Add a recurring monthly billing request in USD from the site's tab; its number."""
+    open_add_form(page, stack)
+    fill_billing_request(
+        page, stack, email=email, currency="USD", amount=amount, description=description
+    )
+    field(page, "combobox", "Billing type").select_option(label="Recurring monthly")
+    page.get_by_role("button", name=re.compile(r"^(Send|Create|Save)")).first.click()
+    return re.search(r"INV-\d+", page.locator(".messages").first.inner_text()).group(0)
+
+
 def status_in_listing(page: Any, number: str) -> Any:
     """The status cell of ``number``'s row in the invoice listing."""
     row = page.get_by_role("row").filter(has=page.get_by_role("link", name=number, exact=True))

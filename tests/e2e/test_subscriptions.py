@@ -9,7 +9,7 @@ import time
 from playwright.sync_api import expect
 
 from .conftest import DEADLINE, payment_link, screenshot
-from .flows import LISTING, field, fill_billing_request, open_add_form, reload_until_status
+from .flows import LISTING, add_monthly_request, reload_until_status
 
 
 def subscription_in_listing(page, number):
@@ -33,18 +33,13 @@ def reload_until_subscription(page, stack, number, state):
 def test_a_failed_renewal_and_a_cancellation_show_in_the_listing_and_on_the_invoice(
     stack, admin_page, new_context
 ):
-    open_add_form(admin_page, stack)
-    fill_billing_request(
+    number = add_monthly_request(
         admin_page,
         stack,
         email="mo@client-a.example",
-        currency="USD",
         amount="49.00",
         description="Hosting and care plan",
     )
-    field(admin_page, "combobox", "Billing type").select_option(label="Recurring monthly")
-    admin_page.get_by_role("button", name=re.compile(r"^(Send|Create|Save)")).first.click()
-    number = re.search(r"INV-\d+", admin_page.locator(".messages").first.inner_text()).group(0)
 
     client = new_context().new_page()
     client.goto(payment_link(stack.mailbox.wait_for(to="mo@client-a.example")))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import rules
+from .billing_portal import BillingPortalMixin
 from .checkout import CheckoutMixin
 from .delivery import Delivery, Target, WebhookDispatcher
 from .disputes import DisputesMixin
@@ -30,7 +31,13 @@ from .webhook_endpoints import WebhookEndpointsMixin
 FAULT_KINDS = ("500", "500-stored", "429", "timeout", "reset")
 
 
-class EmulatorState(CheckoutMixin, DisputesMixin, SubscriptionChangesMixin, WebhookEndpointsMixin):
+class EmulatorState(
+    CheckoutMixin,
+    DisputesMixin,
+    BillingPortalMixin,
+    SubscriptionChangesMixin,
+    WebhookEndpointsMixin,
+):
     """Stripe's side of the world: accounts, links, sessions, subscriptions, events.
 
     The state and its attributes are :class:`~.store.Store`'s; each resource's
@@ -157,6 +164,18 @@ class EmulatorState(CheckoutMixin, DisputesMixin, SubscriptionChangesMixin, Webh
             ("GET", r"/v1/disputes/([^/]+)", self.api_retrieve_dispute),
             ("POST", r"/v1/subscriptions/([^/]+)", self.api_update_subscription),
             ("DELETE", r"/v1/subscriptions/([^/]+)", self.api_cancel_subscription),
+            ("POST", r"/v1/billing_portal/configurations", self.api_create_portal_configuration),
+            (
+                "GET",
+                r"/v1/billing_portal/configurations/([^/]+)",
+                self.api_retrieve_portal_configuration,
+            ),
+            (
+                "POST",
+                r"/v1/billing_portal/configurations/([^/]+)",
+                self.api_update_portal_configuration,
+            ),
+            ("POST", r"/v1/billing_portal/sessions", self.api_create_portal_session),
             ("POST", r"/v1/refunds", self.api_create_refund),
             ("GET", r"/v1/refunds", self.api_list_refunds),
             ("GET", r"/v1/refunds/([^/]+)", self.api_retrieve_refund),

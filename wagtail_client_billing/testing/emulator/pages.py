@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import money
+from .billing_portal import CANCELLABLE
 from .core import EmulatorState
 from .errors import EmulatorError
 
@@ -256,6 +257,77 @@ def processing(state: EmulatorState, session_id: str, action: str | None) -> Pag
             return PageResponse.redirect(_success_location(state, session))
     except EmulatorError as error:
         return _message("Not available", error.message, error.status)
+
+
+# -- the customer portal --------------------------------------------------------------
+
+
+def billing_portal(
+    state: EmulatorState, session_id: str, action: str | None, form: dict[str, str]
+) -> PageResponse:
+    """Stripe's customer portal: ``GET`` shows the card and the subscriptions; ``POST``
+    updates the card (``update_card``) or cancels one (``cancel``), then goes back to the
+    session's return URL."""
+    try:
+        if action is None:
+            return _billing_portal_page(state.portal_view(session_id))
+        if action == "update_card":
+            return PageResponse.redirect(state.portal_update_card(session_id, form.get("card", "")))
+        if action == "cancel":
+            return PageResponse.redirect(
+                state.portal_cancel(session_id, form.get("subscription", ""))
+            )
+        return _message("Unknown action", f"Unknown action {action!r}.", 400)
+    except EmulatorError as error:
+        return _message("Customer portal", error.message, error.status)
+
+
+def _billing_portal_page(view: dict[str, Any]) -> PageResponse:
+    session, customer, features = view["session"], view["customer"], view["features"]
+    cancel = features["subscription_cancel"]
+    rows = []
+    for subscription in view["subscriptions"]:
+        item = subscription["items"]["data"][0]
+        price = item["price"]
+        amount = money.format_amount(price["unit_amount"] * item["quantity"], price["currency"])
+        interval = (price.get("recurring") or {}).get("interval", "")
+        state = subscription["status"]
+        if subscription["cancel_at_period_end"]:
+            state = f"cancels at {subscription['cancel_at']} (Unix time)"
+        button = ""
+        if (
+            cancel["enabled"]
+            and subscription["status"] in CANCELLABLE
+            and not (subscription["cancel_at_period_end"])
+        ):
+            label = "Cancel now" if cancel["mode"] == "immediately" else "Cancel plan"
+            button = (
+                '<form method="post">'
+                f'<input type="hidden" name="subscription" value="{html.escape(subscription["id"])}">'
+                f"{_button('cancel', label, secondary=True)}</form>"
+            )
+        rows.append(
+            f'<li data-testid="subscription"><strong>{html.escape(amount)} per '
+            f"{html.escape(interval)}</strong> — <span>{html.escape(state)}</span>{button}</li>"
+        )
+    card = view["card"]
+    card_form = ""
+    if features["payment_method_update"]["enabled"]:
+        card_form = (
+            '<form method="post"><label for="card">New card number</label>'
+            '<input id="card" name="card" inputmode="numeric" value="4000 0566 5566 5556">'
+            f"{_button('update_card', 'Update card')}</form>"
+        )
+    body = (
+        "<h1>Manage your billing</h1>"
+        f"<p>{html.escape(customer.get('email') or customer['id'])}</p>"
+        f'<p data-testid="card">Card: {html.escape("•••• " + card if card else "none on file")}</p>'
+        f"{card_form}"
+        f"<h2>Subscriptions</h2><ul>{''.join(rows) or '<li>None</li>'}</ul>"
+        f'<p><a href="{html.escape(session["return_url"])}">Return</a></p>'
+        f'<p class="note">{"Live" if session["livemode"] else "Test"} mode</p>'
+    )
+    return _page("Customer portal", body)
 
 
 def index(state: EmulatorState) -> PageResponse:

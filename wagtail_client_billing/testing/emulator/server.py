@@ -250,6 +250,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         state = self.server.emulator.state
         state.expire_due_sessions()
         action = None
+        form: dict[str, str] = {}
         if self.command == "POST":
             form = dict(urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True))
             action = form.get("action", "")
@@ -262,6 +263,8 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             page = pages.checkout(state, match.group(1), action)
         elif match := re.fullmatch(r"/_hosted/checkout/([A-Za-z0-9_]+)/processing", path):
             page = pages.processing(state, match.group(1), action)
+        elif match := re.fullmatch(r"/_hosted/billing_portal/([A-Za-z0-9_]+)", path):
+            page = pages.billing_portal(state, match.group(1), action, form)
         elif path in ("/_hosted/expired", "/_hosted/done"):
             page = pages._message("Onboarding", "You can close this page.")
         else:

@@ -178,6 +178,12 @@ def _params_types() -> dict[str, type]:
         WebhookEndpointRetrieveParams,
         WebhookEndpointUpdateParams,
     )
+    from stripe.params.billing_portal import (
+        ConfigurationCreateParams,
+        ConfigurationRetrieveParams,
+        ConfigurationUpdateParams,
+    )
+    from stripe.params.billing_portal import SessionCreateParams as PortalSessionCreateParams
     from stripe.params.checkout import (
         SessionCreateParams,
         SessionExpireParams,
@@ -219,6 +225,10 @@ def _params_types() -> dict[str, type]:
         "coupon.retrieve": CouponRetrieveParams,
         "promotion_code.create": PromotionCodeCreateParams,
         "tax_settings.retrieve": SettingsRetrieveParams,
+        "portal_configuration.create": ConfigurationCreateParams,
+        "portal_configuration.retrieve": ConfigurationRetrieveParams,
+        "portal_configuration.update": ConfigurationUpdateParams,
+        "portal_session.create": PortalSessionCreateParams,
     }
 
 
@@ -262,6 +272,8 @@ class Store:
             self.charges: dict[str, dict[str, Any]] = {}
             self.refunds: dict[str, dict[str, Any]] = {}
             self.webhook_endpoints: dict[str, dict[str, Any]] = {}
+            self.billing_portal_configurations: dict[str, dict[str, Any]] = {}
+            self.billing_portal_sessions: dict[str, dict[str, Any]] = {}
             self.endpoint_targets = {}
             self.events: list[dict[str, Any]] = []
             self.requests: list[RequestRecord] = []
@@ -283,6 +295,8 @@ class Store:
         "charges",
         "refunds",
         "webhook_endpoints",
+        "billing_portal_configurations",
+        "billing_portal_sessions",
     )
 
     def snapshot(self) -> dict[str, Any]:
