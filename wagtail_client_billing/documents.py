@@ -34,6 +34,7 @@ from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 
 from .conf import billing_settings
+from .languages import format_date, format_datetime, invoice_language
 from .models import (
     ClientBillingSettings,
     Invoice,
@@ -41,7 +42,6 @@ from .models import (
     invoice_lines,
     site_display_name,
 )
-from .languages import format_date, format_datetime, invoice_language
 from .money import format_money
 
 if TYPE_CHECKING:

@@ -67,7 +67,7 @@ def scoped_chooser_viewset(
 
         def get_object(self, pk: Any) -> Any:
             if not str(pk).isdigit():  # a hostile id is "not found", never a server error
-                raise model.DoesNotExist
+                raise model.DoesNotExist  # type: ignore[attr-defined]
             return objects(self.request.user).get(pk=pk)
 
         def get_objects(self, pks: Any) -> QuerySet[Any]:
