@@ -122,6 +122,43 @@ def test_a_paid_invoice_shows_its_receipt_and_no_pay_button(client, world):
     assert "Pay $125.00" in other
 
 
+def pdf_text(response) -> str:
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    data = b"".join(response.streaming_content) if response.streaming else response.content
+    return "".join(page.extract_text() for page in PdfReader(BytesIO(data)).pages)
+
+
+def test_the_portal_offers_each_invoices_pdf_and_its_receipts(client, world):
+    invoice = world["alice_a"]
+    lifecycle.mark_paid(invoice, source=lifecycle.Source.WEBHOOK)
+    payment = invoice.payments.create(amount=invoice.amount, currency="USD", paid_at=timezone.now())
+    page = open_portal(client, world["alice"])
+    invoice_url = f"{PORTAL}invoices/{invoice.pk}/invoice.pdf"
+    receipt_url = f"{PORTAL}invoices/{invoice.pk}/payments/{payment.pk}/receipt.pdf"
+    assert invoice_url in page and receipt_url in page
+    assert f"Invoice {invoice.number}" in pdf_text(client.get(invoice_url))
+    receipt = pdf_text(client.get(receipt_url))
+    assert invoice.number in receipt and "$125.00" in receipt and "Receipt" in receipt
+
+
+def test_another_clients_pdfs_are_404(client, world):
+    bob_invoice = world["bob_a"]
+    lifecycle.mark_paid(bob_invoice, source=lifecycle.Source.WEBHOOK)
+    payment = bob_invoice.payments.create(amount=125, currency="USD", paid_at=timezone.now())
+    open_portal(client, world["alice"])
+    assert client.get(f"{PORTAL}invoices/{bob_invoice.pk}/invoice.pdf").status_code == 404
+    bob_receipt = f"{PORTAL}invoices/{bob_invoice.pk}/payments/{payment.pk}/receipt.pdf"
+    assert client.get(bob_receipt).status_code == 404
+    # Bob's payment under Alice's invoice is not found either.
+    mixed = f"{PORTAL}invoices/{world['alice_a'].pk}/payments/{payment.pk}/receipt.pdf"
+    assert client.get(mixed).status_code == 404
+    assert client.get(f"{PORTAL}invoices/{world['alice_draft'].pk}/invoice.pdf").status_code == 404
+
+
 def test_without_a_link_the_portal_asks_for_one(client, world):
     response = client.get(PORTAL)
     assert (response.status_code, response["Location"]) == (303, NEW_LINK)

@@ -22,6 +22,19 @@ urlpatterns = [
     path("portal/new-link/", portal.request_link, name="portal_request_link"),
     path("portal/sign-out/", portal.sign_out, name="portal_sign_out"),
     path("portal/invoices/<int:pk>/pay/", portal.pay, name="portal_pay"),
+    path("portal/invoices/<int:pk>/invoice.pdf", portal.invoice_pdf, name="portal_invoice_pdf"),
+    path(
+        "portal/invoices/<int:pk>/payments/<int:item>/receipt.pdf",
+        portal.receipt_pdf,
+        {"kind": "payment"},
+        name="portal_payment_receipt_pdf",
+    ),
+    path(
+        "portal/invoices/<int:pk>/refunds/<int:item>/receipt.pdf",
+        portal.receipt_pdf,
+        {"kind": "refund"},
+        name="portal_refund_receipt_pdf",
+    ),
     path(
         "portal/invoices/<int:pk>/subscription/",
         portal.manage_subscription,

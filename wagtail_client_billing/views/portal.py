@@ -23,7 +23,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import translation
@@ -31,10 +31,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from wagtail.models import Site
 
-from .. import emails, ratelimit
+from .. import documents, emails, ratelimit
 from ..billing import portal
 from ..conf import billing_settings
-from ..models import Client, Invoice, RefundStatus, site_display_name, site_language
+from ..languages import available_language, default_language
+from ..models import Client, Invoice, RefundStatus, site_display_name
 from ..portal_links import LinkExpired, LinkInvalid, read_token
 from .public import RETRY_AFTER_SECONDS, HttpResponseSeeOther, private, rate_limited
 
@@ -77,10 +78,13 @@ def _site_name(request: HttpRequest) -> str:
 
 
 def _language(request: HttpRequest, client: Client | None = None) -> str:
-    """The portal's language: the client's own, else the site's, else the request's."""
+    """The portal's language: the client's own, else the site's, else ``LANGUAGE_CODE``
+    (:func:`..languages.default_language`, the rule of every client-facing page)."""
+    client_language = client.language if client is not None else None
     site = Site.find_for_request(request)
-    language = getattr(client, "language", "") or (site_language(site) if site else None)
-    return language or translation.get_language() or settings.LANGUAGE_CODE
+    if site is not None:
+        return default_language(site, client_language)
+    return available_language(client_language) or settings.LANGUAGE_CODE
 
 
 def _render(
@@ -227,6 +231,47 @@ def manage_subscription(request: HttpRequest, pk: int) -> HttpResponse:
             response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
     return HttpResponseSeeOther(url)
+
+
+@portal_page
+@rate_limited
+@require_GET
+def invoice_pdf(request: HttpRequest, pk: int) -> HttpResponse | FileResponse:
+    """The PDF of one of the client's invoices: the very file their email carried."""
+    client = _client_of(request)
+    if isinstance(client, HttpResponse):
+        return client
+    return documents.pdf_response(_client_invoice(client, pk), as_attachment=False)
+
+
+@portal_page
+@rate_limited
+@require_GET
+def receipt_pdf(request: HttpRequest, pk: int, kind: str, item: int) -> HttpResponse:
+    """The PDF receipt of one payment (``kind`` "payment") or refund ("refund") of one
+    of the client's invoices, in the client's language; another's is a 404."""
+    client = _client_of(request)
+    if isinstance(client, HttpResponse):
+        return client
+    invoice = _client_invoice(client, pk)
+    if kind == "payment":
+        payment = invoice.payments.filter(pk=item).first()
+        if payment is None:
+            raise Http404
+        amount, currency, at = payment.amount, payment.currency, payment.paid_at
+    else:
+        refund = invoice.refunds.filter(pk=item, status=RefundStatus.SUCCEEDED).first()
+        if refund is None:
+            raise Http404
+        amount, currency, at = refund.amount, refund.currency, refund.created_at
+    with translation.override(_language(request, client)):
+        data = documents.receipt_pdf(
+            invoice, refund=kind == "refund", amount=amount, currency=currency, at=at
+        )
+    response = HttpResponse(data, content_type=documents.PDF_MIMETYPE)
+    filename = documents.pdf_filename(invoice, f"{kind}-{item}-receipt")
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
 
 
 @portal_page
