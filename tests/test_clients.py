@@ -31,7 +31,7 @@ from tests.utils import (
     make_site,
     make_user,
 )
-from wagtail_client_billing import hooks
+from wagtail_client_billing import documents, hooks
 from wagtail_client_billing.billing import clients as domain
 from wagtail_client_billing.billing import overview
 from wagtail_client_billing.models import (
@@ -622,6 +622,7 @@ def _paid_with_everything(world):
 
 def test_the_export_holds_everything_about_the_client_that_the_editor_may_see(world, limit_to_a):
     invoice = _paid_with_everything(world)
+    documents.take_snapshot(invoice)  # the seller as copied when it was sent
     http = logged_in(editor_with_every_permission())
     response = http.get(url("export", world["shared"].pk))
     assert response.status_code == 200
@@ -647,6 +648,7 @@ def test_the_export_holds_everything_about_the_client_that_the_editor_may_see(wo
         == "Bob Shared"
     )
     assert "token" not in exported
+    assert "name" in exported["document"]["seller"]  # the issued document's seller
     assert any(e["action"] == "wagtail_client_billing.created" for e in data["log"]["invoices"])
     assert ClientBillingLogEntry.objects.filter(
         action="wagtail_client_billing.client_exported"

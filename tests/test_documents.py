@@ -30,6 +30,7 @@ from wagtail_client_billing import documents, emails, hooks, tasks
 from wagtail_client_billing.billing import invoices as invoice_domain
 from wagtail_client_billing.checks import check_pdf_fonts
 from wagtail_client_billing.models import (
+    Client,
     ClientBillingSettings,
     Invoice,
     InvoiceDocument,
@@ -437,3 +438,29 @@ def test_markup_in_editors_text_is_printed_as_text(berlin):
     assert "<h1>Big</h1> & small" in text
     assert '<img src="/etc/passwd">' in text
     assert pdf_images(data) == 1  # the QR code only
+
+
+def test_the_invoice_names_the_clients_details_from_the_directory(berlin):
+    site, account = berlin
+    client = Client.objects.create(
+        email="buchhaltung@kunde.example",
+        name="Erika Muster",
+        company="Kunde AG",
+        address="Marktplatz 5\n80331 München",
+        tax_number="DE987654321",
+    )
+    invoice = three_line_invoice(
+        site, account, "EUR", [("Webdesign", 1, 100000)], email=client.email
+    )
+    Invoice.objects.filter(pk=invoice.pk).update(client=client)
+    invoice.refresh_from_db()
+    with translation.override("de"):
+        text = pdf_text(documents.render_invoice_pdf(invoice))
+    for detail in ("Erika Muster", "Kunde AG", "Marktplatz 5", "80331 München", "DE987654321"):
+        assert detail in text
+    client.erased_at = timezone.now()
+    client.save()
+    invoice.refresh_from_db()
+    with translation.override("de"):
+        text = pdf_text(documents.render_invoice_pdf(invoice))
+    assert "Erika Muster" not in text and "DE987654321" not in text

@@ -295,6 +295,7 @@ def document_context(invoice: Invoice) -> dict[str, Any]:
         "seller_address_lines": [line for line in seller.get("address", "").splitlines() if line],
         "accent": seller.get("accent") or DEFAULT_ACCENT,
         "client_email": invoice.email,
+        **_client_details(invoice),
         "issued": format_date(invoice.created_at),
         "sent": format_date(sent_at) if sent_at else "",
         "due": format_date(invoice.due_date),
@@ -307,6 +308,19 @@ def document_context(invoice: Invoice) -> dict[str, Any]:
         "qr_code": _qr_data_uri(invoice.get_pay_url()),
         "test_mode": invoice.test_mode,
         "language_code": translation.get_language() or "",
+    }
+
+
+def _client_details(invoice: Invoice) -> dict[str, Any]:
+    """The billed client's name, company, address lines and tax number, from the client
+    directory (none for a request without a client, or a client whose data was erased)."""
+    client = invoice.client
+    if client is None or client.erased_at:
+        return {"client_lines": [], "client_tax_number": ""}
+    lines = [client.name, client.company, *client.address.splitlines()]
+    return {
+        "client_lines": [line.strip() for line in lines if line.strip()],
+        "client_tax_number": client.tax_number,
     }
 
 

@@ -285,6 +285,7 @@ def export(client: Client, *, user: Any) -> dict[str, Any]:
         .prefetch_related(
             "lines", "payments", "refunds", "disputes", "renewals", "renewal_failures_set"
         )
+        .select_related("document")
     )
     ids = [invoice.pk for invoice in invoices]
     events: dict[int, list[dict[str, Any]]] = {}
@@ -316,6 +317,7 @@ def export(client: Client, *, user: Any) -> dict[str, Any]:
                 "renewals": [_row(r) for r in invoice.renewals.all()],
                 "renewal_failures": [_row(r) for r in invoice.renewal_failures_set.all()],
                 "webhook_events": events.get(invoice.pk, []),
+                "document": _document(invoice),
             }
             for invoice in invoices
         ],
@@ -326,6 +328,20 @@ def export(client: Client, *, user: Any) -> dict[str, Any]:
     }
     log(instance=client, action=EXPORTED_ACTION, user=user, data={"invoices": len(ids)})
     return data
+
+
+def _document(invoice: Invoice) -> dict[str, Any] | None:
+    """The invoice's issued document: the seller as copied when it was sent, and the
+    stored PDF's name and language (the file itself is downloaded from the invoice)."""
+    document = getattr(invoice, "document", None)
+    if document is None:
+        return None
+    return {
+        "seller": document.seller,
+        "pdf": document.pdf.name if document.pdf else "",
+        "pdf_language": document.pdf_language,
+        "pdf_created_at": _value(document.pdf_created_at),
+    }
 
 
 def export_json(client: Client, *, user: Any) -> str:
