@@ -149,6 +149,6 @@ def test_page_to_publish_is_chosen_in_wagtails_chooser_among_the_sites_pages(sta
     title = choice.inner_text().strip()
     choice.click()
     expect(modal).to_be_hidden()
-    expect(page.locator("[data-chooser-title]").first).to_have_text(title)
+    expect(page.locator("#id_publish_page_when_paid-title")).to_have_text(title)
     page.get_by_role("button", name=re.compile(r"^(Send|Create|Save)")).first.click()
     expect(page.locator(".messages").first).to_contain_text("pages@client-a.example")
