@@ -333,6 +333,7 @@ def pdf_filename(invoice: Invoice, kind: str = "invoice") -> str:
 def render_invoice_pdf(invoice: Invoice) -> bytes:
     """A new PDF of ``invoice`` in the active language (nothing is stored)."""
     context = document_context(invoice)
+    # Translators: client-facing.
     return _render(INVOICE_TEMPLATE, context, _("Invoice %(number)s") % context)
 
 
@@ -402,4 +403,5 @@ def receipt_pdf(
         ],
         "total_refunded": format_money(invoice.amount_refunded, invoice.currency),
     }
+    # Translators: client-facing.
     return _render(RECEIPT_TEMPLATE, context, _("Receipt for %(number)s") % context)

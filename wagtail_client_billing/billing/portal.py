@@ -181,10 +181,12 @@ def customer_portal_url(invoice: Invoice, return_url: str) -> str:
             or Stripe refused or could not be reached.
     """
     if not (invoice.is_recurring and invoice.subscription_id and invoice.customer_id):
+        # Translators: client-facing.
         raise PortalUnavailable(_("This invoice has no subscription to manage."))
     account = invoice.account
     if account.deauthorized_at is not None:
         raise PortalUnavailable(
+            # Translators: client-facing.
             _("Card and cancellation changes are not available online; please contact us.")
         )
     try:
@@ -200,6 +202,7 @@ def customer_portal_url(invoice: Invoice, return_url: str) -> str:
     except gateway.GatewayError as exc:
         logger.warning("Could not open Stripe's customer portal for %s: %s", invoice, exc)
         raise PortalUnavailable(
+            # Translators: client-facing.
             _("Stripe's customer portal could not be opened just now. Please try again later."),
             retryable=exc.retryable,
         ) from exc

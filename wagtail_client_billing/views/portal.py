@@ -283,6 +283,7 @@ def sign_out(request: HttpRequest) -> HttpResponse:
 
 
 class LinkRequestForm(forms.Form):
+    # Translators: client-facing.
     email = forms.EmailField(label=_("Your email address"), max_length=254)
 
 
