@@ -178,6 +178,7 @@ URLS: dict[str, Row] = {
     "wagtail_client_billing_clients:merge": Row("client", posts=True),
     "wagtail_client_billing_clients:export": Row("client"),
     "wagtail_client_billing_clients:erase": Row("client", posts=True),
+    "wagtail_client_billing_portal:revoke": Row("client", posts=True),
     "wagtailsnippetchoosers_wagtail_client_billing_client:choose": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_client:choose_results": Row(about_other=False),
     "wagtailsnippetchoosers_wagtail_client_billing_client:chosen": Row("client"),

@@ -2136,3 +2136,4 @@ from .models_payments import (  # noqa: E402, F401
     RefundStatus,
     StripeInvoicePayment,
 )
+from .models_portal import ClientPortalLinks  # noqa: E402, F401

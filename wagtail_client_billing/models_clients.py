@@ -78,12 +78,6 @@ class Client(models.Model):
     )
     created_by_migration = models.BooleanField(default=False, editable=False)
     erased_at = models.DateTimeField(_("erased"), null=True, blank=True, editable=False)
-    #: The client portal's links carry this number; "Revoke portal links" increments it,
-    #: so every link made before stops working (``billing.portal.revoke_links``).
-    portal_links_version = models.PositiveIntegerField(default=1, db_default=1, editable=False)
-    portal_links_revoked_at = models.DateTimeField(
-        _("portal links revoked"), null=True, blank=True, editable=False
-    )
 
     class Meta:
         verbose_name = _("client")

@@ -1,10 +1,10 @@
 """The client portal's links: signed, expiring, bound to one client, revocable.
 
-A link carries ``{"c": <client pk>, "v": <the client's portal_links_version>}`` signed
+A link carries ``{"c": <client pk>, "v": <the client's links version>}`` signed
 with Django's :mod:`~django.core.signing` (``SECRET_KEY`` and its fallbacks, salt
 :data:`SALT`, with the time it was made). It opens the portal of that one client while
 it is younger than ``PORTAL_LINK_MAX_AGE`` and the client's version is still the one it
-carries; an editor's "Revoke portal links" (``billing.portal.revoke_links``) bumps the
+carries (:class:`~.models_portal.ClientPortalLinks`); an editor's "Revoke portal links" (``billing.portal.revoke_links``) bumps the
 version. The emails (every client email carries a link) and the portal's views read
 links from here.
 """
@@ -16,7 +16,7 @@ from django.urls import reverse
 from wagtail.models import Site
 
 from .conf import billing_settings
-from .models import Client
+from .models import Client, ClientPortalLinks
 
 #: The salt of the portal links' signatures: a signature made for anything else (another
 #: use of ``signing`` in the project) never opens the portal.
@@ -37,7 +37,13 @@ class LinkExpired(Exception):
 
 def make_token(client: Client) -> str:
     """A signed portal link token for ``client`` (URL-safe, no padding)."""
-    return signing.dumps({"c": client.pk, "v": client.portal_links_version}, salt=SALT)
+    return signing.dumps({"c": client.pk, "v": links_version(client.pk)}, salt=SALT)
+
+
+def links_version(client_id: int) -> int:
+    """The version a client's links carry now (1 until an editor first revokes them)."""
+    found = ClientPortalLinks.objects.filter(client_id=client_id).values_list("version", flat=True)
+    return found.first() or 1
 
 
 def read_token(token: str) -> Client:
@@ -63,7 +69,7 @@ def read_token(token: str) -> Client:
     if not isinstance(client_id, int) or not isinstance(version, int):
         raise LinkInvalid
     client = Client.objects.filter(pk=client_id, erased_at__isnull=True).first()
-    if client is None or client.portal_links_version != version:
+    if client is None or links_version(client.pk) != version:
         raise LinkExpired
     return client
 

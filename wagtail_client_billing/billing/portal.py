@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F, QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -30,7 +31,7 @@ from wagtail.log_actions import log
 from wagtail.models import Site
 
 from .. import emails, gateway, taskqueue
-from ..models import Client, Invoice, InvoiceStatus, StripeAccount
+from ..models import Client, ClientPortalLinks, Invoice, InvoiceStatus, StripeAccount
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +42,16 @@ REVOKED_ACTION = "wagtail_client_billing.portal_links_revoked"
 HIDDEN_STATUSES = (InvoiceStatus.DRAFT, InvoiceStatus.DELETED)
 
 
-def revoke_links(client: Client, user: Any = None) -> None:
+def revoke_links(client: Client, user: Any = None) -> ClientPortalLinks:
     """Make every portal link of ``client`` made until now stop working (logged)."""
-    Client.objects.filter(pk=client.pk).update(
-        portal_links_version=F("portal_links_version") + 1,
-        portal_links_revoked_at=timezone.now(),
-    )
-    client.refresh_from_db(fields=["portal_links_version", "portal_links_revoked_at"])
+    with transaction.atomic():
+        links, _created = ClientPortalLinks.objects.get_or_create(client=client)
+        ClientPortalLinks.objects.filter(pk=links.pk).update(
+            version=F("version") + 1, revoked_at=timezone.now()
+        )
+    links.refresh_from_db()
     log(instance=client, action=REVOKED_ACTION, user=user)
+    return links
 
 
 # --- what a client sees --------------------------------------------------------------------

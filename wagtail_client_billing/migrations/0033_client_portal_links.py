@@ -1,5 +1,6 @@
-# The client portal's revocable links: a version per client that its links carry.
+# The client portal's revocable links: the version a client's links carry.
 
+import django.db.models.deletion
 from django.db import migrations, models
 
 
@@ -9,16 +10,31 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddField(
-            model_name="client",
-            name="portal_links_version",
-            field=models.PositiveIntegerField(db_default=1, default=1, editable=False),
-        ),
-        migrations.AddField(
-            model_name="client",
-            name="portal_links_revoked_at",
-            field=models.DateTimeField(
-                blank=True, editable=False, null=True, verbose_name="portal links revoked"
-            ),
+        migrations.CreateModel(
+            name="ClientPortalLinks",
+            fields=[
+                (
+                    "client",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="portal_links",
+                        serialize=False,
+                        to="wagtail_client_billing.client",
+                        verbose_name="client",
+                    ),
+                ),
+                ("version", models.PositiveIntegerField(default=1, verbose_name="links version")),
+                (
+                    "revoked_at",
+                    models.DateTimeField(
+                        blank=True, null=True, verbose_name="portal links revoked"
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "client portal links",
+                "verbose_name_plural": "client portal links",
+            },
         ),
     ]

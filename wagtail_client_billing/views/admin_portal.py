@@ -22,7 +22,7 @@ from wagtail.admin.views.generic import WagtailAdminTemplateMixin
 from .. import scope
 from ..billing import portal
 from ..conf import billing_settings
-from ..models import Client
+from ..models import Client, ClientPortalLinks
 
 #: The permission an editor needs, as ``user.has_perm`` names it.
 PERMISSION = "wagtail_client_billing.change_client"
@@ -67,6 +67,9 @@ class RevokePortalLinksView(WagtailAdminTemplateMixin, TemplateView):
             next=self.next_url(),
             action_url=self.request.get_full_path(),
             max_age=billing_settings.PORTAL_LINK_MAX_AGE,
+            revoked_at=ClientPortalLinks.objects.filter(client=self.object)
+            .values_list("revoked_at", flat=True)
+            .first(),
         )
         return context
 
