@@ -34,10 +34,7 @@ KINDS: dict[str, type[Payment] | type[Refund]] = {"payment": Payment, "refund": 
 batcher = taskqueue.Batcher(
     f"{taskqueue.TASKS}.send_receipts",
     group="client_billing_email",
-    limits=lambda: (
-        int(billing_settings.WEBHOOK_QUEUE_BATCH),
-        float(billing_settings.WEBHOOK_QUEUE_DELAY),
-    ),
+    limits=billing_settings.queue_batch_limits,
 )
 
 

@@ -11,12 +11,14 @@ is HOT and every index whose predicate the new row meets gets an entry
   becomes ``wcb_invoice_tax_rate``, over the invoices that have a rate.
 
 On PostgreSQL the indexes are built and dropped ``CONCURRENTLY`` (so the migration is
-not atomic): a large invoice table stays writable meanwhile. SQLite changes the
+not atomic; ``_operations.Concurrently``): a large invoice table stays writable meanwhile. SQLite changes the
 indexes only (no table copy, as in 0018).
 """
 
 import django.db.models.deletion
 from django.db import migrations, models
+
+from ._operations import Concurrently
 
 TABLE = "wagtail_client_billing_invoice"
 COLUMN = "tax_rate_id"
@@ -24,61 +26,6 @@ COLUMN = "tax_rate_id"
 
 def _concurrently(schema_editor) -> bool:
     return schema_editor.connection.vendor == "postgresql"
-
-
-class Concurrently(migrations.operations.base.Operation):
-    """``AddIndex``/``RemoveIndex``: ``CONCURRENTLY`` on PostgreSQL, as is elsewhere.
-
-    What ``django.contrib.postgres``' ``AddIndexConcurrently`` and
-    ``RemoveIndexConcurrently`` do, without importing it (it needs psycopg, which a
-    SQLite site need not have).
-    """
-
-    reversible = True
-
-    def __init__(self, operation):
-        self.operation = operation
-
-    def deconstruct(self):
-        return (self.__class__.__name__, [self.operation], {})
-
-    def state_forwards(self, app_label, state):
-        self.operation.state_forwards(app_label, state)
-
-    def _add(self, app_label, schema_editor, state, index):
-        model = state.apps.get_model(app_label, self.operation.model_name)
-        schema_editor.add_index(model, index, concurrently=True)
-
-    def _remove(self, app_label, schema_editor, state, index):
-        model = state.apps.get_model(app_label, self.operation.model_name)
-        schema_editor.remove_index(model, index, concurrently=True)
-
-    def _index(self, app_label, state):
-        op = self.operation
-        if isinstance(op, migrations.AddIndex):
-            return op.index
-        return state.models[app_label, op.model_name_lower].get_index_by_name(op.name)
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if not _concurrently(schema_editor):
-            self.operation.database_forwards(app_label, schema_editor, from_state, to_state)
-        elif isinstance(self.operation, migrations.AddIndex):
-            self._add(app_label, schema_editor, to_state, self.operation.index)
-        else:
-            index = self._index(app_label, from_state)
-            self._remove(app_label, schema_editor, from_state, index)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if not _concurrently(schema_editor):
-            self.operation.database_backwards(app_label, schema_editor, from_state, to_state)
-        elif isinstance(self.operation, migrations.AddIndex):
-            self._remove(app_label, schema_editor, from_state, self.operation.index)
-        else:
-            index = self._index(app_label, to_state)
-            self._add(app_label, schema_editor, to_state, index)
-
-    def describe(self):
-        return f"{self.operation.describe()} (concurrently on PostgreSQL)"
 
 
 def _fk_index_names(schema_editor):

@@ -374,10 +374,7 @@ def receive(payload: bytes, signature: str | None) -> Receipt:
 batcher = taskqueue.Batcher(
     f"{taskqueue.TASKS}.apply_webhook_events",
     group="client_billing_webhook",
-    limits=lambda: (
-        int(billing_settings.WEBHOOK_QUEUE_BATCH),
-        float(billing_settings.WEBHOOK_QUEUE_DELAY),
-    ),
+    limits=billing_settings.queue_batch_limits,
 )
 
 
