@@ -273,17 +273,17 @@ def apply_webhook_events(event_pks: list[int]) -> dict[str, int]:
     """
     outcomes: dict[str, int] = defaultdict(int)
     errors: list[Exception] = []
-    for pk in event_pks:
-        try:
-            outcomes[apply_webhook_event(pk)] += 1
-        except WebhookEvent.DoesNotExist:
-            outcomes["gone"] += 1
-        except Exception as exc:
-            logger.exception("Stripe event %s could not be applied; left for the sweep", pk)
-            errors.append(exc)
-    # The receipts these events wanted, as one task now: django-q2 may end this worker
-    # process before the batch's timer would have queued them.
-    receipts.batcher.flush()
+    # The receipts these events want go as one task when the batch is done (not on the
+    # timer while it runs, nor later: django-q2 may end this worker process next).
+    with receipts.batcher.held():
+        for pk in event_pks:
+            try:
+                outcomes[apply_webhook_event(pk)] += 1
+            except WebhookEvent.DoesNotExist:
+                outcomes["gone"] += 1
+            except Exception as exc:
+                logger.exception("Stripe event %s could not be applied; left for the sweep", pk)
+                errors.append(exc)
     if errors:
         raise errors[0]
     return dict(outcomes)
