@@ -316,9 +316,10 @@ def _insert_plan(connection: Any) -> tuple[str, list[Any], dict[int, Any]]:
         sql = (
             f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (identifiers from _meta)
             f"VALUES ({placeholders}) "
-            f"ON CONFLICT ({qn(meta.get_field('event_id').column)}) DO NOTHING "
-            f"RETURNING {qn(meta.pk.column)}"
+            f"ON CONFLICT ({qn(meta.get_field('event_id').column)}) DO NOTHING"
         )
+        if connection.vendor == "postgresql":
+            sql += f" RETURNING {qn(meta.pk.column)}"
         constants = {
             i: f.get_db_prep_save(f.get_default(), connection)
             for i, f in enumerate(fields)
@@ -329,8 +330,8 @@ def _insert_plan(connection: Any) -> tuple[str, list[Any], dict[int, Any]]:
 
 
 def _insert_or_skip(connection: Any, values: dict[str, Any], raw: str | None = None) -> int | None:
-    """``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING id``: the new row's id,
-    or None when the event is stored already.
+    """``INSERT ... ON CONFLICT (event_id) DO NOTHING`` (``RETURNING id`` on PostgreSQL):
+    the new row's id, or None when the event is stored already.
 
     The hot half of every delivery: one statement, no exception for a duplicate, and
     less Python than ``objects.create``. ``values`` holds every column
@@ -348,8 +349,14 @@ def _insert_or_skip(connection: Any, values: dict[str, Any], raw: str | None = N
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
+        if connection.vendor == "postgresql":
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        # SQLite: no RETURNING. Its statement would hold the one write lock until the
+        # row is fetched, a separate call between which the thread can lose the GIL
+        # (to gunicorn's main thread, say) while every other writer waits; without it
+        # the INSERT commits within ``execute``.
+        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
 
 
 # --- 3. process -----------------------------------------------------------------------------
