@@ -175,7 +175,7 @@ def test_one_event_that_raises_does_not_stop_the_rest_of_its_batch(invoice, monk
     assert outcomes == ["received", "processed", "processed"]  # the first waits for the sweep
 
 
-@pytest.mark.django_db(transaction=True)  # each event's transaction commits, as in a worker
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # commits, as in a worker
 def test_the_receipts_of_a_batch_of_events_are_queued_as_one_task_and_sent(
     invoice, queued, settings, mailoutbox
 ):
