@@ -32,7 +32,6 @@ from wagtail_client_billing.models import (
     ClientBillingLogEntry,
     Invoice,
     InvoiceRollup,
-    SubscriptionRenewal,
     WebhookEvent,
 )
 
@@ -66,10 +65,28 @@ def _clear_invoices() -> None:
     """Remove every invoice and what points at it (the other benchmarks' data)."""
     with transaction.atomic():
         WebhookEvent.objects.update(invoice=None)
-        SubscriptionRenewal.objects.all()._raw_delete(connection.alias)
+        # The rows that point at invoices, and at those (payments, refunds, notices,
+        # lines, disputes: what applying the webhook benchmark's events made).
+        for model in _pointing_at(Invoice):
+            model.objects.all()._raw_delete(connection.alias)
         ClientBillingLogEntry.objects.all()._raw_delete(connection.alias)
         Invoice.objects.all()._raw_delete(connection.alias)
         InvoiceRollup.objects.all()._raw_delete(connection.alias)
+
+
+def _pointing_at(model, seen: set | None = None) -> list:
+    """The app's models with a foreign key to ``model``, or to one of those, deepest first."""
+    seen = set() if seen is None else seen
+    found = []
+    for relation in model._meta.related_objects:
+        other = relation.related_model
+        if other in seen or other in (Invoice, WebhookEvent):
+            continue
+        if other._meta.app_label != Invoice._meta.app_label:
+            continue
+        seen.add(other)
+        found += [*_pointing_at(other, seen), other]
+    return found
 
 
 def _load(start: int, stop: int, t0: datetime, fx: data.Fixtures, *, bulk: bool) -> float:

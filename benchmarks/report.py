@@ -274,6 +274,21 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
             ">= 80%",
             lambda r, base=base: f"{(_get(r, base + '.reuse_of_bound') or 0) * 100:.0f}%",
         )
+        sender = "sender" if key == "one_site" else "senders"
+        add(
+            "email",
+            f"{label}: CPU ms per message, {sender} | sink",
+            "",
+            lambda r, base=base, sender=sender: (
+                f"{_get(r, base + '.cpu_ms_per_message.' + sender) or 0:.2f} | "
+                f"{_get(r, base + '.cpu_ms_per_message.sink') or 0:.2f}"
+                + (
+                    f" ({_get(r, base + '.cores_needed_at_bound'):.2f} cores at the bound)"
+                    if _get(r, base + ".cores_needed_at_bound")
+                    else ""
+                )
+            ),
+        )
     add(
         "email",
         "STARTTLS, delay per reply; all delivered",
@@ -360,6 +375,14 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
             f"{_n(_get(r, 'overview.rollup_rows'))} ({_s(_get(r, 'overview.load_large_seconds'))})"
         ),
     )
+    for key in ("sweep", "listing", "webhook", "paylink", "email", "overview"):
+        add(
+            "load",
+            f"{key}: 1-min load average, start -> end",
+            "",
+            lambda r, key=key: " -> ".join(str(v) for v in _get(r, key + ".load_average") or []),
+            key,
+        )
     return rows
 
 

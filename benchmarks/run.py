@@ -180,6 +180,7 @@ def drop_templates() -> None:
 def guarded(results: dict, name: str, fn, *args, **kwargs):
     say(f"{name} ...")
     started = time.perf_counter()
+    load_before = os.getloadavg()[0]
     try:
         value = fn(*args, **kwargs)
     except Exception as exc:
@@ -187,6 +188,9 @@ def guarded(results: dict, name: str, fn, *args, **kwargs):
         value = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     if isinstance(value, dict):
         value.setdefault("wall_seconds", round(time.perf_counter() - started, 1))
+        # The machine's 1-minute load average when it started and ended: on 2 cores
+        # shared with others, what a figure's CPU-bound half had to share.
+        value.setdefault("load_average", [round(load_before, 1), round(os.getloadavg()[0], 1)])
     results[name] = value
     say(f"{name} done in {time.perf_counter() - started:.1f}s")
     if _checkpoint:

@@ -206,8 +206,12 @@ def queued_events(broker) -> tuple[int, int]:
     tasks_ = events = 0
     for body in broker.connection.lrange(broker.list_key, 0, -1):
         task = SignedPackage.loads(body)
-        tasks_ += 1
-        events += len(task["args"][0]) if task["func"].endswith("_events") else 1
+        # Only the tasks that apply events: a receipt's task (of the event
+        # ``queries_per_event`` applied in this process) is not one.
+        if task["func"].endswith(".apply_webhook_events"):
+            tasks_, events = tasks_ + 1, events + len(task["args"][0])
+        elif task["func"].endswith(".apply_webhook_event"):
+            tasks_, events = tasks_ + 1, events + 1
     return tasks_, events
 
 

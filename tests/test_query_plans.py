@@ -185,3 +185,14 @@ def test_listing_search_for_an_email_or_a_number_is_an_exact_indexed_match(
             assert f"Seq Scan on {TABLE}" not in text, text
             if index:
                 assert index in text, text
+
+
+def test_deleting_a_tax_rate_looks_up_its_invoices_through_an_index(many_invoices):
+    """``PROTECT`` asks which invoices use the rate: the partial index over the invoices
+    that have one serves it (migration 0027), not a scan of every invoice."""
+    from wagtail_client_billing.models import TaxRate
+
+    rate = TaxRate.objects.create(site=many_invoices[0], display_name="VAT", percentage=20)
+    queries = captured(rate.delete)
+    assert_uses_index(the_query(queries, starts="SELECT", mentions=f'FROM "{TABLE}"'))
+    assert not TaxRate.objects.filter(pk=rate.pk).exists()

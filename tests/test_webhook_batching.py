@@ -18,7 +18,7 @@ from django_q.signing import SignedPackage
 from tests.utils import make_invoice
 from tests.webhook_helpers import completed, post_event
 from wagtail_client_billing import taskqueue, tasks
-from wagtail_client_billing.models import WebhookEvent
+from wagtail_client_billing.models import Payment, WebhookEvent
 from wagtail_client_billing.webhooks import intake
 
 pytestmark = pytest.mark.django_db
@@ -173,3 +173,38 @@ def test_one_event_that_raises_does_not_stop_the_rest_of_its_batch(invoice, monk
         tasks.apply_webhook_events([r.pk for r in records])
     outcomes = [WebhookEvent.objects.get(pk=r.pk).outcome for r in records]
     assert outcomes == ["received", "processed", "processed"]  # the first waits for the sweep
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # commits, as in a worker
+def test_the_receipts_of_a_batch_of_events_are_queued_as_one_task_and_sent(
+    invoice, queued, settings, mailoutbox
+):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_QUEUE_BATCH": 100,
+        # A timer far shorter than applying an event: the batch's receipts still go as
+        # one task, when the batch ends (the worker holds its timer meanwhile).
+        "WEBHOOK_QUEUE_DELAY": 0.001,
+    }
+    invoices = pending_invoices(invoice, 3)
+    records = [
+        intake.store(completed(i, i.checkout_session_id, payment_intent=f"pi_test_{n}"))[0].pk
+        for n, i in enumerate(invoices)
+    ]
+    intake.batcher.flush()
+    queued()  # the events' own task: applied here, as a worker would
+
+    assert tasks.apply_webhook_events(records) == {"processed": 3}
+
+    # One task for the three receipts, queued when the batch ended, not on the timer.
+    [(func, (items,))] = queued()
+    assert func == "wagtail_client_billing.tasks.send_receipts"
+    payments = sorted(Payment.objects.filter(invoice__in=invoices).values_list("pk", flat=True))
+    assert sorted(items) == [("payment", pk) for pk in payments]
+    assert not mailoutbox
+
+    assert tasks.send_receipts(items) == {"sent": 3}
+    assert sorted(m.to[0] for m in mailoutbox) == sorted(i.email for i in invoices)
+    # A second delivery of the task sends nothing again.
+    assert tasks.send_receipts(items) == {"already handled": 3}
+    assert len(mailoutbox) == 3

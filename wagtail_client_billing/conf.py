@@ -338,6 +338,11 @@ class BillingSettings:
         """The platform's Stripe secret key for a mode."""
         return self.STRIPE_TEST_SECRET_KEY if test_mode else self.STRIPE_LIVE_SECRET_KEY
 
+    def queue_batch_limits(self) -> tuple[int, float]:
+        """``(WEBHOOK_QUEUE_BATCH, WEBHOOK_QUEUE_DELAY)``: the limits of the batches a
+        process queues (webhook events, receipts); read at each call."""
+        return int(self.WEBHOOK_QUEUE_BATCH), float(self.WEBHOOK_QUEUE_DELAY)
+
     def webhook_endpoints(self) -> list[WebhookEndpoint]:
         """The configured webhook endpoints: ``STRIPE_WEBHOOK_ENDPOINTS``, then the
         shorthand ``STRIPE_TEST_WEBHOOK_SECRETS`` / ``STRIPE_LIVE_WEBHOOK_SECRETS``."""

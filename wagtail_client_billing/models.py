@@ -719,6 +719,7 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
         blank=True,
         on_delete=models.PROTECT,
         related_name="invoices",
+        db_index=False,  # a partial index in Meta.indexes: most invoices have no rate
     )
     tax_name = models.CharField(_("tax"), max_length=50, blank=True, default="", db_default="")
     tax_percentage = models.DecimalField(
@@ -1043,7 +1044,13 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
             # A client's page: their invoices, newest first; also what PROTECT looks up.
             models.Index(fields=["client", "-created_at"], name="wcb_invoice_client_created"),
             models.Index(fields=["number"], name="wcb_invoice_number"),
-            models.Index(fields=["checkout_session_id"], name="wcb_invoice_session"),
+            # The webhook's look-up by Checkout Session: only the invoices that have one,
+            # so a status change of one without (most of an expiry sweep) adds no entry.
+            models.Index(
+                fields=["checkout_session_id"],
+                name="wcb_invoice_session",
+                condition=~Q(checkout_session_id=""),
+            ),
             # The sweep of withdrawn invoices whose Checkout Session may still be open: a
             # handful of rows whatever the table's size (an expired session is forgotten).
             models.Index(
@@ -1088,6 +1095,12 @@ class Invoice(FormattedRefundedAmount, ClusterableModel):
                 fields=["unpublish_page_when_expired"],
                 name="wcb_invoice_unpublish_page",
                 condition=Q(unpublish_page_when_expired__isnull=False),
+            ),
+            # What deleting a tax rate looks up (PROTECT), likewise.
+            models.Index(
+                fields=["tax_rate"],
+                name="wcb_invoice_tax_rate",
+                condition=Q(tax_rate__isnull=False),
             ),
         ]
         permissions = [

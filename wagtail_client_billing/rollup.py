@@ -7,7 +7,7 @@ current where invoices change:
 
 - :mod:`.lifecycle` calls :func:`moved` for every status change it makes (the one place
   statuses change), and :func:`expired_set` for each batch of the sweep's set-based
-  path (two ``INSERT ... SELECT`` statements, whatever the batch's size);
+  path (one ``INSERT ... SELECT``, whatever the batch's size);
 - a ``post_save`` receiver adds a new invoice (:func:`created`), and a ``post_delete``
   receiver takes away one that is removed from the database (a site's deletion, a
   queryset's ``delete()``); ``bulk_create`` and ``QuerySet.update()`` send no signal,
@@ -310,17 +310,38 @@ def _ids(pks: list[int]) -> RawSQL:
 
 
 def expired_set(pks: list[int]) -> None:
-    """The sweep expired the pending invoices ``pks``: two statements, whatever their number."""
+    """The sweep expired the pending invoices ``pks``: one statement, whatever their number.
+
+    The invoices are read once, grouped into their sites' buckets (a ``WITH`` the
+    all-sites buckets add up), and each bucket moves from *pending* to *expired*: a
+    ``-1`` row and a ``+1`` row per bucket, written all-sites first and in key order
+    (:func:`add`'s order, so the sweep and a payment never wait for each other in a
+    cycle).
+    """
     if not pks:
         return
     invoices = Invoice.objects.filter(pk__in=_ids(pks))
-    _insert_grouped(
-        [
-            (invoices, str(InvoiceStatus.PENDING), -1, False),
-            (invoices, str(InvoiceStatus.EXPIRED), 1, False),
-        ],
-        upsert=True,
+    grouped, params = _grouped(invoices, status=None, paid=False, per_site=True)
+    pending, expired = str(InvoiceStatus.PENDING), str(InvoiceStatus.EXPIRED)
+    assert pending.isalpha() and expired.isalpha()  # literals in the SQL below
+    buckets = (
+        f"WITH g AS ({grouped}) "  # noqa: S608
+        "SELECT g_site, currency, test_mode, g_month, g_n, g_a FROM g UNION ALL "
+        f"SELECT {int(ALL_SITES)}, currency, test_mode, g_month, SUM(g_n), SUM(g_a) FROM g "
+        "GROUP BY currency, test_mode, g_month"
     )
+    moves = f"SELECT '{pending}' AS st, -1 AS sg UNION ALL SELECT '{expired}', 1"
+    order = "b.g_site, b.currency, b.test_mode, m.st, b.g_month"
+    if connection.vendor == "postgresql":  # byte order, as Python sorts the keys in add()
+        order = 'b.g_site, b.currency COLLATE "C", b.test_mode, m.st COLLATE "C", b.g_month'
+    sql = (
+        f"INSERT INTO {_table()} ({', '.join(_COLUMNS)}) "  # noqa: S608
+        "SELECT b.g_site, b.currency, b.test_mode, m.st, b.g_month, m.sg * b.g_n, "
+        f"m.sg * b.g_a, 0 FROM ({buckets}) b CROSS JOIN ({moves}) m WHERE true "
+        f"ORDER BY {order}{_on_conflict()}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def rebuild(invoice_model: Any = None, rollup_model: Any = None) -> int:

@@ -10,11 +10,12 @@ django-q2's ``Schedule`` rows, so it must stay stable once released.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.db import close_old_connections, transaction
@@ -66,7 +67,9 @@ class Batcher:
     Only work whose items are also found again from the database belongs here: a
     process killed with items waiting loses them (the webhook events it holds stay
     *received*, and :func:`.tasks.resume_received_webhook_events` queues them again).
-    A process that exits normally queues what it holds (``atexit``). No extra process
+    A process that exits normally queues what it holds (``atexit``); a worker that
+    wants items for a batch of work holds the timer (:meth:`held`) so they go as one
+    task when the work is done. No extra process
     runs: the timer is a daemon thread, started in each process (after a fork too) when
     its first item arrives.
     """
@@ -82,6 +85,7 @@ class Batcher:
         self._items: list[Any] = []
         self._deadline: float | None = None
         self._thread: threading.Thread | None = None
+        self._holds = 0
 
     def add(self, item: Any) -> None:
         size, delay = self.limits()
@@ -107,6 +111,21 @@ class Batcher:
             self._send(batch)
         return len(batch)
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """While the block runs the timer queues nothing (a full batch still goes); what
+        is waiting is queued when it ends. For a worker that wants items for a batch of
+        work: their task goes when the work is done, however long it took."""
+        with self._condition:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._holds -= 1
+                self._condition.notify()
+            self.flush()
+
     def waiting(self) -> int:
         with self._condition:
             return len(self._items)
@@ -121,7 +140,7 @@ class Batcher:
     def _run(self) -> None:
         while True:
             with self._condition:
-                while self._deadline is None:
+                while self._deadline is None or self._holds:
                     self._condition.wait()
                 remaining = self._deadline - time.monotonic()
                 if remaining > 0:

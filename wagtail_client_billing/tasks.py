@@ -328,14 +328,17 @@ def apply_webhook_events(event_pks: list[int]) -> dict[str, int]:
     """
     outcomes: dict[str, int] = defaultdict(int)
     errors: list[Exception] = []
-    for pk in event_pks:
-        try:
-            outcomes[apply_webhook_event(pk)] += 1
-        except WebhookEvent.DoesNotExist:
-            outcomes["gone"] += 1
-        except Exception as exc:
-            logger.exception("Stripe event %s could not be applied; left for the sweep", pk)
-            errors.append(exc)
+    # The receipts these events want go as one task when the batch is done (not on the
+    # timer while it runs, nor later: django-q2 may end this worker process next).
+    with receipts.batcher.held():
+        for pk in event_pks:
+            try:
+                outcomes[apply_webhook_event(pk)] += 1
+            except WebhookEvent.DoesNotExist:
+                outcomes["gone"] += 1
+            except Exception as exc:
+                logger.exception("Stripe event %s could not be applied; left for the sweep", pk)
+                errors.append(exc)
     if errors:
         raise errors[0]
     return dict(outcomes)
@@ -784,6 +787,24 @@ def send_receipt(kind: str, pk: int) -> str:
         receipt_claimed_at=None, receipt_queued_at=timezone.now()
     )
     return f"failed: {result.error}"
+
+
+def send_receipts(items: list[tuple[str, int]]) -> dict[str, int]:
+    """Send a batch of wanted receipts (``(kind, pk)`` pairs, :data:`.billing.receipts.batcher`),
+    :func:`send_receipt` each; returns how many ended each way. One that raises does
+    not stop the others: it stays wanted for :func:`resume_receipts`, and the task is
+    reported failed once the batch is done."""
+    outcomes: dict[str, int] = defaultdict(int)
+    errors: list[Exception] = []
+    for kind, pk in items:
+        try:
+            outcomes[send_receipt(kind, pk).partition(":")[0]] += 1
+        except Exception as exc:
+            logger.exception("The %s receipt %s could not be sent; left for the sweep", kind, pk)
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+    return dict(outcomes)
 
 
 def resume_receipts() -> int:

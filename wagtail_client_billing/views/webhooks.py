@@ -47,7 +47,7 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return _too_large(limit)
 
     try:
-        receipt = intake.receive(payload, request.headers.get("Stripe-Signature"))
+        receipt = intake.receive(payload, request.META.get("HTTP_STRIPE_SIGNATURE"))
     except intake.InvalidWebhook as exc:
         logger.warning("Refused a webhook request: %s", exc)
         return JsonResponse({"error": str(exc)}, status=400)

@@ -208,29 +208,34 @@ def _storable(value: Any) -> Any:
 # --- 2. store -------------------------------------------------------------------------------
 
 
-def store(event: dict[str, Any]) -> tuple[WebhookEvent, bool]:
+def store(event: dict[str, Any], text: str | None = None) -> tuple[WebhookEvent, bool]:
     """Insert the event, or find the one stored before; ``(record, created)``.
+
+    ``text`` is the body the event was parsed from (:func:`receive` passes it): stored
+    as it came, it spares serialising the event again, unless it holds what the
+    column cannot (``\\u0000``, a lone surrogate), which :func:`parse_event` replaced.
 
     The insert is tried first and the unique ``event_id`` decides whether it is new,
     which is safe under concurrent deliveries where "look, then insert" is not. In the
     webhook view (autocommit) the single ``INSERT`` is its own transaction; inside a
     caller's transaction it gets a savepoint, so a refused payload does not break that.
     """
-    values = {f.attname: f.get_default() for f in _columns()} | {
+    values = _defaults() | {
         "event_id": event["id"][:255],
         "type": event["type"][:100],
         "account": (event.get("account") or "")[:64],
         "livemode": bool(event["livemode"]),
         "payload": event,
     }
+    raw = text if text is not None and not _UNSTORABLE_ESCAPE.search(text) else None
     connection = transaction.get_connection()
     savepoint = transaction.atomic() if connection.in_atomic_block else None
     try:
         with savepoint or contextlib.nullcontext():
             if _can_insert_or_skip(connection):
-                pk = _insert_or_skip(connection, values)
+                pk = _insert_or_skip(connection, values, raw)
                 if pk is not None:
-                    return WebhookEvent(pk=pk, **values), True
+                    return _record(connection, pk, values), True
             else:
                 return WebhookEvent.objects.create(**values), True
     except (DataError, UnicodeError) as exc:  # parse_event already replaced NUL and surrogates
@@ -253,35 +258,105 @@ def _columns() -> list[Any]:
     return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
 
 
+#: Per database vendor: ``_insert_or_skip``'s statement, and the parameters of the
+#: columns whose default is a constant (prepared once; the model does not change while
+#: the process runs).
+_INSERT_PLANS: dict[str, tuple[str, list[Any], dict[int, Any]]] = {}
+
+
+def _constant(field: Any) -> bool:
+    return not callable(field.default) and field.attname not in _EVENT_COLUMNS
+
+
+#: The columns :func:`store` fills from the event itself.
+_EVENT_COLUMNS = frozenset({"event_id", "type", "account", "livemode", "payload"})
+
+
+def _defaults() -> dict[str, Any]:
+    """Every column's model default (the constant ones looked up once)."""
+    fields = _columns()
+    if not _CONSTANT_DEFAULTS:
+        _CONSTANT_DEFAULTS.update({f.attname: f.get_default() for f in fields if _constant(f)})
+    return _CONSTANT_DEFAULTS | {
+        f.attname: f.get_default() for f in fields if f.attname not in _CONSTANT_DEFAULTS
+    }
+
+
+_CONSTANT_DEFAULTS: dict[str, Any] = {}
+
+
+def _record(connection: Any, pk: int, values: dict[str, Any]) -> WebhookEvent:
+    """The stored row as an instance, built the way a query's rows are (every field
+    given in order: no defaults computed again, no signal)."""
+    fields = WebhookEvent._meta.concrete_fields
+    return WebhookEvent.from_db(
+        connection.alias,
+        [f.attname for f in fields],
+        [pk if f.primary_key else values[f.attname] for f in fields],
+    )
+
+
 def _can_insert_or_skip(connection: Any) -> bool:
     return connection.vendor in ("postgresql", "sqlite") and bool(
         connection.features.can_return_columns_from_insert  # SQLite 3.35+
     )
 
 
-def _insert_or_skip(connection: Any, values: dict[str, Any]) -> int | None:
-    """``INSERT ... ON CONFLICT (event_id) DO NOTHING RETURNING id``: the new row's id,
-    or None when the event is stored already.
+def _insert_plan(connection: Any) -> tuple[str, list[Any], dict[int, Any]]:
+    """``(sql, fields, constants)``: the statement, its columns in order, and the
+    prepared parameters of those whose default is a constant, by position."""
+    plan = _INSERT_PLANS.get(connection.vendor)
+    if plan is None:
+        meta = WebhookEvent._meta
+        qn = connection.ops.quote_name
+        fields = _columns()
+        # The JSON text goes in as text; PostgreSQL casts it (and checks it) to jsonb.
+        cast = "::jsonb" if connection.vendor == "postgresql" else ""
+        placeholders = ", ".join(f"%s{cast}" if f.attname == "payload" else "%s" for f in fields)
+        sql = (
+            f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (identifiers from _meta)
+            f"VALUES ({placeholders}) "
+            f"ON CONFLICT ({qn(meta.get_field('event_id').column)}) DO NOTHING"
+        )
+        if connection.vendor == "postgresql":
+            sql += f" RETURNING {qn(meta.pk.column)}"
+        constants = {
+            i: f.get_db_prep_save(f.get_default(), connection)
+            for i, f in enumerate(fields)
+            if _constant(f)
+        }
+        plan = _INSERT_PLANS[connection.vendor] = (sql, fields, constants)
+    return plan
+
+
+def _insert_or_skip(connection: Any, values: dict[str, Any], raw: str | None = None) -> int | None:
+    """``INSERT ... ON CONFLICT (event_id) DO NOTHING`` (``RETURNING id`` on PostgreSQL):
+    the new row's id, or None when the event is stored already.
 
     The hot half of every delivery: one statement, no exception for a duplicate, and
     less Python than ``objects.create``. ``values`` holds every column
     (:func:`store` fills in the model defaults), so a field added to the model later
-    needs nothing here.
+    needs nothing here. ``raw``, when given, is the payload's JSON text, stored as is.
     """
-    meta = WebhookEvent._meta
-    qn = connection.ops.quote_name
-    fields = _columns()
-    params = [f.get_db_prep_save(values[f.attname], connection) for f in fields]
-    sql = (
-        f"INSERT INTO {qn(meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "  # noqa: S608 (identifiers from _meta)
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({qn(meta.get_field('event_id').column)}) DO NOTHING "
-        f"RETURNING {qn(meta.pk.column)}"
-    )
+    sql, fields, constants = _insert_plan(connection)
+    params = [
+        constants[i]
+        if i in constants
+        else raw
+        if raw is not None and f.attname == "payload"
+        else f.get_db_prep_save(values[f.attname], connection)
+        for i, f in enumerate(fields)
+    ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return None if row is None else int(row[0])
+        if connection.vendor == "postgresql":
+            row = cursor.fetchone()
+            return None if row is None else int(row[0])
+        # SQLite: no RETURNING. Its statement would hold the one write lock until the
+        # row is fetched, a separate call between which the thread can lose the GIL
+        # (to gunicorn's main thread, say) while every other writer waits; without it
+        # the INSERT commits within ``execute``.
+        return int(cursor.lastrowid) if cursor.rowcount == 1 else None
 
 
 # --- 3. process -----------------------------------------------------------------------------
@@ -295,7 +370,7 @@ def receive(payload: bytes, signature: str | None) -> Receipt:
     queued, processed or ignored is acknowledged and changes nothing.
     """
     event, _test_mode = verify(payload, signature)
-    record, created = store(event)
+    record, created = store(event, payload.decode("utf-8"))
     if created or record.outcome == WebhookOutcome.FAILED:
         queue_event(record.pk)
     return Receipt(record, duplicate=not created)
@@ -306,10 +381,7 @@ def receive(payload: bytes, signature: str | None) -> Receipt:
 batcher = taskqueue.Batcher(
     f"{taskqueue.TASKS}.apply_webhook_events",
     group="client_billing_webhook",
-    limits=lambda: (
-        int(billing_settings.WEBHOOK_QUEUE_BATCH),
-        float(billing_settings.WEBHOOK_QUEUE_DELAY),
-    ),
+    limits=billing_settings.queue_batch_limits,
 )
 
 
