@@ -261,6 +261,16 @@ def test_every_client_email_carries_a_link_to_the_clients_portal(client, world):
     assert "Alice&#x27;s build" in page.content.decode()
 
 
+def test_the_new_link_email_has_the_portal_button_once_in_the_client_email_frame(world):
+    alice = world["alice"]
+    assert emails.send_portal_link(alice, world["sites"][0]) is None
+    message = mail.outbox[-1]
+    html = message.alternatives[0][0]
+    link = portal_links.portal_url(alice, world["sites"][0]).rsplit("/", 2)[0]
+    assert html.count(link) == 1 and "Open your invoices" in html
+    assert "<h1" in html and "a.example" in html  # the frame every client email shares
+
+
 def test_an_invoice_without_a_client_has_no_portal_link(world):
     invoice = make_invoice(world["sites"][0], world["account"], email="loose@example.com")
     message = emails.build_invoice_message(invoice, emails.mailer_for_site(invoice.site))
