@@ -538,6 +538,8 @@ def test_an_editor_revokes_a_clients_links_from_the_clients_listing(client, worl
     client.force_login(editor)
     listing = client.get(reverse("wagtail_client_billing_clients:list")).content.decode()
     assert revoke_url(alice) in listing and "Revoke portal links" in listing
+    clients_page = reverse("wagtail_client_billing_clients:inspect", args=[alice.pk])
+    assert revoke_url(alice) in client.get(clients_page).content.decode()  # and on its page
     page = client.get(revoke_url(alice))
     assert page.status_code == 200 and "stops working at once" in page.content.decode()
     response = client.post(revoke_url(alice))

@@ -31,6 +31,7 @@ from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views.snippets import CreateView, DeleteView, InspectView
 
 from ..billing import clients, overview
+from . import admin_portal
 from ..forms.fields import ScopedChooser
 from ..models import Client, Invoice
 from ..scope import clients_for_user, invoices_for_user
@@ -144,6 +145,9 @@ class ClientPageView(ClientScopeMixin, InspectView):
         ):
             if policy.user_has_permission(user, action):
                 buttons.append(Button(label, url=client_url(action, client), icon_name=icon))
+        if not client.erased_at and admin_portal.may_revoke(user):
+            url = admin_portal.revoke_url(client)
+            buttons.append(Button(_("Revoke portal links"), url=url, icon_name="lock"))
         buttons.append(Button(_("History"), url=client_url("history", client), icon_name="history"))
         return buttons
 
