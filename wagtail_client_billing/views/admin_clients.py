@@ -31,10 +31,10 @@ from wagtail.permission_policies import ModelPermissionPolicy
 from wagtail.snippets.views.snippets import CreateView, DeleteView, InspectView
 
 from ..billing import clients, overview
-from . import admin_portal
 from ..forms.fields import ScopedChooser
 from ..models import Client, Invoice
 from ..scope import clients_for_user, invoices_for_user
+from . import admin_portal
 
 TEMPLATE_DIR = "wagtail_client_billing/admin/clients/"
 #: Invoices per page on a client's page.
