@@ -464,3 +464,23 @@ def test_the_invoice_names_the_clients_details_from_the_directory(berlin):
     with translation.override("de"):
         text = pdf_text(documents.render_invoice_pdf(invoice))
     assert "Erika Muster" not in text and "DE987654321" not in text
+
+
+def fonts_of(data: bytes) -> dict[str, str]:
+    """Each piece of text on the first page and the base font it is drawn in."""
+    fonts: dict[str, str] = {}
+
+    def visit(text, _cm, _tm, font, _size):
+        if text.strip() and font is not None:
+            fonts[text.strip()] = str(font.get("/BaseFont", ""))
+
+    PdfReader(io.BytesIO(data)).pages[0].extract_text(visitor_text=visit)
+    return fonts
+
+
+def test_line_items_are_in_the_regular_face_after_the_bold_seller_name(berlin):
+    site, account = berlin
+    invoice = three_line_invoice(site, account, "EUR", [("Webdesign", 1, 250000)])
+    fonts = fonts_of(documents.render_invoice_pdf(invoice))
+    assert "Bold" in fonts["Acme Studio GmbH"]
+    assert "Bold" not in fonts["Webdesign"]
