@@ -62,7 +62,7 @@ from .views.admin_refunds import InvoiceRefundView
 from .views.admin_subscriptions import InvoiceSubscriptionView, may_cancel
 from .viewsets_clients import ClientViewSet
 from .viewsets_products import ProductViewSet
-from .viewsets_scoped import scoped_chooser_viewset
+from .viewsets_scoped import inspect_title_column, scoped_chooser_viewset
 from .viewsets_tax import EXPORT_FIGURE_HEADINGS, EXPORT_FIGURES, TaxRateViewSet, export_figures
 from .viewsets_webhooks import WebhookEventViewSet
 
@@ -253,14 +253,7 @@ class InvoiceIndexView(IndexView):
         return queryset
 
     def _get_title_column(self, field_name: str, column_class: Any = TitleColumn, **kwargs: Any):
-        column_class = self._get_title_column_class(column_class)
-        return column_class(
-            "display_number",
-            label=_("Number"),
-            sort_key="sequence",
-            get_url=self.get_inspect_url,
-            get_title_id=lambda instance: f"snippet_{quote(instance.pk)}_title",
-        )
+        return inspect_title_column(self, column_class, "display_number", _("Number"), "sequence")
 
     def get_list_more_buttons(self, instance: Invoice) -> list[Button]:
         return invoice_action_buttons(self, instance, for_listing=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.conf import settings
-from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
@@ -44,7 +44,7 @@ from .views.admin_clients import (
     ClientPageView,
     ClientScopeMixin,
 )
-from .viewsets_scoped import scoped_chooser_viewset
+from .viewsets_scoped import inspect_title_column, scoped_chooser_viewset
 
 ICON = "group"
 
@@ -102,15 +102,8 @@ class ClientIndexView(IndexView):
         return clients_for_user(self.request.user, super().get_base_queryset())
 
     def _get_title_column(self, field_name: str, column_class: Any = TitleColumn, **kwargs: Any):
-        # The name opens the client's page (their invoices and totals), not the edit form.
-        column_class = self._get_title_column_class(column_class)
-        return column_class(
-            "display_name",
-            label=_("Name"),
-            sort_key="name",
-            get_url=self.get_inspect_url,
-            get_title_id=lambda instance: f"snippet_{quote(instance.pk)}_title",
-        )
+        # The name opens the client's page (their invoices and totals).
+        return inspect_title_column(self, column_class, "display_name", _("Name"), "name")
 
     def get_list_more_buttons(self, instance: Client) -> list[Any]:
         buttons: list[Any] = super().get_list_more_buttons(instance)

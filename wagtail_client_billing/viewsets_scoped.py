@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from django.contrib.admin.utils import unquote
+from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
@@ -98,3 +98,18 @@ def scoped_chooser_viewset(
         f"{model.__name__}ChooserViewSet"
     )
     return ScopedChooserViewSet
+
+
+def inspect_title_column(
+    view: Any, column_class: type, name: str, label: Any, sort_key: str
+) -> Any:
+    """A listing's title column (``name``, sorted by ``sort_key``) that opens the object's
+    inspect page, not its edit form: the invoices' and the clients' listings."""
+    column_class = view._get_title_column_class(column_class)
+    return column_class(
+        name,
+        label=label,
+        sort_key=sort_key,
+        get_url=view.get_inspect_url,
+        get_title_id=lambda instance: f"snippet_{quote(instance.pk)}_title",
+    )
