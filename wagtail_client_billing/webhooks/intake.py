@@ -19,7 +19,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -126,7 +126,7 @@ def _parse_signature(header: str) -> tuple[int, list[str]]:
 
 
 def _signs(signed: bytes, secret: str, signatures: list[str]) -> bool:
-    expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    expected = hmac.digest(secret.encode(), signed, hashlib.sha256).hex()
     return any(hmac.compare_digest(expected, candidate) for candidate in signatures)
 
 
@@ -134,6 +134,10 @@ def _refuse_constant(name: str) -> Any:
     """``NaN`` and ``Infinity`` are not JSON, Stripe never sends them, and no database
     would store them in a JSON column."""
     raise ValueError(f"{name} is not valid JSON")
+
+
+#: Made once: ``json.loads`` with an argument builds a new decoder for every call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
 #: Far deeper than any Stripe event (objects hold objects a few levels down), and far
@@ -146,6 +150,12 @@ _UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
 _UNSTORABLE_CHARACTER = re.compile("[\x00\ud800-\udfff]")
 
 
+def _has_unstorable_escape(text: str) -> bool:
+    # The substring test first: most events have no escape at all, and it is far
+    # cheaper than the expression over the whole body.
+    return "\\u" in text and _UNSTORABLE_ESCAPE.search(text) is not None
+
+
 def parse_event(payload: str | bytes) -> dict[str, Any]:
     """The event dict, or :class:`InvalidWebhook` if ``payload`` is not a Stripe event.
 
@@ -153,16 +163,16 @@ def parse_event(payload: str | bytes) -> dict[str, Any]:
     is kept whatever text a client typed into it, the same on every database.
     """
     try:
-        event = json.loads(payload, parse_constant=_refuse_constant)
+        text = payload if isinstance(payload, str) else payload.decode("utf-8")
+        event = _DECODER.decode(text)
     except RecursionError as exc:
         raise InvalidWebhook("The body is nested too deeply.") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise InvalidWebhook("The body is not JSON.") from exc
-    text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
     nestable = text.count("{") + text.count("[") > MAX_PAYLOAD_DEPTH  # cheap: no walk needed
     if nestable and _depth_exceeds(event, MAX_PAYLOAD_DEPTH):
         raise InvalidWebhook("The body is nested too deeply.")
-    if _UNSTORABLE_ESCAPE.search(text):
+    if _has_unstorable_escape(text):
         event = _storable(event)
     if not (
         isinstance(event, dict)
@@ -227,7 +237,7 @@ def store(event: dict[str, Any], text: str | None = None) -> tuple[WebhookEvent,
         "livemode": bool(event["livemode"]),
         "payload": event,
     }
-    raw = text if text is not None and not _UNSTORABLE_ESCAPE.search(text) else None
+    raw = text if text is not None and not _has_unstorable_escape(text) else None
     connection = transaction.get_connection()
     savepoint = transaction.atomic() if connection.in_atomic_block else None
     try:
@@ -258,36 +268,35 @@ def _columns() -> list[Any]:
     return [f for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
 
 
-#: Per database vendor: ``_insert_or_skip``'s statement, and the parameters of the
-#: columns whose default is a constant (prepared once; the model does not change while
-#: the process runs).
-_INSERT_PLANS: dict[str, tuple[str, list[Any], dict[int, Any]]] = {}
-
-
-def _constant(field: Any) -> bool:
-    return not callable(field.default) and field.attname not in _EVENT_COLUMNS
-
-
 #: The columns :func:`store` fills from the event itself.
 _EVENT_COLUMNS = frozenset({"event_id", "type", "account", "livemode", "payload"})
 
 
+def _constant(field: Any) -> bool:
+    """Whether the column's default is the same for every event: a constant default,
+    or none (``None`` or ``""``, as ``Field.get_default`` gives it)."""
+    return field.attname not in _EVENT_COLUMNS and not (
+        field.has_default() and callable(field.default)
+    )
+
+
 def _defaults() -> dict[str, Any]:
-    """Every column's model default (the constant ones looked up once)."""
-    fields = _columns()
-    if not _CONSTANT_DEFAULTS:
-        _CONSTANT_DEFAULTS.update({f.attname: f.get_default() for f in fields if _constant(f)})
-    return _CONSTANT_DEFAULTS | {
-        f.attname: f.get_default() for f in fields if f.attname not in _CONSTANT_DEFAULTS
-    }
+    """The model default of every column not filled from the event (the constant ones
+    looked up once)."""
+    if not _DEFAULTS:
+        fields = [f for f in _columns() if f.attname not in _EVENT_COLUMNS]
+        _DEFAULTS.update({f.attname: f.get_default() for f in fields if _constant(f)})
+        _VARYING_DEFAULTS.extend(f for f in fields if not _constant(f))
+    return _DEFAULTS | {f.attname: f.get_default() for f in _VARYING_DEFAULTS}
 
 
-_CONSTANT_DEFAULTS: dict[str, Any] = {}
+_DEFAULTS: dict[str, Any] = {}
+_VARYING_DEFAULTS: list[Any] = []
 
 
 def _record(connection: Any, pk: int, values: dict[str, Any]) -> WebhookEvent:
     """The stored row as an instance, built the way a query's rows are (every field
-    given in order: no defaults computed again, no signal)."""
+    given in order: no defaults computed again)."""
     fields = WebhookEvent._meta.concrete_fields
     return WebhookEvent.from_db(
         connection.alias,
@@ -302,9 +311,33 @@ def _can_insert_or_skip(connection: Any) -> bool:
     )
 
 
-def _insert_plan(connection: Any) -> tuple[str, list[Any], dict[int, Any]]:
-    """``(sql, fields, constants)``: the statement, its columns in order, and the
-    prepared parameters of those whose default is a constant, by position."""
+#: Field classes whose database value of a ``str`` (``bool``) is that value itself,
+#: on both databases: :func:`_insert_or_skip` passes such values through unprepared.
+_AS_IS = {models.CharField: str, models.TextField: str, models.BooleanField: bool}
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """``_insert_or_skip``'s statement for one database vendor, made once per process
+    (the model does not change while it runs).
+
+    Attributes:
+        sql: the statement.
+        params: a parameter per column, in order: the prepared constant default of the
+            columns whose default is a constant, None for the others.
+        varying: ``(position, field, as_is)`` of every other column; ``as_is`` is the
+            type whose values need no preparing (:data:`_AS_IS`), or None.
+    """
+
+    sql: str
+    params: tuple[Any, ...]
+    varying: tuple[tuple[int, Any, type | None], ...]
+
+
+_INSERT_PLANS: dict[str, _InsertPlan] = {}
+
+
+def _insert_plan(connection: Any) -> _InsertPlan:
     plan = _INSERT_PLANS.get(connection.vendor)
     if plan is None:
         meta = WebhookEvent._meta
@@ -320,12 +353,14 @@ def _insert_plan(connection: Any) -> tuple[str, list[Any], dict[int, Any]]:
         )
         if connection.vendor == "postgresql":
             sql += f" RETURNING {qn(meta.pk.column)}"
-        constants = {
-            i: f.get_db_prep_save(f.get_default(), connection)
-            for i, f in enumerate(fields)
-            if _constant(f)
-        }
-        plan = _INSERT_PLANS[connection.vendor] = (sql, fields, constants)
+        plan = _INSERT_PLANS[connection.vendor] = _InsertPlan(
+            sql,
+            tuple(
+                f.get_db_prep_save(f.get_default(), connection) if _constant(f) else None
+                for f in fields
+            ),
+            tuple((i, f, _AS_IS.get(type(f))) for i, f in enumerate(fields) if not _constant(f)),
+        )
     return plan
 
 
@@ -334,21 +369,23 @@ def _insert_or_skip(connection: Any, values: dict[str, Any], raw: str | None = N
     the new row's id, or None when the event is stored already.
 
     The hot half of every delivery: one statement, no exception for a duplicate, and
-    less Python than ``objects.create``. ``values`` holds every column
-    (:func:`store` fills in the model defaults), so a field added to the model later
-    needs nothing here. ``raw``, when given, is the payload's JSON text, stored as is.
+    less Python than ``objects.create``: the constant defaults are prepared once
+    (:class:`_InsertPlan`). ``values`` holds every column (:func:`store` fills in the
+    model defaults), so a field added to the model later needs nothing here. ``raw``,
+    when given, is the payload's JSON text, stored as is.
     """
-    sql, fields, constants = _insert_plan(connection)
-    params = [
-        constants[i]
-        if i in constants
-        else raw
-        if raw is not None and f.attname == "payload"
-        else f.get_db_prep_save(values[f.attname], connection)
-        for i, f in enumerate(fields)
-    ]
+    plan = _insert_plan(connection)
+    params = list(plan.params)
+    for i, field, as_is in plan.varying:
+        value = values[field.attname]
+        if raw is not None and field.attname == "payload":
+            params[i] = raw
+        elif as_is is not None and type(value) is as_is:
+            params[i] = value
+        else:
+            params[i] = field.get_db_prep_save(value, connection)
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(plan.sql, params)
         if connection.vendor == "postgresql":
             row = cursor.fetchone()
             return None if row is None else int(row[0])
