@@ -162,7 +162,14 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
         wh,
         "webhook / baseline",
         ">= 80%",
-        lambda r: f"{(_get(r, 'webhook.ratio') or 0) * 100:.0f}%",
+        lambda r: (
+            f"{(_get(r, 'webhook.ratio') or 0) * 100:.0f}%"
+            + (
+                f" (runs {', '.join(f'{x * 100:.0f}' for x in _get(r, 'webhook.ratio_each'))})"
+                if _get(r, "webhook.ratio_each")
+                else ""
+            )
+        ),
     )
     add(
         wh,
@@ -175,9 +182,12 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
     add(wh, "Stripe API calls", "0", lambda r: _n(_get(r, "webhook.stripe_calls")))
     add(
         wh,
-        "all 200, all applied once",
+        "all 200, all stored; applied once (events applied)",
         "yes",
-        lambda r: f"{_get(r, 'webhook.all_ok')}, {_get(r, 'webhook.all_applied')}",
+        lambda r: (
+            f"{_get(r, 'webhook.all_ok')}, {_get(r, 'webhook.all_stored')}; "
+            f"{_get(r, 'webhook.all_applied')} ({_n(_get(r, 'webhook.applied_events'))})"
+        ),
     )
     add(
         wh,
