@@ -101,6 +101,41 @@ def test_a_test_event_without_an_account_signed_by_the_live_endpoint_is_refused(
     assert not WebhookEvent.objects.exists()
 
 
+def test_a_secret_two_endpoints_share_is_checked_against_each_endpoint_that_holds_it(
+    client, connected_site, settings
+):
+    # The endpoints are searched lazily (the first that signed usually may): an event the
+    # first signing endpoint may not take is still taken by a later one with the secret.
+    shared = "whsec_shared_by_both"
+    endpoints(
+        settings,
+        {"name": "test", "live": False, "connect": True, "secrets": [shared]},
+        {"name": "live", "live": True, "connect": True, "secrets": ["whsec_other", shared]},
+    )
+    live_account = make_account("acct_live_shared", test_mode=False)
+    connect(connected_site, live_account)
+    live = make_invoice(connected_site, live_account, test_mode=False, checkout_session_id="cs_s")
+
+    assert post_event(client, completed(live, "cs_s"), shared).status_code == 200
+    assert status(live) == "paid"
+
+
+def test_a_live_event_only_a_test_endpoint_signed_is_refused_whatever_the_order(
+    client, connected_site, settings
+):
+    endpoints(
+        settings,
+        {"name": "live", "live": True, "connect": True, "secrets": [LIVE_SECRET]},
+        {"name": "test", "live": False, "connect": True, "secrets": [TEST_SECRET]},
+    )
+    live_account = make_account("acct_live_order", test_mode=False)
+    connect(connected_site, live_account)
+    live = make_invoice(connected_site, live_account, test_mode=False, checkout_session_id="cs_o")
+
+    assert post_event(client, completed(live, "cs_o"), TEST_SECRET).status_code == 400
+    assert status(live) == "pending"
+
+
 def test_the_shorthand_settings_are_a_test_and_a_live_connect_endpoint(client, invoice, settings):
     endpoints(
         settings,
