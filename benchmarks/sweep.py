@@ -13,7 +13,7 @@ from wagtail_client_billing.lifecycle import Source
 from wagtail_client_billing.models import ClientBillingLogEntry, Invoice, InvoiceStatus
 
 from . import data
-from .util import measure, median
+from .util import captured, measure, median
 
 EXPIRED_ACTION = "wagtail_client_billing.expired"
 
@@ -219,9 +219,8 @@ def index_upkeep() -> list[dict]:
         reset()
         return out
     from django.db import connection
-    from django.test.utils import CaptureQueriesContext
 
-    with CaptureQueriesContext(connection) as ctx:
+    with captured() as ctx:
         lifecycle.expire_due()
     reset()
     update = next(q["sql"] for q in ctx.captured_queries if q["sql"].startswith("UPDATE"))
