@@ -31,7 +31,14 @@ from wagtail.log_actions import log
 from wagtail.models import Site
 
 from .. import emails, gateway, taskqueue
-from ..models import Client, ClientPortalLinks, Invoice, InvoiceStatus, StripeAccount
+from ..models import (
+    Client,
+    ClientBillingSettings,
+    ClientPortalLinks,
+    Invoice,
+    InvoiceStatus,
+    StripeAccount,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +151,6 @@ def portal_configuration_params(account: StripeAccount) -> dict[str, Any]:
 
 
 def _account_site_ids(account: StripeAccount) -> list[int]:
-    from ..models import ClientBillingSettings
-
     rows = ClientBillingSettings.objects.filter(live_account=account) | (
         ClientBillingSettings.objects.filter(test_account=account)
     )
