@@ -519,18 +519,22 @@ class ClientBillingEmail(EmailMultiAlternatives):
     only the boundaries' random tokens differ from run to run, as they always did.
     """
 
-    def message(self) -> Any:
-        msg = super().message()
+    def message(self, **kwargs: Any) -> Any:
+        msg = super().message(**kwargs)
         if msg.policy is compat32:  # Django 5.2; a message on another policy keeps it
             msg.policy = _REMEMBERING_COMPAT32
-        multiparts, texts = [], []
+        multiparts: list[Any] = []
+        texts: list[str] = []
         for part in msg.walk():
             texts.extend(value for _name, value in part.raw_items() if isinstance(value, str))
             if part.is_multipart():
                 if part.get_content_maintype() == "multipart" and not part.get_boundary():
                     multiparts.append(part)
-            elif isinstance(part._payload, str):  # the text the generator writes
-                texts.append(part._payload)
+            else:
+                # The text the generator writes (get_payload() would decode it again).
+                payload = part._payload  # type: ignore[attr-defined]
+                if isinstance(payload, str):
+                    texts.append(payload)
         for part in multiparts:
             part.set_boundary(_new_boundary(texts))
         return msg
