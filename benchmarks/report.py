@@ -301,6 +301,15 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
         )
     add(
         "email",
+        "100 sites at once: sender processes x sites each",
+        "",
+        lambda r: (
+            f"{_n(_get(r, 'email.many_sites.sender_processes'))} x "
+            f"{_n((_get(r, 'email.many_sites.sites') or 0) / (_get(r, 'email.many_sites.sender_processes') or 1))}"
+        ),
+    )
+    add(
+        "email",
         "STARTTLS, delay per reply; all delivered",
         "yes",
         lambda r: f"{_get(r, 'email.delay_ms') or 0:.0f} ms; {_get(r, 'email.all_delivered')}",
