@@ -177,6 +177,10 @@ def run(site_id: int, messages: int, repeats: int, delay: float = smtp_sink.DEFA
                 (result,) = emails.send_invoice_emails([invoice])
                 assert result.sent, result.error
 
+        # The first email of an invoice makes its PDF (tens of milliseconds of CPU) and
+        # stores it; every later one attaches the stored file. An untimed batch makes
+        # them, so the timed runs, with reuse or without, send the same stored files.
+        batch()
         reuse_times, single_times, queries, cpu = [], [], [], []
         for _ in range(repeats):
             with captured() as ctx:
@@ -218,7 +222,7 @@ def run(site_id: int, messages: int, repeats: int, delay: float = smtp_sink.DEFA
         )
         result["one_site"] = one
         result["many_sites"] = _many_sites(site_id, sink.process.pid, delay, sites, per_site)
-    expected = 2 * messages * repeats + 2 * sites * per_site
+    expected = messages + 2 * messages * repeats + 2 * sites * per_site
     result["delivered"] = sink.count
     result["all_delivered"] = sink.count == expected
     # The figures the earlier runs reported, kept at the same keys.
