@@ -11,7 +11,9 @@ from html.parser import HTMLParser
 import pytest
 from django.core import mail
 from django.core.management import call_command
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from wagtail import hooks as wagtail_hooks
 from wagtail.models import Locale, Page
@@ -27,7 +29,7 @@ from tests.utils import (
 )
 from wagtail_client_billing import emails
 from wagtail_client_billing.conf import derive_key
-from wagtail_client_billing.models import ClientBillingSettings, Invoice
+from wagtail_client_billing.models import ClientBillingSettings, Invoice, InvoiceLine
 
 pytestmark = [
     pytest.mark.django_db,
@@ -297,6 +299,24 @@ def test_one_connection_per_site_for_a_batch(db, account):
     assert all(r.sent for r in results)
     assert len(server_a.messages) == 3 and server_a.connections == 1
     assert len(server_b.messages) == 2 and server_b.connections == 1
+
+
+def test_a_batch_reads_its_lines_and_its_sites_language_once_not_per_email(db, account):
+    site = make_site("batch.example")
+    with SMTPServer() as server:
+        use_custom_smtp(site, server)
+        made = [make_invoice(site, account, email=f"c{i}@example.com") for i in range(4)]
+        invoices = list(Invoice.objects.filter(pk__in=[i.pk for i in made]).select_related("site"))
+
+        with CaptureQueriesContext(connection) as queries:
+            results = emails.send_invoice_emails(invoices)
+
+    assert all(r.sent for r in results) and len(server.messages) == 4
+    reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    line_table = InvoiceLine._meta.db_table
+    assert len([sql for sql in reads if f'FROM "{line_table}"' in sql]) == 1
+    assert len([sql for sql in reads if 'FROM "wagtailcore_page"' in sql]) == 1
+    assert len([sql for sql in reads if 'FROM "wagtailcore_locale"' in sql]) == 1
 
 
 def test_a_refused_recipient_does_not_stop_the_rest_of_the_batch(site, account):

@@ -54,6 +54,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.mail.message import sanitize_address
 from django.core.validators import validate_email
+from django.db.models import prefetch_related_objects
 from django.template import Context
 from django.template.loader import get_template, render_to_string
 from django.utils import timezone, translation
@@ -770,6 +771,10 @@ def send_invoice_emails(
 
 
 def _send_for_site(invoices: list[Invoice], kind: str) -> list[SendResult]:
+    # What every message reads of its invoice, read for the whole batch at once: the
+    # lines (the figures, the PDF), the client and the site's root page and locale (the
+    # language). Without it each message asked for its lines three times.
+    prefetch_related_objects(invoices, "lines", "client", "site__root_page__locale")
     site = invoices[0].site
     try:
         mailer = mailer_for_site(site)
