@@ -9,6 +9,7 @@ step is as it is: :mod:`wagtail_client_billing.webhooks`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import itertools
@@ -287,15 +288,19 @@ def _constant(field: Any) -> bool:
 def _defaults() -> dict[str, Any]:
     """The model default of every column not filled from the event (the constant ones
     looked up once)."""
-    if not _DEFAULTS:
-        fields = [f for f in _columns() if f.attname not in _EVENT_COLUMNS]
-        _DEFAULTS.update({f.attname: f.get_default() for f in fields if _constant(f)})
-        _VARYING_DEFAULTS.extend(f for f in fields if not _constant(f))
-    return _DEFAULTS | {f.attname: f.get_default() for f in _VARYING_DEFAULTS}
+    constants, varying = _default_columns()
+    return constants | {f.attname: f.get_default() for f in varying}
 
 
-_DEFAULTS: dict[str, Any] = {}
-_VARYING_DEFAULTS: list[Any] = []
+@functools.cache
+def _default_columns() -> tuple[dict[str, Any], tuple[Any, ...]]:
+    """``(constants, varying)``: the constant defaults by column, and the fields whose
+    default is computed for each event (the model does not change while a process runs)."""
+    fields = [f for f in _columns() if f.attname not in _EVENT_COLUMNS]
+    return (
+        {f.attname: f.get_default() for f in fields if _constant(f)},
+        tuple(f for f in fields if not _constant(f)),
+    )
 
 
 def _record(connection: Any, pk: int, values: dict[str, Any]) -> WebhookEvent:
