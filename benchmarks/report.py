@@ -301,6 +301,12 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
         )
     add(
         "email",
+        "100 sites at once, one-line messages: reuse / its bound",
+        "",
+        lambda r: f"{(_get(r, 'email.many_sites_one_line.reuse_of_bound') or 0) * 100:.0f}%",
+    )
+    add(
+        "email",
         "100 sites at once: sender processes x sites each",
         "",
         lambda r: (

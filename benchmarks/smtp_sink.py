@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import datetime
 import ipaddress
+import re
 import signal
 import ssl
 import sys
@@ -28,6 +29,9 @@ from aiosmtpd.smtp import SMTP
 #: The default delay before each reply: a server tens of milliseconds away.
 DEFAULT_DELAY = 0.02
 
+#: ``<local@domain> params``: the form smtplib sends MAIL FROM and RCPT TO in.
+_PLAIN_ADDRESS = re.compile(r"<([!#-'*+\-/-9=?A-Z^-~.]{1,64}@[-A-Za-z0-9.]{1,255})>(.*)")
+
 
 class DelayedSMTP(SMTP):
     delay = DEFAULT_DELAY
@@ -37,6 +41,42 @@ class DelayedSMTP(SMTP):
         if len(text) < 4 or text[3] != "-":  # the last (or only) line of a reply
             await asyncio.sleep(self.delay)
         await super().push(status)
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """A plain ``<local@domain>`` read with one regular expression; anything else
+        goes through aiosmtpd's own parser (the email package's header parser, about a
+        fifth of this process's CPU per message)."""
+        if match := _PLAIN_ADDRESS.fullmatch(arg.strip()):
+            return match[1], match[2].strip()
+        return super()._getaddr(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """The message read in chunks up to the end-of-data line, not line by line.
+
+        aiosmtpd reads DATA a line at a time (an ``await`` and a few list operations for
+        each of a message's ~700 lines, most of this process's CPU per message). A
+        remote server spends that CPU on its own machine; here it would take it from the
+        senders' two cores. The sink does not offer PIPELINING, so a client waits for the
+        reply after the end-of-data line and that line ends what has been read.
+        Anything but a well-formed DATA is left to aiosmtpd's own replies.
+        """
+        envelope, session = self.envelope, self.session
+        if arg or not (envelope and envelope.rcpt_tos and session and session.host_name):
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = bytearray()
+        while not (data.endswith(b"\r\n.\r\n") or data == b".\r\n"):
+            chunk = await self._reader.read(1 << 16)
+            if not chunk:  # the client went away mid-message
+                return
+            data += chunk
+        # Undo dot-stuffing (RFC 5321, 4.5.2) and drop the end-of-data line.
+        content = (b"\r\n" + bytes(data[:-3])).replace(b"\r\n.", b"\r\n")[2:]
+        self.envelope.content = self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push(status)
 
 
 class Counter:
