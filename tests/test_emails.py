@@ -20,6 +20,7 @@ from wagtail.models import Locale, Page
 
 from tests.utils import (
     SMTPServer,
+    TLSCert,
     connect,
     make_account,
     make_invoice,
@@ -284,6 +285,38 @@ def test_custom_smtp_with_implicit_tls(site, account, trust_tls_cert):
     assert result.sent, result.error
     assert len(server.messages) == 1
     assert server.tls_sessions == 1
+
+
+def test_sites_share_one_tls_context_and_a_newly_trusted_certificate_is_honoured(
+    db, account, trust_tls_cert, tmp_path, monkeypatch
+):
+    # Making a verifying context loads the system's CA certificates, 10-20 ms of CPU,
+    # more than writing and sending a message: every site's batch reuses the first one.
+    site_a, site_b = make_site("a.example"), make_site("b.example")
+    with (
+        SMTPServer(tls_cert=trust_tls_cert, security="starttls") as server_a,
+        SMTPServer(tls_cert=trust_tls_cert, security="starttls") as server_b,
+    ):
+        use_custom_smtp(site_a, server_a, smtp_security="starttls")
+        use_custom_smtp(site_b, server_b, smtp_security="starttls")
+        results = emails.send_invoice_emails(
+            [make_invoice(site_a, account), make_invoice(site_b, account)]
+        )
+        context_a, context_b = (
+            emails.mailer_for_site(s).connection.ssl_context for s in (site_a, site_b)
+        )
+
+    assert all(r.sent for r in results), [r.error for r in results]
+    assert server_a.tls_sessions == server_b.tls_sessions == 1
+    assert context_a is context_b
+    # A process told to trust other certificates (SSL_CERT_FILE) gets a context that does.
+    other = TLSCert(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(other.cert_path))
+    with SMTPServer(tls_cert=other, security="starttls") as server_c:
+        use_custom_smtp(site_a, server_c, smtp_security="starttls")
+        result = send_one(make_invoice(site_a, account))
+    assert result.sent, result.error
+    assert server_c.tls_sessions == 1
 
 
 def test_one_connection_per_site_for_a_batch(db, account):
