@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -119,10 +120,14 @@ class DelayedTLSSink:
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != "ready":
             raise RuntimeError("the SMTP sink did not start")
-        # The client verifies the sink's certificate (Django's SMTP backend uses
-        # ssl.create_default_context(), which reads SSL_CERT_FILE).
+        # The client verifies the sink's certificate: it trusts it beside the system's
+        # CA certificates, as a client of a real server trusts those (making a context
+        # loads them all), through SSL_CERT_FILE, which OpenSSL reads when it does.
+        trusted = self.folder / "trusted.pem"
+        system = Path(ssl.get_default_verify_paths().cafile or "")
+        trusted.write_bytes((system.read_bytes() if system.is_file() else b"") + cert.read_bytes())
         self.previous = os.environ.get("SSL_CERT_FILE")
-        os.environ["SSL_CERT_FILE"] = str(cert)
+        os.environ["SSL_CERT_FILE"] = str(trusted)
         self.count = 0
         return self
 
