@@ -354,3 +354,27 @@ def test_a_renewal_is_counted_from_invoice_paid_of_each_known_shape(
     monthly.refresh_from_db()
     assert (monthly.status, monthly.renewals_paid) == ("paid", 1)
     assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "processed"
+
+
+def test_an_event_stored_by_the_one_statement_insert_reads_back_with_every_default(db):
+    from wagtail_client_billing.testing.webhooks import build_event
+    from wagtail_client_billing.webhooks import intake
+
+    event = build_event("checkout.session.completed", {"object": "checkout.session", "id": "cs_1"})
+    text = json.dumps(event)
+    with time_machine.travel(datetime(2031, 3, 4, 17, 30, tzinfo=UTC), tick=False):
+        record, created = intake.store(intake.parse_event(text), text)
+
+    stored = WebhookEvent.objects.get(pk=record.pk)
+    assert created and stored.event_id == event["id"] and stored.type == event["type"]
+    assert stored.payload == event
+    assert stored.received_at == datetime(2031, 3, 4, 17, 30, tzinfo=UTC)
+    assert (stored.outcome, stored.attempts, stored.error, stored.traceback) == (
+        WebhookEvent._meta.get_field("outcome").default,
+        0,
+        "",
+        "",
+    )
+    assert stored.processed_at is None and stored.invoice_id is None
+    # The instance the view answers from is the stored row.
+    assert (record.event_id, record.outcome) == (stored.event_id, stored.outcome)
