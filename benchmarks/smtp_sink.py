@@ -54,7 +54,7 @@ class DelayedSMTP(SMTP):
         """The message read in chunks up to the end-of-data line, not line by line.
 
         aiosmtpd reads DATA a line at a time (an ``await`` and a few list operations for
-        each of a message's ~700 lines, most of this process's CPU per message). A
+        each of a message's lines, 130 or so for a billing request with its PDF). A
         remote server spends that CPU on its own machine; here it would take it from the
         senders' two cores. The sink does not offer PIPELINING, so a client waits for the
         reply after the end-of-data line and that line ends what has been read.
