@@ -306,8 +306,8 @@ def tls_client_context() -> ssl.SSLContext:
 
     One per process, not one per backend as Django's SMTP backend makes (a backend is
     made for each batch, and for each email a task sends alone): making one loads the
-    system's CA certificates (10–20 ms of CPU, more than writing and sending a
-    message). A context is safe to share between threads and connections and
+    system's CA certificates, which takes more CPU than writing and sending a message
+    (``docs/performance.md``). A context is safe to share between threads and connections and
     is never changed after it is made. It is made again when ``SSL_CERT_FILE`` or
     ``SSL_CERT_DIR``, which OpenSSL reads when it loads them, name other certificates.
     """
