@@ -42,7 +42,9 @@ for months in range(6):
     for n, (amount, currency) in enumerate([(120000 + 15000 * months, "USD"), (45000, "EUR")]):
         created = timedelta(days=30 * months + 3 + n)
         invoice = make(amount, currency, created, timedelta(days=7) - created)
-        lifecycle.mark_paid(invoice, source="system", paid_at=now - created + timedelta(days=2 + n))
+        # This month's are paid now: "now - 1 day" is last month on the 1st.
+        paid_at = now if months == 0 else now - created + timedelta(days=2 + n)
+        lifecycle.mark_paid(invoice, source="system", paid_at=paid_at)
     make(30000, "USD", timedelta(days=30 * months + 10), timedelta(days=-30 * months - 5))
 make(80000, "USD", timedelta(hours=2), timedelta(days=3))
 make(25000, "EUR", timedelta(hours=20), timedelta(hours=5))
