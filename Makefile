@@ -11,7 +11,7 @@ EMULATOR_PORT ?= 12111
 SMTP_PORT ?= 1025
 MAIL_PORT ?= 8025
 
-.PHONY: help venv demo test test-modeladmin test-fast e2e docs-images lint typecheck bench build docs clean migrations
+.PHONY: help venv demo test test-modeladmin test-fast e2e docs-images lint typecheck bench bench-smoke build docs clean migrations
 
 help: ## List the targets and the demo's port variables
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ typecheck: venv ## mypy on the package (Stripe parameters checked against stripe
 
 bench: venv ## Run the benchmarks, print the table, write benchmarks/results.json
 	$(PY) -m benchmarks
+
+bench-smoke: venv ## Every benchmark once on tiny data: that each still runs (CI does this)
+	$(PY) -m pytest -m bench tests/test_benchmarks_smoke.py -p no:cacheprovider
 
 build: venv ## Build the sdist and the wheel into dist/
 	rm -rf dist build

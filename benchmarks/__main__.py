@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--db sqlite|postgres|all]``: run, print, save.
+"""``python -m benchmarks [--quick|--smoke] [--db sqlite|postgres|all]``: run, print, save.
 
 Runs :mod:`benchmarks.run` once per database (SQLite always; PostgreSQL when
 ``DATABASE_URL`` is set), each in its own process, then prints one table of every
@@ -43,7 +43,13 @@ def machine() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="100,000 invoices, fewer repeats")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="100,000 invoices, fewer repeats")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="10,000 invoices, every benchmark once: that each runs, not how fast",
+    )
     parser.add_argument("--db", choices=["sqlite", "postgres", "all"], default="all")
     parser.add_argument("--out", default=str(HERE / "results.json"))
     parser.add_argument("--keep", action="store_true", help="keep the benchmark databases")
@@ -73,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "quick": args.quick,
+        "smoke": args.smoke,
         "results": {},
     }
     started = time.perf_counter()
@@ -81,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
             out = handle.name
         command = [sys.executable, "-m", "benchmarks.run", "--db", db, "--out", out]
         command += ["--quick"] if args.quick else []
+        command += ["--smoke"] if args.smoke else []
         command += ["--keep"] if args.keep else []
         command += ["--only", args.only] if args.only else []
         print(f"== {db} ==", file=sys.stderr, flush=True)

@@ -2,8 +2,8 @@
 invoices and at N (1,000,000; 100,000 with ``--quick``) over 10,000 sites.
 
 Runs last, on data of its own: the other benchmarks' invoices are removed, 10,000 sites
-are added (sharing one root page), then 100 invoices are loaded the set-based way of
-:mod:`.data` (rows spread over every site), the rollup rebuilt
+(50 with ``--smoke``) are added (sharing one root page), then 100 invoices are loaded
+the set-based way of :mod:`.data` (rows spread over every site), the rollup rebuilt
 (``rollup.rebuild()``, as after any bulk load) and every figure measured; then the
 rest up to N, rebuilt and measured again. The ratio of each figure at N to the same
 figure at 100 invoices, in the same run, is printed beside the target (at most 3x, the
@@ -38,11 +38,9 @@ from wagtail_client_billing.models import (
 from . import data
 from .util import captured, median
 
-SITES = 10_000
 
-
-def _sites() -> list[int]:
-    """10,000 sites with consecutive ids, all on one root page (hostnames are unique)."""
+def _sites(count: int) -> list[int]:
+    """``count`` sites with consecutive ids, all on one root page (hostnames are unique)."""
     root = Page.objects.filter(depth=2).order_by("pk").first() or Page.get_first_root_node()
     start = (Site.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
     Site.objects.bulk_create(
@@ -54,11 +52,11 @@ def _sites() -> list[int]:
                 root_page=root,
                 site_name=f"Overview client {n}",
             )
-            for n in range(SITES)
+            for n in range(count)
         ],
         batch_size=500,
     )
-    return list(range(start, start + SITES))
+    return list(range(start, start + count))
 
 
 def _clear_invoices() -> None:
@@ -90,7 +88,7 @@ def _pointing_at(model, seen: set | None = None) -> list:
 
 
 def _load(start: int, stop: int, t0: datetime, fx: data.Fixtures, *, bulk: bool) -> float:
-    """Invoices ``start..stop`` over the 10,000 sites, then the rollup rebuilt; seconds."""
+    """Invoices ``start..stop`` over the overview's sites, then the rollup rebuilt; seconds."""
     started = time.perf_counter()
     saved = data.SITES, data.InvoiceCounter
     # data.insert_invoices spreads rows over data.SITES consecutive sites, and sets each
@@ -159,13 +157,15 @@ def _measure(client: Client, repeats: int) -> dict:
     return out
 
 
-def run(total: int, small: int, repeats: int, fx: data.Fixtures, t0: datetime) -> dict:
+def run(
+    total: int, small: int, repeats: int, fx: data.Fixtures, t0: datetime, *, sites: int
+) -> dict:
     from .listing import client_for_superuser
 
     client = client_for_superuser()
     client.user = get_user_model().objects.get(username="bench")  # type: ignore[attr-defined]
     _clear_invoices()
-    site_ids = _sites()
+    site_ids = _sites(sites)
     ten_k = data.Fixtures(site_ids=site_ids, account_id=fx.account_id, user_id=fx.user_id)
     load_small = _load(1, small, t0, ten_k, bulk=False)
     little = _measure(client, repeats)
@@ -183,7 +183,7 @@ def run(total: int, small: int, repeats: int, fx: data.Fixtures, t0: datetime) -
             "queries_equal": base["queries"] == large["queries"],
         }
     return {
-        "sites": SITES,
+        "sites": sites,
         "invoices": total,
         "rollup_rows": InvoiceRollup.objects.count(),
         "load_small_seconds": round(load_small, 2),

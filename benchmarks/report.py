@@ -411,6 +411,12 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
     return rows
 
 
+def _kind_of_run(report: dict) -> str:
+    if report.get("smoke"):
+        return "smoke run (tiny data: the figures are not measurements)"
+    return "quick run" if report.get("quick") else "full run"
+
+
 def render_table(report: dict) -> str:
     results: dict = report.get("results", {})
     dbs = list(results)
@@ -446,7 +452,7 @@ def render_table(report: dict) -> str:
     out.append(
         f"{machine.get('cpus')} CPUs ({machine.get('cpu_model')}), Python {machine.get('python')}; "
         f"load average at start {machine.get('load_average_at_start')}; "
-        f"{'quick run' if report.get('quick') else 'full run'} in {report.get('total_seconds')} s"
+        f"{_kind_of_run(report)} in {report.get('total_seconds')} s"
     )
     for db, result in results.items():
         data = result.get("data", {})

@@ -1,6 +1,6 @@
 """Run every benchmark on one database and write the figures as JSON.
 
-``python -m benchmarks.run --db sqlite|postgres [--quick] --out FILE`` (the
+``python -m benchmarks.run --db sqlite|postgres [--quick|--smoke] --out FILE`` (the
 ``python -m benchmarks`` entry point runs it once per database, in a fresh process,
 because Django's settings are per process).
 """
@@ -39,9 +39,13 @@ FULL = {
     "paylink_requests": 300,
     "webhook_events": 3000,  # a run of 2-3 s each: shorter ones gave ratios 0.6 to 1.0
     "webhook_repeats": 3,
+    "latency_events": 2000,
     "email_messages": 40,  # over the STARTTLS sink, 20 ms a reply
     "email_repeats": 2,
+    "email_sites": 100,  # sending at once, 10 messages each
+    "email_per_site": 10,
     "qcluster_messages": 1000,
+    "overview_sites": 10_000,
 }
 QUICK = {
     "total": 100_000,
@@ -52,9 +56,33 @@ QUICK = {
     "paylink_requests": 100,
     "webhook_events": 2000,
     "webhook_repeats": 3,
+    "latency_events": 2000,
     "email_messages": 20,
     "email_repeats": 2,
+    "email_sites": 100,
+    "email_per_site": 10,
     "qcluster_messages": 300,
+    "overview_sites": 10_000,
+}
+#: ``--smoke``: every benchmark once, on data small enough for a CI step
+#: (``tests/test_benchmarks_smoke.py``). Its figures say nothing about speed; it checks
+#: that each benchmark still runs to the end and reports every figure.
+SMOKE = {
+    "total": 10_000,  # 1,000 of them payable: the webhook and email runs use ~300
+    "small": 100,
+    "sweep_repeats": 1,
+    "loop_sample": 20,
+    "listing_repeats": 1,
+    "paylink_requests": 10,
+    "webhook_events": 40,
+    "webhook_repeats": 1,
+    "latency_events": 40,
+    "email_messages": 3,
+    "email_repeats": 1,
+    "email_sites": 4,
+    "email_per_site": 2,
+    "qcluster_messages": 6,
+    "overview_sites": 50,
 }
 # The load generator's connections and gunicorn's workers (one per core). SQLite lets
 # one writer in at a time, so more threads per worker only queue on its lock (and its
@@ -202,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", choices=["sqlite", "postgres"], required=True)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true", help="tiny data: does every benchmark run?")
     parser.add_argument("--out", required=True)
     parser.add_argument("--keep", action="store_true", help="keep the benchmark database")
     parser.add_argument("--only", default="", help="sweep,listing,paylink,webhook,email,overview")
@@ -211,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     def on(name: str) -> bool:
         return not wanted or name in wanted
 
-    size = QUICK if args.quick else FULL
+    size = SMOKE if args.smoke else QUICK if args.quick else FULL
 
     from wagtail_client_billing.testing.stripe_emulator import StripeEmulator
 
@@ -229,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import data, listing, mail, paylink, sweep, webhook
     from . import overview as overview_bench
 
-    results: dict = {"database": args.db, "quick": args.quick, "size": size}
+    results: dict = {"database": args.db, "quick": args.quick, "smoke": args.smoke, "size": size}
     global _checkpoint
     _checkpoint = lambda: Path(args.out).write_text(json.dumps(results, indent=2, default=str))  # noqa: E731
     timings: dict = {}
@@ -292,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         results, "webhook", webhook.run, emulator,
         events=size["webhook_events"], repeats=size["webhook_repeats"],
         concurrency=CONCURRENCY, workers=WORKERS, threads=THREADS[args.db],
+        latency_events=size["latency_events"],
     )  # fmt: skip
     if on("email"):
         guarded(
@@ -301,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
             fx.site_ids[0],
             size["email_messages"],
             size["email_repeats"],
+            sites=size["email_sites"],
+            per_site=size["email_per_site"],
         )
         guarded(
             results, "email_scale_out", mail.scale_out, fx.site_ids[0], size["qcluster_messages"]
@@ -319,6 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             size["listing_repeats"],
             fx,
             t0,
+            sites=size["overview_sites"],
         )
     results["stripe_calls_total"] = len(emulator.requests)
     results["total_seconds"] = round(time.perf_counter() - _started, 1)
