@@ -9,10 +9,11 @@ An editor whom the ``client_billing_sites_for_user`` hook keeps to client-a is t
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import pytest
+from bs4 import BeautifulSoup
 from django.contrib.auth.models import Permission
 from django.core import mail
 from django.core.management import CommandError, call_command
@@ -101,6 +102,98 @@ def world(db):
         "on_a": on_a,
         "on_b": on_b,
     }
+
+
+# --- the listing ------------------------------------------------------------------------------
+
+
+def listing(http, query: str = "") -> dict[str, dict[str, str]]:
+    """The Clients listing's rows: the client's name -> ``{column label: cell text}``, and
+    ``{label + " datetime": the date cell's machine-readable time}`` for date columns."""
+    response = http.get(url("list") + query)
+    assert response.status_code == 200
+    soup = BeautifulSoup(response.content, "html.parser")
+    labels = [th.get_text(" ", strip=True) for th in soup.select("table.listing thead th")]
+    rows = {}
+    for tr in soup.select("table.listing tbody tr"):
+        row: dict[str, str] = {}
+        for label, td in zip(labels, tr.find_all("td", recursive=False), strict=True):
+            row[label] = td.get_text(" ", strip=True)
+            if (time := td.find("time")) is not None:
+                row[f"{label} datetime"] = time.get("datetime", "")
+        name = tr.select_one("td a").get_text(" ", strip=True)
+        rows[name] = row
+    return rows
+
+
+def billed_at(row: dict[str, str]) -> datetime:
+    return datetime.fromisoformat(row["Last billed datetime"])
+
+
+def test_the_listing_shows_what_awaits_payment_and_the_last_request_on_the_editors_sites(
+    world, limit_to_a
+):
+    shared, site_a, site_b = world["shared"], world["site_a"], world["site_b"]
+    long_ago = timezone.now() - timedelta(days=40)
+    Invoice.objects.filter(pk=world["on_a"].pk).update(created_at=long_ago)
+    make_invoice(site_b, world["account_b"], email=shared.email, client=shared)  # pending
+    make_invoice(site_a, world["account_a"], email=shared.email, client=shared, status="paid",
+                 created_at=long_ago - timedelta(days=1))  # fmt: skip
+    draft_only = Client.objects.create(email="draft@example.com", name="Draft Only")
+    make_invoice(site_a, world["account_a"], email=draft_only.email, client=draft_only,
+                 status="draft")  # fmt: skip
+
+    everything = listing(logged_in(make_user("boss", superuser=True)))
+    assert everything["Shared Ltd"]["Awaiting payment"] == "3"  # on_a, on_b, the new one
+    assert billed_at(everything["Shared Ltd"]) > timezone.now() - timedelta(minutes=5)
+    assert everything["Hidden B"]["Awaiting payment"] == "1"
+    assert everything["Draft Only"]["Awaiting payment"] == ""  # a draft awaits nothing yet
+    assert everything["Draft Only"]["Last billed"] == ""  # and was never sent
+
+    # An editor kept to client-a counts only client-a's requests: one pending, and the
+    # newest of them was made 40 days ago (client-b's, made today, are not theirs to see).
+    limited = listing(logged_in(editor_with_every_permission()))
+    assert set(limited) == {"Shared Ltd", "Draft Only"}
+    assert limited["Shared Ltd"]["Awaiting payment"] == "1"
+    assert abs(billed_at(limited["Shared Ltd"]) - long_ago) < timedelta(minutes=1)
+
+
+def test_the_listing_filters_by_site_and_by_what_awaits_payment(world, limit_to_a):
+    site_a = world["site_a"]
+    settled = Client.objects.create(email="settled@example.com", name="Settled Co")
+    make_invoice(site_a, world["account_a"], email=settled.email, client=settled, status="paid")
+    boss = logged_in(make_user("boss", superuser=True))
+
+    assert set(listing(boss, "?outstanding=yes")) == {"Shared Ltd", "Hidden B"}
+    assert set(listing(boss, "?outstanding=no")) == {"Settled Co"}
+    assert set(listing(boss, f"?site={site_a.pk}")) == {"Shared Ltd", "Settled Co"}
+    assert set(listing(boss, f"?site={world['site_b'].pk}&outstanding=yes")) == {
+        "Shared Ltd",
+        "Hidden B",
+    }
+
+    # The limited editor is offered their own site only; client-b's is not a choice, so
+    # asking for it is a field error and shows nobody billed only there.
+    http = logged_in(editor_with_every_permission())
+    page = http.get(url("list") + f"?site={world['site_b'].pk}").content.decode()
+    assert "Select a valid choice" in page
+    assert HIDDEN not in page and "Hidden B" not in page
+    assert set(listing(http, f"?site={site_a.pk}&outstanding=yes")) == {"Shared Ltd"}
+
+
+def test_the_listing_makes_as_many_queries_for_1000_invoices_as_for_10(world):
+    http = logged_in(make_user("boss", superuser=True))
+    client = Client.objects.create(email="many@example.com", name="Many")
+    _bulk_invoices(world, client, 10)
+    listing(http)  # warm caches (content types, site root paths)
+    with CaptureQueriesContext(connection) as few:
+        rows = listing(http)
+    assert rows["Many"]["Awaiting payment"] == "5"
+    _bulk_invoices(world, client, 1000, start=10)
+    with CaptureQueriesContext(connection) as many:
+        rows = listing(http)
+    assert rows["Many"]["Awaiting payment"] == "505"
+    assert len(many) == len(few)
 
 
 # --- the access scope ------------------------------------------------------------------------
@@ -332,7 +425,7 @@ def test_hostile_ids_in_client_urls_are_not_found(world):
 # --- the client's page: totals and a constant number of queries ------------------------------
 
 
-def _bulk_invoices(world, client, n: int) -> None:
+def _bulk_invoices(world, client, n: int, start: int = 0) -> None:
     now = timezone.now()
     Invoice.objects.bulk_create(
         Invoice(
@@ -348,7 +441,7 @@ def _bulk_invoices(world, client, n: int) -> None:
             status="pending" if i % 2 else "paid",
             number=f"BULK-{i}",
         )
-        for i in range(n)
+        for i in range(start, start + n)
     )
 
 

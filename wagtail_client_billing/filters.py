@@ -1,6 +1,6 @@
-"""The invoice listing's filters (its search is :mod:`.search`).
+"""The invoice and client listings' filters (the invoices' search is :mod:`.search`).
 
-The site filter offers only the sites the user may bill for (:mod:`.scope`).
+The site filters offer only the sites the user may bill for (:mod:`.scope`).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import django_filters
 from django import forms
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.utils.translation import gettext_lazy as _
 from wagtail.admin.filters import DateRangePickerWidget, WagtailFilterSet
 from wagtail.models import Site
@@ -20,6 +20,7 @@ from .forms.fields import SiteChoiceField
 from .models import (
     CLOSED_DISPUTE_STATUSES,
     BillingType,
+    Client,
     DisputeStatus,
     EmailStatus,
     Invoice,
@@ -27,7 +28,7 @@ from .models import (
     SubscriptionState,
 )
 from .money import currency_choices
-from .scope import site_choices
+from .scope import invoices_for_user, site_choices
 from .status import choices as status_choices
 
 if TYPE_CHECKING:
@@ -170,4 +171,49 @@ class InvoiceFilterSet(WagtailFilterSet):
             )
         if value == "lost":
             return queryset.filter(dispute_status=DisputeStatus.LOST)
+        return queryset
+
+
+class ClientFilterSet(WagtailFilterSet):
+    """The Clients listing's filters, over what the editor may see: a site lists the
+    clients with a request on it (of any status), and "Awaiting payment" reads the count
+    the listing shows (:func:`.billing.overview.with_client_figures` annotates it)."""
+
+    site = SiteFilter(
+        label=_("Site"),
+        queryset=_sites_for_request,
+        empty_label=_("All"),
+        method="filter_site",
+        help_text=_("Clients with a billing request on this site."),
+    )
+    outstanding = django_filters.ChoiceFilter(
+        label=_("Awaiting payment"),
+        choices=[("yes", _("Yes")), ("no", _("No"))],
+        method="filter_outstanding",
+        widget=forms.RadioSelect,
+        empty_label=_("All"),
+        help_text=_("Whether the client has a billing request that is pending or processing."),
+    )
+
+    class Meta:
+        model = Client
+        fields = ["site", "outstanding"]
+
+    def filter_site(
+        self, queryset: QuerySet[Client], name: str, value: Site | None
+    ) -> QuerySet[Client]:
+        if value is None:
+            return queryset
+        user = getattr(self.request, "user", None)
+        billed = invoices_for_user(user).filter(site=value).order_by()
+        return queryset.filter(pk__in=billed.values("client"))
+
+    def filter_outstanding(
+        self, queryset: QuerySet[Client], name: str, value: str
+    ) -> QuerySet[Client]:
+        # Q: the count is an annotation, which the type stubs do not know of.
+        if value == "yes":
+            return queryset.filter(Q(outstanding_count__gt=0))
+        if value == "no":
+            return queryset.filter(Q(outstanding_count=0))
         return queryset

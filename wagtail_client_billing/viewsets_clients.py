@@ -31,7 +31,9 @@ from wagtail.snippets.views.snippets import (
     UsageView,
 )
 
+from .billing.overview import with_client_figures
 from .emails import InvalidAddress, check_address
+from .filters import ClientFilterSet
 from .forms.fields import clean_address_list
 from .models import Client
 from .scope import clients_for_user
@@ -99,7 +101,8 @@ class ClientForm(WagtailAdminModelForm):
 
 class ClientIndexView(IndexView):
     def get_base_queryset(self) -> QuerySet[Client]:
-        return clients_for_user(self.request.user, super().get_base_queryset())
+        user = self.request.user
+        return with_client_figures(clients_for_user(user, super().get_base_queryset()), user)
 
     def _get_title_column(self, field_name: str, column_class: Any = TitleColumn, **kwargs: Any):
         # The name opens the client's page (their invoices and totals).
@@ -147,6 +150,15 @@ class EmailColumn(Column):
         return instance.email
 
 
+class OutstandingColumn(Column):
+    """How many of the client's requests await payment; blank for none, so the clients
+    who owe something stand out."""
+
+    def get_value(self, instance: Client) -> str:
+        count = getattr(instance, "outstanding_count", 0)
+        return str(count) if count else ""
+
+
 class ClientViewSet(SnippetViewSet):
     """The installation's clients: who billing requests go to, with their history."""
 
@@ -171,8 +183,13 @@ class ClientViewSet(SnippetViewSet):
         "name",
         "company",
         EmailColumn("email", label=_("Billing email"), sort_key="email"),
+        OutstandingColumn(
+            "outstanding_count", label=_("Awaiting payment"), sort_key="outstanding_count"
+        ),
+        DateColumn("last_billed_at", label=_("Last billed"), sort_key="last_billed_at"),
         DateColumn("created_at", label=_("Added"), sort_key="created_at"),
     ]
+    filterset_class = ClientFilterSet
     search_fields = ["name", "company", "email", "extra_emails"]
     search_backend_name = None
     ordering = ["name", "company", "email"]

@@ -20,14 +20,23 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.dates import MONTHS
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
-from ..models import DisputeStatus, EmailStatus, Invoice, Mode, Payment, SubscriptionState
+from ..models import (
+    Client,
+    DisputeStatus,
+    EmailStatus,
+    Invoice,
+    Mode,
+    Payment,
+    SubscriptionState,
+)
 from ..money import format_money
 from ..scope import invoices_for_user, rollups_for_user
 from ..status import InvoiceStatus
@@ -370,6 +379,29 @@ class ClientTotal:
     @property
     def formatted_refunded(self) -> str:
         return format_money(self.refunded, self.currency)
+
+
+def with_client_figures(clients: QuerySet[Client], user: Any) -> QuerySet[Client]:
+    """``clients`` with what the Clients listing shows beside each one, counted over the
+    invoices ``user`` may see (:func:`.scope.invoices_for_user`):
+
+    - ``outstanding_count``: requests awaiting payment (pending or processing, as
+      :data:`OUTSTANDING` counts them for the totals);
+    - ``last_billed_at``: when the newest request that is not a draft was created
+      (None if there is none).
+
+    Two subqueries a row, each read from the ``(client, -created_at)`` index; a page of
+    the listing makes the same queries at any number of invoices.
+    """
+    visible = invoices_for_user(user, Invoice.objects.filter(client=OuterRef("pk"))).order_by()
+    outstanding = (
+        visible.filter(status__in=OUTSTANDING).values("client").annotate(n=Count("pk")).values("n")
+    )
+    newest = visible.exclude(status=InvoiceStatus.DRAFT).order_by("-created_at")
+    return clients.annotate(
+        outstanding_count=Coalesce(Subquery(outstanding), 0),
+        last_billed_at=Subquery(newest.values("created_at")[:1]),
+    )
 
 
 def client_totals(invoices: QuerySet[Invoice]) -> list[ClientTotal]:
