@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.utils import selected_by_marker
+
 ROOT = Path(__file__).resolve().parent.parent
 
 #: The sections ``benchmarks.run`` stores, each of which must have run without an error.
@@ -42,14 +44,9 @@ SECTIONS = (
 BROKEN_CELL = re.compile(r"ERROR|not run|skipped|\? \(")
 
 
-def _selected(config: pytest.Config) -> bool:
-    expression = config.option.markexpr or ""
-    return bool(re.search(r"\bbench\b", expression)) and "not bench" not in expression
-
-
 @pytest.mark.bench
 def test_every_benchmark_runs_and_reports_every_figure(request, tmp_path):
-    if not _selected(request.config):
+    if not selected_by_marker(request.config, "bench"):
         pytest.skip("slow (every benchmark on 10,000 invoices): run with -m bench; .ci/run does")
     out = tmp_path / "results.json"
     databases = "all" if os.environ.get("DATABASE_URL") else "sqlite"

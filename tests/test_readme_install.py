@@ -47,6 +47,7 @@ from typing import Any
 
 import pytest
 
+from tests.utils import selected_by_marker
 from wagtail_client_billing.checks import (
     SQLITE_OPTIONS,
     URLS_INCLUDE,
@@ -173,14 +174,9 @@ def test_the_readme_url_line_is_the_one_the_check_asks_for():
 # --- the README run as written (slow) ----------------------------------------------------------
 
 
-def _selected(config: pytest.Config) -> bool:
-    expression = config.option.markexpr or ""
-    return bool(re.search(r"\breadme\b", expression)) and "not readme" not in expression
-
-
 @pytest.mark.readme
 def test_the_readme_install_reaches_a_paid_invoice(request, tmp_path):
-    if not _selected(request.config):
+    if not selected_by_marker(request.config, "readme"):
         pytest.skip("slow (a wheel, a fresh venv, wagtail start): run with -m readme; .ci/run does")
 
     python = fresh_venv(tmp_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -332,3 +333,10 @@ def use_custom_smtp(
 
 
 # --- end Email ----------------------------------------------------------------------------------
+
+
+def selected_by_marker(config: pytest.Config, marker: str) -> bool:
+    """Whether ``-m`` names ``marker`` (and not ``not marker``): the slow tests that run
+    only when asked for (``readme``, ``bench``) skip themselves otherwise."""
+    expression = config.option.markexpr or ""
+    return bool(re.search(rf"\b{marker}\b", expression)) and f"not {marker}" not in expression
