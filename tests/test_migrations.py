@@ -164,6 +164,8 @@ def _migrations() -> list[str]:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_every_migration_reverses_and_reapplies():
+    """One step at a time down to zero and up again, after which the app works: a new
+    invoice gets the first number and the admin's listing answers."""
     names = _migrations()
     assert names[0] == "0001_initial"
     for name in reversed(names[:-1]):
@@ -175,6 +177,11 @@ def test_every_migration_reverses_and_reapplies():
     assert "wagtail_client_billing_invoice" in connection.introspection.table_names()
     site, account = make_site("after.example"), make_account("acct_after")
     assert make_invoice(site, account).number == "INV-000001"
+    client = Client()
+    client.force_login(make_user("root", superuser=True))
+    listing = client.get(reverse("wagtail_client_billing_invoices:list"))
+    assert listing.status_code == 200
+    assert "INV-000001" in listing.text
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
@@ -403,12 +410,3 @@ def test_migrations_back_and_forth_are_set_based_on_30000_invoices():
     InvoiceLine.objects.all()._raw_delete(connection.alias)
     Payment.objects.all()._raw_delete(connection.alias)  # the paid ones' backfilled payments
     Invoice.objects.all()._raw_delete(connection.alias)
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_admin_views_answer_after_a_round_trip_to_zero():
-    _migrate(None)
-    _migrate("latest")
-    client = Client()
-    client.force_login(make_user("root", superuser=True))
-    assert client.get(reverse("wagtail_client_billing_invoices:list")).status_code == 200
