@@ -114,3 +114,26 @@ def test_paid_bucket_by_payment_month_and_time_to_pay():
     )
     assert not InvoiceRollup.objects.filter(site_id=site.pk, status="pending", count__gt=0).exists()
     assert InvoiceRollup.objects.get(site_id=0, status="_created").count == 1
+
+
+def test_the_sweep_and_the_rebuild_put_an_invoice_in_the_month_it_was_made_to_the_microsecond():
+    """In UTC, where SQLite takes the month in SQL (``rollup._MonthOf``): an invoice
+    made in the last microsecond of January and one made at midnight on 1 February,
+    both expired by the sweep, are counted in their own months, and a rebuild agrees."""
+    account = make_account()
+    site = make_site("edge.example")
+    last_of_january = datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    made = []
+    for moment in (last_of_january, last_of_january + timedelta(microseconds=1)):
+        with time_machine.travel(moment, tick=False):
+            made.append(make_invoice(site, account, currency="USD", amount=100))
+    with time_machine.travel(last_of_january + timedelta(days=30), tick=False):
+        assert len(lifecycle.expire_due()) == 2
+    expired = {
+        row.month.isoformat(): row.count
+        for row in InvoiceRollup.objects.filter(site_id=site.pk, status="expired")
+    }
+    assert expired == {"2026-01-01": 1, "2026-02-01": 1}
+    assert stored() == recomputed()
+    call_command("client_billing_rebuild_rollup", stdout=io.StringIO())
+    assert stored() == recomputed()
