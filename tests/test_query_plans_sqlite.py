@@ -1,5 +1,5 @@
-"""The billing overview's counts on the invoice table read their partial indexes on
-SQLite too, with no statistics.
+"""The billing overview's counts and the expiry sweep read their partial indexes on
+SQLite too, with no statistics and with the statistics ``ANALYZE`` gathers.
 
 SQLite's planner has no statistics until ``ANALYZE`` runs (most sites never run it), and
 uses a partial index only when the query's own terms, with the values Django binds to
@@ -15,6 +15,7 @@ import pytest
 from django.db import connection
 
 from tests.utils import make_account, make_invoice, make_site, make_user
+from wagtail_client_billing import lifecycle
 from wagtail_client_billing.billing import overview
 from wagtail_client_billing.models import Invoice
 
@@ -62,3 +63,29 @@ def test_the_overviews_invoice_counts_read_their_partial_indexes_without_statist
         assert f"USING INDEX {index}" in plans[column] or (
             f"USING COVERING INDEX {index}" in plans[column]
         ), (column, plans[column])
+
+
+@pytest.mark.parametrize("statistics", [False, True], ids=["no-statistics", "analyzed"])
+def test_the_sweep_reads_the_due_invoices_through_the_pending_expiry_index(statistics):
+    """The sweep's ``UPDATE`` finds the due invoices through ``wcb_invoice_pending_expiry``
+    (in expiry order, up to a batch), not by reading every pending invoice through the
+    status index and sorting them: 0.15 s a batch at a million invoices."""
+    site, account = make_site(), make_account()
+    for n in range(30):
+        make_invoice(site, account, status="paid" if n % 3 else "pending")
+    ran: list[tuple[str, object]] = []
+
+    def capture(execute, sql, params, many, context):
+        ran.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.cursor() as cursor:
+        if statistics:
+            cursor.execute("ANALYZE")
+        with connection.execute_wrapper(capture):
+            lifecycle.expire_due()
+        [(sql, params)] = [(q, p) for q, p in ran if q.startswith(f'UPDATE "{TABLE}"')]
+        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+        plan = " | ".join(row[-1] for row in cursor.fetchall())
+    assert "INDEX wcb_invoice_pending_expiry (status=? AND expires_at<?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in expiry order

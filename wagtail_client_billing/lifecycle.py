@@ -21,7 +21,6 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection, models, transaction
-from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 from wagtail.log_actions import log
@@ -392,15 +391,14 @@ def _col(model_meta: Any, name: str) -> str:
 def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
     """Expire up to ``batch_size`` due invoices in one ``UPDATE``; returns them.
 
-    The due ids come from the partial index on ``expires_at`` of pending invoices, in
-    expiry order. On PostgreSQL they are collected with ``FOR UPDATE SKIP LOCKED`` into
-    an array (``id = ANY(ARRAY(...))``), so the UPDATE finds its rows by primary key;
-    ``id IN (subquery)`` is planned as a hash join over every pending invoice, read
-    again for every batch. SQLite is told to use that index (``INDEXED BY``): from its
-    sampled statistics it reckons ``status = 'pending'`` matches a few thousand rows
-    and reads every pending invoice through the status index, then sorts them, for
-    every batch (``docs/performance.md``). ``'pending'`` is written into the SQL,
-    not passed as a parameter: SQLite can use a partial index only when the query's own
+    The due ids come from the partial index on ``(status, expires_at)`` of pending
+    invoices, in expiry order. On PostgreSQL they are collected with ``FOR UPDATE SKIP
+    LOCKED`` into an array (``id = ANY(ARRAY(...))``), so the UPDATE finds its rows by
+    primary key; ``id IN (subquery)`` is planned as a hash join over every pending
+    invoice, read again for every batch. SQLite's planner reads that index whatever its
+    statistics say since the index leads with ``status`` (migration 0035;
+    ``tests/test_query_plans_sqlite.py``). ``'pending'`` is written into the SQL, not
+    passed as a parameter: SQLite can use a partial index only when the query's own
     text implies the index's condition.
     """
     meta = Invoice._meta
@@ -411,15 +409,10 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
 
     pending, expired = str(S.PENDING), str(S.EXPIRED)
     assert pending.isalpha()  # a literal in the SQL below
-    if connection.vendor == "postgresql":
-        index = ""
-    else:
-        name = _pending_expiry_index()
-        index = f" INDEXED BY {connection.ops.quote_name(name)}" if name else ""
     # Only quoted identifiers from _meta and our own status literal are interpolated;
     # values are parameters.
     due = (
-        f"SELECT {col('id')} FROM {table}{index} "  # noqa: S608
+        f"SELECT {col('id')} FROM {table} "  # noqa: S608
         f"WHERE {col('status')} = '{pending}' AND {col('expires_at')} <= %s "
         f"ORDER BY {col('expires_at')} LIMIT %s"
     )
@@ -439,14 +432,6 @@ def _expire_batch(now: datetime, batch_size: int) -> list[Expired]:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return [Expired(int(r[0]), r[1], r[2], bool(r[3]), int(r[4]), r[5]) for r in rows]
-
-
-def _pending_expiry_index() -> str | None:
-    """The name of the invoice table's partial index on ``expires_at`` of pending rows."""
-    for index in Invoice._meta.indexes:
-        if list(index.fields) == ["expires_at"] and index.condition == Q(status=S.PENDING):
-            return index.name
-    return None
 
 
 #: The columns of Wagtail's log model that :func:`_log_bulk` writes, and those it
