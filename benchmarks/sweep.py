@@ -234,6 +234,10 @@ def index_upkeep() -> list[dict]:
         predicate = (
             definitions[name].split(" WHERE ", 1)[1] if " WHERE " in definitions[name] else ""
         )
-        touched = bool(columns & changed) or any(c in predicate for c in changed)
+        # A whole column name: "status" is not in "dispute_status" (SQLite updates a
+        # partial index when its condition reads a column the UPDATE sets).
+        touched = bool(columns & changed) or any(
+            re.search(rf"\b{re.escape(c)}\b", predicate) for c in changed
+        )
         out.append({"name": name, "updated": touched, "columns": sorted(c for c in columns if c)})
     return out
