@@ -246,7 +246,7 @@ class _MonthOf(TruncMonth):
     UTC's (or, without ``USE_TZ``, the stored time's).
 
     Django's SQLite backend truncates with a Python function called for each row,
-    a tenth of the expiry sweep's time at 100,000 invoices (``docs/performance.md``);
+    a seventh of the expiry sweep's time at 10,000 due invoices (``docs/performance.md``);
     SQLite's own ``date(…, 'start of month')`` gives the same ``YYYY-MM-01``. In any
     other time zone SQLite cannot convert the stored UTC time, and Django's function does.
     """
