@@ -28,6 +28,26 @@ pytestmark = [
 
 TABLE = Invoice._meta.db_table
 
+
+def statements_run(action) -> list[tuple[str, object]]:
+    """``action()``'s statements as they ran, each with its parameters."""
+    ran: list[tuple[str, object]] = []
+
+    def capture(execute, sql, params, many, context):
+        ran.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        action()
+    return ran
+
+
+def query_plan(cursor, sql: str, params) -> str:
+    """SQLite's ``EXPLAIN QUERY PLAN`` of a statement, its steps joined with " | "."""
+    cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+    return " | ".join(row[-1] for row in cursor.fetchall())
+
+
 #: A column the query filters on -> the index its plan must use.
 EXPECTED = {
     "expires_at": "wcb_invoice_pending_expiry",
@@ -40,14 +60,7 @@ EXPECTED = {
 def test_the_overviews_invoice_counts_read_their_partial_indexes_without_statistics():
     make_invoice(make_site(), make_account())
     user = make_user("boss", superuser=True)
-    ran: list[tuple[str, object]] = []
-
-    def capture(execute, sql, params, many, context):
-        ran.append((sql, params))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(capture):
-        overview.overview(user)
+    ran = statements_run(lambda: overview.overview(user))
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'")
         assert cursor.fetchone()[0] == 0  # no statistics, as on most sites
@@ -56,8 +69,7 @@ def test_the_overviews_invoice_counts_read_their_partial_indexes_without_statist
             column = next((c for c in EXPECTED if f'"{TABLE}"."{c}"' in sql), None)
             if column is None or f'FROM "{TABLE}"' not in sql:
                 continue
-            cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-            plans[column] = " | ".join(row[-1] for row in cursor.fetchall())
+            plans[column] = query_plan(cursor, sql, params)
     assert set(plans) == set(EXPECTED), plans
     for column, index in EXPECTED.items():
         assert f"USING INDEX {index}" in plans[column] or (
@@ -73,19 +85,11 @@ def test_the_sweep_reads_the_due_invoices_through_the_pending_expiry_index(stati
     site, account = make_site(), make_account()
     for n in range(30):
         make_invoice(site, account, status="paid" if n % 3 else "pending")
-    ran: list[tuple[str, object]] = []
-
-    def capture(execute, sql, params, many, context):
-        ran.append((sql, params))
-        return execute(sql, params, many, context)
-
     with connection.cursor() as cursor:
         if statistics:
             cursor.execute("ANALYZE")
-        with connection.execute_wrapper(capture):
-            lifecycle.expire_due()
+        ran = statements_run(lifecycle.expire_due)
         [(sql, params)] = [(q, p) for q, p in ran if q.startswith(f'UPDATE "{TABLE}"')]
-        cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params)
-        plan = " | ".join(row[-1] for row in cursor.fetchall())
+        plan = query_plan(cursor, sql, params)
     assert "INDEX wcb_invoice_pending_expiry (status=? AND expires_at<?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan  # no sort: the index is in expiry order
