@@ -94,6 +94,16 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
         ),
     )
     add(sw, "speedup vs loop", ">= 30x", lambda r: _x(_get(r, "sweep.speedup")))
+
+    def sweep_split(r: dict) -> str:
+        split = _get(r, "sweep.split") or {}
+        total = split.get("seconds") or 0
+        if not total:
+            return ""
+        parts = ("update", "log", "rollup", "other", "commit", "rest")
+        return ", ".join(f"{part} {split.get(part, 0) / total:.0%}" for part in parts)
+
+    add(sw, "where one sweep's time goes", "reported", sweep_split)
     add(
         sw,
         "invoice indexes a sweep updates / all",
@@ -171,6 +181,23 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
             )
         ),
     )
+
+    def cpu_split(r: dict) -> str:
+        """``web 617 | 453, database 177 | 97, load generator 220 | 208`` (app | bare)."""
+        parts = []
+        for side, label in (
+            ("web", "web"),
+            ("database", "database"),
+            ("load_generator", "loadgen"),
+        ):
+            app = _get(r, f"webhook.webhook.cpu_us_per_request.{side}")
+            bare = _get(r, f"webhook.baseline.cpu_us_per_request.{side}")
+            if app is None or bare is None:
+                continue  # SQLite: the database's work is the web workers'
+            parts.append(f"{label} {app:,.0f} | {bare:,.0f}")
+        return ", ".join(parts)
+
+    add(wh, "CPU us per request, webhook | bare view", "reported", cpu_split)
     add(
         wh,
         "queries per event: view | worker",

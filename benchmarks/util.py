@@ -192,21 +192,39 @@ def redis_broker_error() -> str:
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def process_group_cpu(pgid: int) -> float:
-    """CPU seconds (user + system, with reaped children) of the live processes of a
-    process group, read from ``/proc`` (Linux); 0 elsewhere."""
+def _processes_cpu(chosen: Callable[[Path, list[str]], bool]) -> float:
+    """CPU seconds (user + system, with reaped children) of the live processes that
+    ``chosen(proc_dir, stat_fields)`` picks, read from ``/proc`` (Linux); 0 elsewhere."""
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+            if chosen(entry, fields):
+                # After the command: state ppid pgrp ... utime(14) stime(15) cutime cstime
+                total += sum(int(v) for v in fields[11:15])
+        except OSError:  # the process ended meanwhile
             continue
-        # After the command: state ppid pgrp ... utime(14) stime(15) cutime cstime
-        if int(fields[2]) == pgid:
-            total += sum(int(v) for v in fields[11:15])
     return total / _TICKS
+
+
+def process_group_cpu(pgid: int) -> float:
+    """CPU seconds of the live processes of a process group (see :func:`_processes_cpu`)."""
+    return _processes_cpu(lambda _entry, fields: int(fields[2]) == pgid)
+
+
+def database_server_cpu() -> float | None:
+    """CPU seconds of the PostgreSQL server's processes (its backends, the WAL writer,
+    the checkpointer, autovacuum), when the database is PostgreSQL on this machine;
+    None otherwise (SQLite's work is done inside the processes that use it)."""
+    if connection.vendor != "postgresql" or connection.settings_dict.get("HOST") not in (
+        "", "127.0.0.1", "localhost", "::1",
+    ):  # fmt: skip
+        return None
+    return _processes_cpu(
+        lambda entry, _fields: (entry / "cmdline").read_bytes()[:9] == b"postgres:"
+    )
 
 
 def app_cpu() -> tuple[float, int]:

@@ -39,9 +39,11 @@ from .util import (
     QClusters,
     app_cpu,
     captured,
+    database_server_cpu,
     free_port,
     median,
     percentile,
+    process_group_cpu,
     redis_broker_error,
     reset_app_cpu,
     start,
@@ -175,25 +177,30 @@ def completed_events(pks: list[int]) -> list[bytes]:
     return [completed_event(pk, figures[pk], currencies[pk].lower()) for pk in pks]
 
 
+APP_VIEW, BARE_VIEW = "wagtail_client_billing:stripe_webhook", "bench_bare_insert"
+
+
+def post(server: Gunicorn, view: str, bodies: list[bytes], concurrency: int) -> dict:
+    """Sign and post ``bodies`` to ``view`` (:data:`APP_VIEW` or :data:`BARE_VIEW`)."""
+    path = reverse(view)
+    return loadgen.run(server.port, [signed(path, body) for body in bodies], concurrency)
+
+
 def ingest(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int):
     pks = pool.take(events)
     batch = Batch(pks, completed_events(pks))
-    path = reverse("wagtail_client_billing:stripe_webhook")
-    stats = loadgen.run(server.port, [signed(path, body) for body in batch.bodies], concurrency)
-    return stats, batch
+    return post(server, APP_VIEW, batch.bodies, concurrency), batch
 
 
 def baseline(server: Gunicorn, events: int, concurrency: int) -> dict:
-    bodies = [completed_event(0) for _ in range(events)]
-    path = reverse("bench_bare_insert")
-    return loadgen.run(server.port, [signed(path, body) for body in bodies], concurrency)
+    return post(server, BARE_VIEW, [completed_event(0) for _ in range(events)], concurrency)
 
 
 def duplicates(server: Gunicorn, pool: InvoicePool, distinct: int, copies: int, concurrency: int):
     """Each event ``copies`` times, shuffled, so copies of one event arrive concurrently."""
     pks = pool.take(distinct)
     batch = Batch(pks, completed_events(pks))
-    path = reverse("wagtail_client_billing:stripe_webhook")
+    path = reverse(APP_VIEW)
     requests = [signed(path, body) for body in batch.bodies for _ in range(copies)]
     random.Random(11).shuffle(requests)
     return loadgen.run(server.port, requests, concurrency), batch
@@ -279,7 +286,7 @@ def latency(server: Gunicorn, pool: InvoicePool, events: int, rate: float, worke
     to its ``processed_at`` (applied by a worker), p50 and p99."""
     pks = pool.take(events)
     batch = Batch(pks, completed_events(pks))
-    path = reverse("wagtail_client_billing:stripe_webhook")
+    path = reverse(APP_VIEW)
     stored = WebhookEvent.objects.filter(event_id__in=_event_ids(batch.bodies))
     with QClusters(1, workers=workers):
         stats = loadgen.run(
@@ -316,7 +323,7 @@ def queries_per_event(pool: InvoicePool) -> dict:
     counts = {}
     for pk in pool.take(2):
         [body] = completed_events([pk])
-        request = signed(reverse("wagtail_client_billing:stripe_webhook"), body)
+        request = signed(reverse(APP_VIEW), body)
         with captured() as view:
             response = Client().post(
                 request.path,
@@ -335,6 +342,38 @@ def queries_per_event(pool: InvoicePool) -> dict:
     return counts
 
 
+#: Where a run's CPU went: gunicorn's workers, the PostgreSQL server's processes (on
+#: this machine; None on SQLite, whose work is the workers'), and this process, whose
+#: threads are the load generator.
+CPU_SIDES = ("web", "database", "load_generator")
+
+
+def _cpu_now(server: Gunicorn) -> dict[str, float | None]:
+    assert server.process is not None
+    return {
+        "web": process_group_cpu(server.process.pid),
+        "database": database_server_cpu(),
+        "load_generator": time.process_time(),
+    }
+
+
+def with_cpu(server: Gunicorn, send) -> dict:
+    """``send()``'s load-generator figures, with the CPU microseconds each request cost
+    on each side (:data:`CPU_SIDES`): on two cores the sides share, and a view that
+    costs its workers more also waits longer for a core."""
+    before = _cpu_now(server)
+    stats = send()
+    after = _cpu_now(server)
+    spent: dict[str, float | None] = {}
+    for side in CPU_SIDES:
+        start, end = before[side], after[side]
+        spent[side] = None if start is None or end is None else (end - start) * 1e6
+    stats["cpu_us_per_request"] = {
+        side: None if value is None else value / stats["requests"] for side, value in spent.items()
+    }
+    return stats
+
+
 def _summary(runs: list[dict]) -> dict:
     return {
         "per_second": median([r["per_second"] for r in runs]),
@@ -343,6 +382,12 @@ def _summary(runs: list[dict]) -> dict:
         "requests": runs[0]["requests"],
         "runs": len(runs),
         "statuses": runs[-1]["statuses"],
+        "cpu_us_per_request": {
+            side: None
+            if runs[0]["cpu_us_per_request"][side] is None
+            else median([r["cpu_us_per_request"][side] for r in runs])
+            for side in CPU_SIDES
+        },
     }
 
 
@@ -374,9 +419,16 @@ def run(
     with Gunicorn(workers, threads) as server:
         warm_up(server, pool, 25 * workers * threads, concurrency)
         for _ in range(repeats):  # alternate, so drift in machine load hits both alike
-            base_runs.append(baseline(server, events, concurrency))
-            stats, batch = ingest(server, pool, events, concurrency)
-            app_runs.append(stats)
+            # The bodies are made before each timed run, the same way for both views.
+            bare = [completed_event(0) for _ in range(events)]
+            base_runs.append(
+                with_cpu(server, lambda b=bare: post(server, BARE_VIEW, b, concurrency))
+            )
+            pks = pool.take(events)
+            batch = Batch(pks, completed_events(pks))
+            app_runs.append(
+                with_cpu(server, lambda b=batch: post(server, APP_VIEW, b.bodies, concurrency))
+            )
             batches.append(batch)
         dup_stats, dup_batch = duplicates(server, pool, max(10, events // 10), 10, concurrency)
         expected = events * repeats + len(dup_batch.pks)
