@@ -186,3 +186,77 @@ def test_a_boundary_a_hook_chose_is_kept(cafe, account):
     assert "extra part" in [
         p.get_content() for p in received.walk() if p.get_content_type() == "text/plain"
     ]
+
+
+# --- what the site's own server is sent (CheckedSMTPBackend) -----------------------------------
+
+
+def _fixed(message: EmailMultiAlternatives) -> EmailMultiAlternatives:
+    message.extra_headers.update(
+        {"Date": "Mon, 30 Nov 2026 20:00:00 -0000", "Message-ID": "<fixed@cafe.example>"}
+    )
+    return message
+
+
+def test_written_bytes_are_those_as_bytes_writes(cafe, account):
+    """:func:`emails.message_bytes` writes each part's text in one call: the bytes are
+    those of ``as_bytes``, for every kind of line ending and text the app sends."""
+    invoice = make_invoice(
+        cafe, account, email="zoe@client.example", description="Ünïcödé " * 30 + "\nFrom here"
+    )
+    mailer = emails.mailer_for_site(cafe)
+    request = _fixed(emails.build_invoice_message(invoice, mailer))
+    request.body = "CRLF\r\nCR only\rLF\n\nno line ending at the end"
+    test_email = _fixed(emails.build_test_message(cafe, mailer, "editor@cafe.example"))
+    empty = _fixed(emails.ClientBillingEmail("Empty", "", "a@cafe.example", ["b@cafe.example"]))
+
+    for sent in (request, test_email, empty):
+        message = sent.message()
+        assert emails.message_bytes(message) == message.as_bytes(linesep="\r\n"), sent.subject
+    # The text is all there: one line per line ending, each ending CRLF.
+    written = emails.message_bytes(request.message())
+    assert b"CRLF\r\nCR only\r\nLF\r\n\r\nno line ending at the end" in written
+    assert b"\r\nFrom here" in written  # not mangled into ">From"
+
+
+def test_the_site_server_gets_the_envelope_and_bytes_djangos_backend_sends(
+    cafe, account, smtp_server
+):
+    """The site's backend sends what Django's own SMTP backend sends for the same
+    message: the same MAIL FROM and RCPT TO (a non-ASCII name, an internationalised
+    domain), the same bytes; the second message of a batch too, whose addresses the
+    backend had seen."""
+    from django.core.mail.backends.smtp import EmailBackend
+
+    use_custom_smtp(cafe, smtp_server, from_email=f"{CAFE} <billing@cafe.example>")
+    client = Client.objects.create(email="zoe@client.example", name="Zoë")
+    client.extra_emails = "compta@bücher.example"
+    client.save()
+    invoice = make_invoice(cafe, account, email="zoe@client.example", client=client)
+    mailer = emails.mailer_for_site(cafe)
+    message = _fixed(emails.build_invoice_message(invoice, mailer))
+    django_backend = EmailBackend(host="127.0.0.1", port=smtp_server.port, timeout=5)
+
+    assert mailer.connection.send_messages([message, message]) == 2
+    assert django_backend.send_messages([message]) == 1
+
+    ours, again, theirs = smtp_server.envelopes
+    assert ours.mail_from == again.mail_from == theirs.mail_from
+    assert ours.rcpt_tos == again.rcpt_tos == theirs.rcpt_tos
+    assert "compta@xn--bcher-kva.example" in ours.rcpt_tos
+    contents = [e.original_content for e in (ours, again, theirs)]
+    normalized = [_normalized(raw, parsed(raw)) for raw in contents]
+    assert normalized[0] == normalized[1] == normalized[2]
+
+
+def test_an_address_django_refuses_is_refused_every_time(cafe, account, smtp_server):
+    use_custom_smtp(cafe, smtp_server)
+    mailer = emails.mailer_for_site(cafe)
+    message = emails.ClientBillingEmail(
+        "Hello", "Text", mailer.from_email, ["a@b@c.example"], connection=mailer.connection
+    )
+
+    for _ in range(2):  # nothing is remembered of a refused address
+        with pytest.raises(ValueError, match="Invalid address"):
+            mailer.connection.send_messages([message])
+    assert smtp_server.envelopes == []

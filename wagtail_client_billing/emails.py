@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import ipaddress
 import logging
 import os
+import re
 import secrets
 import smtplib
 import socket
@@ -43,17 +45,20 @@ import ssl
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from email.generator import BytesGenerator
+from email.message import Message
 from email.policy import Compat32, compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+import django
 from cryptography.fernet import InvalidToken
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
-from django.core.mail.message import sanitize_address
+from django.core.mail.message import MIMEMixin, sanitize_address
 from django.core.validators import validate_email
 from django.db.models import prefetch_related_objects
 from django.template import Context
@@ -338,6 +343,79 @@ class CheckedSMTPBackend(SMTPBackend):
     def connection_class(self):
         smtp = _CheckedSMTP_SSL if self.use_ssl else _CheckedSMTP
         return functools.partial(smtp, addresses=self._addresses)
+
+    if django.VERSION < (6, 0):  # Django 6 writes and addresses messages its own way
+
+        def _send(self, email_message: Any) -> bool:
+            """Django 5.2's ``_send``, with what it repeats for every message of a batch
+            done once: each envelope address is sanitised once per process
+            (:func:`_envelope_address`) and the message is written by
+            :func:`message_bytes`. The same envelope and the same bytes."""
+            if not email_message.recipients():
+                return False
+            encoding = email_message.encoding or settings.DEFAULT_CHARSET
+            from_email = _envelope_address(email_message.from_email, encoding)
+            recipients = [_envelope_address(a, encoding) for a in email_message.recipients()]
+            message = email_message.message()
+            assert self.connection is not None  # send_messages opened it
+            try:
+                self.connection.sendmail(from_email, recipients, message_bytes(message))
+            except smtplib.SMTPException:
+                if not self.fail_silently:
+                    raise
+                return False
+            return True
+
+
+def _envelope_address(address: Any, encoding: str) -> str:
+    """``sanitize_address(address, encoding)``, remembered for a plain string.
+
+    Django parses every address with the email package's header parser for every
+    message it sends (25 to 45 microseconds each); a site's batch sends from one
+    address, and the result is a pure function of the two arguments. An address Django
+    refuses raises ``ValueError`` every time (nothing is remembered for it).
+    """
+    if type(address) is str and type(encoding) is str:
+        return _sanitized(address, encoding)
+    return sanitize_address(address, encoding)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sanitized(address: str, encoding: str) -> str:
+    return sanitize_address(address, encoding)
+
+
+#: Any line ending, as ``email.generator`` finds them (its ``NLCRE``).
+_LINE_ENDING = re.compile(r"\r\n|\r|\n")
+
+
+class _OneWriteBytesGenerator(BytesGenerator):
+    """Python's ``BytesGenerator``, writing each part's text in one call.
+
+    The original writes a text line by line, two calls a line (the line, then the line
+    ending): about 300 calls for a billing request with its PDF. This changes every
+    line ending to the generator's in one pass and writes the result once.
+    """
+
+    def _write_lines(self, lines: str) -> None:
+        if lines:
+            self.write(_LINE_ENDING.sub(self._NL, lines))  # type: ignore[attr-defined]
+
+
+def message_bytes(message: Any) -> bytes:
+    """What ``message.as_bytes(linesep="\r\n")`` returns, for the message an
+    ``EmailMessage.message()`` built, through :class:`_OneWriteBytesGenerator`.
+
+    Django's messages (``MIMEMixin``) and Python's own are written by ``BytesGenerator``
+    without mangling ``From `` lines, as here; a message class that writes itself
+    another way is asked for its own bytes.
+    """
+    as_bytes = getattr(type(message), "as_bytes", None)
+    if as_bytes not in (MIMEMixin.as_bytes, Message.as_bytes):
+        return message.as_bytes(linesep="\r\n")
+    out = io.BytesIO()
+    _OneWriteBytesGenerator(out, mangle_from_=False).flatten(message, linesep="\r\n")
+    return out.getvalue()
 
 
 # --- addresses in headers ---------------------------------------------------------------------
