@@ -137,8 +137,10 @@ class StripeInvoicePayment(models.Model):
     was applied: the payment intent or charge that paid it.
 
     Stripe does not order deliveries; this keeps the ids until the :class:`Payment` of that
-    Stripe invoice is recorded, which then takes them. A row for a Stripe invoice that is
-    not this app's stays unused (a few ids, no personal data).
+    Stripe invoice is recorded, which then takes them. The row is also where the two
+    events meet when two workers apply them at once (``billing.payments``): recording a
+    renewal's payment makes it, without ids, if ``invoice_payment.paid`` has not. A row
+    for a Stripe invoice that is not this app's stays unused (a few ids, no personal data).
     """
 
     stripe_invoice_id = models.CharField(_("Stripe invoice"), max_length=255, unique=True)

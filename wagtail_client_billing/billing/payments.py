@@ -72,12 +72,13 @@ def record_payment(
         "payment_intent_id": payment_intent_id[:255],
         "charge_id": charge_id[:255],
     }
-    if stripe_invoice_id and not (payment_intent_id or charge_id):
-        staged = StripeInvoicePayment.objects.filter(stripe_invoice_id=stripe_invoice_id).first()
-        if staged is not None:
-            ids["payment_intent_id"] = staged.payment_intent_id
-            ids["charge_id"] = staged.charge_id
     existing = _matching(invoice, kind, ids)
+    if stripe_invoice_id and not (payment_intent_id or charge_id):
+        kept = _kept_invoice_payment(stripe_invoice_id, meet=existing is None)
+        if kept is not None and (kept.payment_intent_id or kept.charge_id):
+            ids["payment_intent_id"] = kept.payment_intent_id
+            ids["charge_id"] = kept.charge_id
+            existing = existing or _matching(invoice, kind, ids)
     if existing is None:
         payment = Payment(
             invoice=invoice,
@@ -144,15 +145,48 @@ def payment_of_stripe_invoice(stripe_invoice_id: str) -> Payment | None:
     )
 
 
+def _kept_invoice_payment(stripe_invoice_id: str, *, meet: bool) -> StripeInvoicePayment | None:
+    """What ``invoice_payment.paid`` said about the Stripe invoice's payment, if anything.
+
+    ``meet``: the payment is about to be recorded, so this is where ``invoice.paid`` and
+    ``invoice_payment.paid``, applied at once by two workers, meet (see
+    :func:`keep_invoice_payment`): the Stripe invoice's row is made if it is missing, and
+    locked until the payment is committed.
+    """
+    rows = StripeInvoicePayment.objects.filter(stripe_invoice_id=stripe_invoice_id[:255])
+    if not meet:
+        return rows.first()
+    kept, _created = rows.select_for_update().get_or_create(
+        stripe_invoice_id=stripe_invoice_id[:255]
+    )
+    return kept
+
+
 def keep_invoice_payment(
     stripe_invoice_id: str, *, payment_intent_id: str = "", charge_id: str = ""
-) -> None:
+) -> Payment | None:
     """Keep what ``invoice_payment.paid`` said for the Stripe invoice's payment, which
-    :func:`record_payment` takes once ``invoice.paid`` is applied."""
-    StripeInvoicePayment.objects.get_or_create(
+    :func:`record_payment` takes once ``invoice.paid`` is applied; or return that payment,
+    recorded meanwhile, for the caller to complete under its invoice's lock.
+
+    Stripe does not order the two events, and two workers may apply them at once. Both
+    sides go through the Stripe invoice's :class:`StripeInvoicePayment` row, made if
+    missing and locked (:func:`_kept_invoice_payment`), and look at the other side's
+    record only once they hold it: without that, each could miss the other's uncommitted
+    write and the payment would stay without the payment intent its refunds name. The
+    row is locked before the invoice here and after it in ``invoice.paid``, but that
+    side locks it only while the payment is not recorded, and this side locks the
+    invoice only once it is, so the two never wait for each other in a circle.
+    """
+    kept, created = StripeInvoicePayment.objects.select_for_update().get_or_create(
         stripe_invoice_id=stripe_invoice_id[:255],
         defaults={"payment_intent_id": payment_intent_id[:255], "charge_id": charge_id[:255]},
     )
+    payment = payment_of_stripe_invoice(stripe_invoice_id)
+    if payment is None and not created and not (kept.payment_intent_id or kept.charge_id):
+        kept.payment_intent_id, kept.charge_id = payment_intent_id[:255], charge_id[:255]
+        kept.save(update_fields=["payment_intent_id", "charge_id"])
+    return payment
 
 
 def record_invoice_payment(

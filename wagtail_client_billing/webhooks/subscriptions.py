@@ -221,9 +221,10 @@ def on_invoice_payment_paid(event: dict[str, Any], obj: dict[str, Any]) -> Appli
         raise Ignored(_("The invoice payment names no Stripe invoice or no payment."))
     if text(obj.get("status")) not in ("", "paid"):
         raise Ignored(_("The invoice payment is not paid."))
-    payment = payments.payment_of_stripe_invoice(stripe_invoice)
+    payment = payments.payment_of_stripe_invoice(stripe_invoice) or payments.keep_invoice_payment(
+        stripe_invoice, payment_intent_id=intent, charge_id=charge
+    )
     if payment is None:
-        payments.keep_invoice_payment(stripe_invoice, payment_intent_id=intent, charge_id=charge)
         return Applied(
             reason=_("No payment of Stripe invoice %(id)s is recorded yet; its ids are kept.")
             % {"id": stripe_invoice}

@@ -1,0 +1,126 @@
+"""A renewal's ``invoice.paid`` and its ``invoice_payment.paid`` applied at once, on
+PostgreSQL, by two workers.
+
+Since API version 2025-03-31.basil the payment intent that paid a Stripe invoice comes in
+``invoice_payment.paid`` only; the renewal's payment is recorded by ``invoice.paid``.
+Whichever is applied first, the payment must end with that payment intent, or a refund
+or dispute of the renewal (which names only the payment intent) finds no payment. One
+worker is held inside its transaction, after its handler ran and before its commit, while
+the other applies its event; the held one is let go once the other has finished or waits
+for a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from tests.test_payment_records import invoice_payment
+from tests.utils import connect, make_account, make_invoice, make_site
+from tests.webhook_helpers import session_event, session_obj, stripe_invoice_obj
+from wagtail_client_billing.models import Payment, WebhookEvent
+from wagtail_client_billing.signals import stripe_event_applied
+from wagtail_client_billing.webhooks import intake
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.skipif(
+        connection.vendor != "postgresql",
+        reason="needs PostgreSQL (DATABASE_URL): SQLite serialises every writer, so nothing races",
+    ),
+]
+
+
+def apply(event: dict) -> None:
+    record, _created = intake.store(event)
+    receipt = intake.process(record.pk)
+    assert not receipt.failed, receipt.record.error
+
+
+def waiting_for_a_lock() -> bool:
+    """Whether another session of this database waits for a row or an index entry."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def apply_with_first_held(first: dict, second: dict) -> None:
+    """Apply ``first`` in a thread held before its commit, then ``second`` in another;
+    let ``first`` commit once ``second`` is done or waits for a lock."""
+    reached, resume, second_done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hold(sender, event, **kwargs):
+        if event["id"] == first["id"]:
+            reached.set()
+            assert resume.wait(timeout=30), "never released"
+
+    def run(event: dict, done: threading.Event | None = None) -> None:
+        try:
+            apply(event)
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+        finally:
+            if done is not None:
+                done.set()
+            connections.close_all()
+
+    stripe_event_applied.connect(hold, sender=WebhookEvent, weak=False)
+    held = threading.Thread(target=run, args=(first,))
+    other = threading.Thread(target=run, args=(second, second_done))
+    try:
+        held.start()
+        assert reached.wait(timeout=30), "the first event was never applied"
+        other.start()
+        while not second_done.wait(timeout=0.01) and not waiting_for_a_lock():
+            assert other.is_alive()
+    finally:
+        resume.set()
+        held.join(timeout=60)
+        other.join(timeout=60)
+        stripe_event_applied.disconnect(hold, sender=WebhookEvent)
+    assert not held.is_alive() and not other.is_alive(), "a worker hung"
+    if errors:
+        raise errors[0]
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("held", ["invoice.paid", "invoice_payment.paid"])
+def test_a_renewal_applied_beside_its_invoice_payment_keeps_its_payment_intent(held):
+    site, account = make_site("renewals.example"), make_account("acct_test_renewals")
+    connect(site, account)
+    monthly = make_invoice(site, account, billing_type="monthly", checkout_session_id="cs_sub")
+    session = session_obj(
+        monthly,
+        "cs_sub",
+        status="complete",
+        payment_status="paid",
+        mode="subscription",
+        payment_intent=None,
+        subscription="sub_test_race",
+        url=None,
+    )
+    first = stripe_invoice_obj(monthly, "sub_test_race", "subscription_create", "in_test_first")
+    for event in (
+        session_event("checkout.session.completed", monthly, session),
+        session_event("invoice.paid", monthly, first),
+        invoice_payment(monthly, "in_test_first", "pi_test_first"),
+    ):
+        apply(event)
+
+    renewal = stripe_invoice_obj(monthly, "sub_test_race", "subscription_cycle", "in_test_renew")
+    paid = session_event("invoice.paid", monthly, renewal)
+    payment = invoice_payment(monthly, "in_test_renew", "pi_test_renew")
+    apply_with_first_held(*((paid, payment) if held == "invoice.paid" else (payment, paid)))
+
+    recorded = Payment.objects.get(stripe_invoice_id="in_test_renew")
+    assert (recorded.kind, recorded.payment_intent_id, recorded.amount) == (
+        "renewal",
+        "pi_test_renew",
+        monthly.amount,
+    )
