@@ -4,19 +4,23 @@ a list of email addresses."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
+from django.forms.utils import flatatt
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 from wagtail.models import Site
 from wagtail.snippets.widgets import AdminSnippetChooser
 
 from ..emails import InvalidAddress, check_address
-from ..models import site_display_name, split_addresses
+from ..models import site_display_name, site_label, split_addresses
 from ..money import (
     MAXIMUM_AMOUNT,
     THREE_DECIMAL,
@@ -119,8 +123,51 @@ class HttpURLField(forms.URLField):
         return result or ""
 
 
+class SiteSelect(forms.Select):
+    """Django's ``<select>``, its options written in one pass instead of through a
+    template each: a site filter offers every site the editor may bill for, thousands
+    for an agency, and rendering each option through the template engine (with
+    :class:`SiteChoiceField`'s model instance each) took seconds at 10,000 sites.
+
+    The markup is that of Django's ``Select`` for flat choices (no option groups); a
+    single value, as a site field or filter has.
+    """
+
+    def render(
+        self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None
+    ) -> SafeString:
+        chosen = set(self.format_value(value))
+        options = format_html_join(
+            "\n",
+            '<option value="{}"{}>{}</option>',
+            (
+                (key, " selected" if key in chosen else "", label)
+                for key, label in ((str(v), label) for v, label in self.choices)
+            ),
+        )
+        final_attrs = self.build_attrs(self.attrs, attrs)
+        return format_html(
+            '<select name="{}"{}>\n{}\n</select>', name, flatatt(final_attrs), options
+        )
+
+
+class _SiteChoices(forms.models.ModelChoiceIterator):
+    """``(pk, name)`` of each site from one query of two columns, without a model
+    instance each (:class:`SiteChoiceField` looks a chosen site up when it cleans it)."""
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        if self.field.empty_label is not None:
+            yield ("", self.field.empty_label)
+        rows = self.queryset.values_list("pk", "site_name", "hostname")
+        for pk, site_name, hostname in rows.iterator():
+            yield (pk, site_label(site_name, hostname))
+
+
 class SiteChoiceField(forms.ModelChoiceField):
     """A choice of Wagtail sites, each named as everywhere else in the app."""
+
+    widget = SiteSelect
+    iterator = _SiteChoices
 
     def label_from_instance(self, obj: Site) -> str:
         return site_display_name(obj)
