@@ -17,9 +17,8 @@ import threading
 import pytest
 from django.db import connection, connections
 
-from tests.test_payment_records import invoice_payment
+from tests.test_payment_records import subscription_events
 from tests.utils import connect, make_account, make_invoice, make_site
-from tests.webhook_helpers import session_event, session_obj, stripe_invoice_obj
 from wagtail_client_billing.models import Payment, WebhookEvent
 from wagtail_client_billing.signals import stripe_event_applied
 from wagtail_client_billing.webhooks import intake
@@ -94,33 +93,19 @@ def apply_with_first_held(first: dict, second: dict) -> None:
 def test_a_renewal_applied_beside_its_invoice_payment_keeps_its_payment_intent(held):
     site, account = make_site("renewals.example"), make_account("acct_test_renewals")
     connect(site, account)
-    monthly = make_invoice(site, account, billing_type="monthly", checkout_session_id="cs_sub")
-    session = session_obj(
-        monthly,
-        "cs_sub",
-        status="complete",
-        payment_status="paid",
-        mode="subscription",
-        payment_intent=None,
-        subscription="sub_test_race",
-        url=None,
+    monthly = make_invoice(
+        site, account, billing_type="monthly", checkout_session_id="cs_test_a1sub"
     )
-    first = stripe_invoice_obj(monthly, "sub_test_race", "subscription_create", "in_test_first")
-    for event in (
-        session_event("checkout.session.completed", monthly, session),
-        session_event("invoice.paid", monthly, first),
-        invoice_payment(monthly, "in_test_first", "pi_test_first"),
-    ):
+    # Checkout, the first payment and its payment intent, then the renewal's two events.
+    completed, first_paid, first_payment, paid, payment = subscription_events(monthly)
+    for event in (completed, first_paid, first_payment):
         apply(event)
 
-    renewal = stripe_invoice_obj(monthly, "sub_test_race", "subscription_cycle", "in_test_renew")
-    paid = session_event("invoice.paid", monthly, renewal)
-    payment = invoice_payment(monthly, "in_test_renew", "pi_test_renew")
     apply_with_first_held(*((paid, payment) if held == "invoice.paid" else (payment, paid)))
 
-    recorded = Payment.objects.get(stripe_invoice_id="in_test_renew")
+    recorded = Payment.objects.get(stripe_invoice_id="in_test_second")
     assert (recorded.kind, recorded.payment_intent_id, recorded.amount) == (
         "renewal",
-        "pi_test_renew",
+        "pi_test_second",
         monthly.amount,
     )

@@ -68,7 +68,7 @@ def test_a_one_time_payment_is_recorded_once_however_often_it_is_reported(client
     )
 
 
-def _subscription_events(invoice):
+def subscription_events(invoice):
     session = session_obj(
         invoice,
         "cs_test_a1sub",
@@ -95,7 +95,7 @@ def _subscription_events(invoice):
 @given(data=st.data())
 def test_subscription_payments_are_recorded_once_in_any_order(client, monthly, data):
     Payment.objects.filter(invoice=monthly).delete()
-    events = _subscription_events(monthly)
+    events = subscription_events(monthly)
     order = data.draw(st.permutations(events))
     duplicates = data.draw(st.lists(st.sampled_from(events), max_size=3))
     for event in [*order, *duplicates]:
