@@ -209,7 +209,7 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
     add(wh, "Stripe API calls", "0", lambda r: _n(_get(r, "webhook.stripe_calls")))
     add(
         wh,
-        "all 200, all stored; applied once (events applied)",
+        "all 200, all kept; applied once (events applied)",
         "yes",
         lambda r: (
             f"{_get(r, 'webhook.all_ok')}, {_get(r, 'webhook.all_stored')}; "
@@ -224,7 +224,7 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
     )
     add(
         wh,
-        "duplicates: events queued / expected (tasks)",
+        "deliveries queued / expected (tasks)",
         "equal",
         lambda r: (
             f"{_n(_get(r, 'webhook.events_queued'))} / {_n(_get(r, 'webhook.tasks_expected'))}"

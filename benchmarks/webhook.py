@@ -3,11 +3,11 @@ one and in two ``qcluster`` processes.
 
 The runner starts gunicorn (gthread workers) on loopback with the benchmark settings,
 and posts signed ``checkout.session.completed`` events for distinct pending invoices.
-The view verifies, stores and queues each one (Redis broker). The baseline posts the
-same bodies to a view that verifies nothing and inserts one row. Then the stored
-events are applied by one ``qcluster``, the rest by two, timed from queueing until
-every event is processed; each invoice must be paid once. The Stripe emulator's
-request log must stay empty: applying an event needs no API call.
+The view verifies, keeps and queues each delivery (Redis broker). The baseline posts the
+same bodies to a view that verifies nothing and inserts one row. Then the first run's
+deliveries are stored as events and applied, half by one ``qcluster``, the rest by two,
+timed from queueing until every event is processed; each invoice must be paid once.
+The Stripe emulator's request log must stay empty: applying an event needs no API call.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from wagtail_client_billing.models import (
     ClientBillingLogEntry,
     Invoice,
     InvoiceStatus,
+    WebhookDelivery,
     WebhookEvent,
     WebhookOutcome,
 )
@@ -147,10 +148,26 @@ def _event_ids(bodies: list[bytes]) -> list[str]:
 
 @dataclass
 class Batch:
-    """Invoices and the event bodies posted for them."""
+    """Invoices and the event bodies posted for them; the deliveries the view kept."""
 
     pks: list[int]
     bodies: list[bytes]
+    deliveries: list[int] | None = None
+
+
+def _last_delivery() -> int:
+    return WebhookDelivery.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+
+
+def posted(batch: Batch, send) -> dict:
+    """``send()``'s figures, with the deliveries it made kept on ``batch`` (nothing else
+    posts to the app's view meanwhile)."""
+    before = _last_delivery()
+    stats = send()
+    batch.deliveries = list(
+        WebhookDelivery.objects.filter(pk__gt=before).order_by("pk").values_list("pk", flat=True)
+    )
+    return stats
 
 
 def _check_applied(batch: Batch) -> dict:
@@ -189,7 +206,7 @@ def post(server: Gunicorn, view: str, bodies: list[bytes], concurrency: int) -> 
 def ingest(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int):
     pks = pool.take(events)
     batch = Batch(pks, completed_events(pks))
-    return post(server, APP_VIEW, batch.bodies, concurrency), batch
+    return posted(batch, lambda: post(server, APP_VIEW, batch.bodies, concurrency)), batch
 
 
 def baseline(server: Gunicorn, events: int, concurrency: int) -> dict:
@@ -203,7 +220,7 @@ def duplicates(server: Gunicorn, pool: InvoicePool, distinct: int, copies: int, 
     path = reverse(APP_VIEW)
     requests = [signed(path, body) for body in batch.bodies for _ in range(copies)]
     random.Random(11).shuffle(requests)
-    return loadgen.run(server.port, requests, concurrency), batch
+    return posted(batch, lambda: loadgen.run(server.port, requests, concurrency)), batch
 
 
 def warm_up(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int) -> None:
@@ -213,8 +230,8 @@ def warm_up(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int) 
     the insert and imports what the first queued batch needs; the bare view's first
     request opens its connection. Timed, those would count against the first run only.
     The checkpoint writes out what the data build and earlier benchmarks left in the
-    write-ahead log, so neither view's runs pay for it. The warm-up's events are stored
-    like any other; their tasks are dropped from the queue.
+    write-ahead log, so neither view's runs pay for it. The warm-up's deliveries are
+    kept like any other; their tasks are dropped from the queue.
     """
     from django.db import connection
     from django_q.brokers import get_broker
@@ -232,41 +249,50 @@ def warm_up(server: Gunicorn, pool: InvoicePool, events: int, concurrency: int) 
 
 
 def queued_events(broker) -> tuple[int, int]:
-    """``(tasks, events)`` waiting on the Redis queue: the view queues events in batches."""
+    """``(tasks, deliveries)`` waiting on the Redis queue: the view queues its deliveries
+    in batches."""
     from django_q.signing import SignedPackage
 
     tasks_ = events = 0
     for body in broker.connection.lrange(broker.list_key, 0, -1):
         task = SignedPackage.loads(body)
-        # Only the tasks that apply events: a receipt's task (of the event
+        # Only the tasks that store and apply events: a receipt's task (of the event
         # ``queries_per_event`` applied in this process) is not one.
-        if task["func"].endswith(".apply_webhook_events"):
+        if task["func"].endswith((".admit_webhook_deliveries", ".apply_webhook_events")):
             tasks_, events = tasks_ + 1, events + len(task["args"][0])
         elif task["func"].endswith(".apply_webhook_event"):
             tasks_, events = tasks_ + 1, events + 1
     return tasks_, events
 
 
-def apply(event_pks: list[int], clusters: int) -> dict:
-    """Queue the stored events as the view does and time ``clusters`` qclusters applying
-    them, from the first task queued to the last event processed; with the clusters' CPU
-    time, split into the task functions' (the app's work) and the rest (django-q2's)."""
-    waiting = WebhookEvent.objects.filter(pk__in=event_pks, outcome=WebhookOutcome.RECEIVED)
+def apply(delivery_pks: list[int], clusters: int) -> dict:
+    """Queue the kept deliveries as the view does and time ``clusters`` qclusters storing
+    and applying them, from the first task queued to the last event processed; with the
+    clusters' CPU time, split into the task functions' (the app's work) and the rest
+    (django-q2's)."""
+    kept = WebhookDelivery.objects.filter(pk__in=delivery_pks)
+    stored = WebhookEvent.objects.filter(
+        event_id__in=_event_ids(kept.values_list("body", flat=True))
+    )
+
+    def waiting() -> bool:
+        return kept.exists() or stored.filter(outcome=WebhookOutcome.RECEIVED).exists()
+
     with QClusters(clusters) as running:
         reset_app_cpu()
         cpu_before = running.cpu_seconds()
         started = time.perf_counter()
-        for pk in event_pks:
-            intake.queue_event(pk)
-        intake.batcher.flush()
-        done = wait_until(lambda: not waiting.exists(), 600, 0.05)
+        for pk in delivery_pks:
+            intake.queue_delivery(pk)
+        intake.deliveries.flush()
+        done = wait_until(lambda: not waiting(), 600, 0.05)
         elapsed = time.perf_counter() - started
         cpu = running.cpu_seconds() - cpu_before
         if not done:
-            raise RuntimeError(f"{waiting.count()} of {len(event_pks)} events not applied")
+            raise RuntimeError(f"{kept.count()} of {len(delivery_pks)} deliveries not applied")
         spread = running.spread()
         app_seconds, task_count = app_cpu()
-    events = len(event_pks)
+    events = len(delivery_pks)
     return {
         "events": events,
         "seconds": elapsed,
@@ -282,8 +308,9 @@ def apply(event_pks: list[int], clusters: int) -> dict:
 
 def latency(server: Gunicorn, pool: InvoicePool, events: int, rate: float, workers: int) -> dict:
     """Events posted at ``rate`` a second (open loop) while one ``qcluster`` with
-    ``workers`` workers applies them: the time from each event's ``received_at`` (stored)
-    to its ``processed_at`` (applied by a worker), p50 and p99."""
+    ``workers`` workers stores and applies them: the time from each event's
+    ``received_at`` (its delivery kept) to its ``processed_at`` (applied by a worker),
+    p50 and p99."""
     pks = pool.take(events)
     batch = Batch(pks, completed_events(pks))
     path = reverse(APP_VIEW)
@@ -293,7 +320,7 @@ def latency(server: Gunicorn, pool: InvoicePool, events: int, rate: float, worke
             server.port, [signed(path, body) for body in batch.bodies], 8, rate=rate
         )
         done = wait_until(
-            lambda: not stored.filter(outcome=WebhookOutcome.RECEIVED).exists(), 600, 0.05
+            lambda: stored.exclude(outcome=WebhookOutcome.RECEIVED).count() == events, 600, 0.05
         )
     if not done:
         raise RuntimeError("the events posted for the latency figure were not all applied")
@@ -332,12 +359,11 @@ def queries_per_event(pool: InvoicePool) -> dict:
                 HTTP_STRIPE_SIGNATURE=dict(request.headers)["Stripe-Signature"],
             )
         assert response.status_code == 200, response.content
-        intake.batcher.flush()
+        intake.deliveries.flush()
         get_broker().purge_queue()
-        record = WebhookEvent.objects.get(event_id=_event_ids([body])[0])
         with captured() as worker:
-            outcome = tasks.apply_webhook_event(record.pk)
-        assert outcome == WebhookOutcome.PROCESSED, outcome
+            outcome = tasks.admit_webhook_deliveries([_last_delivery()])
+        assert outcome == {WebhookOutcome.PROCESSED: 1}, outcome
         counts = {"view": len(view.captured_queries), "worker": len(worker.captured_queries)}
     return counts
 
@@ -427,11 +453,16 @@ def run(
             pks = pool.take(events)
             batch = Batch(pks, completed_events(pks))
             app_runs.append(
-                with_cpu(server, lambda b=batch: post(server, APP_VIEW, b.bodies, concurrency))
+                with_cpu(
+                    server,
+                    lambda b=batch: posted(
+                        b, lambda: post(server, APP_VIEW, b.bodies, concurrency)
+                    ),
+                )
             )
             batches.append(batch)
         dup_stats, dup_batch = duplicates(server, pool, max(10, events // 10), 10, concurrency)
-        expected = events * repeats + len(dup_batch.pks)
+        expected = events * repeats + dup_stats["requests"]
         # Each worker queues what it holds within WEBHOOK_QUEUE_DELAY of its last event.
         wait_until(lambda: queued_events(broker)[1] >= expected, 10, 0.05)
         tasks_queued, events_queued = queued_events(broker)
@@ -441,18 +472,14 @@ def run(
             server, pool, latency_events, LATENCY_LOAD * capacity, workers=workers
         )
 
-    # Applying is timed on the first run's events and the duplicates' (the intake runs
-    # are long, so that their ratio is steady; applying them all would take minutes more).
-    applied_batches = [batches[0], dup_batch]
-    event_pks = list(
-        WebhookEvent.objects.filter(
-            event_id__in=[i for b in applied_batches for i in _event_ids(b.bodies)]
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    half = len(event_pks) // 2
-    one, two = apply(event_pks[:half], 1), apply(event_pks[half:], 2)
+    # Applying is timed on the first run's deliveries (the intake runs are long, so that
+    # their ratio is steady; applying them all would take minutes more). The duplicates'
+    # copies are stored and applied by two clusters at once, untimed: each event once.
+    assert batches[0].deliveries is not None and dup_batch.deliveries is not None
+    half = len(batches[0].deliveries) // 2
+    one = apply(batches[0].deliveries[:half], 1)
+    two = apply(batches[0].deliveries[half:], 2)
+    apply(dup_batch.deliveries, 2)
 
     result["webhook"] = _summary(app_runs)
     result["baseline"] = _summary(base_runs)
@@ -463,20 +490,22 @@ def run(
         for a, b in zip(app_runs, base_runs, strict=True)
     ]
     result["all_ok"] = all(set(r["statuses"]) == {200} for r in [*app_runs, *base_runs, dup_stats])
-    stored = [_check_applied(batch) for batch in batches]
-    result["all_stored"] = all(c["events_stored"] == events for c in stored)
+    # Every run's deliveries kept by the view; the first run's stored and applied.
+    result["all_stored"] = all(len(batch.deliveries or ()) == events for batch in batches)
+    first = _check_applied(batches[0])
     result["all_applied"] = (
-        stored[0]["events_processed"]
-        == stored[0]["invoices_paid"]
-        == stored[0]["status_changes_logged"]
+        first["events_stored"]
+        == first["events_processed"]
+        == first["invoices_paid"]
+        == first["status_changes_logged"]
         == events
     )
-    result["applied_events"] = len(event_pks)
+    result["applied_events"] = first["events_processed"]
     dup = _check_applied(dup_batch)
     distinct = len(dup_batch.pks)
     result["tasks_queued"] = tasks_queued
     result["events_queued"] = events_queued
-    result["tasks_expected"] = events * repeats + distinct
+    result["tasks_expected"] = expected
     result["duplicates"] = {
         "per_second": dup_stats["per_second"],
         "p50_ms": dup_stats["p50_ms"],

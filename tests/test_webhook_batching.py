@@ -1,6 +1,7 @@
-"""New webhook events are queued in batches by the web process (issue 24): one django-q2
-task per batch, and an event whose batch never reached the queue (its process was
-killed) is found again by the resume sweep and applied once."""
+"""New webhook deliveries are kept, and queued in batches by the web process (issue 24):
+one django-q2 task per batch, whose worker stores each delivery as an event (once per
+event id) and applies it; a delivery whose batch never reached the queue (its process
+was killed) is found again by the resume sweep and applied once."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from django_q.signing import SignedPackage
 from tests.utils import make_invoice
 from tests.webhook_helpers import completed, post_event
 from wagtail_client_billing import taskqueue, tasks
-from wagtail_client_billing.models import Payment, WebhookEvent
+from wagtail_client_billing.models import Payment, WebhookDelivery, WebhookEvent
 from wagtail_client_billing.webhooks import intake
 
 pytestmark = pytest.mark.django_db
@@ -31,6 +32,7 @@ def queued(monkeypatch, settings):
     monkeypatch.setattr(Conf, "SYNC", False)
     broker = get_broker()
     broker.purge_queue()
+    intake.deliveries.flush()
     intake.batcher.flush()
 
     def take() -> list[tuple[str, tuple]]:
@@ -43,6 +45,7 @@ def queued(monkeypatch, settings):
         return tasks_
 
     yield take
+    intake.deliveries.flush()
     intake.batcher.flush()
     broker.purge_queue()
 
@@ -54,7 +57,7 @@ def pending_invoices(invoice, n: int) -> list:
     ]
 
 
-def test_events_stored_together_are_queued_as_one_task_and_applied(
+def test_deliveries_kept_together_are_queued_as_one_task_stored_and_applied(
     client, invoice, queued, settings
 ):
     settings.WAGTAIL_CLIENT_BILLING = {
@@ -62,19 +65,26 @@ def test_events_stored_together_are_queued_as_one_task_and_applied(
         "WEBHOOK_QUEUE_BATCH": 3,
         "WEBHOOK_QUEUE_DELAY": 3600,
     }
-    invoices = pending_invoices(invoice, 3)
-    for paid in invoices:
-        assert post_event(client, completed(paid, paid.checkout_session_id)).status_code == 200
-        assert paid.__class__.objects.get(pk=paid.pk).status == "pending"  # not applied yet
+    invoices = pending_invoices(invoice, 2)
+    events = [completed(paid, paid.checkout_session_id) for paid in invoices]
+    for event in [*events, events[0]]:  # the first one delivered twice
+        assert post_event(client, event).status_code == 200
+    assert {i.__class__.objects.get(pk=i.pk).status for i in invoices} == {"pending"}
 
-    (task,) = queued()  # the third event filled the batch
-    records = list(WebhookEvent.objects.order_by("pk").values_list("pk", flat=True))
-    assert task == ("wagtail_client_billing.tasks.apply_webhook_events", (records,))
+    (task,) = queued()  # the third delivery filled the batch
+    kept = list(WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True))
+    assert task == ("wagtail_client_billing.tasks.admit_webhook_deliveries", (kept,))
+    assert not WebhookEvent.objects.exists()
 
-    assert tasks.apply_webhook_events(*task[1]) == {"processed": 3}
+    outcomes = tasks.admit_webhook_deliveries(*task[1])
+    assert outcomes == {"processed": 2, "already stored": 1}
     assert {i.__class__.objects.get(pk=i.pk).status for i in invoices} == {"paid"}
-    # Applied once: a second delivery of the same batch changes nothing.
-    assert tasks.apply_webhook_events(*task[1]) == {"already handled": 3}
+    assert sorted(WebhookEvent.objects.values_list("event_id", flat=True)) == sorted(
+        e["id"] for e in events
+    )
+    assert not WebhookDelivery.objects.exists()
+    # Stored and applied once: a second run of the same task finds nothing to admit.
+    assert tasks.admit_webhook_deliveries(*task[1]) == {"already stored": 3}
 
 
 def test_a_partial_batch_waits_in_the_process_until_it_is_flushed(
@@ -87,12 +97,12 @@ def test_a_partial_batch_waits_in_the_process_until_it_is_flushed(
     }
     post_event(client, completed(invoice, "cs_test_a1current"))
     assert queued() == []
-    assert intake.batcher.waiting() == 1
+    assert intake.deliveries.waiting() == 1
 
-    assert intake.batcher.flush() == 1  # what the timer, or the process's exit, does
+    assert intake.deliveries.flush() == 1  # what the timer, or the process's exit, does
 
     ((func, (pks,)),) = queued()
-    assert pks == [WebhookEvent.objects.get().pk]
+    assert pks == [WebhookDelivery.objects.get().pk]
 
 
 def test_a_batch_size_of_one_queues_each_event_at_once(client, invoice, queued, settings):
@@ -102,7 +112,7 @@ def test_a_batch_size_of_one_queues_each_event_at_once(client, invoice, queued, 
     }
     post_event(client, completed(invoice, "cs_test_a1current"))
     assert len(queued()) == 1
-    assert intake.batcher.waiting() == 0
+    assert intake.deliveries.waiting() == 0
 
 
 def test_the_timer_thread_queues_a_partial_batch_after_the_delay(monkeypatch):
@@ -130,7 +140,7 @@ def test_the_timer_thread_queues_a_partial_batch_after_the_delay(monkeypatch):
 def test_events_lost_with_a_killed_web_process_are_applied_by_the_sweep(
     client, invoice, queued, settings
 ):
-    """SIGKILL of a web worker takes the batch it held with it: the events were stored
+    """SIGKILL of a web worker takes the batch it held with it: the deliveries were kept
     and acknowledged to Stripe, so nothing redelivers them; the sweep finds them."""
     settings.WAGTAIL_CLIENT_BILLING = {
         **settings.WAGTAIL_CLIENT_BILLING,
@@ -141,19 +151,18 @@ def test_events_lost_with_a_killed_web_process_are_applied_by_the_sweep(
     with time_machine.travel(timezone.now() - timedelta(minutes=10)):
         for paid in [invoice, *others]:
             assert post_event(client, completed(paid, paid.checkout_session_id)).status_code == 200
-    assert intake.batcher.waiting() == 3
-    intake.batcher._reset()  # the process dies: what it held is gone, not queued
+    assert intake.deliveries.waiting() == 3
+    intake.deliveries._reset()  # the process dies: what it held is gone, not queued
     assert queued() == []
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         assert tasks.resume_received_webhook_events() == 3
-    intake.batcher.flush()
     batches = queued()
     assert [func for func, _args in batches] == [
-        "wagtail_client_billing.tasks.apply_webhook_events"
+        "wagtail_client_billing.tasks.admit_webhook_deliveries"
     ]
     for _func, args in batches:
-        tasks.apply_webhook_events(*args)
+        tasks.admit_webhook_deliveries(*args)
     assert set(WebhookEvent.objects.values_list("outcome", flat=True)) == {"processed"}
     assert {i.__class__.objects.get(pk=i.pk).status for i in [invoice, *others]} == {"paid"}
 
@@ -208,3 +217,20 @@ def test_the_receipts_of_a_batch_of_events_are_queued_as_one_task_and_sent(
     # A second delivery of the task sends nothing again.
     assert tasks.send_receipts(items) == {"already handled": 3}
     assert len(mailoutbox) == 3
+
+
+def test_a_delivery_kept_just_now_is_left_to_its_own_task(client, invoice, queued, settings):
+    """The sweep queues a delivery again only once its task is overdue: one still held
+    by its web process (or waiting in the queue) is not queued twice."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "WEBHOOK_QUEUE_BATCH": 100,
+        "WEBHOOK_QUEUE_DELAY": 3600,
+    }
+    post_event(client, completed(invoice, "cs_test_a1current"))
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        assert tasks.resume_received_webhook_events() == 0
+    intake.deliveries.flush()  # the web process's batch goes (here, the same process)
+    kept = WebhookDelivery.objects.get().pk
+    assert queued() == [("wagtail_client_billing.tasks.admit_webhook_deliveries", ([kept],))]

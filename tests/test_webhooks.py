@@ -27,6 +27,7 @@ from tests.webhook_helpers import (
     async_result,
     completed,
     expired,
+    nothing_kept,
     post_event,
     session_event,
     session_obj,
@@ -41,6 +42,7 @@ from wagtail_client_billing.models import (
     ClientBillingSettings,
     Invoice,
     StripeAccount,
+    WebhookDelivery,
     WebhookEvent,
     WebhookOutcome,
 )
@@ -184,7 +186,7 @@ def test_duplicate_delivery_is_acknowledged_and_changes_nothing(client, invoice)
     response = post_event(client, event)
 
     assert response.status_code == 200
-    assert response.json()["duplicate"] is True
+    assert response.json() == {"id": event["id"], "received": True}
     assert log_actions(invoice) == ["wagtail_client_billing.paid"]
     assert WebhookEvent.objects.get(event_id=event["id"]).attempts == 1
 
@@ -282,14 +284,14 @@ def test_a_handler_returns_what_it_did_and_the_invoice_it_concerns(invoice):
 
 def test_missing_signature_is_refused_and_nothing_stored(client, invoice):
     assert post_event(client, completed(invoice, "cs_test_a1current"), None).status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
     assert refreshed(invoice).status == "pending"
 
 
 def test_wrong_secret_is_refused_and_nothing_stored(client, invoice):
     response = post_event(client, completed(invoice, "cs_test_a1current"), "whsec_wrong")
     assert response.status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
 
 
 def test_tampered_body_is_refused(client, invoice):
@@ -306,14 +308,14 @@ def test_tampered_body_is_refused(client, invoice):
         HTTP_STRIPE_SIGNATURE=signature,
     )
     assert response.status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
 
 
 def test_stale_signature_is_refused(client, invoice):
     old = int(timezone.now().timestamp()) - 301
     response = post_event(client, completed(invoice, "cs_test_a1current"), timestamp=old)
     assert response.status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
 
 
 def test_signature_within_tolerance_is_accepted(client, invoice):
@@ -332,7 +334,7 @@ def test_live_event_signed_with_a_test_secret_is_refused(client, invoice):
     event = completed(invoice, "cs_test_a1current")
     event["livemode"] = True
     assert post_event(client, event).status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
 
 
 def test_signed_body_that_is_not_a_stripe_event_is_refused(client):
@@ -340,7 +342,7 @@ def test_signed_body_that_is_not_a_stripe_event_is_refused(client):
     assert post_event(client, {}, body=body).status_code == 400
     assert post_event(client, {}, body=b"not json").status_code == 400
     assert post_event(client, {}, body=b"\xff\xfe").status_code == 400
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
 
 
 def test_genuine_event_is_verified_on_its_decoded_text(client, invoice):
@@ -359,7 +361,7 @@ def test_signed_body_that_is_not_strict_utf8_is_refused(client, invoice):
         response = post_event(client, event, body=body)
         assert response.status_code == 400
         assert response.json()["error"] == "The body is not UTF-8 text."
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
 
 
 def test_oversized_body_is_refused_before_it_is_read(client, settings, invoice):
@@ -373,7 +375,7 @@ def test_oversized_body_is_refused_before_it_is_read(client, settings, invoice):
     response = post_event(client, event)
 
     assert response.status_code == 413
-    assert not WebhookEvent.objects.exists()
+    assert nothing_kept()
     assert refreshed(invoice).status == "pending"
 
 
@@ -384,7 +386,9 @@ def test_only_post_is_allowed(client):
 # --- failures and retries --------------------------------------------------------------------
 
 
-def test_the_view_answers_once_the_event_is_stored_and_a_worker_applies_it(client, invoice):
+def test_the_view_answers_once_the_delivery_is_kept_and_a_worker_stores_and_applies_it(
+    client, invoice
+):
     event = completed(invoice, "cs_test_a1current")
     payload = json.dumps(event).encode()
 
@@ -397,14 +401,18 @@ def test_the_view_answers_once_the_event_is_stored_and_a_worker_applies_it(clien
         )
 
     assert response.status_code == 200
-    assert response.json() == {"id": event["id"], "outcome": "received", "duplicate": False}
-    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "received"
+    assert response.json() == {"id": event["id"], "received": True}
+    kept = WebhookDelivery.objects.get()
+    assert kept.body == payload.decode()  # the body as Stripe sent it
+    assert not WebhookEvent.objects.exists()  # stored by the worker, not the request
     assert refreshed(invoice).status == "pending"  # not applied in the request
     assert len(queued) == 1
 
     queued[0]()  # the worker runs the task
 
-    assert WebhookEvent.objects.get(event_id=event["id"]).outcome == "processed"
+    stored = WebhookEvent.objects.get(event_id=event["id"])
+    assert (stored.outcome, stored.received_at) == ("processed", kept.received_at)
+    assert not WebhookDelivery.objects.exists()
     assert refreshed(invoice).status == "paid"
 
 
@@ -536,7 +544,6 @@ def test_a_redelivery_of_a_failed_event_applies_it(client, invoice):
     response = post_event(client, event)  # Stripe delivers it again
 
     assert response.status_code == 200
-    assert response.json()["duplicate"] is True
     record = WebhookEvent.objects.get(event_id=event["id"])
     assert (record.outcome, record.attempts) == ("processed", 2)
     assert refreshed(invoice).status == "paid"

@@ -14,7 +14,7 @@ from typing import Any
 from django.test import TestCase
 from django.urls import reverse
 
-from wagtail_client_billing.models import Invoice
+from wagtail_client_billing.models import Invoice, WebhookDelivery, WebhookEvent
 from wagtail_client_billing.testing.webhooks import build_event, random_id, sign_payload
 
 TEST_SECRET = "whsec_test_suite"
@@ -24,6 +24,11 @@ LIVE_SECRET = "whsec_live_suite"
 
 def webhook_url() -> str:
     return reverse("wagtail_client_billing:stripe_webhook")
+
+
+def nothing_kept() -> bool:
+    """Whether no delivery is kept and no event stored: what a refused request leaves."""
+    return not WebhookDelivery.objects.exists() and not WebhookEvent.objects.exists()
 
 
 def post_event(

@@ -1540,6 +1540,30 @@ class WebhookEvent(models.Model):
         return f"{self.type} {self.event_id}"
 
 
+class WebhookDelivery(models.Model):
+    """A verified delivery from Stripe, waiting for a worker to store it as a
+    :class:`WebhookEvent` and apply it (:func:`.webhooks.intake.admit`).
+
+    The webhook view's one write: the body as Stripe sent it and when it came, in a
+    table with no index but its primary key, so a delivery costs about what a bare
+    insert does. Redeliveries are rows of their own here; the event's unique id decides
+    in :class:`WebhookEvent`, where a worker moves each row (and deletes it) within
+    ``WEBHOOK_QUEUE_DELAY`` or, after a lost task, the resume sweep. The table is empty
+    but for those moments.
+    """
+
+    body = models.TextField(_("body"))
+    received_at = models.DateTimeField(_("received"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("webhook delivery")
+        verbose_name_plural = _("webhook deliveries")
+        default_permissions = ()
+
+    def __str__(self) -> str:
+        return f"delivery {self.pk}"
+
+
 class SubscriptionRenewal(FormattedAmount, models.Model):
     """One paid renewal of a recurring invoice's subscription: a row per Stripe invoice.
 

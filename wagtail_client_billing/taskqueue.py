@@ -65,8 +65,8 @@ class Batcher:
     django-q2's ``sync`` mode queue every item at once, on its own.
 
     Only work whose items are also found again from the database belongs here: a
-    process killed with items waiting loses them (the webhook events it holds stay
-    *received*, and :func:`.tasks.resume_received_webhook_events` queues them again).
+    process killed with items waiting loses them (the webhook deliveries it holds stay
+    in their table, and :func:`.tasks.resume_received_webhook_events` queues them again).
     A process that exits normally queues what it holds (``atexit``); a worker that
     wants items for a batch of work holds the timer (:meth:`held`) so they go as one
     task when the work is done. No extra process

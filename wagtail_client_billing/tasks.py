@@ -23,12 +23,14 @@ The tasks, and what makes each safe to run twice:
 - :func:`resume_abandoned_emails` (every 5 minutes) queues again the emails whose
   worker died mid-send; with django-q2's Redis broker, which has no delivery receipts,
   nothing else would hand such a task out again.
-- :func:`apply_webhook_event` applies a stored Stripe event (the webhook view only
-  verifies, stores and queues it); the event's row lock makes a second run a no-op,
-  and a failure is retried with exponential backoff.
-  :func:`apply_webhook_events` applies a batch of them, as the web processes queue them.
-- :func:`resume_received_webhook_events` (every 5 minutes) queues again the stored
-  events whose task was lost (or whose web process died before queueing them).
+- :func:`admit_webhook_deliveries` stores a batch of Stripe deliveries as events, once
+  per event id, and applies the new ones (the webhook view only verifies, keeps and
+  queues each delivery). :func:`apply_webhook_event` applies a stored event; the event's
+  row lock makes a second run a no-op, and a failure is retried with exponential
+  backoff. :func:`apply_webhook_events` applies a batch of them.
+- :func:`resume_received_webhook_events` (every 5 minutes) queues again the deliveries
+  and stored events whose task was lost (or whose web process died before queueing
+  them).
 - :func:`archive_stripe_tax_rates` archives a superseded or deleted tax rate's Stripe tax
   rates, retried with backoff while Stripe fails; :func:`resume_tax_rate_archives`
   (every 15 minutes) queues again the ones whose task was lost.
@@ -72,6 +74,7 @@ from .models import (
     EmailStatus,
     Invoice,
     InvoiceStatus,
+    WebhookDelivery,
     WebhookEvent,
     WebhookOutcome,
 )
@@ -319,8 +322,9 @@ def apply_webhook_events(event_pks: list[int]) -> dict[str, int]:
     """Apply a batch of stored events, one after the other (:func:`apply_webhook_event`
     each, in its own transaction); returns how many ended in each outcome.
 
-    The web processes queue new events in batches (:data:`.webhooks.intake.batcher`),
-    so django-q2 hands over, runs and records one task per batch, not per event. One
+    Admitted deliveries (:func:`admit_webhook_deliveries`) and the resume sweep's
+    events come in batches, so django-q2 hands over, runs and records one task per
+    batch, not per event. One
     event that raises (a database error; a handler's failure is recorded on the event
     and retried by :func:`apply_webhook_event`) does not stop the others: it stays
     *received* for :func:`resume_received_webhook_events`, and the task is reported
@@ -344,11 +348,28 @@ def apply_webhook_events(event_pks: list[int]) -> dict[str, int]:
     return dict(outcomes)
 
 
-def resume_received_webhook_events() -> int:
-    """Queue again every stored event whose task was lost; returns how many.
+def admit_webhook_deliveries(delivery_pks: list[int]) -> dict[str, int]:
+    """Store a batch of kept deliveries as events (:func:`.webhooks.intake.admit`) and
+    apply the new ones (:func:`apply_webhook_events`); returns how many ended in each
+    outcome, and how many deliveries repeated an event stored before.
 
-    Found from the event log alone: an event still *received* longer than the task
-    timeout, and a *failed* one with attempts left whose retry is overdue by as much.
+    The web processes queue their deliveries in batches
+    (:data:`.webhooks.intake.deliveries`). Admitting is one transaction; a delivery it
+    did not reach (its worker died) stays for :func:`resume_received_webhook_events`.
+    """
+    event_pks = intake.admit(delivery_pks)
+    outcomes = apply_webhook_events(event_pks)
+    if repeated := len(delivery_pks) - len(event_pks):
+        outcomes["already stored"] = repeated
+    return outcomes
+
+
+def resume_received_webhook_events() -> int:
+    """Queue again every delivery and stored event whose task was lost; returns how many.
+
+    Found from the tables alone: a delivery kept longer than the task timeout, an event
+    still *received* as long, and a *failed* one with attempts left whose retry is
+    overdue by as much.
     The Redis broker forgets a task whose worker died (a retry too, once its one-off
     schedule handed it over), and a ``qcluster`` that was down when the ORM broker's
     retry came round leaves it too. :func:`apply_webhook_event` is idempotent, so an
@@ -374,11 +395,21 @@ def resume_received_webhook_events() -> int:
     ]
     for pk in waiting:
         intake.queue_event(pk)
-    # Now, not on the batch's timer: django-q2 may end this worker process next.
+    kept = list(
+        WebhookDelivery.objects.filter(received_at__lt=now - lease).values_list("pk", flat=True)
+    )
+    for pk in kept:
+        intake.queue_delivery(pk)
+    # Now, not on the batches' timer: django-q2 may end this worker process next.
     transaction.on_commit(intake.batcher.flush)
-    if waiting:
-        logger.warning("Queued %d waiting Stripe events again", len(waiting))
-    return len(waiting)
+    transaction.on_commit(intake.deliveries.flush)
+    if waiting or kept:
+        logger.warning(
+            "Queued %d waiting Stripe deliveries and %d stored events again",
+            len(kept),
+            len(waiting),
+        )
+    return len(waiting) + len(kept)
 
 
 #: Rows per ``UPDATE`` when webhook payloads are purged.

@@ -30,13 +30,14 @@ def _too_large(limit: int) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
-@transaction.non_atomic_requests  # store, then queue once stored, even with ATOMIC_REQUESTS
+@transaction.non_atomic_requests  # keep, then queue once kept, even with ATOMIC_REQUESTS
 def stripe_webhook(request: HttpRequest) -> HttpResponse:
-    """Answer 200 once the event is stored and queued (or was stored before), 400 for
-    anything that is not a correctly signed Stripe event, and 413 for an oversized body.
+    """Answer 200 once the delivery is kept and queued, 400 for anything that is not a
+    correctly signed Stripe event, and 413 for an oversized body.
 
-    Applying the event happens in a ``qcluster`` worker, which retries a failure itself;
-    a database that cannot store the event answers 500, so Stripe delivers it again.
+    Storing the event (once per event id: a redelivery is acknowledged the same way)
+    and applying it happen in a ``qcluster`` worker, which retries a failure itself; a
+    database that cannot keep the delivery answers 500, so Stripe delivers it again.
     """
     limit = int(billing_settings.WEBHOOK_MAX_BODY_BYTES)
     try:
@@ -50,12 +51,11 @@ def stripe_webhook(request: HttpRequest) -> HttpResponse:
         return _too_large(limit)
 
     try:
-        receipt = intake.receive(payload, request.META.get("HTTP_STRIPE_SIGNATURE"))
+        delivery = intake.receive(payload, request.META.get("HTTP_STRIPE_SIGNATURE"))
     except intake.InvalidWebhook as exc:
         logger.warning("Refused a webhook request: %s", exc)
         return JsonResponse({"error": str(exc)}, status=400)
 
-    record = receipt.record
-    body = {"id": record.event_id, "outcome": record.outcome, "duplicate": receipt.duplicate}
+    body = {"id": delivery.event_id, "received": True}
     # JsonResponse's bytes, from one encoder made once (JsonResponse makes one per call).
     return HttpResponse(_JSON.encode(body), content_type="application/json")

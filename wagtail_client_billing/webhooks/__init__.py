@@ -10,14 +10,20 @@ of every connected account, test and live). :mod:`.intake` takes each delivery:
    Stripe sends such events to: a live Connect endpoint gets connected accounts' test
    events too, a test endpoint never gets live ones. Nothing is stored before this
    passes, so an unsigned request cannot fill the table.
-2. :func:`~.intake.store` inserts a :class:`~.models.WebhookEvent` keyed by Stripe's
-   event id. The unique constraint, not a read-then-write, decides whether it is new, so
-   two concurrent deliveries of one event cannot both insert it, and a test event
-   delivered to both the live and the test Connect endpoint is applied once.
-3. A new event is handed to the task queue (:func:`~.intake.queue_event`) and the view
+2. :func:`~.intake.receive` keeps the delivery: one ``INSERT`` of its body into
+   :class:`~.models.WebhookDelivery`, a table with no index but its primary key, and
+   hands it to the task queue in a batch (:func:`~.intake.queue_delivery`). The view
    answers 200 at once: Stripe wants a quick answer, and a burst of events (a sweep of
    renewals, a backlog after an outage) waits in the queue instead of tying up web
-   workers. The request costs one verified ``INSERT`` and one enqueue.
+   workers. The request costs one verified ``INSERT`` and its share of one enqueue.
+3. In a ``qcluster`` worker, :func:`~.intake.admit` stores each delivery as a
+   :class:`~.models.WebhookEvent` keyed by Stripe's event id (:func:`~.intake.store`)
+   and deletes it, in one transaction. The unique constraint, not a read-then-write,
+   decides whether it is new, so two deliveries of one event (a redelivery, or a test
+   event delivered to both the live and the test Connect endpoint) are applied once.
+   Deciding it here and not in the view keeps the unique index's cost out of the
+   request: the view's answer cannot say whether the event was new, and Stripe needs
+   only the 200.
 4. :func:`~.intake.process` (run by :func:`.tasks.apply_webhook_event` in a ``qcluster``
    worker) applies it in one transaction, holding the event's row lock so a concurrent
    run waits and then sees it done. It runs the event type's handler from
@@ -45,11 +51,14 @@ The names below are this package's public entry points.
 
 from .base import Applied, Ignored
 from .intake import (
+    Delivery,
     InvalidWebhook,
     Receipt,
+    admit,
     dispatch,
     parse_event,
     process,
+    queue_delivery,
     queue_event,
     receive,
     store,
@@ -61,12 +70,15 @@ __all__ = [
     "HANDLED_EVENT_TYPES",
     "HANDLERS",
     "Applied",
+    "Delivery",
     "Ignored",
     "InvalidWebhook",
     "Receipt",
+    "admit",
     "dispatch",
     "parse_event",
     "process",
+    "queue_delivery",
     "queue_event",
     "receive",
     "store",

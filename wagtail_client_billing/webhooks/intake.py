@@ -1,9 +1,12 @@
-"""Intake of Stripe webhooks: verify the signature, store the event once, queue it, apply it.
+"""Intake of Stripe webhooks: verify the signature, keep the delivery, store the event
+once, apply it.
 
-:func:`receive` (the view's one call) runs :func:`verify`, :func:`store` and
-:func:`queue_event`; :func:`process`, in a worker, applies a stored event through
-:func:`dispatch`, which runs the event type's handler from :mod:`.registry`. Why each
-step is as it is: :mod:`wagtail_client_billing.webhooks`.
+:func:`receive` (the view's one call) runs :func:`verify`, keeps the delivery as a
+:class:`~.models.WebhookDelivery` and queues it (:func:`queue_delivery`); in a worker,
+:func:`admit` stores deliveries as events (:func:`store`, once per event id) and
+:func:`process` applies a stored event through :func:`dispatch`, which runs the event
+type's handler from :mod:`.registry`. Why each step is as it is:
+:mod:`wagtail_client_billing.webhooks`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import re
 import time
 import traceback
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db import DataError, IntegrityError, models, transaction
@@ -27,7 +31,7 @@ from django.utils.translation import gettext as _
 
 from .. import taskqueue
 from ..conf import billing_settings
-from ..models import WebhookEvent, WebhookOutcome
+from ..models import WebhookDelivery, WebhookEvent, WebhookOutcome
 from ..signals import stripe_event_applied
 from .base import Applied, Ignored
 from .registry import HANDLERS
@@ -40,13 +44,20 @@ class InvalidWebhook(Exception):
 
 
 @dataclass(frozen=True)
+class Delivery:
+    """A verified delivery, kept (:func:`receive`): its row and the event's id."""
+
+    pk: int
+    event_id: str
+
+
+@dataclass(frozen=True)
 class Receipt:
-    """What happened to one delivery, or to one run of :func:`process`.
+    """What happened to one run of :func:`process`.
 
     Attributes:
         record: the stored event.
-        duplicate: for a delivery, the event had been stored before; for a run of
-            :func:`process`, it had been processed or ignored before. Nothing was done.
+        duplicate: it had been processed or ignored before. Nothing was done.
     """
 
     record: WebhookEvent
@@ -223,17 +234,21 @@ def _storable(value: Any) -> Any:
 # --- 2. store -------------------------------------------------------------------------------
 
 
-def store(event: dict[str, Any], text: str | None = None) -> tuple[WebhookEvent, bool]:
+def store(
+    event: dict[str, Any], text: str | None = None, *, received_at: datetime | None = None
+) -> tuple[WebhookEvent, bool]:
     """Insert the event, or find the one stored before; ``(record, created)``.
 
-    ``text`` is the body the event was parsed from (:func:`receive` passes it): stored
+    ``text`` is the body the event was parsed from (:func:`admit` passes it): stored
     as it came, it spares serialising the event again, unless it holds what the
     column cannot (``\\u0000``, a lone surrogate), which :func:`parse_event` replaced.
+    ``received_at`` is when the delivery came (now, if not given).
 
     The insert is tried first and the unique ``event_id`` decides whether it is new,
-    which is safe under concurrent deliveries where "look, then insert" is not. In the
-    webhook view (autocommit) the single ``INSERT`` is its own transaction; inside a
-    caller's transaction it gets a savepoint, so a refused payload does not break that.
+    which is safe under concurrent admissions where "look, then insert" is not. In
+    autocommit the single ``INSERT`` is its own transaction; inside a caller's
+    transaction (:func:`admit`'s) it gets a savepoint, so a refused payload does not
+    break that.
     """
     values = _defaults() | {
         "event_id": event["id"][:255],
@@ -242,6 +257,8 @@ def store(event: dict[str, Any], text: str | None = None) -> tuple[WebhookEvent,
         "livemode": bool(event["livemode"]),
         "payload": event,
     }
+    if received_at is not None:
+        values["received_at"] = received_at
     raw = text if text is not None and not _has_unstorable_escape(text) else None
     connection = transaction.get_connection()
     savepoint = transaction.atomic() if connection.in_atomic_block else None
@@ -416,25 +433,63 @@ def _insert_or_skip(connection: Any, values: dict[str, Any], raw: str | None = N
         return int(cursor.lastrowid) if cursor.rowcount == 1 else None
 
 
-# --- 3. process -----------------------------------------------------------------------------
+# --- 3. keep and admit ---------------------------------------------------------------------
 
 
-def receive(payload: bytes, signature: str | None) -> Receipt:
-    """Verify and store one delivery, and queue it to be applied (what the view does).
+def receive(payload: bytes, signature: str | None) -> Delivery:
+    """Verify one delivery, keep it, and queue it to be stored and applied (what the
+    view does).
 
-    A new event is queued; so is a redelivery of one that failed (Stripe delivering
-    again is as good a moment to retry as any). A redelivery of an event that is
-    queued, processed or ignored is acknowledged and changes nothing.
+    One ``INSERT`` into the delivery table, which has no index but its primary key:
+    whether the event is new is decided by :func:`admit` in a worker, so a redelivery
+    is kept and acknowledged like any delivery, and stored and applied once.
     """
     event, _test_mode = verify(payload, signature)
-    record, created = store(event, payload.decode("utf-8"))
-    if created or record.outcome == WebhookOutcome.FAILED:
-        queue_event(record.pk)
-    return Receipt(record, duplicate=not created)
+    pk = _keep(payload.decode("utf-8"))
+    queue_delivery(pk)
+    return Delivery(pk, event["id"])
 
 
-#: New events waiting in this process to be queued together (``WEBHOOK_QUEUE_BATCH``,
-#: ``WEBHOOK_QUEUE_DELAY``): one task per batch, not one per event.
+_KEEP_SQL: dict[str, str] = {}
+
+
+def _keep_sql(connection: Any) -> str:
+    """The delivery's ``INSERT`` (``RETURNING id`` on PostgreSQL), made once per vendor."""
+    sql = _KEEP_SQL.get(connection.vendor)
+    if sql is None:
+        meta, qn = WebhookDelivery._meta, connection.ops.quote_name
+        fields = (WebhookDelivery.body.field, WebhookDelivery.received_at.field)
+        columns = ", ".join(qn(field.column) for field in fields)
+        sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES (%s, %s)"  # noqa: S608 (identifiers from _meta)
+        if connection.vendor == "postgresql":
+            sql += f" RETURNING {qn(meta.pk.column)}"
+        _KEEP_SQL[connection.vendor] = sql
+    return sql
+
+
+def _keep(body: str) -> int:
+    """Insert the delivery's row; its id. Its own transaction in the view (autocommit)."""
+    connection = transaction.get_connection()
+    if connection.vendor not in ("postgresql", "sqlite"):
+        return WebhookDelivery.objects.create(body=body).pk
+    received_at = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_keep_sql(connection), [body, received_at])
+        if connection.vendor == "postgresql":
+            return int(cursor.fetchone()[0])
+        return int(cursor.lastrowid)
+
+
+#: Deliveries kept in this process, waiting to be queued together
+#: (``WEBHOOK_QUEUE_BATCH``, ``WEBHOOK_QUEUE_DELAY``): one task per batch, not one per
+#: delivery.
+deliveries = taskqueue.Batcher(
+    f"{taskqueue.TASKS}.admit_webhook_deliveries",
+    group="client_billing_webhook",
+    limits=billing_settings.queue_batch_limits,
+)
+
+#: Stored events to apply again (the resume sweep's), queued together the same way.
 batcher = taskqueue.Batcher(
     f"{taskqueue.TASKS}.apply_webhook_events",
     group="client_billing_webhook",
@@ -442,16 +497,60 @@ batcher = taskqueue.Batcher(
 )
 
 
-def queue_event(event_pk: int) -> None:
-    """Apply the stored event in a worker (:func:`.tasks.apply_webhook_events`) after commit.
+def queue_delivery(delivery_pk: int) -> None:
+    """Store and apply the kept delivery in a worker (:func:`.tasks.admit_webhook_deliveries`)
+    after commit.
 
-    The event joins this process's :data:`batcher`: it is queued with the others stored
-    within ``WEBHOOK_QUEUE_DELAY`` (at most ``WEBHOOK_QUEUE_BATCH`` a task). The stored
-    row, not the queue, is what keeps it: an event whose process died before its batch
-    was queued stays *received*, and :func:`.tasks.resume_received_webhook_events`
+    It joins this process's :data:`deliveries`: it is queued with the others kept
+    within ``WEBHOOK_QUEUE_DELAY`` (at most ``WEBHOOK_QUEUE_BATCH`` a task). The row, not
+    the queue, is what keeps it: a delivery whose process died before its batch was
+    queued stays in the table, and :func:`.tasks.resume_received_webhook_events`
     queues it again.
     """
+    transaction.on_commit(lambda: deliveries.add(delivery_pk))
+
+
+def queue_event(event_pk: int) -> None:
+    """Apply the stored event in a worker (:func:`.tasks.apply_webhook_events`) after
+    commit, batched like the deliveries (:data:`batcher`)."""
     transaction.on_commit(lambda: batcher.add(event_pk))
+
+
+def admit(delivery_pks: list[int]) -> list[int]:
+    """Store the deliveries ``delivery_pks`` as events and delete them; the pks of the
+    events to apply now, in the order they came.
+
+    An event is to apply when it is new, or stored before and failed (Stripe delivering
+    it again is as good a moment to retry as any); a redelivery of an event that is
+    received, processed or ignored changes nothing. One transaction: the deliveries go
+    when their events are stored, never before. On PostgreSQL a delivery another worker
+    is admitting is skipped (that worker has it); a delivery admitted already is gone,
+    so admitting one twice stores nothing twice.
+    """
+    due: list[int] = []
+    with transaction.atomic():
+        rows = list(
+            WebhookDelivery.objects.filter(pk__in=delivery_pks)
+            .select_for_update(skip_locked=True)
+            .order_by("pk")
+            .values_list("pk", "body", "received_at")
+        )
+        for pk, body, received_at in rows:
+            try:
+                record, created = store(parse_event(body), body, received_at=received_at)
+            except InvalidWebhook as exc:  # verified when kept: only a database refusal
+                logger.error("Stripe delivery %s could not be stored, dropped: %s", pk, exc)
+                continue
+            failed = record.outcome == WebhookOutcome.FAILED
+            if created or (failed and record.pk not in due):
+                due.append(record.pk)
+        # Gone once stored: a delivery is the queue's item, the event is the record.
+        admitted = [row[0] for row in rows]
+        WebhookDelivery.objects.filter(pk__in=admitted).delete()
+    return due
+
+
+# --- 4. process -----------------------------------------------------------------------------
 
 
 def process(event_pk: int, *, force: bool = False) -> Receipt:
