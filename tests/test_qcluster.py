@@ -1,5 +1,6 @@
 """A real ``manage.py qcluster``: the invoice email reaches an SMTP server and an overdue
-invoice turns Expired, with nothing run by hand.
+invoice turns Expired, with nothing run by hand; and Stripe's deliveries kept by real
+gunicorn workers killed with SIGKILL are applied once.
 
 The cluster is a separate process, so it gets its own database: a SQLite file here, or
 a fresh PostgreSQL database on the server in ``DATABASE_URL``. The broker is django-q2's
@@ -349,3 +350,145 @@ def test_emails_in_flight_when_a_redis_qcluster_is_killed_are_all_sent(cluster_e
     assert delivered == sorted(f"client{n}@inflight.example" for n in range(count))
     # Twice only for a worker killed after the server accepted and before it was recorded.
     assert len(smtp.messages) <= count + 2
+
+
+WEBHOOK_SETUP = textwrap.dedent(
+    """
+    import json
+
+    import django
+
+    django.setup()
+
+    from tests.utils import connect, make_account, make_invoice, make_site
+    from tests.webhook_helpers import completed
+
+    site = make_site("gunicorn.example")
+    account = make_account("acct_test_gunicorn")
+    connect(site, account)
+    events = []
+    for n in range(%(count)d):
+        invoice = make_invoice(site, account, checkout_session_id=f"cs_test_a1gunicorn{n}")
+        events.append(completed(invoice, invoice.checkout_session_id, payment_intent=f"pi_{n}"))
+    print(json.dumps(events))
+    """
+)
+
+RESUME_WEBHOOKS = textwrap.dedent(
+    """
+    from datetime import timedelta
+
+    import django
+
+    django.setup()
+
+    from django.db.models import F
+
+    from wagtail_client_billing.models import WebhookDelivery
+    from wagtail_client_billing.tasks import resume_received_webhook_events
+
+    # The sweep's schedule comes round once the deliveries are older than the task
+    # timeout: they were kept ten minutes ago. (Moving this process's clock instead
+    # would date the ORM broker's tasks in the future, out of the cluster's reach.)
+    WebhookDelivery.objects.update(received_at=F("received_at") - timedelta(minutes=10))
+    print(resume_received_webhook_events())
+    """
+)
+
+
+def test_webhook_deliveries_held_by_killed_gunicorn_workers_are_applied_once(cluster_env, tmp_path):
+    """Real gunicorn workers keep and acknowledge each delivery, holding their batches
+    for the queue; ``kill -9`` of every worker loses the batches, not the deliveries:
+    the resume sweep queues them, a qcluster stores each event once (each of them was
+    delivered twice) and pays each invoice once."""
+    import http.client
+
+    from tests.test_dev_command import free_port
+    from wagtail_client_billing.testing.webhooks import sign_payload
+
+    env, database = cluster_env
+    count = 6
+    # Batches that only the process's exit would send: SIGKILL gives it none.
+    (tmp_path / "qcluster_settings.py").write_text(
+        SETTINGS
+        + "WAGTAIL_CLIENT_BILLING = {**WAGTAIL_CLIENT_BILLING, "
+        + '"WEBHOOK_QUEUE_BATCH": 1000, "WEBHOOK_QUEUE_DELAY": 3600}\n'
+    )
+    (tmp_path / "setup_data.py").write_text(WEBHOOK_SETUP % {"count": count})
+    (tmp_path / "resume.py").write_text(RESUME_WEBHOOKS)
+    env["QCLUSTER_TEST_SMTP_PORT"] = "1"  # receipts fail and are retried: not this test's
+    run(["-m", "django", "migrate", "--noinput", "-v", "0"], env)
+    events = json.loads(run([str(tmp_path / "setup_data.py")], env).strip().splitlines()[-1])
+
+    def count_of(sql: str, params: tuple = ()) -> int:
+        row = database.one(sql, params)
+        assert row is not None
+        return int(row[0])
+
+    port = free_port()
+    with open(tmp_path / "gunicorn.log", "w") as log:
+        web = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            [
+                sys.executable, "-m", "gunicorn", "django.core.wsgi:get_wsgi_application()",
+                "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                "--worker-class", "gthread", "--threads", "2", "--log-level", "warning",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # the arbiter and its workers are ours to kill
+        )  # fmt: skip
+    try:
+        statuses = []
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        for event in events * 2:  # every event delivered twice
+            body = json.dumps(event).encode()
+            while True:
+                try:
+                    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    conn.request(
+                        "POST",
+                        "/billing/stripe/webhook/",
+                        body,
+                        {
+                            "Content-Type": "application/json",
+                            "Stripe-Signature": sign_payload(body, "whsec_test_suite"),
+                        },
+                    )
+                    statuses.append(conn.getresponse().status)
+                    break
+                except ConnectionRefusedError:  # gunicorn still starting
+                    assert time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()
+                    time.sleep(0.2)  # polling interval, not an assertion
+    finally:
+        os.killpg(web.pid, signal.SIGKILL)  # the arbiter and every worker, all at once
+        web.wait(timeout=10)
+
+    assert statuses == [200] * (2 * count), (tmp_path / "gunicorn.log").read_text()
+    deliveries = "SELECT COUNT(*) FROM wagtail_client_billing_webhookdelivery"
+    assert count_of(deliveries) == 2 * count  # kept, acknowledged, never queued
+    assert count_of("SELECT COUNT(*) FROM wagtail_client_billing_webhookevent") == 0
+
+    assert run([str(tmp_path / "resume.py")], env).strip() == str(2 * count)
+    log_path = tmp_path / "qcluster.log"
+    cluster = start_cluster(env, log_path)
+    paid = "SELECT COUNT(*) FROM wagtail_client_billing_invoice WHERE status = ?"
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        while time.monotonic() < deadline and count_of(paid, ("paid",)) < count:
+            assert cluster.poll() is None, log_path.read_text()
+            time.sleep(0.25)  # polling interval, not an assertion
+    finally:
+        stop(cluster)
+
+    assert count_of(paid, ("paid",)) == count, log_path.read_text()
+    assert count_of(deliveries) == 0
+    assert count_of(
+        "SELECT COUNT(*) FROM wagtail_client_billing_webhookevent WHERE outcome = ?",
+        ("processed",),
+    ) == count  # fmt: skip
+    assert count_of(
+        "SELECT COUNT(*) FROM wagtail_client_billing_clientbillinglogentry WHERE action = ?",
+        ("wagtail_client_billing.paid",),
+    ) == count  # fmt: skip
