@@ -990,6 +990,39 @@ def test_event_log_is_under_the_client_billing_menu(client, db):
     assert "/admin/client-billing/webhook-events/" in response.content.decode()
 
 
+def test_the_event_log_warns_the_operator_of_deliveries_no_worker_stored(client, invoice):
+    """A delivery kept more than a minute ago means no qcluster is storing them: the
+    superuser is told so on the event log, a viewer without the workers is not, and a
+    delivery a worker will take in a moment is no warning."""
+    from django.test import Client
+
+    from tests.utils import make_user
+
+    operator, viewer = Client(), Client()
+    operator.force_login(make_user("operator", superuser=True))
+    viewer.force_login(make_user("viewer", perms=("wagtail_client_billing.view_webhookevent",)))
+    url = "/admin/client-billing/webhook-events/"
+    warning = "waited more than a minute to be stored"
+
+    with TestCase.captureOnCommitCallbacks(execute=False):  # no worker takes them
+        for session in ("cs_test_a1late", "cs_test_a1later"):
+            body = json.dumps(completed(invoice, session)).encode()
+            response = client.post(
+                webhook_url(),
+                data=body,
+                content_type="application/json",
+                HTTP_STRIPE_SIGNATURE=sign_payload(body, TEST_SECRET),
+            )
+            assert response.status_code == 200
+    assert warning not in operator.get(url).content.decode()  # just kept
+
+    WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(minutes=2))
+    page = operator.get(url).content.decode()
+    assert "2 deliveries from Stripe have waited more than a minute to be stored" in page
+    assert "Is qcluster running?" in page
+    assert warning not in viewer.get(url).content.decode()
+
+
 def test_viewer_without_change_permission_cannot_reprocess(client, invoice):
     from django.test import Client
 

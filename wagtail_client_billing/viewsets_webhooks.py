@@ -15,22 +15,25 @@ webhook event" in the group editor).
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
+from django.contrib import messages
 from django.contrib.admin.utils import quote, unquote
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from wagtail.admin.ui.tables import Column, DateColumn, StatusTagColumn
 from wagtail.admin.views import generic
 from wagtail.admin.viewsets.model import ModelViewSet
 from wagtail.admin.widgets.button import Button
 
 from .compat import pk_path_converter
-from .models import WebhookEvent, WebhookOutcome
+from .models import WebhookDelivery, WebhookEvent, WebhookOutcome
 from .permissions import webhook_event_permission_policy
 from .scope import webhook_events_for_user
 from .views.admin_webhooks import ReprocessView
@@ -59,8 +62,36 @@ class ModeColumn(Column):
         return _("Live") if instance.livemode else _("Test")
 
 
+#: How old a kept delivery must be before the event log says no worker is storing them
+#: (a worker takes one within ``WEBHOOK_QUEUE_DELAY``, a fraction of a second).
+DELIVERY_OVERDUE = timedelta(minutes=1)
+
+
 class WebhookEventIndexView(generic.IndexView):
     reprocess_url_name: str | None = None
+
+    def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """The listing; for a superuser (who runs the workers), a warning when Stripe's
+        deliveries wait to be stored: their events are not in the log yet."""
+        if request.user.is_superuser and not getattr(self, "results_only", False):
+            overdue = WebhookDelivery.objects.filter(
+                received_at__lt=timezone.now() - DELIVERY_OVERDUE
+            ).count()
+            if overdue:
+                messages.warning(
+                    request,
+                    ngettext(
+                        "%(count)d delivery from Stripe has waited more than a minute to be "
+                        "stored; its event shows here once a qcluster worker takes it. "
+                        "Is qcluster running?",
+                        "%(count)d deliveries from Stripe have waited more than a minute to "
+                        "be stored; their events show here once a qcluster worker takes "
+                        "them. Is qcluster running?",
+                        overdue,
+                    )
+                    % {"count": overdue},
+                )
+        return super().get(request, *args, **kwargs)
 
     def get_base_queryset(self) -> Any:
         return webhook_events_for_user(self.request.user, super().get_base_queryset())
