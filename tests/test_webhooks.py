@@ -33,7 +33,6 @@ from tests.webhook_helpers import (
     session_obj,
     stripe_invoice_obj,
     subscription_obj,
-    webhook_url,
 )
 from wagtail_client_billing import signals, tasks, webhooks
 from wagtail_client_billing.conf import billing_settings
@@ -297,7 +296,6 @@ def test_wrong_secret_is_refused_and_nothing_stored(client, invoice):
 def test_tampered_body_is_refused(client, invoice):
     event = completed(invoice, "cs_test_a1current")
     body = json.dumps(event).encode()
-    from wagtail_client_billing.testing.webhooks import sign_payload
 
     signature = sign_payload(body, "whsec_test_suite")
     tampered = body.replace(b'"paid"', b'"paid" ', 1)
@@ -393,12 +391,7 @@ def test_the_view_answers_once_the_delivery_is_kept_and_a_worker_stores_and_appl
     payload = json.dumps(event).encode()
 
     with TestCase.captureOnCommitCallbacks(execute=False) as queued:
-        response = client.post(
-            webhook_url(),
-            data=payload,
-            content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=sign_payload(payload, TEST_SECRET),
-        )
+        response = post_event(client, event, body=payload, run_tasks=False)
 
     assert response.status_code == 200
     assert response.json() == {"id": event["id"], "received": True}
@@ -1004,16 +997,9 @@ def test_the_event_log_warns_the_operator_of_deliveries_no_worker_stored(client,
     url = "/admin/client-billing/webhook-events/"
     warning = "waited more than a minute to be stored"
 
-    with TestCase.captureOnCommitCallbacks(execute=False):  # no worker takes them
-        for session in ("cs_test_a1late", "cs_test_a1later"):
-            body = json.dumps(completed(invoice, session)).encode()
-            response = client.post(
-                webhook_url(),
-                data=body,
-                content_type="application/json",
-                HTTP_STRIPE_SIGNATURE=sign_payload(body, TEST_SECRET),
-            )
-            assert response.status_code == 200
+    for session in ("cs_test_a1late", "cs_test_a1later"):  # no worker takes them
+        event = completed(invoice, session)
+        assert post_event(client, event, run_tasks=False).status_code == 200
     assert warning not in operator.get(url).content.decode()  # just kept
 
     WebhookDelivery.objects.update(received_at=timezone.now() - timedelta(minutes=2))

@@ -7,6 +7,7 @@ tests also show the handlers ignore what they do not need.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from typing import Any
@@ -38,17 +39,20 @@ def post_event(
     *,
     timestamp: int | None = None,
     body: bytes | None = None,
+    run_tasks: bool = True,
 ):
     """POST ``event`` (or raw ``body``) to the webhook view, signed with ``secret``.
 
     The queued task runs too (django-q2 is synchronous in the tests, and the on-commit
-    callbacks of the test's transaction are run), as a ``qcluster`` would run it.
+    callbacks of the test's transaction are run), as a ``qcluster`` would run it; with
+    ``run_tasks=False`` it stays queued in the test's transaction, as if no worker ran.
     """
     payload = body if body is not None else json.dumps(event).encode()
     headers = {}
     if secret is not None:
         headers["HTTP_STRIPE_SIGNATURE"] = sign_payload(payload, secret, timestamp)
-    with TestCase.captureOnCommitCallbacks(execute=True):
+    tasks_run = TestCase.captureOnCommitCallbacks(execute=True)
+    with tasks_run if run_tasks else contextlib.nullcontext():
         return client.post(webhook_url(), data=payload, content_type="application/json", **headers)
 
 
