@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
@@ -317,6 +319,23 @@ def test_sites_share_one_tls_context_and_a_newly_trusted_certificate_is_honoured
         result = send_one(make_invoice(site_a, account))
     assert result.sent, result.error
     assert server_c.tls_sessions == 1
+
+
+def test_senders_starting_at_once_share_one_new_tls_context(tmp_path, monkeypatch):
+    # Threads that send their first email at the same moment (a threaded worker, a
+    # batch per site) wait for one context rather than each loading the CA
+    # certificates for a context of its own.
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLSCert(tmp_path).cert_path))
+    start = threading.Barrier(12)
+
+    def first_context(_n: int):
+        start.wait(10)
+        return emails.tls_client_context()
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        contexts = list(pool.map(first_context, range(12)))
+
+    assert len({id(context) for context in contexts}) == 1
 
 
 def test_one_connection_per_site_for_a_batch(db, account):

@@ -42,6 +42,7 @@ import secrets
 import smtplib
 import socket
 import ssl
+import threading
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -301,9 +302,9 @@ class _CheckedSMTP_SSL(smtplib.SMTP_SSL, _CheckedSMTP):
         smtplib.SMTP_SSL.__init__(self, host, port, **kwargs)
 
 
-@functools.lru_cache(maxsize=4)
-def _tls_client_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
-    return ssl.create_default_context()
+#: The verifying client contexts made so far, by the certificates OpenSSL was told to load.
+_tls_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
+_tls_contexts_lock = threading.Lock()
 
 
 def tls_client_context() -> ssl.SSLContext:
@@ -312,11 +313,21 @@ def tls_client_context() -> ssl.SSLContext:
     One per process, not one per backend as Django's SMTP backend makes (a backend is
     made for each batch, and for each email a task sends alone): making one loads the
     system's CA certificates, which takes more CPU than writing and sending a message
-    (``docs/performance.md``). A context is safe to share between threads and connections and
-    is never changed after it is made. It is made again when ``SSL_CERT_FILE`` or
-    ``SSL_CERT_DIR``, which OpenSSL reads when it loads them, name other certificates.
+    (``docs/performance.md``). Threads that ask for it first at the same moment wait for
+    the one being made rather than each making their own. A context is safe to share
+    between threads and connections and is never changed after it is made. It is made
+    again when ``SSL_CERT_FILE`` or ``SSL_CERT_DIR``, which OpenSSL reads when it loads
+    them, name other certificates.
     """
-    return _tls_client_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    key = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+    if (context := _tls_contexts.get(key)) is not None:
+        return context
+    with _tls_contexts_lock:
+        if (context := _tls_contexts.get(key)) is None:
+            if len(_tls_contexts) >= 4:  # settings that changed and will not come back
+                _tls_contexts.clear()
+            context = _tls_contexts[key] = ssl.create_default_context()
+    return context
 
 
 class CheckedSMTPBackend(SMTPBackend):
