@@ -153,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         args.delay,
         hostname="127.0.0.1",
         port=args.port,
+        # The name it greets with. Without one, aiosmtpd asks the resolver for this
+        # machine's name (socket.getfqdn) for every connection it accepts.
+        server_hostname="sink.bench.example",
         tls_context=context,
         require_starttls=True,
         ready_timeout=30,
