@@ -38,7 +38,7 @@ FULL = {
     "listing_repeats": 5,
     "paylink_requests": 300,
     "webhook_events": 3000,  # a run of 2-3 s each: shorter ones gave ratios 0.6 to 1.0
-    # Each pair of runs (the bare view's, the app's) gives a ratio 0.54 to 1.03 for the
+    # Each pair of runs (the bare view's, the app's) gives a ratio 0.54 to 1.26 for the
     # same code on a 2-core machine; the medians of nine move less between full runs
     # than those of five (79 to 92 % for the same code) or three.
     "webhook_repeats": 9,
