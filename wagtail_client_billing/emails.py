@@ -307,15 +307,6 @@ _tls_contexts: dict[tuple[str | None, str | None], ssl.SSLContext] = {}
 _tls_contexts_lock = threading.Lock()
 
 
-def _new_tls_contexts_lock() -> None:
-    """A forked child starts with a free lock: a thread of the parent may have held it."""
-    global _tls_contexts_lock
-    _tls_contexts_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_new_tls_contexts_lock)
-
-
 def tls_client_context() -> ssl.SSLContext:
     """The verifying TLS client context every site's custom server is reached with.
 
