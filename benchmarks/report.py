@@ -93,7 +93,19 @@ def _rows() -> list[tuple[str, str, str, Callable[[dict], str], str]]:
             f"{_get(r, 'sweep.loop_queries_per_invoice') or 0:.1f} q/inv)"
         ),
     )
-    add(sw, "speedup vs loop", ">= 30x", lambda r: _x(_get(r, "sweep.speedup")))
+    add(
+        sw,
+        "speedup vs loop",
+        ">= 30x",
+        lambda r: (
+            _x(_get(r, "sweep.speedup"))
+            + (
+                f" (pairs {', '.join(f'{x:.0f}' for x in _get(r, 'sweep.speedup_each'))})"
+                if _get(r, "sweep.speedup_each")
+                else ""
+            )
+        ),
+    )
 
     def sweep_split(r: dict) -> str:
         split = _get(r, "sweep.split") or {}
