@@ -14,9 +14,10 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import Schedule
 from django_q.scheduler import scheduler
+from wagtail import hooks as wagtail_hooks
 
 from tests.utils import SMTPServer, make_account, make_invoice, use_custom_smtp
-from wagtail_client_billing import gateway, lifecycle, tasks
+from wagtail_client_billing import gateway, hooks, lifecycle, tasks
 from wagtail_client_billing.models import ClientBillingLogEntry, EmailStatus, Invoice, InvoiceStatus
 
 pytestmark = [
@@ -423,6 +424,95 @@ def test_a_reminder_claimed_by_a_run_whose_worker_died_is_sent_by_a_later_run(
     assert tasks.send_expiry_reminders() == 0
 
     assert [m.to for m in mail.outbox] == [[invoice.email]]
+
+
+class WorkerKilled(BaseException):
+    """A worker stopping mid-task (SIGKILL, or django-q2's timeout): nothing after runs."""
+
+
+def test_a_reminder_run_that_dies_midway_keeps_what_it_sent_and_a_later_run_sends_the_rest(
+    site, account, settings, time_machine
+):
+    """Each reminder is marked sent as the server accepts it: a run that dies at its third
+    message (a backlog longer than the task timeout kills every run that way) leaves the
+    first two sent, and the run that takes over its claims sends only the third."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    time_machine.move_to(timezone.now(), tick=False)
+    expires_at = timezone.now() + timedelta(hours=1)
+    invoices = [
+        make_invoice(site, account, email=f"client{n}@example.com", expires_at=expires_at)
+        for n in range(3)
+    ]
+    Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(email_status=EmailStatus.SENT)
+    built: list[int] = []
+
+    def dies_at_the_third_message(invoice, message):
+        built.append(invoice.pk)
+        if len(built) == 3:
+            raise WorkerKilled
+
+    with (
+        wagtail_hooks.register_temporarily(hooks.EMAIL_MESSAGE, dies_at_the_third_message),
+        pytest.raises(WorkerKilled),
+    ):
+        tasks.send_expiry_reminders()
+    assert len(mail.outbox) == 2
+    sent_before = [m.to[0] for m in mail.outbox]
+    assert Invoice.objects.filter(reminder_sent_at__isnull=False).count() == 2
+    assert log_actions(invoices[0]).count("wagtail_client_billing.reminder_sent") == 1
+
+    time_machine.shift(tasks.claim_lease() + timedelta(seconds=1))
+    assert tasks.send_expiry_reminders() == 1
+    assert tasks.send_expiry_reminders() == 0
+
+    (rest,) = {i.email for i in invoices} - set(sent_before)
+    assert [m.to[0] for m in mail.outbox] == [*sent_before, rest]  # each client once
+
+
+def test_a_server_that_asks_to_try_later_is_asked_once_a_run(site, account, settings):
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    expires_at = timezone.now() + timedelta(hours=1)
+    invoices = [make_invoice(site, account, expires_at=expires_at) for _ in range(2)]
+    Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(email_status=EmailStatus.SENT)
+
+    with SMTPServer() as server:
+        use_custom_smtp(site, server)
+        server.data_replies = ["451 4.3.0 Try again later"] * 10
+        assert tasks.send_expiry_reminders() == 0
+        assert len(server.data_replies) == 8  # one try for each reminder, then the run ends
+        assert server.messages == []
+        assert tasks.send_expiry_reminders() == 0  # the next run tries each once again
+        assert len(server.data_replies) == 6
+
+
+def test_a_reminder_backlog_goes_out_in_a_chain_of_runs_each_within_its_time(
+    site, account, settings, monkeypatch
+):
+    """A run stops claiming once half the task timeout has passed and queues the next
+    run (here each run has time for one claim of one reminder)."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    expires_at = timezone.now() + timedelta(hours=1)
+    invoices = [
+        make_invoice(site, account, email=f"client{n}@example.com", expires_at=expires_at)
+        for n in range(3)
+    ]
+    Invoice.objects.filter(pk__in=[i.pk for i in invoices]).update(email_status=EmailStatus.SENT)
+    monkeypatch.setattr(tasks, "REMINDER_CLAIM_SIZE", 1)
+    monkeypatch.setattr(tasks, "claim_lease", lambda: timedelta(0))
+
+    assert tasks.send_expiry_reminders() == 1  # its own; the chain (run at once here) the rest
+
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(i.email for i in invoices)
+    assert not Invoice.objects.filter(reminder_sent_at__isnull=True).exists()
 
 
 def test_an_email_whose_worker_died_is_resumed_and_sent_once(site, account):

@@ -866,42 +866,61 @@ class SendResult:
 
 
 def send_invoice_emails(
-    invoices: Iterable[Invoice], kind: str = INVOICE_REQUEST
+    invoices: Iterable[Invoice],
+    kind: str = INVOICE_REQUEST,
+    on_result: Callable[[SendResult], None] | None = None,
 ) -> list[SendResult]:
     """Send one email per invoice, one connection per site; a result for each invoice.
 
     Never raises for a delivery problem: a site whose server cannot be reached fails
     all of that site's invoices with the same error, a refused recipient fails only
-    its own invoice, and the connection is reused for the rest.
+    its own invoice, and the connection is reused for the rest. ``on_result`` is called
+    with each result as soon as it is known, before the next message: a caller records
+    each outcome there, so a worker that dies mid-batch loses at most the one in flight.
     """
     by_site: dict[int, list[Invoice]] = {}
     for invoice in invoices:
         by_site.setdefault(invoice.site_id, []).append(invoice)
     results: list[SendResult] = []
     for group in by_site.values():
-        results.extend(_send_for_site(group, kind))
+        results.extend(_send_for_site(group, kind, on_result or _ignore))
     return results
 
 
-def _send_for_site(invoices: list[Invoice], kind: str) -> list[SendResult]:
+def _ignore(result: SendResult) -> None:
+    return None
+
+
+def _send_for_site(
+    invoices: list[Invoice], kind: str, on_result: Callable[[SendResult], None]
+) -> list[SendResult]:
     # What every message reads of its invoice, read for the whole batch at once: the
     # lines (the figures, the PDF), the client and the site's root page and locale (the
     # language). Without it each message asked for its lines three times.
     prefetch_related_objects(invoices, "lines", "client", "site__root_page__locale")
     site = invoices[0].site
+    results: list[SendResult] = []
+
+    def done(result: SendResult) -> None:
+        results.append(result)
+        on_result(result)
+
     try:
         mailer = mailer_for_site(site)
     except Exception as exc:
         error = describe_error(exc)
-        return [SendResult(invoice.pk, error) for invoice in invoices]
-    results: list[SendResult] = []
+        for invoice in invoices:
+            done(SendResult(invoice.pk, error))
+        return results
     try:
         try:
             mailer.connection.open()
         except Exception as exc:
             error = describe_error(exc, mailer)
             _log_failure(error, mailer, [i.pk for i in invoices])
-            return [SendResult(invoice.pk, error) for invoice in invoices]
+            for invoice in invoices:
+                done(SendResult(invoice.pk, error))
+            return results
         for invoice in invoices:
             try:
                 message = build_invoice_message(invoice, mailer, kind)
@@ -909,11 +928,11 @@ def _send_for_site(invoices: list[Invoice], kind: str) -> list[SendResult]:
             except Exception as exc:
                 error = describe_error(exc, mailer)
                 _log_failure(error, mailer, [invoice.pk])
-                results.append(SendResult(invoice.pk, error))
+                done(SendResult(invoice.pk, error))
                 if not error.keeps_connection:
                     _drop_connection(mailer.connection)
             else:
-                results.append(SendResult(invoice.pk))
+                done(SendResult(invoice.pk))
     finally:
         _close_quietly(mailer.connection)
     return results

@@ -15,8 +15,8 @@ The tasks, and what makes each safe to run twice:
   spread out to stay under ``STRIPE_TASK_RATE_LIMIT``.
 - :func:`send_expiry_reminders` (every 15 minutes) sends each site's reminders before
   the due date (or expiry) and on it; it claims ``reminder_claimed_at`` (or
-  ``due_reminder_claimed_at``) before sending, so a reminder goes once; a claim left
-  by a dead worker is taken over by a later run.
+  ``due_reminder_claimed_at``) before sending and records each one as it goes, so a
+  reminder goes once; a claim left by a dead worker is taken over by a later run.
 - :func:`reconcile_open_sessions` (every 15 minutes) asks Stripe about open Checkout
   Sessions, and about the refunds and disputes of recent payments, for what a lost
   webhook would otherwise leave unnoticed.
@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -69,7 +68,6 @@ from .billing import (
 )
 from .conf import billing_settings
 from .models import (
-    ClientBillingLogEntry,
     ClientBillingSettings,
     EmailStatus,
     Invoice,
@@ -628,6 +626,10 @@ def resume_tax_rate_archives() -> int:
 # --- reminders --------------------------------------------------------------------------------
 
 
+#: Reminders claimed at a time: a site's claimed reminders share one SMTP connection.
+REMINDER_CLAIM_SIZE = 50
+
+
 def send_expiry_reminders() -> int:
     """The reminder emails of pending invoices; returns how many went.
 
@@ -639,27 +641,38 @@ def send_expiry_reminders() -> int:
     - *on the due date*: from the start of that day while the link still works
       (``due_reminder_claimed_at`` / ``due_reminder_sent_at``).
 
-    Only invoices whose first email went out are reminded (never a draft). Each is
-    claimed by stamping its claim column with a value unique to this run (a conditional
-    ``UPDATE``), so two runs at once never remind the same client twice; a sent (or
-    permanently refused) reminder sets its sent column. A transient failure releases
-    the claim for the next run; a claim older than the task timeout belongs to a run
-    whose worker died, and the next run takes it over.
+    Only invoices whose first email went out are reminded (never a draft). They are
+    claimed :data:`REMINDER_CLAIM_SIZE` at a time by stamping their claim column with a
+    value unique to the claim (a conditional ``UPDATE``), so two runs at once never
+    remind the same client twice. Each outcome is written as soon as the server answers:
+    a sent (or permanently refused) reminder sets its sent column, a transient failure
+    releases the claim for the next run. A claim older than the task timeout belongs to
+    a run whose worker died (at most its message in flight went and was not recorded),
+    and the next run takes it over. A run stops claiming after half the task timeout and
+    queues the next run at once, so a backlog goes out in a chain of runs, none killed
+    by the timeout.
     """
     now = timezone.now()
-    before = _remind_before_candidates(now)
-    sent = 0
-    if before is not None:
-        sent += _send_reminders(
-            before, now, emails.REMINDER, "reminder", "wagtail_client_billing.reminder_sent"
+    deadline = time.monotonic() + claim_lease().total_seconds() / 2
+    kinds: list[tuple[Q, str, str, str]] = []
+    if (before := _remind_before_candidates(now)) is not None:
+        kinds.append((before, emails.REMINDER, "reminder", "wagtail_client_billing.reminder_sent"))
+    kinds.append(
+        (
+            _due_date_candidates(now),
+            emails.DUE_REMINDER,
+            "due_reminder",
+            "wagtail_client_billing.due_reminder_sent",
         )
-    sent += _send_reminders(
-        _due_date_candidates(now),
-        now,
-        emails.DUE_REMINDER,
-        "due_reminder",
-        "wagtail_client_billing.due_reminder_sent",
     )
+    sent = 0
+    for condition, kind, column, action in kinds:
+        done, finished = _send_reminders(condition, now, kind, column, action, deadline)
+        sent += done
+        if not finished:
+            async_task(f"{TASKS}.send_expiry_reminders", group="client_billing_email")
+            logger.info("Reminders left after %d sent: the next run is queued", sent)
+            break
     return sent
 
 
@@ -694,8 +707,13 @@ def _due_date_candidates(now: datetime) -> Q:
     return Q(due_date__lte=timezone.localdate(now)) & ~Q(site_id__in=off)
 
 
-def _send_reminders(condition: Q, now: datetime, kind: str, column: str, action: str) -> int:
-    """Claim, send and record one kind of reminder; ``column`` is the columns' prefix."""
+def _send_reminders(
+    condition: Q, now: datetime, kind: str, column: str, action: str, deadline: float
+) -> tuple[int, bool]:
+    """Claim, send and record one kind of reminder, a claim at a time, until none is
+    left or ``deadline`` (``time.monotonic()``) has passed after a claim; ``column`` is
+    the columns' prefix. Returns how many went, and whether none is left (a reminder
+    that failed for now waits for the next scheduled run, not for this one's chain)."""
     claimed_at, sent_at = f"{column}_claimed_at", f"{column}_sent_at"
     candidates = Invoice.objects.filter(
         condition,
@@ -705,34 +723,41 @@ def _send_reminders(condition: Q, now: datetime, kind: str, column: str, action:
         expires_at__gt=now,
         **{f"{sent_at}__isnull": True},
     )
-    stamp = _unique_stamp(now)
-    if not candidates.update(**{claimed_at: stamp}):
-        return 0
-    mine = Invoice.objects.filter(**{claimed_at: stamp})
-    claimed = list(mine.select_related("site"))
-    results = {r.invoice_id: r for r in emails.send_invoice_emails(claimed, kind)}
-    sent = [i for i in claimed if results[i.pk].sent]
-    retry_later = [pk for pk, result in results.items() if result.error and result.error.transient]
-    mine.filter(pk__in=retry_later).update(**{claimed_at: None})
-    mine.exclude(pk__in=retry_later).update(**{sent_at: timezone.now()})
-    if sent:
-        # Wagtail's log model, in one INSERT (its log() writes one row per call).
-        content_type = ContentType.objects.get_for_model(Invoice)
-        ClientBillingLogEntry.objects.bulk_create(
-            [
-                ClientBillingLogEntry(
-                    content_type=content_type,
-                    object_id=str(invoice.pk),
-                    label=invoice.number,
-                    action=action,
-                    data={"to": invoice.email},
-                    timestamp=now,
-                )
-                for invoice in sent
-            ],
-            batch_size=1000,
+    sent = 0
+    by_pk: dict[int, Invoice] = {}  # the claim being sent
+    tried: set[int] = set()  # a transient failure is released, for the next run only
+
+    def record(result: emails.SendResult) -> None:
+        nonlocal sent
+        row = Invoice.objects.filter(pk=result.invoice_id)
+        if result.error and result.error.transient:
+            row.update(**{claimed_at: None})
+            return
+        row.update(**{sent_at: timezone.now()})
+        if result.sent:
+            sent += 1
+            invoice = by_pk[result.invoice_id]
+            log(instance=invoice, action=action, data={"to": invoice.email})
+
+    while True:  # a claim at least, so that every run of a chain makes progress
+        left = candidates.exclude(pk__in=tried).order_by("site_id", "pk")
+        pks = list(left.values_list("pk", flat=True)[:REMINDER_CLAIM_SIZE])
+        if not pks:
+            return sent, True
+        tried.update(pks)
+        stamp = _unique_stamp(timezone.now())
+        # Another run may have claimed some of them since: the UPDATE checks again.
+        candidates.filter(pk__in=pks).update(**{claimed_at: stamp})
+        claimed = list(
+            Invoice.objects.filter(pk__in=pks, **{claimed_at: stamp})
+            .select_related("site")
+            .order_by("site_id", "pk")
         )
-    return len(sent)
+        by_pk.clear()
+        by_pk.update((invoice.pk, invoice) for invoice in claimed)
+        emails.send_invoice_emails(claimed, kind, on_result=record)
+        if time.monotonic() >= deadline:
+            return sent, not candidates.exclude(pk__in=tried).exists()
 
 
 def _unique_stamp(now: datetime) -> datetime:
