@@ -109,3 +109,73 @@ def test_a_renewal_applied_beside_its_invoice_payment_keeps_its_payment_intent(h
         "pi_test_second",
         monthly.amount,
     )
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_two_workers_admitting_the_same_events_in_opposite_orders_both_finish(monkeypatch):
+    """Stripe delivers events again while their first deliveries wait in another batch:
+    two workers admit batches holding the same two events, in opposite orders. Each
+    admission is one transaction, and PostgreSQL makes a second insert of an event id
+    wait for the transaction of the first. In opposite orders the two waited for each
+    other, PostgreSQL aborted one batch ("deadlock detected") and its events waited
+    for the 5-minute resume sweep. Stored in event-id order, one waits for the other."""
+    import json
+
+    from tests.webhook_helpers import completed
+    from wagtail_client_billing.models import WebhookDelivery
+
+    site, account = make_site("admissions.example"), make_account("acct_test_admissions")
+    events = []
+    for n in range(2):
+        invoice = make_invoice(site, account, checkout_session_id=f"cs_test_a1admit{n}")
+        events.append(json.dumps(completed(invoice, invoice.checkout_session_id)))
+    x, y = events
+    first_batch = [WebhookDelivery.objects.create(body=body).pk for body in (x, y)]
+    second_batch = [WebhookDelivery.objects.create(body=body).pk for body in (y, x)]
+
+    # Each worker, after storing its first event, waits until the other has stored its
+    # first or waits for a lock: the two transactions overlap as in a busy cluster.
+    stored_one = {"first": threading.Event(), "second": threading.Event()}
+    names = threading.local()
+    store = intake.store
+
+    def overlapping_store(*args, **kwargs):
+        result = store(*args, **kwargs)
+        mine, other = names.value, "second" if names.value == "first" else "first"
+        if not stored_one[mine].is_set():
+            stored_one[mine].set()
+            while not stored_one[other].wait(timeout=0.01) and not waiting_for_a_lock():
+                pass
+        return result
+
+    monkeypatch.setattr(intake, "store", overlapping_store)
+    errors: list[BaseException] = []
+    due: dict[str, list[int]] = {}
+
+    def admit(name: str, pks: list[int]) -> None:
+        names.value = name
+        try:
+            due[name] = intake.admit(pks)
+        except BaseException as exc:  # re-raised in the test's thread
+            errors.append(exc)
+            stored_one[name].set()
+        finally:
+            connections.close_all()
+
+    threads = [
+        threading.Thread(target=admit, args=("first", first_batch)),
+        threading.Thread(target=admit, args=("second", second_batch)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not any(thread.is_alive() for thread in threads), "an admission hung"
+    if errors:
+        raise errors[0]
+
+    assert sorted(due["first"] + due["second"]) == sorted(
+        WebhookEvent.objects.values_list("pk", flat=True)
+    )
+    assert WebhookEvent.objects.count() == 2  # each event stored once, to apply once
+    assert not WebhookDelivery.objects.exists()  # every delivery admitted

@@ -535,12 +535,20 @@ def admit(delivery_pks: list[int]) -> list[int]:
             .order_by("pk")
             .values_list("pk", "body", "received_at")
         )
-        for pk, body, received_at in rows:
+        stored: dict[int, tuple[WebhookEvent, bool]] = {}
+        # In event-id order, not in the order they came: two admissions holding the same
+        # events insert them in the same order, so the second waits for the first. In
+        # opposite orders each waited for the other, and PostgreSQL aborted one of them
+        # ("deadlock detected"), whose events then waited for the resume sweep.
+        for pk, body, received_at, event in sorted(_parsed(rows), key=lambda r: r[3]["id"]):
             try:
-                record, created = store(parse_event(body), body, received_at=received_at)
+                stored[pk] = store(event, body, received_at=received_at)
             except InvalidWebhook as exc:  # verified when kept: only a database refusal
-                logger.error("Stripe delivery %s could not be stored, dropped: %s", pk, exc)
+                _dropped(pk, exc)
+        for pk, _body, _received_at in rows:  # the order they came
+            if pk not in stored:
                 continue
+            record, created = stored[pk]
             failed = record.outcome == WebhookOutcome.FAILED
             if created or (failed and record.pk not in due):
                 due.append(record.pk)
@@ -548,6 +556,21 @@ def admit(delivery_pks: list[int]) -> list[int]:
         admitted = [row[0] for row in rows]
         WebhookDelivery.objects.filter(pk__in=admitted).delete()
     return due
+
+
+def _parsed(rows: list[tuple[int, str, datetime]]) -> list[tuple[int, str, datetime, dict]]:
+    """The kept deliveries ``(pk, body, received_at)`` with their parsed events."""
+    parsed = []
+    for pk, body, received_at in rows:
+        try:
+            parsed.append((pk, body, received_at, parse_event(body)))
+        except InvalidWebhook as exc:
+            _dropped(pk, exc)
+    return parsed
+
+
+def _dropped(pk: int, exc: InvalidWebhook) -> None:
+    logger.error("Stripe delivery %s could not be stored, dropped: %s", pk, exc)
 
 
 # --- 4. process -----------------------------------------------------------------------------
