@@ -121,6 +121,7 @@ def test_two_workers_admitting_the_same_events_in_opposite_orders_both_finish(mo
     for the 5-minute resume sweep. Stored in event-id order, one waits for the other."""
     import json
 
+    from tests.test_races import run_together
     from tests.webhook_helpers import completed
     from wagtail_client_billing.models import WebhookDelivery
 
@@ -149,30 +150,16 @@ def test_two_workers_admitting_the_same_events_in_opposite_orders_both_finish(mo
         return result
 
     monkeypatch.setattr(intake, "store", overlapping_store)
-    errors: list[BaseException] = []
     due: dict[str, list[int]] = {}
 
     def admit(name: str, pks: list[int]) -> None:
         names.value = name
         try:
             due[name] = intake.admit(pks)
-        except BaseException as exc:  # re-raised in the test's thread
-            errors.append(exc)
-            stored_one[name].set()
         finally:
-            connections.close_all()
+            stored_one[name].set()  # one that failed first lets the other go on
 
-    threads = [
-        threading.Thread(target=admit, args=("first", first_batch)),
-        threading.Thread(target=admit, args=("second", second_batch)),
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "an admission hung"
-    if errors:
-        raise errors[0]
+    run_together([lambda: admit("first", first_batch), lambda: admit("second", second_batch)])
 
     assert sorted(due["first"] + due["second"]) == sorted(
         WebhookEvent.objects.values_list("pk", flat=True)
