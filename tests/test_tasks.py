@@ -491,6 +491,35 @@ def test_a_server_that_asks_to_try_later_is_asked_once_a_run(site, account, sett
         assert len(server.data_replies) == 6
 
 
+def test_a_reminder_that_failed_for_now_leaves_a_claim_another_run_took_over(
+    site, account, settings
+):
+    """A run releases only its own claim: if another run took the reminder over meanwhile
+    (this one outlived its lease), that run's claim stays, so no third run sends it."""
+    settings.WAGTAIL_CLIENT_BILLING = {
+        **settings.WAGTAIL_CLIENT_BILLING,
+        "REMINDER_BEFORE": timedelta(hours=2),
+    }
+    invoice = make_invoice(site, account, expires_at=timezone.now() + timedelta(hours=1))
+    Invoice.objects.filter(pk=invoice.pk).update(email_status=EmailStatus.SENT)
+    other_runs_claim = timezone.now() + timedelta(seconds=1)
+
+    def taken_over(invoice, message):
+        Invoice.objects.filter(pk=invoice.pk).update(reminder_claimed_at=other_runs_claim)
+
+    with (
+        SMTPServer() as server,
+        wagtail_hooks.register_temporarily(hooks.EMAIL_MESSAGE, taken_over),
+    ):
+        use_custom_smtp(site, server)
+        server.data_replies = ["451 4.3.0 Try again later"]
+        assert tasks.send_expiry_reminders() == 0
+
+    invoice.refresh_from_db()
+    assert invoice.reminder_claimed_at == other_runs_claim
+    assert invoice.reminder_sent_at is None
+
+
 def test_a_reminder_backlog_goes_out_in_a_chain_of_runs_each_within_its_time(
     site, account, settings, monkeypatch
 ):

@@ -725,13 +725,14 @@ def _send_reminders(
     )
     sent = 0
     by_pk: dict[int, Invoice] = {}  # the claim being sent
+    stamp = now
     tried: set[int] = set()  # a transient failure is released, for the next run only
 
     def record(result: emails.SendResult) -> None:
         nonlocal sent
         row = Invoice.objects.filter(pk=result.invoice_id)
         if result.error and result.error.transient:
-            row.update(**{claimed_at: None})
+            row.filter(**{claimed_at: stamp}).update(**{claimed_at: None})  # if still ours
             return
         row.update(**{sent_at: timezone.now()})
         if result.sent:
