@@ -13,6 +13,7 @@ for a lock.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import connection, connections
@@ -39,8 +40,13 @@ def apply(event: dict) -> None:
 
 
 def waiting_for_a_lock() -> bool:
-    """Whether another session of this database waits for a row or an index entry."""
+    """Whether another session of this database waits for a row or an index entry.
+
+    PostgreSQL holds a transaction's view of ``pg_stat_activity`` still from its first
+    read; cleared first, a caller inside a transaction sees each new wait.
+    """
     with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity "
             "WHERE datname = current_database() AND wait_event_type = 'Lock'"
@@ -145,8 +151,9 @@ def test_two_workers_admitting_the_same_events_in_opposite_orders_both_finish(mo
         mine, other = names.value, "second" if names.value == "first" else "first"
         if not stored_one[mine].is_set():
             stored_one[mine].set()
+            deadline = time.monotonic() + 30
             while not stored_one[other].wait(timeout=0.01) and not waiting_for_a_lock():
-                pass
+                assert time.monotonic() < deadline, "the other worker neither stored nor waited"
         return result
 
     monkeypatch.setattr(intake, "store", overlapping_store)
